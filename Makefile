@@ -1,0 +1,23 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up (if needed) and run the main job on the bundled sample
+#   make test   set up (if needed) and run the test suite
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test colcon clean
+
+setup:
+	@VENV=$(VENV) bash scripts/setup.sh
+
+demo: setup
+	@VENV=$(VENV) bash scripts/demo.sh
+
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+colcon: setup
+	@VENV=$(VENV) bash scripts/colcon_build.sh
+
+clean:
+	rm -rf $(VENV) build install log out

@@ -1,0 +1,204 @@
+"""Spoken command -> referring expression (method.md §6).
+
+Why: a voice front end sends "could you pick up the red cup on the left please", but the
+method was built for referring expressions ("the red cup on the left"); the politeness and
+the imperative verb would otherwise become "effective words" and pull the heat map.
+
+Rules (on whole words, case-insensitive; the kept words keep their original case):
+1. Unicode NFC; typographic apostrophes -> "'"; emoji and other symbols removed; other
+   punctuation becomes a space, except "'" and "-" inside a word, "." and "," inside a
+   number, and "&". Whitespace collapsed.
+2. Empty -> EmptyCommandError. Language check (simple heuristic, documented): more than half
+   of the letters non-ASCII, no letter at all, or two or more words none of which is a
+   known English word (a built-in list of function/spatial/colour/common-object words plus
+   every word of the phrase lists) -> NonEnglishCommandError. A single ASCII word passes.
+3. Repeatedly drop a leading politeness phrase, then one imperative verb phrase (longest
+   match), then repeatedly drop trailing phrases ("for me", "please", "thanks", ...), then a
+   separable particle left by a split verb ("pick the cup up"), then trailing phrases again.
+4. Nothing left -> EmptyCommandError (no object was named).
+An expression that is just a noun phrase passes through unchanged (bar rule 1).
+With enabled=False only rule 1, the checks of rule 2 (check_language) and the empty check run.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+
+class CommandError(ValueError):
+    """The command cannot be turned into a referring expression."""
+
+
+class EmptyCommandError(CommandError):
+    """The command is empty, or names no object once the phrases are removed."""
+
+
+class NonEnglishCommandError(CommandError):
+    """The command does not look like English (the models only understand English)."""
+
+
+LEADING_PHRASES: tuple[str, ...] = (
+    "hey robot", "hi robot", "hello robot", "ok robot", "okay robot", "robot",
+    "hey", "hi", "hello", "ok", "okay", "um", "uh", "so", "now", "then", "also", "and", "just",
+    "please", "kindly", "could you", "can you", "would you", "will you", "would you mind",
+    "do you mind", "could you possibly", "i need you to", "i want you to", "i would like you to",
+    "i'd like you to", "try to", "go ahead and", "go and",
+)
+
+VERBS: tuple[str, ...] = (
+    "pick up", "pick out", "pick", "lift up", "lift", "grab", "grasp", "hold",
+    "hand me", "hand over", "give me", "give", "bring me", "bring", "pass me",
+    "show me", "show", "find me", "find", "point to", "point at", "point out",
+    "get me", "get", "fetch me", "fetch", "take", "look at", "where is", "where's",
+    "where are", "locate", "select", "choose", "segment", "highlight", "identify", "touch",
+    "i want", "i need", "i would like", "i'd like", "can i have", "can i get", "may i have",
+)
+
+TRAILING_PHRASES: tuple[str, ...] = (
+    "for me", "to me", "please", "thanks", "thank you", "thank you very much", "now", "right now",
+    "if you can", "if you could", "if possible", "quickly", "would you", "could you", "will you",
+)
+
+SEPARABLE_PARTICLES: tuple[tuple[str, str], ...] = (
+    ("pick", "up"), ("pick", "out"), ("lift", "up"), ("hand", "over"), ("point", "out"),
+)
+
+# Words whose presence says "this is English" (rule 2). Deliberately leaves out short words
+# shared with other European languages ("a", "in", "me", "on", "die", "de", "la", "son").
+_ENGLISH_HINTS = frozenset("""
+the an this that these those it its my your his her their our one ones two three four five
+first second third last next to of with without near behind between beside besides under
+over above below at from by for into onto front back left right middle center centre top
+bottom side corner closest nearest farthest furthest leftmost rightmost big bigger biggest
+small smaller smallest large larger largest tall short long little half empty full open
+closed is are which who what where there here and or not
+red green blue yellow orange purple pink brown black white gray grey silver gold dark light
+man men woman women person people guy girl boy lady kid child baby player
+cup mug glass bottle bowl plate box can jar knife fork spoon sponge book phone remote laptop
+keyboard mouse chair table couch sofa bed dog cat bird horse sheep cow elephant bear zebra
+giraffe car truck bus bike bicycle motorcycle train boat plane umbrella bag backpack suitcase
+ball kite toy banana apple sandwich pizza donut cake carrot broccoli hat shirt jacket tie
+scissors clock vase tv screen towel block door window wall floor sink oven fridge
+""".split())
+
+_APOSTROPHES = dict.fromkeys(map(ord, "\u2019\u2018\u02bc\u00b4`"), "'")
+
+
+@dataclass(frozen=True)
+class NormaliserSettings:
+    """Phrase lists (lower case, space-separated words) and switches for normalise_command."""
+
+    enabled: bool = True
+    leading_phrases: tuple[str, ...] = LEADING_PHRASES
+    trailing_phrases: tuple[str, ...] = TRAILING_PHRASES
+    verbs: tuple[str, ...] = VERBS
+    separable_particles: tuple[tuple[str, str], ...] = SEPARABLE_PARTICLES
+    check_language: bool = True
+
+
+def clean_text(text: str) -> str:
+    """Rule 1: drop emoji/symbols, turn punctuation into spaces (keeping in-word ' and -)."""
+    text = unicodedata.normalize("NFC", text).translate(_APOSTROPHES)
+    out: list[str] = []
+    n = len(text)
+    for i, ch in enumerate(text):
+        prev_ok = i > 0 and text[i - 1].isalnum()
+        next_ok = i + 1 < n and text[i + 1].isalnum()
+        cat = unicodedata.category(ch)
+        if ch.isalnum() or cat.startswith("M"):
+            # Combining marks attached to a letter survive; a lone variation selector
+            # (emoji presentation) is dropped with its emoji below.
+            out.append(ch if (ch.isalnum() or (out and out[-1] not in " ")) else " ")
+        elif ch.isspace():
+            out.append(" ")
+        elif ch in "'-" and prev_ok and next_ok:
+            out.append(ch)
+        elif ch in ".," and i > 0 and text[i - 1].isdigit() and next_ok and text[i + 1].isdigit():
+            out.append(ch)
+        elif ch == "&":
+            out.append(" & ")
+        else:
+            out.append(" ")  # punctuation, emoji, other symbols, control/format characters
+    return " ".join("".join(out).split())
+
+
+def _looks_english(words: list[str], settings: NormaliserSettings) -> str | None:
+    """Rule 2: the reason the text is not English, or None."""
+    letters = [c for w in words for c in w if c.isalpha()]
+    if not letters:
+        return "it contains no letters"
+    non_ascii = sum(1 for c in letters if not c.isascii())
+    if non_ascii * 2 > len(letters):
+        return "most of its letters are not English (non-ASCII)"
+    if len(words) >= 2:
+        known = set(_ENGLISH_HINTS)
+        for phrase in settings.leading_phrases + settings.trailing_phrases + settings.verbs:
+            known.update(phrase.split())
+        if not any(w.lower().strip("'-") in known for w in words):
+            return "none of its words is a known English word"
+    return None
+
+
+def _strip_leading(words: list[str], lower: list[str], phrases: list[list[str]]) -> int:
+    """Length of the longest phrase matching at the start of `lower` (0: none)."""
+    for p in phrases:  # longest first
+        if lower[: len(p)] == p and len(p) <= len(lower):
+            return len(p)
+    return 0
+
+
+def normalise_command(text: str, settings: NormaliserSettings | None = None) -> str:
+    """Turn a spoken command into the referring expression the method expects (module doc)."""
+    settings = settings or NormaliserSettings()
+    if text is None or not str(text).strip():
+        raise EmptyCommandError("the command is empty")
+    cleaned = clean_text(str(text))
+    if not cleaned:
+        raise EmptyCommandError(f"the command {text!r} contains no words")
+    words = cleaned.split(" ")
+    if settings.check_language:
+        reason = _looks_english(words, settings)
+        if reason:
+            raise NonEnglishCommandError(f"the command {text!r} does not look like English: {reason}")
+    if not settings.enabled:
+        return cleaned
+
+    def prepare(phrases: tuple[str, ...]) -> list[list[str]]:
+        return sorted((p.lower().split() for p in phrases if p.strip()), key=len, reverse=True)
+
+    leading, trailing, verbs = (prepare(settings.leading_phrases), prepare(settings.trailing_phrases),
+                                prepare(settings.verbs))
+    lower = [w.lower() for w in words]
+    lo, hi = 0, len(words)
+
+    def strip_trailing() -> None:
+        nonlocal hi
+        changed = True
+        while changed and hi > lo:
+            changed = False
+            for p in trailing:
+                if hi - lo >= len(p) and lower[hi - len(p):hi] == p:
+                    hi -= len(p)
+                    changed = True
+                    break
+
+    # Leading politeness (repeated), then one verb phrase, then politeness again ("grab me please ...").
+    while lo < hi and (k := _strip_leading(words[lo:hi], lower[lo:hi], leading)):
+        lo += k
+    verb: list[str] = []
+    if lo < hi and (k := _strip_leading(words[lo:hi], lower[lo:hi], verbs)):
+        verb = lower[lo:lo + k]
+        lo += k
+        while lo < hi and lower[lo] == "please":
+            lo += 1
+    strip_trailing()
+    if verb:
+        for v, particle in settings.separable_particles:
+            if verb == [v] and hi - lo >= 2 and lower[hi - 1] == particle:
+                hi -= 1
+                strip_trailing()
+                break
+    if lo >= hi:
+        raise EmptyCommandError(f"the command {text!r} names no object")
+    return " ".join(words[lo:hi])
