@@ -12,16 +12,16 @@ Rules (on whole words, case-insensitive; the kept words keep their original case
    of the letters non-ASCII, no letter at all, or two or more words none of which is a
    known English word (a built-in list of function/spatial/colour/common-object words plus
    every word of the phrase lists) -> NonEnglishCommandError. A single ASCII word passes.
-3. Repeatedly drop a leading politeness phrase, then one imperative verb phrase (longest
-   match), then repeatedly drop trailing phrases ("for me", "please", "thanks", ...), then a
-   separable particle left by a split verb ("pick the cup up"), then trailing phrases again.
+3. Repeatedly drop a leading politeness phrase (or a vocative such as "robot" when one of
+   those or a verb follows), then one imperative verb phrase (longest match), then
+   repeatedly drop trailing phrases ("for me", "please", "thanks", ...), then a particle
+   left by a split verb ("pick the cup up", "give the cup to me"), then trailing phrases again.
 4. Nothing left -> EmptyCommandError (no object was named).
 An expression that is just a noun phrase passes through unchanged (bar rule 1).
 With enabled=False only rule 1, the checks of rule 2 (check_language) and the empty check run.
 """
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -39,7 +39,7 @@ class NonEnglishCommandError(CommandError):
 
 
 LEADING_PHRASES: tuple[str, ...] = (
-    "hey robot", "hi robot", "hello robot", "ok robot", "okay robot", "robot",
+    "hey robot", "hi robot", "hello robot", "ok robot", "okay robot",
     "hey", "hi", "hello", "ok", "okay", "um", "uh", "so", "now", "then", "also", "and", "just",
     "please", "kindly", "could you", "can you", "would you", "will you", "would you mind",
     "do you mind", "could you possibly", "i need you to", "i want you to", "i would like you to",
@@ -55,13 +55,21 @@ VERBS: tuple[str, ...] = (
     "i want", "i need", "i would like", "i'd like", "can i have", "can i get", "may i have",
 )
 
+# Addressing the robot by name: dropped only when a politeness phrase or a verb follows,
+# because "robot on the left" is itself a referring expression.
+VOCATIVES: tuple[str, ...] = ("robot",)
+
 TRAILING_PHRASES: tuple[str, ...] = (
-    "for me", "to me", "please", "thanks", "thank you", "thank you very much", "now", "right now",
+    "for me", "please", "thanks", "thank you", "thank you very much", "now", "right now",
     "if you can", "if you could", "if possible", "quickly", "would you", "could you", "will you",
 )
 
+# (verb phrase, particle phrase): the particle is dropped from the end only after that verb,
+# so "give the stapler to me" loses "to me" while "the cup closest to me" keeps it.
 SEPARABLE_PARTICLES: tuple[tuple[str, str], ...] = (
     ("pick", "up"), ("pick", "out"), ("lift", "up"), ("hand", "over"), ("point", "out"),
+    ("give", "to me"), ("bring", "to me"), ("hand", "to me"), ("pass", "to me"), ("take", "to me"),
+    ("get", "for me"), ("pass", "over"),
 )
 
 # Words whose presence says "this is English" (rule 2). Deliberately leaves out short words
@@ -93,6 +101,7 @@ class NormaliserSettings:
     leading_phrases: tuple[str, ...] = LEADING_PHRASES
     trailing_phrases: tuple[str, ...] = TRAILING_PHRASES
     verbs: tuple[str, ...] = VERBS
+    vocatives: tuple[str, ...] = VOCATIVES
     separable_particles: tuple[tuple[str, str], ...] = SEPARABLE_PARTICLES
     check_language: bool = True
 
@@ -106,10 +115,10 @@ def clean_text(text: str) -> str:
         prev_ok = i > 0 and text[i - 1].isalnum()
         next_ok = i + 1 < n and text[i + 1].isalnum()
         cat = unicodedata.category(ch)
-        if ch.isalnum() or cat.startswith("M"):
-            # Combining marks attached to a letter survive; a lone variation selector
-            # (emoji presentation) is dropped with its emoji below.
-            out.append(ch if (ch.isalnum() or (out and out[-1] not in " ")) else " ")
+        if ch.isalnum():
+            out.append(ch)
+        elif cat.startswith("M") and not _is_emoji_mark(ch) and out and out[-1] != " ":
+            out.append(ch)  # a combining accent left after NFC stays on its letter
         elif ch.isspace():
             out.append(" ")
         elif ch in "'-" and prev_ok and next_ok:
@@ -123,6 +132,12 @@ def clean_text(text: str) -> str:
     return " ".join("".join(out).split())
 
 
+def _is_emoji_mark(ch: str) -> bool:
+    """Variation selectors and the keycap mark belong to emoji, not to words."""
+    o = ord(ch)
+    return 0xFE00 <= o <= 0xFE0F or 0xE0100 <= o <= 0xE01EF or o == 0x20E3
+
+
 def _looks_english(words: list[str], settings: NormaliserSettings) -> str | None:
     """Rule 2: the reason the text is not English, or None."""
     letters = [c for w in words for c in w if c.isalpha()]
@@ -133,17 +148,17 @@ def _looks_english(words: list[str], settings: NormaliserSettings) -> str | None
         return "most of its letters are not English (non-ASCII)"
     if len(words) >= 2:
         known = set(_ENGLISH_HINTS)
-        for phrase in settings.leading_phrases + settings.trailing_phrases + settings.verbs:
-            known.update(phrase.split())
+        for phrase in settings.leading_phrases + settings.trailing_phrases + settings.verbs + settings.vocatives:
+            known.update(phrase.lower().split())
         if not any(w.lower().strip("'-") in known for w in words):
             return "none of its words is a known English word"
     return None
 
 
-def _strip_leading(words: list[str], lower: list[str], phrases: list[list[str]]) -> int:
+def _match_start(lower: list[str], phrases: list[list[str]]) -> int:
     """Length of the longest phrase matching at the start of `lower` (0: none)."""
     for p in phrases:  # longest first
-        if lower[: len(p)] == p and len(p) <= len(lower):
+        if len(p) <= len(lower) and lower[: len(p)] == p:
             return len(p)
     return 0
 
@@ -151,9 +166,9 @@ def _strip_leading(words: list[str], lower: list[str], phrases: list[list[str]])
 def normalise_command(text: str, settings: NormaliserSettings | None = None) -> str:
     """Turn a spoken command into the referring expression the method expects (module doc)."""
     settings = settings or NormaliserSettings()
-    if text is None or not str(text).strip():
+    if text is None or not text.strip():
         raise EmptyCommandError("the command is empty")
-    cleaned = clean_text(str(text))
+    cleaned = clean_text(text)
     if not cleaned:
         raise EmptyCommandError(f"the command {text!r} contains no words")
     words = cleaned.split(" ")
@@ -169,6 +184,7 @@ def normalise_command(text: str, settings: NormaliserSettings | None = None) -> 
 
     leading, trailing, verbs = (prepare(settings.leading_phrases), prepare(settings.trailing_phrases),
                                 prepare(settings.verbs))
+    vocatives = prepare(settings.vocatives)
     lower = [w.lower() for w in words]
     lo, hi = 0, len(words)
 
@@ -183,11 +199,18 @@ def normalise_command(text: str, settings: NormaliserSettings | None = None) -> 
                     changed = True
                     break
 
-    # Leading politeness (repeated), then one verb phrase, then politeness again ("grab me please ...").
-    while lo < hi and (k := _strip_leading(words[lo:hi], lower[lo:hi], leading)):
-        lo += k
+    # Leading politeness and vocatives (repeated), then one verb phrase, then "please" again.
+    while lo < hi:
+        if k := _match_start(lower[lo:hi], leading):
+            lo += k
+            continue
+        k = _match_start(lower[lo:hi], vocatives)
+        if k and (_match_start(lower[lo + k:hi], leading) or _match_start(lower[lo + k:hi], verbs)):
+            lo += k
+            continue
+        break
     verb: list[str] = []
-    if lo < hi and (k := _strip_leading(words[lo:hi], lower[lo:hi], verbs)):
+    if lo < hi and (k := _match_start(lower[lo:hi], verbs)):
         verb = lower[lo:lo + k]
         lo += k
         while lo < hi and lower[lo] == "please":
@@ -195,8 +218,9 @@ def normalise_command(text: str, settings: NormaliserSettings | None = None) -> 
     strip_trailing()
     if verb:
         for v, particle in settings.separable_particles:
-            if verb == [v] and hi - lo >= 2 and lower[hi - 1] == particle:
-                hi -= 1
+            part = particle.lower().split()
+            if verb == v.lower().split() and hi - lo > len(part) and lower[hi - len(part):hi] == part:
+                hi -= len(part)
                 strip_trailing()
                 break
     if lo >= hi:

