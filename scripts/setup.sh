@@ -94,7 +94,8 @@ fi
 echo "$ROOT" >"$SITE/iterprime_ros_source.pth"
 if [ ! -x "$VENV/bin/iterprime" ] || ! "$PY" -m pip show -q iterprime_ros >/dev/null 2>&1; then
   say "installing iterprime_ros (editable)"
-  "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+  "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT" >"$VENV/.editable_install.log" 2>&1 \
+    || { cat "$VENV/.editable_install.log" >&2; exit 1; }
 fi
 
 "$PY" - <<'EOF'
