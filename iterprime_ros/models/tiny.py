@@ -141,6 +141,11 @@ def build_tiny_mask2former(folder: str | Path, seed: int = 0, *, num_queries: in
         id2label={0: "thing", 1: "stuff", 2: "other"}, label2id={"thing": 0, "stuff": 1, "other": 2},
     )
     model = Mask2FormerForUniversalSegmentation(config).eval()
+    # At init the mask logits are ~0 +- 0.1, so every query passes sigmoid > 0.35 everywhere. Scaling
+    # the mask embedder's last layer gives masks with some structure (holes, several components).
+    head = dict(model.named_parameters())["model.transformer_module.decoder.mask_predictor.mask_embedder.2.0.weight"]
+    with torch.no_grad():
+        head.mul_(30.0)
     model.save_pretrained(str(folder))
     preprocessor = {
         "do_normalize": True, "do_rescale": True, "do_resize": True,

@@ -1,0 +1,225 @@
+"""`iterprime` command line: segment | download (+ replay | eval | bench where those modules exist).
+
+Each feature module exposes ``add_subparser(subparsers)`` and sets ``func`` (args -> exit
+code) on its parser; this file only registers them. Errors the user can fix (missing or
+unreadable image, missing weights, a bad setting) print one ``error: ...`` line and exit 2 --
+no traceback unless ``--debug``. A command the method cannot answer (e.g. nothing selected)
+prints its reason and exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Sequence
+
+# Feature modules that contribute subcommands; a missing one is skipped (built in parallel).
+SUBCOMMAND_MODULES = (
+    "iterprime_ros.models.download",
+    "iterprime_ros.replay",
+    "iterprime_ros.eval.cli",
+    "iterprime_ros.eval.bench",
+)
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def read_image_rgb(path: str | Path) -> Any:
+    """Image file -> H x W x 3 uint8 RGB; UserError for a missing or unreadable file."""
+    import cv2
+    import numpy as np
+
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"image file not found: {path}")
+    if not p.is_file():
+        raise UserError(f"not a file: {path}")
+    data = np.fromfile(str(p), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise UserError(f"cannot read image {path}: not an image file or an unsupported format")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _parse_value(raw: str, default: Any, name: str) -> Any:
+    if isinstance(default, bool):
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise UserError(f"--set {name}: expected true/false, got {raw!r}")
+    if isinstance(default, tuple):
+        return tuple(v.strip() for v in raw.split(",") if v.strip())
+    try:
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise UserError(f"--set {name}: expected {kind}, got {raw!r}") from None
+    return raw
+
+
+def apply_overrides(settings: Any, overrides: Sequence[str]) -> Any:
+    """KEY=VALUE strings -> a new SegmenterSettings (types from the field defaults)."""
+    defaults = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        if key not in defaults:
+            raise UserError(f"--set: unknown setting {key!r}; known: {', '.join(sorted(defaults))}")
+        changes[key] = _parse_value(raw, defaults[key], key)
+    try:
+        return settings.replace(**changes)
+    except ValueError as exc:
+        raise UserError(f"bad setting: {exc}") from None
+
+
+def _print_summary(result: Any, overlay: str | None) -> None:
+    print(f"command:     {result.command}")
+    print(f"expression:  {result.expression}")
+    print(f"primary:     {result.primary_word or '-'}  (parser: {result.parser or '-'})")
+    if result.success:
+        x, y, w, h = result.bbox
+        print(f"mask:        {int(result.mask.sum())} px, bbox x={x} y={y} w={w} h={h}")
+        print(f"centroid:    ({result.centroid[0]:.1f}, {result.centroid[1]:.1f})   "
+              f"grasp point: ({result.grasp_point[0]}, {result.grasp_point[1]})")
+        print(f"score:       {result.score:.4f}   itm: {result.itm_score:.4f}   "
+              f"IGRS passes: {result.iterations} ({result.stop_reason})"
+              + ("   [fallback selection]" if result.flagged else ""))
+    else:
+        print(f"FAILED:      {result.error}")
+    stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()
+                       if k != "total" and not k.startswith("igrs_pass_"))
+    print(f"latency:     {result.latency_s * 1000:.0f} ms  ({stages})")
+    if overlay:
+        print(f"overlay:     {overlay}")
+
+
+# ---------------------------------------------------------------------------- segment
+def add_segment_subparser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("segment", help="segment the object a command refers to in one image",
+                              description="Segment the object TEXT refers to in IMAGE and print the result.")
+    p.add_argument("image", help="image file (png, jpg, ...)")
+    p.add_argument("text", help='the command or referring expression, e.g. "pick up the red cup"')
+    p.add_argument("--out", metavar="PNG", help="write the debug overlay (heat map, mask, centroid) here")
+    p.add_argument("--mask", metavar="PNG", help="write the mask here (255 = object)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--vlp", metavar="ID|DIR", help="vision-language model (Hugging Face id or folder)")
+    p.add_argument("--proposals", metavar="ID|DIR", help="proposal model (Hugging Face id or folder)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), help="compute device (default auto)")
+    p.add_argument("--fp32", action="store_true", help="full precision on CUDA (default: fp16)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any SegmenterSettings field, e.g. --set gradcam_layer=6 (repeatable)")
+    p.set_defaults(func=cmd_segment)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    image = read_image_rgb(args.image)  # before loading models: fail fast on a bad path
+    for target in (args.out, args.mask):
+        if target and not Path(target).resolve().parent.is_dir():
+            raise UserError(f"output folder does not exist: {Path(target).parent}")
+
+    from .models.loading import quiet_transformers
+    from .pipeline import Segmenter, SegmenterSettings
+
+    settings = SegmenterSettings()
+    base: dict[str, Any] = {}
+    if args.vlp:
+        base["vlp_model"] = args.vlp
+    if args.proposals:
+        base["proposal_model"] = args.proposals
+    if args.device:
+        base["device"] = args.device
+    if args.fp32:
+        base["half_precision"] = False
+    settings = settings.replace(**base)
+    settings = apply_overrides(settings, args.overrides)
+    quiet_transformers()
+    segmenter = Segmenter(settings)
+    result = segmenter.segment(image, args.text)
+
+    overlay_path = None
+    if args.out:
+        import cv2
+
+        from .overlay import render_overlay
+        if not cv2.imwrite(args.out, render_overlay(image, result)):
+            raise UserError(f"cannot write overlay to {args.out}")
+        overlay_path = args.out
+    if args.mask and result.mask is not None:
+        import cv2
+        if not cv2.imwrite(args.mask, result.mask.astype("uint8") * 255):
+            raise UserError(f"cannot write mask to {args.mask}")
+
+    if args.json:
+        payload = result.to_dict()
+        payload["image"] = str(args.image)
+        payload["overlay"] = overlay_path
+        payload["mask_file"] = args.mask if result.mask is not None else None
+        print(json.dumps(payload, indent=2))
+    else:
+        _print_summary(result, overlay_path)
+    return 0 if result.success else 1
+
+
+# ---------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iterprime", description="Zero-shot referring image segmentation "
+                                     "(IteRPrimE) for robots: segment | download | replay | eval | bench")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="info logs (model loading, parser choice)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_segment_subparser(subparsers)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):  # the feature module itself is not there (yet)
+                continue
+            raise
+        add = getattr(module, "add_subparser", None)
+        if callable(add):
+            add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from .models.loading import ModelNotFoundError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ModelNotFoundError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # keep the promise: one line, no traceback (unless --debug)
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc}".split("\n")[0] + "  (run with --debug for details)",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""BLIP image-text matching (ITM) as the VLP backend: cross-attention maps and their gradients.
+
+What this module does to the `transformers` BLIP text encoder, and why (checked against
+transformers 5.24, ``models/blip/modeling_blip_text.py``):
+
+* **Capturing A.** ``BlipTextSelfAttention.forward`` computes
+  ``attention_probs = Softmax(scores)`` and then calls its ``self.dropout`` submodule on it
+  before multiplying with the values. A forward *pre-hook on that dropout module* of layer
+  l's cross-attention therefore sees exactly the post-softmax, pre-dropout probabilities.
+  The hook swaps them for a detached copy that requires grad and hands the copy on, so the
+  rest of the forward pass is built on that tensor: ``torch.autograd.grad(match_logit, A)``
+  then differentiates through the layers above l only. Model weights have
+  ``requires_grad=False`` and the image embedding is computed under ``no_grad``, so no
+  parameter gradients and nothing below layer l ever enters the graph.
+* **Masking patches.** ``BlipTextLayer`` passes ``encoder_attention_mask`` to the
+  cross-attention as ``attention_mask`` and ``BlipTextAttention`` drops it, so the
+  ``encoder_attention_mask`` that ``BlipTextSelfAttention`` actually reads is always None:
+  the text cross-attention ignores any image-token mask. IGRS needs the mask, so a forward
+  pre-hook (with kwargs) on *every* layer's cross-attention ``BlipTextSelfAttention`` injects
+  an additive mask (0 kept, dtype-min dropped) as ``encoder_attention_mask``; the module adds
+  it to the scores before the softmax, so dropped keys get exactly zero probability. A test
+  (``test_models_blip.py``) proves zero attention and a changed ITM logit, so an upstream
+  change in this code path is noticed.
+* **[ENC].** The original BLIP ITM replaces the first token ([CLS]) by ``[ENC]``
+  (``tokenizer.enc_token_id``) -- the weights were trained that way. transformers'
+  ``BlipForImageTextRetrieval.forward`` feeds the tokenizer's ids unchanged. We follow the
+  original training (``first_token="enc"``) when the tokenizer knows ``[ENC]`` and fall back
+  to [CLS] (``first_token="cls"``, the transformers behaviour) otherwise, with a warning.
+
+Hooks are registered for the length of one call and removed in ``finally``; a per-model
+lock keeps concurrent calls on a shared cached model from seeing each other's hooks.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..core.backend import PassOutput
+from .loading import (DEFAULT_VLP_MODEL, LoadedModel, ModelNotFoundError, cached_model, read_json, resolve,
+                      resolve_device, resolve_dtype)
+
+log = logging.getLogger(__name__)
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+
+
+@dataclass(frozen=True)
+class BlipImageEmbedding:
+    """Vision-encoder output for one image, reused by every text pass on that image."""
+
+    embeds: torch.Tensor  # 1 x (1 + g*g) x D on the model's device and dtype; key 0 = image CLS
+    image_size: tuple[int, int]  # original H, W
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    input_ids: torch.Tensor  # 1 x L (first token already replaced by [ENC] when used)
+    attention_mask: torch.Tensor  # 1 x L
+    offsets: tuple[tuple[int, int] | None, ...]
+    valid: torch.Tensor  # L bools: False for padding and the trailing [SEP]
+    tokens: tuple[str, ...]
+
+
+def _load_blip(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    from transformers import AutoTokenizer, BlipForImageTextRetrieval
+
+    model = BlipForImageTextRetrieval.from_pretrained(str(folder), dtype=dtype)
+    model.eval().requires_grad_(False).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelNotFoundError(f"{folder}: a fast (tokenizers) tokenizer is needed for character offsets")
+    return LoadedModel(model=model, folder=folder, device=device, dtype=dtype, extras={"tokenizer": tokenizer})
+
+
+class BlipITMBackend:
+    """VLPBackend on ``BlipForImageTextRetrieval`` (the ITM head), see the module docstring.
+
+    gradcam_layer: the text-encoder layer whose cross-attention is explained (0-based; BLIP
+    has cross-attention in all 12 layers). 8 is the node default (design.md); the BLIP
+    authors' own Grad-CAM used 6. max_text_tokens: BLIP's ITM was trained on 35 tokens;
+    longer prompts are truncated (token_offsets shows what was kept).
+    """
+
+    name = "blip_itm"
+
+    def __init__(self, model: str | Path = DEFAULT_VLP_MODEL, device: str | torch.device = "auto",
+                 gradcam_layer: int = 8, half_precision: bool = False, first_token: str = "enc",
+                 max_text_tokens: int = 35, token_cache_size: int = 64) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(self.device, half_precision)
+        folder = resolve(model, kind="vlp")
+        if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+            raise ModelNotFoundError(f"model folder {folder} has no tokenizer ({' or '.join(TOKENIZER_FILES)})")
+        self.folder = folder
+        self._loaded = cached_model("blip_itm", folder, self.device, self.dtype,
+                                    lambda: _load_blip(folder, self.device, self.dtype))
+        self.model = self._loaded.model
+        self.tokenizer = self._loaded.extras["tokenizer"]
+        cfg = self.model.config
+        self.num_layers: int = int(cfg.text_config.num_hidden_layers)
+        self.num_heads: int = int(cfg.text_config.num_attention_heads)
+        if not 0 <= gradcam_layer < self.num_layers:
+            raise ValueError(f"gradcam_layer {gradcam_layer} out of range: the BLIP text encoder in {folder} "
+                             f"has layers 0..{self.num_layers - 1}")
+        self.gradcam_layer = gradcam_layer
+        self.max_text_tokens = max_text_tokens
+
+        # Preprocessing: the checkpoint's own (resize + rescale + CLIP normalise), read from its config.
+        vc = cfg.vision_config
+        pp = read_json(folder, "preprocessor_config.json")
+        size = pp.get("size") or {}
+        if isinstance(size, int):
+            size = {"height": size, "width": size}
+        self.input_size: tuple[int, int] = (int(size.get("height", vc.image_size)),
+                                            int(size.get("width", vc.image_size)))
+        patch = int(vc.patch_size)
+        if self.input_size[0] != self.input_size[1] or self.input_size[0] % patch:
+            raise ValueError(f"{folder}: BLIP input {self.input_size} is not a square multiple of patch {patch}")
+        self.grid: int = self.input_size[0] // patch
+        # A preprocessing size other than the trained one needs interpolated position embeddings.
+        self._interpolate_pos = self.input_size[0] != int(vc.image_size)
+        self._resample = int(pp.get("resample", Image.Resampling.BICUBIC))
+        self._rescale = float(pp.get("rescale_factor", 1 / 255)) if pp.get("do_rescale", True) else 1.0
+        normalise = pp.get("do_normalize", True)
+        self._mean = np.asarray(pp.get("image_mean", CLIP_MEAN) if normalise else (0, 0, 0), np.float32)
+        self._std = np.asarray(pp.get("image_std", CLIP_STD) if normalise else (1, 1, 1), np.float32)
+
+        # First token: [ENC] as in the original BLIP ITM when the tokenizer has it.
+        if first_token not in ("enc", "cls"):
+            raise ValueError(f"first_token must be 'enc' or 'cls', not {first_token!r}")
+        self.first_token_id: int | None = None
+        if first_token == "enc":
+            enc_id = self.tokenizer.convert_tokens_to_ids("[ENC]")
+            if enc_id is None or enc_id == self.tokenizer.unk_token_id:
+                log.warning("tokenizer in %s has no [ENC] token; the ITM pass keeps [CLS] first", folder)
+            else:
+                self.first_token_id = int(enc_id)
+        self.first_token = "enc" if self.first_token_id is not None else "cls"
+        self._token_cache: OrderedDict[str, _Tokens] = OrderedDict()
+        self._token_cache_size = token_cache_size
+
+    # ------------------------------------------------------------------ image
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """H x W x 3 uint8 RGB -> 1 x 3 x S x S normalised pixels (the checkpoint's resize and mean/std)."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.shape} {image.dtype}")
+        h, w = self.input_size
+        resized = Image.fromarray(image).resize((w, h), resample=Image.Resampling(self._resample))
+        x = np.asarray(resized, dtype=np.float32) * self._rescale
+        x = (x - self._mean) / self._std
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+
+    def encode_image(self, image: np.ndarray) -> BlipImageEmbedding:
+        """Vision encoder once per image, without gradient (IGRS never needs one through it)."""
+        pixels = self.preprocess(image).to(self.device, self.dtype)
+        with self._loaded.lock, torch.no_grad():
+            out = self.model.vision_model(pixel_values=pixels, interpolate_pos_encoding=self._interpolate_pos)
+        return BlipImageEmbedding(embeds=out.last_hidden_state.detach(), image_size=image.shape[:2])
+
+    # ------------------------------------------------------------------ text
+    def _tokens(self, text: str) -> _Tokens:
+        hit = self._token_cache.get(text)
+        if hit is not None:
+            self._token_cache.move_to_end(text)
+            return hit
+        enc = self.tokenizer(text, truncation=True, max_length=self.max_text_tokens,
+                             return_offsets_mapping=True, return_attention_mask=True)
+        ids = list(enc["input_ids"])
+        att = list(enc["attention_mask"])
+        special = set(self.tokenizer.all_special_ids)
+        offsets: list[tuple[int, int] | None] = []
+        for i, (tid, (s, e)) in enumerate(zip(ids, enc["offset_mapping"])):
+            offsets.append(None if (tid in special or e <= s or att[i] == 0) else (int(s), int(e)))
+        valid = [bool(a) for a in att]
+        last = max((i for i, a in enumerate(att) if a), default=-1)
+        if last > 0 and ids[last] == self.tokenizer.sep_token_id:
+            valid[last] = False
+        if self.first_token_id is not None:
+            ids[0] = self.first_token_id
+        toks = _Tokens(
+            input_ids=torch.tensor([ids], dtype=torch.long, device=self.device),
+            attention_mask=torch.tensor([att], dtype=torch.long, device=self.device),
+            offsets=tuple(offsets), valid=torch.tensor(valid, dtype=torch.bool),
+            tokens=tuple(self.tokenizer.convert_ids_to_tokens(ids)))
+        self._token_cache[text] = toks
+        if len(self._token_cache) > self._token_cache_size:
+            self._token_cache.popitem(last=False)
+        return toks
+
+    def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
+        """Char span of each token the pass uses; None for [ENC]/[CLS], [SEP] and padding."""
+        return list(self._tokens(text).offsets)
+
+    def token_valid(self, text: str) -> torch.Tensor:
+        """L bools, as PassOutput.token_valid will be (known before any pass, for token roles)."""
+        return self._tokens(text).valid.clone()
+
+    def tokens(self, text: str) -> list[str]:
+        """Token strings as fed to the encoder (debugging, logs)."""
+        return list(self._tokens(text).tokens)
+
+    # ------------------------------------------------------------------ passes
+    def _key_mask(self, keep: torch.Tensor | None, n_keys: int) -> torch.Tensor | None:
+        if keep is None:
+            return None
+        keep = torch.as_tensor(keep).reshape(-1).to(torch.bool)
+        if keep.numel() != n_keys - 1:
+            raise ValueError(f"keep has {keep.numel()} entries, expected g*g = {n_keys - 1}")
+        full = torch.cat([torch.ones(1, dtype=torch.bool), keep.cpu()])  # the image CLS key is always kept
+        additive = torch.zeros(n_keys, dtype=self.dtype)
+        additive[~full] = torch.finfo(self.dtype).min
+        return additive.view(1, 1, 1, n_keys).to(self.device)
+
+    def _layers(self) -> Any:
+        return self.model.text_encoder.encoder.layer
+
+    @contextmanager
+    def masked_cross_attention(self, keep: torch.Tensor | None, n_keys: int | None = None) -> Iterator[None]:
+        """Within the block, every text cross-attention layer sees only the image keys where keep is True.
+
+        Patches the transformers bug described in the module docstring by injecting an additive mask
+        (0 kept / dtype-min dropped) as BlipTextSelfAttention's ``encoder_attention_mask``. keep=None: no-op.
+        """
+        additive = self._key_mask(keep, n_keys if n_keys is not None else self.grid ** 2 + 1)
+        if additive is None:
+            yield
+            return
+
+        def inject_mask(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            kwargs = dict(kwargs)
+            kwargs["encoder_attention_mask"] = additive
+            return args, kwargs
+
+        handles = [layer.crossattention.self.register_forward_pre_hook(inject_mask, with_kwargs=True)
+                   for layer in self._layers()]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def text_pass(self, image_embedding: BlipImageEmbedding, text: str,
+                  keep: torch.Tensor | None = None) -> PassOutput:
+        """ITM logits, layer-l cross-attention probabilities A (K x L x (1+g*g)) and d(match logit)/dA."""
+        toks = self._tokens(text)
+        embeds = image_embedding.embeds
+        captured: dict[str, torch.Tensor] = {}
+
+        def capture_probs(module: torch.nn.Module, args: tuple) -> tuple:
+            # args[0] = softmax output before dropout; continue the forward pass from a grad-requiring copy
+            probs = args[0].detach().requires_grad_(True)
+            captured["A"] = probs
+            return (probs, *args[1:])
+
+        dropout = self._layers()[self.gradcam_layer].crossattention.self.dropout
+        with self._loaded.lock, self.masked_cross_attention(keep, embeds.shape[1]):
+            handle = dropout.register_forward_pre_hook(capture_probs)
+            try:
+                with torch.enable_grad():
+                    out = self.model.text_encoder(input_ids=toks.input_ids, attention_mask=toks.attention_mask,
+                                                  encoder_hidden_states=embeds, return_dict=True)
+                    logits = self.model.itm_head(out.last_hidden_state[:, 0, :])[0]
+                    attention = captured.get("A")
+                    if attention is None:
+                        raise RuntimeError("the cross-attention hook did not fire: transformers' BLIP text "
+                                           "encoder changed; see iterprime_ros/models/blip.py")
+                    (gradient,) = torch.autograd.grad(logits[1], attention)
+            finally:
+                handle.remove()
+        return PassOutput(itm_logits=logits.detach().float().cpu(),
+                          attention=attention.detach()[0].float().cpu(),
+                          gradient=gradient.detach()[0].float().cpu(),
+                          token_valid=toks.valid.clone())
+
+    def itm_logits(self, image_embedding: BlipImageEmbedding, text: str,
+                   keep: torch.Tensor | None = None) -> torch.Tensor:
+        """(no-match, match) logits without gradients, with the same patch masking (scoring, benches)."""
+        toks = self._tokens(text)
+        embeds = image_embedding.embeds
+        with self._loaded.lock, self.masked_cross_attention(keep, embeds.shape[1]), torch.no_grad():
+            out = self.model.text_encoder(input_ids=toks.input_ids, attention_mask=toks.attention_mask,
+                                          encoder_hidden_states=embeds, return_dict=True)
+            return self.model.itm_head(out.last_hidden_state[:, 0, :])[0].float().cpu()

@@ -1,0 +1,404 @@
+"""Segmenter: one image + one spoken command -> one SegmentationResult (method.md §0).
+
+Why a class: the models load once, and the per-image work (proposals, image encoding) is
+cached and reused by later commands on the same frame, as is the parse of an expression.
+Every failure a user can cause or a robot can meet (empty or non-English command, nothing
+selected, CUDA out of memory, a bad image) comes back as ``success=False`` with a reason,
+never as an exception, so the node can answer every command.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Hashable, Mapping
+
+import numpy as np
+import torch
+
+from .core.backend import ProposalBackend, VLPBackend
+from .core.geometry import grasp_point, mask_bbox, mask_centroid
+from .core.igrs import IGRSSettings, run_igrs
+from .core.selection import select_proposal
+from .core.text import (CommandError, ExpressionParser, NormaliserSettings, build_prompt, normalise_command,
+                        token_roles)
+from .models.loading import DEFAULT_PROPOSAL_MODEL, DEFAULT_VLP_MODEL
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmenterSettings:
+    """Every knob of the pipeline; field names match config/segment.yaml (the node's parameters)."""
+
+    # compute
+    device: str = "auto"                   # auto | cuda | cpu
+    half_precision: bool = True            # fp16 weights on CUDA; ignored on CPU
+    # models (Hugging Face id resolved from the local cache, or a local folder)
+    vlp_model: str = DEFAULT_VLP_MODEL
+    proposal_model: str = DEFAULT_PROPOSAL_MODEL
+    vlp_backend: str = "blip_itm"          # registry name (models/__init__.py)
+    proposal_backend: str = "mask2former"
+    # VLP / Grad-CAM
+    gradcam_layer: int = 8
+    prompt_template: str = "there is a {}"
+    first_token: str = "enc"               # "enc": BLIP's [ENC] as the ITM's first token; "cls": keep [CLS]
+    max_text_tokens: int = 35
+    # PWEM / IGRS
+    aggregation: str = "pwem"              # pwem | global | local | gvlp | mean
+    no_primary: str = "reference"          # reference | gvlp
+    igrs_iterations: int = 3               # 1 turns IGRS off
+    igrs_alpha: float = 0.2
+    binarize_threshold: float = 0.5
+    stop_rule: str = "reference"           # reference | soft_itm
+    # proposals and selection
+    proposal_threshold: float = 0.35
+    proposal_shortest_edge: int = 800
+    proposal_longest_edge: int = 1333
+    max_components: int = 12
+    empty_selection: str = "fail"          # fail | best_heat
+    # text
+    primary_tags: tuple[str, ...] = ("NN",)
+    parser: str = "auto"                   # auto | benepar | spacy
+    normalize_commands: bool = True
+    extra_command_phrases: tuple[str, ...] = ()   # more leading phrases to strip ("robot", names ...)
+    check_language: bool = True
+    # caches
+    frame_cache_size: int = 2              # frames whose proposals + image embedding are kept
+
+    def __post_init__(self) -> None:
+        self.primary_tags = tuple(self.primary_tags)
+        self.extra_command_phrases = tuple(p for p in self.extra_command_phrases if p and p.strip())
+        if "{}" not in self.prompt_template:
+            raise ValueError(f"prompt_template {self.prompt_template!r} has no '{{}}' placeholder")
+        if self.empty_selection not in ("fail", "best_heat"):
+            raise ValueError(f"empty_selection must be fail or best_heat, not {self.empty_selection!r}")
+        if self.max_components < 1:
+            raise ValueError("max_components must be at least 1")
+        if self.frame_cache_size < 1:
+            raise ValueError("frame_cache_size must be at least 1")
+        self.igrs_settings()  # validates aggregation, stop rule, alpha, iterations
+
+    def igrs_settings(self) -> IGRSSettings:
+        return IGRSSettings(max_iterations=self.igrs_iterations, alpha=self.igrs_alpha,
+                            threshold=self.binarize_threshold, stop_rule=self.stop_rule, mode=self.aggregation,
+                            no_primary=self.no_primary, enabled=self.igrs_iterations > 1)
+
+    def normaliser_settings(self) -> NormaliserSettings:
+        base = NormaliserSettings()
+        return NormaliserSettings(enabled=self.normalize_commands,
+                                  leading_phrases=tuple(base.leading_phrases) + self.extra_command_phrases,
+                                  check_language=self.check_language)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], ignore_unknown: bool = False) -> "SegmenterSettings":
+        """Settings from a mapping (ROS parameters, YAML); lists become tuples.
+
+        ignore_unknown: skip keys that are not settings (the node's own parameters such as
+        queue_size); otherwise they raise ValueError, so a typo is not silently ignored.
+        """
+        known = set(cls.field_names())
+        unknown = sorted(set(values) - known)
+        if unknown and not ignore_unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known})
+
+    def replace(self, **changes: Any) -> "SegmenterSettings":
+        values = asdict(self)
+        values.update(changes)
+        return SegmenterSettings(**values)
+
+
+@dataclass
+class SegmentationResult:
+    """The answer to one command. On failure `error` says why and the arrays may be None.
+
+    centroid: (u, v) float pixels (column, row); grasp_point: (u, v) int pixels inside the mask;
+    bbox: (x, y, w, h); score: selection score (1 + mean heat in the mask); itm_score: ITM match
+    probability of the last IGRS pass; timings: seconds per stage (stages served from the frame
+    cache are absent; see frame_cached).
+    """
+
+    success: bool
+    error: str
+    command: str
+    expression: str = ""
+    primary_word: str = ""
+    mask: np.ndarray | None = None           # H x W bool
+    centroid: tuple[float, float] | None = None
+    grasp_point: tuple[int, int] | None = None
+    bbox: tuple[int, int, int, int] | None = None
+    score: float = 0.0
+    itm_score: float = 0.0
+    iterations: int = 0
+    heatmap: np.ndarray | None = None        # H x W float32 in [0, 1]
+    timings: dict[str, float] = field(default_factory=dict)
+    # diagnostics
+    parser: str = ""
+    proposal_index: int | None = None
+    num_proposals: int = 0
+    flagged: bool = False                    # chosen by the empty_selection="best_heat" fallback
+    itm_scores: list[float] = field(default_factory=list)
+    stop_reason: str = ""
+    frame_cached: bool = False               # proposals and image embedding came from the frame cache
+    image_size: tuple[int, int] | None = None
+
+    @property
+    def latency_s(self) -> float:
+        return self.timings.get("total", 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays; the mask as its area)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in ("mask", "heatmap"):
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        out["mask_area"] = int(self.mask.sum()) if self.mask is not None else 0
+        out["latency_s"] = self.latency_s
+        return out
+
+
+@dataclass
+class _Frame:
+    """Per-image work, computed on first use and reused by later commands on the same frame."""
+
+    size: tuple[int, int]
+    embedding: Any = None
+    proposals: np.ndarray | None = None
+
+
+def image_key(image: np.ndarray) -> str:
+    """A content hash of the image (blake2b over the pixels, ~1 ms for VGA): same pixels, same frame."""
+    data = np.ascontiguousarray(image)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((data.shape, data.dtype.str)).encode())
+    h.update(memoryview(data).cast("B"))
+    return h.hexdigest()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA OOM, whichever way torch reports it."""
+    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class _Failed(Exception):
+    """Internal: stop the current command with a reason (becomes success=False)."""
+
+
+class Segmenter:
+    """Image + spoken command -> SegmentationResult, with models loaded once and per-frame caching.
+
+    Build from settings (loads the backends named there), or hand in ready backends
+    (``Segmenter.from_backends``) -- tests, the eval and bench harnesses. ``raise_unexpected``
+    re-raises programming errors instead of turning them into failure results (tests).
+    """
+
+    def __init__(self, settings: SegmenterSettings | None = None, *, vlp: VLPBackend | None = None,
+                 proposals: ProposalBackend | None = None, parser: ExpressionParser | None = None,
+                 raise_unexpected: bool = False) -> None:
+        self.settings = settings or SegmenterSettings()
+        s = self.settings
+        if vlp is None or proposals is None:
+            from .models import create_proposal_backend, create_vlp_backend
+            if vlp is None:
+                vlp = create_vlp_backend(s.vlp_backend, model=s.vlp_model, device=s.device,
+                                         gradcam_layer=s.gradcam_layer, half_precision=s.half_precision,
+                                         first_token=s.first_token, max_text_tokens=s.max_text_tokens)
+            if proposals is None:
+                proposals = create_proposal_backend(s.proposal_backend, model=s.proposal_model, device=s.device,
+                                                    half_precision=s.half_precision, threshold=s.proposal_threshold,
+                                                    shortest_edge=s.proposal_shortest_edge,
+                                                    longest_edge=s.proposal_longest_edge)
+        self.vlp = vlp
+        self.proposals = proposals
+        self.parser = parser or ExpressionParser(primary_tags=s.primary_tags, parser=s.parser)
+        self.raise_unexpected = raise_unexpected
+        self._igrs = s.igrs_settings()
+        self._normaliser = s.normaliser_settings()
+        self._frames: OrderedDict[Hashable, _Frame] = OrderedDict()
+        self._lock = threading.RLock()
+        self.stats = {"commands": 0, "frames_computed": 0, "frame_hits": 0}
+
+    @classmethod
+    def from_backends(cls, vlp: VLPBackend, proposals: ProposalBackend, settings: SegmenterSettings | None = None,
+                      **kwargs: Any) -> "Segmenter":
+        return cls(settings, vlp=vlp, proposals=proposals, **kwargs)
+
+    # ------------------------------------------------------------------ caches
+    def warmup(self) -> str:
+        """Load the parser now (spaCy/benepar take seconds) instead of on the first command."""
+        return self.parser.kind
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._frames.clear()
+
+    def _frame_key(self, image: np.ndarray, frame_id: Hashable | None) -> Hashable:
+        if frame_id is not None:
+            return ("id", frame_id, image.shape)
+        return ("hash", image_key(image))
+
+    def _frame(self, key: Hashable, image: np.ndarray) -> tuple[_Frame, bool]:
+        frame = self._frames.get(key)
+        if frame is not None:
+            self._frames.move_to_end(key)
+            return frame, True
+        frame = _Frame(size=image.shape[:2])
+        self._frames[key] = frame
+        while len(self._frames) > self.settings.frame_cache_size:
+            self._frames.popitem(last=False)
+        return frame, False
+
+    def _stage(self, timings: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                raise _Failed(f"out of GPU memory during {name.replace('_', ' ')}; try half_precision, a "
+                              f"smaller proposal model or device cpu ({exc})".split("\n")[0]) from exc
+            raise
+        finally:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+    def prepare_frame(self, image: np.ndarray, frame_id: Hashable | None = None) -> dict[str, float]:
+        """Compute (or find) a frame's proposals and image embedding ahead of a command; returns timings."""
+        image = _check_image(image)
+        timings: dict[str, float] = {}
+        with self._lock:
+            frame, _ = self._frame(self._frame_key(image, frame_id), image)
+            self._fill_frame(frame, image, timings)
+        return timings
+
+    def _fill_frame(self, frame: _Frame, image: np.ndarray, timings: dict[str, float]) -> bool:
+        """Compute what the frame lacks; True when nothing had to be computed."""
+        cached = True
+        if frame.proposals is None:
+            cached = False
+            props = self._stage(timings, "proposals", lambda: self.proposals.propose(image))
+            frame.proposals = np.asarray(props, dtype=bool)
+        if frame.embedding is None:
+            cached = False
+            frame.embedding = self._stage(timings, "image_encoding", lambda: self.vlp.encode_image(image))
+        if cached:
+            self.stats["frame_hits"] += 1
+        else:
+            self.stats["frames_computed"] += 1
+        return cached
+
+    # ------------------------------------------------------------------ the command
+    def segment(self, image: np.ndarray, command: str, frame_id: Hashable | None = None) -> SegmentationResult:
+        """Segment the object `command` refers to in `image` (H x W x 3 uint8 RGB).
+
+        frame_id: an explicit frame identity (e.g. the ROS header stamp); without it the image
+        content is hashed. Never raises for bad input or model failures: see SegmentationResult.
+        """
+        t_start = time.perf_counter()
+        result = SegmentationResult(success=False, error="", command=command if isinstance(command, str) else "")
+        timings = result.timings
+        with self._lock:
+            self.stats["commands"] += 1
+            try:
+                self._run(image, command, frame_id, result)
+                result.success = True
+            except _Failed as exc:
+                result.error = str(exc)
+            except CommandError as exc:
+                result.error = str(exc)
+            except Exception as exc:
+                if is_out_of_memory(exc):  # pragma: no cover - caught in _stage already
+                    result.error = f"out of GPU memory: {exc}".split("\n")[0]
+                elif self.raise_unexpected:
+                    raise
+                else:
+                    log.exception("command %r failed", command)
+                    result.error = f"internal error: {type(exc).__name__}: {exc}".split("\n")[0]
+            finally:
+                timings["total"] = time.perf_counter() - t_start
+        if not result.success:
+            log.info("command %r failed: %s", command, result.error)
+        return result
+
+    def _run(self, image: Any, command: Any, frame_id: Hashable | None, result: SegmentationResult) -> None:
+        s = self.settings
+        timings = result.timings
+        if not isinstance(command, str):
+            raise _Failed(f"the command must be text, got {type(command).__name__}")
+        try:
+            image = _check_image(image)
+        except ValueError as exc:
+            raise _Failed(str(exc)) from None
+        result.image_size = (int(image.shape[0]), int(image.shape[1]))
+
+        # 1. text: command -> expression -> parse (cached per expression)
+        t0 = time.perf_counter()
+        expression = normalise_command(command, self._normaliser)
+        timings["normalise"] = time.perf_counter() - t0
+        result.expression = expression
+        t0 = time.perf_counter()
+        parsed = self.parser.parse(expression)
+        timings["parse"] = time.perf_counter() - t0
+        result.parser = parsed.parser
+        result.primary_word = parsed.primary_word or ""
+
+        # 2. per-frame work: proposals + image embedding (cached per frame)
+        frame, _ = self._frame(self._frame_key(image, frame_id), image)
+        result.frame_cached = self._fill_frame(frame, image, timings)
+        proposals = frame.proposals
+        assert proposals is not None
+        result.num_proposals = int(proposals.shape[0])
+
+        # 3. heat map: Grad-CAM + PWEM + IGRS
+        text, start = build_prompt(s.prompt_template, expression)
+        token_valid_fn = getattr(self.vlp, "token_valid", None)
+        roles = token_roles(parsed, self.vlp.token_offsets(text), start,
+                            token_valid_fn(text) if callable(token_valid_fn) else None)
+        heat = self._stage(timings, "igrs", lambda: run_igrs(self.vlp, frame.embedding, text, roles,
+                                                             result.image_size, self._igrs))
+        for i, dt in enumerate(heat.pass_times_s):
+            timings[f"igrs_pass_{i}"] = dt
+        result.heatmap = heat.heatmap
+        result.iterations = heat.iterations
+        result.itm_scores = list(heat.itm_scores)
+        result.itm_score = float(heat.itm_scores[-1]) if heat.itm_scores else 0.0
+        result.stop_reason = heat.stop_reason
+
+        # 4. selection and where the object is
+        t0 = time.perf_counter()
+        sel = select_proposal(heat.heatmap, proposals, s.max_components, s.empty_selection)
+        result.score = float(sel.score)
+        result.flagged = bool(sel.flagged)
+        if sel.index is None:
+            timings["selection"] = time.perf_counter() - t0
+            raise _Failed(f"nothing selected: {sel.reason}")
+        mask = proposals[sel.index]
+        result.proposal_index = int(sel.index)
+        result.mask = mask.copy()
+        result.centroid = mask_centroid(mask)
+        result.grasp_point = grasp_point(mask)
+        result.bbox = mask_bbox(mask)
+        timings["selection"] = time.perf_counter() - t0
+
+
+def _check_image(image: Any) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"the image must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"the image must be H x W x 3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise ValueError(f"the image is too small ({image.shape[1]} x {image.shape[0]})")
+    return image

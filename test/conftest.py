@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny random-weight models, built once per test session.
+
+Random weights test plumbing only (shapes, hooks, masking, caching, loading, errors) --
+never segmentation quality. Heavy imports happen inside the fixtures so tests that do not
+use them (ROS interface tests) do not pay for torch/transformers at collection.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Tests never reach the network, whatever a test does with Hugging Face ids.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One intra-op thread (also for CLI subprocesses): on 2 shared cores, torch's default of 2 OpenMP
+# threads spin-waits against other processes and made tiny-model passes 10-50x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@dataclass(frozen=True)
+class TinyModelDirs:
+    """Folders of the saved tiny models (also readable as a dict: dirs["blip"], dirs["mask2former"])."""
+
+    blip: Path
+    mask2former: Path
+
+    def __getitem__(self, key: str) -> Path:
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        return ["blip", "mask2former"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> TinyModelDirs:
+    """Tiny BLIP ITM (96 px, g = 6, 12 text layers of width 32) and Mask2Former (tiny Swin, 8 queries),
+    saved with save_pretrained into a session temp folder. Random weights: plumbing only."""
+    import torch
+
+    from iterprime_ros.models.loading import quiet_transformers
+    from iterprime_ros.models.tiny import build_tiny_blip, build_tiny_mask2former
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    quiet_transformers()
+    root = tmp_path_factory.mktemp("tiny_models")
+    return TinyModelDirs(blip=build_tiny_blip(root / "blip", seed=0),
+                         mask2former=build_tiny_mask2former(root / "mask2former", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(tiny_model_dirs: TinyModelDirs) -> Any:
+    """BlipITMBackend on the tiny BLIP, CPU, Grad-CAM layer 8 (loaded through models/loading.py)."""
+    from iterprime_ros.models.blip import BlipITMBackend
+
+    return BlipITMBackend(tiny_model_dirs.blip, device="cpu", gradcam_layer=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_proposals(tiny_model_dirs: TinyModelDirs) -> Any:
+    """Mask2FormerProposals on the tiny Mask2Former, CPU, the method's 800/1333 input size."""
+    from iterprime_ros.models.mask2former import Mask2FormerProposals
+
+    return Mask2FormerProposals(tiny_model_dirs.mask2former, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def sample_image() -> Any:
+    """A 120 x 200 RGB test picture (non-square): a red box and a blue disc on a gradient."""
+    import cv2
+    import numpy as np
+
+    h, w = 120, 200
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 255 // w), (yy * 255 // h), np.full_like(xx, 90)], axis=-1).astype(np.uint8)
+    img[30:80, 20:80] = (220, 30, 30)
+    cv2.circle(img, (140, 60), 28, (30, 40, 220), -1)
+    return img

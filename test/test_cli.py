@@ -1,0 +1,108 @@
+"""`iterprime segment` / `python -m iterprime_ros.cli`: the whole path from saved tiny folders, and the
+one-line errors. Random weights: the JSON fields and files are checked, not the answer."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from iterprime_ros.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def image_file(tmp_path_factory, sample_image):
+    path = tmp_path_factory.mktemp("cli") / "scene.png"
+    cv2.imwrite(str(path), cv2.cvtColor(sample_image, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "iterprime_ros.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_segment_subprocess_json_and_overlay(tiny_model_dirs, image_file, tmp_path):
+    overlay, mask = tmp_path / "overlay.png", tmp_path / "mask.png"
+    proc = _run("segment", str(image_file), "could you pick up the red cup on the left please",
+                "--vlp", str(tiny_model_dirs.blip), "--proposals", str(tiny_model_dirs.mask2former),
+                "--device", "cpu", "--json", "--out", str(overlay), "--mask", str(mask))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["success"] is True and data["error"] == ""
+    assert data["command"] == "could you pick up the red cup on the left please"
+    assert data["expression"] == "the red cup on the left" and data["primary_word"] == "cup"
+    assert data["image_size"] == [120, 200] and data["num_proposals"] == 8
+    assert len(data["centroid"]) == 2 and len(data["grasp_point"]) == 2 and len(data["bbox"]) == 4
+    assert data["mask_area"] > 0 and 1 <= data["iterations"] <= 3 and 0 < data["itm_score"] < 1
+    assert {"parse", "proposals", "image_encoding", "igrs", "selection", "total"} <= set(data["timings"])
+    assert data["overlay"] == str(overlay)
+    picture = cv2.imread(str(overlay))
+    assert picture is not None and picture.shape == (120, 200, 3)
+    saved_mask = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+    assert saved_mask.shape == (120, 200) and int((saved_mask == 255).sum()) == data["mask_area"]
+
+
+def test_missing_image_subprocess_one_line_no_traceback(tmp_path):
+    proc = _run("segment", str(tmp_path / "missing.png"), "the cup")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: image file not found: {tmp_path / 'missing.png'}"
+
+
+def test_human_summary(tiny_model_dirs, image_file, capsys):
+    rc = main(["segment", str(image_file), "the man on the right", "--vlp", str(tiny_model_dirs.blip),
+               "--proposals", str(tiny_model_dirs.mask2former), "--device", "cpu", "--set", "igrs_iterations=2"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "expression:  the man on the right" in out and "centroid:" in out and "latency:" in out
+
+
+def test_command_failure_exits_1_with_reason(tiny_model_dirs, image_file, capsys):
+    rc = main(["segment", str(image_file), "please", "--vlp", str(tiny_model_dirs.blip),
+               "--proposals", str(tiny_model_dirs.mask2former), "--device", "cpu", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 1 and data["success"] is False and "names no object" in data["error"]
+
+
+def _error_of(args: list[str], capsys) -> tuple[int, str]:
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    return rc, err.strip()
+
+
+def test_unreadable_image(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a png")
+    rc, err = _error_of(["segment", str(bad), "the cup"], capsys)
+    assert rc == 2 and err == f"error: cannot read image {bad}: not an image file or an unsupported format"
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    rc, err = _error_of(["segment", str(empty), "the cup"], capsys)
+    assert rc == 2 and "cannot read image" in err
+
+
+def test_missing_weights(image_file, tmp_path, tiny_model_dirs, capsys, monkeypatch):
+    rc, err = _error_of(["segment", str(image_file), "the cup", "--vlp", str(tmp_path / "no_model")], capsys)
+    assert rc == 2 and err == f"error: model folder '{tmp_path / 'no_model'}' does not exist"
+    monkeypatch.chdir(tmp_path)
+    rc, err = _error_of(["segment", str(image_file), "the cup", "--vlp", str(tiny_model_dirs.blip),
+                         "--proposals", "nobody-xyz/absent-model", "--device", "cpu"], capsys)
+    assert rc == 2 and "iterprime download --proposals nobody-xyz/absent-model" in err
+
+
+def test_bad_settings_and_output_folder(image_file, tmp_path, capsys):
+    rc, err = _error_of(["segment", str(image_file), "the cup", "--set", "gradcam_layer=eight"], capsys)
+    assert rc == 2 and err == "error: --set gradcam_layer: expected an integer, got 'eight'"
+    rc, err = _error_of(["segment", str(image_file), "the cup", "--set", "aggregation=max"], capsys)
+    assert rc == 2 and err.startswith("error: bad setting: mode must be one of")
+    rc, err = _error_of(["segment", str(image_file), "the cup", "--out", str(tmp_path / "no" / "o.png")], capsys)
+    assert rc == 2 and err.startswith("error: output folder does not exist")
