@@ -22,7 +22,7 @@ SUBCOMMAND_MODULES = (
     "iterprime_ros.models.download",
     "iterprime_ros.replay",
     "iterprime_ros.eval.cli",
-    "iterprime_ros.eval.bench",
+    "iterprime_ros.bench",
 )
 
 

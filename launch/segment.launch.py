@@ -1,17 +1,26 @@
 """ros2 launch iterprime_ros segment.launch.py image:=/camera/color/image_raw command:=/speech/text
 
 Starts iterprime_segmenter with config/segment.yaml (or config_file:=...) and remaps its
-inputs to your camera and voice front end.
+inputs to your camera and voice front end. Arguments:
+
+  config_file   parameters file (default: the package's config/segment.yaml)
+  device        auto | cpu | cuda | cuda:N; empty (default) keeps the config file's value
+  image, command, depth, camera_info   topics remapped to the node's inputs
+  namespace     node namespace (outputs become /<ns>/iterprime_segmenter/result ...)
+  use_sim_time  true when replaying a bag with `ros2 bag play --clock`
+  log_level     debug | info | warn | error
+
+Equivalent without launch (what this file makes launch_ros run):
+  ros2 run iterprime_ros segmenter --ros-args --params-file config/segment.yaml \\
+      -p device:=cpu -r image:=/camera/color/image_raw -r command:=/speech/text ...
 """
 import os
 
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
-# (launch argument, default topic, remapped node input)
+# (launch argument = the node's input topic, default topic it is remapped to)
 REMAPS = (
     ("image", "/camera/color/image_raw"),
     ("command", "/iterprime/command"),
@@ -20,22 +29,45 @@ REMAPS = (
 )
 
 
-def generate_launch_description() -> LaunchDescription:
-    default_config = os.path.join(get_package_share_directory("iterprime_ros"), "config", "segment.yaml")
-    args = [DeclareLaunchArgument("config_file", default_value=default_config,
-                                  description="parameters file for iterprime_segmenter"),
-            DeclareLaunchArgument("device", default_value="auto", description="auto | cuda | cpu"),
-            DeclareLaunchArgument("namespace", default_value="", description="node namespace")]
-    args += [DeclareLaunchArgument(name, default_value=topic, description=f"topic remapped to '{name}'")
-             for name, topic in REMAPS]
-    node = Node(
+def _default_config() -> str:
+    from ament_index_python.packages import get_package_share_directory
+    return os.path.join(get_package_share_directory("iterprime_ros"), "config", "segment.yaml")
+
+
+def _segmenter(context, *args, **kwargs):
+    """Build the node once the arguments are known (an empty device must not override the file)."""
+    from launch_ros.actions import Node
+
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context).strip()
+
+    overrides = {"use_sim_time": value("use_sim_time").lower() in ("true", "1", "yes")}
+    if value("device"):
+        overrides["device"] = value("device")
+    return [Node(
         package="iterprime_ros",
         executable="segmenter",
         name="iterprime_segmenter",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("config_file"), {"device": LaunchConfiguration("device")}],
-        remappings=[(name, LaunchConfiguration(name)) for name, _ in REMAPS],
+        namespace=value("namespace"),
+        parameters=[value("config_file"), overrides],
+        remappings=[(name, value(name)) for name, _ in REMAPS if value(name)],
+        ros_arguments=["--log-level", value("log_level")],
         output="screen",
         emulate_tty=True,
-    )
-    return LaunchDescription([*args, node])
+    )]
+
+
+def generate_launch_description() -> LaunchDescription:
+    args = [
+        DeclareLaunchArgument("config_file", default_value=_default_config(),
+                              description="parameters file for iterprime_segmenter"),
+        DeclareLaunchArgument("device", default_value="",
+                              description="auto | cpu | cuda | cuda:N (empty: the config file's value)"),
+        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="use /clock (bag replay with --clock)"),
+        DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
+    ]
+    args += [DeclareLaunchArgument(name, default_value=topic, description=f"topic remapped to the node's '{name}'")
+             for name, topic in REMAPS]
+    return LaunchDescription([*args, OpaqueFunction(function=_segmenter)])
