@@ -1,0 +1,507 @@
+"""Offline rosbag replay: `iterprime replay IN_BAG OUT_BAG` runs the pipeline on a bag, no DDS.
+
+Why offline: a perception change is judged by replaying recorded data, and that should
+work on a laptop or in CI without a ROS install or a running graph. The replay answers
+each command on the command topic with what the live node would have had at that moment
+-- the latest image received before it (bag record time, like the node's receive clock),
+the depth frame closest to that image's stamp, the latest camera_info -- and writes one
+``iterprime_ros/msg/Segmentation`` per command (success or failure) plus the mono8 mask
+and the 3-D centroid to an output bag with the message definition embedded, so ``ros2
+bag info``/``play`` and rosbags read it. Bad input never stops the run: a missing image
+topic, a corrupt message or an unknown encoding becomes a clear error line and failure
+results for the commands it affects.
+
+Exit status: 0 every command answered from usable input; 1 results written but the input
+had problems (or, with --strict, a command failed); 2 nothing could be done (missing bag
+or command topic, output exists, bad settings, missing weights).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .bags import (SEGMENTATION_TYPE, BagError, BagMessage, BagReader, BagWriter, header, image_message,
+                   stamp_ns, typestore)
+from .ros.conversions import ImageConversionError, image_to_rgb, mask_to_fields
+from .ros.sensors import SensorCache, compute_centroid_3d
+
+log = logging.getLogger(__name__)
+
+# Defaults = the launch file's default remaps (launch/segment.launch.py) and the node's outputs.
+IMAGE_TOPIC = "/camera/color/image_raw"
+COMMAND_TOPIC = "/iterprime/command"
+DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
+CAMERA_INFO_TOPIC = "/camera/color/camera_info"
+NODE_NAME = "iterprime_segmenter"
+RESULT_TOPIC = f"/{NODE_NAME}/result"
+MASK_TOPIC = f"/{NODE_NAME}/mask"
+CENTROID_TOPIC = f"/{NODE_NAME}/centroid"
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+STRING_TYPE = "std_msgs/msg/String"
+
+
+class ReplayError(Exception):
+    """The replay cannot start (the message says why); nothing was written."""
+
+
+@dataclass
+class ReplayConfig:
+    """Where to read and write, and the node parameters that shape what a command gets."""
+
+    image_topic: str = IMAGE_TOPIC
+    command_topic: str = COMMAND_TOPIC
+    depth_topic: str = DEPTH_TOPIC
+    camera_info_topic: str = CAMERA_INFO_TOPIC
+    max_image_age_s: float = 2.0        # node parameter: older images do not answer a command
+    depth_sync_tolerance_s: float = 0.1
+    depth_erosion_px: int = 3
+    overlays: Path | None = None        # write one PNG per result here
+    include_input: bool = False         # copy the input topics into the output bag too
+    storage: str | None = None          # output storage when OUT is a folder: mcap (default) | sqlite3
+    overwrite: bool = False
+
+
+@dataclass
+class ReplaySummary:
+    """What happened, for the closing lines and the exit status."""
+
+    output: Path
+    commands: int = 0
+    succeeded: int = 0
+    problems: list[str] = field(default_factory=list)   # input problems (each once)
+    overlays: list[Path] = field(default_factory=list)
+    wall_s: float = 0.0
+    segment_s: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return self.commands - self.succeeded
+
+    def problem(self, text: str) -> bool:
+        """Record an input problem once; True the first time (so it is printed once)."""
+        if text in self.problems:
+            return False
+        self.problems.append(text)
+        return True
+
+    def exit_code(self, strict: bool = False) -> int:
+        return 1 if self.problems or (strict and self.failed) else 0
+
+
+@dataclass
+class _Job:
+    """One command and what the node would have had when it arrived."""
+
+    index: int                      # 1-based, = command_id
+    t_ns: int                       # bag record time of the command
+    text: str
+    error: str = ""                 # set when the command itself is unreadable
+    image: BagMessage | None = None
+
+
+# ----------------------------------------------------------------------------- the replay
+
+class _Replayer:
+    def __init__(self, bag: BagReader, out: BagWriter, segmenter: Any, cfg: ReplayConfig,
+                 summary: ReplaySummary, echo: Callable[[str], None]) -> None:
+        self.bag, self.out, self.segmenter, self.cfg = bag, out, segmenter, cfg
+        self.summary, self.echo = summary, echo
+        self.sensors = SensorCache()
+        self._decoded: tuple[BagMessage, np.ndarray | None, Any, str] | None = None  # last image decoded
+        self._last_out_ns = 0
+        self.image_problem = ""                        # set when the image topic cannot serve at all
+
+    def warn(self, text: str) -> None:
+        if self.summary.problem(text):
+            self.echo(f"error: {text}")
+
+    # ---- input
+    def jobs(self) -> Iterator[_Job]:
+        """Stream the bag in time order, keep the latest inputs, and yield one job per command."""
+        cfg, topics = self.cfg, self.bag.topics
+        wanted = {cfg.command_topic, cfg.image_topic, cfg.depth_topic, cfg.camera_info_topic}
+        read = set(topics) if cfg.include_input else wanted & set(topics)
+        latest_image: BagMessage | None = None
+        index = 0
+        for m in self.bag.messages(read):
+            if cfg.include_input:
+                self.out.write_raw(m.topic, self.bag.cdr(m), m.timestamp_ns)
+            if m.topic == cfg.image_topic and not self.image_problem:
+                latest_image = m
+            elif m.topic == cfg.depth_topic:
+                self._keep(m, self.sensors.add_depth)
+            elif m.topic == cfg.camera_info_topic:
+                self._keep(m, self.sensors.set_camera_info)
+            elif m.topic == cfg.command_topic:
+                index += 1
+                try:
+                    text, error = str(self.bag.deserialize(m).data), ""
+                except BagError as exc:
+                    text, error = "", f"unreadable command: {exc}"
+                    self.warn(str(exc))
+                yield _Job(index, m.timestamp_ns, text, error, latest_image)
+
+    def _keep(self, m: BagMessage, store: Callable[[Any], None]) -> None:
+        try:
+            store(self.bag.deserialize(m))
+        except BagError as exc:
+            self.warn(f"{exc} (skipped)")
+
+    def image_for(self, job: _Job) -> tuple[np.ndarray | None, Any, str]:
+        """(RGB, the deserialized image message, "") for the job, or (None, None, why not)."""
+        cfg = self.cfg
+        if self.image_problem:
+            return None, None, self.image_problem
+        if job.image is None:
+            return None, None, f"no image received on {cfg.image_topic} before this command"
+        age = (job.t_ns - job.image.timestamp_ns) / 1e9
+        if age > cfg.max_image_age_s:
+            return None, None, (f"no recent image: the latest on {cfg.image_topic} is {age:.1f} s old "
+                                f"(max_image_age_s {cfg.max_image_age_s:g})")
+        if self._decoded is None or self._decoded[0] is not job.image:  # several commands often share one
+            self._decoded = (job.image, *self._decode(job.image))
+        _, rgb, msg, error = self._decoded
+        return rgb, msg, error
+
+    def _decode(self, m: BagMessage) -> tuple[np.ndarray | None, Any, str]:
+        try:
+            msg = self.bag.deserialize(m)
+            rgb = _decode_compressed(msg) if m.msgtype.endswith("CompressedImage") else image_to_rgb(msg)
+            return rgb, msg, ""
+        except BagError as exc:
+            text = str(exc)
+        except ImageConversionError as exc:
+            text = f"cannot use the image on {m.topic} at +{(m.timestamp_ns - self.bag.start_ns) / 1e9:.3f} s: {exc}"
+        self.warn(text)
+        return None, None, text
+
+    # ---- output
+    def answer(self, job: _Job) -> bool:
+        rgb, image_msg, error = (None, None, job.error) if job.error else self.image_for(job)
+        from .pipeline import SegmentationResult
+
+        t0 = time.perf_counter()
+        if rgb is None:
+            result = SegmentationResult(success=False, error=error, command=job.text)
+        else:
+            try:
+                result = self.segmenter.segment(rgb, job.text)
+            except Exception as exc:  # noqa: BLE001 - Segmenter answers failures itself; this is a bug guard
+                log.exception("segmenter raised")
+                result = SegmentationResult(success=False, error=f"internal error: {type(exc).__name__}: {exc}",
+                                            command=job.text)
+        elapsed = time.perf_counter() - t0
+        self.summary.segment_s += elapsed
+        latency = float(result.latency_s or elapsed)
+        # Record time as a single worker would publish: after the command and after the previous answer.
+        out_ns = max(job.t_ns, self._last_out_ns) + int(latency * 1e9)
+        self._last_out_ns = out_ns
+        hdr_ns, frame = (stamp_ns(image_msg.header), str(image_msg.header.frame_id)) if image_msg is not None \
+            else (job.t_ns, "")
+
+        point, note = None, ""
+        if result.success and result.mask is not None and image_msg is not None and self.cfg.depth_topic in self.bag.topics:
+            c3 = compute_centroid_3d(result.mask, self.sensors.depth_for(image_msg.header, self.cfg.depth_sync_tolerance_s),
+                                     self.sensors.camera_info(), self.cfg.depth_erosion_px)
+            point, note = c3.point, c3.reason
+        msg = segmentation_message(result, job.index, job.text, hdr_ns, frame, latency, point)
+        self.out.write(RESULT_TOPIC, msg, out_ns)
+        if result.success and result.mask is not None:
+            self.out.write(MASK_TOPIC, msg.mask, out_ns)
+            if point is not None:
+                self.out.write(CENTROID_TOPIC, _point_stamped(msg), out_ns)
+        if self.cfg.overlays is not None and rgb is not None:
+            self._overlay(job, rgb, result)
+        self.echo(_line(job, (job.t_ns - self.bag.start_ns) / 1e9, result, latency, point, note))
+        return bool(result.success)
+
+    def _overlay(self, job: _Job, rgb: np.ndarray, result: Any) -> None:
+        import cv2
+
+        from .overlay import render_overlay
+
+        path = self.cfg.overlays / f"{job.index:03d}_{_slug(job.text)}.png"  # type: ignore[operator]
+        if cv2.imwrite(str(path), render_overlay(rgb, result)):
+            self.summary.overlays.append(path)
+        else:
+            self.warn(f"cannot write overlay {path}")
+
+
+def replay_bag(in_bag: str | Path, out_bag: str | Path, segmenter: Any, cfg: ReplayConfig | None = None,
+               echo: Callable[[str], None] = print) -> ReplaySummary:
+    """Answer every command in IN_BAG with `segmenter` and write the results to OUT_BAG.
+
+    `segmenter` is anything with ``segment(rgb, command) -> SegmentationResult`` (pipeline.Segmenter).
+    Raises ReplayError before writing anything when there is nothing to answer.
+    """
+    cfg = cfg or ReplayConfig()
+    t_start = time.perf_counter()
+    summary = ReplaySummary(output=Path(out_bag))
+    try:
+        with BagReader(in_bag) as bag:
+            image_problem = check_topics(bag, cfg, echo)
+            if cfg.overlays is not None:
+                try:
+                    cfg.overlays.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ReplayError(f"cannot create the overlay folder {cfg.overlays}: {exc.strerror}") from None
+            with BagWriter(out_bag, storage=cfg.storage, overwrite=cfg.overwrite) as out:
+                out.add_topic(RESULT_TOPIC, SEGMENTATION_TYPE, qos="reliable")
+                out.add_topic(MASK_TOPIC, "sensor_msgs/msg/Image", qos="reliable")
+                out.add_topic(CENTROID_TOPIC, "geometry_msgs/msg/PointStamped", qos="reliable")
+                if cfg.include_input:
+                    store = bag.typestore
+                    for topic, msgtype in bag.topics.items():
+                        if topic not in (RESULT_TOPIC, MASK_TOPIC, CENTROID_TOPIC) and msgtype:
+                            out.add_topic(topic, msgtype, store=store)
+                run = _Replayer(bag, out, segmenter, cfg, summary, echo)
+                if image_problem:
+                    run.image_problem = image_problem
+                    summary.problem(image_problem)
+                try:
+                    for job in run.jobs():
+                        summary.commands += 1
+                        summary.succeeded += run.answer(job)
+                except BagError as exc:  # the file is damaged part-way: keep what was answered
+                    run.warn(f"{exc}; stopped reading after {summary.commands} command(s)")
+    except BagError as exc:
+        raise ReplayError(str(exc)) from None
+    summary.wall_s = time.perf_counter() - t_start
+    return summary
+
+
+def check_topics(bag: BagReader, cfg: ReplayConfig, echo: Callable[[str], None] = print) -> str:
+    """Raise ReplayError when there are no commands to answer; return the image problem, if any
+    (every command then fails with it). Missing optional topics are only mentioned."""
+    topics = bag.topics
+    listing = ", ".join(f"{t} ({m.rsplit('/', 1)[-1]})" for t, m in sorted(topics.items())) or "none"
+    if cfg.command_topic not in topics:
+        raise ReplayError(f"command topic {cfg.command_topic} is not in {bag.path}: nothing to answer "
+                          f"(topics: {listing}; choose one with --command-topic)")
+    if topics[cfg.command_topic] != STRING_TYPE:
+        raise ReplayError(f"command topic {cfg.command_topic} has type {topics[cfg.command_topic] or 'mixed'}, "
+                          f"expected {STRING_TYPE}")
+    problem = ""
+    if cfg.image_topic not in topics:
+        problem = (f"image topic {cfg.image_topic} is not in {bag.path}; every command fails "
+                   f"(topics: {listing}; choose one with --image-topic)")
+    elif topics[cfg.image_topic] not in IMAGE_TYPES:
+        problem = (f"image topic {cfg.image_topic} has type {topics[cfg.image_topic] or 'mixed'}, expected "
+                   f"{' or '.join(IMAGE_TYPES)}; every command fails")
+    if problem:
+        echo(f"error: {problem}")
+    for name, topic in (("depth", cfg.depth_topic), ("camera_info", cfg.camera_info_topic)):
+        if topic not in topics:
+            echo(f"note: no {name} topic {topic} in the bag: results have no 3-D centroid")
+    return problem
+
+
+# ----------------------------------------------------------------------------- messages
+
+def segmentation_message(result: Any, command_id: int, command: str, stamp: int, frame_id: str,
+                         latency_s: float, centroid_3d: tuple[float, float, float] | None) -> Any:
+    """rosbags iterprime_ros/msg/Segmentation for a pipeline result (the live node's mapping:
+    ros/messages.py builds the same fields for rclpy). A failure has an empty mask."""
+    types = typestore().types
+    point = types["geometry_msgs/msg/Point"]
+    hdr = header(stamp, frame_id)
+    ok = bool(result.success) and result.mask is not None
+    if ok:
+        mask = image_message(mask_to_fields(result.mask), header(stamp, frame_id))
+    else:
+        mask = types["sensor_msgs/msg/Image"](header=header(stamp, frame_id), height=0, width=0, encoding="",
+                                              is_bigendian=0, step=0, data=np.zeros(0, np.uint8))
+    x, y, w, h = (int(v) for v in result.bbox) if ok and result.bbox is not None else (0, 0, 0, 0)
+    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=x, y_offset=y, height=h, width=w, do_rectify=False)
+    cu, cv = (float(v) for v in result.centroid) if ok and result.centroid is not None else (0.0, 0.0)
+    gu, gv = (float(v) for v in result.grasp_point) if ok and result.grasp_point is not None else (0.0, 0.0)
+    c3 = centroid_3d if ok and centroid_3d is not None else None
+    return types[SEGMENTATION_TYPE](
+        header=hdr, command_id=int(command_id), command=command, expression=str(result.expression or ""),
+        primary_word=str(result.primary_word or ""), success=ok,
+        error="" if ok else (str(result.error) or "failed"), mask=mask, bbox=roi,
+        centroid_px=point(x=cu, y=cv, z=0.0), grasp_point_px=point(x=gu, y=gv, z=0.0),
+        has_centroid_3d=c3 is not None, centroid_3d=point(*(float(v) for v in (c3 or (0.0, 0.0, 0.0)))),
+        score=float(result.score), itm_score=float(result.itm_score),
+        iterations=max(0, min(255, int(result.iterations))), latency_s=float(latency_s))
+
+
+def _point_stamped(msg: Any) -> Any:
+    types = typestore().types
+    return types["geometry_msgs/msg/PointStamped"](header=msg.header, point=msg.centroid_3d)
+
+
+def _decode_compressed(msg: Any) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg/png) -> RGB; the live node takes raw images only."""
+    import cv2
+
+    data = np.asarray(msg.data, dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ImageConversionError(f"compressed image ({msg.format or 'unknown format'!s}) cannot be decoded")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:48] or "command"
+
+
+def _line(job: _Job, t_s: float, result: Any, latency: float, point: Any, note: str) -> str:
+    head = f"[{job.index:3d}] +{t_s:.2f} s {job.text!r}"
+    if not result.success:
+        return f"{head} -> FAILED: {result.error}"
+    u, v = result.centroid
+    where = f"centroid ({u:.0f}, {v:.0f}) px"
+    if point is not None:
+        where += f", ({point[0]:+.2f}, {point[1]:+.2f}, {point[2]:.2f}) m"
+    elif note:
+        where += f" (no 3-D: {note})"
+    return (f"{head} -> {result.expression!r}: mask {int(result.mask.sum())} px, {where}, "
+            f"score {result.score:.3f}, {latency:.2f} s")
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_subparser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `iterprime replay` (cli.py calls this)."""
+    p = subparsers.add_parser(
+        "replay", help="run the pipeline on a rosbag (offline, no ROS graph) and write the results to a bag",
+        description="Answer every command in IN_BAG with the latest image before it (as the node would) and "
+                    "write iterprime_ros/msg/Segmentation results, masks and 3-D centroids to OUT_BAG. "
+                    "OUT_BAG ending in .mcap or .db3 is one file; any other name is a rosbag2 folder.",
+        epilog="exit status: 0 all commands answered from usable input; 1 results written but the input had "
+               "problems (or --strict and a command failed); 2 nothing done")
+    p.add_argument("in_bag", metavar="IN_BAG", help="input bag: rosbag2 folder, .mcap, .db3 (or ROS 1 .bag)")
+    p.add_argument("out_bag", metavar="OUT_BAG", help="output bag (.mcap / .db3 file, or a folder)")
+    p.add_argument("--image-topic", default=IMAGE_TOPIC, help=f"sensor_msgs/Image topic (default {IMAGE_TOPIC})")
+    p.add_argument("--command-topic", default=COMMAND_TOPIC, help=f"std_msgs/String topic (default {COMMAND_TOPIC})")
+    p.add_argument("--depth-topic", default=DEPTH_TOPIC, help=f"aligned depth topic (default {DEPTH_TOPIC})")
+    p.add_argument("--camera-info-topic", default=CAMERA_INFO_TOPIC,
+                   help=f"camera_info topic (default {CAMERA_INFO_TOPIC})")
+    p.add_argument("--overlays", metavar="DIR", type=Path, help="write one overlay PNG per result into DIR")
+    p.add_argument("--config", metavar="YAML", help="node parameters file, e.g. config/segment.yaml "
+                   "(default: the parameters' defaults)")
+    p.add_argument("--vlp", metavar="ID|DIR", help="vision-language model (overrides the config)")
+    p.add_argument("--proposals", metavar="ID|DIR", help="proposal model (overrides the config)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (overrides the config)")
+    p.add_argument("--fp32", action="store_true", help="full precision on CUDA")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any pipeline setting, e.g. --set igrs_iterations=1 (repeatable)")
+    p.add_argument("--max-image-age", type=float, metavar="S", help="override max_image_age_s")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), help="storage of a folder OUT_BAG (default mcap)")
+    p.add_argument("--include-input", action="store_true", help="copy the input topics into OUT_BAG as well")
+    p.add_argument("--force", action="store_true", help="overwrite OUT_BAG if it exists")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any command failed")
+    p.set_defaults(func=cmd_replay)
+
+
+def load_parameters(path: str | None) -> Any:
+    """A node parameters YAML (or none) -> ros.params.Parameters; UserError naming what is wrong."""
+    import yaml
+
+    from .cli import UserError
+    from .ros.params import ParameterError, validate
+
+    values: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"parameters file not found: {path}")
+        try:
+            doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"cannot parse {path}: {' '.join(str(exc).split())}") from None
+        values = _ros_parameters(doc, path)
+    try:
+        return validate(values)
+    except ParameterError as exc:
+        raise UserError(f"{path or 'defaults'}: {exc}") from None
+
+
+def _ros_parameters(doc: Any, path: str) -> dict[str, Any]:
+    """The node's ros__parameters from a params file (`iterprime_segmenter:`, `/**:` or a flat mapping)."""
+    from .cli import UserError
+
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: expected a mapping of node names to ros__parameters")
+    for key in (NODE_NAME, f"/{NODE_NAME}", "/**"):
+        entry = doc.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("ros__parameters"), dict):
+            return dict(entry["ros__parameters"])
+    nodes = [k for k, v in doc.items() if isinstance(v, dict) and "ros__parameters" in v]
+    if nodes:
+        raise UserError(f"{path}: no parameters for {NODE_NAME} (found {', '.join(map(str, nodes))})")
+    return dict(doc)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .cli import UserError, apply_overrides
+
+    params = load_parameters(args.config)
+    changes: dict[str, Any] = {}
+    for key, value in (("vlp_model", args.vlp), ("proposal_model", args.proposals), ("device", args.device)):
+        if value:
+            changes[key] = value
+    if args.fp32:
+        changes["half_precision"] = False
+    try:
+        settings = params.segmenter.replace(**changes)
+    except ValueError as exc:
+        raise UserError(f"bad setting: {exc}") from None
+    settings = apply_overrides(settings, args.overrides)
+    node = params.node
+    max_age = node.max_image_age_s if args.max_image_age is None else args.max_image_age
+    if not max_age > 0:
+        raise UserError("--max-image-age must be positive")
+    cfg = ReplayConfig(image_topic=args.image_topic, command_topic=args.command_topic, depth_topic=args.depth_topic,
+                       camera_info_topic=args.camera_info_topic, max_image_age_s=max_age,
+                       depth_sync_tolerance_s=node.depth_sync_tolerance_s, depth_erosion_px=node.depth_erosion_px,
+                       overlays=args.overlays, include_input=args.include_input, storage=args.storage,
+                       overwrite=args.force)
+
+    # Check the input and the output name before loading models (seconds to minutes).
+    out = Path(args.out_bag)
+    if out.exists() and not args.force:
+        raise UserError(f"output {out} exists already (use --force to overwrite)")
+    if out.resolve() == Path(args.in_bag).resolve():
+        raise UserError("the output bag must differ from the input bag")
+    try:
+        with BagReader(args.in_bag) as bag:
+            check_topics(bag, cfg, echo=lambda _line: None)
+            commands = bag.counts[cfg.command_topic]
+    except (BagError, ReplayError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"replaying {args.in_bag}: {commands} command(s) on {cfg.command_topic}, images from {cfg.image_topic}")
+
+    from .models.loading import quiet_transformers
+    from .pipeline import Segmenter
+
+    quiet_transformers()
+    t0 = time.perf_counter()
+    segmenter = Segmenter(settings)
+    warm = getattr(segmenter, "warmup", None)
+    if callable(warm):
+        warm()
+    print(f"models loaded in {time.perf_counter() - t0:.1f} s (vlp {settings.vlp_model}, "
+          f"proposals {settings.proposal_model}, device {settings.device})")
+    try:
+        summary = replay_bag(args.in_bag, out, segmenter, cfg)
+    except ReplayError as exc:
+        raise UserError(str(exc)) from None
+    print(f"{summary.commands} command(s): {summary.succeeded} answered, {summary.failed} failed; "
+          f"{summary.commands} result(s) written to {summary.output} in {summary.wall_s:.1f} s "
+          f"(pipeline {summary.segment_s:.1f} s)")
+    if summary.overlays:
+        print(f"{len(summary.overlays)} overlay(s) in {cfg.overlays}")
+    for problem in summary.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return summary.exit_code(args.strict)

@@ -1,0 +1,169 @@
+"""sensor_msgs/Image and CameraInfo <-> numpy, without cv_bridge and without rclpy.
+
+Why here and not cv_bridge: ROS's cv_bridge is not pip-installable and the registry's port
+breaks with numpy 2. Why duck-typed: the same functions serve the live node (rclpy
+messages, whose ``data`` is an ``array.array``) and offline bag replay (rosbags messages,
+whose ``data`` is a numpy array). Only the fields height, width, encoding, is_bigendian,
+step and data are read; outputs are fresh contiguous arrays that never alias the message.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "COLOR_ENCODINGS", "DEPTH_ENCODINGS", "ImageConversionError", "camera_info_intrinsics",
+    "depth_to_array", "depth_to_fields", "image_to_rgb", "mask_to_fields", "rgb_to_bgr8", "rgb_to_fields",
+]
+
+
+class ImageConversionError(ValueError):
+    """A message cannot be turned into an array (unsupported encoding, bad step/size, empty image)."""
+
+
+# encoding -> (channels, channel order as indices into the source to produce RGB)
+_COLOR: dict[str, tuple[int, tuple[int, ...]]] = {
+    "rgb8": (3, (0, 1, 2)),
+    "bgr8": (3, (2, 1, 0)),
+    "rgba8": (4, (0, 1, 2)),
+    "bgra8": (4, (2, 1, 0)),
+    "mono8": (1, (0, 0, 0)),
+    "8UC1": (1, (0, 0, 0)),  # what some drivers call mono8
+}
+COLOR_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+
+# encoding -> numpy little-endian dtype string ("mono16" is 16UC1 under another name)
+_DEPTH: dict[str, str] = {"16UC1": "<u2", "mono16": "<u2", "32FC1": "<f4"}
+DEPTH_ENCODINGS: tuple[str, ...] = ("16UC1", "32FC1")
+
+
+def _raw_bytes(data: Any) -> np.ndarray:
+    """The message's data as a flat uint8 array (bytes, array.array, list or numpy)."""
+    if isinstance(data, np.ndarray):
+        return np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except TypeError:
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+def _rows(msg: Any, bytes_per_pixel: int) -> tuple[np.ndarray, int, int]:
+    """Validate geometry and return (H x row_bytes array without padding, height, width)."""
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    encoding = str(msg.encoding)
+    if height <= 0 or width <= 0:
+        raise ImageConversionError(f"empty image ({width}x{height}, encoding {encoding!r})")
+    row_bytes = width * bytes_per_pixel
+    if step < row_bytes:
+        raise ImageConversionError(
+            f"step {step} is smaller than width {width} x {bytes_per_pixel} bytes = {row_bytes} "
+            f"for encoding {encoding!r}")
+    raw = _raw_bytes(msg.data)
+    expected = step * height
+    if raw.size < expected:
+        raise ImageConversionError(
+            f"data has {raw.size} bytes, expected step {step} x height {height} = {expected} "
+            f"({width}x{height} {encoding})")
+    # Trailing bytes beyond step*height are tolerated (some drivers over-allocate).
+    rows = raw[:expected].reshape(height, step)[:, :row_bytes]
+    return rows, height, width
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> H x W x 3 uint8 RGB (alpha dropped)."""
+    encoding = str(msg.encoding)
+    if encoding not in _COLOR:
+        raise ImageConversionError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(COLOR_ENCODINGS)}")
+    channels, order = _COLOR[encoding]
+    rows, height, width = _rows(msg, channels)
+    pixels = rows.reshape(height, width, channels)
+    return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def depth_to_array(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image depth -> H x W array in native byte order.
+
+    16UC1: uint16 millimetres; 32FC1: float32 metres (the unit is kept: turn it into metres
+    with core.geometry.depth_to_metres(array, msg.encoding)). is_bigendian is honoured.
+    """
+    encoding = str(msg.encoding)
+    if encoding not in _DEPTH:
+        raise ImageConversionError(
+            f"unsupported depth encoding {encoding!r}; supported: {', '.join(DEPTH_ENCODINGS)}")
+    dtype = np.dtype(_DEPTH[encoding])
+    if bool(msg.is_bigendian):
+        dtype = dtype.newbyteorder(">")
+    rows, height, width = _rows(msg, dtype.itemsize)
+    values = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
+    return values.astype(dtype.newbyteorder("="), copy=True)
+
+
+def _fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
+    array = np.ascontiguousarray(array)
+    height, width = array.shape[:2]
+    return {"height": int(height), "width": int(width), "encoding": encoding, "is_bigendian": 0,
+            "step": int(array.strides[0]), "data": array.tobytes()}
+
+
+def mask_to_fields(mask: np.ndarray) -> dict[str, Any]:
+    """H x W bool/0-1 mask -> sensor_msgs/Image fields, mono8 with 255 = object."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ImageConversionError(f"mask must be H x W, got shape {mask.shape}")
+    return _fields(np.where(mask > 0, 255, 0).astype(np.uint8), "mono8")
+
+
+def rgb_to_fields(rgb: np.ndarray, encoding: str = "rgb8") -> dict[str, Any]:
+    """H x W x 3 uint8 RGB -> sensor_msgs/Image fields in rgb8, bgr8, rgba8, bgra8 or mono8."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ImageConversionError(f"expected H x W x 3 uint8 RGB, got {rgb.dtype} {rgb.shape}")
+    if encoding == "rgb8":
+        out = rgb
+    elif encoding == "bgr8":
+        out = rgb[:, :, ::-1]
+    elif encoding in ("rgba8", "bgra8"):
+        color = rgb if encoding == "rgba8" else rgb[:, :, ::-1]
+        out = np.concatenate([color, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    elif encoding == "mono8":
+        weights = np.array([0.299, 0.587, 0.114])
+        out = np.clip(np.rint(rgb @ weights), 0, 255).astype(np.uint8)
+    else:
+        raise ImageConversionError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(COLOR_ENCODINGS)}")
+    return _fields(out, encoding)
+
+
+def rgb_to_bgr8(rgb: np.ndarray) -> dict[str, Any]:
+    """H x W x 3 uint8 RGB -> bgr8 Image fields (the debug overlay; bgr8 is what image viewers expect)."""
+    return rgb_to_fields(rgb, "bgr8")
+
+
+def depth_to_fields(depth: np.ndarray, encoding: str = "32FC1") -> dict[str, Any]:
+    """H x W depth -> Image fields: 16UC1 (values taken as millimetres) or 32FC1 (metres).
+
+    Used to publish synthetic depth in tests and to write depth into bags.
+    """
+    if encoding not in DEPTH_ENCODINGS:
+        raise ImageConversionError(
+            f"unsupported depth encoding {encoding!r}; supported: {', '.join(DEPTH_ENCODINGS)}")
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ImageConversionError(f"depth must be H x W, got shape {depth.shape}")
+    if encoding == "16UC1":
+        values = np.nan_to_num(depth, nan=0.0)
+        return _fields(np.clip(np.rint(values), 0, 65535).astype("<u2"), encoding)
+    return _fields(depth.astype("<f4"), encoding)
+
+
+def camera_info_intrinsics(msg: Any) -> tuple[float, float, float, float]:
+    """sensor_msgs/CameraInfo -> (fx, fy, cx, cy) from K; an uncalibrated (zero) K is an error."""
+    k = [float(v) for v in msg.k]
+    if len(k) != 9:
+        raise ImageConversionError(f"camera_info K must have 9 values, got {len(k)}")
+    fx, fy, cx, cy = k[0], k[4], k[2], k[5]
+    if not (fx > 0 and fy > 0 and np.isfinite([fx, fy, cx, cy]).all()):
+        raise ImageConversionError(f"camera_info K has no valid focal lengths (fx={fx}, fy={fy}): uncalibrated camera")
+    return fx, fy, cx, cy

@@ -1,0 +1,254 @@
+"""Train the world's BLIP-architecture ITM model from scratch on generated scenes.
+
+Only image-text pairs are used (no masks, no boxes): each training image comes with two
+referring expressions that are true of it (positives) and, for each, a hard negative -- the
+same expression edited so that nothing in the image satisfies it (wrong colour or shape
+taken from another object of the scene, wrong size, opposite relation, swapped roles,
+opposite position) -- or, now and then, an expression of another scene that is false here.
+The loss is BLIP's ITM cross-entropy on the first token's output (match / no match). The
+masks are never seen in training; they are used only to evaluate (Grad-CAM pointing) and by
+the oracle proposals.
+
+Everything is seeded: scene seeds are step * images_per_step + i (training range), the text
+sampling RNG is seeded by (seed, step), and torch by `seed`. Run with
+``python scripts/train_world_model.py --out models/world_blip`` (see --help).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .grammar import hard_negative, is_false, scene_expressions
+from .model import WorldModelConfig, build_model, build_tokenizer, preprocess, save_world_model
+from .scenes import generate_scene, scene_seeds
+
+log = logging.getLogger("iterprime.world.train")
+PROMPT = "there is a {}"
+TRAIN_KIND_WEIGHTS = (0.3, 0.35, 0.35)
+
+
+def prompt_text(expression: str, template: str = PROMPT) -> str:
+    return template.format(expression)
+
+
+def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
+               easy_negative_prob: float = 0.15):
+    """Scenes and (text, label, image index, type) rows of one training step."""
+    rng = np.random.default_rng([seed, step])
+    seeds = scene_seeds("train", images_per_step, offset=(step * images_per_step) % 9_000_000)
+    scenes = [generate_scene(s, image_size, image_size) for s in seeds]
+    exprs = [scene_expressions(sc, rng, per_scene=2, kind_weights=TRAIN_KIND_WEIGHTS, command_prob=0.0)
+             for sc in scenes]
+    rows: list[tuple[str, int, int, str]] = []
+    for i, (sc, ex) in enumerate(zip(scenes, exprs)):
+        for r in ex:
+            rows.append((r.text, 1, i, "pos:" + r.kind))
+            neg = None
+            if rng.random() >= easy_negative_prob:
+                neg = hard_negative(r.expr, sc, rng, types=_negative_order(r.expr.kind, rng))
+            if neg is None:  # an expression of another scene that is false here
+                for j in rng.permutation(len(scenes)):
+                    if j == i or not exprs[j]:
+                        continue
+                    other = exprs[j][int(rng.integers(len(exprs[j])))]
+                    if is_false(other.expr, sc):
+                        neg = (other.text, "other_scene")
+                        break
+            if neg is not None:
+                rows.append((neg[0], 0, i, "neg:" + neg[1]))
+    return scenes, rows
+
+
+def _negative_order(kind: str, rng: np.random.Generator) -> tuple[str, ...]:
+    """Relation/position edits first 70 % of the time for the kinds that have them."""
+    base = ["colour", "shape", "size"]
+    special = {"relation": ["relation", "roles"], "absolute": ["position"]}.get(kind, [])
+    if special and rng.random() < 0.7:
+        return tuple(special + base)
+    allt = base + special
+    return tuple(allt[i] for i in rng.permutation(len(allt)))
+
+
+def encode_texts(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    ids = enc["input_ids"].clone()
+    ids[:, 0] = tokenizer.convert_tokens_to_ids("[ENC]")  # BLIP's ITM first token
+    return ids, enc["attention_mask"]
+
+
+def itm_logits(model, pixel_values: torch.Tensor, ids: torch.Tensor, att: torch.Tensor,
+               img_index: torch.Tensor, return_image: bool = False):
+    image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
+    out = model.text_encoder(input_ids=ids, attention_mask=att,
+                             encoder_hidden_states=image_embeds[img_index]).last_hidden_state
+    logits = model.itm_head(out[:, 0])
+    return (logits, image_embeds) if return_image else logits
+
+
+def itc_loss(model, tokenizer, image_embeds: torch.Tensor, ids: torch.Tensor, att: torch.Tensor,
+             img_index: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """BLIP's image-text contrastive loss on the positive captions (text-only pass, [CLS] first)."""
+    pos = labels == 1
+    ids = ids[pos].clone()
+    ids[:, 0] = tokenizer.cls_token_id
+    text = model.text_encoder(input_ids=ids, attention_mask=att[pos]).last_hidden_state[:, 0]
+    t = F.normalize(model.text_proj(text), dim=-1)
+    v = F.normalize(model.vision_proj(image_embeds[:, 0]), dim=-1)
+    sim = t @ v.t() / temperature  # captions x images
+    target = img_index[pos]
+    first = torch.zeros(v.shape[0], dtype=torch.bool)
+    keep = []
+    for k, i in enumerate(target.tolist()):  # one caption per image for image -> text
+        if not first[i]:
+            first[i] = True
+            keep.append(k)
+    keep_t = torch.tensor(keep)
+    i2t = F.cross_entropy(sim[keep_t].t()[target[keep_t]], torch.arange(len(keep)))
+    return 0.5 * (F.cross_entropy(sim, target) + i2t)
+
+
+@torch.no_grad()
+def evaluate_pairs(model, tokenizer, cfg: WorldModelConfig, n_scenes: int = 200, split: str = "val",
+                   seed: int = 12345) -> dict[str, float]:
+    """ITM accuracy on held-out scenes: positives and their hard negatives, by type."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    hits: dict[str, list[int]] = collections.defaultdict(list)
+    pair_wins: list[int] = []
+    for s in scene_seeds(split, n_scenes):
+        sc = generate_scene(s, cfg.image_size, cfg.image_size)
+        for r in scene_expressions(sc, rng, per_scene=2, kind_weights=TRAIN_KIND_WEIGHTS):
+            neg = hard_negative(r.expr, sc, rng, types=_negative_order(r.expr.kind, rng))
+            texts = [prompt_text(r.text)] + ([prompt_text(neg[0])] if neg else [])
+            ids, att = encode_texts(tokenizer, texts)
+            px = preprocess(sc.image, cfg.image_size)
+            lg = itm_logits(model, px, ids, att, torch.zeros(len(texts), dtype=torch.long))
+            p = torch.softmax(lg, -1)[:, 1]
+            hits["pos:" + r.kind].append(int(p[0] > 0.5))
+            if neg:
+                hits["neg:" + neg[1]].append(int(p[1] <= 0.5))
+                pair_wins.append(int(lg[0, 1] - lg[0, 0] > lg[1, 1] - lg[1, 0]))
+    model.train()
+    out = {k: float(np.mean(v)) for k, v in sorted(hits.items())}
+    out["pair_ranking"] = float(np.mean(pair_wins)) if pair_wins else float("nan")
+    allv = [x for v in hits.values() for x in v]
+    out["accuracy"] = float(np.mean(allv))
+    return out
+
+
+def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 32, lr: float = 5e-4,
+          warmup: int = 400, seed: int = 0, threads: int = 1, checkpoint_every: int = 500,
+          log_every: int = 50, max_minutes: float | None = None, card: str | None = None,
+          itc_weight: float = 0.0) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(cfg.max_positions)
+    model = build_model(cfg, seed=seed).train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embeddings" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98))
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        prog = (step - warmup) / max(1, steps - warmup)
+        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0))))
+
+    t0 = time.time()
+    window: dict[str, list[float]] = collections.defaultdict(list)
+    history = []
+    step = 0
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        scenes, rows = make_batch(images_per_step, step, seed, cfg.image_size)
+        px = preprocess([s.image for s in scenes], cfg.image_size)
+        ids, att = encode_texts(tokenizer, [prompt_text(r[0]) for r in rows])
+        labels = torch.tensor([r[1] for r in rows])
+        img_index = torch.tensor([r[2] for r in rows])
+        logits, image_embeds = itm_logits(model, px, ids, att, img_index, return_image=True)
+        loss = F.cross_entropy(logits, labels)
+        if itc_weight > 0:
+            l_itc = itc_loss(model, tokenizer, image_embeds, ids, att, img_index, labels)
+            window["itc"].append(float(l_itc.detach()))
+            loss = loss + itc_weight * l_itc
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == labels).float().tolist()
+        window["loss"].append(float(loss.detach()))
+        for r, c in zip(rows, correct):
+            window[r[3]].append(c)
+            window["acc"].append(c)
+        if (step + 1) % log_every == 0:
+            summ = {k: round(float(np.mean(v)), 4) for k, v in sorted(window.items())}
+            summ.update(step=step + 1, lr=round(lr_at(step), 7), minutes=round((time.time() - t0) / 60, 2))
+            log.info(json.dumps(summ))
+            history.append(summ)
+            window.clear()
+        if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
+            save_world_model(model.eval(), tokenizer, out, cfg, card=card,
+                             extra={"training": {"steps_done": step + 1, "steps": steps, "seed": seed,
+                                                 "images_per_step": images_per_step, "lr": lr, "warmup": warmup,
+                                                 "threads": threads,
+                                                 "minutes": round((time.time() - t0) / 60, 2)}},
+                             tie_cls_to_enc=itc_weight == 0)
+            model.train()
+            log.info("checkpoint at step %d -> %s", step + 1, out)
+        if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
+            log.warning("stopping at step %d: time budget of %.1f min used", step + 1, max_minutes)
+            break
+    minutes = (time.time() - t0) / 60
+    val = evaluate_pairs(model, tokenizer, cfg)
+    log.info("validation ITM: %s", json.dumps(val))
+    summary = {"steps_done": step + 1, "steps": steps, "minutes": round(minutes, 2), "seed": seed,
+               "images_per_step": images_per_step, "lr": lr, "warmup": warmup, "threads": threads,
+               "itc_weight": itc_weight, "last_log": history[-1] if history else None, "validation_itm": val}
+    save_world_model(model.eval(), tokenizer, out, cfg, card=card, extra={"training": summary},
+                     tie_cls_to_enc=itc_weight == 0)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="folder to save the model into (overwritten)")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--images-per-step", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop early after this long (breaks exact "
+                   "reproducibility of the step count; logged)")
+    p.add_argument("--config", type=str, default="{}", help="JSON overrides of WorldModelConfig")
+    p.add_argument("--itc-weight", type=float, default=0.0, help="weight of BLIP's image-text contrastive loss")
+    p.add_argument("--card", type=Path, default=None, help="MODEL_CARD.md to copy into --out")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = WorldModelConfig(**json.loads(a.config))
+    log.info("config %s", json.dumps(asdict(cfg)))
+    card = a.card.read_text() if a.card else None
+    summary = train(a.out, cfg, a.steps, a.images_per_step, a.lr, a.warmup, a.seed, a.threads,
+                    a.checkpoint_every, a.log_every, a.max_minutes, card, a.itc_weight)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

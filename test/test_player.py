@@ -1,0 +1,155 @@
+"""Live bag player (`iterprime-play-bag`): timing, QoS, corrupt messages, and the live replay of
+the sample bag into the running node, recorded into a new bag.
+
+The player and the node run as separate processes in this session's DDS domain
+(ros_helpers). The node uses the tiny random-weight models: plumbing only.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ros_helpers  # noqa: F401  (sets this session's ROS_DOMAIN_ID before rclpy starts)
+from ros_helpers import ros_env, spawn_python, spin_until, stop
+
+from iterprime_ros.bags import BagReader, string_message
+from iterprime_ros.ros.player import PlayerError, _parse_remaps, main, message_class, qos_for
+
+from test_bags import COMMAND, IMAGE, S, SAMPLE, T0, cdr, image_msg, write_bag
+
+rclpy = pytest.importorskip("rclpy")
+
+PLAYER = ["-m", "iterprime_ros.ros.player"]
+RESULT = "/iterprime_segmenter/result"
+
+
+def run_player(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *PLAYER, *args], env=ros_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- no DDS
+
+
+def test_qos_follows_the_recording_else_the_message_type() -> None:
+    from rclpy.qos import ReliabilityPolicy
+
+    from iterprime_ros.bags import qos_profile
+
+    assert qos_for("sensor_msgs/msg/Image", []).reliability == ReliabilityPolicy.BEST_EFFORT
+    assert qos_for("std_msgs/msg/String", []).reliability == ReliabilityPolicy.RELIABLE
+    # what the recorded publisher offered wins over the type's default
+    assert qos_for("sensor_msgs/msg/Image", [qos_profile("reliable")]).reliability == ReliabilityPolicy.RELIABLE
+    assert qos_for("std_msgs/msg/String", [qos_profile("sensor")]).reliability == ReliabilityPolicy.BEST_EFFORT
+
+
+def test_message_classes_remaps_and_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from iterprime_ros.msg import Segmentation
+
+    assert message_class("iterprime_ros/msg/Segmentation") is Segmentation
+    with pytest.raises(PlayerError, match="no_such_pkg/msg/Thing is not available"):
+        message_class("no_such_pkg/msg/Thing")
+    assert _parse_remaps(["/a:=/b"]) == {"/a": "/b"}
+    with pytest.raises(PlayerError, match="FROM:=TO"):
+        _parse_remaps(["/a=/b"])
+    # errors found before ROS starts: exit 2 with one line
+    assert main([str(tmp_path / "none.mcap")]) == 2
+    assert "bag not found" in capsys.readouterr().err
+    assert main([str(SAMPLE), "--topics", "/nope"]) == 2
+    assert "not in" in capsys.readouterr().err
+    assert main([str(SAMPLE), "--rate", "0"]) == 2
+    assert main([str(SAMPLE), "--record", RESULT]) == 2
+    assert "go together" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- DDS
+
+
+def test_player_publishes_with_scaled_timing_and_skips_corrupt_messages(tmp_path: Path) -> None:
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    raw = cdr(image_msg(T0))
+    bag = write_bag(tmp_path / "timed.mcap", [
+        (T0, IMAGE, raw), (T0 + S // 10, COMMAND, string_message("first")),
+        (T0 + S, IMAGE, raw[:50]),                                   # corrupt: skipped, not published
+        (T0 + 2 * S, COMMAND, string_message("second")), (T0 + 4 * S, COMMAND, string_message("third"))])
+    rclpy.init()
+    node = rclpy.create_node("player_timing_test")
+    arrivals: list[tuple[float, str]] = []
+    images: list[Any] = []
+    node.create_subscription(String, COMMAND, lambda m: arrivals.append((time.monotonic(), m.data)), 10)
+    node.create_subscription(Image, IMAGE, images.append, qos_profile_sensor_data)
+    proc = spawn_python([*PLAYER, str(bag), "--rate", "4", "--wait-for-subscribers", "20"])
+    try:
+        assert spin_until(node, lambda: len(arrivals) == 3 or proc.poll() is not None and len(arrivals) == 3, 30.0)
+        proc.wait(timeout=20)
+        out = proc.stdout.read()
+    finally:
+        stop(proc)
+        node.destroy_node()
+        rclpy.shutdown()
+    assert [text for _, text in arrivals] == ["first", "second", "third"], out
+    # bag gaps 1.9 s and 2.0 s at rate 4 -> about 0.475 s and 0.5 s
+    gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:])]
+    assert all(0.3 < g < 1.2 for g in gaps), (gaps, out)
+    assert proc.returncode == 1, out  # a message was skipped
+    assert len(images) <= 1 and all(i.width == 64 for i in images)  # best effort: the good one, never the bad
+    assert "skipped corrupt sensor_msgs/msg/Image on /camera/color/image_raw at +1.000 s" in out
+    assert "published 4 message(s)" in out
+
+
+@pytest.fixture(scope="module")
+def node_params(tiny_model_dirs: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Parameters for the node under test: tiny models on CPU, small proposal input, a queue
+    long enough for the whole bag played fast (so every command is answered by the models)."""
+    path = tmp_path_factory.mktemp("player_node") / "params.yaml"
+    path.write_text(f"""iterprime_segmenter:
+  ros__parameters:
+    device: cpu
+    vlp_model: {tiny_model_dirs.blip}
+    proposal_model: {tiny_model_dirs.mask2former}
+    proposal_shortest_edge: 120
+    proposal_longest_edge: 160
+    empty_selection: best_heat
+    queue_size: 20
+    publish_debug_image: false
+""")
+    return path
+
+
+@pytest.mark.slow
+def test_live_replay_of_the_sample_bag_into_the_node_is_recorded(node_params: Path, tmp_path: Path) -> None:
+    """The issue's live path: node running, player publishes the sample bag at 10x, the node's
+    results are recorded into a new bag, which reads back with one result per command."""
+    remaps = ["-r", "image:=/camera/color/image_raw", "-r", "command:=/iterprime/command",
+              "-r", "depth:=/camera/aligned_depth_to_color/image_raw", "-r", "camera_info:=/camera/color/camera_info"]
+    node = spawn_python(["-m", "iterprime_ros.ros.node", "--ros-args", "--params-file", str(node_params), *remaps])
+    recorded = tmp_path / "live_results.mcap"
+    try:
+        player = run_player([str(SAMPLE), "--rate", "10", "--wait-for-subscribers", "60",
+                             "--record", RESULT, "/iterprime_segmenter/mask", "--record-to", str(recorded),
+                             "--record-count", "9", "--record-idle", "60"], timeout=180)
+    finally:
+        node_log = stop(node)
+    assert player.returncode == 0, player.stdout + player.stderr + node_log
+    assert "published 57 message(s)" in player.stdout
+
+    with BagReader(SAMPLE) as bag:
+        commands = [bag.deserialize(m).data for m in bag.messages([COMMAND])]
+    with BagReader(recorded) as bag:
+        results = [bag.deserialize(m) for m in bag.messages([RESULT])]
+        masks = bag.counts.get("/iterprime_segmenter/mask", 0)
+    assert len(results) == 9, node_log
+    assert [r.command for r in results] == commands
+    assert [r.command_id for r in results] == list(range(1, 10))
+    # no command went unanswered or was answered without an image (the failures would say so)
+    assert not [r.error for r in results if "image" in r.error or "queue" in r.error], node_log
+    assert masks == sum(r.success for r in results)
+    assert all(r.header.frame_id == "camera_color_optical_frame" for r in results if r.success)
