@@ -3,6 +3,7 @@ tree holds a working Python package with the generated messages, the launch and 
 files and the `ros2 run` executables."""
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -47,3 +48,78 @@ def test_installed_package_imports_with_its_messages(workspace: Path):
     assert out.returncode == 0, out.stderr[-3000:]
     path, expr = out.stdout.strip().split(" ", 1)
     assert path.startswith(str(site)) and expr == "the cup"
+
+
+def launch_file_remaps(path: Path) -> dict[str, str]:
+    """The (input, default topic) pairs the launch file remaps, read from its source: `launch` and
+    `launch_ros` are not installable from the registry, so the file cannot be imported here."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "REMAPS" for t in node.targets):
+            return dict(ast.literal_eval(node.value))
+    raise AssertionError(f"no REMAPS in {path}")
+
+
+def test_launch_file_builds_its_description_where_launch_is_installed(workspace: Path):
+    pytest.importorskip("launch_ros", reason="launch/launch_ros are not on the registry (ROS apt installs only)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("segment_launch",
+                                                  workspace / "share" / "iterprime_ros" / "launch" / "segment.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    names = {a.name for a in description.get_launch_arguments()}
+    assert {"config_file", "device", "image", "command", "depth", "camera_info"} <= names
+
+
+def test_installed_executable_runs_as_the_launch_file_starts_it(workspace: Path, tmp_path: Path):
+    """What `ros2 launch iterprime_ros segment.launch.py` runs, without launch: the installed
+    `segmenter` executable with the installed config file and the launch file's default remappings.
+    The default models are not on this machine, so the node must come up anyway and answer a
+    command with a failure that names the download command."""
+    import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID before rclpy starts)
+    from ros_helpers import spin_until, stop
+
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    share = workspace / "share" / "iterprime_ros"
+    remaps = launch_file_remaps(share / "launch" / "segment.launch.py")
+    assert remaps["image"] == "/camera/color/image_raw"
+    site = workspace / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    env = dict(os.environ, PYTHONPATH=str(site), HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"),
+               LD_LIBRARY_PATH=f"{workspace / 'lib'}:{VENV / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}")
+    args = [sys.executable, str(workspace / "lib" / "iterprime_ros" / "segmenter"), "--ros-args",
+            "--params-file", str(share / "config" / "segment.yaml"), "-p", "device:=cpu"]
+    for name, topic in remaps.items():
+        args += ["-r", f"{name}:={topic}"]
+    proc = subprocess.Popen(args, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    from iterprime_ros.msg import Segmentation
+
+    rclpy.init()
+    node = rclpy.create_node("launch_equivalence_test")
+    results: list = []
+    try:
+        node.create_subscription(Segmentation, "/iterprime_segmenter/result", results.append, 10)
+        pub = node.create_publisher(String, remaps["command"], 10)
+        subscribed = lambda: {t for t, _ in node.get_subscriber_names_and_types_by_node(  # noqa: E731
+            "iterprime_segmenter", "/")} if "iterprime_segmenter" in node.get_node_names() else set()
+        assert spin_until(node, lambda: set(remaps.values()) <= subscribed(), 90.0), subscribed()
+        assert spin_until(node, lambda: pub.get_subscription_count() > 0, 10.0)
+        image_pub = node.create_publisher(Image, remaps["image"], qos_profile_sensor_data)
+        frame = Image(height=4, width=6, encoding="rgb8", step=18, data=bytes(72))
+        node.create_timer(0.1, lambda: image_pub.publish(frame))
+        spin_until(node, lambda: False, 1.0)  # the camera is streaming into the remapped image topic
+        pub.publish(String(data="the red cup"))
+        assert spin_until(node, lambda: bool(results), 60.0)
+        assert not results[0].success
+        assert "models not loaded" in results[0].error and "iterprime download" in results[0].error
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        out = stop(proc)
+    assert "listening: image=/camera/color/image_raw" in out, out[-3000:]
