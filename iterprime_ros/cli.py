@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "iterprime_ros.replay",
     "iterprime_ros.eval.cli",
     "iterprime_ros.bench",
+    "iterprime_ros.demo",
 )
 
 
@@ -178,7 +179,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iterprime", description="Zero-shot referring image segmentation "
-                                     "(IteRPrimE) for robots: segment | download | replay | eval | bench")
+                                     "(IteRPrimE) for robots: segment | download | replay | eval | bench | demo")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-v", "--verbose", action="store_true", help="info logs (model loading, parser choice)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
