@@ -53,7 +53,7 @@ class SegmenterSettings:
     igrs_iterations: int = 3               # 1 turns IGRS off
     igrs_alpha: float = 0.2
     binarize_threshold: float = 0.5
-    stop_rule: str = "reference"           # reference | soft_itm
+    stop_rule: str = "reference"           # reference | soft_itm | none (no early stop; benchmarks)
     # proposals and selection
     proposal_threshold: float = 0.35
     proposal_shortest_edge: int = 800
@@ -174,6 +174,7 @@ class _Frame:
     size: tuple[int, int]
     embedding: Any = None
     proposals: np.ndarray | None = None
+    proposals_tensor: torch.Tensor | None = None  # a GPU copy for the selection sums (CUDA only)
 
 
 def image_key(image: np.ndarray) -> str:
@@ -230,6 +231,12 @@ class Segmenter:
         self._frames: OrderedDict[Hashable, _Frame] = OrderedDict()
         self._lock = threading.RLock()
         self.stats = {"commands": 0, "frames_computed": 0, "frame_hits": 0}
+        # CUDA kernels run asynchronously: wait for them before reading the clock, so each stage's
+        # time is its own (the next stage would wait for them anyway)
+        self._cuda_sync = any(getattr(getattr(b, "device", None), "type", None) == "cuda" for b in (vlp, proposals))
+        # selection sums over every proposal (N x H x W): on the GPU when the proposals come from one
+        prop_device = getattr(proposals, "device", None)
+        self._selection_device = prop_device if getattr(prop_device, "type", None) == "cuda" else None
 
     @classmethod
     def from_backends(cls, vlp: VLPBackend, proposals: ProposalBackend, settings: SegmenterSettings | None = None,
@@ -273,6 +280,11 @@ class Segmenter:
                               f"smaller proposal model or device cpu ({exc})".split("\n")[0]) from exc
             raise
         finally:
+            if self._cuda_sync:
+                try:
+                    torch.cuda.synchronize()
+                except Exception:  # pragma: no cover - a failed device reports through the stage's error
+                    pass
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
     def prepare_frame(self, image: np.ndarray, frame_id: Hashable | None = None) -> dict[str, float]:
@@ -289,8 +301,11 @@ class Segmenter:
         cached = True
         if frame.proposals is None:
             cached = False
-            props = self._stage(timings, "proposals", lambda: self.proposals.propose(image))
-            frame.proposals = np.asarray(props, dtype=bool)
+            frame.proposals = self._stage(timings, "proposals", lambda: self._propose(image))
+            frame.proposals_tensor = None
+            if self._selection_device is not None:
+                frame.proposals_tensor = self._stage(
+                    timings, "proposals", lambda: torch.from_numpy(frame.proposals).to(self._selection_device))
         if frame.embedding is None:
             cached = False
             frame.embedding = self._stage(timings, "image_encoding", lambda: self.vlp.encode_image(image))
@@ -299,6 +314,9 @@ class Segmenter:
         else:
             self.stats["frames_computed"] += 1
         return cached
+
+    def _propose(self, image: np.ndarray) -> np.ndarray:
+        return np.asarray(self.proposals.propose(image), dtype=bool)
 
     # ------------------------------------------------------------------ the command
     def segment(self, image: np.ndarray, command: str, frame_id: Hashable | None = None) -> SegmentationResult:
@@ -379,7 +397,8 @@ class Segmenter:
 
         # 4. selection and where the object is
         t0 = time.perf_counter()
-        sel = select_proposal(heat.heatmap, proposals, s.max_components, s.empty_selection)
+        sel = select_proposal(heat.heatmap, proposals, s.max_components, s.empty_selection,
+                              proposals_tensor=frame.proposals_tensor)
         result.score = float(sel.score)
         result.flagged = bool(sel.flagged)
         if sel.index is None:

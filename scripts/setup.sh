@@ -42,7 +42,14 @@ gpu="no"; command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1
 build=$("$PY" -c "import torch; print('CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU')")
 say "torch $("$PY" -c 'import torch; print(torch.__version__)') ($build build); NVIDIA GPU present: $gpu"
 if [ "$gpu" = "yes" ] && [ "$build" = "CPU" ]; then
-  say "note: a GPU is present but this torch is a CPU build; rerun with TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128"
+  # PyPI's Linux torch is a CUDA build; a local mirror may only hold the CPU one: try PyTorch's CUDA index.
+  cuda_index="${TORCH_CUDA_INDEX_URL:-https://download.pytorch.org/whl/cu128}"
+  say "a GPU is present but torch is a CPU build: trying the CUDA build from $cuda_index"
+  if "${PIP[@]}" --force-reinstall --no-deps "torch==$TORCH_VERSION" --index-url "$cuda_index"; then
+    build=$("$PY" -c "import torch; print('CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU')")
+  fi
+  say "torch build now: $build"
+  if [ "$build" = "CPU" ]; then say "note: still a CPU build; set TORCH_INDEX_URL to a reachable CUDA index and rerun"; fi
 fi
 
 # 3. everything else

@@ -18,7 +18,7 @@ from .backend import VLPBackend
 from .pwem import MODES, NO_PRIMARY, aggregate
 from .text import TokenRoles
 
-STOP_RULES = ("reference", "soft_itm")
+STOP_RULES = ("reference", "soft_itm", "none")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class IGRSSettings:
     alpha: float = 0.2          # weight of the new map; the paper's λ = 0.8 = 1 − α
     threshold: float = 0.5
     steepness: float = 20.0
-    stop_rule: str = "reference"  # "reference" | "soft_itm"
+    stop_rule: str = "reference"  # "reference" | "soft_itm" | "none" (always max_iterations; benchmarks)
     mode: str = "pwem"
     no_primary: str = "reference"
     enabled: bool = True
@@ -100,7 +100,8 @@ def run_igrs(backend: VLPBackend, image_embedding: Any, text: str, roles: TokenR
 
     t = 0 passes keep=None (all patches). Stop rules: "reference" — t ≥ 1 and p_t < p_{t−1}:
     return O_t; "soft_itm" — S_t = p_t·r_t, r_t = mean(1 − O_{t−1}), r_0 = 1; S_t < S_{t−1}:
-    return O_{t−1}. A keep mask with no patch left (e.g. an all-zero map) stops the loop.
+    return O_{t−1}; "none" — never stops early (a fixed pass count, for benchmarks). A keep
+    mask with no patch left (e.g. an all-zero map) stops the loop.
     """
     s = settings or IGRSSettings()
     passes = s.max_iterations if s.enabled else 1
@@ -133,11 +134,13 @@ def run_igrs(backend: VLPBackend, image_embedding: Any, text: str, roles: TokenR
             raise ValueError(f"backend.grid is {grid} but its attention gives a {tuple(g_map.shape)} map")
         n = minmax(g_map)
         r_map = n if r_map is None else (1.0 - s.alpha) * r_map + s.alpha * n
-        o = minmax(upsample(r_map, out_size))
+        # O_t (an H x W upsample) only when it is returned or soft_itm needs its mean next pass
+        r_t = r_map
+        o_t = lambda: minmax(upsample(r_t, out_size))  # noqa: E731
 
         if t >= 1:
             if s.stop_rule == "reference" and p < result.itm_scores[t - 1]:
-                return finish(o, t, "itm_drop")
+                return finish(o_t(), t, "itm_drop")
             if s.stop_rule == "soft_itm":
                 assert prev_o is not None
                 soft = p * float((1.0 - prev_o).mean())
@@ -146,12 +149,13 @@ def run_igrs(backend: VLPBackend, image_embedding: Any, text: str, roles: TokenR
                 prev_soft = soft
         else:
             prev_soft = p  # r_0 = 1
-        prev_o = o
         if t == passes - 1:
-            return finish(o, t, "max_iterations" if s.enabled else "disabled")
+            return finish(o_t(), t, "max_iterations" if s.enabled else "disabled")
+        if s.stop_rule == "soft_itm":
+            prev_o = o_t()
 
         b = keep_from_map(n, s.threshold, s.steepness).cpu()
         keep = b if keep is None else keep & b
         if not bool(keep.any()):
-            return finish(o, t, "degenerate")
+            return finish(o_t(), t, "degenerate")
     raise AssertionError("unreachable")

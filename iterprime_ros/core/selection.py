@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 EMPTY_SELECTION = ("fail", "best_heat")
 _BLOCK = 16  # masks per vectorised block: bounds the float64 copy to 16 x H x W
@@ -51,8 +52,25 @@ def _sums(proposals: np.ndarray, heat: np.ndarray, peak: np.ndarray) -> tuple[np
     return area, heat_sum, covers
 
 
+def _sums_torch(proposals: torch.Tensor, heat: np.ndarray,
+                peak: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_sums on a copy of the proposals held as a torch tensor (e.g. on the GPU): same float64 sums."""
+    n = proposals.shape[0]
+    flat = proposals.reshape(n, -1)
+    heat_t = torch.from_numpy(np.ascontiguousarray(heat.reshape(-1), dtype=np.float64)).to(flat.device)
+    peak_idx = torch.from_numpy(np.flatnonzero(peak)).to(flat.device)
+    area = flat.sum(dim=1, dtype=torch.int64)
+    heat_sum = torch.empty(n, dtype=torch.float64, device=flat.device)
+    block = _BLOCK * 4
+    for b in range(0, n, block):
+        heat_sum[b:b + block] = flat[b:b + block].to(torch.float64) @ heat_t
+    covers = flat.index_select(1, peak_idx).any(dim=1)
+    return area.cpu().numpy(), heat_sum.cpu().numpy(), covers.cpu().numpy()
+
+
 def select_proposal(heatmap: np.ndarray, proposals: np.ndarray, max_components: int = 12,
-                    empty_selection: str = "fail", connectivity: int = 4) -> Selection:
+                    empty_selection: str = "fail", connectivity: int = 4,
+                    proposals_tensor: torch.Tensor | None = None) -> Selection:
     """Choose the proposal for the heat map O (H x W) among N x H x W bool proposals.
 
     Peak set = pixels where O equals its exact maximum (ties included). Valid: covers ≥ 1 peak
@@ -60,6 +78,10 @@ def select_proposal(heatmap: np.ndarray, proposals: np.ndarray, max_components: 
     Score s_i = Σ m_i(1 + O) / (Σ m_i + 1e-5); invalid → 0; argmax, ties → lowest index.
     Nothing valid: index None with the reason, or with empty_selection="best_heat" the non-empty
     proposal with the highest mean heat (flagged=True).
+
+    proposals_tensor: the same proposals as an N x H x W bool torch tensor on the device that should
+    compute the per-proposal sums (the pipeline keeps one on the GPU per frame); the connected
+    components still come from `proposals` (CPU), for the few proposals that cover the peak.
     """
     if empty_selection not in EMPTY_SELECTION:
         raise ValueError(f"empty_selection must be one of {EMPTY_SELECTION}, not {empty_selection!r}")
@@ -77,7 +99,12 @@ def select_proposal(heatmap: np.ndarray, proposals: np.ndarray, max_components: 
         return Selection(None, 0.0, scores, False, "there are no proposals", valid)
 
     peak = heat == heat.max()
-    area, heat_sum, covers = _sums(props, heat, peak)
+    if proposals_tensor is not None:
+        if tuple(proposals_tensor.shape) != props.shape:
+            raise ValueError(f"proposals_tensor {tuple(proposals_tensor.shape)} differs from proposals {props.shape}")
+        area, heat_sum, covers = _sums_torch(proposals_tensor, heat, peak)
+    else:
+        area, heat_sum, covers = _sums(props, heat, peak)
     for i in np.flatnonzero(covers):  # few: only proposals that cover the peak
         valid[i] = count_components(props[i], connectivity) <= max_components
     all_scores = (area + heat_sum) / (area + 1e-5)

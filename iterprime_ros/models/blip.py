@@ -27,7 +27,16 @@ transformers 5.24, ``models/blip/modeling_blip_text.py``):
   original training (``first_token="enc"``) when the tokenizer knows ``[ENC]`` and fall back
   to [CLS] (``first_token="cls"``, the transformers behaviour) otherwise, with a warning.
 
-Hooks are registered for the length of one call and removed in ``finally``; a per-model
+* **Cross-attention keys and values, once per image.** Every cross-attention layer projects
+  the 1 + g*g image tokens to keys and values (``key``/``value`` Linear on the image
+  embedding) -- for BLIP base 12 layers x 2 x 577 x 768 x 768, several times the work of
+  the text itself (about 10 tokens). They depend on the image only, so ``encode_image``
+  computes them once (``BlipImageEmbedding.cross_kv``) and each text pass swaps those
+  Linear modules for their cached outputs for the length of the call. The patch mask acts
+  on the scores, not on the keys, so the cached values serve every IGRS pass and every
+  command on the frame; the result is the same computation (a test checks equality).
+
+Hooks and swaps are in place for the length of one call and undone in ``finally``; a per-model
 lock keeps concurrent calls on a shared cached model from seeing each other's hooks.
 """
 from __future__ import annotations
@@ -60,6 +69,25 @@ class BlipImageEmbedding:
 
     embeds: torch.Tensor  # 1 x (1 + g*g) x D on the model's device and dtype; key 0 = image CLS
     image_size: tuple[int, int]  # original H, W
+    # per text layer: (key, value) projections of `embeds` by that layer's cross-attention
+    # (1 x (1 + g*g) x D' each); None: computed inside every pass (e.g. a hand-made embedding)
+    cross_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+
+class _Projected(torch.nn.Module):
+    """Stands in for a cross-attention key/value Linear during one call: returns the projection
+    cached for `source` (the image embedding) and computes it normally for any other input."""
+
+    def __init__(self, linear: torch.nn.Module, source: torch.Tensor, cached: torch.Tensor) -> None:
+        super().__init__()
+        self.linear = linear
+        self.source = source
+        self.cached = cached
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x is self.source:
+            return self.cached
+        return self.linear(x)
 
 
 @dataclass(frozen=True)
@@ -165,7 +193,10 @@ class BlipITMBackend:
         pixels = self.preprocess(image).to(self.device, self.dtype)
         with self._loaded.lock, torch.no_grad():
             out = self.model.vision_model(pixel_values=pixels, interpolate_pos_encoding=self._interpolate_pos)
-        return BlipImageEmbedding(embeds=out.last_hidden_state.detach(), image_size=image.shape[:2])
+            embeds = out.last_hidden_state.detach()
+            cross_kv = tuple((layer.crossattention.self.key(embeds), layer.crossattention.self.value(embeds))
+                             for layer in self._layers())
+        return BlipImageEmbedding(embeds=embeds, image_size=image.shape[:2], cross_kv=cross_kv)
 
     # ------------------------------------------------------------------ text
     def _tokens(self, text: str) -> _Tokens:
@@ -225,6 +256,29 @@ class BlipITMBackend:
         return self.model.text_encoder.encoder.layer
 
     @contextmanager
+    def cached_cross_kv(self, image_embedding: BlipImageEmbedding) -> Iterator[None]:
+        """Within the block, the cross-attention key/value projections of `image_embedding.embeds`
+        come from ``image_embedding.cross_kv`` instead of being recomputed (no-op without it)."""
+        kv = image_embedding.cross_kv
+        layers = list(self._layers())
+        if kv is None:
+            yield
+            return
+        if len(kv) != len(layers):
+            raise ValueError(f"the image embedding has cross-attention keys for {len(kv)} layers, "
+                             f"the model has {len(layers)}")
+        originals = [(layer.crossattention.self.key, layer.crossattention.self.value) for layer in layers]
+        try:
+            for layer, (key, value), (k, v) in zip(layers, originals, kv):
+                layer.crossattention.self.key = _Projected(key, image_embedding.embeds, k)
+                layer.crossattention.self.value = _Projected(value, image_embedding.embeds, v)
+            yield
+        finally:
+            for layer, (key, value) in zip(layers, originals):
+                layer.crossattention.self.key = key
+                layer.crossattention.self.value = value
+
+    @contextmanager
     def masked_cross_attention(self, keep: torch.Tensor | None, n_keys: int | None = None) -> Iterator[None]:
         """Within the block, every text cross-attention layer sees only the image keys where keep is True.
 
@@ -263,7 +317,8 @@ class BlipITMBackend:
             return (probs, *args[1:])
 
         dropout = self._layers()[self.gradcam_layer].crossattention.self.dropout
-        with self._loaded.lock, self.masked_cross_attention(keep, embeds.shape[1]):
+        with self._loaded.lock, self.masked_cross_attention(keep, embeds.shape[1]), \
+                self.cached_cross_kv(image_embedding):
             handle = dropout.register_forward_pre_hook(capture_probs)
             try:
                 with torch.enable_grad():
@@ -287,7 +342,8 @@ class BlipITMBackend:
         """(no-match, match) logits without gradients, with the same patch masking (scoring, benches)."""
         toks = self._tokens(text)
         embeds = image_embedding.embeds
-        with self._loaded.lock, self.masked_cross_attention(keep, embeds.shape[1]), torch.no_grad():
+        with self._loaded.lock, self.masked_cross_attention(keep, embeds.shape[1]), \
+                self.cached_cross_kv(image_embedding), torch.no_grad():
             out = self.model.text_encoder(input_ids=toks.input_ids, attention_mask=toks.attention_mask,
                                           encoder_hidden_states=embeds, return_dict=True)
             return self.model.itm_head(out.last_hidden_state[:, 0, :])[0].float().cpu()

@@ -3,7 +3,9 @@
 Threads: the executor thread runs every callback, and callbacks only store messages or
 enqueue commands; one worker thread loads the models and runs each command, so images keep
 flowing while the models work. Every command (topic or service) gets exactly one result on
-~/result; a service call also gets it as its response.
+~/result; a service call also gets it as its response. Commands are only ever text to segment:
+nothing in a command is run, formatted into code, or used to pick a model, file or parameter
+(docs/robustness.md).
 
     ros2 run iterprime_ros segmenter --ros-args --params-file config/segment.yaml -r image:=/camera/image
     iterprime-node --ros-args ...        (the same, installed with pip)
@@ -38,8 +40,47 @@ from .worker import JobQueue, Worker
 
 NODE_NAME = "iterprime_segmenter"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Commands are tiny and must not be lost: a burst of them waits in DDS until the executor takes them.
+COMMAND_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+# A spoken command is one sentence. Longer text is refused at once (not queued): the parser's cost
+# grows with the length, BLIP reads only the first max_text_tokens tokens anyway, and one
+# megabyte-long string must not hold the worker for minutes.
+MAX_COMMAND_CHARS = 1000
+LOG_TEXT_CHARS = 200   # commands are quoted in the log up to this length
 DOWNLOAD_HINT = ("fetch the default weights with `iterprime download` on a machine with internet, or point "
                  "vlp_model / proposal_model at local model folders")
+
+
+def _short(text: str) -> str:
+    """A command quoted for the log, cut to LOG_TEXT_CHARS characters."""
+    if len(text) <= LOG_TEXT_CHARS:
+        return repr(text)
+    return f"{text[:LOG_TEXT_CHARS]!r}... ({len(text)} characters)"
+
+
+class ImageStats:
+    """What the image callback costs and how regularly images arrive (executor thread only).
+
+    Why: the image callback must never wait for model work; the longest time spent in it and the
+    longest gap between two images are the evidence, logged at shutdown (docs/robustness.md).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.max_callback_s = 0.0
+        self.max_gap_s = 0.0
+        self._last: float | None = None
+
+    def record(self, start: float, end: float) -> None:
+        self.count += 1
+        self.max_callback_s = max(self.max_callback_s, end - start)
+        if self._last is not None:
+            self.max_gap_s = max(self.max_gap_s, start - self._last)
+        self._last = start
+
+    def summary(self) -> str:
+        return (f"{self.count} images received, image callback max {self.max_callback_s * 1e3:.2f} ms, "
+                f"longest gap between images {self.max_gap_s * 1e3:.0f} ms")
 
 
 @dataclass
@@ -69,9 +110,11 @@ class SegmenterNode(Node):
         self._next_id = 1
         self._segmenter: Segmenter | None = None
         self._model_error: str | None = None
+        self.image_stats = ImageStats()
+        self._answered = {"succeeded": 0, "failed": 0}
 
         self._image_sub = self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
-        self.create_subscription(String, "command", self._on_command, RELIABLE)
+        self.create_subscription(String, "command", self._on_command, COMMAND_QOS)
         self.create_subscription(Image, "depth", self._sensors.add_depth, qos_profile_sensor_data)
         self.create_subscription(CameraInfo, "camera_info", self._sensors.set_camera_info, qos_profile_sensor_data)
         self._result_pub = self.create_publisher(Segmentation, "~/result", RELIABLE)
@@ -118,7 +161,9 @@ class SegmenterNode(Node):
 
     # ------------------------------------------------------------------ callbacks (executor thread)
     def _on_image(self, msg: Image) -> None:
+        start = time.monotonic()
         self._sensors.set_image(msg, self.get_clock().now().nanoseconds)
+        self.image_stats.record(start, time.monotonic())
 
     def _on_command(self, msg: String) -> None:
         self._submit(msg.data, None, None)
@@ -141,7 +186,15 @@ class SegmenterNode(Node):
             self._next_id += 1
         now = self.get_clock().now().nanoseconds
         job = Job(command_id, text, now, time.monotonic(), future=future)
-        self.get_logger().info(f"command {command_id}: {text!r}")
+        self.get_logger().info(f"command {command_id}: {_short(text)}")
+        # Failures known before any model work are answered at once, without queueing.
+        if len(text) > MAX_COMMAND_CHARS:
+            self._fail(job, f"the command is too long ({len(text)} characters; at most {MAX_COMMAND_CHARS}): "
+                            "send one spoken sentence")
+            return
+        if self._model_error is not None:
+            self._fail(job, self._model_error)
+            return
         if explicit_image is not None:
             job.image, job.use_depth = explicit_image, False
         else:
@@ -193,6 +246,7 @@ class SegmenterNode(Node):
             if centroid is not None:
                 self._centroid_pub.publish(centroid)
             self._result_pub.publish(result)
+            self._answered["succeeded" if result.success else "failed"] += 1
         if result.success:
             self.get_logger().info(
                 f"command {job.command_id}: {result.expression!r} -> mask at ({result.centroid_px.x:.0f}, "
@@ -200,7 +254,7 @@ class SegmenterNode(Node):
                                                      f"{result.centroid_3d.z:.3f}) m" if result.has_centroid_3d
                                                      else "") + f" in {result.latency_s:.2f} s")
         else:
-            self.get_logger().warning(f"command {job.command_id} failed: {result.error}")
+            self.get_logger().warning(f"command {job.command_id} failed: {_short(result.error)}")
         if job.future is not None and not job.future.done():
             job.future.set_result(result)
 
@@ -244,13 +298,27 @@ class SegmenterNode(Node):
         self._fail(job, f"internal error: {type(exc).__name__}: {exc}".split("\n")[0])
 
     # ------------------------------------------------------------------ shutdown
+    def stats(self) -> str:
+        """One line: commands received and answered, and the image callback figures (ImageStats)."""
+        with self._id_lock:
+            received = self._next_id - 1
+        with self._answer_lock:
+            ok, failed = self._answered["succeeded"], self._answered["failed"]
+        return (f"stats: {received} commands received, {ok + failed} answered ({ok} succeeded, {failed} failed); "
+                f"{self.image_stats.summary()}")
+
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker; commands still waiting are answered with a failure."""
+        """Stop the worker; commands still waiting are answered with a failure. Logs stats()."""
         for job in self._worker.stop(timeout):
             try:
                 self._fail(job, "the node is shutting down")
             except Exception as exc:  # noqa: BLE001 - the context may already be shut down (Ctrl-C)
                 self.get_logger().warning(f"command {job.command_id} not answered at shutdown: {exc}")
+        line = self.stats()
+        try:
+            self.get_logger().info(line)
+        except Exception:  # noqa: BLE001 - rclpy logging may be gone after Ctrl-C; stderr is not
+            print(f"[INFO] [{NODE_NAME}]: {line}", file=sys.stderr, flush=True)
 
 
 def usage() -> str:

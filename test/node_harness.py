@@ -1,0 +1,204 @@
+"""The robustness suite's harness: the real segmenter node in its own process, and a test node
+that streams a camera and sends commands over real DDS (this session's ROS_DOMAIN_ID).
+
+Each node process gets its own namespace, so several can run at once without hearing each
+other. The node's stdout/stderr is collected (log), and its resident memory can be read from
+/proc (rss_mb). Random-weight tiny models: the plumbing is tested, never the masks.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
+from ros_helpers import ros_env, spin_until, stop
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config" / "segment.yaml"
+FAULT_NODE = Path(__file__).resolve().parent / "fault_node.py"
+NODE_NAME = "iterprime_segmenter"
+
+
+def tiny_params(tiny_model_dirs: Any, **overrides: Any) -> dict[str, Any]:
+    """Parameters for a node on the tiny models: CPU, small proposal input, always select something."""
+    params = {
+        "vlp_model": str(tiny_model_dirs.blip), "proposal_model": str(tiny_model_dirs.mask2former),
+        "device": "cpu", "proposal_shortest_edge": 128, "proposal_longest_edge": 256, "proposal_threshold": 0.7,
+        "empty_selection": "best_heat", "max_components": 10000,  # random weights: always select something
+        "publish_debug_image": False,
+    }
+    params.update(overrides)
+    return params
+
+
+class NodeProcess:
+    """A segmenter node in a child process: `python -m iterprime_ros.ros.node` or, with fault_node,
+    the test-only launcher that wraps the backends with the fault injector (test/fault_node.py)."""
+
+    def __init__(self, namespace: str, params: dict[str, Any], folder: Path, *, fault_node: bool = False,
+                 topics: Iterable[str] = ("image", "command", "depth", "camera_info"),
+                 cwd: Path | None = None, **env: str) -> None:
+        self.namespace = namespace.strip("/")
+        self.out = f"/{self.namespace}/{NODE_NAME}"
+        self.topics = {name: f"/{self.namespace}/cam/{name}" for name in topics}
+        override = folder / f"{self.namespace}_params.yaml"
+        override.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
+        remaps = [a for name, topic in self.topics.items() for a in ("-r", f"{name}:={topic}")]
+        program = [str(FAULT_NODE)] if fault_node else ["-m", "iterprime_ros.ros.node"]
+        args = [*program, "--ros-args", "--params-file", str(CONFIG), "--params-file", str(override),
+                "-r", f"__ns:=/{self.namespace}", *remaps]
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("OMP_NUM_THREADS", "1")
+        env.setdefault("PYTHONPATH", str(ROOT))  # cwd may be elsewhere; import this checkout
+        self.proc = subprocess.Popen([sys.executable, *args], env=ros_env(**env), cwd=str(cwd) if cwd else None,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
+                                        daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def rss_mb(self) -> float:
+        """The node process's resident memory (VmRSS), in MiB."""
+        text = Path(f"/proc/{self.pid}/status").read_text()
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", text, re.M).group(1)) / 1024.0
+
+    def stop(self) -> str:
+        """SIGINT (as Ctrl-C) and wait; returns the whole log (the node logs its stats line at shutdown)."""
+        stop(self.proc, timeout=20.0)
+        self._reader.join(5)
+        return self.log
+
+    def stats(self) -> dict[str, float]:
+        """The numbers of the node's shutdown stats line (after stop())."""
+        m = re.search(r"stats: (\d+) commands received, (\d+) answered \((\d+) succeeded, (\d+) failed\); "
+                      r"(\d+) images received, image callback max ([\d.]+) ms, longest gap between images "
+                      r"(\d+) ms", self.log)
+        assert m, "no stats line in the node's log:\n" + self.log[-3000:]
+        keys = ("commands_received", "answered", "succeeded", "failed", "images_received",
+                "image_callback_max_ms", "max_image_gap_ms")
+        return {k: float(v) for k, v in zip(keys, m.groups())}
+
+
+class Harness:
+    """The test's side for one node: publishes a camera stream on a timer (image, optional depth and
+    camera_info) and collects the node's results (and masks)."""
+
+    def __init__(self, rclpy: Any, node: NodeProcess, name: str, rate_hz: float = 10.0) -> None:
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, Image
+        from std_msgs.msg import String
+
+        from iterprime_ros.msg import Segmentation
+        from iterprime_ros.srv import Segment
+
+        self.target = node
+        self.node = rclpy.create_node(name)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        n = self.node
+        self.results: list[Any] = []
+        self.arrivals: list[float] = []
+        reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        n.create_subscription(Segmentation, f"{node.out}/result", self._on_result, reliable)
+        self.image_pub = n.create_publisher(Image, node.topics["image"], qos_profile_sensor_data)
+        self.depth_pub = n.create_publisher(Image, node.topics["depth"], qos_profile_sensor_data)
+        self.info_pub = n.create_publisher(CameraInfo, node.topics["camera_info"], qos_profile_sensor_data)
+        self.command_pub = n.create_publisher(String, node.topics["command"], reliable)
+        self.client = n.create_client(Segment, f"{node.out}/segment")
+        self.String = String
+        self.image: Any = None          # streamed while set
+        self.depth: Any = None
+        self.info: Any = None
+        self.published = 0
+        self.timer = n.create_timer(1.0 / rate_hz, self.publish)
+
+    def _on_result(self, msg: Any) -> None:
+        self.results.append(msg)
+        self.arrivals.append(time.monotonic())
+
+    def publish(self) -> None:
+        if self.image is None:
+            return
+        self.image_pub.publish(self.image)
+        self.published += 1
+        if self.depth is not None:
+            self.depth_pub.publish(self.depth)
+        if self.info is not None:
+            self.info_pub.publish(self.info)
+
+    def show(self, image: Any, depth: Any = None, info: Any = None, settle: float = 0.5) -> None:
+        """Stream these messages from now on and give DDS time to deliver them."""
+        self.image, self.depth, self.info = image, depth, info
+        self.publish()
+        self.spin(settle)
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        return spin_until(self.executor, predicate, timeout)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        ok = self.until(lambda: self.command_pub.get_subscription_count() > 0
+                        and self.node.count_publishers(f"{self.target.out}/result") > 0, timeout)
+        assert ok, "node did not come up:\n" + self.target.log
+
+    def send(self, text: str) -> int:
+        """Publish a command; returns how many results had arrived before it (for result_after)."""
+        before = len(self.results)
+        self.command_pub.publish(self.String(data=text))
+        return before
+
+    def result_after(self, before: int, text: str, timeout: float = 90.0) -> Any:
+        def found() -> bool:
+            return any(r.command == text for r in self.results[before:])
+        assert self.until(found, timeout), f"no result for {text[:80]!r}:\n" + self.target.log[-4000:]
+        return next(r for r in self.results[before:] if r.command == text)
+
+    def command(self, text: str, timeout: float = 90.0) -> Any:
+        """Publish a spoken command and wait for its result."""
+        return self.result_after(self.send(text), text, timeout)
+
+    def call(self, text: str, image: Any = None, timeout: float = 90.0) -> Any:
+        """The ~/segment service; returns its Segmentation."""
+        from iterprime_ros.srv import Segment
+        assert self.client.wait_for_service(timeout_sec=20)
+        request = Segment.Request(text=text)
+        if image is not None:
+            request.image = image
+        future = self.client.call_async(request)
+        assert self.until(future.done, timeout), f"no service answer for {text!r}"
+        return future.result().result
+
+    def results_for(self, text: str) -> list[Any]:
+        return [r for r in self.results if r.command == text]
+
+    def close(self) -> None:
+        self.node.destroy_node()
+
+
+def percentiles(values: list[float], qs: Iterable[float] = (50, 90, 99)) -> dict[str, float]:
+    import numpy as np
+    if not values:
+        return {}
+    out = {f"p{q:g}": float(np.percentile(values, q)) for q in qs}
+    out["max"] = float(max(values))
+    return out

@@ -1,0 +1,118 @@
+"""The world's BLIP-architecture ITM model: training steps, saving, and loading through the
+project's real model code (models/loading.py + models/blip.py).
+
+A tiny configuration with random or barely trained weights: these tests check plumbing,
+not quality (test_world_eval.py checks the committed checkpoint).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from iterprime_ros.world import train as world_train
+from iterprime_ros.world.grammar import scene_expressions
+from iterprime_ros.world.model import (WorldModelConfig, build_model, build_tokenizer, load_world_model,
+                                       preprocess, save_world_model, world_vocab)
+from iterprime_ros.world.scenes import generate_scene, scene_seeds
+
+TINY = WorldModelConfig(image_size=64, patch_size=16, vision_hidden=32, vision_layers=1, vision_heads=2,
+                        vision_intermediate=64, text_hidden=32, text_layers=3, text_heads=2, text_intermediate=64,
+                        max_positions=40, itc_dim=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_trained(tmp_path_factory):
+    """A tiny world model trained for 4 steps by world.train.train (validation on 3 scenes)."""
+    out = tmp_path_factory.mktemp("world_tiny")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=3))
+    try:
+        summary = world_train.train(out, TINY, steps=4, images_per_step=4, warmup=2, threads=1,
+                                    checkpoint_every=2, log_every=2, card="# tiny test model\n")
+    finally:
+        mp.undo()
+    return out, summary
+
+
+def test_training_steps_give_finite_loss(tiny_trained):
+    out, summary = tiny_trained
+    assert summary["steps_done"] == 4
+    assert math.isfinite(summary["last_log"]["loss"])
+    assert 0.0 <= summary["validation_itm"]["accuracy"] <= 1.0
+    saved = json.loads((out / "world_config.json").read_text())
+    assert saved["architecture"]["text_layers"] == TINY.text_layers
+    assert saved["training"]["steps_done"] == 4 and saved["training"]["seed"] == 0
+    assert (out / "MODEL_CARD.md").read_text().startswith("# tiny test model")
+    # a committed checkpoint must not carry optimiser state: weights, config, tokenizer only
+    names = {p.name for p in out.iterdir()}
+    assert "model.safetensors" in names and not any("optim" in n for n in names)
+
+
+def test_a_training_step_has_gradients_and_positives_and_hard_negatives():
+    torch.manual_seed(0)
+    tok = build_tokenizer(TINY.max_positions)
+    model = build_model(TINY, seed=0).train()
+    scenes, rows = world_train.make_batch(4, step=0, seed=0, image_size=TINY.image_size)
+    labels = [r[1] for r in rows]
+    assert 1 in labels and 0 in labels
+    assert any(r[3].startswith("neg:") and r[3] != "neg:other_scene" for r in rows)
+    px = preprocess([s.image for s in scenes], TINY.image_size)
+    ids, att = world_train.encode_texts(tok, [world_train.prompt_text(r[0]) for r in rows])
+    assert (ids[:, 0] == tok.convert_tokens_to_ids("[ENC]")).all()
+    logits = world_train.itm_logits(model, px, ids, att, torch.tensor([r[2] for r in rows]))
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.itm_head.weight.grad is not None and torch.isfinite(model.itm_head.weight.grad).all()
+
+
+def test_batches_are_seeded():
+    a = world_train.make_batch(3, step=7, seed=0, image_size=64)
+    b = world_train.make_batch(3, step=7, seed=0, image_size=64)
+    assert a[1] == b[1] and all(np.array_equal(x.image, y.image) for x, y in zip(a[0], b[0]))
+    c = world_train.make_batch(3, step=8, seed=0, image_size=64)
+    assert c[1] != a[1]
+    # training scenes are never the held-out ones
+    train_seeds = set(scene_seeds("train", 3, offset=7 * 3))
+    assert not train_seeds & set(scene_seeds("test", 2000)) and not train_seeds & set(scene_seeds("val", 2000))
+
+
+def test_tokenizer_keeps_grammar_words_whole():
+    tok = build_tokenizer()
+    scene = generate_scene(5)
+    for r in scene_expressions(scene, np.random.default_rng(0), per_scene=3, command_prob=1.0):
+        pieces = tok.tokenize(r.command)
+        assert "[UNK]" not in pieces and not any(p.startswith("##") for p in pieces), (r.command, pieces)
+    assert tok.convert_tokens_to_ids("[ENC]") == world_vocab().index("[ENC]")
+
+
+def test_save_load_round_trip_through_the_real_backend(tiny_trained):
+    """models/blip.BlipITMBackend (via models/loading.resolve) loads the world folder like a real
+    checkpoint and gives the ITM logits the training code computes."""
+    from iterprime_ros.models.blip import BlipITMBackend
+    from iterprime_ros.models.loading import resolve
+
+    folder, _ = tiny_trained
+    assert resolve(str(folder), kind="vlp") == folder.resolve()
+    model, tok = load_world_model(folder)
+    backend = BlipITMBackend(folder, device="cpu", gradcam_layer=TINY.text_layers - 1)
+    assert backend.first_token == "enc" and backend.grid == TINY.grid
+    scene = generate_scene(scene_seeds("val", 1)[0], TINY.image_size, TINY.image_size)
+    texts = [world_train.prompt_text(r.text) for r in scene_expressions(scene, np.random.default_rng(1))]
+    texts.append("there is a red ball")
+    emb = backend.encode_image(scene.image)
+    with torch.no_grad():
+        for text in texts:
+            ids, att = world_train.encode_texts(tok, [text])
+            ref = world_train.itm_logits(model, preprocess(scene.image, TINY.image_size), ids, att,
+                                         torch.zeros(1, dtype=torch.long))[0]
+            got = backend.itm_logits(emb, text)
+            assert torch.allclose(got, ref, atol=1e-4), (text, got, ref)
+    # [CLS] was tied to [ENC] at save time: a backend that keeps [CLS] first scores the same
+    cls_backend = BlipITMBackend(folder, device="cpu", gradcam_layer=0, first_token="cls")
+    assert torch.allclose(cls_backend.itm_logits(emb, texts[0]), backend.itm_logits(emb, texts[0]), atol=1e-4)
