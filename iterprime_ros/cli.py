@@ -118,13 +118,31 @@ def add_segment_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="PNG", help="write the debug overlay (heat map, mask, centroid) here")
     p.add_argument("--mask", metavar="PNG", help="write the mask here (255 = object)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_model_arguments(p)
+    p.set_defaults(func=cmd_segment)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--vlp --proposals --device --fp32 --set: the model choice every model-running command offers."""
     p.add_argument("--vlp", metavar="ID|DIR", help="vision-language model (Hugging Face id or folder)")
     p.add_argument("--proposals", metavar="ID|DIR", help="proposal model (Hugging Face id or folder)")
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), help="compute device (default auto)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the settings' value, auto)")
     p.add_argument("--fp32", action="store_true", help="full precision on CUDA (default: fp16)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any SegmenterSettings field, e.g. --set gradcam_layer=6 (repeatable)")
-    p.set_defaults(func=cmd_segment)
+
+
+def model_settings(args: argparse.Namespace, settings: Any) -> Any:
+    """`settings` with the choices of add_model_arguments applied; UserError for a bad value."""
+    changes: dict[str, Any] = {key: value for key, value in (
+        ("vlp_model", args.vlp), ("proposal_model", args.proposals), ("device", args.device)) if value}
+    if args.fp32:
+        changes["half_precision"] = False
+    try:
+        settings = settings.replace(**changes)
+    except ValueError as exc:
+        raise UserError(f"bad setting: {exc}") from None
+    return apply_overrides(settings, args.overrides)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -136,18 +154,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .models.loading import quiet_transformers
     from .pipeline import Segmenter, SegmenterSettings
 
-    settings = SegmenterSettings()
-    base: dict[str, Any] = {}
-    if args.vlp:
-        base["vlp_model"] = args.vlp
-    if args.proposals:
-        base["proposal_model"] = args.proposals
-    if args.device:
-        base["device"] = args.device
-    if args.fp32:
-        base["half_precision"] = False
-    settings = settings.replace(**base)
-    settings = apply_overrides(settings, args.overrides)
+    settings = model_settings(args, SegmenterSettings())
     quiet_transformers()
     segmenter = Segmenter(settings)
     result = segmenter.segment(image, args.text)

@@ -373,6 +373,8 @@ def _line(job: _Job, t_s: float, result: Any, latency: float, point: Any, note: 
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     """Register `iterprime replay` (cli.py calls this)."""
+    from .cli import add_model_arguments
+
     p = subparsers.add_parser(
         "replay", help="run the pipeline on a rosbag (offline, no ROS graph) and write the results to a bag",
         description="Answer every command in IN_BAG with the latest image before it (as the node would) and "
@@ -390,12 +392,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlays", metavar="DIR", type=Path, help="write one overlay PNG per result into DIR")
     p.add_argument("--config", metavar="YAML", help="node parameters file, e.g. config/segment.yaml "
                    "(default: the parameters' defaults)")
-    p.add_argument("--vlp", metavar="ID|DIR", help="vision-language model (overrides the config)")
-    p.add_argument("--proposals", metavar="ID|DIR", help="proposal model (overrides the config)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (overrides the config)")
-    p.add_argument("--fp32", action="store_true", help="full precision on CUDA")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any pipeline setting, e.g. --set igrs_iterations=1 (repeatable)")
+    add_model_arguments(p)  # --vlp --proposals --device --fp32 --set: override the config
     p.add_argument("--max-image-age", type=float, metavar="S", help="override max_image_age_s")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), help="storage of a folder OUT_BAG (default mcap)")
     p.add_argument("--include-input", action="store_true", help="copy the input topics into OUT_BAG as well")
@@ -444,20 +441,10 @@ def _ros_parameters(doc: Any, path: str) -> dict[str, Any]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .cli import UserError, apply_overrides
+    from .cli import UserError, model_settings
 
     params = load_parameters(args.config)
-    changes: dict[str, Any] = {}
-    for key, value in (("vlp_model", args.vlp), ("proposal_model", args.proposals), ("device", args.device)):
-        if value:
-            changes[key] = value
-    if args.fp32:
-        changes["half_precision"] = False
-    try:
-        settings = params.segmenter.replace(**changes)
-    except ValueError as exc:
-        raise UserError(f"bad setting: {exc}") from None
-    settings = apply_overrides(settings, args.overrides)
+    settings = model_settings(args, params.segmenter)
     node = params.node
     max_age = node.max_image_age_s if args.max_image_age is None else args.max_image_age
     if not max_age > 0:
