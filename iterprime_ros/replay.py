@@ -425,12 +425,12 @@ def load_parameters(path: str | None) -> Any:
 
 
 def _ros_parameters(doc: Any, path: str) -> dict[str, Any]:
-    """The node's ros__parameters from a params file (`iterprime_segmenter:`, `/**:` or a flat mapping)."""
+    """The node's ros__parameters from a params file (`iterprime_segmenter:`, `/**/iterprime_segmenter:`, `/**:` or a flat mapping)."""
     from .cli import UserError
 
     if not isinstance(doc, dict):
         raise UserError(f"{path}: expected a mapping of node names to ros__parameters")
-    for key in (NODE_NAME, f"/{NODE_NAME}", "/**"):
+    for key in (NODE_NAME, f"/{NODE_NAME}", f"/**/{NODE_NAME}", "/**"):
         entry = doc.get(key)
         if isinstance(entry, dict) and isinstance(entry.get("ros__parameters"), dict):
             return dict(entry["ros__parameters"])

@@ -236,7 +236,7 @@ def test_settings_from_the_node_config_file():
     from pathlib import Path
 
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "segment.yaml").read_text())
-    params = params["iterprime_segmenter"]["ros__parameters"]
+    params = params["/**/iterprime_segmenter"]["ros__parameters"]
     s = SegmenterSettings.from_dict(params, ignore_unknown=True)
     assert s.gradcam_layer == params["gradcam_layer"] and s.aggregation == params["aggregation"]
     assert s.primary_tags == tuple(params["primary_tags"]) and s.extra_command_phrases == ()

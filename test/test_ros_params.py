@@ -21,7 +21,7 @@ NODE_BIN = Path(sys.executable).with_name("iterprime-node")
 
 
 def _config() -> dict:
-    return yaml.safe_load(CONFIG.read_text())["iterprime_segmenter"]["ros__parameters"]
+    return yaml.safe_load(CONFIG.read_text())["/**/iterprime_segmenter"]["ros__parameters"]
 
 
 def test_table_covers_every_pipeline_setting_once():
@@ -123,3 +123,26 @@ def test_help_lists_the_parameters():
     assert proc.returncode == 0
     for p in PARAMETERS:
         assert p.name in proc.stdout
+
+
+def test_config_file_applies_in_any_namespace(tmp_path):
+    """config/segment.yaml is keyed /**/iterprime_segmenter: a namespaced node (launch namespace:=robot1)
+    still gets the file's values, not the built-in defaults."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.node import Node
+
+    from iterprime_ros.ros.params import declare_and_read
+
+    text = CONFIG.read_text()
+    assert "\n    queue_size: 5 " in text
+    edited = tmp_path / "segment.yaml"  # the shipped file with a non-default value, same keying
+    edited.write_text(text.replace("\n    queue_size: 5 ", "\n    queue_size: 9 "))
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=["x", "--ros-args", "--params-file", str(edited)])
+    try:
+        for namespace in ("/robot1", "/"):
+            node = Node("iterprime_segmenter", namespace=namespace, context=ctx)
+            assert declare_and_read(node).node.queue_size == 9, node.get_fully_qualified_name()
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
