@@ -1,7 +1,9 @@
 """Segmenter: one image + one spoken command -> one SegmentationResult (method.md §0).
 
-Why a class: the models load once, and the per-image work (proposals, image encoding) is
-cached and reused by later commands on the same frame, as is the parse of an expression.
+Why a class: the models load once, and the per-image work (proposals, image encoding with the
+cross-attention keys/values of the image, the proposals' connected-component counts, on CUDA
+a GPU copy of the proposals for selection) is cached and reused by later commands on the same
+frame, as is the parse of an expression. docs/performance.md has the figures.
 Every failure a user can cause or a robot can meet (empty or non-English command, nothing
 selected, CUDA out of memory, a bad image) comes back as ``success=False`` with a reason,
 never as an exception, so the node can answer every command.
@@ -13,8 +15,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Hashable, Mapping
+from typing import Any, Callable, Hashable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -25,7 +28,7 @@ from .core.igrs import IGRSSettings, run_igrs
 from .core.selection import select_proposal
 from .core.text import (CommandError, ExpressionParser, NormaliserSettings, build_prompt, normalise_command,
                         token_roles)
-from .models.loading import DEFAULT_PROPOSAL_MODEL, DEFAULT_VLP_MODEL
+from .models.loading import DEFAULT_PROPOSAL_MODEL, DEFAULT_VLP_MODEL, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +178,7 @@ class _Frame:
     embedding: Any = None
     proposals: np.ndarray | None = None
     proposals_tensor: torch.Tensor | None = None  # a GPU copy for the selection sums (CUDA only)
+    components: dict[tuple[int, int], int] = field(default_factory=dict)  # connected components per proposal
 
 
 def image_key(image: np.ndarray) -> str:
@@ -192,6 +196,22 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if oom_type is not None and isinstance(exc, oom_type):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class ModelLoadError(RuntimeError):
+    """A model is there but cannot be loaded (corrupt weights, a broken config...); names which one."""
+
+
+@contextmanager
+def _loading(what: str, name: str) -> Iterator[None]:
+    """Say which model failed: a truncated safetensors file alone does not."""
+    try:
+        yield
+    except ModelNotFoundError:  # already names the model and how to fetch it
+        raise
+    except Exception as exc:
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelLoadError(f"cannot load the {what} model {name!r}: {type(exc).__name__}: {detail}") from exc
 
 
 class _Failed(Exception):
@@ -214,14 +234,16 @@ class Segmenter:
         if vlp is None or proposals is None:
             from .models import create_proposal_backend, create_vlp_backend
             if vlp is None:
-                vlp = create_vlp_backend(s.vlp_backend, model=s.vlp_model, device=s.device,
-                                         gradcam_layer=s.gradcam_layer, half_precision=s.half_precision,
-                                         first_token=s.first_token, max_text_tokens=s.max_text_tokens)
+                with _loading("VLP", s.vlp_model):
+                    vlp = create_vlp_backend(s.vlp_backend, model=s.vlp_model, device=s.device,
+                                             gradcam_layer=s.gradcam_layer, half_precision=s.half_precision,
+                                             first_token=s.first_token, max_text_tokens=s.max_text_tokens)
             if proposals is None:
-                proposals = create_proposal_backend(s.proposal_backend, model=s.proposal_model, device=s.device,
-                                                    half_precision=s.half_precision, threshold=s.proposal_threshold,
-                                                    shortest_edge=s.proposal_shortest_edge,
-                                                    longest_edge=s.proposal_longest_edge)
+                with _loading("proposal", s.proposal_model):
+                    proposals = create_proposal_backend(
+                        s.proposal_backend, model=s.proposal_model, device=s.device,
+                        half_precision=s.half_precision, threshold=s.proposal_threshold,
+                        shortest_edge=s.proposal_shortest_edge, longest_edge=s.proposal_longest_edge)
         self.vlp = vlp
         self.proposals = proposals
         self.parser = parser or ExpressionParser(primary_tags=s.primary_tags, parser=s.parser)
@@ -303,6 +325,7 @@ class Segmenter:
             cached = False
             frame.proposals = self._stage(timings, "proposals", lambda: self._propose(image))
             frame.proposals_tensor = None
+            frame.components = {}
             if self._selection_device is not None:
                 frame.proposals_tensor = self._stage(
                     timings, "proposals", lambda: torch.from_numpy(frame.proposals).to(self._selection_device))
@@ -398,7 +421,7 @@ class Segmenter:
         # 4. selection and where the object is
         t0 = time.perf_counter()
         sel = select_proposal(heat.heatmap, proposals, s.max_components, s.empty_selection,
-                              proposals_tensor=frame.proposals_tensor)
+                              proposals_tensor=frame.proposals_tensor, component_cache=frame.components)
         result.score = float(sel.score)
         result.flagged = bool(sel.flagged)
         if sel.index is None:

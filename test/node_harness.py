@@ -8,6 +8,7 @@ other. The node's stdout/stderr is collected (log), and its resident memory can 
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
-from ros_helpers import ros_env, spin_until, stop
+from ros_helpers import ros_env, spin_until
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "segment.yaml"
@@ -49,7 +50,7 @@ class NodeProcess:
         self.out = f"/{self.namespace}/{NODE_NAME}"
         self.topics = {name: f"/{self.namespace}/cam/{name}" for name in topics}
         override = folder / f"{self.namespace}_params.yaml"
-        override.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
+        override.write_text(yaml.safe_dump({f"/{self.namespace}/{NODE_NAME}": {"ros__parameters": params}}))
         remaps = [a for name, topic in self.topics.items() for a in ("-r", f"{name}:={topic}")]
         program = [str(FAULT_NODE)] if fault_node else ["-m", "iterprime_ros.ros.node"]
         args = [*program, "--ros-args", "--params-file", str(CONFIG), "--params-file", str(override),
@@ -60,6 +61,7 @@ class NodeProcess:
         self.proc = subprocess.Popen([sys.executable, *args], env=ros_env(**env), cwd=str(cwd) if cwd else None,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
+        self._interrupted = False
         self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
                                         daemon=True)
         self._reader.start()
@@ -77,9 +79,21 @@ class NodeProcess:
         text = Path(f"/proc/{self.pid}/status").read_text()
         return int(re.search(r"^VmRSS:\s+(\d+) kB", text, re.M).group(1)) / 1024.0
 
-    def stop(self) -> str:
-        """SIGINT (as Ctrl-C) and wait; returns the whole log (the node logs its stats line at shutdown)."""
-        stop(self.proc, timeout=20.0)
+    def interrupt(self) -> None:
+        """SIGINT (as Ctrl-C), without waiting: stop several nodes at once, then stop() each."""
+        if self.proc.poll() is None and not self._interrupted:
+            self.proc.send_signal(signal.SIGINT)
+            self._interrupted = True
+
+    def stop(self, timeout: float = 20.0) -> str:
+        """SIGINT and wait (kill after `timeout`); returns the whole log (the node logs its stats
+        line at shutdown)."""
+        self.interrupt()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self._reader.join(5)
         return self.log
 
@@ -126,6 +140,8 @@ class Harness:
         self.depth: Any = None
         self.info: Any = None
         self.published = 0
+        self.sent = 0                   # commands sent (topic and service)
+        self.restamp = False            # give every published image (and depth) the current time
         self.timer = n.create_timer(1.0 / rate_hz, self.publish)
 
     def _on_result(self, msg: Any) -> None:
@@ -135,6 +151,11 @@ class Harness:
     def publish(self) -> None:
         if self.image is None:
             return
+        if self.restamp:
+            now = self.node.get_clock().now().to_msg()
+            self.image.header.stamp = now
+            if self.depth is not None:
+                self.depth.header.stamp = now
         self.image_pub.publish(self.image)
         self.published += 1
         if self.depth is not None:
@@ -165,6 +186,7 @@ class Harness:
         """Publish a command; returns how many results had arrived before it (for result_after)."""
         before = len(self.results)
         self.command_pub.publish(self.String(data=text))
+        self.sent += 1
         return before
 
     def result_after(self, before: int, text: str, timeout: float = 90.0) -> Any:
@@ -185,6 +207,7 @@ class Harness:
         if image is not None:
             request.image = image
         future = self.client.call_async(request)
+        self.sent += 1
         assert self.until(future.done, timeout), f"no service answer for {text!r}"
         return future.result().result
 

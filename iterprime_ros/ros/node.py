@@ -31,7 +31,8 @@ from std_msgs.msg import Header, String
 from iterprime_ros.msg import Segmentation
 from iterprime_ros.srv import Segment
 
-from ..pipeline import Segmenter
+from ..core.command import CommandError, normalise_command
+from ..pipeline import ModelLoadError, Segmenter, is_out_of_memory
 from . import messages
 from .conversions import ImageConversionError, image_to_rgb
 from .params import PARAMETERS, ParameterError, declare_and_read
@@ -110,6 +111,7 @@ class SegmenterNode(Node):
         self._next_id = 1
         self._segmenter: Segmenter | None = None
         self._model_error: str | None = None
+        self._normaliser = self.parameters.segmenter.normaliser_settings()
         self.image_stats = ImageStats()
         self._answered = {"succeeded": 0, "failed": 0}
 
@@ -145,10 +147,12 @@ class SegmenterNode(Node):
             segmenter = Segmenter(s)
             parser = segmenter.warmup()
         except Exception as exc:  # noqa: BLE001 - any load failure becomes the answer to every command
+            from ..models.loading import ModelNotFoundError
             text = str(exc).split("\n")[0]
             if "iterprime download" not in text:
                 text = f"{text}; {DOWNLOAD_HINT}"
-            self._model_error = f"models not loaded ({type(exc).__name__}): {text}"
+            kind = "" if isinstance(exc, (ModelLoadError, ModelNotFoundError)) else f" ({type(exc).__name__})"
+            self._model_error = f"models not loaded{kind}: {text}"
             self.get_logger().error(self._model_error)
             return
         self._segmenter = segmenter
@@ -191,6 +195,11 @@ class SegmenterNode(Node):
         if len(text) > MAX_COMMAND_CHARS:
             self._fail(job, f"the command is too long ({len(text)} characters; at most {MAX_COMMAND_CHARS}): "
                             "send one spoken sentence")
+            return
+        try:  # microseconds: empty, non-English or naming no object needs no image and no model
+            normalise_command(text, self._normaliser)
+        except CommandError as exc:
+            self._fail(job, str(exc))
             return
         if self._model_error is not None:
             self._fail(job, self._model_error)
@@ -295,6 +304,13 @@ class SegmenterNode(Node):
             self.get_logger().warning(f"debug image failed: {exc}")
 
     def _on_job_error(self, job: Job, exc: BaseException) -> None:
+        """A command raised past the pipeline's own handling (a bug, or an error outside its stages)."""
+        if is_out_of_memory(exc):
+            import torch
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self._fail(job, f"out of GPU memory: {exc}".split("\n")[0])
+            return
         self._fail(job, f"internal error: {type(exc).__name__}: {exc}".split("\n")[0])
 
     # ------------------------------------------------------------------ shutdown
@@ -316,9 +332,12 @@ class SegmenterNode(Node):
                 self.get_logger().warning(f"command {job.command_id} not answered at shutdown: {exc}")
         line = self.stats()
         try:
+            if not self.context.ok():  # after Ctrl-C: /rosout is gone, the logger would complain about it
+                raise RuntimeError("context shut down")
             self.get_logger().info(line)
-        except Exception:  # noqa: BLE001 - rclpy logging may be gone after Ctrl-C; stderr is not
-            print(f"[INFO] [{NODE_NAME}]: {line}", file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001 - stderr is always there
+            print(f"[INFO] [{self.get_fully_qualified_name().lstrip('/').replace('/', '.')}]: {line}",
+                  file=sys.stderr, flush=True)
 
 
 def usage() -> str:
