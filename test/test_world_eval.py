@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from iterprime_ros.world import evaluate as world_eval
 from iterprime_ros.world.grammar import hard_negative, refers_uniquely, scene_expressions
@@ -73,20 +72,76 @@ def test_iterprime_eval_world_cli(random_world_model, tmp_path, capsys):
     assert out.is_file()
 
 
+def test_gradcam_layer_is_selected_on_validation_scenes(random_world_model, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(random_world_model, folder)
+    sel = world_eval.select_gradcam_layer(folder, n_expressions=3)
+    assert sel["split"] == "val" and set(sel["per_layer"]) == set(range(TINY.text_layers))
+    assert 0 <= sel["best"] < TINY.text_layers
+    world_eval.write_gradcam_layer(folder, sel)
+    assert world_eval.recommended_gradcam_layer(folder) == sel["best"]
+    assert json.loads((folder / "world_config.json").read_text())["architecture"]["text_layers"] == TINY.text_layers
+
+
+def test_demo_fallback_segments_the_sample_scene(random_world_model, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from iterprime_ros.world import fallback
+    from iterprime_ros.world.grammar import Desc, Expr
+
+    folder = tmp_path / "m"
+    shutil.copytree(random_world_model, folder)
+    cfg = json.loads((folder / "world_config.json").read_text())
+    (folder / "world_config.json").write_text(json.dumps({**cfg, "gradcam_layer": TINY.text_layers - 1}))
+    monkeypatch.setenv("ITERPRIME_WORLD_MODEL", str(folder))
+    assert "NO REAL WEIGHTS" in fallback.WORLD_BANNER and "ORACLE" in fallback.WORLD_BANNER
+
+    scene = fallback.world_sample()
+    # not in the evaluation set (500 expressions come from consecutive test seeds, far fewer than 1000 scenes)
+    assert scene.seed in set(scene_seeds("test", 5000)) - set(scene_seeds("test", 1000))
+    said = Expr("relation", Desc("cup"), "left", "left of", Desc("block", "blue", "big", "big"))
+    assert fallback.DEFAULT_SAMPLE_COMMAND.endswith(said.text)
+    assert refers_uniquely(said, scene, fallback.DEFAULT_SAMPLE_TARGET)
+
+    seg = fallback.world_segmenter(scene=scene)
+    assert seg.settings.gradcam_layer == TINY.text_layers - 1 and seg.settings.proposal_model == "world-oracle"
+    r = seg.segment(scene.image, fallback.DEFAULT_SAMPLE_COMMAND)
+    assert r.success and r.mask.shape == scene.masks[0].shape
+
+    png = tmp_path / "w.png"
+    fallback.save_world_image(png)
+    image, again = fallback.load_world_image(png)
+    assert np.array_equal(image, scene.image) and again.seed == scene.seed
+    from PIL import Image
+    Image.fromarray(scene.image).save(tmp_path / "plain.png")
+    with pytest.raises(fallback.NotAWorldImageError):
+        fallback.load_world_image(tmp_path / "plain.png")
+
+
 # ----------------------------------------------------------------------------- the committed model
 COMMITTED = world_eval.world_model_folder()
 
 
 @pytest.mark.skipif(not (COMMITTED / "model.safetensors").is_file(), reason="no committed world model")
 def test_committed_world_model_prefers_true_captions_to_hard_negatives():
-    """A real check of the trained model: on held-out scenes, the matching expression's ITM match
-    logit margin beats that of its hard negative (wrong colour/shape/size, swapped relation...)."""
+    """A real check of the trained model: on 40 held-out scenes, the matching expression's ITM
+    (match - no match) logit margin beats that of its hard negative (wrong colour / shape / size,
+    swapped relation ...) well above chance (0.5), and nearly always for a wrong colour.
+
+    Thresholds sit below what the committed model scores (0.75 of 80 pairs overall, 0.94 for
+    colour at the time of writing; MODEL_CARD.md): it is good at colours, weak at shapes and
+    relations, so a regression to chance fails while the known weaknesses do not."""
     from iterprime_ros.models.blip import BlipITMBackend
 
     backend = BlipITMBackend(COMMITTED, device="cpu", gradcam_layer=world_eval.recommended_gradcam_layer(COMMITTED))
     rng = np.random.default_rng(99)
-    wins, margins = [], []
-    for seed in scene_seeds("test", 20, offset=50_000):  # far from the eval set's first scenes
+    wins: dict[str, list[bool]] = {}
+    margins = []
+    for seed in scene_seeds("test", 40, offset=50_000):  # far from the evaluation set's scenes
         scene = generate_scene(seed)
         emb = backend.encode_image(scene.image)
         for r in scene_expressions(scene, rng, per_scene=2):
@@ -97,8 +152,9 @@ def test_committed_world_model_prefers_true_captions_to_hard_negatives():
             neg_l = backend.itm_logits(emb, f"there is a {neg[0]}")
             m = float((pos_l[1] - pos_l[0]) - (neg_l[1] - neg_l[0]))
             margins.append(m)
-            wins.append(m > 0)
-    assert len(wins) >= 25
+            wins.setdefault(neg[1], []).append(m > 0)
+    every = [w for v in wins.values() for w in v]
+    assert len(every) >= 60
     assert float(np.mean(margins)) > 0
-    assert float(np.mean(wins)) >= 0.7, f"true caption beats its hard negative in only {np.mean(wins):.0%}"
-    torch.set_num_threads(torch.get_num_threads())  # (no global state changed)
+    assert float(np.mean(every)) >= 0.62, f"true caption beats its hard negative in only {np.mean(every):.0%}"
+    assert float(np.mean(wins["colour"])) >= 0.75, wins["colour"]

@@ -116,3 +116,16 @@ def test_save_load_round_trip_through_the_real_backend(tiny_trained):
     # [CLS] was tied to [ENC] at save time: a backend that keeps [CLS] first scores the same
     cls_backend = BlipITMBackend(folder, device="cpu", gradcam_layer=0, first_token="cls")
     assert torch.allclose(cls_backend.itm_logits(emb, texts[0]), backend.itm_logits(emb, texts[0]), atol=1e-4)
+
+
+def test_training_is_reproducible_and_stop_after_matches(tmp_path, monkeypatch):
+    """Same seed, same weights; a run stopped early (--stop-after) equals the same run stopped by time."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1))
+    kw = dict(images_per_step=2, warmup=1, threads=1, checkpoint_every=100, log_every=100)
+    world_train.train(tmp_path / "a", TINY, steps=3, stop_after=2, **kw)
+    world_train.train(tmp_path / "b", TINY, steps=3, stop_after=2, **kw)
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "a" / "world_config.json").read_text())["training"]["steps_done"] == 2

@@ -14,8 +14,12 @@ Rows: aggregation mode (mean, gvlp, global, local, pwem) x IGRS off (T = 1) / on
 Columns: mIoU overall, Position, Others (method.md §7: position = the expression contains
 left/right/up/down/top/bottom), oIoU, Prec@0.5/0.9, pointing (heat-map peak on the target).
 
-    python -m iterprime_ros.world.evaluate              # 500 expressions, all rows (~ minutes on a CPU)
+    python -m iterprime_ros.world.evaluate              # 500 expressions, all rows (~1.5 min on one CPU core)
     python -m iterprime_ros.world.evaluate -n 40 --modes pwem mean
+    iterprime eval --world                              # the same through the CLI
+    python -m iterprime_ros.world.evaluate --select-gradcam-layer   # choose the layer on VALIDATION scenes
+
+Results of the committed model: docs/world_results.md.
 """
 from __future__ import annotations
 
@@ -45,11 +49,23 @@ EVAL_COMMAND_PROB = 0.3
 
 
 def world_model_folder() -> Path:
-    """The committed world model: $ITERPRIME_WORLD_MODEL, else <repo>/models/world_blip."""
+    """The committed world model: $ITERPRIME_WORLD_MODEL, else <repo>/models/world_blip (else the
+    installed package's share/iterprime_ros/models/world_blip)."""
     env = os.environ.get("ITERPRIME_WORLD_MODEL")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "models" / "world_blip"
+    source = Path(__file__).resolve().parents[2] / "models" / "world_blip"
+    if source.is_dir():
+        return source
+    try:  # a colcon install: <prefix>/share/iterprime_ros/models/world_blip (when CMake installs models/)
+        from ament_index_python.packages import get_package_share_directory
+
+        shared = Path(get_package_share_directory("iterprime_ros")) / "models" / "world_blip"
+        if shared.is_dir():
+            return shared
+    except Exception:  # not a ROS environment, or the package is not installed
+        pass
+    return source
 
 
 def recommended_gradcam_layer(folder: Path, default: int = 8) -> int:
@@ -60,6 +76,15 @@ def recommended_gradcam_layer(folder: Path, default: int = 8) -> int:
         return int(layer) if layer is not None else default
     except (OSError, ValueError):
         return default
+
+
+def _display_path(folder: Path) -> str:
+    """The model folder relative to the repository when it is inside it (stable in saved results)."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        return str(Path(folder).resolve().relative_to(repo))
+    except ValueError:
+        return str(folder)
 
 
 @dataclass(frozen=True)
@@ -97,8 +122,12 @@ def _segmenter(backend, oracle, parser, mode: str, igrs: bool, base_settings):
 
 def evaluate_world(model_folder: Path | None = None, n_expressions: int = 500, modes=MODES,
                    igrs_options=(False, True), gradcam_layer: int | None = None, device: str = "cpu",
-                   seed: int = EVAL_SEED, progress: bool = False) -> dict:
-    """Run the rows; returns {"rows": [...], "meta": {...}} (see print_table)."""
+                   seed: int = EVAL_SEED, progress: bool = False, split: str = "test") -> dict:
+    """Run the rows; returns {"rows": [...], "meta": {...}} (see format_table).
+
+    split: "test" (the held-out set) or "val" (for choices such as the Grad-CAM layer, so the
+    test set is never used to tune anything).
+    """
     from ..core.text import ExpressionParser
     from ..models.blip import BlipITMBackend
     from ..pipeline import SegmenterSettings
@@ -109,7 +138,7 @@ def evaluate_world(model_folder: Path | None = None, n_expressions: int = 500, m
     oracle = OracleProposals(max_scenes=4)
     base = SegmenterSettings(vlp_model=str(folder), device=device, gradcam_layer=layer, half_precision=False)
     parser = ExpressionParser(primary_tags=base.primary_tags, parser=base.parser)
-    scenes, items = eval_set(n_expressions, seed=seed)
+    scenes, items = eval_set(n_expressions, split=split, seed=seed)
     by_scene: dict[int, list[EvalItem]] = defaultdict(list)
     for it in items:
         by_scene[it.scene_index].append(it)
@@ -160,14 +189,48 @@ def evaluate_world(model_folder: Path | None = None, n_expressions: int = 500, m
                       f"({rows[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
     n_objects = [len(scenes[it.scene_index].objects) for it in items]
     kinds = Counter(it.ref.kind for it in items)
-    meta = {"model": str(folder), "gradcam_layer": layer, "expressions": len(items), "scenes": len(scenes),
-            "split": "test (scene seeds 30000000 + i)", "seed": seed, "proposals": "ORACLE (world.oracle)",
+    meta = {"model": _display_path(folder), "gradcam_layer": layer, "expressions": len(items), "scenes": len(scenes),
+            "split": "test (scene seeds 30000000 + i)" if split == "test" else split, "seed": seed, "proposals": "ORACLE (world.oracle)",
             "parser": parser.kind, "kinds": dict(kinds),
             "position_expressions": int(sum(r["position"] for r in acc.records)),
             "commands": int(sum(it.ref.is_command for it in items)),
             "random_object_miou": float(np.mean([1.0 / n for n in n_objects])),
             "primary_word_is_target_noun": float(np.mean(primary_hits)) if primary_hits else None}
     return {"rows": rows, "meta": meta}
+
+
+def select_gradcam_layer(model_folder: Path | None = None, n_expressions: int = 150, device: str = "cpu",
+                         mode: str = "pwem", progress: bool = False) -> dict:
+    """The Grad-CAM layer with the best mIoU on VALIDATION scenes (never the test set).
+
+    Runs `mode` with IGRS off for every text-encoder layer on the first `n_expressions` of the
+    val split; returns {"best": layer, "per_layer": {layer: {"mIoU", "pointing"}}}. Ties go to
+    the higher pointing, then the deeper layer.
+    """
+    from ..models.blip import BlipITMBackend
+
+    folder = Path(model_folder or world_model_folder())
+    n_layers = BlipITMBackend(folder, device=device, gradcam_layer=0).num_layers
+    per_layer: dict[int, dict[str, float]] = {}
+    for layer in range(n_layers):
+        res = evaluate_world(folder, n_expressions, (mode,), (False,), layer, device, split="val")
+        row = res["rows"][0]
+        per_layer[layer] = {"mIoU": row["splits"]["overall"]["mIoU"], "pointing": row["pointing"]}
+        if progress:
+            print(f"  layer {layer:2d}: mIoU {100 * per_layer[layer]['mIoU']:5.1f}  "
+                  f"pointing {100 * row['pointing']:5.1f}", file=sys.stderr, flush=True)
+    best = max(per_layer, key=lambda k: (round(per_layer[k]["mIoU"], 6), per_layer[k]["pointing"], k))
+    return {"best": best, "per_layer": per_layer, "mode": mode, "igrs": False, "split": "val",
+            "expressions": n_expressions}
+
+
+def write_gradcam_layer(folder: Path, selection: dict) -> None:
+    """Record the selected layer in world_config.json (read by recommended_gradcam_layer)."""
+    path = Path(folder) / "world_config.json"
+    cfg = json.loads(path.read_text()) if path.is_file() else {}
+    cfg["gradcam_layer"] = int(selection["best"])
+    cfg["gradcam_layer_selection"] = {k: v for k, v in selection.items() if k != "best"}
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
 def format_table(result: dict) -> str:
@@ -219,6 +282,9 @@ def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     parser.add_argument("--world-device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the full results as JSON")
+    parser.add_argument("--select-gradcam-layer", action="store_true",
+                        help="instead: choose the Grad-CAM layer on VALIDATION scenes (pwem, IGRS off, first N "
+                             "val expressions, default 150) and record it in the model's world_config.json")
     return parser
 
 
@@ -235,6 +301,13 @@ def run_world_eval(args: argparse.Namespace) -> int:
     print("NOTE: world evaluation -- synthetic scenes, a model trained only on them, ORACLE proposals. "
           "These figures are not comparable to the paper's RefCOCO numbers.", file=sys.stderr)
     try:
+        if getattr(args, "select_gradcam_layer", False):
+            n = args.expressions if args.expressions != 500 else 150
+            sel = select_gradcam_layer(folder, n, args.world_device, progress=True)
+            write_gradcam_layer(folder, sel)
+            print(f"Grad-CAM layer {sel['best']} (best pwem mIoU, IGRS off, on {n} validation expressions) "
+                  f"written to {Path(folder) / 'world_config.json'}")
+            return 0
         result = evaluate_world(folder, args.expressions, tuple(args.modes), igrs, args.gradcam_layer,
                                 args.world_device, args.eval_seed, progress=True)
     except ModelNotFoundError as exc:

@@ -32,7 +32,11 @@ from .oracle import OracleProposals
 from .scenes import Scene, generate_scene
 
 SEED_KEY = "iterprime_world_seed"
-DEFAULT_SAMPLE_SEED = 30_000_003  # a held-out (test split) scene
+# A held-out scene (test split, beyond the ~260 scenes of the 500-expression evaluation set) in
+# which DEFAULT_SAMPLE_COMMAND refers to exactly one object (object 5, the small yellow cup;
+# there are three cups): test_world_eval.py checks this.
+DEFAULT_SAMPLE_SEED = 30_003_765
+DEFAULT_SAMPLE_TARGET = 5
 DEFAULT_SAMPLE_COMMAND = "grab the cup left of the big blue block"
 WORLD_BANNER = (
     "=" * 78 + "\n"

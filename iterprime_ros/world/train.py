@@ -149,7 +149,10 @@ def evaluate_pairs(model, tokenizer, cfg: WorldModelConfig, n_scenes: int = 200,
 def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 32, lr: float = 5e-4,
           warmup: int = 400, seed: int = 0, threads: int = 1, checkpoint_every: int = 500,
           log_every: int = 50, max_minutes: float | None = None, card: str | None = None,
-          itc_weight: float = 0.0) -> dict:
+          itc_weight: float = 0.0, stop_after: int | None = None) -> dict:
+    """Train; the learning-rate schedule spans `steps`. `max_minutes` (wall clock) or `stop_after`
+    (a step count) end the run early; a run stopped by time at step N is reproduced exactly by the
+    same command with ``stop_after=N`` in place of ``max_minutes``."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(cfg.max_positions)
@@ -209,7 +212,11 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
             model.train()
             log.info("checkpoint at step %d -> %s", step + 1, out)
         if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
-            log.warning("stopping at step %d: time budget of %.1f min used", step + 1, max_minutes)
+            log.warning("stopping at step %d: time budget of %.1f min used (reproduce with --stop-after %d)",
+                        step + 1, max_minutes, step + 1)
+            break
+        if stop_after is not None and step + 1 >= stop_after:
+            log.info("stopping at step %d (--stop-after)", step + 1)
             break
     minutes = (time.time() - t0) / 60
     val = evaluate_pairs(model, tokenizer, cfg)
@@ -234,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop early after this long (breaks exact "
-                   "reproducibility of the step count; logged)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop early after this long (the step reached "
+                   "is logged; --stop-after that step reproduces the run exactly)")
+    p.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (the learning-rate "
+                   "schedule still spans --steps)")
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of WorldModelConfig")
     p.add_argument("--itc-weight", type=float, default=0.0, help="weight of BLIP's image-text contrastive loss")
     p.add_argument("--card", type=Path, default=None, help="MODEL_CARD.md to copy into --out")
@@ -245,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("config %s", json.dumps(asdict(cfg)))
     card = a.card.read_text() if a.card else None
     summary = train(a.out, cfg, a.steps, a.images_per_step, a.lr, a.warmup, a.seed, a.threads,
-                    a.checkpoint_every, a.log_every, a.max_minutes, card, a.itc_weight)
+                    a.checkpoint_every, a.log_every, a.max_minutes, card, a.itc_weight, a.stop_after)
     print(json.dumps(summary, indent=2))
     return 0
 
