@@ -64,7 +64,15 @@ def test_stream_and_bursts(node, tmp_path_factory):
         h.wait_ready()
         h.restamp = True
         h.show(frame(), settle=1.0)
-        warm = h.command("the cup", timeout=LOAD_TIMEOUT)
+        # Warm-up (loads the models). Raw 2.8 MB best-effort frames can all be lost for a while on a
+        # loaded machine (docs/robustness.md), so the node may not have a frame yet: say so and retry.
+        warmups, deadline = 0, time.monotonic() + LOAD_TIMEOUT
+        while True:
+            warm = h.command("the cup", timeout=LOAD_TIMEOUT)
+            warmups += 1
+            if warm.success or "no image received" not in warm.error or time.monotonic() > deadline:
+                break
+            h.spin(1.0)
         assert warm.success, warm.error + "\n" + node.log
         h.spin(1.0)
         rss = [node.rss_mb()]                     # start, then after each burst's gap, then the end
@@ -122,7 +130,7 @@ def test_stream_and_bursts(node, tmp_path_factory):
     assert [r.command for r in results] == texts, "results in the order the commands were sent"
     assert ids == sorted(ids) and len(set(ids)) == len(ids), "command ids increase"
     assert all(r.success for r in results), report["failures"]
-    assert stats["answered"] == stats["commands_received"] == len(texts) + 1
+    assert stats["answered"] == stats["commands_received"] == len(texts) + warmups
     assert report["rss_mb"]["growth"] < RSS_GROWTH_MB, report["rss_mb"]
     assert stats["image_callback_max_ms"] < CALLBACK_MAX_MS, "the image callback must never wait for model work"
     assert stats["images_received"] > 0
