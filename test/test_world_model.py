@@ -57,7 +57,8 @@ def test_a_training_step_has_gradients_and_positives_and_hard_negatives():
     torch.manual_seed(0)
     tok = build_tokenizer(TINY.max_positions)
     model = build_model(TINY, seed=0).train()
-    scenes, rows = world_train.make_batch(4, step=0, seed=0, image_size=TINY.image_size)
+    scenes, images, rows = world_train.make_batch(4, step=0, seed=0, image_size=TINY.image_size)
+    assert len(images) == len(scenes)  # no erased-target images unless asked for
     labels = [r[1] for r in rows]
     assert 1 in labels and 0 in labels
     assert any(r[3].startswith("neg:") and r[3] != "neg:other_scene" for r in rows)
@@ -74,9 +75,9 @@ def test_a_training_step_has_gradients_and_positives_and_hard_negatives():
 def test_batches_are_seeded():
     a = world_train.make_batch(3, step=7, seed=0, image_size=64)
     b = world_train.make_batch(3, step=7, seed=0, image_size=64)
-    assert a[1] == b[1] and all(np.array_equal(x.image, y.image) for x, y in zip(a[0], b[0]))
+    assert a[2] == b[2] and all(np.array_equal(x.image, y.image) for x, y in zip(a[0], b[0]))
     c = world_train.make_batch(3, step=8, seed=0, image_size=64)
-    assert c[1] != a[1]
+    assert c[2] != a[2]
     # training scenes are never the held-out ones
     train_seeds = set(scene_seeds("train", 3, offset=7 * 3))
     assert not train_seeds & set(scene_seeds("test", 2000)) and not train_seeds & set(scene_seeds("val", 2000))
@@ -129,3 +130,69 @@ def test_training_is_reproducible_and_stop_after_matches(tmp_path, monkeypatch):
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "a" / "world_config.json").read_text())["training"]["steps_done"] == 2
+
+
+# ----------------------------------------------------------------------------- stage 2 options
+
+
+def test_erased_target_negatives_paint_the_target_over_and_are_false():
+    from iterprime_ros.world.grammar import is_false
+
+    scenes, images, rows = world_train.make_batch(6, step=0, seed=0, image_size=TINY.image_size, erase_prob=1.0)
+    plain = world_train.make_batch(6, step=0, seed=0, image_size=TINY.image_size)
+    # the stage-1 rows are unchanged by the option: the erased rows are only added
+    assert [r for r in rows if r[3] != "neg:erased"] == plain[2]
+    erased = [k for k, r in enumerate(rows) if r[3] == "neg:erased"]
+    assert erased, "no erased-target negative in 6 scenes"
+    for k in erased:
+        text, label, img, _, target = rows[k]
+        assert label == 0 and target == -1 and img >= len(scenes)
+        # its positive: the last earlier positive row with the same text
+        pos = max(j for j in range(k) if rows[j][1] == 1 and rows[j][0] == text)
+        sc, t = scenes[rows[pos][2]], rows[pos][4]
+        mask = sc.masks[t]
+        out = images[img]
+        assert np.array_equal(out[~mask], sc.image[~mask])  # nothing but the target changes
+        obj_rgb = sc.image[mask].astype(float).mean(0)
+        table_rgb = sc.image[~sc.masks.any(0)].astype(float).mean(0)
+        new_rgb = out[mask].astype(float).mean(0)
+        assert np.abs(new_rgb - table_rgb).max() < 25 < np.abs(obj_rgb - table_rgb).max()
+        refs = [r for r in scene_expressions(sc, np.random.default_rng(0), per_scene=len(sc.objects))]
+        assert sc.masks.shape[0] - 1 == world_train.without_object(sc, t).masks.shape[0]
+    # without_object: an attribute expression of an object becomes false once it is removed
+    for r in refs:
+        if r.kind == "attribute":
+            assert is_false(r.expr, world_train.without_object(sc, r.target))
+
+
+def test_grounding_loss_prefers_attention_on_the_target_and_training_lowers_it(tmp_path, caplog):
+    mask = np.zeros((64, 64), bool)
+    mask[16:32, 32:48] = True  # exactly patch (1, 2) of a 4 x 4 grid
+    tgt = world_train.target_patch_distribution(mask, 4)
+    assert tgt.shape == (16,) and tgt[1 * 4 + 2] == 1.0 and float(tgt.sum()) == 1.0
+    on = torch.full((1, 2, 3, 17), 0.01)
+    on[..., 1 + 6] = 1.0 - 0.16
+    uniform = torch.full((1, 2, 3, 17), 1 / 17)
+    toks = torch.ones(1, 3)
+    assert world_train.grounding_loss(on, tgt[None], toks) < world_train.grounding_loss(uniform, tgt[None], toks)
+
+    caplog.set_level("INFO", logger="iterprime.world.train")
+    world_train.evaluate_pairs.__defaults__  # noqa: B018 (the real function; n_scenes set below)
+    import functools
+    mp = pytest.MonkeyPatch()
+    mp.setattr(world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1))
+    try:
+        world_train.train(tmp_path / "a", TINY, steps=4, images_per_step=2, warmup=1, threads=1,
+                          checkpoint_every=100, log_every=1, stop_after=4)
+        summary = world_train.train(tmp_path / "g", TINY, steps=12, images_per_step=4, lr=3e-3, warmup=1,
+                                    threads=1, checkpoint_every=100, log_every=1, init_from=tmp_path / "a",
+                                    grounding_weight=5.0, grounding_layer=TINY.text_layers - 1, erase_prob=0.5,
+                                    data_offset=1000)
+    finally:
+        mp.undo()
+    ground = [json.loads(r.getMessage())["ground"] for r in caplog.records
+              if r.getMessage().startswith("{") and "ground" in r.getMessage()]
+    assert len(ground) == 12 and all(math.isfinite(g) for g in ground)
+    assert np.mean(ground[-3:]) < np.mean(ground[:3]) - 0.05
+    assert math.isfinite(summary["last_log"]["loss"]) and summary["grounding_weight"] == 5.0
+    assert summary["init_from"] == str(tmp_path / "a")

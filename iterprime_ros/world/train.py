@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .grammar import hard_negative, is_false, scene_expressions
 from .model import WorldModelConfig, build_model, build_tokenizer, preprocess, save_world_model
-from .scenes import generate_scene, scene_seeds
+from .scenes import Scene, generate_scene, scene_seeds
 
 log = logging.getLogger("iterprime.world.train")
 PROMPT = "there is a {}"
@@ -42,17 +42,28 @@ def prompt_text(expression: str, template: str = PROMPT) -> str:
 
 
 def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
-               easy_negative_prob: float = 0.15):
-    """Scenes and (text, label, image index, type) rows of one training step."""
+               easy_negative_prob: float = 0.15, erase_prob: float = 0.0, data_offset: int = 0):
+    """Scenes and (text, label, image index, type, target) rows of one training step.
+
+    erase_prob > 0 (stage 2): for that fraction of the positives, the scene with the target
+    painted over with the table (``erase_object``) is appended as an extra image and paired with
+    the same true expression, labelled mismatch ("neg:erased") -- only when no other object of
+    the scene then satisfies the expression (``is_false`` on the scene without the target).
+    Returns (scenes, images, rows): images = the scenes' images followed by the erased ones.
+    target: the referred object's index for positives (its mask grounds the attention), else -1.
+    With erase_prob = 0 and data_offset = 0 the rows are those of the original (stage-1) run.
+    """
     rng = np.random.default_rng([seed, step])
-    seeds = scene_seeds("train", images_per_step, offset=(step * images_per_step) % 9_000_000)
+    seeds = scene_seeds("train", images_per_step, offset=(data_offset + step * images_per_step) % 9_000_000)
     scenes = [generate_scene(s, image_size, image_size) for s in seeds]
     exprs = [scene_expressions(sc, rng, per_scene=2, kind_weights=TRAIN_KIND_WEIGHTS, command_prob=0.0)
              for sc in scenes]
-    rows: list[tuple[str, int, int, str]] = []
+    images = [sc.image for sc in scenes]
+    rows: list[tuple[str, int, int, str, int]] = []
+    erase_rng = np.random.default_rng([seed, step, 1])  # separate stream: stage-1 rows unchanged
     for i, (sc, ex) in enumerate(zip(scenes, exprs)):
         for r in ex:
-            rows.append((r.text, 1, i, "pos:" + r.kind))
+            rows.append((r.text, 1, i, "pos:" + r.kind, r.target))
             neg = None
             if rng.random() >= easy_negative_prob:
                 neg = hard_negative(r.expr, sc, rng, types=_negative_order(r.expr.kind, rng))
@@ -65,8 +76,60 @@ def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
                         neg = (other.text, "other_scene")
                         break
             if neg is not None:
-                rows.append((neg[0], 0, i, "neg:" + neg[1]))
-    return scenes, rows
+                rows.append((neg[0], 0, i, "neg:" + neg[1], -1))
+            if erase_prob > 0 and erase_rng.random() < erase_prob:
+                if is_false(r.expr, without_object(sc, r.target)):
+                    images.append(erase_object(sc, r.target, erase_rng))
+                    rows.append((r.text, 0, len(images) - 1, "neg:erased", -1))
+    return scenes, images, rows
+
+
+def without_object(scene: Scene, index: int) -> Scene:
+    """The scene's description with object `index` removed (for the grammar's truth tests)."""
+    keep = [k for k in range(len(scene.objects)) if k != index]
+    return Scene(image=scene.image, masks=scene.masks[keep], objects=tuple(scene.objects[k] for k in keep),
+                 seed=scene.seed, table=scene.table)
+
+
+def erase_object(scene: Scene, index: int, rng: np.random.Generator, ring: int = 3) -> np.ndarray:
+    """A copy of the image with object `index` painted over with the table: the median of the
+    table pixels in a `ring`-pixel band around it, plus the generator's pixel noise (sd 4)."""
+    img = scene.image.copy()
+    mask = scene.masks[index]
+    grown = mask.copy()
+    for _ in range(ring):  # 4-neighbour dilation
+        g = grown.copy()
+        g[1:] |= grown[:-1]
+        g[:-1] |= grown[1:]
+        g[:, 1:] |= grown[:, :-1]
+        g[:, :-1] |= grown[:, 1:]
+        grown = g
+    band = grown & ~scene.masks.any(0)
+    colour = np.median(img[band], axis=0) if band.any() else np.asarray(scene.table, np.float32)
+    fill = colour[None, :] + rng.normal(0.0, 4.0, size=(int(mask.sum()), 3))
+    img[mask] = np.clip(np.rint(fill), 0, 255).astype(np.uint8)
+    return img
+
+
+def target_patch_distribution(mask: np.ndarray, grid: int) -> torch.Tensor:
+    """H x W bool -> grid*grid weights: the fraction of each patch the mask covers, normalised."""
+    h, w = mask.shape
+    m = torch.from_numpy(mask.astype(np.float32)).reshape(grid, h // grid, grid, w // grid).mean((1, 3))
+    m = m.flatten()
+    return m / m.sum().clamp_min(1e-8)
+
+
+def grounding_loss(attention: torch.Tensor, targets: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy between the target-patch distribution and the cross-attention.
+
+    attention: R x K x L x (1 + g*g) post-softmax probabilities of the grounded layer (key 0 is
+    the image [CLS]); targets: R x g*g (rows sum to 1); token_mask: R x L (the tokens grounded).
+    The heads' mean attention is used, so mass on [CLS] or on other patches is penalised.
+    """
+    a = attention.mean(1)[:, :, 1:]  # R x L x g*g
+    ce = -(targets[:, None, :] * torch.log(a.clamp_min(1e-8))).sum(-1)  # R x L
+    w = token_mask.float()
+    return (ce * w).sum() / w.sum().clamp_min(1.0)
 
 
 def _negative_order(kind: str, rng: np.random.Generator) -> tuple[str, ...]:
@@ -149,14 +212,40 @@ def evaluate_pairs(model, tokenizer, cfg: WorldModelConfig, n_scenes: int = 200,
 def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 32, lr: float = 5e-4,
           warmup: int = 400, seed: int = 0, threads: int = 1, checkpoint_every: int = 500,
           log_every: int = 50, max_minutes: float | None = None, card: str | None = None,
-          itc_weight: float = 0.0, stop_after: int | None = None) -> dict:
+          itc_weight: float = 0.0, stop_after: int | None = None, init_from: Path | None = None,
+          grounding_weight: float = 0.0, grounding_layer: int = 3, erase_prob: float = 0.0,
+          data_offset: int = 0) -> dict:
     """Train; the learning-rate schedule spans `steps`. `max_minutes` (wall clock) or `stop_after`
     (a step count) end the run early; a run stopped by time at step N is reproduced exactly by the
-    same command with ``stop_after=N`` in place of ``max_minutes``."""
+    same command with ``stop_after=N`` in place of ``max_minutes``.
+
+    Stage 2 (fine-tuning; all off by default, so the stage-1 command is unchanged):
+    init_from: start from a saved world model instead of a fresh initialisation;
+    grounding_weight / grounding_layer: add grounding_weight x ``grounding_loss`` of that text
+    layer's cross-attention on the POSITIVE pairs -- every token but [SEP] and padding should put
+    its (head-mean) attention on the referred object's patches, the target's exact mask from the
+    TRAINING scene generator downsampled to the patch grid (never validation or test scenes);
+    erase_prob: erased-target negatives (see make_batch); data_offset: first training scene
+    index (e.g. past the scenes stage 1 used)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(cfg.max_positions)
-    model = build_model(cfg, seed=seed).train()
+    if init_from is not None:
+        from .model import load_world_model
+
+        model, _ = load_world_model(init_from)
+        model.train()
+    else:
+        model = build_model(cfg, seed=seed).train()
+    captured: dict[str, torch.Tensor] = {}
+    hook = None
+    if grounding_weight > 0:
+        layer = model.text_encoder.encoder.layer[grounding_layer].crossattention.self.dropout
+
+        def capture(module, args):  # the post-softmax, pre-dropout probabilities (as models/blip.py)
+            captured["A"] = args[0]
+
+        hook = layer.register_forward_pre_hook(capture)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embeddings" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
@@ -175,13 +264,23 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        scenes, rows = make_batch(images_per_step, step, seed, cfg.image_size)
-        px = preprocess([s.image for s in scenes], cfg.image_size)
+        scenes, images, rows = make_batch(images_per_step, step, seed, cfg.image_size,
+                                          erase_prob=erase_prob, data_offset=data_offset)
+        px = preprocess(images, cfg.image_size)
         ids, att = encode_texts(tokenizer, [prompt_text(r[0]) for r in rows])
         labels = torch.tensor([r[1] for r in rows])
         img_index = torch.tensor([r[2] for r in rows])
         logits, image_embeds = itm_logits(model, px, ids, att, img_index, return_image=True)
         loss = F.cross_entropy(logits, labels)
+        if grounding_weight > 0:
+            pos = [k for k, r in enumerate(rows) if r[1] == 1 and r[4] >= 0]
+            tgt = torch.stack([target_patch_distribution(scenes[rows[k][2]].masks[rows[k][4]], cfg.grid)
+                               for k in pos])
+            tok = att[pos].clone()
+            tok[torch.arange(len(pos)), att[pos].sum(1) - 1] = 0  # not [SEP]
+            l_g = grounding_loss(captured.pop("A")[pos], tgt, tok)
+            window["ground"].append(float(l_g.detach()))
+            loss = loss + grounding_weight * l_g
         if itc_weight > 0:
             l_itc = itc_loss(model, tokenizer, image_embeds, ids, att, img_index, labels)
             window["itc"].append(float(l_itc.detach()))
@@ -218,12 +317,17 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
         if stop_after is not None and step + 1 >= stop_after:
             log.info("stopping at step %d (--stop-after)", step + 1)
             break
+    if hook is not None:
+        hook.remove()
     minutes = (time.time() - t0) / 60
     val = evaluate_pairs(model, tokenizer, cfg)
     log.info("validation ITM: %s", json.dumps(val))
     summary = {"steps_done": step + 1, "steps": steps, "minutes": round(minutes, 2), "seed": seed,
                "images_per_step": images_per_step, "lr": lr, "warmup": warmup, "threads": threads,
                "itc_weight": itc_weight, "last_log": history[-1] if history else None, "validation_itm": val}
+    if init_from is not None or grounding_weight > 0 or erase_prob > 0 or data_offset:
+        summary.update(init_from=str(init_from) if init_from else None, grounding_weight=grounding_weight,
+                       grounding_layer=grounding_layer, erase_prob=erase_prob, data_offset=data_offset)
     save_world_model(model.eval(), tokenizer, out, cfg, card=card, extra={"training": summary},
                      tie_cls_to_enc=itc_weight == 0)
     return summary
@@ -248,13 +352,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of WorldModelConfig")
     p.add_argument("--itc-weight", type=float, default=0.0, help="weight of BLIP's image-text contrastive loss")
     p.add_argument("--card", type=Path, default=None, help="MODEL_CARD.md to copy into --out")
+    p.add_argument("--init-from", type=Path, default=None, help="fine-tune a saved world model (stage 2) "
+                   "instead of training from a fresh initialisation; --config must match its architecture")
+    p.add_argument("--grounding-weight", type=float, default=0.0, help="weight of the cross-attention grounding "
+                   "loss on positive pairs (target masks of training scenes)")
+    p.add_argument("--grounding-layer", type=int, default=3, help="text layer whose cross-attention is grounded")
+    p.add_argument("--erase-prob", type=float, default=0.0, help="fraction of positives that also give an "
+                   "erased-target negative (the same expression on the image with the target painted over)")
+    p.add_argument("--data-offset", type=int, default=0, help="index of the first training scene")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = WorldModelConfig(**json.loads(a.config))
     log.info("config %s", json.dumps(asdict(cfg)))
     card = a.card.read_text() if a.card else None
     summary = train(a.out, cfg, a.steps, a.images_per_step, a.lr, a.warmup, a.seed, a.threads,
-                    a.checkpoint_every, a.log_every, a.max_minutes, card, a.itc_weight, a.stop_after)
+                    a.checkpoint_every, a.log_every, a.max_minutes, card, a.itc_weight, a.stop_after,
+                    a.init_from, a.grounding_weight, a.grounding_layer, a.erase_prob, a.data_offset)
     print(json.dumps(summary, indent=2))
     return 0
 
