@@ -140,21 +140,11 @@ def _user_error(message: str) -> Exception:
 
 
 def _base_settings(args: argparse.Namespace) -> Any:
-    from ..cli import apply_overrides
+    from ..cli import model_settings
     from ..pipeline import SegmenterSettings
     from .predictors import eval_settings
 
-    base: dict[str, Any] = {}
-    if args.vlp:
-        base["vlp_model"] = args.vlp
-    if args.proposals:
-        base["proposal_model"] = args.proposals
-    if args.device:
-        base["device"] = args.device
-    if args.fp32:
-        base["half_precision"] = False
-    settings = apply_overrides(SegmenterSettings().replace(**base), args.overrides)
-    return eval_settings(settings)
+    return eval_settings(model_settings(args, SegmenterSettings()))
 
 
 def _identity(settings: Any, config: AblationConfig) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import string
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
@@ -41,28 +42,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def wordpiece_vocab(words: Iterable[str], pieces: Iterable[str]) -> list[str]:
+    """Special tokens, `words`, `pieces`, single letters/digits (whole and ##), punctuation, then
+    BLIP's [DEC]/[ENC] last (as BLIP adds them after the BERT vocab); no duplicates, order kept."""
+    letters = [t for ch in string.ascii_lowercase + string.digits for t in (ch, "##" + ch)]
+    ordered = [*SPECIAL_TOKENS, *words, *pieces, *letters, *string.punctuation, *BLIP_EXTRA_TOKENS]
+    return list(dict.fromkeys(ordered))
+
+
 def tiny_vocab() -> list[str]:
-    """Special tokens, BLIP's [DEC]/[ENC], words, pieces, single letters/digits/punctuation."""
-    vocab: list[str] = list(SPECIAL_TOKENS)
-    seen = set(vocab)
-
-    def add(tok: str) -> None:
-        if tok not in seen:
-            seen.add(tok)
-            vocab.append(tok)
-
-    for w in TINY_WORDS:
-        add(w)
-    for p in TINY_PIECES:
-        add(p)
-    for ch in string.ascii_lowercase + string.digits:
-        add(ch)
-        add("##" + ch)
-    for ch in string.punctuation:
-        add(ch)
-    for t in BLIP_EXTRA_TOKENS:  # added last, like BLIP adds them after the BERT vocab
-        add(t)
-    return vocab
+    return wordpiece_vocab(TINY_WORDS, TINY_PIECES)
 
 
 def _save_tiny_tokenizer(folder: Path) -> int:

@@ -14,25 +14,21 @@ to the [ENC] row, so a backend that keeps the tokenizer's [CLS] gets the same re
 from __future__ import annotations
 
 import json
-import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..models.tiny import CLIP_MEAN, CLIP_STD, wordpiece_vocab
 from .grammar import GRAMMAR_WORDS
 
-SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-BLIP_EXTRA_TOKENS: tuple[str, ...] = ("[DEC]", "[ENC]")
 # Words outside the grammar that commands and tests commonly use, so they stay whole tokens
 # (the model never saw them in training: they carry no meaning for it).
 EXTRA_WORDS: tuple[str, ...] = tuple(
     "this that it of in with and or for you would show point take give fetch lift hold "
     "middle center front back behind far closest nearest two three".split())
 PIECES: tuple[str, ...] = ("##s", "##es", "##most", "##er", "##est")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
@@ -58,26 +54,7 @@ class WorldModelConfig:
 
 
 def world_vocab() -> list[str]:
-    vocab: list[str] = list(SPECIAL_TOKENS)
-    seen = set(vocab)
-
-    def add(tok: str) -> None:
-        if tok not in seen:
-            seen.add(tok)
-            vocab.append(tok)
-
-    for w in GRAMMAR_WORDS + EXTRA_WORDS:
-        add(w)
-    for p in PIECES:
-        add(p)
-    for ch in string.ascii_lowercase + string.digits:
-        add(ch)
-        add("##" + ch)
-    for ch in string.punctuation:
-        add(ch)
-    for t in BLIP_EXTRA_TOKENS:
-        add(t)
-    return vocab
+    return wordpiece_vocab(GRAMMAR_WORDS + EXTRA_WORDS, PIECES)
 
 
 def build_tokenizer(max_length: int = 40):

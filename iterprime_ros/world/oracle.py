@@ -19,7 +19,6 @@ selection, not the proposals. Never report world figures as if a proposal networ
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,11 +29,10 @@ HALVES: tuple[str, ...] = ("left", "right", "top", "bottom")
 
 
 def image_digest(image: np.ndarray) -> str:
-    data = np.ascontiguousarray(image)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str((data.shape, data.dtype.str)).encode())
-    h.update(memoryview(data).cast("B"))
-    return h.hexdigest()
+    """The pipeline's frame key (a content hash), so the oracle recognises the same pixels."""
+    from ..pipeline import image_key
+
+    return image_key(image)
 
 
 @dataclass(frozen=True)
