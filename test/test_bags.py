@@ -16,7 +16,7 @@ import pytest
 
 from iterprime_ros.bags import (SEGMENTATION_TYPE, BagError, BagReader, BagWriter, find_interface_file, header,
                                 image_message, string_message, typestore)
-from iterprime_ros.ros.conversions import depth_to_fields, rgb_to_fields
+from iterprime_ros.ros.conversions import rgb_to_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample.mcap"

@@ -8,7 +8,6 @@ the module (model loading dominates its cost).
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time

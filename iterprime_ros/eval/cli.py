@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .ablations import TABLE_DATASETS, AblationConfig, AblationRow, ROWS_BY_NAME, describe_rows, select_rows
+from .ablations import TABLE_DATASETS, AblationConfig, AblationRow, describe_rows, select_rows
 from .datasets import DATASET_NAMES, DataPaths, DatasetError, DatasetLoader, parse_dataset_arg
 from .report import RowRef, build_report, render_markdown
 from .runner import EvalTask, ResumeMismatchError, RunPlan, run, summarise

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .datasets import DatasetError, Sample, load_image
+from .datasets import Sample, load_image
 from .metrics import EPS, MetricAccumulator, intersection_union, is_position_expression
 from .predictors import Predictor
 
