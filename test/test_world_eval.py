@@ -132,9 +132,10 @@ def test_committed_world_model_prefers_true_captions_to_hard_negatives():
     (match - no match) logit margin beats that of its hard negative (wrong colour / shape / size,
     swapped relation ...) well above chance (0.5), and nearly always for a wrong colour.
 
-    Thresholds sit below what the committed model scores (0.75 of 80 pairs overall, 0.94 for
-    colour at the time of writing; MODEL_CARD.md): it is good at colours, weak at shapes and
-    relations, so a regression to chance fails while the known weaknesses do not."""
+    Thresholds sit below what the committed (stage-2) model scores (0.79 of 80 pairs overall,
+    0.97 for colour at the time of writing; stage 1 scored 0.75 / 0.94; MODEL_CARD.md): it is
+    good at colours, weaker at shapes and relations, so a regression to chance fails while the
+    known weaknesses do not."""
     from iterprime_ros.models.blip import BlipITMBackend
 
     backend = BlipITMBackend(COMMITTED, device="cpu", gradcam_layer=world_eval.recommended_gradcam_layer(COMMITTED))
@@ -156,5 +157,19 @@ def test_committed_world_model_prefers_true_captions_to_hard_negatives():
     every = [w for v in wins.values() for w in v]
     assert len(every) >= 60
     assert float(np.mean(margins)) > 0
-    assert float(np.mean(every)) >= 0.62, f"true caption beats its hard negative in only {np.mean(every):.0%}"
-    assert float(np.mean(wins["colour"])) >= 0.75, wins["colour"]
+    assert float(np.mean(every)) >= 0.70, f"true caption beats its hard negative in only {np.mean(every):.0%}"
+    assert float(np.mean(wins["colour"])) >= 0.85, wins["colour"]
+
+
+@pytest.mark.skipif(not (COMMITTED / "model.safetensors").is_file(), reason="no committed world model")
+def test_committed_world_model_localises_better_than_a_random_object():
+    """The full method (PWEM + IGRS) with the committed (stage-2) model on the first 60
+    VALIDATION expressions beats picking a random object of the scene, and its heat-map peak
+    lies on the target more often than a random object would be picked.
+
+    At the time of writing: mIoU 32.3 %, pointing 41.7 %, random object 22.4 % (stage 1, which
+    did not localise, scored at chance on the test set: docs/world_results.md)."""
+    res = world_eval.evaluate_world(COMMITTED, 60, ("pwem",), (True,), split="val")
+    row = res["rows"][0]
+    assert row["splits"]["overall"]["mIoU"] >= 0.28 > res["meta"]["random_object_miou"] + 0.04
+    assert row["pointing"] >= 0.35

@@ -17,7 +17,7 @@ import torch
 from iterprime_ros.world import train as world_train
 from iterprime_ros.world.grammar import scene_expressions
 from iterprime_ros.world.model import (WorldModelConfig, build_model, build_tokenizer, load_world_model,
-                                       preprocess, save_world_model, world_vocab)
+                                       preprocess, world_vocab)
 from iterprime_ros.world.scenes import generate_scene, scene_seeds
 
 TINY = WorldModelConfig(image_size=64, patch_size=16, vision_hidden=32, vision_layers=1, vision_heads=2,
@@ -157,9 +157,11 @@ def test_erased_target_negatives_paint_the_target_over_and_are_false():
         table_rgb = sc.image[~sc.masks.any(0)].astype(float).mean(0)
         new_rgb = out[mask].astype(float).mean(0)
         assert np.abs(new_rgb - table_rgb).max() < 25 < np.abs(obj_rgb - table_rgb).max()
-        refs = [r for r in scene_expressions(sc, np.random.default_rng(0), per_scene=len(sc.objects))]
         assert sc.masks.shape[0] - 1 == world_train.without_object(sc, t).masks.shape[0]
     # without_object: an attribute expression of an object becomes false once it is removed
+    sc = scenes[0]
+    refs = scene_expressions(sc, np.random.default_rng(0), per_scene=len(sc.objects), kind_weights=(1, 0, 0))
+    assert refs
     for r in refs:
         if r.kind == "attribute":
             assert is_false(r.expr, world_train.without_object(sc, r.target))
@@ -177,14 +179,13 @@ def test_grounding_loss_prefers_attention_on_the_target_and_training_lowers_it(t
     assert world_train.grounding_loss(on, tgt[None], toks) < world_train.grounding_loss(uniform, tgt[None], toks)
 
     caplog.set_level("INFO", logger="iterprime.world.train")
-    world_train.evaluate_pairs.__defaults__  # noqa: B018 (the real function; n_scenes set below)
-    import functools
     mp = pytest.MonkeyPatch()
     mp.setattr(world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1))
     try:
         world_train.train(tmp_path / "a", TINY, steps=4, images_per_step=2, warmup=1, threads=1,
                           checkpoint_every=100, log_every=1, stop_after=4)
-        summary = world_train.train(tmp_path / "g", TINY, steps=12, images_per_step=4, lr=3e-3, warmup=1,
+        caplog.clear()
+        summary = world_train.train(tmp_path / "g", TINY, steps=30, images_per_step=16, lr=3e-3, warmup=1,
                                     threads=1, checkpoint_every=100, log_every=1, init_from=tmp_path / "a",
                                     grounding_weight=5.0, grounding_layer=TINY.text_layers - 1, erase_prob=0.5,
                                     data_offset=1000)
@@ -192,7 +193,7 @@ def test_grounding_loss_prefers_attention_on_the_target_and_training_lowers_it(t
         mp.undo()
     ground = [json.loads(r.getMessage())["ground"] for r in caplog.records
               if r.getMessage().startswith("{") and "ground" in r.getMessage()]
-    assert len(ground) == 12 and all(math.isfinite(g) for g in ground)
-    assert np.mean(ground[-3:]) < np.mean(ground[:3]) - 0.05
+    assert len(ground) == 30 and all(math.isfinite(g) for g in ground)
+    assert np.mean(ground[-5:]) < np.mean(ground[:5]) - 0.1  # 2.82 -> 2.54 when written
     assert math.isfinite(summary["last_log"]["loss"]) and summary["grounding_weight"] == 5.0
     assert summary["init_from"] == str(tmp_path / "a")

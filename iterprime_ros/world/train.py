@@ -1,17 +1,22 @@
-"""Train the world's BLIP-architecture ITM model from scratch on generated scenes.
+"""Train the world's BLIP-architecture ITM model on generated scenes (stage 1 and stage 2).
 
-Only image-text pairs are used (no masks, no boxes): each training image comes with two
-referring expressions that are true of it (positives) and, for each, a hard negative -- the
-same expression edited so that nothing in the image satisfies it (wrong colour or shape
-taken from another object of the scene, wrong size, opposite relation, swapped roles,
+Stage 1 (the defaults) uses image-text pairs only (no masks, no boxes): each training image
+comes with two referring expressions that are true of it (positives) and, for each, a hard
+negative -- the same expression edited so that nothing in the image satisfies it (wrong colour
+or shape taken from another object of the scene, wrong size, opposite relation, swapped roles,
 opposite position) -- or, now and then, an expression of another scene that is false here.
-The loss is BLIP's ITM cross-entropy on the first token's output (match / no match). The
-masks are never seen in training; they are used only to evaluate (Grad-CAM pointing) and by
-the oracle proposals.
+The loss is BLIP's ITM cross-entropy on the first token's output (match / no match).
 
-Everything is seeded: scene seeds are step * images_per_step + i (training range), the text
-sampling RNG is seeded by (seed, step), and torch by `seed`. Run with
-``python scripts/train_world_model.py --out models/world_blip`` (see --help).
+Stage 2 (``--init-from`` a stage-1 model, ``--grounding-weight``, ``--erase-prob``) fine-tunes
+so that the ITM decision depends on the referred object's pixels: a grounding loss pulls one
+text layer's cross-attention (the Grad-CAM layer) onto the target's patches on positive pairs,
+using the exact masks of TRAINING scenes, and erased-target negatives pair the true expression
+with the image whose target was painted over. Validation and test scenes are never seen.
+
+Everything is seeded: scene seeds are data_offset + step * images_per_step + i (training
+range), the text sampling RNG is seeded by (seed, step), erased negatives by (seed, step, 1),
+and torch by `seed`. Run with ``python scripts/train_world_model.py --out models/world_blip``
+(see --help and that script's docstring for the committed model's two commands).
 """
 from __future__ import annotations
 
