@@ -14,6 +14,7 @@ MASK_COLOUR_BGR = (60, 220, 60)
 CENTROID_BGR = (255, 255, 255)
 GRASP_BGR = (0, 0, 255)
 ERROR_BGR = (40, 40, 230)
+FILE_MIN_SIDE = 384  # replay's overlay PNGs of smaller frames are enlarged so a person can read them
 
 
 def _ascii(text: str) -> str:
@@ -32,10 +33,14 @@ def _label(img: np.ndarray, text: str, origin: tuple[int, int], scale: float, co
 def render_overlay(image_rgb: np.ndarray, result: Any = None, *, heatmap: np.ndarray | None = None,
                    mask: np.ndarray | None = None, centroid: tuple[float, float] | None = None,
                    grasp_point: tuple[int, int] | None = None, bbox: tuple[int, int, int, int] | None = None,
-                   text: str | None = None, heat_alpha: float = 0.45, mask_alpha: float = 0.35) -> np.ndarray:
+                   text: str | None = None, heat_alpha: float = 0.45, mask_alpha: float = 0.35,
+                   min_side: int = 0) -> np.ndarray:
     """H x W x 3 uint8 RGB (+ a SegmentationResult and/or explicit parts) -> H x W x 3 uint8 BGR.
 
     Explicit keyword arguments override the result's fields. A failed result shows its error.
+    min_side: for pictures a person looks at (PNG files), an image whose shorter side is below
+    this is enlarged by a whole factor k first (kH x kW), so a small frame's label stays legible;
+    the node's debug image keeps the camera's size (min_side 0).
     """
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
         raise ValueError(f"expected H x W x 3 RGB, got {image_rgb.shape}")
@@ -48,6 +53,10 @@ def render_overlay(image_rgb: np.ndarray, result: Any = None, *, heatmap: np.nda
         if text is None:
             expr = getattr(result, "expression", "") or getattr(result, "command", "")
             text = expr if getattr(result, "success", True) else f"{expr}: {getattr(result, 'error', '')}".strip(": ")
+    k = -(-min_side // min(image_rgb.shape[:2])) if min_side and min(image_rgb.shape[:2]) < min_side else 1
+    if k > 1:
+        image_rgb, heatmap, mask, centroid, grasp_point, bbox = _enlarge(k, image_rgb, heatmap, mask, centroid,
+                                                                         grasp_point, bbox)
     out = cv2.cvtColor(np.ascontiguousarray(image_rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR)
     h, w = out.shape[:2]
     if heatmap is not None and heatmap.shape == (h, w):
@@ -76,3 +85,18 @@ def render_overlay(image_rgb: np.ndarray, result: Any = None, *, heatmap: np.nda
         scale = max(0.35, min(1.0, w / 900.0))
         _label(out, _ascii(text)[:120], (6, int(24 * scale) + 6), scale, ERROR_BGR if failed else (255, 255, 255))
     return out
+
+
+def _enlarge(k: int, image: np.ndarray, heatmap: np.ndarray | None, mask: np.ndarray | None,
+             centroid: Any, grasp_point: Any, bbox: Any) -> tuple[Any, ...]:
+    """Everything scaled by k: pixels repeated, points moved with their pixel centres."""
+    def point(p: Any) -> Any:
+        return None if p is None else tuple((float(v) + 0.5) * k - 0.5 for v in p)
+
+    big = np.repeat(np.repeat(image, k, axis=0), k, axis=1)
+    heat = None if heatmap is None else cv2.resize(heatmap.astype(np.float32), (big.shape[1], big.shape[0]),
+                                                   interpolation=cv2.INTER_LINEAR)
+    m = None if mask is None else np.repeat(np.repeat(np.asarray(mask, bool), k, axis=0), k, axis=1)
+    g = point(grasp_point)
+    box = None if bbox is None else tuple(int(v) * k for v in bbox)
+    return big, heat, m, point(centroid), None if g is None else tuple(int(round(v)) for v in g), box

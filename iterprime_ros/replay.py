@@ -227,10 +227,10 @@ class _Replayer:
     def _overlay(self, job: _Job, rgb: np.ndarray, result: Any) -> None:
         import cv2
 
-        from .overlay import render_overlay
+        from .overlay import FILE_MIN_SIDE, render_overlay
 
         path = self.cfg.overlays / f"{job.index:03d}_{_slug(job.text)}.png"  # type: ignore[operator]
-        if cv2.imwrite(str(path), render_overlay(rgb, result)):
+        if cv2.imwrite(str(path), render_overlay(rgb, result, min_side=FILE_MIN_SIDE)):
             self.summary.overlays.append(path)
         else:
             self.warn(f"cannot write overlay {path}")

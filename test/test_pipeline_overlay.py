@@ -41,3 +41,22 @@ def test_overlay_of_a_failure_and_of_bare_parts():
     assert bare.shape == (60, 80, 3)
     with pytest.raises(ValueError):
         render_overlay(np.zeros((60, 80), np.uint8))
+
+
+def test_small_frames_are_enlarged_for_files_with_everything_in_place():
+    image = np.full((60, 80, 3), 100, np.uint8)
+    result = _result()
+    small = render_overlay(image, result, text="")
+    big = render_overlay(image, result, text="", min_side=384)
+    k = 7  # ceil(384 / 60)
+    assert big.shape == (60 * k, 80 * k, 3)
+    assert render_overlay(image, result, min_side=60).shape == image.shape, "already large enough"
+    # Mask outline: the mask drawn at k times the size lands where the enlarged mask is.
+    green = (big[..., 1] > 200) & (big[..., 0] < 100) & (big[..., 2] < 100)
+    ys, xs = np.nonzero(green)
+    assert (ys.min(), xs.min()) == (20 * k, 30 * k) and (ys.max(), xs.max()) == (40 * k - 1, 60 * k - 1)
+    # The grasp cross (red in BGR) sits on the enlarged grasp pixel's centre block.
+    gy, gx = 29 * k + k // 2, 44 * k + k // 2
+    assert big[gy, gx, 2] > 200 and big[gy, gx, 1] < 80
+    # Far from the marks the pixels are the small overlay's, repeated k x k.
+    np.testing.assert_array_equal(big[50 * k:55 * k:k, 5 * k:10 * k:k], small[50:55, 5:10])
