@@ -30,7 +30,7 @@ import numpy as np
 
 from .bags import (SEGMENTATION_TYPE, BagError, BagMessage, BagReader, BagWriter, header, image_message,
                    stamp_ns, typestore)
-from .ros.conversions import ImageConversionError, image_to_rgb, mask_to_fields
+from .ros.conversions import ImageConversionError, image_to_rgb, mask_to_fields, segmentation_values
 from .ros.sensors import SensorCache, compute_centroid_3d
 
 log = logging.getLogger(__name__)
@@ -309,30 +309,24 @@ def check_topics(bag: BagReader, cfg: ReplayConfig, echo: Callable[[str], None] 
 
 def segmentation_message(result: Any, command_id: int, command: str, stamp: int, frame_id: str,
                          latency_s: float, centroid_3d: tuple[float, float, float] | None) -> Any:
-    """rosbags iterprime_ros/msg/Segmentation for a pipeline result (the live node's mapping:
-    ros/messages.py builds the same fields for rclpy). A failure has an empty mask."""
+    """rosbags iterprime_ros/msg/Segmentation for a pipeline result: the live node's fields
+    (ros.conversions.segmentation_values) in rosbags' classes. A failure has an empty mask."""
     types = typestore().types
     point = types["geometry_msgs/msg/Point"]
-    hdr = header(stamp, frame_id)
-    ok = bool(result.success) and result.mask is not None
-    if ok:
+    v = segmentation_values(result, centroid_3d)
+    if v["success"]:
         mask = image_message(mask_to_fields(result.mask), header(stamp, frame_id))
     else:
         mask = types["sensor_msgs/msg/Image"](header=header(stamp, frame_id), height=0, width=0, encoding="",
                                               is_bigendian=0, step=0, data=np.zeros(0, np.uint8))
-    x, y, w, h = (int(v) for v in result.bbox) if ok and result.bbox is not None else (0, 0, 0, 0)
+    x, y, w, h = v["bbox"]
     roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=x, y_offset=y, height=h, width=w, do_rectify=False)
-    cu, cv = (float(v) for v in result.centroid) if ok and result.centroid is not None else (0.0, 0.0)
-    gu, gv = (float(v) for v in result.grasp_point) if ok and result.grasp_point is not None else (0.0, 0.0)
-    c3 = centroid_3d if ok and centroid_3d is not None else None
     return types[SEGMENTATION_TYPE](
-        header=hdr, command_id=int(command_id), command=command, expression=str(result.expression or ""),
-        primary_word=str(result.primary_word or ""), success=ok,
-        error="" if ok else (str(result.error) or "failed"), mask=mask, bbox=roi,
-        centroid_px=point(x=cu, y=cv, z=0.0), grasp_point_px=point(x=gu, y=gv, z=0.0),
-        has_centroid_3d=c3 is not None, centroid_3d=point(*(float(v) for v in (c3 or (0.0, 0.0, 0.0)))),
-        score=float(result.score), itm_score=float(result.itm_score),
-        iterations=max(0, min(255, int(result.iterations))), latency_s=float(latency_s))
+        header=header(stamp, frame_id), command_id=int(command_id), command=command,
+        expression=v["expression"], primary_word=v["primary_word"], success=v["success"], error=v["error"],
+        mask=mask, bbox=roi, centroid_px=point(*v["centroid_px"], 0.0), grasp_point_px=point(*v["grasp_point_px"], 0.0),
+        has_centroid_3d=v["has_centroid_3d"], centroid_3d=point(*v["centroid_3d"]),
+        score=v["score"], itm_score=v["itm_score"], iterations=v["iterations"], latency_s=float(latency_s))
 
 
 def _point_stamped(msg: Any) -> Any:

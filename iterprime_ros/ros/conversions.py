@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "COLOR_ENCODINGS", "DEPTH_ENCODINGS", "ImageConversionError", "camera_info_intrinsics",
     "depth_to_array", "depth_to_fields", "image_to_rgb", "mask_to_fields", "rgb_to_bgr8", "rgb_to_fields",
+    "segmentation_values",
 ]
 
 
@@ -167,3 +168,27 @@ def camera_info_intrinsics(msg: Any) -> tuple[float, float, float, float]:
     if not (fx > 0 and fy > 0 and np.isfinite([fx, fy, cx, cy]).all()):
         raise ImageConversionError(f"camera_info K has no valid focal lengths (fx={fx}, fy={fy}): uncalibrated camera")
     return fx, fy, cx, cy
+
+
+def segmentation_values(result: Any, centroid_3d: tuple[float, float, float] | None = None) -> dict[str, Any]:
+    """The Segmentation fields a pipeline result decides, as plain values.
+
+    One mapping for the live node (rclpy messages) and offline replay (rosbags messages), which
+    each wrap these values in their own message classes. A failure (or a result without a mask)
+    has success false, its error ("failed" if none), and zeros for the geometry.
+    """
+    ok = bool(result.success) and result.mask is not None
+
+    def pair(p: Any) -> tuple[float, float]:
+        return (float(p[0]), float(p[1])) if ok and p is not None else (0.0, 0.0)
+
+    c3 = tuple(float(v) for v in centroid_3d) if ok and centroid_3d is not None else None
+    return {
+        "expression": str(result.expression or ""), "primary_word": str(result.primary_word or ""),
+        "success": ok, "error": "" if ok else (str(result.error) or "failed"),
+        "bbox": tuple(int(v) for v in result.bbox) if ok and result.bbox is not None else (0, 0, 0, 0),
+        "centroid_px": pair(result.centroid), "grasp_point_px": pair(result.grasp_point),
+        "has_centroid_3d": c3 is not None, "centroid_3d": c3 or (0.0, 0.0, 0.0),
+        "score": float(result.score), "itm_score": float(result.itm_score),
+        "iterations": max(0, min(255, int(result.iterations))),
+    }

@@ -14,7 +14,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from ..pipeline import SegmentationResult
-from .conversions import mask_to_fields, rgb_to_bgr8
+from .conversions import mask_to_fields, rgb_to_bgr8, segmentation_values
 from iterprime_ros.msg import Segmentation
 
 
@@ -66,34 +66,18 @@ def failure(answer: Answer, error: str, expression: str = "", primary_word: str 
 
 
 def segmentation(result: SegmentationResult, answer: Answer) -> Segmentation:
-    """Segmentation message for a pipeline result (success or failure)."""
-    if not result.success or result.mask is None:
-        msg = failure(answer, result.error, result.expression, result.primary_word)
-        msg.score, msg.itm_score, msg.iterations = float(result.score), float(result.itm_score), result.iterations
-        return msg
-    msg = Segmentation()
-    msg.header = copy_header(answer.header)
-    msg.command_id = answer.command_id
-    msg.command = answer.command
-    msg.expression = result.expression
-    msg.primary_word = result.primary_word
-    msg.success = True
-    msg.error = ""
-    msg.mask = mask_image(result.mask, answer.header)
-    if result.bbox is not None:
-        x, y, w, h = result.bbox
-        msg.bbox.x_offset, msg.bbox.y_offset, msg.bbox.width, msg.bbox.height = int(x), int(y), int(w), int(h)
-    if result.centroid is not None:
-        msg.centroid_px.x, msg.centroid_px.y = float(result.centroid[0]), float(result.centroid[1])
-    if result.grasp_point is not None:
-        msg.grasp_point_px.x, msg.grasp_point_px.y = float(result.grasp_point[0]), float(result.grasp_point[1])
-    if answer.centroid_3d is not None:
-        msg.has_centroid_3d = True
-        msg.centroid_3d.x, msg.centroid_3d.y, msg.centroid_3d.z = (float(v) for v in answer.centroid_3d)
-    msg.score = float(result.score)
-    msg.itm_score = float(result.itm_score)
-    msg.iterations = max(0, min(255, int(result.iterations)))
-    msg.latency_s = float(answer.latency_s)
+    """Segmentation message for a pipeline result (success or failure); fields: segmentation_values."""
+    v = segmentation_values(result, answer.centroid_3d)
+    msg = failure(answer, v["error"], v["expression"], v["primary_word"])
+    msg.success, msg.error = v["success"], v["error"]
+    if v["success"]:
+        msg.mask = mask_image(result.mask, answer.header)
+    msg.bbox.x_offset, msg.bbox.y_offset, msg.bbox.width, msg.bbox.height = v["bbox"]
+    msg.centroid_px.x, msg.centroid_px.y = v["centroid_px"]
+    msg.grasp_point_px.x, msg.grasp_point_px.y = v["grasp_point_px"]
+    msg.has_centroid_3d = v["has_centroid_3d"]
+    msg.centroid_3d.x, msg.centroid_3d.y, msg.centroid_3d.z = v["centroid_3d"]
+    msg.score, msg.itm_score, msg.iterations = v["score"], v["itm_score"], v["iterations"]
     return msg
 
 
