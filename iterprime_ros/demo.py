@@ -66,28 +66,23 @@ def build_world_bag(path: Path, scenes: int = WORLD_SCENES, per_scene: int = WOR
     return world_scenes, commands
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
 def read_result_masks(path: Path) -> list[tuple[str, bool, str, np.ndarray | None]]:
     """(command, success, error, mask) for each Segmentation in a results bag, in order."""
     from .bags import BagReader
     from .replay import RESULT_TOPIC
+    from .ros.conversions import image_to_rgb
 
     out = []
     with BagReader(path) as bag:
         for m in bag.messages([RESULT_TOPIC]):
             r = bag.deserialize(m)
-            mask = None
-            if r.success and r.mask.height:
-                mask = np.asarray(r.mask.data, np.uint8).reshape(r.mask.height, r.mask.step)[:, :r.mask.width] > 0
+            mask = image_to_rgb(r.mask)[:, :, 0] > 0 if r.success and r.mask.height else None  # mono8
             out.append((r.command, bool(r.success), r.error, mask))
     return out
 
 
 def run_world(out: Path, settings, why: str) -> int:
+    from .eval import metrics
     from .replay import ReplayConfig, replay_bag
     from .world.evaluate import world_model_folder
     from .world.fallback import WORLD_BANNER, world_segmenter
@@ -112,7 +107,7 @@ def run_world(out: Path, settings, why: str) -> int:
     ious = []
     print(f"\n{'IoU':>5}  {'kind':<9} command")
     for cmd, (text, ok, error, mask) in zip(commands, rows):
-        iou = _iou(mask, cmd.truth) if ok and mask is not None else 0.0
+        iou = metrics.iou(mask if ok else None, cmd.truth)  # a failure scores as an empty mask
         ious.append(iou)
         print(f"{iou:5.2f}  {cmd.kind:<9} {text!r}" + ("" if ok else f"  FAILED: {error}"))
     print(f"\nworld mIoU {np.mean(ious):.3f} over {len(ious)} commands, {sum(i >= 0.5 for i in ious)} with IoU >= 0.5 "
