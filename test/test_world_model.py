@@ -145,7 +145,8 @@ def test_erased_target_negatives_paint_the_target_over_and_are_false():
     erased = [k for k, r in enumerate(rows) if r[3] == "neg:erased"]
     assert erased, "no erased-target negative in 6 scenes"
     for k in erased:
-        text, label, img, _, target = rows[k]
+        text, label, img, _, target, anchor, _ = rows[k]
+        assert anchor == -1
         assert label == 0 and target == -1 and img >= len(scenes)
         # its positive: the last earlier positive row with the same text
         pos = max(j for j in range(k) if rows[j][1] == 1 and rows[j][0] == text)
@@ -197,3 +198,84 @@ def test_grounding_loss_prefers_attention_on_the_target_and_training_lowers_it(t
     assert np.mean(ground[-5:]) < np.mean(ground[:5]) - 0.1  # 2.82 -> 2.54 when written
     assert math.isfinite(summary["last_log"]["loss"]) and summary["grounding_weight"] == 5.0
     assert summary["init_from"] == str(tmp_path / "a")
+
+
+def test_token_targets_ground_the_anchor_phrase_on_the_anchor_and_the_rest_on_the_target():
+    tok = build_tokenizer(40)
+    scenes, _, rows = world_train.make_batch(8, step=0, seed=0, image_size=TINY.image_size)
+    pos = [r for r in rows if r.label == 1]
+    rel = [r for r in pos if r.anchor >= 0]
+    assert rel and all(r.type == "pos:relation" for r in rel)
+    assert all(r.anchor == -1 for r in pos if r.type != "pos:relation")
+    ids, att = world_train.encode_texts(tok, [world_train.prompt_text(r.text) for r in pos])
+    grid = TINY.grid
+    plain, plain_tok = world_train.token_grounding_targets(pos, scenes, att, grid)
+    split, split_tok = world_train.token_grounding_targets(pos, scenes, att, grid, tokenizer=tok)
+    assert torch.equal(plain_tok, split_tok)
+    for k, r in enumerate(pos):
+        sep = int(att[k].sum()) - 1
+        assert plain_tok[k, sep] == 0 and plain_tok[k, :sep].all() and not plain_tok[k, sep + 1:].any()
+        target = world_train.target_patch_distribution(scenes[r.image].masks[r.target], grid)
+        words = tok.convert_ids_to_tokens(ids[k][:sep])
+        n_anchor = 0
+        if r.anchor >= 0:
+            # the anchor phrase is "the" + the anchor's words, the last words before [SEP]
+            phrase = r.text.split(" the ")[-1].split()
+            assert r.anchor_words == 1 + len(phrase)
+            n_anchor = world_train.anchor_token_count(tok, r.text, r.anchor_words)
+            assert words[sep - n_anchor:] == ["the"] + phrase
+            anchor = world_train.target_patch_distribution(scenes[r.image].masks[r.anchor], grid)
+            assert all(torch.equal(split[k, j], anchor) for j in range(sep - n_anchor, sep))
+        assert all(torch.equal(split[k, j], target) for j in range(sep - n_anchor))
+        assert all(torch.equal(plain[k, j], target) for j in range(sep))
+    # the loss takes one distribution per token as well as one per row
+    a = torch.softmax(torch.randn(len(pos), 2, att.shape[1], 1 + grid * grid), -1)
+    one = world_train.grounding_loss(a, plain[:, 0], plain_tok)
+    per_token = world_train.grounding_loss(a, plain, plain_tok)
+    assert torch.allclose(one, per_token)
+    assert not torch.allclose(per_token, world_train.grounding_loss(a, split, split_tok))
+
+
+def test_grounding_several_layers_with_the_anchor_option_trains_and_is_recorded(tmp_path, caplog):
+    caplog.set_level("INFO", logger="iterprime.world.train")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1))
+    try:
+        summary = world_train.train(tmp_path / "m", TINY, steps=3, images_per_step=4, warmup=1, threads=1,
+                                    checkpoint_every=100, log_every=1, grounding_weight=1.0,
+                                    grounding_layer=(0, TINY.text_layers - 1), ground_anchor=True,
+                                    vision_aux_weight=1.0)
+    finally:
+        mp.undo()
+    ground = [json.loads(r.getMessage())["ground"] for r in caplog.records
+              if r.getMessage().startswith("{") and "ground" in r.getMessage()]
+    assert len(ground) == 3 and all(math.isfinite(g) and g > 0 for g in ground)
+    assert summary["grounding_layer"] == [0, TINY.text_layers - 1] and summary["ground_anchor"] is True
+    saved = json.loads((tmp_path / "m" / "world_config.json").read_text())["training"]
+    assert saved["grounding_layer"] == [0, TINY.text_layers - 1] and saved["vision_aux_weight"] == 1.0
+    aux = [json.loads(r.getMessage())["vision_aux"] for r in caplog.records
+           if r.getMessage().startswith("{") and "vision_aux" in r.getMessage()]
+    assert len(aux) == 3 and all(math.isfinite(v) and v > 0 for v in aux)
+    # the auxiliary heads are training-only: the saved weights are exactly the BLIP model's
+    from safetensors.torch import load_file
+
+    assert set(load_file(str(tmp_path / "m" / "model.safetensors"))) == set(build_model(TINY).state_dict())
+
+
+def test_patch_attribute_labels_name_the_object_covering_each_patch():
+    scene = generate_scene(scene_seeds("train", 1, offset=5)[0], 64, 64)
+    grid = 4
+    labels = world_train.patch_attribute_labels(scene, grid)
+    cover = scene.masks.reshape(len(scene.objects), grid, 16, grid, 16).mean((2, 4)).reshape(len(scene.objects), -1)
+    attrs = world_train.PATCH_ATTRIBUTES
+    for p in range(grid * grid):
+        k = int(cover[:, p].argmax())
+        for attr, values in attrs.items():
+            if cover[k, p] >= 0.3:
+                assert values[int(labels[attr][p])] == getattr(scene.objects[k], attr)
+            else:
+                assert int(labels[attr][p]) == len(values)  # the table
+    assert (cover.max(0) >= 0.3).any() and (cover.max(0) < 0.3).any()
+    heads = world_train.PatchAttributeHeads(8)
+    embeds = torch.randn(1, grid * grid, 8)
+    assert float(heads.loss(embeds, [labels]).detach()) > 0

@@ -29,17 +29,31 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .grammar import hard_negative, is_false, scene_expressions
 from .model import WorldModelConfig, build_model, build_tokenizer, preprocess, save_world_model
-from .scenes import Scene, generate_scene, scene_seeds
+from .scenes import COLOURS, SHAPES, SIZES, Scene, generate_scene, scene_seeds
 
 log = logging.getLogger("iterprime.world.train")
 PROMPT = "there is a {}"
 TRAIN_KIND_WEIGHTS = (0.3, 0.35, 0.35)
+
+
+class Row(NamedTuple):
+    """One image-text pair of a training step."""
+
+    text: str
+    label: int  # 1 match, 0 no match
+    image: int  # index into the step's images
+    type: str  # "pos:<kind>" or "neg:<negative type>"
+    target: int  # the referred object's index for positives, else -1
+    anchor: int = -1  # a positive relation's anchor object, else -1
+    anchor_words: int = 0  # how many trailing words of the text name the anchor ("the red box")
 
 
 def prompt_text(expression: str, template: str = PROMPT) -> str:
@@ -54,8 +68,8 @@ def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
     painted over with the table (``erase_object``) is appended as an extra image and paired with
     the same true expression, labelled mismatch ("neg:erased") -- only when no other object of
     the scene then satisfies the expression (``is_false`` on the scene without the target).
-    Returns (scenes, images, rows): images = the scenes' images followed by the erased ones.
-    target: the referred object's index for positives (its mask grounds the attention), else -1.
+    Returns (scenes, images, rows): images = the scenes' images followed by the erased ones;
+    rows are ``Row``s (target / anchor: the objects whose masks ground the attention).
     With erase_prob = 0 and data_offset = 0 the rows are those of the original (stage-1) run.
     """
     rng = np.random.default_rng([seed, step])
@@ -64,11 +78,13 @@ def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
     exprs = [scene_expressions(sc, rng, per_scene=2, kind_weights=TRAIN_KIND_WEIGHTS, command_prob=0.0)
              for sc in scenes]
     images = [sc.image for sc in scenes]
-    rows: list[tuple[str, int, int, str, int]] = []
+    rows: list[Row] = []
     erase_rng = np.random.default_rng([seed, step, 1])  # separate stream: stage-1 rows unchanged
     for i, (sc, ex) in enumerate(zip(scenes, exprs)):
         for r in ex:
-            rows.append((r.text, 1, i, "pos:" + r.kind, r.target))
+            anchor_words = 1 + len(r.expr.anchor.words()) if r.anchor is not None and r.expr.anchor else 0
+            rows.append(Row(r.text, 1, i, "pos:" + r.kind, r.target,
+                            -1 if r.anchor is None else r.anchor, anchor_words))
             neg = None
             if rng.random() >= easy_negative_prob:
                 neg = hard_negative(r.expr, sc, rng, types=_negative_order(r.expr.kind, rng))
@@ -81,11 +97,11 @@ def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
                         neg = (other.text, "other_scene")
                         break
             if neg is not None:
-                rows.append((neg[0], 0, i, "neg:" + neg[1], -1))
+                rows.append(Row(neg[0], 0, i, "neg:" + neg[1], -1))
             if erase_prob > 0 and erase_rng.random() < erase_prob:
                 if is_false(r.expr, without_object(sc, r.target)):
                     images.append(erase_object(sc, r.target, erase_rng))
-                    rows.append((r.text, 0, len(images) - 1, "neg:erased", -1))
+                    rows.append(Row(r.text, 0, len(images) - 1, "neg:erased", -1))
     return scenes, images, rows
 
 
@@ -128,13 +144,90 @@ def grounding_loss(attention: torch.Tensor, targets: torch.Tensor, token_mask: t
     """Cross-entropy between the target-patch distribution and the cross-attention.
 
     attention: R x K x L x (1 + g*g) post-softmax probabilities of the grounded layer (key 0 is
-    the image [CLS]); targets: R x g*g (rows sum to 1); token_mask: R x L (the tokens grounded).
+    the image [CLS]); targets: R x g*g (one distribution for every token) or R x L x g*g (one per
+    token; rows sum to 1); token_mask: R x L (the tokens grounded).
     The heads' mean attention is used, so mass on [CLS] or on other patches is penalised.
     """
     a = attention.mean(1)[:, :, 1:]  # R x L x g*g
-    ce = -(targets[:, None, :] * torch.log(a.clamp_min(1e-8))).sum(-1)  # R x L
+    t = targets[:, None, :] if targets.ndim == 2 else targets
+    ce = -(t * torch.log(a.clamp_min(1e-8))).sum(-1)  # R x L
     w = token_mask.float()
     return (ce * w).sum() / w.sum().clamp_min(1.0)
+
+
+def anchor_token_count(tokenizer, text: str, anchor_words: int) -> int:
+    """How many word pieces the last `anchor_words` words of `text` take (the anchor's phrase)."""
+    if anchor_words <= 0:
+        return 0
+    return sum(len(tokenizer.tokenize(w)) for w in text.split()[-anchor_words:])
+
+
+def token_grounding_targets(rows: list[Row], scenes: list[Scene], att: torch.Tensor, grid: int,
+                            tokenizer=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token target distributions (R x L x g*g) and the grounded tokens (R x L) of positive rows.
+
+    Every token but [SEP] and padding is grounded on the referred object, except -- when a
+    tokenizer is given -- the tokens of a relation's anchor phrase ("... left of *the red box*"),
+    which are grounded on the anchor: each word attends to what it names, so the primary word's
+    map (PWEM) carries the target while the mean over tokens mixes in the anchor, as in a VLP
+    trained on real captions.
+    """
+    n, length = att.shape
+    targets = torch.zeros(n, length, grid * grid)
+    tok = att.clone().float()
+    for k, r in enumerate(rows):
+        sep = int(att[k].sum()) - 1
+        tok[k, sep] = 0
+        sc = scenes[r.image]
+        targets[k, :sep] = target_patch_distribution(sc.masks[r.target], grid)
+        if tokenizer is not None and r.anchor >= 0:
+            m = anchor_token_count(tokenizer, r.text, r.anchor_words)
+            if 0 < m < sep:
+                targets[k, sep - m:sep] = target_patch_distribution(sc.masks[r.anchor], grid)
+    return targets, tok
+
+
+# Dense attribute supervision of the vision encoder (training only; the heads are not saved).
+PATCH_ATTRIBUTES: dict[str, tuple[str, ...]] = {"shape": SHAPES, "colour": tuple(COLOURS), "size": SIZES}
+
+
+def patch_attribute_labels(scene: Scene, grid: int, min_cover: float = 0.3) -> dict[str, torch.Tensor]:
+    """Per patch (g*g), the index of the shape / colour / size of the object covering most of it
+    (at least `min_cover` of the patch), or len(values) for the table."""
+    h, w = scene.masks.shape[1:]
+    cover = scene.masks.reshape(len(scene.objects), grid, h // grid, grid, w // grid).mean((2, 4))
+    cover = cover.reshape(len(scene.objects), grid * grid)
+    best = cover.argmax(0)
+    table = cover.max(0) < min_cover
+    out = {}
+    for attr, values in PATCH_ATTRIBUTES.items():
+        idx = np.array([values.index(getattr(o, attr)) for o in scene.objects])[best]
+        idx[table] = len(values)
+        out[attr] = torch.from_numpy(idx.astype(np.int64))
+    return out
+
+
+class PatchAttributeHeads(torch.nn.Module):
+    """Linear heads that read each patch's shape, colour and size from the vision encoder's output.
+
+    Stage-1 ITM training alone taught the vision encoder colour but hardly shape (wrong-shape
+    negatives were accepted about half the time), so expressions that only a shape singles out
+    could not be grounded. This auxiliary loss gives the encoder a dense signal; the heads are
+    thrown away, so the saved model is a plain BlipForImageTextRetrieval.
+    """
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(v) + 1)
+                                          for a, v in PATCH_ATTRIBUTES.items()})
+
+    def loss(self, patch_embeds: torch.Tensor, labels: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """patch_embeds: N x g*g x D (no [CLS]); labels: one ``patch_attribute_labels`` per image."""
+        total = patch_embeds.new_zeros(())
+        for attr, head in self.heads.items():
+            target = torch.stack([lab[attr] for lab in labels])
+            total = total + F.cross_entropy(head(patch_embeds).flatten(0, 1), target.flatten())
+        return total / len(self.heads)
 
 
 def _negative_order(kind: str, rng: np.random.Generator) -> tuple[str, ...]:
@@ -218,8 +311,8 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
           warmup: int = 400, seed: int = 0, threads: int = 1, checkpoint_every: int = 500,
           log_every: int = 50, max_minutes: float | None = None, card: str | None = None,
           itc_weight: float = 0.0, stop_after: int | None = None, init_from: Path | None = None,
-          grounding_weight: float = 0.0, grounding_layer: int = 3, erase_prob: float = 0.0,
-          data_offset: int = 0) -> dict:
+          grounding_weight: float = 0.0, grounding_layer: int | tuple[int, ...] = 3, erase_prob: float = 0.0,
+          data_offset: int = 0, ground_anchor: bool = False, vision_aux_weight: float = 0.0) -> dict:
     """Train; the learning-rate schedule spans `steps`. `max_minutes` (wall clock) or `stop_after`
     (a step count) end the run early; a run stopped by time at step N is reproduced exactly by the
     same command with ``stop_after=N`` in place of ``max_minutes``.
@@ -230,8 +323,12 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
     layer's cross-attention on the POSITIVE pairs -- every token but [SEP] and padding should put
     its (head-mean) attention on the referred object's patches, the target's exact mask from the
     TRAINING scene generator downsampled to the patch grid (never validation or test scenes);
+    several layers may be given (the loss is their mean);
+    ground_anchor: a relation's anchor phrase is grounded on the anchor, not the target
+    (``token_grounding_targets``);
     erase_prob: erased-target negatives (see make_batch); data_offset: first training scene
-    index (e.g. past the scenes stage 1 used)."""
+    index (e.g. past the scenes stage 1 used);
+    vision_aux_weight: weight of ``PatchAttributeHeads``' loss on the training scenes' patches."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(cfg.max_positions)
@@ -242,17 +339,20 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
         model.train()
     else:
         model = build_model(cfg, seed=seed).train()
-    captured: dict[str, torch.Tensor] = {}
-    hook = None
+    layers = (grounding_layer,) if isinstance(grounding_layer, int) else tuple(grounding_layer)
+    captured: dict[int, torch.Tensor] = {}
+    hooks = []
     if grounding_weight > 0:
-        layer = model.text_encoder.encoder.layer[grounding_layer].crossattention.self.dropout
+        for li in layers:
+            def capture(module, args, li=li):  # the post-softmax, pre-dropout probabilities (as models/blip.py)
+                captured[li] = args[0]
 
-        def capture(module, args):  # the post-softmax, pre-dropout probabilities (as models/blip.py)
-            captured["A"] = args[0]
-
-        hook = layer.register_forward_pre_hook(capture)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embeddings" not in n)]
+            dropout = model.text_encoder.encoder.layer[li].crossattention.self.dropout
+            hooks.append(dropout.register_forward_pre_hook(capture))
+    aux = PatchAttributeHeads(cfg.vision_hidden) if vision_aux_weight > 0 else None
+    params = list(model.named_parameters()) + (list(aux.named_parameters()) if aux is not None else [])
+    decay = [p for n, p in params if p.ndim >= 2 and "embeddings" not in n]
+    no_decay = [p for n, p in params if not (p.ndim >= 2 and "embeddings" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.98))
 
@@ -278,14 +378,17 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
         logits, image_embeds = itm_logits(model, px, ids, att, img_index, return_image=True)
         loss = F.cross_entropy(logits, labels)
         if grounding_weight > 0:
-            pos = [k for k, r in enumerate(rows) if r[1] == 1 and r[4] >= 0]
-            tgt = torch.stack([target_patch_distribution(scenes[rows[k][2]].masks[rows[k][4]], cfg.grid)
-                               for k in pos])
-            tok = att[pos].clone()
-            tok[torch.arange(len(pos)), att[pos].sum(1) - 1] = 0  # not [SEP]
-            l_g = grounding_loss(captured.pop("A")[pos], tgt, tok)
+            pos = [k for k, r in enumerate(rows) if r.label == 1 and r.target >= 0]
+            tgt, tok = token_grounding_targets([rows[k] for k in pos], scenes, att[pos], cfg.grid,
+                                               tokenizer if ground_anchor else None)
+            l_g = sum(grounding_loss(captured.pop(li)[pos], tgt, tok) for li in layers) / len(layers)
             window["ground"].append(float(l_g.detach()))
             loss = loss + grounding_weight * l_g
+        if aux is not None:
+            labels_aux = [patch_attribute_labels(sc, cfg.grid) for sc in scenes]
+            l_aux = aux.loss(image_embeds[: len(scenes), 1:], labels_aux)
+            window["vision_aux"].append(float(l_aux.detach()))
+            loss = loss + vision_aux_weight * l_aux
         if itc_weight > 0:
             l_itc = itc_loss(model, tokenizer, image_embeds, ids, att, img_index, labels)
             window["itc"].append(float(l_itc.detach()))
@@ -322,17 +425,18 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
         if stop_after is not None and step + 1 >= stop_after:
             log.info("stopping at step %d (--stop-after)", step + 1)
             break
-    if hook is not None:
-        hook.remove()
+    for h in hooks:
+        h.remove()
     minutes = (time.time() - t0) / 60
     val = evaluate_pairs(model, tokenizer, cfg)
     log.info("validation ITM: %s", json.dumps(val))
     summary = {"steps_done": step + 1, "steps": steps, "minutes": round(minutes, 2), "seed": seed,
                "images_per_step": images_per_step, "lr": lr, "warmup": warmup, "threads": threads,
                "itc_weight": itc_weight, "last_log": history[-1] if history else None, "validation_itm": val}
-    if init_from is not None or grounding_weight > 0 or erase_prob > 0 or data_offset:
+    if init_from is not None or grounding_weight > 0 or erase_prob > 0 or data_offset or vision_aux_weight > 0:
         summary.update(init_from=str(init_from) if init_from else None, grounding_weight=grounding_weight,
-                       grounding_layer=grounding_layer, erase_prob=erase_prob, data_offset=data_offset)
+                       grounding_layer=layers[0] if len(layers) == 1 else list(layers), erase_prob=erase_prob,
+                       data_offset=data_offset, ground_anchor=ground_anchor, vision_aux_weight=vision_aux_weight)
     save_world_model(model.eval(), tokenizer, out, cfg, card=card, extra={"training": summary},
                      tie_cls_to_enc=itc_weight == 0)
     return summary
@@ -361,10 +465,15 @@ def main(argv: list[str] | None = None) -> int:
                    "instead of training from a fresh initialisation; --config must match its architecture")
     p.add_argument("--grounding-weight", type=float, default=0.0, help="weight of the cross-attention grounding "
                    "loss on positive pairs (target masks of training scenes)")
-    p.add_argument("--grounding-layer", type=int, default=3, help="text layer whose cross-attention is grounded")
+    p.add_argument("--grounding-layer", "--grounding-layers", dest="grounding_layer", type=int, nargs="+", default=[3],
+                   help="text layer(s) whose cross-attention is grounded (the loss is their mean)")
+    p.add_argument("--ground-anchor", action="store_true", help="ground a relation's anchor phrase on the anchor "
+                   "object (each word on what it names) instead of every token on the target")
     p.add_argument("--erase-prob", type=float, default=0.0, help="fraction of positives that also give an "
                    "erased-target negative (the same expression on the image with the target painted over)")
     p.add_argument("--data-offset", type=int, default=0, help="index of the first training scene")
+    p.add_argument("--vision-aux-weight", type=float, default=0.0, help="weight of a dense auxiliary loss that "
+                   "reads each patch's shape/colour/size from the vision encoder (training scenes; heads not saved)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = WorldModelConfig(**json.loads(a.config))
@@ -372,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     card = a.card.read_text() if a.card else None
     summary = train(a.out, cfg, a.steps, a.images_per_step, a.lr, a.warmup, a.seed, a.threads,
                     a.checkpoint_every, a.log_every, a.max_minutes, card, a.itc_weight, a.stop_after,
-                    a.init_from, a.grounding_weight, a.grounding_layer, a.erase_prob, a.data_offset)
+                    a.init_from, a.grounding_weight, tuple(a.grounding_layer), a.erase_prob, a.data_offset,
+                    a.ground_anchor, a.vision_aux_weight)
     print(json.dumps(summary, indent=2))
     return 0
 
