@@ -173,3 +173,14 @@ def test_committed_world_model_localises_better_than_a_random_object():
     row = res["rows"][0]
     assert row["splits"]["overall"]["mIoU"] >= 0.28 > res["meta"]["random_object_miou"] + 0.04
     assert row["pointing"] >= 0.35
+
+
+def test_perfect_patch_heat_ceiling_falls_with_a_coarser_grid():
+    scenes, items = world_eval.eval_set(40)
+    pixel = world_eval.perfect_patch_heat_miou(scenes, items, 128)
+    fine = world_eval.perfect_patch_heat_miou(scenes, items, 16)
+    coarse = world_eval.perfect_patch_heat_miou(scenes, items, 8)
+    # a pixel-exact map peaks on the whole target, which the oracle lists before its halves
+    assert pixel == pytest.approx(1.0)
+    # at patch resolution the upsampled peak favours half masks of the target: the ceiling drops
+    assert 0.5 < coarse < fine < pixel

@@ -244,7 +244,7 @@ def test_grounding_several_layers_with_the_anchor_option_trains_and_is_recorded(
         summary = world_train.train(tmp_path / "m", TINY, steps=3, images_per_step=4, warmup=1, threads=1,
                                     checkpoint_every=100, log_every=1, grounding_weight=1.0,
                                     grounding_layer=(0, TINY.text_layers - 1), ground_anchor=True,
-                                    vision_aux_weight=1.0)
+                                    vision_aux_weight=1.0, vision_aux_position=1.0)
     finally:
         mp.undo()
     ground = [json.loads(r.getMessage())["ground"] for r in caplog.records
@@ -253,6 +253,7 @@ def test_grounding_several_layers_with_the_anchor_option_trains_and_is_recorded(
     assert summary["grounding_layer"] == [0, TINY.text_layers - 1] and summary["ground_anchor"] is True
     saved = json.loads((tmp_path / "m" / "world_config.json").read_text())["training"]
     assert saved["grounding_layer"] == [0, TINY.text_layers - 1] and saved["vision_aux_weight"] == 1.0
+    assert saved["vision_aux_position"] == 1.0
     aux = [json.loads(r.getMessage())["vision_aux"] for r in caplog.records
            if r.getMessage().startswith("{") and "vision_aux" in r.getMessage()]
     assert len(aux) == 3 and all(math.isfinite(v) and v > 0 for v in aux)
@@ -275,7 +276,17 @@ def test_patch_attribute_labels_name_the_object_covering_each_patch():
                 assert values[int(labels[attr][p])] == getattr(scene.objects[k], attr)
             else:
                 assert int(labels[attr][p]) == len(values)  # the table
+        centre = labels["centre"][p].numpy()
+        if cover[k, p] >= 0.3:  # the object's centroid in patch units (16 px per patch here)
+            ys, xs = np.nonzero(scene.masks[k])
+            assert np.allclose(centre, [xs.mean() / 16, ys.mean() / 16], atol=1e-4)
+        else:
+            assert np.isnan(centre).all()
     assert (cover.max(0) >= 0.3).any() and (cover.max(0) < 0.3).any()
+    torch.manual_seed(0)
     heads = world_train.PatchAttributeHeads(8)
+    with_position = world_train.PatchAttributeHeads(8, position_weight=1.0)
+    with_position.heads.load_state_dict(heads.heads.state_dict())
     embeds = torch.randn(1, grid * grid, 8)
-    assert float(heads.loss(embeds, [labels]).detach()) > 0
+    plain = float(heads.loss(embeds, [labels]).detach())
+    assert 0 < plain < float(with_position.loss(embeds, [labels]).detach())

@@ -193,10 +193,10 @@ PATCH_ATTRIBUTES: dict[str, tuple[str, ...]] = {"shape": SHAPES, "colour": tuple
 
 def patch_attribute_labels(scene: Scene, grid: int, min_cover: float = 0.3) -> dict[str, torch.Tensor]:
     """Per patch (g*g), the index of the shape / colour / size of the object covering most of it
-    (at least `min_cover` of the patch), or len(values) for the table."""
-    h, w = scene.masks.shape[1:]
-    cover = scene.masks.reshape(len(scene.objects), grid, h // grid, grid, w // grid).mean((2, 4))
-    cover = cover.reshape(len(scene.objects), grid * grid)
+    (at least `min_cover` of the patch), or len(values) for the table; "centre": that object's
+    centroid (x, y) in patch units (g*g x 2, NaN for the table)."""
+    n, h, w = scene.masks.shape
+    cover = scene.masks.reshape(n, grid, h // grid, grid, w // grid).mean((2, 4)).reshape(n, grid * grid)
     best = cover.argmax(0)
     table = cover.max(0) < min_cover
     out = {}
@@ -204,22 +204,32 @@ def patch_attribute_labels(scene: Scene, grid: int, min_cover: float = 0.3) -> d
         idx = np.array([values.index(getattr(o, attr)) for o in scene.objects])[best]
         idx[table] = len(values)
         out[attr] = torch.from_numpy(idx.astype(np.int64))
+    ys, xs = np.mgrid[0:h, 0:w]
+    area = scene.masks.sum((1, 2)).clip(min=1)
+    centres = np.stack([(scene.masks * xs).sum((1, 2)) / area * grid / w,
+                        (scene.masks * ys).sum((1, 2)) / area * grid / h], 1)[best]
+    centres[table] = np.nan
+    out["centre"] = torch.from_numpy(centres.astype(np.float32))
     return out
 
 
 class PatchAttributeHeads(torch.nn.Module):
-    """Linear heads that read each patch's shape, colour and size from the vision encoder's output.
+    """Linear heads that read each patch's shape, colour and size (and, with position_weight > 0,
+    its object's centroid) from the vision encoder's output.
 
     Stage-1 ITM training alone taught the vision encoder colour but hardly shape (wrong-shape
     negatives were accepted about half the time), so expressions that only a shape singles out
-    could not be grounded. This auxiliary loss gives the encoder a dense signal; the heads are
-    thrown away, so the saved model is a plain BlipForImageTextRetrieval.
+    could not be grounded; and "the leftmost cup" needs every patch of a cup to carry where that
+    cup is, not where the patch is. This auxiliary loss gives the encoder a dense signal; the
+    heads are thrown away, so the saved model is a plain BlipForImageTextRetrieval.
     """
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, position_weight: float = 0.0):
         super().__init__()
         self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(v) + 1)
                                           for a, v in PATCH_ATTRIBUTES.items()})
+        self.position_weight = position_weight
+        self.centre = torch.nn.Linear(hidden, 2) if position_weight > 0 else None
 
     def loss(self, patch_embeds: torch.Tensor, labels: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         """patch_embeds: N x g*g x D (no [CLS]); labels: one ``patch_attribute_labels`` per image."""
@@ -227,7 +237,14 @@ class PatchAttributeHeads(torch.nn.Module):
         for attr, head in self.heads.items():
             target = torch.stack([lab[attr] for lab in labels])
             total = total + F.cross_entropy(head(patch_embeds).flatten(0, 1), target.flatten())
-        return total / len(self.heads)
+        total = total / len(self.heads)
+        if self.centre is not None:
+            target = torch.stack([lab["centre"] for lab in labels])  # N x g*g x 2, NaN on the table
+            on_object = ~torch.isnan(target[..., 0])
+            if on_object.any():
+                pred = self.centre(patch_embeds)[on_object]
+                total = total + self.position_weight * F.smooth_l1_loss(pred, target[on_object])
+        return total
 
 
 def _negative_order(kind: str, rng: np.random.Generator) -> tuple[str, ...]:
@@ -312,7 +329,8 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
           log_every: int = 50, max_minutes: float | None = None, card: str | None = None,
           itc_weight: float = 0.0, stop_after: int | None = None, init_from: Path | None = None,
           grounding_weight: float = 0.0, grounding_layer: int | tuple[int, ...] = 3, erase_prob: float = 0.0,
-          data_offset: int = 0, ground_anchor: bool = False, vision_aux_weight: float = 0.0) -> dict:
+          data_offset: int = 0, ground_anchor: bool = False, vision_aux_weight: float = 0.0,
+          vision_aux_position: float = 0.0) -> dict:
     """Train; the learning-rate schedule spans `steps`. `max_minutes` (wall clock) or `stop_after`
     (a step count) end the run early; a run stopped by time at step N is reproduced exactly by the
     same command with ``stop_after=N`` in place of ``max_minutes``.
@@ -328,7 +346,8 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
     (``token_grounding_targets``);
     erase_prob: erased-target negatives (see make_batch); data_offset: first training scene
     index (e.g. past the scenes stage 1 used);
-    vision_aux_weight: weight of ``PatchAttributeHeads``' loss on the training scenes' patches."""
+    vision_aux_weight: weight of ``PatchAttributeHeads``' loss on the training scenes' patches;
+    vision_aux_position: within it, the weight of the object-centroid regression."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(cfg.max_positions)
@@ -349,7 +368,7 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
 
             dropout = model.text_encoder.encoder.layer[li].crossattention.self.dropout
             hooks.append(dropout.register_forward_pre_hook(capture))
-    aux = PatchAttributeHeads(cfg.vision_hidden) if vision_aux_weight > 0 else None
+    aux = PatchAttributeHeads(cfg.vision_hidden, vision_aux_position) if vision_aux_weight > 0 else None
     params = list(model.named_parameters()) + (list(aux.named_parameters()) if aux is not None else [])
     decay = [p for n, p in params if p.ndim >= 2 and "embeddings" not in n]
     no_decay = [p for n, p in params if not (p.ndim >= 2 and "embeddings" not in n)]
@@ -436,7 +455,8 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
     if init_from is not None or grounding_weight > 0 or erase_prob > 0 or data_offset or vision_aux_weight > 0:
         summary.update(init_from=str(init_from) if init_from else None, grounding_weight=grounding_weight,
                        grounding_layer=layers[0] if len(layers) == 1 else list(layers), erase_prob=erase_prob,
-                       data_offset=data_offset, ground_anchor=ground_anchor, vision_aux_weight=vision_aux_weight)
+                       data_offset=data_offset, ground_anchor=ground_anchor, vision_aux_weight=vision_aux_weight,
+                       vision_aux_position=vision_aux_position)
     save_world_model(model.eval(), tokenizer, out, cfg, card=card, extra={"training": summary},
                      tie_cls_to_enc=itc_weight == 0)
     return summary
@@ -474,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-offset", type=int, default=0, help="index of the first training scene")
     p.add_argument("--vision-aux-weight", type=float, default=0.0, help="weight of a dense auxiliary loss that "
                    "reads each patch's shape/colour/size from the vision encoder (training scenes; heads not saved)")
+    p.add_argument("--vision-aux-position", type=float, default=0.0, help="weight, within that loss, of "
+                   "regressing each object patch's object centroid (patch units, smooth L1)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = WorldModelConfig(**json.loads(a.config))
@@ -482,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = train(a.out, cfg, a.steps, a.images_per_step, a.lr, a.warmup, a.seed, a.threads,
                     a.checkpoint_every, a.log_every, a.max_minutes, card, a.itc_weight, a.stop_after,
                     a.init_from, a.grounding_weight, tuple(a.grounding_layer), a.erase_prob, a.data_offset,
-                    a.ground_anchor, a.vision_aux_weight)
+                    a.ground_anchor, a.vision_aux_weight, a.vision_aux_position)
     print(json.dumps(summary, indent=2))
     return 0
 
