@@ -125,7 +125,8 @@ class SegmentationResult:
 
     centroid: (u, v) float pixels (column, row); grasp_point: (u, v) int pixels inside the mask;
     bbox: (x, y, w, h); score: selection score (1 + mean heat in the mask); itm_score: ITM match
-    probability of the last IGRS pass; timings: seconds per stage (stages served from the frame
+    probability of the IGRS pass whose heat map was used (the last pass run, except when the
+    soft_itm rule stops and returns the previous pass); timings: seconds per stage (stages served from the frame
     cache are absent; see frame_cached).
     """
 
@@ -415,7 +416,8 @@ class Segmenter:
         result.heatmap = heat.heatmap
         result.iterations = heat.iterations
         result.itm_scores = list(heat.itm_scores)
-        result.itm_score = float(heat.itm_scores[-1]) if heat.itm_scores else 0.0
+        # the pass whose map is returned: the last one run, or the one before it when soft_itm stops
+        result.itm_score = float(heat.itm_scores[heat.returned_pass]) if heat.itm_scores else 0.0
         result.stop_reason = heat.stop_reason
 
         # 4. selection and where the object is

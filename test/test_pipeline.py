@@ -1,6 +1,7 @@
 """Segmenter: end to end on tiny random-weight models (plumbing only), caching, failures as results."""
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -246,3 +247,29 @@ def test_settings_from_the_node_config_file():
     assert set(params) - set(SegmenterSettings.field_names()) <= node_only
     with pytest.raises(ValueError, match="unknown setting"):
         SegmenterSettings.from_dict({"gradcam_layr": 6})
+
+
+class ScriptedITMVLP(FakeVLP):
+    """FakeVLP whose ITM match probability follows a script, one value per text pass."""
+
+    def __init__(self, probabilities: list[float]):
+        super().__init__()
+        self.probabilities, self.calls = probabilities, 0
+
+    def text_pass(self, emb, text, keep):
+        out = super().text_pass(emb, text, keep)
+        p = self.probabilities[min(self.calls, len(self.probabilities) - 1)]
+        self.calls += 1
+        return PassOutput(torch.tensor([0.0, math.log(p / (1 - p))]), out.attention, out.gradient, out.token_valid)
+
+
+def test_itm_score_is_that_of_the_pass_whose_map_is_returned():
+    # soft_itm: S_0 = 0.5; S_1 = 0.3 * mean(1 - O_0) < 0.5 -> stop and return pass 0's map
+    seg = _fake_segmenter(vlp=ScriptedITMVLP([0.5, 0.3, 0.9]), igrs_iterations=3, stop_rule="soft_itm")
+    r = seg.segment(np.zeros((40, 40, 3), np.uint8), "the cup")
+    assert r.success and r.stop_reason == "itm_drop"
+    assert r.itm_scores == pytest.approx([0.5, 0.3]) and r.itm_score == pytest.approx(0.5)
+    # the reference rule returns the last pass run: its score
+    seg = _fake_segmenter(vlp=ScriptedITMVLP([0.5, 0.6, 0.4]), igrs_iterations=3, stop_rule="reference")
+    r = seg.segment(np.zeros((40, 40, 3), np.uint8), "the cup")
+    assert r.itm_scores == pytest.approx([0.5, 0.6, 0.4]) and r.itm_score == pytest.approx(0.4)
