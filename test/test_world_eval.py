@@ -184,3 +184,20 @@ def test_perfect_patch_heat_ceiling_falls_with_a_coarser_grid():
     assert pixel == pytest.approx(1.0)
     # at patch resolution the upsampled peak favours half masks of the target: the ceiling drops
     assert 0.5 < coarse < fine < pixel
+
+
+def test_world_eval_cli_runs_on_validation_scenes_when_asked(random_world_model, tmp_path, capsys):
+    import json
+
+    from iterprime_ros.cli import main
+
+    out = tmp_path / "val.json"
+    code = main(["eval", "--world", "--world-model", str(random_world_model), "-n", "2", "--modes", "mean",
+                 "--igrs", "off", "--gradcam-layer", str(TINY.text_layers - 1), "--world-split", "val",
+                 "--json-out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["split"] == "val" and meta["expressions"] == 2
+    val_seeds = set(scene_seeds("val", 10))
+    scenes, _ = world_eval.eval_set(2, split="val")
+    assert all(s.seed in val_seeds for s in scenes)

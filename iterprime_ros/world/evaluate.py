@@ -310,6 +310,9 @@ def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     parser.add_argument("--gradcam-layer", type=int, default=None,
                         help="text-encoder layer for Grad-CAM (default: the one in the model's world_config.json)")
     parser.add_argument("--eval-seed", type=int, default=EVAL_SEED, help="seed of the held-out expression set")
+    parser.add_argument("--world-split", dest="world_split", choices=("test", "val"), default="test",
+                        help="test: the held-out set the figures are reported on; val: validation scenes, for "
+                             "choosing between models or settings without looking at the test set")
     parser.add_argument("--world-device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the full results as JSON")
@@ -340,7 +343,7 @@ def run_world_eval(args: argparse.Namespace) -> int:
                   f"written to {Path(folder) / 'world_config.json'}")
             return 0
         result = evaluate_world(folder, args.expressions, tuple(args.modes), igrs, args.gradcam_layer,
-                                args.world_device, args.eval_seed, progress=True)
+                                args.world_device, args.eval_seed, progress=True, split=args.world_split)
     except ModelNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
