@@ -132,7 +132,7 @@ def test_training_is_reproducible_and_stop_after_matches(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "a" / "world_config.json").read_text())["training"]["steps_done"] == 2
 
 
-# ----------------------------------------------------------------------------- stage 2 options
+# ----------------------------------------------------------------------------- grounding options
 
 
 def test_erased_target_negatives_paint_the_target_over_and_are_false():

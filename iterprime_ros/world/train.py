@@ -1,22 +1,29 @@
-"""Train the world's BLIP-architecture ITM model on generated scenes (stage 1 and stage 2).
+"""Train the world's BLIP-architecture ITM model on generated scenes.
 
-Stage 1 (the defaults) uses image-text pairs only (no masks, no boxes): each training image
-comes with two referring expressions that are true of it (positives) and, for each, a hard
-negative -- the same expression edited so that nothing in the image satisfies it (wrong colour
-or shape taken from another object of the scene, wrong size, opposite relation, swapped roles,
-opposite position) -- or, now and then, an expression of another scene that is false here.
-The loss is BLIP's ITM cross-entropy on the first token's output (match / no match).
+Data: each training image comes with two referring expressions that are true of it
+(positives) and, for each, a hard negative -- the same expression edited so that nothing in the
+image satisfies it (wrong colour or shape taken from another object of the scene, wrong size,
+opposite relation, swapped roles, opposite position) -- or, now and then, an expression of
+another scene that is false here. The base loss is BLIP's ITM cross-entropy on the first
+token's output (match / no match); with nothing else (the defaults) the model learns whether a
+colour is present, not where.
 
-Stage 2 (``--init-from`` a stage-1 model, ``--grounding-weight``, ``--erase-prob``) fine-tunes
-so that the ITM decision depends on the referred object's pixels: a grounding loss pulls one
-text layer's cross-attention (the Grad-CAM layer) onto the target's patches on positive pairs,
-using the exact masks of TRAINING scenes, and erased-target negatives pair the true expression
-with the image whose target was painted over. Validation and test scenes are never seen.
+Options, all off by default, that make its cross-attention point at the referred object (the
+committed model uses all of them; scripts/train_world_model.py has the command):
+- ``--grounding-weight/--grounding-layers``: one or more text layers' cross-attention is pulled
+  onto the target's patches on positive pairs, using the exact masks of TRAINING scenes;
+  ``--ground-anchor`` grounds a relation's anchor phrase on the anchor instead;
+- ``--erase-prob``: erased-target negatives pair the true expression with the image whose
+  target was painted over, so the match must depend on the target's pixels;
+- ``--vision-aux-weight/--vision-aux-position``: linear heads read each patch's shape, colour,
+  size and its object's centroid from the vision encoder (heads not saved);
+- ``--init-from``: fine-tune a saved model instead of starting from scratch.
+Validation and test scenes are never seen.
 
 Everything is seeded: scene seeds are data_offset + step * images_per_step + i (training
 range), the text sampling RNG is seeded by (seed, step), erased negatives by (seed, step, 1),
 and torch by `seed`. Run with ``python scripts/train_world_model.py --out models/world_blip``
-(see --help and that script's docstring for the committed model's two commands).
+(see --help and that script's docstring for the committed model's command).
 """
 from __future__ import annotations
 
@@ -64,13 +71,13 @@ def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
                easy_negative_prob: float = 0.15, erase_prob: float = 0.0, data_offset: int = 0):
     """Scenes and (text, label, image index, type, target) rows of one training step.
 
-    erase_prob > 0 (stage 2): for that fraction of the positives, the scene with the target
+    erase_prob > 0: for that fraction of the positives, the scene with the target
     painted over with the table (``erase_object``) is appended as an extra image and paired with
     the same true expression, labelled mismatch ("neg:erased") -- only when no other object of
     the scene then satisfies the expression (``is_false`` on the scene without the target).
     Returns (scenes, images, rows): images = the scenes' images followed by the erased ones;
     rows are ``Row``s (target / anchor: the objects whose masks ground the attention).
-    With erase_prob = 0 and data_offset = 0 the rows are those of the original (stage-1) run.
+    With erase_prob = 0 and data_offset = 0 the rows are those of a plain ITM run.
     """
     rng = np.random.default_rng([seed, step])
     seeds = scene_seeds("train", images_per_step, offset=(data_offset + step * images_per_step) % 9_000_000)
@@ -79,7 +86,7 @@ def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
              for sc in scenes]
     images = [sc.image for sc in scenes]
     rows: list[Row] = []
-    erase_rng = np.random.default_rng([seed, step, 1])  # separate stream: stage-1 rows unchanged
+    erase_rng = np.random.default_rng([seed, step, 1])  # separate stream: the other rows unchanged
     for i, (sc, ex) in enumerate(zip(scenes, exprs)):
         for r in ex:
             anchor_words = 1 + len(r.expr.anchor.words()) if r.anchor is not None and r.expr.anchor else 0
@@ -335,7 +342,7 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
     (a step count) end the run early; a run stopped by time at step N is reproduced exactly by the
     same command with ``stop_after=N`` in place of ``max_minutes``.
 
-    Stage 2 (fine-tuning; all off by default, so the stage-1 command is unchanged):
+    Grounding options (all off by default, so a plain ITM command is unchanged):
     init_from: start from a saved world model instead of a fresh initialisation;
     grounding_weight / grounding_layer: add grounding_weight x ``grounding_loss`` of that text
     layer's cross-attention on the POSITIVE pairs -- every token but [SEP] and padding should put
@@ -345,7 +352,7 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
     ground_anchor: a relation's anchor phrase is grounded on the anchor, not the target
     (``token_grounding_targets``);
     erase_prob: erased-target negatives (see make_batch); data_offset: first training scene
-    index (e.g. past the scenes stage 1 used);
+    index (e.g. past the scenes an earlier run used);
     vision_aux_weight: weight of ``PatchAttributeHeads``' loss on the training scenes' patches;
     vision_aux_position: within it, the weight of the object-centroid regression."""
     torch.set_num_threads(threads)
@@ -481,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of WorldModelConfig")
     p.add_argument("--itc-weight", type=float, default=0.0, help="weight of BLIP's image-text contrastive loss")
     p.add_argument("--card", type=Path, default=None, help="MODEL_CARD.md to copy into --out")
-    p.add_argument("--init-from", type=Path, default=None, help="fine-tune a saved world model (stage 2) "
+    p.add_argument("--init-from", type=Path, default=None, help="fine-tune a saved world model "
                    "instead of training from a fresh initialisation; --config must match its architecture")
     p.add_argument("--grounding-weight", type=float, default=0.0, help="weight of the cross-attention grounding "
                    "loss on positive pairs (target masks of training scenes)")
