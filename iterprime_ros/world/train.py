@@ -69,7 +69,7 @@ def prompt_text(expression: str, template: str = PROMPT) -> str:
 
 def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
                easy_negative_prob: float = 0.15, erase_prob: float = 0.0, data_offset: int = 0):
-    """Scenes and (text, label, image index, type, target) rows of one training step.
+    """Scenes, images and ``Row``s (image-text pairs) of one training step.
 
     erase_prob > 0: for that fraction of the positives, the scene with the target
     painted over with the table (``erase_object``) is appended as an extra image and paired with
