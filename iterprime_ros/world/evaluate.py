@@ -38,7 +38,7 @@ import numpy as np
 from ..eval.metrics import MetricAccumulator, format_percent
 from .grammar import Referring, scene_expressions
 from .oracle import OracleProposals
-from .scenes import Scene, generate_scene, scene_seeds
+from .scenes import Scene, generate_scene, patch_coverage, scene_seeds
 
 log = logging.getLogger("iterprime.world.evaluate")
 
@@ -128,13 +128,15 @@ def perfect_patch_heat_miou(scenes: list[Scene], items: list[EvalItem], grid: in
     from .oracle import oracle_proposals
 
     ious = []
+    proposals_of: dict[int, np.ndarray] = {}  # one oracle set per scene (two expressions each)
     for it in items:
         scene = scenes[it.scene_index]
         gt = scene.masks[it.ref.target]
-        h, w = gt.shape
-        cover = torch.from_numpy(gt.reshape(grid, h // grid, grid, w // grid).mean((1, 3))).float()
-        heat = minmax(upsample(minmax(cover), (h, w))).numpy()
-        proposals = oracle_proposals(scene).masks
+        cover = torch.from_numpy(patch_coverage(gt, grid)).reshape(grid, grid)
+        heat = minmax(upsample(minmax(cover), gt.shape)).numpy()
+        if it.scene_index not in proposals_of:
+            proposals_of[it.scene_index] = oracle_proposals(scene).masks
+        proposals = proposals_of[it.scene_index]
         k = select_proposal(heat, proposals).index
         ious.append(iou(proposals[k] if k is not None else None, gt))
     return float(np.mean(ious))

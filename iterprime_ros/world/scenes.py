@@ -205,6 +205,14 @@ def generate_scene(seed: int, height: int = 128, width: int = 128, n_objects: tu
     return Scene(image=image, masks=mask_arr, objects=tuple(objects), seed=int(seed), table=table)
 
 
+def patch_coverage(masks: np.ndarray, grid: int) -> np.ndarray:
+    """(..., H, W) bool masks -> (..., grid*grid) float32: the fraction of each patch of a
+    grid x grid split that a mask covers (what a patch-based model can see of it)."""
+    *lead, h, w = masks.shape
+    cover = masks.reshape(*lead, grid, h // grid, grid, w // grid).mean((-3, -1), dtype=np.float32)
+    return cover.reshape(*lead, grid * grid)
+
+
 def scene_seeds(split: str, count: int, offset: int = 0) -> list[int]:
     """Disjoint seed ranges per split, so training never sees a validation or test scene.
 

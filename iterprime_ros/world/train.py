@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from .grammar import hard_negative, is_false, scene_expressions
 from .model import WorldModelConfig, build_model, build_tokenizer, preprocess, save_world_model
-from .scenes import COLOURS, SHAPES, SIZES, Scene, generate_scene, scene_seeds
+from .scenes import COLOURS, SHAPES, SIZES, Scene, generate_scene, patch_coverage, scene_seeds
 
 log = logging.getLogger("iterprime.world.train")
 PROMPT = "there is a {}"
@@ -141,9 +141,7 @@ def erase_object(scene: Scene, index: int, rng: np.random.Generator, ring: int =
 
 def target_patch_distribution(mask: np.ndarray, grid: int) -> torch.Tensor:
     """H x W bool -> grid*grid weights: the fraction of each patch the mask covers, normalised."""
-    h, w = mask.shape
-    m = torch.from_numpy(mask.astype(np.float32)).reshape(grid, h // grid, grid, w // grid).mean((1, 3))
-    m = m.flatten()
+    m = torch.from_numpy(patch_coverage(mask, grid))
     return m / m.sum().clamp_min(1e-8)
 
 
@@ -202,8 +200,7 @@ def patch_attribute_labels(scene: Scene, grid: int, min_cover: float = 0.3) -> d
     """Per patch (g*g), the index of the shape / colour / size of the object covering most of it
     (at least `min_cover` of the patch), or len(values) for the table; "centre": that object's
     centroid (x, y) in patch units (g*g x 2, NaN for the table)."""
-    n, h, w = scene.masks.shape
-    cover = scene.masks.reshape(n, grid, h // grid, grid, w // grid).mean((2, 4)).reshape(n, grid * grid)
+    cover = patch_coverage(scene.masks, grid)
     best = cover.argmax(0)
     table = cover.max(0) < min_cover
     out = {}
@@ -211,10 +208,9 @@ def patch_attribute_labels(scene: Scene, grid: int, min_cover: float = 0.3) -> d
         idx = np.array([values.index(getattr(o, attr)) for o in scene.objects])[best]
         idx[table] = len(values)
         out[attr] = torch.from_numpy(idx.astype(np.int64))
-    ys, xs = np.mgrid[0:h, 0:w]
-    area = scene.masks.sum((1, 2)).clip(min=1)
-    centres = np.stack([(scene.masks * xs).sum((1, 2)) / area * grid / w,
-                        (scene.masks * ys).sum((1, 2)) / area * grid / h], 1)[best]
+    # WorldObject.centroid is the mean of pixel centres (+0.5); in patch units from the image corner
+    centres = (np.array([o.centroid for o in scene.objects]) - 0.5) * (grid / scene.width, grid / scene.height)
+    centres = centres[best]
     centres[table] = np.nan
     out["centre"] = torch.from_numpy(centres.astype(np.float32))
     return out
