@@ -26,9 +26,9 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "iterprime = iterprime_ros.cli:main",
+            "iterprime = iterprime_ros.tools.cli:main",
             "iterprime-node = iterprime_ros.ros.node:main",
-            "iterprime-play-bag = iterprime_ros.ros.player:main",
+            "iterprime-play-bag = iterprime_ros.tools.player:main",
         ],
     },
 )

@@ -1,6 +1,6 @@
 """`python -m iterprime_ros` = the `iterprime` command."""
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 sys.exit(main())

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from iterprime_ros.bags import BagError, BagWriter, bag_summary, header, image_message, string_message, typestore  # noqa: E402
+from iterprime_ros.tools.bags import BagError, BagWriter, bag_summary, header, image_message, string_message, typestore  # noqa: E402
 from iterprime_ros.ros.conversions import depth_to_fields, rgb_to_fields  # noqa: E402
 
 IMAGE_TOPIC = "/camera/color/image_raw"

@@ -42,7 +42,7 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> TinyModelDirs:
     import torch
 
     from iterprime_ros.models.loading import quiet_transformers
-    from iterprime_ros.models.tiny import build_tiny_blip, build_tiny_mask2former
+    from iterprime_ros.tools.tiny_models import build_tiny_blip, build_tiny_mask2former
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     quiet_transformers()

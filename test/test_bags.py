@@ -1,4 +1,4 @@
-"""iterprime_ros.bags (typestore, reader, writer) and the bundled sample bag.
+"""iterprime_ros.tools.bags (typestore, reader, writer) and the bundled sample bag.
 
 No models and no DDS here: these run in about a second. The helpers at the top build the
 small (and deliberately broken) bags that test_replay.py and test_player.py use too.
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from iterprime_ros.bags import (SEGMENTATION_TYPE, BagError, BagReader, BagWriter, find_interface_file, header,
+from iterprime_ros.tools.bags import (SEGMENTATION_TYPE, BagError, BagReader, BagWriter, find_interface_file, header,
                                 image_message, string_message, typestore)
 from iterprime_ros.ros.conversions import rgb_to_fields
 
@@ -86,7 +86,7 @@ def test_typestore_knows_segmentation_with_the_same_hash_as_rosidl() -> None:
 
 
 def test_find_interface_file_names_where_it_looked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import iterprime_ros.bags as bags
+    import iterprime_ros.tools.bags as bags
 
     monkeypatch.setattr(bags, "_interface_dirs", lambda: iter([tmp_path / "a", tmp_path / "b"]))
     with pytest.raises(BagError, match="cannot find iterprime_ros/msg/Segmentation.msg.*a/msg"):

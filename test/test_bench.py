@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from iterprime_ros import bench
-from iterprime_ros.cli import main
+from iterprime_ros.tools import bench
+from iterprime_ros.tools.cli import main
 from iterprime_ros.core.selection import select_proposal
 
 FIRST_STAGES = {"normalise", "parse", "proposals", "image_encoding", "igrs_pass_0", "igrs_pass_1", "igrs_pass_2",

@@ -1,4 +1,4 @@
-"""`iterprime segment` / `python -m iterprime_ros.cli`: the whole path from saved tiny folders, and the
+"""`iterprime segment` / `python -m iterprime_ros.tools.cli`: the whole path from saved tiny folders, and the
 one-line errors. Random weights: the JSON fields and files are checked, not the answer."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from iterprime_ros.cli import main
+from iterprime_ros.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def image_file(tmp_path_factory, sample_image):
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "iterprime_ros.cli", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "iterprime_ros.tools.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

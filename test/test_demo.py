@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iterprime_ros import cli
-from iterprime_ros.demo import WORLD_COMMANDS_PER_SCENE, WORLD_SCENES, build_world_bag, read_result_masks
-from iterprime_ros.world.model import WorldModelConfig, build_model, build_tokenizer, save_world_model
+from iterprime_ros.tools import cli
+from iterprime_ros.tools.demo import WORLD_COMMANDS_PER_SCENE, WORLD_SCENES, build_world_bag, read_result_masks
+from iterprime_ros.tools.world.model import WorldModelConfig, build_model, build_tokenizer, save_world_model
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import json
 import pytest
 from eval_fixtures import write_phrasecut, write_refer
 
-from iterprime_ros.cli import main
-from iterprime_ros.eval import predictors
-from iterprime_ros.eval.runner import read_records
+from iterprime_ros.tools.cli import main
+from iterprime_ros.tools.eval import predictors
+from iterprime_ros.tools.eval.runner import read_records
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from eval_fixtures import A, B, C, D, H, W, block, write_phrasecut, write_refer
 
-from iterprime_ros.eval.datasets import (COCO_CATEGORY_NAMES, DataPaths, DatasetError, DatasetLoader,
+from iterprime_ros.tools.eval.datasets import (COCO_CATEGORY_NAMES, DataPaths, DatasetError, DatasetLoader,
                                          PhraseCutDataset, ReferDataset, is_unseen_category, load_image,
                                          parse_dataset_arg)
 

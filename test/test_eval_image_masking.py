@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from iterprime_ros.core.backend import PassOutput, VLPBackend
-from iterprime_ros.eval.image_masking import ImageMaskingBackend
+from iterprime_ros.tools.eval.image_masking import ImageMaskingBackend
 
 
 class RecordingVLP:

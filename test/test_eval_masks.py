@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from iterprime_ros.eval.masks import (coco_polygons_to_mask, coco_segmentation_to_mask, phrasecut_polygons_to_mask,
+from iterprime_ros.tools.eval.masks import (coco_polygons_to_mask, coco_segmentation_to_mask, phrasecut_polygons_to_mask,
                                       rle_counts_from_string, rle_to_mask)
 
 

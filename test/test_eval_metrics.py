@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from iterprime_ros.eval.metrics import (EPS, MetricAccumulator, intersection_union, iou, is_position,
+from iterprime_ros.tools.eval.metrics import (EPS, MetricAccumulator, intersection_union, iou, is_position,
                                         is_position_expression, mean_iou, overall_iou, precision_at)
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from iterprime_ros.eval.ablations import (FULL, ROWS_BY_NAME, AblationConfig, describe_rows, rows_of_table,
+from iterprime_ros.tools.eval.ablations import (FULL, ROWS_BY_NAME, AblationConfig, describe_rows, rows_of_table,
                                           select_rows)
-from iterprime_ros.eval.report import RowRef, build_report, paper_figure, render_markdown
-from iterprime_ros.eval.runner import summarise_records
+from iterprime_ros.tools.eval.report import RowRef, build_report, paper_figure, render_markdown
+from iterprime_ros.tools.eval.runner import summarise_records
 
 
 def test_rows_cover_the_paper_switches_and_share_equal_configurations():

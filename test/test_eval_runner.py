@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from eval_fixtures import B, block, write_phrasecut, write_refer
 
-from iterprime_ros.eval.datasets import PhraseCutDataset, ReferDataset
-from iterprime_ros.eval.predictors import Prediction
-from iterprime_ros.eval.runner import (EvalTask, ResultStore, ResumeMismatchError, RunPlan, read_records, run,
+from iterprime_ros.tools.eval.datasets import PhraseCutDataset, ReferDataset
+from iterprime_ros.tools.eval.predictors import Prediction
+from iterprime_ros.tools.eval.runner import (EvalTask, ResultStore, ResumeMismatchError, RunPlan, read_records, run,
                                        summarise)
 
 

@@ -12,7 +12,7 @@ import torch
 
 from iterprime_ros.models import (ModelNotFoundError, create_proposal_backend, create_vlp_backend,
                                   proposal_backends, register_proposal_backend, vlp_backends)
-from iterprime_ros.models import download as dl
+from iterprime_ros.tools import download as dl
 from iterprime_ros.models.loading import resolve, resolve_device, resolve_dtype
 
 
@@ -126,7 +126,7 @@ def test_download_errors_are_one_line(tmp_path, capsys):
 
 
 def test_download_subcommand_is_registered():
-    from iterprime_ros.cli import build_parser
+    from iterprime_ros.tools.cli import build_parser
 
     args = build_parser().parse_args(["download", "--vlp", "a/b", "--proposals", "c/d", "--cache-dir", "/x"])
     assert (args.vlp, args.proposals, args.cache_dir) == ("a/b", "c/d", "/x") and args.func is dl.run

@@ -17,14 +17,14 @@ import pytest
 import ros_helpers  # noqa: F401  (sets this session's ROS_DOMAIN_ID before rclpy starts)
 from ros_helpers import ros_env, spawn_python, spin_until, stop
 
-from iterprime_ros.bags import BagReader, string_message
-from iterprime_ros.ros.player import PlayerError, _parse_remaps, main, message_class, qos_for
+from iterprime_ros.tools.bags import BagReader, string_message
+from iterprime_ros.tools.player import PlayerError, _parse_remaps, main, message_class, qos_for
 
 from test_bags import COMMAND, IMAGE, S, SAMPLE, T0, cdr, image_msg, write_bag
 
 rclpy = pytest.importorskip("rclpy")
 
-PLAYER = ["-m", "iterprime_ros.ros.player"]
+PLAYER = ["-m", "iterprime_ros.tools.player"]
 RESULT = "/iterprime_segmenter/result"
 
 
@@ -39,7 +39,7 @@ def run_player(args: list[str], timeout: float = 60.0) -> subprocess.CompletedPr
 def test_qos_follows_the_recording_else_the_message_type() -> None:
     from rclpy.qos import ReliabilityPolicy
 
-    from iterprime_ros.bags import qos_profile
+    from iterprime_ros.tools.bags import qos_profile
 
     assert qos_for("sensor_msgs/msg/Image", []).reliability == ReliabilityPolicy.BEST_EFFORT
     assert qos_for("std_msgs/msg/String", []).reliability == ReliabilityPolicy.RELIABLE

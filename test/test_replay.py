@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from iterprime_ros.bags import SEGMENTATION_TYPE, BagReader, header, string_message, typestore
+from iterprime_ros.tools.bags import SEGMENTATION_TYPE, BagReader, header, string_message, typestore
 from iterprime_ros.pipeline import SegmentationResult
-from iterprime_ros.replay import (MASK_TOPIC, RESULT_TOPIC, CENTROID_TOPIC, ReplayConfig, ReplayError, replay_bag)
+from iterprime_ros.tools.replay import (MASK_TOPIC, RESULT_TOPIC, CENTROID_TOPIC, ReplayConfig, ReplayError, replay_bag)
 
 from test_bags import (COMMAND, IMAGE, ROOT, S, SAMPLE, T0, cdr, image_msg, load_sample_script, small_rgb,
                        write_bag)
@@ -148,7 +148,7 @@ def test_compressed_images_and_copying_the_input(tmp_path: Path) -> None:
 
 
 def test_missing_command_topic_is_an_error_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from iterprime_ros.cli import main
+    from iterprime_ros.tools.cli import main
 
     bag = write_bag(tmp_path / "images_only.mcap", [(T0, IMAGE, image_msg(T0))])
     with pytest.raises(ReplayError, match="command topic /iterprime/command is not in .*nothing to answer"):
@@ -175,7 +175,7 @@ def test_missing_command_topic_is_an_error_and_writes_nothing(tmp_path: Path, ca
 def test_cli_replays_the_sample_bag_with_tiny_models(tiny_model_dirs: Any, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
     """`iterprime replay` end to end: real Segmenter (tiny random weights), .db3 output, overlays."""
-    from iterprime_ros.cli import main
+    from iterprime_ros.tools.cli import main
 
     out = tmp_path / "sample_results.db3"
     code = main(["replay", str(SAMPLE), str(out), "--config", str(ROOT / "config" / "segment.yaml"),

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "iterprime_ros"
 CODE_CALLS = {"eval", "exec", "compile", "__import__"}
-UNPICKLING_ALLOWED = {"iterprime_ros/eval/datasets.py"}   # RefCOCO refs(unc).p from the user's dataset folder
+UNPICKLING_ALLOWED = {"iterprime_ros/tools/eval/datasets.py"}   # RefCOCO refs(unc).p from the user's dataset folder
 WRITE_ATTRS = {"write_text", "write_bytes", "imwrite", "save", "save_pretrained", "mkdir", "makedirs", "touch",
                "mkdtemp", "mkstemp", "NamedTemporaryFile", "TemporaryDirectory", "rmtree", "symlink_to",
                "copyfile", "copytree", "unlink"}
@@ -74,7 +74,7 @@ def test_no_text_is_evaluated_as_code():
 def test_unpickling_only_of_the_users_refcoco_file_and_only_plain_data():
     users = {path for path, tree in _sources().items() if _imports(tree) & {"pickle", "marshal", "shelve", "dill"}}
     assert users <= UNPICKLING_ALLOWED, users
-    source = (ROOT / "iterprime_ros/eval/datasets.py").read_text()
+    source = (ROOT / "iterprime_ros/tools/eval/datasets.py").read_text()
     tree = ast.parse(source)
     unpicklers = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
                   and any(ast.unparse(b) == "pickle.Unpickler" for b in n.bases)]

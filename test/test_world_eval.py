@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iterprime_ros.world import evaluate as world_eval
-from iterprime_ros.world.grammar import hard_negative, refers_uniquely, scene_expressions
-from iterprime_ros.world.model import WorldModelConfig, build_model, build_tokenizer, save_world_model
-from iterprime_ros.world.oracle import oracle_proposals
-from iterprime_ros.world.scenes import generate_scene, scene_seeds
+from iterprime_ros.tools.world import evaluate as world_eval
+from iterprime_ros.tools.world.grammar import hard_negative, refers_uniquely, scene_expressions
+from iterprime_ros.tools.world.model import WorldModelConfig, build_model, build_tokenizer, save_world_model
+from iterprime_ros.tools.world.oracle import oracle_proposals
+from iterprime_ros.tools.world.scenes import generate_scene, scene_seeds
 
 TINY = WorldModelConfig(image_size=64, patch_size=16, vision_hidden=32, vision_layers=1, vision_heads=2,
                         vision_intermediate=64, text_hidden=32, text_layers=3, text_heads=2, text_intermediate=64,
@@ -60,7 +60,7 @@ def test_evaluate_world_runs_end_to_end_and_formats_the_table(random_world_model
 
 
 def test_iterprime_eval_world_cli(random_world_model, tmp_path, capsys):
-    from iterprime_ros.cli import main
+    from iterprime_ros.tools.cli import main
 
     out = tmp_path / "world.json"
     code = main(["eval", "--world", "--world-model", str(random_world_model), "-n", "3", "--modes", "pwem",
@@ -90,8 +90,8 @@ def test_demo_fallback_segments_the_sample_scene(random_world_model, tmp_path, m
     import json
     import shutil
 
-    from iterprime_ros.world import fallback
-    from iterprime_ros.world.grammar import Desc, Expr
+    from iterprime_ros.tools.world import fallback
+    from iterprime_ros.tools.world.grammar import Desc, Expr
 
     folder = tmp_path / "m"
     shutil.copytree(random_world_model, folder)
@@ -190,7 +190,7 @@ def test_perfect_patch_heat_ceiling_falls_with_a_coarser_grid():
 def test_world_eval_cli_runs_on_validation_scenes_when_asked(random_world_model, tmp_path, capsys):
     import json
 
-    from iterprime_ros.cli import main
+    from iterprime_ros.tools.cli import main
 
     out = tmp_path / "val.json"
     code = main(["eval", "--world", "--world-model", str(random_world_model), "-n", "2", "--modes", "mean",

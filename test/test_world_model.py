@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from iterprime_ros.world import train as world_train
-from iterprime_ros.world.grammar import scene_expressions
-from iterprime_ros.world.model import (WorldModelConfig, build_model, build_tokenizer, load_world_model,
+from iterprime_ros.tools.world import train as world_train
+from iterprime_ros.tools.world.grammar import scene_expressions
+from iterprime_ros.tools.world.model import (WorldModelConfig, build_model, build_tokenizer, load_world_model,
                                        preprocess, world_vocab)
-from iterprime_ros.world.scenes import generate_scene, scene_seeds
+from iterprime_ros.tools.world.scenes import generate_scene, scene_seeds
 
 TINY = WorldModelConfig(image_size=64, patch_size=16, vision_hidden=32, vision_layers=1, vision_heads=2,
                         vision_intermediate=64, text_hidden=32, text_layers=3, text_heads=2, text_intermediate=64,
@@ -136,7 +136,7 @@ def test_training_is_reproducible_and_stop_after_matches(tmp_path, monkeypatch):
 
 
 def test_erased_target_negatives_paint_the_target_over_and_are_false():
-    from iterprime_ros.world.grammar import is_false
+    from iterprime_ros.tools.world.grammar import is_false
 
     scenes, images, rows = world_train.make_batch(6, step=0, seed=0, image_size=TINY.image_size, erase_prob=1.0)
     plain = world_train.make_batch(6, step=0, seed=0, image_size=TINY.image_size)

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from iterprime_ros.world.grammar import (COMMAND_TEMPLATES, Desc, Expr, hard_negative, hard_negative_expr, is_false,
+from iterprime_ros.tools.world.grammar import (COMMAND_TEMPLATES, Desc, Expr, hard_negative, hard_negative_expr, is_false,
                                          referents, refers_uniquely, scene_expressions)
-from iterprime_ros.world.oracle import OracleProposals, oracle_proposals
-from iterprime_ros.world.scenes import COLOURS, SHAPES, generate_scene, scene_seeds
+from iterprime_ros.tools.world.oracle import OracleProposals, oracle_proposals
+from iterprime_ros.tools.world.scenes import COLOURS, SHAPES, generate_scene, scene_seeds
 
 SEEDS = list(range(40))
 

@@ -53,7 +53,7 @@ class NotAWorldImageError(ValueError):
 
 def real_weights_available(vlp_model: str, proposal_model: str) -> tuple[bool, str]:
     """(True, "") when both models resolve to local weights; else (False, the first reason)."""
-    from ..models.loading import ModelNotFoundError, resolve
+    from ...models.loading import ModelNotFoundError, resolve
 
     for name, kind in ((vlp_model, "vlp"), (proposal_model, "proposals")):
         try:
@@ -103,7 +103,7 @@ def scene_for_image(image: np.ndarray, seed: int) -> Scene:
 def world_backends(scene: Scene | None = None, device: str = "cpu", gradcam_layer: int | None = None,
                    model_folder: str | Path | None = None) -> tuple[Any, OracleProposals]:
     """(BlipITMBackend on the world model, OracleProposals with `scene` registered)."""
-    from ..models.blip import BlipITMBackend
+    from ...models.blip import BlipITMBackend
 
     folder = Path(model_folder or world_model_folder())
     layer = recommended_gradcam_layer(folder) if gradcam_layer is None else gradcam_layer
@@ -120,7 +120,7 @@ def world_segmenter(settings: Any = None, scene: Scene | None = None, device: st
     The Grad-CAM layer is the world model's recommended one (its world_config.json), not the
     real BLIP's default; register more scenes with ``segmenter.proposals.register(scene)``.
     """
-    from ..pipeline import Segmenter, SegmenterSettings
+    from ...pipeline import Segmenter, SegmenterSettings
 
     settings = settings or SegmenterSettings()
     folder = world_model_folder()

@@ -30,8 +30,8 @@ import numpy as np
 
 from .bags import (SEGMENTATION_TYPE, BagError, BagMessage, BagReader, BagWriter, header, image_message,
                    stamp_ns, typestore)
-from .ros.conversions import ImageConversionError, image_to_rgb, mask_to_fields, segmentation_values
-from .ros.sensors import SensorCache, compute_centroid_3d
+from ..ros.conversions import ImageConversionError, image_to_rgb, mask_to_fields, segmentation_values
+from ..ros.sensors import SensorCache, compute_centroid_3d
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class _Replayer:
     # ---- output
     def answer(self, job: _Job) -> bool:
         rgb, image_msg, error = (None, None, job.error) if job.error else self.image_for(job)
-        from .pipeline import SegmentationResult
+        from ..pipeline import SegmentationResult
 
         t0 = time.perf_counter()
         if rgb is None:
@@ -227,7 +227,7 @@ class _Replayer:
     def _overlay(self, job: _Job, rgb: np.ndarray, result: Any) -> None:
         import cv2
 
-        from .overlay import FILE_MIN_SIDE, render_overlay
+        from ..overlay import FILE_MIN_SIDE, render_overlay
 
         path = self.cfg.overlays / f"{job.index:03d}_{_slug(job.text)}.png"  # type: ignore[operator]
         if cv2.imwrite(str(path), render_overlay(rgb, result, min_side=FILE_MIN_SIDE)):
@@ -400,7 +400,7 @@ def load_parameters(path: str | None) -> Any:
     import yaml
 
     from .cli import UserError
-    from .ros.params import ParameterError, validate
+    from ..ros.params import ParameterError, validate
 
     values: dict[str, Any] = {}
     if path:
@@ -463,8 +463,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     print(f"replaying {args.in_bag}: {commands} command(s) on {cfg.command_topic}, images from {cfg.image_topic}")
 
-    from .models.loading import quiet_transformers
-    from .pipeline import Segmenter
+    from ..models.loading import quiet_transformers
+    from ..pipeline import Segmenter
 
     quiet_transformers()
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core.backend import PassOutput, VLPBackend
+from ...core.backend import PassOutput, VLPBackend
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 

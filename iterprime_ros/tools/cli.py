@@ -19,11 +19,11 @@ from typing import Any, Sequence
 
 # Feature modules that contribute subcommands; a missing one is skipped (built in parallel).
 SUBCOMMAND_MODULES = (
-    "iterprime_ros.models.download",
-    "iterprime_ros.replay",
-    "iterprime_ros.eval.cli",
-    "iterprime_ros.bench",
-    "iterprime_ros.demo",
+    "iterprime_ros.tools.download",
+    "iterprime_ros.tools.replay",
+    "iterprime_ros.tools.eval.cli",
+    "iterprime_ros.tools.bench",
+    "iterprime_ros.tools.demo",
 )
 
 
@@ -151,8 +151,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if target and not Path(target).resolve().parent.is_dir():
             raise UserError(f"output folder does not exist: {Path(target).parent}")
 
-    from .models.loading import quiet_transformers
-    from .pipeline import Segmenter, SegmenterSettings
+    from ..models.loading import quiet_transformers
+    from ..pipeline import Segmenter, SegmenterSettings
 
     settings = model_settings(args, SegmenterSettings())
     quiet_transformers()
@@ -163,7 +163,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.out:
         import cv2
 
-        from .overlay import render_overlay
+        from ..overlay import render_overlay
         if not cv2.imwrite(args.out, render_overlay(image, result)):
             raise UserError(f"cannot write overlay to {args.out}")
         overlay_path = args.out
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .models.loading import ModelNotFoundError
+    from ..models.loading import ModelNotFoundError
 
     try:
         return int(args.func(args) or 0)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Hashable, Protocol
 import numpy as np
 import torch
 
-from ..core.backend import PassOutput, ProposalBackend, VLPBackend
+from ...core.backend import PassOutput, ProposalBackend, VLPBackend
 from .ablations import AblationConfig
 from .image_masking import ImageMaskingBackend
 
@@ -57,7 +57,7 @@ class SegmenterPredictor:
 
 
 def _image_key(image: np.ndarray) -> str:
-    from ..pipeline import image_key
+    from ...pipeline import image_key
     return image_key(image)
 
 
@@ -149,7 +149,7 @@ def eval_settings(settings: Any) -> Any:
 def build_segmenter_predictors(base_settings: Any, configs: dict[str, AblationConfig], backends: SharedBackends,
                                raise_unexpected: bool = False) -> dict[str, SegmenterPredictor]:
     """One Segmenter per configuration key, all on the shared backends."""
-    from ..pipeline import Segmenter
+    from ...pipeline import Segmenter
 
     base = eval_settings(base_settings)
     parser = None

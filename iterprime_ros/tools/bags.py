@@ -42,7 +42,7 @@ class BagError(RuntimeError):
 
 def _interface_dirs() -> Iterator[Path]:
     """Where msg/ may be: the source tree first, then every plausible installed share/."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the iterprime_ros package folder
     yield here.parent  # source checkout or editable install: <repo>/msg
     try:  # a sourced ROS workspace (colcon install, apt install)
         from ament_index_python.packages import get_package_share_directory

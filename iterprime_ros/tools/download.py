@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .loading import DEFAULT_PROPOSAL_MODEL, DEFAULT_VLP_MODEL, WEIGHT_FILES
+from ..models.loading import DEFAULT_PROPOSAL_MODEL, DEFAULT_VLP_MODEL, WEIGHT_FILES
 
 ALLOW_PATTERNS = ["*.json", "*.txt", "*.safetensors", "*.model"]
 

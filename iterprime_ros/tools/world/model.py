@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.tiny import CLIP_MEAN, CLIP_STD, wordpiece_vocab
+from ..tiny_models import CLIP_MEAN, CLIP_STD, wordpiece_vocab
 from .grammar import GRAMMAR_WORDS
 
 # Words outside the grammar that commands and tests commonly use, so they stay whole tokens

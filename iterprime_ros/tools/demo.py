@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_BAG = ROOT / "data" / "sample.mcap"
 WORLD_FRAME = "world_camera"
 WORLD_START_NS = 1_735_689_600 * 1_000_000_000
@@ -46,7 +46,7 @@ def build_world_bag(path: Path, scenes: int = WORLD_SCENES, per_scene: int = WOR
     """
     from .bags import BagWriter, header, image_message, string_message
     from .replay import COMMAND_TOPIC, IMAGE_TOPIC
-    from .ros.conversions import rgb_to_fields
+    from ..ros.conversions import rgb_to_fields
     from .world.evaluate import eval_set
 
     world_scenes, items = eval_set(scenes * per_scene, per_scene=per_scene)
@@ -70,7 +70,7 @@ def read_result_masks(path: Path) -> list[tuple[str, bool, str, np.ndarray | Non
     """(command, success, error, mask) for each Segmentation in a results bag, in order."""
     from .bags import BagReader
     from .replay import RESULT_TOPIC
-    from .ros.conversions import image_to_rgb
+    from ..ros.conversions import image_to_rgb
 
     out = []
     with BagReader(path) as bag:
@@ -118,7 +118,7 @@ def run_world(out: Path, settings, why: str) -> int:
 
 
 def run_real(out: Path, settings) -> int:
-    from .pipeline import Segmenter
+    from ..pipeline import Segmenter
     from .replay import ReplayConfig, replay_bag
 
     print(f"real weights found: vlp {settings.vlp_model}, proposals {settings.proposal_model}")
@@ -134,7 +134,7 @@ def run_real(out: Path, settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .models.loading import quiet_transformers
+    from ..models.loading import quiet_transformers
     from .replay import load_parameters
     from .world.fallback import real_weights_available
 

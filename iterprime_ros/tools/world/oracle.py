@@ -30,7 +30,7 @@ HALVES: tuple[str, ...] = ("left", "right", "top", "bottom")
 
 def image_digest(image: np.ndarray) -> str:
     """The pipeline's frame key (a content hash), so the oracle recognises the same pixels."""
-    from ..pipeline import image_key
+    from ...pipeline import image_key
 
     return image_key(image)
 

@@ -12,7 +12,7 @@ nothing else shows that the pipeline finds the right object. This package provid
   tokenizer for this world; ``train``: its from-scratch training (scripts/train_world_model.py);
 - ``oracle``: ORACLE mask proposals (the generator's true instance masks plus named
   distractors), used because no Mask2Former was trained for this world (see MODEL_CARD);
-- ``evaluate``: the world evaluation (``python -m iterprime_ros.world.evaluate``).
+- ``evaluate``: the world evaluation (``python -m iterprime_ros.tools.world.evaluate``).
 
 The trained checkpoint (models/world_blip) knows this world only.
 """

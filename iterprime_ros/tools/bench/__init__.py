@@ -113,7 +113,7 @@ def _stats(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def _selection_diagnostics(segmenter: Any, result: Any) -> dict[str, Any]:
     """How much work selection had (outside the timed region): proposals covering the heat peak,
     valid ones, and whether the best_heat fallback chose (then every proposal's sums are needed)."""
-    from ..core.selection import select_proposal
+    from ...core.selection import select_proposal
 
     out: dict[str, Any] = {"flagged": bool(result.flagged)}
     frame = next(reversed(segmenter._frames.values()), None) if segmenter._frames else None
@@ -155,7 +155,7 @@ def _selection_probe(segmenter: Any, heatmap: np.ndarray, n: int, clock: Clock) 
     under CUDA), and the naive per-mask loop."""
     import torch
 
-    from ..core.selection import select_proposal
+    from ...core.selection import select_proposal
 
     s = segmenter.settings
     h, w = heatmap.shape
@@ -191,8 +191,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     import torch
 
     from ..cli import apply_overrides
-    from ..models.loading import quiet_transformers, resolve_device
-    from ..pipeline import Segmenter, SegmenterSettings
+    from ...models.loading import quiet_transformers, resolve_device
+    from ...pipeline import Segmenter, SegmenterSettings
 
     if cfg.arch not in VLP_ARCHS:
         raise ValueError(f"unknown --arch {cfg.arch!r}; known: {', '.join(VLP_ARCHS)}")

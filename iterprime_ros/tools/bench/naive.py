@@ -31,7 +31,7 @@ def _naive_pass(vlp: Any, image: np.ndarray, text: str, keep: Any, timings: dict
     match logit backpropagated through the whole model (parameter gradients included)."""
     import torch
 
-    from ..core.backend import PassOutput
+    from ...core.backend import PassOutput
 
     vlp._token_cache.clear()  # tokenize again too
     toks = vlp._tokens(text)
@@ -72,7 +72,7 @@ def naive_select(heatmap: np.ndarray, proposals: np.ndarray, max_components: int
     """Selection as a loop over the proposals (connected components for every one); same rule as
     core.selection.select_proposal: covers a peak pixel, <= max_components components, best mean heat
     (and the best_heat fallback: the non-empty proposal with the highest mean heat)."""
-    from ..core.selection import count_components
+    from ...core.selection import count_components
 
     heat64 = heatmap.astype(np.float64)
     peak = heatmap == heatmap.max()
@@ -100,10 +100,10 @@ def naive_command(segmenter: Any, image: np.ndarray, command: str, parser: Any, 
     """One command the reference way (see the module docstring), on the segmenter's own backends.
 
     Returns (stage seconds, {"heatmap", "index", "iterations"}); stage names as the pipeline's."""
-    from ..core.geometry import grasp_point, mask_bbox, mask_centroid
-    from ..core.igrs import run_igrs
-    from ..core.text import build_prompt, normalise_command, token_roles
-    from ..pipeline import SegmentationResult
+    from ...core.geometry import grasp_point, mask_bbox, mask_centroid
+    from ...core.igrs import run_igrs
+    from ...core.text import build_prompt, normalise_command, token_roles
+    from ...pipeline import SegmentationResult
 
     s = segmenter.settings
     vlp, proposal_backend = segmenter.vlp, segmenter.proposals

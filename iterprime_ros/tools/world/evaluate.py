@@ -14,10 +14,10 @@ Rows: aggregation mode (mean, gvlp, global, local, pwem) x IGRS off (T = 1) / on
 Columns: mIoU overall, Position, Others (method.md §7: position = the expression contains
 left/right/up/down/top/bottom), oIoU, Prec@0.5/0.9, pointing (heat-map peak on the target).
 
-    python -m iterprime_ros.world.evaluate              # 500 expressions, all rows (~1.5 min on one CPU core)
-    python -m iterprime_ros.world.evaluate -n 40 --modes pwem mean
+    python -m iterprime_ros.tools.world.evaluate              # 500 expressions, all rows (~1.5 min on one CPU core)
+    python -m iterprime_ros.tools.world.evaluate -n 40 --modes pwem mean
     iterprime eval --world                              # the same through the CLI
-    python -m iterprime_ros.world.evaluate --select-gradcam-layer   # choose the layer on VALIDATION scenes
+    python -m iterprime_ros.tools.world.evaluate --select-gradcam-layer   # choose the layer on VALIDATION scenes
 
 Results of the committed model: docs/world_results.md.
 """
@@ -54,7 +54,7 @@ def world_model_folder() -> Path:
     env = os.environ.get("ITERPRIME_WORLD_MODEL")
     if env:
         return Path(env).expanduser()
-    source = Path(__file__).resolve().parents[2] / "models" / "world_blip"
+    source = Path(__file__).resolve().parents[3] / "models" / "world_blip"
     if source.is_dir():
         return source
     try:  # a colcon install: <prefix>/share/iterprime_ros/models/world_blip (when CMake installs models/)
@@ -80,7 +80,7 @@ def recommended_gradcam_layer(folder: Path, default: int = 8) -> int:
 
 def _display_path(folder: Path) -> str:
     """The model folder relative to the repository when it is inside it (stable in saved results)."""
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     try:
         return str(Path(folder).resolve().relative_to(repo))
     except ValueError:
@@ -122,8 +122,8 @@ def perfect_patch_heat_miou(scenes: list[Scene], items: list[EvalItem], grid: in
     picks them often."""
     import torch
 
-    from ..core.igrs import minmax, upsample
-    from ..core.selection import select_proposal
+    from ...core.igrs import minmax, upsample
+    from ...core.selection import select_proposal
     from ..eval.metrics import iou
     from .oracle import oracle_proposals
 
@@ -143,7 +143,7 @@ def perfect_patch_heat_miou(scenes: list[Scene], items: list[EvalItem], grid: in
 
 
 def _segmenter(backend, oracle, parser, mode: str, igrs: bool, base_settings):
-    from ..pipeline import Segmenter
+    from ...pipeline import Segmenter
 
     settings = base_settings.replace(aggregation=mode, igrs_iterations=3 if igrs else 1)
     return Segmenter.from_backends(backend, oracle, settings, parser=parser)
@@ -157,9 +157,9 @@ def evaluate_world(model_folder: Path | None = None, n_expressions: int = 500, m
     split: "test" (the held-out set) or "val" (for choices such as the Grad-CAM layer, so the
     test set is never used to tune anything).
     """
-    from ..core.text import ExpressionParser
-    from ..models.blip import BlipITMBackend
-    from ..pipeline import SegmenterSettings
+    from ...core.text import ExpressionParser
+    from ...models.blip import BlipITMBackend
+    from ...pipeline import SegmenterSettings
 
     folder = Path(model_folder or world_model_folder())
     layer = recommended_gradcam_layer(folder) if gradcam_layer is None else int(gradcam_layer)
@@ -237,7 +237,7 @@ def select_gradcam_layer(model_folder: Path | None = None, n_expressions: int = 
     val split; returns {"best": layer, "per_layer": {layer: {"mIoU", "pointing"}}}. Ties go to
     the higher pointing, then the deeper layer.
     """
-    from ..models.blip import BlipITMBackend
+    from ...models.blip import BlipITMBackend
 
     folder = Path(model_folder or world_model_folder())
     n_layers = BlipITMBackend(folder, device=device, gradcam_layer=0).num_layers
@@ -327,7 +327,7 @@ def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
 def run_world_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from ..models.loading import ModelNotFoundError, quiet_transformers
+    from ...models.loading import ModelNotFoundError, quiet_transformers
 
     quiet_transformers()
     if args.threads:
@@ -357,7 +357,7 @@ def run_world_eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m iterprime_ros.world.evaluate",
+    p = argparse.ArgumentParser(prog="python -m iterprime_ros.tools.world.evaluate",
                                 description="IteRPrimE ablations (Tables 3 and 5) on the synthetic world.")
     add_world_eval_arguments(p)
     logging.basicConfig(level=logging.WARNING)

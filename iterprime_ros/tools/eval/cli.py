@@ -30,7 +30,7 @@ from .runner import EvalTask, ResumeMismatchError, RunPlan, run, summarise
 
 log = logging.getLogger(__name__)
 
-WORLD_MODULE = "iterprime_ros.world.evaluate"
+WORLD_MODULE = "iterprime_ros.tools.world.evaluate"
 # Settings that do not change the numbers (or are forced by eval_settings): ignored when resuming.
 NOT_IDENTITY = frozenset({"device", "frame_cache_size", "normalize_commands", "check_language",
                           "extra_command_phrases"})
@@ -90,7 +90,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
                             "(aggregation, igrs_iterations, igrs_alpha) win over these")
     world = _world_module()
     p.add_argument("--world", action="store_true",
-                   help="evaluate on generated world scenes instead (iterprime_ros/world/evaluate.py)"
+                   help="evaluate on generated world scenes instead (iterprime_ros/tools/world/evaluate.py)"
                         + ("" if world is not None else "; not available in this build"))
     if world is not None and hasattr(world, "add_world_eval_arguments"):
         try:
@@ -141,7 +141,7 @@ def _user_error(message: str) -> Exception:
 
 def _base_settings(args: argparse.Namespace) -> Any:
     from ..cli import model_settings
-    from ..pipeline import SegmenterSettings
+    from ...pipeline import SegmenterSettings
     from .predictors import eval_settings
 
     return eval_settings(model_settings(args, SegmenterSettings()))
@@ -163,7 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.world:
         world = _world_module()
         if world is None or not hasattr(world, "run_world_eval"):
-            raise _user_error("world evaluation is not available in this build (iterprime_ros/world/evaluate.py)")
+            raise _user_error("world evaluation is not available in this build (iterprime_ros/tools/world/evaluate.py)")
         return int(world.run_world_eval(args) or 0)
     if args.limit is not None and args.limit < 1:
         raise _user_error("--limit must be at least 1")
@@ -215,8 +215,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _run(plan: RunPlan, settings: Any, configs: dict[str, AblationConfig], progress: bool) -> int:
-    from ..models.loading import quiet_transformers
-    from ..pipeline import Segmenter
+    from ...models.loading import quiet_transformers
+    from ...pipeline import Segmenter
     from .predictors import SharedBackends, build_segmenter_predictors
 
     quiet_transformers()

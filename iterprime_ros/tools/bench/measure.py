@@ -64,7 +64,7 @@ class Calls:
 
 def counting_parser(calls: Calls, **kwargs: Any) -> Any:
     """The pipeline's ExpressionParser, counting the parses it really runs (cache misses)."""
-    from ..core.text import ExpressionParser
+    from ...core.text import ExpressionParser
 
     class CountingParser(ExpressionParser):
         def parse(self, expression: str) -> Any:
@@ -94,13 +94,13 @@ class Conversion:
     def __init__(self) -> None:
         from types import SimpleNamespace
 
-        from ..ros import conversions
+        from ...ros import conversions
         self._conv = conversions
         self._ns = SimpleNamespace
         try:
             from std_msgs.msg import Header
 
-            from ..ros import messages
+            from ...ros import messages
             self._messages, self._header = messages, Header()
             self.kind = "ros messages (Segmentation + mono8 mask)"
         except Exception:  # pragma: no cover - depends on the ROS message packages

@@ -43,7 +43,7 @@ def build_vlp(folder: Path, arch: str, seed: int = 0) -> Path:
     """Save a random-weight BLIP ITM of `arch` (config, weights, tokenizer, preprocessor) into folder."""
     import torch
 
-    from ..models import tiny
+    from .. import tiny_models as tiny
 
     if arch not in VLP_ARCHS:
         raise ValueError(f"unknown --arch {arch!r}; known: {', '.join(VLP_ARCHS)}")
@@ -78,7 +78,7 @@ def build_proposals(folder: Path, arch: str, seed: int = 0, num_queries: int | N
     """Save a random-weight Mask2Former of `arch` with its preprocessor config into folder."""
     import torch
 
-    from ..models import tiny
+    from .. import tiny_models as tiny
 
     if arch not in PROPOSAL_ARCHS:
         raise ValueError(f"unknown --proposal-arch {arch!r}; known: {', '.join(PROPOSAL_ARCHS)}")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..bags import BagError, BagMessage, BagReader, BagWriter, bag_summary
+from .bags import BagError, BagMessage, BagReader, BagWriter, bag_summary
 
 # Message types published with sensor-data QoS (best effort) when the bag recorded no QoS.
 SENSOR_TYPES = frozenset({
