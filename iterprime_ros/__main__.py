@@ -1,4 +1,5 @@
 """`python -m iterprime_ros` = the `iterprime` command."""
+
 import sys
 
 from .tools.cli import main

@@ -8,6 +8,7 @@ Every failure a user can cause or a robot can meet (empty or non-English command
 selected, CUDA out of memory, a bad image) comes back as ``success=False`` with a reason,
 never as an exception, so the node can answer every command.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,14 @@ from .core.backend import ProposalBackend, VLPBackend
 from .core.geometry import grasp_point, mask_bbox, mask_centroid
 from .core.igrs import IGRSSettings, run_igrs
 from .core.selection import select_proposal
-from .core.text import (CommandError, ExpressionParser, NormaliserSettings, build_prompt, normalise_command,
-                        token_roles)
+from .core.text import (
+    CommandError,
+    ExpressionParser,
+    NormaliserSettings,
+    build_prompt,
+    normalise_command,
+    token_roles,
+)
 from .models.loading import DEFAULT_PROPOSAL_MODEL, DEFAULT_VLP_MODEL, ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -35,50 +42,58 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SegmenterSettings:
-    """Every knob of the pipeline; field names match config/segment.yaml (the node's parameters)."""
+    """Every knob of the pipeline; field names match config/segment.yaml (the node's
+    parameters).
+    """
 
     # compute
-    device: str = "auto"                   # auto | cuda | cpu
-    half_precision: bool = True            # fp16 weights on CUDA; ignored on CPU
+    device: str = "auto"  # auto | cuda | cpu
+    half_precision: bool = True  # fp16 weights on CUDA; ignored on CPU
     # models (Hugging Face id resolved from the local cache, or a local folder)
     vlp_model: str = DEFAULT_VLP_MODEL
     proposal_model: str = DEFAULT_PROPOSAL_MODEL
-    vlp_backend: str = "blip_itm"          # registry name (models/__init__.py)
+    vlp_backend: str = "blip_itm"  # registry name (models/__init__.py)
     proposal_backend: str = "mask2former"
     # VLP / Grad-CAM
     gradcam_layer: int = 8
     prompt_template: str = "there is a {}"
-    first_token: str = "enc"               # "enc": BLIP's [ENC] as the ITM's first token; "cls": keep [CLS]
+    first_token: str = "enc"  # "enc": BLIP's [ENC] as the ITM's first token; "cls": keep [CLS]
     max_text_tokens: int = 35
     # PWEM / IGRS
-    aggregation: str = "pwem"              # pwem | global | local | gvlp | mean
-    no_primary: str = "reference"          # reference | gvlp
-    igrs_iterations: int = 3               # 1 turns IGRS off
+    aggregation: str = "pwem"  # pwem | global | local | gvlp | mean
+    no_primary: str = "reference"  # reference | gvlp
+    igrs_iterations: int = 3  # 1 turns IGRS off
     igrs_alpha: float = 0.2
     binarize_threshold: float = 0.5
-    stop_rule: str = "reference"           # reference | soft_itm | none (no early stop; benchmarks)
+    stop_rule: str = "reference"  # reference | soft_itm | none (no early stop; benchmarks)
     # proposals and selection
     proposal_threshold: float = 0.35
     proposal_shortest_edge: int = 800
     proposal_longest_edge: int = 1333
     max_components: int = 12
-    empty_selection: str = "fail"          # fail | best_heat
+    empty_selection: str = "fail"  # fail | best_heat
     # text
     primary_tags: tuple[str, ...] = ("NN",)
-    parser: str = "auto"                   # auto | benepar | spacy
+    parser: str = "auto"  # auto | benepar | spacy
     normalize_commands: bool = True
-    extra_command_phrases: tuple[str, ...] = ()   # more leading phrases to strip ("robot", names ...)
+    extra_command_phrases: tuple[
+        str, ...
+    ] = ()  # more leading phrases to strip ("robot", names ...)
     check_language: bool = True
     # caches
-    frame_cache_size: int = 2              # frames whose proposals + image embedding are kept
+    frame_cache_size: int = 2  # frames whose proposals + image embedding are kept
 
     def __post_init__(self) -> None:
         self.primary_tags = tuple(self.primary_tags)
-        self.extra_command_phrases = tuple(p for p in self.extra_command_phrases if p and p.strip())
+        self.extra_command_phrases = tuple(
+            p for p in self.extra_command_phrases if p and p.strip()
+        )
         if "{}" not in self.prompt_template:
             raise ValueError(f"prompt_template {self.prompt_template!r} has no '{{}}' placeholder")
         if self.empty_selection not in ("fail", "best_heat"):
-            raise ValueError(f"empty_selection must be fail or best_heat, not {self.empty_selection!r}")
+            raise ValueError(
+                f"empty_selection must be fail or best_heat, not {self.empty_selection!r}"
+            )
         if self.max_components < 1:
             raise ValueError("max_components must be at least 1")
         if self.frame_cache_size < 1:
@@ -86,22 +101,32 @@ class SegmenterSettings:
         self.igrs_settings()  # validates aggregation, stop rule, alpha, iterations
 
     def igrs_settings(self) -> IGRSSettings:
-        return IGRSSettings(max_iterations=self.igrs_iterations, alpha=self.igrs_alpha,
-                            threshold=self.binarize_threshold, stop_rule=self.stop_rule, mode=self.aggregation,
-                            no_primary=self.no_primary, enabled=self.igrs_iterations > 1)
+        return IGRSSettings(
+            max_iterations=self.igrs_iterations,
+            alpha=self.igrs_alpha,
+            threshold=self.binarize_threshold,
+            stop_rule=self.stop_rule,
+            mode=self.aggregation,
+            no_primary=self.no_primary,
+            enabled=self.igrs_iterations > 1,
+        )
 
     def normaliser_settings(self) -> NormaliserSettings:
         base = NormaliserSettings()
-        return NormaliserSettings(enabled=self.normalize_commands,
-                                  leading_phrases=tuple(base.leading_phrases) + self.extra_command_phrases,
-                                  check_language=self.check_language)
+        return NormaliserSettings(
+            enabled=self.normalize_commands,
+            leading_phrases=tuple(base.leading_phrases) + self.extra_command_phrases,
+            check_language=self.check_language,
+        )
 
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], ignore_unknown: bool = False) -> "SegmenterSettings":
+    def from_dict(
+        cls, values: Mapping[str, Any], ignore_unknown: bool = False
+    ) -> "SegmenterSettings":
         """Settings from a mapping (ROS parameters, YAML); lists become tuples.
 
         ignore_unknown: skip keys that are not settings (the node's own parameters such as
@@ -111,7 +136,9 @@ class SegmenterSettings:
         unknown = sorted(set(values) - known)
         if unknown and not ignore_unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known})
+        return cls(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+        )
 
     def replace(self, **changes: Any) -> "SegmenterSettings":
         values = asdict(self)
@@ -126,7 +153,8 @@ class SegmentationResult:
     centroid: (u, v) float pixels (column, row); grasp_point: (u, v) int pixels inside the mask;
     bbox: (x, y, w, h); score: selection score (1 + mean heat in the mask); itm_score: ITM match
     probability of the IGRS pass whose heat map was used (the last pass run, except when the
-    soft_itm rule stops and returns the previous pass); timings: seconds per stage (stages served from the frame
+    soft_itm rule stops and returns the previous pass); timings: seconds per stage (stages served
+    from the frame
     cache are absent; see frame_cached).
     """
 
@@ -135,23 +163,23 @@ class SegmentationResult:
     command: str
     expression: str = ""
     primary_word: str = ""
-    mask: np.ndarray | None = None           # H x W bool
+    mask: np.ndarray | None = None  # H x W bool
     centroid: tuple[float, float] | None = None
     grasp_point: tuple[int, int] | None = None
     bbox: tuple[int, int, int, int] | None = None
     score: float = 0.0
     itm_score: float = 0.0
     iterations: int = 0
-    heatmap: np.ndarray | None = None        # H x W float32 in [0, 1]
+    heatmap: np.ndarray | None = None  # H x W float32 in [0, 1]
     timings: dict[str, float] = field(default_factory=dict)
     # diagnostics
     parser: str = ""
     proposal_index: int | None = None
     num_proposals: int = 0
-    flagged: bool = False                    # chosen by the empty_selection="best_heat" fallback
+    flagged: bool = False  # chosen by the empty_selection="best_heat" fallback
     itm_scores: list[float] = field(default_factory=list)
     stop_reason: str = ""
-    frame_cached: bool = False               # proposals and image embedding came from the frame cache
+    frame_cached: bool = False  # proposals and image embedding came from the frame cache
     image_size: tuple[int, int] | None = None
 
     @property
@@ -179,11 +207,15 @@ class _Frame:
     embedding: Any = None
     proposals: np.ndarray | None = None
     proposals_tensor: torch.Tensor | None = None  # a GPU copy for the selection sums (CUDA only)
-    components: dict[tuple[int, int], int] = field(default_factory=dict)  # connected components per proposal
+    components: dict[tuple[int, int], int] = field(
+        default_factory=dict
+    )  # connected components per proposal
 
 
 def image_key(image: np.ndarray) -> str:
-    """A content hash of the image (blake2b over the pixels, ~1 ms for VGA): same pixels, same frame."""
+    """A content hash of the image (blake2b over the pixels, ~1 ms for VGA): same pixels, same
+    frame.
+    """
     data = np.ascontiguousarray(image)
     h = hashlib.blake2b(digest_size=16)
     h.update(str((data.shape, data.dtype.str)).encode())
@@ -200,7 +232,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 class ModelLoadError(RuntimeError):
-    """A model is there but cannot be loaded (corrupt weights, a broken config...); names which one."""
+    """A model is there but cannot be loaded (corrupt weights, a broken config...); names which
+    one.
+    """
 
 
 @contextmanager
@@ -212,7 +246,9 @@ def _loading(what: str, name: str) -> Iterator[None]:
         raise
     except Exception as exc:
         detail = (str(exc).strip().splitlines() or [""])[0]
-        raise ModelLoadError(f"cannot load the {what} model {name!r}: {type(exc).__name__}: {detail}") from exc
+        raise ModelLoadError(
+            f"cannot load the {what} model {name!r}: {type(exc).__name__}: {detail}"
+        ) from exc
 
 
 class _Failed(Exception):
@@ -227,24 +263,42 @@ class Segmenter:
     re-raises programming errors instead of turning them into failure results (tests).
     """
 
-    def __init__(self, settings: SegmenterSettings | None = None, *, vlp: VLPBackend | None = None,
-                 proposals: ProposalBackend | None = None, parser: ExpressionParser | None = None,
-                 raise_unexpected: bool = False) -> None:
+    def __init__(
+        self,
+        settings: SegmenterSettings | None = None,
+        *,
+        vlp: VLPBackend | None = None,
+        proposals: ProposalBackend | None = None,
+        parser: ExpressionParser | None = None,
+        raise_unexpected: bool = False,
+    ) -> None:
         self.settings = settings or SegmenterSettings()
         s = self.settings
         if vlp is None or proposals is None:
             from .models import create_proposal_backend, create_vlp_backend
+
             if vlp is None:
                 with _loading("VLP", s.vlp_model):
-                    vlp = create_vlp_backend(s.vlp_backend, model=s.vlp_model, device=s.device,
-                                             gradcam_layer=s.gradcam_layer, half_precision=s.half_precision,
-                                             first_token=s.first_token, max_text_tokens=s.max_text_tokens)
+                    vlp = create_vlp_backend(
+                        s.vlp_backend,
+                        model=s.vlp_model,
+                        device=s.device,
+                        gradcam_layer=s.gradcam_layer,
+                        half_precision=s.half_precision,
+                        first_token=s.first_token,
+                        max_text_tokens=s.max_text_tokens,
+                    )
             if proposals is None:
                 with _loading("proposal", s.proposal_model):
                     proposals = create_proposal_backend(
-                        s.proposal_backend, model=s.proposal_model, device=s.device,
-                        half_precision=s.half_precision, threshold=s.proposal_threshold,
-                        shortest_edge=s.proposal_shortest_edge, longest_edge=s.proposal_longest_edge)
+                        s.proposal_backend,
+                        model=s.proposal_model,
+                        device=s.device,
+                        half_precision=s.half_precision,
+                        threshold=s.proposal_threshold,
+                        shortest_edge=s.proposal_shortest_edge,
+                        longest_edge=s.proposal_longest_edge,
+                    )
         self.vlp = vlp
         self.proposals = proposals
         self.parser = parser or ExpressionParser(primary_tags=s.primary_tags, parser=s.parser)
@@ -256,14 +310,24 @@ class Segmenter:
         self.stats = {"commands": 0, "frames_computed": 0, "frame_hits": 0}
         # CUDA kernels run asynchronously: wait for them before reading the clock, so each stage's
         # time is its own (the next stage would wait for them anyway)
-        self._cuda_sync = any(getattr(getattr(b, "device", None), "type", None) == "cuda" for b in (vlp, proposals))
-        # selection sums over every proposal (N x H x W): on the GPU when the proposals come from one
+        self._cuda_sync = any(
+            getattr(getattr(b, "device", None), "type", None) == "cuda" for b in (vlp, proposals)
+        )
+        # selection sums over every proposal (N x H x W): on the GPU when the proposals come from
+        # one
         prop_device = getattr(proposals, "device", None)
-        self._selection_device = prop_device if getattr(prop_device, "type", None) == "cuda" else None
+        self._selection_device = (
+            prop_device if getattr(prop_device, "type", None) == "cuda" else None
+        )
 
     @classmethod
-    def from_backends(cls, vlp: VLPBackend, proposals: ProposalBackend, settings: SegmenterSettings | None = None,
-                      **kwargs: Any) -> "Segmenter":
+    def from_backends(
+        cls,
+        vlp: VLPBackend,
+        proposals: ProposalBackend,
+        settings: SegmenterSettings | None = None,
+        **kwargs: Any,
+    ) -> "Segmenter":
         return cls(settings, vlp=vlp, proposals=proposals, **kwargs)
 
     # ------------------------------------------------------------------ caches
@@ -299,19 +363,27 @@ class Segmenter:
             if is_out_of_memory(exc):
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-                raise _Failed(f"out of GPU memory during {name.replace('_', ' ')}; try half_precision, a "
-                              f"smaller proposal model or device cpu ({exc})".split("\n")[0]) from exc
+                raise _Failed(
+                    f"out of GPU memory during {name.replace('_', ' ')}; try half_precision, a "
+                    f"smaller proposal model or device cpu ({exc})".split("\n")[0]
+                ) from exc
             raise
         finally:
             if self._cuda_sync:
                 try:
                     torch.cuda.synchronize()
-                except Exception:  # pragma: no cover - a failed device reports through the stage's error
+                except (
+                    Exception
+                ):  # pragma: no cover - a failed device reports through the stage's error
                     pass
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
-    def prepare_frame(self, image: np.ndarray, frame_id: Hashable | None = None) -> dict[str, float]:
-        """Compute (or find) a frame's proposals and image embedding ahead of a command; returns timings."""
+    def prepare_frame(
+        self, image: np.ndarray, frame_id: Hashable | None = None
+    ) -> dict[str, float]:
+        """Compute (or find) a frame's proposals and image embedding ahead of a command; returns
+        timings.
+        """
         image = _check_image(image)
         timings: dict[str, float] = {}
         with self._lock:
@@ -329,10 +401,15 @@ class Segmenter:
             frame.components = {}
             if self._selection_device is not None:
                 frame.proposals_tensor = self._stage(
-                    timings, "proposals", lambda: torch.from_numpy(frame.proposals).to(self._selection_device))
+                    timings,
+                    "proposals",
+                    lambda: torch.from_numpy(frame.proposals).to(self._selection_device),
+                )
         if frame.embedding is None:
             cached = False
-            frame.embedding = self._stage(timings, "image_encoding", lambda: self.vlp.encode_image(image))
+            frame.embedding = self._stage(
+                timings, "image_encoding", lambda: self.vlp.encode_image(image)
+            )
         if cached:
             self.stats["frame_hits"] += 1
         else:
@@ -343,14 +420,18 @@ class Segmenter:
         return np.asarray(self.proposals.propose(image), dtype=bool)
 
     # ------------------------------------------------------------------ the command
-    def segment(self, image: np.ndarray, command: str, frame_id: Hashable | None = None) -> SegmentationResult:
+    def segment(
+        self, image: np.ndarray, command: str, frame_id: Hashable | None = None
+    ) -> SegmentationResult:
         """Segment the object `command` refers to in `image` (H x W x 3 uint8 RGB).
 
         frame_id: an explicit frame identity (e.g. the ROS header stamp); without it the image
         content is hashed. Never raises for bad input or model failures: see SegmentationResult.
         """
         t_start = time.perf_counter()
-        result = SegmentationResult(success=False, error="", command=command if isinstance(command, str) else "")
+        result = SegmentationResult(
+            success=False, error="", command=command if isinstance(command, str) else ""
+        )
         timings = result.timings
         with self._lock:
             self.stats["commands"] += 1
@@ -375,7 +456,9 @@ class Segmenter:
             log.info("command %r failed: %s", command, result.error)
         return result
 
-    def _run(self, image: Any, command: Any, frame_id: Hashable | None, result: SegmentationResult) -> None:
+    def _run(
+        self, image: Any, command: Any, frame_id: Hashable | None, result: SegmentationResult
+    ) -> None:
         s = self.settings
         timings = result.timings
         if not isinstance(command, str):
@@ -407,23 +490,39 @@ class Segmenter:
         # 3. heat map: Grad-CAM + PWEM + IGRS
         text, start = build_prompt(s.prompt_template, expression)
         token_valid_fn = getattr(self.vlp, "token_valid", None)
-        roles = token_roles(parsed, self.vlp.token_offsets(text), start,
-                            token_valid_fn(text) if callable(token_valid_fn) else None)
-        heat = self._stage(timings, "igrs", lambda: run_igrs(self.vlp, frame.embedding, text, roles,
-                                                             result.image_size, self._igrs))
+        roles = token_roles(
+            parsed,
+            self.vlp.token_offsets(text),
+            start,
+            token_valid_fn(text) if callable(token_valid_fn) else None,
+        )
+        heat = self._stage(
+            timings,
+            "igrs",
+            lambda: run_igrs(
+                self.vlp, frame.embedding, text, roles, result.image_size, self._igrs
+            ),
+        )
         for i, dt in enumerate(heat.pass_times_s):
             timings[f"igrs_pass_{i}"] = dt
         result.heatmap = heat.heatmap
         result.iterations = heat.iterations
         result.itm_scores = list(heat.itm_scores)
-        # the pass whose map is returned: the last one run, or the one before it when soft_itm stops
+        # the pass whose map is returned: the last one run, or the one before it when soft_itm
+        # stops
         result.itm_score = float(heat.itm_scores[heat.returned_pass]) if heat.itm_scores else 0.0
         result.stop_reason = heat.stop_reason
 
         # 4. selection and where the object is
         t0 = time.perf_counter()
-        sel = select_proposal(heat.heatmap, proposals, s.max_components, s.empty_selection,
-                              proposals_tensor=frame.proposals_tensor, component_cache=frame.components)
+        sel = select_proposal(
+            heat.heatmap,
+            proposals,
+            s.max_components,
+            s.empty_selection,
+            proposals_tensor=frame.proposals_tensor,
+            component_cache=frame.components,
+        )
         result.score = float(sel.score)
         result.flagged = bool(sel.flagged)
         if sel.index is None:
@@ -442,7 +541,9 @@ def _check_image(image: Any) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise ValueError(f"the image must be a numpy array, got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"the image must be H x W x 3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+        raise ValueError(
+            f"the image must be H x W x 3 uint8 RGB, got shape {image.shape} dtype {image.dtype}"
+        )
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise ValueError(f"the image is too small ({image.shape[1]} x {image.shape[0]})")
     return image

@@ -1,4 +1,6 @@
-"""ros2 launch iterprime_ros segment.launch.py image:=/camera/color/image_raw command:=/speech/text
+r"""Start the segmenter node with its parameters and topic remaps.
+
+  ros2 launch iterprime_ros segment.launch.py image:=/camera/color/image_raw command:=/speech/text
 
 Starts iterprime_segmenter with config/segment.yaml (or config_file:=...) and remaps its
 inputs to your camera and voice front end. Arguments:
@@ -11,14 +13,16 @@ inputs to your camera and voice front end. Arguments:
   log_level     debug | info | warn | error
 
 Equivalent without launch (what this file makes launch_ros run):
-  ros2 run iterprime_ros segmenter --ros-args --params-file config/segment.yaml \\
+  ros2 run iterprime_ros segmenter --ros-args --params-file config/segment.yaml \
       -p device:=cpu -r image:=/camera/color/image_raw -r command:=/speech/text ...
 """
+
 import os
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
+
+from launch import LaunchDescription
 
 # (launch argument = the node's input topic, default topic it is remapped to)
 REMAPS = (
@@ -31,6 +35,7 @@ REMAPS = (
 
 def _default_config() -> str:
     from ament_index_python.packages import get_package_share_directory
+
     return os.path.join(get_package_share_directory("iterprime_ros"), "config", "segment.yaml")
 
 
@@ -44,30 +49,47 @@ def _segmenter(context, *args, **kwargs):
     overrides = {"use_sim_time": value("use_sim_time").lower() in ("true", "1", "yes")}
     if value("device"):
         overrides["device"] = value("device")
-    return [Node(
-        package="iterprime_ros",
-        executable="segmenter",
-        name="iterprime_segmenter",
-        namespace=value("namespace"),
-        parameters=[value("config_file"), overrides],
-        remappings=[(name, value(name)) for name, _ in REMAPS if value(name)],
-        ros_arguments=["--log-level", value("log_level")],
-        output="screen",
-        emulate_tty=True,
-    )]
+    return [
+        Node(
+            package="iterprime_ros",
+            executable="segmenter",
+            name="iterprime_segmenter",
+            namespace=value("namespace"),
+            parameters=[value("config_file"), overrides],
+            remappings=[(name, value(name)) for name, _ in REMAPS if value(name)],
+            ros_arguments=["--log-level", value("log_level")],
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
     args = [
-        DeclareLaunchArgument("config_file", default_value=_default_config(),
-                              description="parameters file for iterprime_segmenter"),
-        DeclareLaunchArgument("device", default_value="",
-                              description="auto | cpu | cuda | cuda:N (empty: the config file's value)"),
+        DeclareLaunchArgument(
+            "config_file",
+            default_value=_default_config(),
+            description="parameters file for iterprime_segmenter",
+        ),
+        DeclareLaunchArgument(
+            "device",
+            default_value="",
+            description="auto | cpu | cuda | cuda:N (empty: the config file's value)",
+        ),
         DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
-        DeclareLaunchArgument("use_sim_time", default_value="false",
-                              description="use /clock (bag replay with --clock)"),
-        DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
+        DeclareLaunchArgument(
+            "use_sim_time",
+            default_value="false",
+            description="use /clock (bag replay with --clock)",
+        ),
+        DeclareLaunchArgument(
+            "log_level", default_value="info", description="debug | info | warn | error"
+        ),
     ]
-    args += [DeclareLaunchArgument(name, default_value=topic, description=f"topic remapped to the node's '{name}'")
-             for name, topic in REMAPS]
+    args += [
+        DeclareLaunchArgument(
+            name, default_value=topic, description=f"topic remapped to the node's '{name}'"
+        )
+        for name, topic in REMAPS
+    ]
     return LaunchDescription([*args, OpaqueFunction(function=_segmenter)])

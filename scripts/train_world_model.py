@@ -5,7 +5,8 @@ A thin wrapper around ``iterprime_ros.tools.world.train.main`` (see that module 
 hard negatives and the losses). The committed checkpoint, models/world_blip, was trained from
 scratch in one run of 47.2 minutes on a 2-core CPU machine (no GPU) by exactly:
 
-    python scripts/train_world_model.py --out models/world_blip --steps 6000 --warmup 300 --lr 5e-4 \
+    python scripts/train_world_model.py --out models/world_blip --steps 6000 --warmup 300 --lr 5e-4
+    \
         --threads 2 --seed 0 --grounding-weight 2.0 --grounding-layers 1 2 3 --ground-anchor \
         --erase-prob 0.5 --vision-aux-weight 1.0 --vision-aux-position 1.0 --checkpoint-every 250 \
         --max-minutes 58
@@ -23,6 +24,7 @@ The earlier committed model (two stages: ITM only from scratch, then a grounding
     python scripts/train_world_model.py --out /tmp/world_try --steps 3 --threads 1   # smoke test
     python scripts/train_world_model.py --help
 """
+
 from __future__ import annotations
 
 import sys

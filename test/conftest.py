@@ -4,6 +4,7 @@ Random weights test plumbing only (shapes, hooks, masking, caching, loading, err
 never segmentation quality. Heavy imports happen inside the fixtures so tests that do not
 use them (ROS interface tests) do not pay for torch/transformers at collection.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @dataclass(frozen=True)
 class TinyModelDirs:
-    """Folders of the saved tiny models (also readable as a dict: dirs["blip"], dirs["mask2former"])."""
+    """Folders of the saved tiny models (also readable as a dict: dirs["blip"],
+    dirs["mask2former"]).
+    """
 
     blip: Path
     mask2former: Path
@@ -37,8 +40,10 @@ class TinyModelDirs:
 
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> TinyModelDirs:
-    """Tiny BLIP ITM (96 px, g = 6, 12 text layers of width 32) and Mask2Former (tiny Swin, 8 queries),
-    saved with save_pretrained into a session temp folder. Random weights: plumbing only."""
+    """Tiny BLIP ITM (96 px, g = 6, 12 text layers of width 32) and Mask2Former (tiny Swin, 8
+    queries),
+    saved with save_pretrained into a session temp folder. Random weights: plumbing only.
+    """
     import torch
 
     from iterprime_ros.models.loading import quiet_transformers
@@ -47,13 +52,17 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> TinyModelDirs:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     quiet_transformers()
     root = tmp_path_factory.mktemp("tiny_models")
-    return TinyModelDirs(blip=build_tiny_blip(root / "blip", seed=0),
-                         mask2former=build_tiny_mask2former(root / "mask2former", seed=0))
+    return TinyModelDirs(
+        blip=build_tiny_blip(root / "blip", seed=0),
+        mask2former=build_tiny_mask2former(root / "mask2former", seed=0),
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_blip(tiny_model_dirs: TinyModelDirs) -> Any:
-    """BlipITMBackend on the tiny BLIP, CPU, Grad-CAM layer 8 (loaded through models/loading.py)."""
+    """BlipITMBackend on the tiny BLIP, CPU, Grad-CAM layer 8 (loaded through
+    models/loading.py).
+    """
     from iterprime_ros.models.blip import BlipITMBackend
 
     return BlipITMBackend(tiny_model_dirs.blip, device="cpu", gradcam_layer=8)
@@ -75,7 +84,9 @@ def sample_image() -> Any:
 
     h, w = 120, 200
     yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([(xx * 255 // w), (yy * 255 // h), np.full_like(xx, 90)], axis=-1).astype(np.uint8)
+    img = np.stack([(xx * 255 // w), (yy * 255 // h), np.full_like(xx, 90)], axis=-1).astype(
+        np.uint8
+    )
     img[30:80, 20:80] = (220, 30, 30)
     cv2.circle(img, (140, 60), 28, (30, 40, 220), -1)
     return img

@@ -12,10 +12,12 @@ normaliser keeps them: lower-case letters only):
     faultoomproposals  torch.cuda.OutOfMemoryError from the proposal network
     faulterrorpass     RuntimeError from inside a text pass (a bug or a broken model)
     faultcrash         RuntimeError from Segmenter.segment itself, past the pipeline's own handling
-    faultoomcrash      torch.cuda.OutOfMemoryError from Segmenter.segment itself (outside any stage)
+    faultoomcrash      torch.cuda.OutOfMemoryError from Segmenter.segment itself (outside any
+    stage)
 
     python test/fault_node.py --ros-args ...     (the same arguments as iterprime_ros.ros.node)
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,7 +34,7 @@ from iterprime_ros.models.blip import BlipITMBackend  # noqa: E402
 from iterprime_ros.models.mask2former import Mask2FormerProposals  # noqa: E402
 from iterprime_ros.ros import node  # noqa: E402
 
-_current = threading.local()   # the command the worker thread is running
+_current = threading.local()  # the command the worker thread is running
 INJECTED = "(fault injected by test/fault_node.py)"
 
 
@@ -41,7 +43,9 @@ def _armed(word: str) -> bool:
 
 
 def _oom(where: str) -> torch.cuda.OutOfMemoryError:
-    return torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB in {where} {INJECTED}")
+    return torch.cuda.OutOfMemoryError(
+        f"CUDA out of memory. Tried to allocate 2.00 GiB in {where} {INJECTED}"
+    )
 
 
 def _wrap_segment(segment):
@@ -56,6 +60,7 @@ def _wrap_segment(segment):
             return segment(self, image, command, *args, **kwargs)
         finally:
             _current.command = ""
+
     return wrapped
 
 
@@ -67,6 +72,7 @@ def _wrap_text_pass(text_pass):
         if _armed("faulterrorpass"):
             raise RuntimeError(f"text pass failed {INJECTED}")
         return text_pass(self, *args, **kwargs)
+
     return wrapped
 
 
@@ -76,6 +82,7 @@ def _wrap_propose(propose):
         if _armed("faultoomproposals"):
             raise _oom("the proposal network")
         return propose(self, *args, **kwargs)
+
     return wrapped
 
 

@@ -1,6 +1,8 @@
 """Second process for the interface round-trip test: echoes Segmentation messages from
 `seg_in` to `seg_out` and serves `segment_echo` (iterprime_ros/srv/Segment), answering
-with a result that carries the request's text and image size."""
+with a result that carries the request's text and image size.
+"""
+
 import rclpy
 from rclpy.node import Node
 

@@ -5,6 +5,7 @@ Each node process gets its own namespace, so several can run at once without hea
 other. The node's stdout/stderr is collected (log), and its resident memory can be read from
 /proc (rss_mb). Random-weight tiny models: the plumbing is tested, never the masks.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,9 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import yaml
-
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
+import yaml
 from ros_helpers import ros_env, spin_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,11 +28,18 @@ NODE_NAME = "iterprime_segmenter"
 
 
 def tiny_params(tiny_model_dirs: Any, **overrides: Any) -> dict[str, Any]:
-    """Parameters for a node on the tiny models: CPU, small proposal input, always select something."""
+    """Parameters for a node on the tiny models: CPU, small proposal input, always select
+    something.
+    """
     params = {
-        "vlp_model": str(tiny_model_dirs.blip), "proposal_model": str(tiny_model_dirs.mask2former),
-        "device": "cpu", "proposal_shortest_edge": 128, "proposal_longest_edge": 256, "proposal_threshold": 0.7,
-        "empty_selection": "best_heat", "max_components": 10000,  # random weights: always select something
+        "vlp_model": str(tiny_model_dirs.blip),
+        "proposal_model": str(tiny_model_dirs.mask2former),
+        "device": "cpu",
+        "proposal_shortest_edge": 128,
+        "proposal_longest_edge": 256,
+        "proposal_threshold": 0.7,
+        "empty_selection": "best_heat",
+        "max_components": 10000,  # random weights: always select something
         "publish_debug_image": False,
     }
     params.update(overrides)
@@ -41,29 +48,56 @@ def tiny_params(tiny_model_dirs: Any, **overrides: Any) -> dict[str, Any]:
 
 class NodeProcess:
     """A segmenter node in a child process: `python -m iterprime_ros.ros.node` or, with fault_node,
-    the test-only launcher that wraps the backends with the fault injector (test/fault_node.py)."""
+    the test-only launcher that wraps the backends with the fault injector (test/fault_node.py).
+    """
 
-    def __init__(self, namespace: str, params: dict[str, Any], folder: Path, *, fault_node: bool = False,
-                 topics: Iterable[str] = ("image", "command", "depth", "camera_info"),
-                 cwd: Path | None = None, **env: str) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        params: dict[str, Any],
+        folder: Path,
+        *,
+        fault_node: bool = False,
+        topics: Iterable[str] = ("image", "command", "depth", "camera_info"),
+        cwd: Path | None = None,
+        **env: str,
+    ) -> None:
         self.namespace = namespace.strip("/")
         self.out = f"/{self.namespace}/{NODE_NAME}"
         self.topics = {name: f"/{self.namespace}/cam/{name}" for name in topics}
         override = folder / f"{self.namespace}_params.yaml"
-        override.write_text(yaml.safe_dump({f"/{self.namespace}/{NODE_NAME}": {"ros__parameters": params}}))
+        override.write_text(
+            yaml.safe_dump({f"/{self.namespace}/{NODE_NAME}": {"ros__parameters": params}})
+        )
         remaps = [a for name, topic in self.topics.items() for a in ("-r", f"{name}:={topic}")]
         program = [str(FAULT_NODE)] if fault_node else ["-m", "iterprime_ros.ros.node"]
-        args = [*program, "--ros-args", "--params-file", str(CONFIG), "--params-file", str(override),
-                "-r", f"__ns:=/{self.namespace}", *remaps]
+        args = [
+            *program,
+            "--ros-args",
+            "--params-file",
+            str(CONFIG),
+            "--params-file",
+            str(override),
+            "-r",
+            f"__ns:=/{self.namespace}",
+            *remaps,
+        ]
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("PYTHONPATH", str(ROOT))  # cwd may be elsewhere; import this checkout
-        self.proc = subprocess.Popen([sys.executable, *args], env=ros_env(**env), cwd=str(cwd) if cwd else None,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            env=ros_env(**env),
+            cwd=str(cwd) if cwd else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         self._interrupted = False
-        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
-                                        daemon=True)
+        self._reader = threading.Thread(
+            target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")), daemon=True
+        )
         self._reader.start()
 
     @property
@@ -87,7 +121,8 @@ class NodeProcess:
 
     def stop(self, timeout: float = 20.0) -> str:
         """SIGINT and wait (kill after `timeout`); returns the whole log (the node logs its stats
-        line at shutdown)."""
+        line at shutdown).
+        """
         self.interrupt()
         try:
             self.proc.wait(timeout=timeout)
@@ -99,18 +134,30 @@ class NodeProcess:
 
     def stats(self) -> dict[str, float]:
         """The numbers of the node's shutdown stats line (after stop())."""
-        m = re.search(r"stats: (\d+) commands received, (\d+) answered \((\d+) succeeded, (\d+) failed\); "
-                      r"(\d+) images received, image callback max ([\d.]+) ms, longest gap between images "
-                      r"(\d+) ms", self.log)
+        m = re.search(
+            r"stats: (\d+) commands received, (\d+) answered \((\d+) succeeded, (\d+) failed\); "
+            r"(\d+) images received, image callback max ([\d.]+) ms, longest gap between images "
+            r"(\d+) ms",
+            self.log,
+        )
         assert m, "no stats line in the node's log:\n" + self.log[-3000:]
-        keys = ("commands_received", "answered", "succeeded", "failed", "images_received",
-                "image_callback_max_ms", "max_image_gap_ms")
+        keys = (
+            "commands_received",
+            "answered",
+            "succeeded",
+            "failed",
+            "images_received",
+            "image_callback_max_ms",
+            "max_image_gap_ms",
+        )
         return {k: float(v) for k, v in zip(keys, m.groups())}
 
 
 class Harness:
-    """The test's side for one node: publishes a camera stream on a timer (image, optional depth and
-    camera_info) and collects the node's results (and masks)."""
+    """The test's side for one node: publishes a camera stream on a timer (image, optional depth
+    and
+    camera_info) and collects the node's results (and masks).
+    """
 
     def __init__(self, rclpy: Any, node: NodeProcess, name: str, rate_hz: float = 10.0) -> None:
         from rclpy.executors import SingleThreadedExecutor
@@ -132,16 +179,18 @@ class Harness:
         n.create_subscription(Segmentation, f"{node.out}/result", self._on_result, reliable)
         self.image_pub = n.create_publisher(Image, node.topics["image"], qos_profile_sensor_data)
         self.depth_pub = n.create_publisher(Image, node.topics["depth"], qos_profile_sensor_data)
-        self.info_pub = n.create_publisher(CameraInfo, node.topics["camera_info"], qos_profile_sensor_data)
+        self.info_pub = n.create_publisher(
+            CameraInfo, node.topics["camera_info"], qos_profile_sensor_data
+        )
         self.command_pub = n.create_publisher(String, node.topics["command"], reliable)
         self.client = n.create_client(Segment, f"{node.out}/segment")
         self.String = String
-        self.image: Any = None          # streamed while set
+        self.image: Any = None  # streamed while set
         self.depth: Any = None
         self.info: Any = None
         self.published = 0
-        self.sent = 0                   # commands sent (topic and service)
-        self.restamp = False            # give every published image (and depth) the current time
+        self.sent = 0  # commands sent (topic and service)
+        self.restamp = False  # give every published image (and depth) the current time
         self.timer = n.create_timer(1.0 / rate_hz, self.publish)
 
     def _on_result(self, msg: Any) -> None:
@@ -178,8 +227,13 @@ class Harness:
         return spin_until(self.executor, predicate, timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        ok = self.until(lambda: self.command_pub.get_subscription_count() > 0
-                        and self.node.count_publishers(f"{self.target.out}/result") > 0, timeout)
+        ok = self.until(
+            lambda: (
+                self.command_pub.get_subscription_count() > 0
+                and self.node.count_publishers(f"{self.target.out}/result") > 0
+            ),
+            timeout,
+        )
         assert ok, "node did not come up:\n" + self.target.log
 
     def send(self, text: str) -> int:
@@ -192,7 +246,10 @@ class Harness:
     def result_after(self, before: int, text: str, timeout: float = 90.0) -> Any:
         def found() -> bool:
             return any(r.command == text for r in self.results[before:])
-        assert self.until(found, timeout), f"no result for {text[:80]!r}:\n" + self.target.log[-4000:]
+
+        assert self.until(found, timeout), (
+            f"no result for {text[:80]!r}:\n" + self.target.log[-4000:]
+        )
         return next(r for r in self.results[before:] if r.command == text)
 
     def command(self, text: str, timeout: float = 90.0) -> Any:
@@ -202,6 +259,7 @@ class Harness:
     def call(self, text: str, image: Any = None, timeout: float = 90.0) -> Any:
         """The ~/segment service; returns its Segmentation."""
         from iterprime_ros.srv import Segment
+
         assert self.client.wait_for_service(timeout_sec=20)
         request = Segment.Request(text=text)
         if image is not None:
@@ -220,6 +278,7 @@ class Harness:
 
 def percentiles(values: list[float], qs: Iterable[float] = (50, 90, 99)) -> dict[str, float]:
     import numpy as np
+
     if not values:
         return {}
     out = {f"p{q:g}": float(np.percentile(values, q)) for q in qs}

@@ -1,4 +1,5 @@
 """Shared helpers for tests that use real rclpy nodes and DDS across processes."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,9 @@ from typing import Callable
 
 # One DDS domain per test session, so parallel test runs on the same machine never
 # see each other's topics; discovery stays on this host.
-DOMAIN_ID = str(int(os.environ.get("ITERPRIME_TEST_DOMAIN", random.Random(os.getpid()).randint(1, 100))))
+DOMAIN_ID = str(
+    int(os.environ.get("ITERPRIME_TEST_DOMAIN", random.Random(os.getpid()).randint(1, 100)))
+)
 os.environ["ROS_DOMAIN_ID"] = DOMAIN_ID
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
@@ -25,8 +28,13 @@ def ros_env(**extra: str) -> dict[str, str]:
 
 def spawn_python(args: list[str], **extra_env: str) -> subprocess.Popen:
     """Start `python ARGS...` as a separate process in this test's domain."""
-    return subprocess.Popen([sys.executable, *args], env=ros_env(**extra_env),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        env=ros_env(**extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def spin_until(executor_or_node, predicate: Callable[[], bool], timeout: float) -> bool:

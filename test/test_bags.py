@@ -3,6 +3,7 @@
 No models and no DDS here: these run in about a second. The helpers at the top build the
 small (and deliberately broken) bags that test_replay.py and test_player.py use too.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,9 +15,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from iterprime_ros.tools.bags import (SEGMENTATION_TYPE, BagError, BagReader, BagWriter, find_interface_file, header,
-                                image_message, string_message, typestore)
 from iterprime_ros.ros.conversions import rgb_to_fields
+from iterprime_ros.tools.bags import (
+    SEGMENTATION_TYPE,
+    BagError,
+    BagReader,
+    BagWriter,
+    find_interface_file,
+    header,
+    image_message,
+    string_message,
+    typestore,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample.mcap"
@@ -28,7 +38,9 @@ S = 10**9
 
 def load_sample_script() -> Any:
     """scripts/make_sample_bag.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("make_sample_bag", ROOT / "scripts" / "make_sample_bag.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_sample_bag", ROOT / "scripts" / "make_sample_bag.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("make_sample_bag", module)
     spec.loader.exec_module(module)
@@ -50,10 +62,18 @@ def image_msg(t_ns: int, rgb: np.ndarray | None = None, encoding: str = "rgb8") 
     return image_message(fields, header(t_ns, "camera_color_optical_frame"))
 
 
-def write_bag(path: Path, events: list[tuple[int, str, Any]], types: dict[str, str] | None = None) -> Path:
-    """events: (t_ns, topic, rosbags message | raw bytes). Topics are typed by name unless given."""
-    default = {IMAGE: "sensor_msgs/msg/Image", COMMAND: "std_msgs/msg/String", DEPTH: "sensor_msgs/msg/Image",
-               INFO: "sensor_msgs/msg/CameraInfo"}
+def write_bag(
+    path: Path, events: list[tuple[int, str, Any]], types: dict[str, str] | None = None
+) -> Path:
+    """events: (t_ns, topic, rosbags message | raw bytes). Topics are typed by name unless
+    given.
+    """
+    default = {
+        IMAGE: "sensor_msgs/msg/Image",
+        COMMAND: "std_msgs/msg/String",
+        DEPTH: "sensor_msgs/msg/Image",
+        INFO: "sensor_msgs/msg/CameraInfo",
+    }
     default.update(types or {})
     with BagWriter(path) as bag:
         for topic in dict.fromkeys(topic for _, topic, _ in events):
@@ -81,11 +101,15 @@ def test_typestore_knows_segmentation_with_the_same_hash_as_rosidl() -> None:
     generated = Path(sys.prefix) / "share" / "iterprime_ros" / "msg" / "Segmentation.json"
     if not generated.is_file():
         pytest.skip("interfaces not built into this environment")
-    hashes = {h["type_name"]: h["hash_string"] for h in json.loads(generated.read_text())["type_hashes"]}
+    hashes = {
+        h["type_name"]: h["hash_string"] for h in json.loads(generated.read_text())["type_hashes"]
+    }
     assert store.hash_rihs01(SEGMENTATION_TYPE) == hashes["iterprime_ros/msg/Segmentation"]
 
 
-def test_find_interface_file_names_where_it_looked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_find_interface_file_names_where_it_looked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import iterprime_ros.tools.bags as bags
 
     monkeypatch.setattr(bags, "_interface_dirs", lambda: iter([tmp_path / "a", tmp_path / "b"]))
@@ -102,19 +126,48 @@ def test_find_interface_file_names_where_it_looked(monkeypatch: pytest.MonkeyPat
 def _segmentation(t_ns: int) -> Any:
     types = typestore().types
     point = types["geometry_msgs/msg/Point"]
-    mask = image_message({"height": 2, "width": 3, "encoding": "mono8", "is_bigendian": 0, "step": 3,
-                          "data": bytes([0, 255, 0, 255, 255, 0])}, header(t_ns, "cam"))
-    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=2, width=2, do_rectify=False)
+    mask = image_message(
+        {
+            "height": 2,
+            "width": 3,
+            "encoding": "mono8",
+            "is_bigendian": 0,
+            "step": 3,
+            "data": bytes([0, 255, 0, 255, 255, 0]),
+        },
+        header(t_ns, "cam"),
+    )
+    roi = types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=2, width=2, do_rectify=False
+    )
     return types[SEGMENTATION_TYPE](
-        header=header(t_ns, "cam"), command_id=3, command="grab the mug please", expression="the mug",
-        primary_word="mug", success=True, error="", mask=mask, bbox=roi, centroid_px=point(x=0.75, y=0.5, z=0.0),
-        grasp_point_px=point(x=1.0, y=1.0, z=0.0), has_centroid_3d=True, centroid_3d=point(x=0.1, y=-0.2, z=0.85),
-        score=1.5, itm_score=0.25, iterations=3, latency_s=0.125)
+        header=header(t_ns, "cam"),
+        command_id=3,
+        command="grab the mug please",
+        expression="the mug",
+        primary_word="mug",
+        success=True,
+        error="",
+        mask=mask,
+        bbox=roi,
+        centroid_px=point(x=0.75, y=0.5, z=0.0),
+        grasp_point_px=point(x=1.0, y=1.0, z=0.0),
+        has_centroid_3d=True,
+        centroid_3d=point(x=0.1, y=-0.2, z=0.85),
+        score=1.5,
+        itm_score=0.25,
+        iterations=3,
+        latency_s=0.125,
+    )
 
 
-@pytest.mark.parametrize("name,storage", [("out.mcap", None), ("out.db3", None), ("outdir", "mcap"),
-                                          ("outdir", "sqlite3")])
-def test_written_bags_read_back_with_the_definition_embedded(tmp_path: Path, name: str, storage: str | None) -> None:
+@pytest.mark.parametrize(
+    "name,storage",
+    [("out.mcap", None), ("out.db3", None), ("outdir", "mcap"), ("outdir", "sqlite3")],
+)
+def test_written_bags_read_back_with_the_definition_embedded(
+    tmp_path: Path, name: str, storage: str | None
+) -> None:
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
@@ -125,15 +178,19 @@ def test_written_bags_read_back_with_the_definition_embedded(tmp_path: Path, nam
         bag.write("/r", _segmentation(T0), T0)
         bag.write("/c", string_message("hello"), T0 + 1)
     assert path.is_file() == (storage is None)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folder left behind"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], (
+        "temporary folder left behind"
+    )
 
     # A reader that knows no types at all still decodes the result: the definition is in the file.
     with AnyReader([path], default_typestore=get_typestore(Stores.EMPTY)) as raw:
         conn = next(c for c in raw.connections if c.topic == "/r")
         assert "string primary_word" in conn.msgdef.data
-        (_, _, data), = list(raw.messages([conn]))
+        ((_, _, data),) = list(raw.messages([conn]))
         msg = raw.deserialize(data, conn.msgtype)
-    assert msg.primary_word == "mug" and msg.iterations == 3 and abs(msg.centroid_3d.z - 0.85) < 1e-12
+    assert (
+        msg.primary_word == "mug" and msg.iterations == 3 and abs(msg.centroid_3d.z - 0.85) < 1e-12
+    )
     assert bytes(msg.mask.data) == bytes([0, 255, 0, 255, 255, 0])
 
     with BagReader(path) as bag:
@@ -184,8 +241,11 @@ def test_corrupt_message_is_reported_with_topic_and_time(tmp_path: Path) -> None
     with BagReader(path) as bag:
         good, bad = list(bag.messages())
         assert bag.deserialize(good).width == 64
-        with pytest.raises(BagError, match=r"corrupt sensor_msgs/msg/Image message on /camera/color/image_raw "
-                                           r"at \+0.500 s"):
+        with pytest.raises(
+            BagError,
+            match=r"corrupt sensor_msgs/msg/Image message on /camera/color/image_raw "
+            r"at \+0.500 s",
+        ):
             bag.deserialize(bad)
 
 
@@ -196,8 +256,12 @@ def test_sample_bag_is_small_and_has_what_the_node_needs() -> None:
     assert SAMPLE.is_file(), "data/sample.mcap missing: run python scripts/make_sample_bag.py"
     assert SAMPLE.stat().st_size < 2_500_000
     with BagReader(SAMPLE) as bag:
-        assert bag.topics == {IMAGE: "sensor_msgs/msg/Image", COMMAND: "std_msgs/msg/String",
-                              DEPTH: "sensor_msgs/msg/Image", INFO: "sensor_msgs/msg/CameraInfo"}
+        assert bag.topics == {
+            IMAGE: "sensor_msgs/msg/Image",
+            COMMAND: "std_msgs/msg/String",
+            DEPTH: "sensor_msgs/msg/Image",
+            INFO: "sensor_msgs/msg/CameraInfo",
+        }
         assert bag.counts[COMMAND] == 9 and bag.counts[IMAGE] == 16
         assert bag.connections_qos(IMAGE)[0].reliability.name == "BEST_EFFORT"
         assert bag.connections_qos(COMMAND)[0].reliability.name == "RELIABLE"
@@ -220,7 +284,8 @@ def test_sample_bag_is_small_and_has_what_the_node_needs() -> None:
 
 def test_sample_bag_is_reproducible_by_the_script(tmp_path: Path) -> None:
     """The committed bag is what scripts/make_sample_bag.py writes (compared message by message,
-    so a newer rosbags/zstd that packs bytes differently does not matter)."""
+    so a newer rosbags/zstd that packs bytes differently does not matter).
+    """
     module = load_sample_script()
     rebuilt = tmp_path / "sample.mcap"
     assert module.main([str(rebuilt)]) == 0

@@ -1,9 +1,11 @@
-"""`iterprime bench` in its CI configuration (tiny models, small image): figures are printed, never asserted.
+"""`iterprime bench` in its CI configuration (tiny models, small image): figures are printed, never
+asserted.
 
 What is checked is what the figures mean: every stage is reported, the first command on a frame
 runs the vision encoder and the proposal network once, a second command on the same frame runs
 neither, the naive mode runs both (and parses) once per IGRS pass and lands on the same mask.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,19 +14,47 @@ import numpy as np
 import pytest
 import torch
 
+from iterprime_ros.core.selection import select_proposal
 from iterprime_ros.tools import bench
 from iterprime_ros.tools.cli import main
-from iterprime_ros.core.selection import select_proposal
 
-FIRST_STAGES = {"normalise", "parse", "proposals", "image_encoding", "igrs_pass_0", "igrs_pass_1", "igrs_pass_2",
-                "igrs", "selection", "conversion", "total", "end_to_end"}
+FIRST_STAGES = {
+    "normalise",
+    "parse",
+    "proposals",
+    "image_encoding",
+    "igrs_pass_0",
+    "igrs_pass_1",
+    "igrs_pass_2",
+    "igrs",
+    "selection",
+    "conversion",
+    "total",
+    "end_to_end",
+}
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    rc = main(["bench", "--arch", "tiny", "--proposal-arch", "swin-tiny-test", "--size", "160x120",
-               "--frames", "1", "--commands", "2", "--naive", "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--arch",
+            "tiny",
+            "--proposal-arch",
+            "swin-tiny-test",
+            "--size",
+            "160x120",
+            "--frames",
+            "1",
+            "--commands",
+            "2",
+            "--naive",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     return json.loads(out.read_text())
 
@@ -39,10 +69,17 @@ def test_bench_reports_every_stage(report, capsys):
     for phase in stages.values():
         for v in phase.values():
             assert v["mean_ms"] >= 0 and v["median_ms"] >= 0
-    assert report["commands_per_s"]["same_frame"] > 0 and report["commands_per_s"]["new_frame_each"] > 0
+    assert (
+        report["commands_per_s"]["same_frame"] > 0
+        and report["commands_per_s"]["new_frame_each"] > 0
+    )
     mem = report["memory"]
     assert mem["peak_rss_after_load_mib"] > 0
-    assert mem["peak_rss_after_load_mib"] <= mem["peak_rss_optimised_mib"] <= mem["peak_rss_naive_mib"]
+    assert (
+        mem["peak_rss_after_load_mib"]
+        <= mem["peak_rss_optimised_mib"]
+        <= mem["peak_rss_naive_mib"]
+    )
     assert report["config"]["image_size"] == [160, 120] and report["config"]["device"] == "cpu"
     assert report["naive_vs_optimised"]["first_command"] > 0
     with capsys.disabled():  # the figures, for the CI log
@@ -52,17 +89,40 @@ def test_bench_reports_every_stage(report, capsys):
 def test_cache_hit_runs_no_per_image_network_and_naive_runs_them_every_pass(report):
     rec = report["records"]
     first, second = rec["first_command"][0], rec["second_command"][0]
-    assert first["success"] and second["success"] and not first["frame_cached"] and second["frame_cached"]
+    assert (
+        first["success"]
+        and second["success"]
+        and not first["frame_cached"]
+        and second["frame_cached"]
+    )
     assert first["iterations"] == 3
-    assert first["calls"] == {"vision_encoder": 1, "text_encoder": 3, "proposal_model": 1, "parse": 1}
-    assert second["calls"] == {"vision_encoder": 0, "text_encoder": 3, "proposal_model": 0, "parse": 1}
+    assert first["calls"] == {
+        "vision_encoder": 1,
+        "text_encoder": 3,
+        "proposal_model": 1,
+        "parse": 1,
+    }
+    assert second["calls"] == {
+        "vision_encoder": 0,
+        "text_encoder": 3,
+        "proposal_model": 0,
+        "parse": 1,
+    }
     for r in rec["sustained"]:
-        assert r["frame_cached"] and r["calls"]["vision_encoder"] == 0 and r["calls"]["proposal_model"] == 0
+        assert (
+            r["frame_cached"]
+            and r["calls"]["vision_encoder"] == 0
+            and r["calls"]["proposal_model"] == 0
+        )
     naive = rec["naive"][0]
     passes = naive["iterations"]
     assert passes == 3
-    assert naive["calls"] == {"vision_encoder": passes, "text_encoder": passes, "proposal_model": passes,
-                              "parse": passes}
+    assert naive["calls"] == {
+        "vision_encoder": passes,
+        "text_encoder": passes,
+        "proposal_model": passes,
+        "parse": passes,
+    }
 
 
 def test_naive_mode_computes_the_same_answer(report):
@@ -83,8 +143,10 @@ def test_naive_selection_loop_agrees_with_the_vectorised_one():
         heat[rng.integers(24), rng.integers(32)] = 1.5
         for max_c in (1, 12, 1000):
             for empty in ("fail", "best_heat"):
-                assert bench.naive_select(heat, props, max_c, empty) == \
-                    select_proposal(heat, props, max_c, empty).index
+                assert (
+                    bench.naive_select(heat, props, max_c, empty)
+                    == select_proposal(heat, props, max_c, empty).index
+                )
 
 
 def test_bench_cli_errors_are_one_line(capsys, tmp_path):
@@ -92,7 +154,20 @@ def test_bench_cli_errors_are_one_line(capsys, tmp_path):
         main(["bench", "--size", "12x7"])
     assert exc.value.code == 2
     if not torch.cuda.is_available():
-        assert main(["bench", "--arch", "tiny", "--proposal-arch", "swin-tiny-test", "--device", "cuda"]) == 2
+        assert (
+            main(
+                [
+                    "bench",
+                    "--arch",
+                    "tiny",
+                    "--proposal-arch",
+                    "swin-tiny-test",
+                    "--device",
+                    "cuda",
+                ]
+            )
+            == 2
+        )
         assert "CUDA is not available" in capsys.readouterr().err
     assert main(["bench", "--frames", "0"]) == 2
     assert main(["bench", "--json", str(tmp_path / "missing" / "x.json")]) == 2
@@ -103,8 +178,11 @@ def test_architectures_are_the_real_shapes():
     from transformers import BlipConfig, SwinConfig
 
     cfg = BlipConfig()
-    assert (cfg.vision_config.image_size, cfg.vision_config.hidden_size, cfg.text_config.num_hidden_layers) == \
-        (384, 768, 12)
+    assert (
+        cfg.vision_config.image_size,
+        cfg.vision_config.hidden_size,
+        cfg.text_config.num_hidden_layers,
+    ) == (384, 768, 12)
     desc, swin, queries = bench.PROPOSAL_ARCHS["swin-l"]
     sc = SwinConfig(**swin)
     assert queries == 200 and sc.embed_dim == 192 and list(sc.depths) == [2, 2, 18, 2]

@@ -1,5 +1,8 @@
-"""`iterprime segment` / `python -m iterprime_ros.tools.cli`: the whole path from saved tiny folders, and the
-one-line errors. Random weights: the JSON fields and files are checked, not the answer."""
+"""`iterprime segment` / `python -m iterprime_ros.tools.cli`: the whole path from saved tiny
+folders, and the
+one-line errors. Random weights: the JSON fields and files are checked, not the answer.
+"""
+
 from __future__ import annotations
 
 import json
@@ -24,16 +27,39 @@ def image_file(tmp_path_factory, sample_image):
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "iterprime_ros.tools.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "iterprime_ros.tools.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_segment_subprocess_json_and_overlay(tiny_model_dirs, image_file, tmp_path):
     overlay, mask = tmp_path / "overlay.png", tmp_path / "mask.png"
-    proc = _run("segment", str(image_file), "could you pick up the red cup on the left please",
-                "--vlp", str(tiny_model_dirs.blip), "--proposals", str(tiny_model_dirs.mask2former),
-                "--device", "cpu", "--json", "--out", str(overlay), "--mask", str(mask))
+    proc = _run(
+        "segment",
+        str(image_file),
+        "could you pick up the red cup on the left please",
+        "--vlp",
+        str(tiny_model_dirs.blip),
+        "--proposals",
+        str(tiny_model_dirs.mask2former),
+        "--device",
+        "cpu",
+        "--json",
+        "--out",
+        str(overlay),
+        "--mask",
+        str(mask),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     data = json.loads(proc.stdout)
@@ -43,7 +69,9 @@ def test_segment_subprocess_json_and_overlay(tiny_model_dirs, image_file, tmp_pa
     assert data["image_size"] == [120, 200] and data["num_proposals"] == 8
     assert len(data["centroid"]) == 2 and len(data["grasp_point"]) == 2 and len(data["bbox"]) == 4
     assert data["mask_area"] > 0 and 1 <= data["iterations"] <= 3 and 0 < data["itm_score"] < 1
-    assert {"parse", "proposals", "image_encoding", "igrs", "selection", "total"} <= set(data["timings"])
+    assert {"parse", "proposals", "image_encoding", "igrs", "selection", "total"} <= set(
+        data["timings"]
+    )
     assert data["overlay"] == str(overlay)
     picture = cv2.imread(str(overlay))
     assert picture is not None and picture.shape == (120, 200, 3)
@@ -58,16 +86,41 @@ def test_missing_image_subprocess_one_line_no_traceback(tmp_path):
 
 
 def test_human_summary(tiny_model_dirs, image_file, capsys):
-    rc = main(["segment", str(image_file), "the man on the right", "--vlp", str(tiny_model_dirs.blip),
-               "--proposals", str(tiny_model_dirs.mask2former), "--device", "cpu", "--set", "igrs_iterations=2"])
+    rc = main(
+        [
+            "segment",
+            str(image_file),
+            "the man on the right",
+            "--vlp",
+            str(tiny_model_dirs.blip),
+            "--proposals",
+            str(tiny_model_dirs.mask2former),
+            "--device",
+            "cpu",
+            "--set",
+            "igrs_iterations=2",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "expression:  the man on the right" in out and "centroid:" in out and "latency:" in out
 
 
 def test_command_failure_exits_1_with_reason(tiny_model_dirs, image_file, capsys):
-    rc = main(["segment", str(image_file), "please", "--vlp", str(tiny_model_dirs.blip),
-               "--proposals", str(tiny_model_dirs.mask2former), "--device", "cpu", "--json"])
+    rc = main(
+        [
+            "segment",
+            str(image_file),
+            "please",
+            "--vlp",
+            str(tiny_model_dirs.blip),
+            "--proposals",
+            str(tiny_model_dirs.mask2former),
+            "--device",
+            "cpu",
+            "--json",
+        ]
+    )
     data = json.loads(capsys.readouterr().out)
     assert rc == 1 and data["success"] is False and "names no object" in data["error"]
 
@@ -83,7 +136,10 @@ def test_unreadable_image(tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_text("not a png")
     rc, err = _error_of(["segment", str(bad), "the cup"], capsys)
-    assert rc == 2 and err == f"error: cannot read image {bad}: not an image file or an unsupported format"
+    assert (
+        rc == 2
+        and err == f"error: cannot read image {bad}: not an image file or an unsupported format"
+    )
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     rc, err = _error_of(["segment", str(empty), "the cup"], capsys)
@@ -91,18 +147,38 @@ def test_unreadable_image(tmp_path, capsys):
 
 
 def test_missing_weights(image_file, tmp_path, tiny_model_dirs, capsys, monkeypatch):
-    rc, err = _error_of(["segment", str(image_file), "the cup", "--vlp", str(tmp_path / "no_model")], capsys)
+    rc, err = _error_of(
+        ["segment", str(image_file), "the cup", "--vlp", str(tmp_path / "no_model")], capsys
+    )
     assert rc == 2 and err == f"error: model folder '{tmp_path / 'no_model'}' does not exist"
     monkeypatch.chdir(tmp_path)
-    rc, err = _error_of(["segment", str(image_file), "the cup", "--vlp", str(tiny_model_dirs.blip),
-                         "--proposals", "nobody-xyz/absent-model", "--device", "cpu"], capsys)
+    rc, err = _error_of(
+        [
+            "segment",
+            str(image_file),
+            "the cup",
+            "--vlp",
+            str(tiny_model_dirs.blip),
+            "--proposals",
+            "nobody-xyz/absent-model",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert rc == 2 and "iterprime download --proposals nobody-xyz/absent-model" in err
 
 
 def test_bad_settings_and_output_folder(image_file, tmp_path, capsys):
-    rc, err = _error_of(["segment", str(image_file), "the cup", "--set", "gradcam_layer=eight"], capsys)
+    rc, err = _error_of(
+        ["segment", str(image_file), "the cup", "--set", "gradcam_layer=eight"], capsys
+    )
     assert rc == 2 and err == "error: --set gradcam_layer: expected an integer, got 'eight'"
-    rc, err = _error_of(["segment", str(image_file), "the cup", "--set", "aggregation=max"], capsys)
+    rc, err = _error_of(
+        ["segment", str(image_file), "the cup", "--set", "aggregation=max"], capsys
+    )
     assert rc == 2 and err.startswith("error: bad setting: mode must be one of")
-    rc, err = _error_of(["segment", str(image_file), "the cup", "--out", str(tmp_path / "no" / "o.png")], capsys)
+    rc, err = _error_of(
+        ["segment", str(image_file), "the cup", "--out", str(tmp_path / "no" / "o.png")], capsys
+    )
     assert rc == 2 and err.startswith("error: output folder does not exist")

@@ -1,6 +1,8 @@
 """The ament_cmake package builds with colcon (as in a ROS 2 workspace) and its install
 tree holds a working Python package with the generated messages, the launch and config
-files and the `ros2 run` executables."""
+files and the `ros2 run` executables.
+"""
+
 from __future__ import annotations
 
 import ast
@@ -20,8 +22,13 @@ def workspace(tmp_path_factory) -> Path:
     if not (VENV / "bin" / "colcon").exists():
         pytest.skip("colcon is not installed in this environment (scripts/setup.sh installs it)")
     ws = tmp_path_factory.mktemp("colcon_ws")
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "colcon_build.sh"), str(ws)],
-                          capture_output=True, text=True, env=dict(os.environ, VENV=str(VENV)), timeout=600)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "colcon_build.sh"), str(ws)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, VENV=str(VENV)),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return ws / "install" / "iterprime_ros"
 
@@ -33,18 +40,38 @@ def test_install_tree_layout(workspace: Path):
     assert (share / "config" / "segment.yaml").is_file()
     for exe in ("segmenter", "play_bag"):
         assert os.access(workspace / "lib" / "iterprime_ros" / exe, os.X_OK)
-    assert (share / "msg" / "Segmentation.msg").is_file() and (share / "srv" / "Segment.srv").is_file()
+    assert (share / "msg" / "Segmentation.msg").is_file() and (
+        share / "srv" / "Segment.srv"
+    ).is_file()
 
 
 def test_installed_package_imports_with_its_messages(workspace: Path):
-    site = workspace / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    code = ("import iterprime_ros, iterprime_ros.core.backend;"
-            "from iterprime_ros.msg import Segmentation; from iterprime_ros.srv import Segment;"
-            "m = Segmentation(expression='the cup'); print(iterprime_ros.__file__, m.expression)")
-    env = dict(os.environ, PYTHONPATH=str(site),
-               LD_LIBRARY_PATH=f"{workspace / 'lib'}:{VENV / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                         cwd=str(workspace))  # not the checkout, which would shadow the install
+    site = (
+        workspace
+        / "lib"
+        / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        / "site-packages"
+    )
+    code = (
+        "import iterprime_ros, iterprime_ros.core.backend;"
+        "from iterprime_ros.msg import Segmentation; from iterprime_ros.srv import Segment;"
+        "m = Segmentation(expression='the cup'); print(iterprime_ros.__file__, m.expression)"
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(site),
+        LD_LIBRARY_PATH=os.pathsep.join(
+            [str(workspace / "lib"), str(VENV / "lib"), os.environ.get("LD_LIBRARY_PATH", "")]
+        ),
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=str(workspace),
+    )  # not the checkout, which would shadow the install
     assert out.returncode == 0, out.stderr[-3000:]
     path, expr = out.stdout.strip().split(" ", 1)
     assert path.startswith(str(site)) and expr == "the cup"
@@ -52,20 +79,26 @@ def test_installed_package_imports_with_its_messages(workspace: Path):
 
 def launch_file_remaps(path: Path) -> dict[str, str]:
     """The (input, default topic) pairs the launch file remaps, read from its source: `launch` and
-    `launch_ros` are not installable from the registry, so the file cannot be imported here."""
+    `launch_ros` are not installable from the registry, so the file cannot be imported here.
+    """
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "REMAPS" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == "REMAPS" for t in node.targets
+        ):
             return dict(ast.literal_eval(node.value))
     raise AssertionError(f"no REMAPS in {path}")
 
 
 def test_launch_file_builds_its_description_where_launch_is_installed(workspace: Path):
-    pytest.importorskip("launch_ros", reason="launch/launch_ros are not on the registry (ROS apt installs only)")
+    pytest.importorskip(
+        "launch_ros", reason="launch/launch_ros are not on the registry (ROS apt installs only)"
+    )
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("segment_launch",
-                                                  workspace / "share" / "iterprime_ros" / "launch" / "segment.launch.py")
+    spec = importlib.util.spec_from_file_location(
+        "segment_launch", workspace / "share" / "iterprime_ros" / "launch" / "segment.launch.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
@@ -77,7 +110,8 @@ def test_installed_executable_runs_as_the_launch_file_starts_it(workspace: Path,
     """What `ros2 launch iterprime_ros segment.launch.py` runs, without launch: the installed
     `segmenter` executable with the installed config file and the launch file's default remappings.
     The default models are not on this machine, so the node must come up anyway and answer a
-    command with a failure that names the download command."""
+    command with a failure that names the download command.
+    """
     import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID before rclpy starts)
     from ros_helpers import spin_until, stop
 
@@ -89,15 +123,40 @@ def test_installed_executable_runs_as_the_launch_file_starts_it(workspace: Path,
     share = workspace / "share" / "iterprime_ros"
     remaps = launch_file_remaps(share / "launch" / "segment.launch.py")
     assert remaps["image"] == "/camera/color/image_raw"
-    site = workspace / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    env = dict(os.environ, PYTHONPATH=str(site), HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"),
-               LD_LIBRARY_PATH=f"{workspace / 'lib'}:{VENV / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}")
-    args = [sys.executable, str(workspace / "lib" / "iterprime_ros" / "segmenter"), "--ros-args",
-            "--params-file", str(share / "config" / "segment.yaml"), "-p", "device:=cpu"]
+    site = (
+        workspace
+        / "lib"
+        / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        / "site-packages"
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(site),
+        HF_HUB_OFFLINE="1",
+        HF_HOME=str(tmp_path / "hf"),
+        LD_LIBRARY_PATH=os.pathsep.join(
+            [str(workspace / "lib"), str(VENV / "lib"), os.environ.get("LD_LIBRARY_PATH", "")]
+        ),
+    )
+    args = [
+        sys.executable,
+        str(workspace / "lib" / "iterprime_ros" / "segmenter"),
+        "--ros-args",
+        "--params-file",
+        str(share / "config" / "segment.yaml"),
+        "-p",
+        "device:=cpu",
+    ]
     for name, topic in remaps.items():
         args += ["-r", f"{name}:={topic}"]
-    proc = subprocess.Popen(args, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        cwd=str(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     from iterprime_ros.msg import Segmentation
 
     rclpy.init()
@@ -106,14 +165,21 @@ def test_installed_executable_runs_as_the_launch_file_starts_it(workspace: Path,
     try:
         node.create_subscription(Segmentation, "/iterprime_segmenter/result", results.append, 10)
         pub = node.create_publisher(String, remaps["command"], 10)
-        subscribed = lambda: {t for t, _ in node.get_subscriber_names_and_types_by_node(  # noqa: E731
-            "iterprime_segmenter", "/")} if "iterprime_segmenter" in node.get_node_names() else set()
+
+        def subscribed() -> set:
+            if "iterprime_segmenter" not in node.get_node_names():
+                return set()
+            names = node.get_subscriber_names_and_types_by_node("iterprime_segmenter", "/")
+            return {t for t, _ in names}
+
         assert spin_until(node, lambda: set(remaps.values()) <= subscribed(), 90.0), subscribed()
         assert spin_until(node, lambda: pub.get_subscription_count() > 0, 10.0)
         image_pub = node.create_publisher(Image, remaps["image"], qos_profile_sensor_data)
         frame = Image(height=4, width=6, encoding="rgb8", step=18, data=bytes(72))
         node.create_timer(0.1, lambda: image_pub.publish(frame))
-        spin_until(node, lambda: False, 1.0)  # the camera is streaming into the remapped image topic
+        spin_until(
+            node, lambda: False, 1.0
+        )  # the camera is streaming into the remapped image topic
         pub.publish(String(data="the red cup"))
         assert spin_until(node, lambda: bool(results), 60.0)
         assert not results[0].success

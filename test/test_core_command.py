@@ -1,8 +1,14 @@
 """Spoken command -> referring expression (method.md §6) on realistic voice commands."""
+
 import pytest
 
-from iterprime_ros.core.text import (CommandError, EmptyCommandError, NonEnglishCommandError, NormaliserSettings,
-                                     normalise_command)
+from iterprime_ros.core.text import (
+    CommandError,
+    EmptyCommandError,
+    NonEnglishCommandError,
+    NormaliserSettings,
+    normalise_command,
+)
 
 COMMANDS = [
     ("could you pick up the red cup on the left please", "the red cup on the left"),
@@ -71,20 +77,25 @@ def test_voice_commands(command, expression):
     assert normalise_command(command) == expression
 
 
-@pytest.mark.parametrize("command", ["", "   ", "\n\t", "🙂👍", "?!", "please", "pick up", "could you"])
+@pytest.mark.parametrize(
+    "command", ["", "   ", "\n\t", "🙂👍", "?!", "please", "pick up", "could you"]
+)
 def test_empty_commands(command):
     with pytest.raises(EmptyCommandError):
         normalise_command(command)
 
 
-@pytest.mark.parametrize("command", [
-    "recoge la taza roja",
-    "nimm die rote Tasse",
-    "prends la tasse rouge à gauche",
-    "拿起红色的杯子",
-    "красная чашка слева",
-    "123 456",
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "recoge la taza roja",
+        "nimm die rote Tasse",
+        "prends la tasse rouge à gauche",
+        "拿起红色的杯子",
+        "красная чашка слева",
+        "123 456",
+    ],
+)
 def test_non_english_commands(command):
     with pytest.raises(NonEnglishCommandError) as info:
         normalise_command(command)
@@ -92,7 +103,9 @@ def test_non_english_commands(command):
 
 
 def test_error_hierarchy_and_messages():
-    assert issubclass(EmptyCommandError, CommandError) and issubclass(NonEnglishCommandError, CommandError)
+    assert issubclass(EmptyCommandError, CommandError) and issubclass(
+        NonEnglishCommandError, CommandError
+    )
     assert issubclass(CommandError, ValueError)
     with pytest.raises(EmptyCommandError, match="names no object"):
         normalise_command("pick up please")
@@ -105,13 +118,21 @@ def test_single_ascii_word_and_accents_pass():
 
 def test_off_switch_only_cleans():
     off = NormaliserSettings(enabled=False)
-    assert normalise_command("Could you pick up the red cup, please?", off) == "Could you pick up the red cup please"
+    assert (
+        normalise_command("Could you pick up the red cup, please?", off)
+        == "Could you pick up the red cup please"
+    )
     with pytest.raises(EmptyCommandError):
         normalise_command("  ", off)
-    assert normalise_command("recoge la taza", NormaliserSettings(check_language=False)) == "recoge la taza"
+    assert (
+        normalise_command("recoge la taza", NormaliserSettings(check_language=False))
+        == "recoge la taza"
+    )
 
 
 def test_configurable_phrase_lists():
-    custom = NormaliserSettings(verbs=("segment",), leading_phrases=("computer",), trailing_phrases=("over",))
+    custom = NormaliserSettings(
+        verbs=("segment",), leading_phrases=("computer",), trailing_phrases=("over",)
+    )
     assert normalise_command("Computer segment the red cup over", custom) == "the red cup"
     assert normalise_command("pick up the red cup", custom) == "pick up the red cup"

@@ -1,13 +1,22 @@
 """Mask geometry and depth back-projection with known numbers."""
+
 import numpy as np
 import pytest
 
-from iterprime_ros.core.geometry import centroid_3d, depth_to_metres, grasp_point, mask_bbox, mask_centroid
+from iterprime_ros.core.geometry import (
+    centroid_3d,
+    depth_to_metres,
+    grasp_point,
+    mask_bbox,
+    mask_centroid,
+)
 
 
 def square(h=30, w=40, rows=(10, 17), cols=(20, 27)):
     m = np.zeros((h, w), bool)
-    m[rows[0]:rows[1], cols[0]:cols[1]] = True  # rows 10..16, cols 20..26: 7 x 7, centre (23, 13)
+    m[rows[0] : rows[1], cols[0] : cols[1]] = (
+        True  # rows 10..16, cols 20..26: 7 x 7, centre (23, 13)
+    )
     return m
 
 
@@ -54,7 +63,11 @@ def test_depth_conversion():
     mm = np.array([[0, 1500], [65535, 1000]], np.uint16)
     out = depth_to_metres(mm, "16UC1")
     assert out.dtype == np.float32
-    assert np.isnan(out[0, 0]) and out[0, 1] == pytest.approx(1.5) and out[1, 0] == pytest.approx(65.535)
+    assert (
+        np.isnan(out[0, 0])
+        and out[0, 1] == pytest.approx(1.5)
+        and out[1, 0] == pytest.approx(65.535)
+    )
     assert out[1, 1] == pytest.approx(1.0)
     m = np.array([[0.0, np.nan, np.inf, -1.0, 2.0]], np.float32)
     out = depth_to_metres(m, "32FC1")
@@ -66,10 +79,10 @@ def test_depth_conversion():
 
 def test_centroid_3d_median_over_eroded_mask_and_back_projection():
     m = square()
-    depth = np.full(m.shape, 5.0, np.float32)   # background
-    depth[m] = 10.0                             # mask edge bleeds into the background...
-    depth[12:15, 22:25] = 2.0                   # ...the eroded (erode 2 -> rows 12..14, cols 22..24) core is 2 m
-    depth[13, 23] = np.nan                      # invalid pixels are ignored
+    depth = np.full(m.shape, 5.0, np.float32)  # background
+    depth[m] = 10.0  # mask edge bleeds into the background...
+    depth[12:15, 22:25] = 2.0  # ...the eroded (erode 2 -> rows 12..14, cols 22..24) core is 2 m
+    depth[13, 23] = np.nan  # invalid pixels are ignored
     x, y, z = centroid_3d(m, depth, fx=500.0, fy=400.0, cx=20.0, cy=15.0, erode_px=2)
     # Z = 2; (u, v) = (23, 13): X = (23 − 20)·2/500 = .012, Y = (13 − 15)·2/400 = −.01
     assert (x, y, z) == pytest.approx((0.012, -0.01, 2.0))

@@ -1,12 +1,19 @@
 """IGRS (Eq. 5–7) driven through the VLPBackend protocol by a scripted fake backend."""
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from iterprime_ros.core.backend import PassOutput, VLPBackend
-from iterprime_ros.core.igrs import (IGRSSettings, keep_from_map, minmax, run_igrs, steep_sigmoid,
-                                     upsample)
+from iterprime_ros.core.igrs import (
+    IGRSSettings,
+    keep_from_map,
+    minmax,
+    run_igrs,
+    steep_sigmoid,
+    upsample,
+)
 from iterprime_ros.core.text import TokenRoles
 
 
@@ -54,8 +61,8 @@ ROLES = TokenRoles(effective=(), primary=(), valid=torch.tensor([True, True]))
 SETTINGS = IGRSSettings(mode="mean")
 
 # Maps already spanning [0, 1], so N_t = the map.
-N0 = [[1.0, 0.6], [0.2, 0.0]]   # keep B_0 = [N < .5] = [F F / T T]
-N1 = [[0.0, 1.0], [0.7, 0.3]]   # B_1 = [T F / F T] -> M = B_0 ∧ B_1 = [F F / F T]
+N0 = [[1.0, 0.6], [0.2, 0.0]]  # keep B_0 = [N < .5] = [F F / T T]
+N1 = [[0.0, 1.0], [0.7, 0.3]]  # B_1 = [T F / F T] -> M = B_0 ∧ B_1 = [F F / F T]
 N2 = [[0.5, 0.0], [1.0, 0.25]]
 
 
@@ -75,7 +82,12 @@ def test_blend_weights_and_keep_masks_over_three_passes():
     assert res.iterations == 3 and res.returned_pass == 2 and res.stop_reason == "max_iterations"
     assert fake.texts == ["there is a cup"] * 3
     assert fake.keeps[0] is None
-    assert fake.keeps[1].dtype == torch.bool and fake.keeps[1].tolist() == [False, False, True, True]
+    assert fake.keeps[1].dtype == torch.bool and fake.keeps[1].tolist() == [
+        False,
+        False,
+        True,
+        True,
+    ]
     assert fake.keeps[2].tolist() == [False, False, False, True]
     assert res.itm_scores == pytest.approx([0.5, 0.6, 0.7])
     assert res.itm_logits == pytest.approx([np.log(1.0), np.log(0.6 / 0.4), np.log(0.7 / 0.3)])
@@ -96,25 +108,39 @@ def test_reference_stop_at_third_pass():
     fake = ScriptedFakeBackend([N0, N1, N2], [0.5, 0.95, 0.9])
     res = run_igrs(fake, "embedding", "t", ROLES, (2, 2), SETTINGS)
     assert (res.iterations, res.returned_pass) == (3, 2)
-    assert np.allclose(res.heatmap.ravel(), (np.array([0.74, 0.544, 0.44, 0.098]) - 0.098) / 0.642, atol=1e-5)
+    assert np.allclose(
+        res.heatmap.ravel(), (np.array([0.74, 0.544, 0.44, 0.098]) - 0.098) / 0.642, atol=1e-5
+    )
 
 
 def test_soft_itm_stop_returns_previous_map():
     # S_0 = p_0 = .5; S_1 = p_1 · mean(1 − O_0) = .8 · (1 − 1.8/4) = .8 · .55 = .44 < .5
     # -> stop, return O_0 = N0 (the reference rule would go on: .8 > .5)
     fake = ScriptedFakeBackend([N0, N1, N2], [0.5, 0.8, 0.9])
-    res = run_igrs(fake, "embedding", "t", ROLES, (2, 2), IGRSSettings(mode="mean", stop_rule="soft_itm"))
+    res = run_igrs(
+        fake, "embedding", "t", ROLES, (2, 2), IGRSSettings(mode="mean", stop_rule="soft_itm")
+    )
     assert np.allclose(res.heatmap, np.array(N0), atol=1e-6)
     assert (res.iterations, res.returned_pass, res.stop_reason) == (2, 0, "itm_drop")
-    ref = run_igrs(ScriptedFakeBackend([N0, N1, N2], [0.5, 0.8, 0.9]), "embedding", "t", ROLES, (2, 2), SETTINGS)
+    ref = run_igrs(
+        ScriptedFakeBackend([N0, N1, N2], [0.5, 0.8, 0.9]),
+        "embedding",
+        "t",
+        ROLES,
+        (2, 2),
+        SETTINGS,
+    )
     assert ref.iterations == 3
 
 
 def test_soft_itm_second_step():
-    # S_1 = .95 · .55 = .5225 ≥ .5 goes on; O_1 = [1 .837838 .324324 0], mean(1 − O_1) = 1 − 2.162162/4
+    # S_1 = .95 · .55 = .5225 ≥ .5 goes on; O_1 = [1 .837838 .324324 0], mean(1 − O_1) = 1 −
+    # 2.162162/4
     # = .459459; S_2 = .9 · .459459 = .413514 < .5225 -> stop, return O_1 (reference returns O_2).
     fake = ScriptedFakeBackend([N0, N1, N2], [0.5, 0.95, 0.9])
-    res = run_igrs(fake, "embedding", "t", ROLES, (2, 2), IGRSSettings(mode="mean", stop_rule="soft_itm"))
+    res = run_igrs(
+        fake, "embedding", "t", ROLES, (2, 2), IGRSSettings(mode="mean", stop_rule="soft_itm")
+    )
     assert np.allclose(res.heatmap.ravel(), [1.0, 0.837838, 0.324324, 0.0], atol=1e-5)
     assert (res.iterations, res.returned_pass) == (3, 1)
 
@@ -147,14 +173,19 @@ def test_disabled_runs_one_pass_and_max_iterations_is_respected():
 
 
 def test_steep_sigmoid_max_normalisation_shifts_the_cut():
-    # S(x) = σ(20(x−.5))/σ(10) when max N = 1. S(.499999) = .4999949/.9999546 = .500018 ≥ .5 -> dropped,
+    # S(x) = σ(20(x−.5))/σ(10) when max N = 1. S(.499999) = .4999949/.9999546 = .500018 ≥ .5 ->
+    # dropped,
     # although .499999 < .5; S(.49999) = .4999500/.9999546 = .499973 < .5 -> kept.
     n = torch.tensor([[1.0, 0.49999], [0.499999, 0.0]])
     assert keep_from_map(n).tolist() == [False, True, False, True]
     s = steep_sigmoid(torch.tensor([0.0, 0.5, 1.0]))
     sig10 = 1 / (1 + np.exp(-10))
     assert s.tolist() == pytest.approx([(1 / (1 + np.exp(10))) / sig10, 0.5 / sig10, 1.0])
-    assert steep_sigmoid(torch.zeros(3)).tolist() == [1.0, 1.0, 1.0]  # all-zero map: S = 1 everywhere
+    assert steep_sigmoid(torch.zeros(3)).tolist() == [
+        1.0,
+        1.0,
+        1.0,
+    ]  # all-zero map: S = 1 everywhere
 
 
 def test_minmax_constant_map_is_zero_not_nan():
@@ -167,8 +198,12 @@ def test_upsample_is_torch_bicubic_align_corners_false():
     up = upsample(r, (6, 8))
     ref = F.interpolate(r[None, None], size=(6, 8), mode="bicubic", align_corners=False)[0, 0]
     assert up.shape == (6, 8) and torch.allclose(up, ref)
-    assert not torch.allclose(up, F.interpolate(r[None, None], size=(6, 8), mode="bicubic", align_corners=True)[0, 0])
-    assert not torch.allclose(up, F.interpolate(r[None, None], size=(6, 8), mode="bilinear", align_corners=False)[0, 0])
+    assert not torch.allclose(
+        up, F.interpolate(r[None, None], size=(6, 8), mode="bicubic", align_corners=True)[0, 0]
+    )
+    assert not torch.allclose(
+        up, F.interpolate(r[None, None], size=(6, 8), mode="bilinear", align_corners=False)[0, 0]
+    )
 
 
 def test_heatmap_at_image_size_is_in_unit_range():
@@ -189,27 +224,46 @@ def test_settings_are_validated():
 
 def test_default_settings_are_the_papers_constants():
     s = IGRSSettings()
-    assert (s.max_iterations, s.alpha, s.threshold, s.steepness, s.stop_rule, s.mode, s.no_primary, s.enabled) == \
-        (3, 0.2, 0.5, 20.0, "reference", "pwem", "reference", True)
+    assert (
+        s.max_iterations,
+        s.alpha,
+        s.threshold,
+        s.steepness,
+        s.stop_rule,
+        s.mode,
+        s.no_primary,
+        s.enabled,
+    ) == (3, 0.2, 0.5, 20.0, "reference", "pwem", "reference", True)
 
 
 def test_steepness_reaches_the_keep_mask_in_run_igrs():
-    # .49999 stays visible with steepness 20 (S = .499973) but not with 10 (S = σ(−1e-4)/σ(5) = .50334)
+    # .49999 stays visible with steepness 20 (S = .499973) but not with 10 (S = σ(−1e-4)/σ(5) =
+    # .50334)
     near = [[1.0, 0.49999], [0.2, 0.0]]
     fake = ScriptedFakeBackend([near, N1], [0.5, 0.6])
     run_igrs(fake, "embedding", "t", ROLES, (2, 2), IGRSSettings(mode="mean", max_iterations=2))
     assert fake.keeps[1].tolist() == [False, True, True, True]
     fake = ScriptedFakeBackend([near, N1], [0.5, 0.6])
-    run_igrs(fake, "embedding", "t", ROLES, (2, 2), IGRSSettings(mode="mean", max_iterations=2, steepness=10.0))
+    run_igrs(
+        fake,
+        "embedding",
+        "t",
+        ROLES,
+        (2, 2),
+        IGRSSettings(mode="mean", max_iterations=2, steepness=10.0),
+    )
     assert fake.keeps[1].tolist() == [False, False, True, True]
 
 
 def test_default_mode_is_pwem_on_the_worked_example():
-    # The hand-computed PWEM map of test_core_pwem.py is [5.0 1.2 1.3 1.7]/12; N_0 = minmax = (x − 1.2)/3.8.
+    # The hand-computed PWEM map of test_core_pwem.py is [5.0 1.2 1.3 1.7]/12; N_0 = minmax = (x −
+    # 1.2)/3.8.
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("_pwem_example", Path(__file__).with_name("test_core_pwem.py"))
+    spec = importlib.util.spec_from_file_location(
+        "_pwem_example", Path(__file__).with_name("test_core_pwem.py")
+    )
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     ATT, GRAD, PWEM_ROLES = example.ATT, example.GRAD, example.ROLES

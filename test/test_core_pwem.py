@@ -2,6 +2,7 @@
 
 Patch order inside a g x g = 2 x 2 grid is row-major: p0 p1 / p2 p3.
 """
+
 import pytest
 import torch
 
@@ -39,38 +40,42 @@ def test_to_grid_rejects_non_square_key_count_and_casts_half():
 # Tokens: 0 [CLS] · 1 "is" (prompt word, valid, not effective) · 2 primary word · 3 context word ·
 #         4 trailing [SEP] (invalid: huge values that would wreck every mean if used).
 # E = (2, 3), P = (2,). Each row: [image-CLS key, p0, p1, p2, p3].
-ATT = torch.tensor([
-    [  # head 0
-        [0.5, 0.1, 0.2, 0.3, 0.4],
-        [0.5, 0.3, 0.3, 0.3, 0.3],
-        [0.5, 0.4, 0.2, 0.1, 0.3],
-        [0.5, 0.1, 0.2, 0.3, 0.4],
-        [0.5, 5.0, 5.0, 5.0, 5.0],
-    ],
-    [  # head 1
-        [0.5, 0.0, 0.0, 0.0, 0.0],
-        [0.5, 0.1, 0.1, 0.1, 0.1],
-        [0.5, 0.2, 0.2, 0.2, 0.2],
-        [0.5, 0.4, 0.0, 0.2, 0.1],
-        [0.5, 5.0, 5.0, 5.0, 5.0],
-    ],
-])
-GRAD = torch.tensor([
+ATT = torch.tensor(
     [
-        [9.0, 1.0, 1.0, 1.0, 1.0],
-        [9.0, 1.0, 1.0, 1.0, 1.0],
-        [9.0, 2.0, -1.0, 1.0, 0.0],   # relu -> [2, 0, 1, 0]
-        [9.0, 1.0, 1.0, -2.0, 1.0],   # relu -> [1, 1, 0, 1]
-        [9.0, 7.0, 7.0, 7.0, 7.0],
-    ],
+        [  # head 0
+            [0.5, 0.1, 0.2, 0.3, 0.4],
+            [0.5, 0.3, 0.3, 0.3, 0.3],
+            [0.5, 0.4, 0.2, 0.1, 0.3],
+            [0.5, 0.1, 0.2, 0.3, 0.4],
+            [0.5, 5.0, 5.0, 5.0, 5.0],
+        ],
+        [  # head 1
+            [0.5, 0.0, 0.0, 0.0, 0.0],
+            [0.5, 0.1, 0.1, 0.1, 0.1],
+            [0.5, 0.2, 0.2, 0.2, 0.2],
+            [0.5, 0.4, 0.0, 0.2, 0.1],
+            [0.5, 5.0, 5.0, 5.0, 5.0],
+        ],
+    ]
+)
+GRAD = torch.tensor(
     [
-        [9.0, 1.0, 1.0, 1.0, 1.0],
-        [9.0, 1.0, 1.0, 1.0, 1.0],
-        [9.0, 1.0, 1.0, 1.0, 1.0],
-        [9.0, 1.0, 1.0, 1.0, 1.0],
-        [9.0, 7.0, 7.0, 7.0, 7.0],
-    ],
-])
+        [
+            [9.0, 1.0, 1.0, 1.0, 1.0],
+            [9.0, 1.0, 1.0, 1.0, 1.0],
+            [9.0, 2.0, -1.0, 1.0, 0.0],  # relu -> [2, 0, 1, 0]
+            [9.0, 1.0, 1.0, -2.0, 1.0],  # relu -> [1, 1, 0, 1]
+            [9.0, 7.0, 7.0, 7.0, 7.0],
+        ],
+        [
+            [9.0, 1.0, 1.0, 1.0, 1.0],
+            [9.0, 1.0, 1.0, 1.0, 1.0],
+            [9.0, 1.0, 1.0, 1.0, 1.0],
+            [9.0, 1.0, 1.0, 1.0, 1.0],
+            [9.0, 7.0, 7.0, 7.0, 7.0],
+        ],
+    ]
+)
 VALID = torch.tensor([True, True, True, True, False])
 ROLES = TokenRoles(effective=(2, 3), primary=(2,), valid=VALID)
 # Per-token Grad-CAM G = A ⊙ relu(∇A):
@@ -81,7 +86,7 @@ ROLES = TokenRoles(effective=(2, 3), primary=(2,), valid=VALID)
 def test_pwem_worked_example():
     # Local term (Eq. 3), C = unique(E) \ P = (3,):
     #  head 0: A_m = A2 = [.4 .2 .1 .3], g_m = [2 0 1 0]; D = A_m − A3 = [.3 0 −.2 −.1].
-    #          One context word: normalising across the context axis gives D̂ = sign(D) = [1 0 −1 −1]
+    # One context word: normalising across the context axis gives D̂ = sign(D) = [1 0 −1 −1]
     #          (a spatial L2 norm would give D/0.374 instead). G_loc = D̂·g_m·(A_m·g_m)
     #          = [1·2·.8, 0, −1·1·.1, −1·0·0] = [1.6 0 −.1 0].
     #  head 1: A_m = [.2 .2 .2 .2], g_m = 1; D = [−.2 .2 0 .1] -> D̂ = [−1 1 0 1];
@@ -96,17 +101,23 @@ def test_pwem_worked_example():
     assert torch.allclose(out, grid([5.0, 1.2, 1.3, 1.7]) / 12, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode, expected", [
-    # mean (Eq. 2): all valid tokens 0..3 (not the [SEP]): head0 sum [1.3 .7 .7 1.1]/4,
-    #   head1 sum [.7 .3 .5 .4]/4 -> [2.0 1.0 1.2 1.5]/8
-    ("mean", [2.0 / 8, 1.0 / 8, 1.2 / 8, 1.5 / 8]),
-    # gvlp: [CLS] ∪ E = (0, 2, 3): head0 [1.0 .4 .4 .8]/3, head1 [.6 .2 .4 .3]/3 -> [1.6 .6 .8 1.1]/6
-    ("gvlp", [1.6 / 6, 0.6 / 6, 0.8 / 6, 1.1 / 6]),
-    # global: [CLS] + E' = (0, 2, 3, 2, 2): head0 [2.6 .4 .6 .8]/5, head1 [1.0 .6 .8 .7]/5 -> /10
-    ("global", [3.6 / 10, 1.0 / 10, 1.4 / 10, 1.5 / 10]),
-    # local: [CLS] + G_loc + E = (0, loc, 2, 3): head0 [2.6 .4 .3 .8]/4, head1 [.4 .4 .4 .5]/4 -> /8
-    ("local", [3.0 / 8, 0.8 / 8, 0.7 / 8, 1.3 / 8]),
-])
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        # mean (Eq. 2): all valid tokens 0..3 (not the [SEP]): head0 sum [1.3 .7 .7 1.1]/4,
+        #   head1 sum [.7 .3 .5 .4]/4 -> [2.0 1.0 1.2 1.5]/8
+        ("mean", [2.0 / 8, 1.0 / 8, 1.2 / 8, 1.5 / 8]),
+        # gvlp: [CLS] ∪ E = (0, 2, 3): head0 [1.0 .4 .4 .8]/3, head1 [.6 .2 .4 .3]/3 -> [1.6 .6 .8
+        # 1.1]/6
+        ("gvlp", [1.6 / 6, 0.6 / 6, 0.8 / 6, 1.1 / 6]),
+        # global: [CLS] + E' = (0, 2, 3, 2, 2): head0 [2.6 .4 .6 .8]/5, head1 [1.0 .6 .8 .7]/5 ->
+        # /10
+        ("global", [3.6 / 10, 1.0 / 10, 1.4 / 10, 1.5 / 10]),
+        # local: [CLS] + G_loc + E = (0, loc, 2, 3): head0 [2.6 .4 .3 .8]/4, head1 [.4 .4 .4 .5]/4
+        # -> /8
+        ("local", [3.0 / 8, 0.8 / 8, 0.7 / 8, 1.3 / 8]),
+    ],
+)
 def test_aggregation_modes(mode, expected):
     assert torch.allclose(aggregate(ATT, GRAD, ROLES, mode=mode), grid(expected), atol=1e-6)
 
@@ -115,9 +126,14 @@ def test_no_primary_reference_averages_all_valid_tokens_and_gvlp_switch_does_not
     roles = TokenRoles(effective=(2, 3), primary=(), valid=VALID)
     for mode in ("pwem", "global", "local"):
         # reference bug: the overall mean even though E is non-empty
-        assert torch.allclose(aggregate(ATT, GRAD, roles, mode=mode), grid([2.0, 1.0, 1.2, 1.5]) / 8, atol=1e-6)
-        assert torch.allclose(aggregate(ATT, GRAD, roles, mode=mode, no_primary="gvlp"),
-                              grid([1.6, 0.6, 0.8, 1.1]) / 6, atol=1e-6)
+        assert torch.allclose(
+            aggregate(ATT, GRAD, roles, mode=mode), grid([2.0, 1.0, 1.2, 1.5]) / 8, atol=1e-6
+        )
+        assert torch.allclose(
+            aggregate(ATT, GRAD, roles, mode=mode, no_primary="gvlp"),
+            grid([1.6, 0.6, 0.8, 1.1]) / 6,
+            atol=1e-6,
+        )
 
 
 def test_no_effective_word_falls_back_to_overall_mean_in_every_mode():
@@ -144,20 +160,26 @@ def test_invalid_tokens_never_take_part_even_if_listed():
 
 def test_local_maps_normalise_across_context_axis_mean_over_subwords_and_eps():
     # One head; tokens 1, 2 = primary subwords, 3, 4 = context words.
-    a = torch.stack([
-        grid([0.0, 0.0, 0.0, 0.0]),
-        grid([0.6, 0.2, 0.3, 0.5]),   # primary subword 1
-        grid([0.4, 0.2, 0.5, 0.3]),   # primary subword 2  -> A_m = [.5 .2 .4 .4]
-        grid([0.2, 0.2, 0.1, 0.4]),   # context a -> D_a = [.3 0 .3 0]
-        grid([0.1, 0.2, 0.4, 0.1]),   # context b -> D_b = [.4 0 0 .3]
-    ])[None]
-    g_raw = torch.stack([
-        grid([0.0, 0.0, 0.0, 0.0]),
-        grid([2.0, 1.0, 4.0, -1.0]),  # relu first: [2 1 4 0]
-        grid([0.0, 1.0, 0.0, 1.0]),   # -> g_m = mean of relu'd = [1 1 2 .5] (relu after the mean: p3 = 0)
-        grid([5.0, 5.0, 5.0, 5.0]),
-        grid([5.0, 5.0, 5.0, 5.0]),
-    ])[None]
+    a = torch.stack(
+        [
+            grid([0.0, 0.0, 0.0, 0.0]),
+            grid([0.6, 0.2, 0.3, 0.5]),  # primary subword 1
+            grid([0.4, 0.2, 0.5, 0.3]),  # primary subword 2  -> A_m = [.5 .2 .4 .4]
+            grid([0.2, 0.2, 0.1, 0.4]),  # context a -> D_a = [.3 0 .3 0]
+            grid([0.1, 0.2, 0.4, 0.1]),  # context b -> D_b = [.4 0 0 .3]
+        ]
+    )[None]
+    g_raw = torch.stack(
+        [
+            grid([0.0, 0.0, 0.0, 0.0]),
+            grid([2.0, 1.0, 4.0, -1.0]),  # relu first: [2 1 4 0]
+            grid(
+                [0.0, 1.0, 0.0, 1.0]
+            ),  # -> g_m = mean of relu'd = [1 1 2 .5] (relu after the mean: p3 = 0)
+            grid([5.0, 5.0, 5.0, 5.0]),
+            grid([5.0, 5.0, 5.0, 5.0]),
+        ]
+    )[None]
     loc = local_maps(a, torch.relu(g_raw), primary=(1, 2), context=(3, 4))
     # ‖D‖ across context = [.5, 0 (→1e-8), .3, .3] -> D̂_a = [.6 0 1 0], D̂_b = [.8 0 0 1]
     # g_m·(A_m·g_m) = [1·.5·1, 1·.2·1, 2·.4·2, .5·.4·.5] = [.5 .2 1.6 .1]

@@ -1,4 +1,5 @@
 """Proposal selection (Eq. 8–10) on crafted masks."""
+
 import time
 
 import numpy as np
@@ -24,7 +25,8 @@ def test_score_formula_with_its_epsilon():
     m = blank(4, 4)
     m[0, 0] = m[0, 1] = True
     sel = select_proposal(heat, m[None])
-    # s = Σ m(1 + O) / (Σ m + 1e-5) = (2 + 1.5) / 2.00001 = 1.7499912...  (1.75 without the epsilon)
+    # s = Σ m(1 + O) / (Σ m + 1e-5) = (2 + 1.5) / 2.00001 = 1.7499912...  (1.75 without the
+    # epsilon)
     assert sel.index == 0
     assert sel.score == pytest.approx(3.5 / 2.00001, abs=1e-12)
     assert abs(sel.score - 1.75) > 5e-6
@@ -33,8 +35,10 @@ def test_score_formula_with_its_epsilon():
 def test_must_cover_the_exact_peak():
     heat = heat_with_peak()
     heat[0:3, 0:3] = 0.999999  # hot area, but not the exact maximum
-    hot = blank(); hot[0:3, 0:3] = True
-    cover = blank(); cover[4:7, 4:7] = True  # covers the peak, mean heat (1 + 8·.1)/9 = .2
+    hot = blank()
+    hot[0:3, 0:3] = True
+    cover = blank()
+    cover[4:7, 4:7] = True  # covers the peak, mean heat (1 + 8·.1)/9 = .2
     sel = select_proposal(heat, np.stack([hot, cover]))
     assert sel.index == 1
     assert sel.scores[0] == 0.0
@@ -45,8 +49,10 @@ def test_must_cover_the_exact_peak():
 def test_peak_ties_all_count():
     heat = np.zeros((6, 6), np.float32)
     heat[0, 0] = heat[5, 5] = 1.0
-    a = blank(6, 6); a[5, 4:6] = True          # covers peak (5, 5): mean heat .5
-    b = blank(6, 6); b[0, 0] = True            # covers peak (0, 0): mean heat 1
+    a = blank(6, 6)
+    a[5, 4:6] = True  # covers peak (5, 5): mean heat .5
+    b = blank(6, 6)
+    b[0, 0] = True  # covers peak (0, 0): mean heat 1
     sel = select_proposal(heat, np.stack([a, b]))
     assert sel.valid.tolist() == [True, True] and sel.index == 1
 
@@ -83,8 +89,10 @@ def test_four_connectivity_diagonal_pixels_are_two_components():
 
 def test_ties_go_to_the_lowest_index():
     heat = heat_with_peak()
-    m = blank(); m[4:7, 4:7] = True
-    other = blank(); other[0, 0] = True
+    m = blank()
+    m[4:7, 4:7] = True
+    other = blank()
+    other[0, 0] = True
     sel = select_proposal(heat, np.stack([other, m, m.copy(), m.copy()]))
     assert sel.index == 1
     assert sel.scores[1] == sel.scores[2] == sel.scores[3]
@@ -93,8 +101,11 @@ def test_ties_go_to_the_lowest_index():
 def test_nothing_valid_fails_with_reason_or_falls_back_to_best_heat():
     heat = heat_with_peak()
     empty = blank()
-    warm = blank(); warm[0:2, 0:2] = True; heat[0:2, 0:2] = 0.6
-    cool = blank(); cool[8:10, 8:10] = True
+    warm = blank()
+    warm[0:2, 0:2] = True
+    heat[0:2, 0:2] = 0.6
+    cool = blank()
+    cool[8:10, 8:10] = True
     props = np.stack([empty, cool, warm])
     sel = select_proposal(heat, props)
     assert sel.index is None and not sel.flagged
@@ -114,7 +125,8 @@ def test_no_proposals_and_bad_input():
         select_proposal(heat_with_peak(), np.zeros((2, 9, 10), bool))
     with pytest.raises(ValueError):
         select_proposal(heat_with_peak(), np.zeros((2, 10, 10), bool), empty_selection="maybe")
-    bad = heat_with_peak(); bad[0, 0] = np.nan
+    bad = heat_with_peak()
+    bad[0, 0] = np.nan
     with pytest.raises(ValueError):
         select_proposal(bad, np.zeros((1, 10, 10), bool))
 
@@ -122,7 +134,9 @@ def test_no_proposals_and_bad_input():
 def test_components_counted_only_for_peak_covering_proposals(monkeypatch):
     calls = []
     real = selection.count_components
-    monkeypatch.setattr(selection, "count_components", lambda m, c=4: calls.append(1) or real(m, c))
+    monkeypatch.setattr(
+        selection, "count_components", lambda m, c=4: calls.append(1) or real(m, c)
+    )
     rng = np.random.default_rng(0)
     props = rng.random((200, 48, 64)) > 0.7
     props[:, 20, 30] = False

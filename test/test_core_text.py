@@ -1,4 +1,5 @@
 """Token roles: effective words, primary word on real spaCy parses, prompt and subword mapping."""
+
 import logging
 import types
 
@@ -6,8 +7,17 @@ import pytest
 import torch
 
 from iterprime_ros.core import text as text_mod
-from iterprime_ros.core.text import (ExpressionParser, ParsedExpression, TokenRoles, Word, assemble, benepar_tree,
-                                     build_prompt, spacy_tree, token_roles)
+from iterprime_ros.core.text import (
+    ExpressionParser,
+    ParsedExpression,
+    TokenRoles,
+    Word,
+    assemble,
+    benepar_tree,
+    build_prompt,
+    spacy_tree,
+    token_roles,
+)
 from iterprime_ros.core.tree import parse_tree
 
 
@@ -17,15 +27,22 @@ def parser():
 
 
 # ---------------------------------------------------------------- spaCy fallback, real parses
-@pytest.mark.parametrize("expression, primary, effective", [
-    ("the red cup on the left", "cup", ["red", "cup", "left"]),
-    ("guy in blue shirt", "guy", ["guy", "blue", "shirt"]),          # leftmost noun chunk wins
-    ("the coffee cup", "cup", ["coffee", "cup"]),                     # rightmost NN in the chunk
-    ("woman holding an umbrella", "woman", ["woman", "holding", "umbrella"]),  # VERB is effective
-    ("the man's hat", "hat", ["man's", "hat"]),                       # "man's": one word, effective
-    ("the 2 bananas", "bananas", ["2", "bananas"]),                   # NNS only through the NOUN fallback
-    ("blue", None, ["blue"]),
-])
+@pytest.mark.parametrize(
+    "expression, primary, effective",
+    [
+        ("the red cup on the left", "cup", ["red", "cup", "left"]),
+        ("guy in blue shirt", "guy", ["guy", "blue", "shirt"]),  # leftmost noun chunk wins
+        ("the coffee cup", "cup", ["coffee", "cup"]),  # rightmost NN in the chunk
+        (
+            "woman holding an umbrella",
+            "woman",
+            ["woman", "holding", "umbrella"],
+        ),  # VERB is effective
+        ("the man's hat", "hat", ["man's", "hat"]),  # "man's": one word, effective
+        ("the 2 bananas", "bananas", ["2", "bananas"]),  # NNS only through the NOUN fallback
+        ("blue", None, ["blue"]),
+    ],
+)
 def test_spacy_fallback_real_parses(parser, expression, primary, effective):
     parsed = parser.parse(expression)
     assert parsed.parser == "spacy"
@@ -64,7 +81,9 @@ def test_auto_parser_falls_back_to_spacy_and_logs_it(caplog):
     with caplog.at_level(logging.INFO, logger="iterprime_ros.core.text"):
         p = ExpressionParser()
         assert p.kind == "spacy"
-    assert any("spaCy" in r.message and "benepar_en3 not installed" in r.message for r in caplog.records)
+    assert any(
+        "spaCy" in r.message and "benepar_en3 not installed" in r.message for r in caplog.records
+    )
     with pytest.raises(RuntimeError):
         ExpressionParser(parser="benepar").parse("the cup")
     with pytest.raises(ValueError):
@@ -73,8 +92,14 @@ def test_auto_parser_falls_back_to_spacy_and_logs_it(caplog):
 
 # ---------------------------------------------------------------- pure assembly (no spaCy)
 def test_assemble_merges_tagger_pieces_into_whitespace_words():
-    # "the man's hat": tagger pieces the / man / 's / hat; tree's innermost NP "the man 's" holds NN man
-    pieces = [(0, "the", "DET", "DT"), (4, "man", "NOUN", "NN"), (7, "'s", "PART", "POS"), (10, "hat", "NOUN", "NN")]
+    # "the man's hat": tagger pieces the / man / 's / hat; tree's innermost NP "the man 's" holds
+    # NN man
+    pieces = [
+        (0, "the", "DET", "DT"),
+        (4, "man", "NOUN", "NN"),
+        (7, "'s", "PART", "POS"),
+        (10, "hat", "NOUN", "NN"),
+    ]
     tree = parse_tree("(NP (NP (DT the) (NN man) (POS 's)) (NN hat))")
     parsed = assemble("the man's hat", pieces, tree, [0, 1, 2, 3], ("NN",), "benepar")
     assert [w.text for w in parsed.words] == ["the", "man's", "hat"]
@@ -140,8 +165,8 @@ def test_token_roles_with_subwords_and_split_words():
     valid = [True] * 10 + [False] * 3  # [CLS] + 9 tokens valid; [SEP] and 2 pads not
     parsed = hand_parsed("the man's hat", effective=(1, 2), primary=2)
     roles = token_roles(parsed, offsets, start, valid)
-    assert roles.effective == (5, 6, 7, 8, 9)   # man ' s (one word) + ha ##t
-    assert roles.primary == (8, 9)              # both subwords of "hat"
+    assert roles.effective == (5, 6, 7, 8, 9)  # man ' s (one word) + ha ##t
+    assert roles.primary == (8, 9)  # both subwords of "hat"
     assert roles.valid.tolist() == valid
     derived = token_roles(parsed, offsets, start, None)
     assert derived.valid.tolist() == [True] * 10 + [False] * 3
@@ -150,8 +175,12 @@ def test_token_roles_with_subwords_and_split_words():
 
 def test_primary_subwords_are_the_last_occurrence():
     text, start = build_prompt("there is a {}", "the cup next to the cup")
-    offsets = bert_like_offsets(text, ["there", "is", "a", "the", "cup", "next", "to", "the", "cup"])
-    parsed = hand_parsed("the cup next to the cup", effective=(1, 5), primary=1)  # Algorithm 1: first "cup"
+    offsets = bert_like_offsets(
+        text, ["there", "is", "a", "the", "cup", "next", "to", "the", "cup"]
+    )
+    parsed = hand_parsed(
+        "the cup next to the cup", effective=(1, 5), primary=1
+    )  # Algorithm 1: first "cup"
     roles = token_roles(parsed, offsets, start, None)
     assert roles.effective == (5, 9)
     assert roles.primary == (9,)
@@ -159,7 +188,11 @@ def test_primary_subwords_are_the_last_occurrence():
 
 def test_truncated_primary_word_gives_no_primary_and_cls_is_never_effective():
     text, start = build_prompt("{}", "red cup")
-    offsets = [(0, 3), (4, 7), None]  # a backend that reports a span for position 0 still has CLS = 0
+    offsets = [
+        (0, 3),
+        (4, 7),
+        None,
+    ]  # a backend that reports a span for position 0 still has CLS = 0
     parsed = hand_parsed("red cup", effective=(0, 1), primary=1)
     roles = token_roles(parsed, offsets, start, [True, False, False])
     assert roles.effective == () and roles.primary == ()
@@ -170,14 +203,21 @@ def test_truncated_primary_word_gives_no_primary_and_cls_is_never_effective():
 def test_end_to_end_roles_from_a_real_parse(parser):
     parsed = parser.parse("the red cup on the left")
     text, start = build_prompt("there is a {}", parsed.expression)
-    offsets = bert_like_offsets(text, ["there", "is", "a", "the", "red", "cup", "on", "the", "left"])
+    offsets = bert_like_offsets(
+        text, ["there", "is", "a", "the", "red", "cup", "on", "the", "left"]
+    )
     roles = token_roles(parsed, offsets, start, torch.tensor([True] * 10 + [False] * 3))
     assert roles.effective == (5, 6, 9) and roles.primary == (6,)
 
 
 def test_word_is_effective_if_any_tagger_piece_is():
     # whitespace word '"red"' = pieces " / red / "  (the effective piece is not the first one)
-    pieces = [(0, '"', "PUNCT", "``"), (1, "red", "ADJ", "JJ"), (4, '"', "PUNCT", "''"), (6, "cup", "NOUN", "NN")]
+    pieces = [
+        (0, '"', "PUNCT", "``"),
+        (1, "red", "ADJ", "JJ"),
+        (4, '"', "PUNCT", "''"),
+        (6, "cup", "NOUN", "NN"),
+    ]
     tree = parse_tree("(NP (`` \") (JJ red) ('' \") (NN cup))")
     parsed = assemble('"red" cup', pieces, tree, [0, 1, 2, 3], ("NN",), "spacy")
     assert parsed.effective == (0, 1)

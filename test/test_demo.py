@@ -4,6 +4,7 @@ The world model here is a tiny one with RANDOM weights, built by the test: it ch
 plumbing (banner, bag in, one result per command, overlays, IoU against the scene's true
 masks), not segmentation quality -- docs/world_results.md has the trained model's figures.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,16 +14,37 @@ import numpy as np
 import pytest
 
 from iterprime_ros.tools import cli
-from iterprime_ros.tools.demo import WORLD_COMMANDS_PER_SCENE, WORLD_SCENES, build_world_bag, read_result_masks
-from iterprime_ros.tools.world.model import WorldModelConfig, build_model, build_tokenizer, save_world_model
+from iterprime_ros.tools.demo import (
+    WORLD_COMMANDS_PER_SCENE,
+    WORLD_SCENES,
+    build_world_bag,
+    read_result_masks,
+)
+from iterprime_ros.tools.world.model import (
+    WorldModelConfig,
+    build_model,
+    build_tokenizer,
+    save_world_model,
+)
 
 
 @pytest.fixture(scope="module")
 def random_world_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("world_random")
-    cfg = WorldModelConfig(image_size=64, vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=64,
-                           text_hidden=32, text_heads=2, text_intermediate=64, itc_dim=16)
-    save_world_model(build_model(cfg, seed=0).eval(), build_tokenizer(cfg.max_positions), folder, cfg)
+    cfg = WorldModelConfig(
+        image_size=64,
+        vision_hidden=32,
+        vision_layers=1,
+        vision_heads=2,
+        vision_intermediate=64,
+        text_hidden=32,
+        text_heads=2,
+        text_intermediate=64,
+        itc_dim=16,
+    )
+    save_world_model(
+        build_model(cfg, seed=0).eval(), build_tokenizer(cfg.max_positions), folder, cfg
+    )
     return folder
 
 
@@ -33,7 +55,9 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def test_demo_without_weights_runs_the_world_loudly(random_world_model, offline, monkeypatch, tmp_path, capsys):
+def test_demo_without_weights_runs_the_world_loudly(
+    random_world_model, offline, monkeypatch, tmp_path, capsys
+):
     monkeypatch.setenv("ITERPRIME_WORLD_MODEL", str(random_world_model))
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--device", "cpu"]) == 0
@@ -45,11 +69,18 @@ def test_demo_without_weights_runs_the_world_loudly(random_world_model, offline,
     assert len(list((out / "overlays").glob("*.png"))) == n
     # The printed IoU of each command is the IoU of the bag's mask with that scene's true mask.
     _, commands = build_world_bag(tmp_path / "again.mcap")
-    printed = [float(m.group(1)) for m in re.finditer(r"^\s*(\d\.\d\d)\s+(attribute|absolute|relation)\s", text, re.M)]
+    printed = [
+        float(m.group(1))
+        for m in re.finditer(r"^\s*(\d\.\d\d)\s+(attribute|absolute|relation)\s", text, re.M)
+    ]
     assert len(printed) == n
     for (command, ok, _error, mask), truth, shown in zip(rows, commands, printed):
         assert command == truth.text
-        iou = np.logical_and(mask, truth.truth).sum() / np.logical_or(mask, truth.truth).sum() if ok else 0.0
+        iou = (
+            np.logical_and(mask, truth.truth).sum() / np.logical_or(mask, truth.truth).sum()
+            if ok
+            else 0.0
+        )
         assert shown == pytest.approx(iou, abs=0.006)
     assert f"world mIoU {np.mean(printed):.3f}"[:-1] in text
 

@@ -3,6 +3,7 @@
 Random weights: this checks plumbing only (data -> real Segmenter -> results files -> report,
 resume, Ctrl-C, the mask-image variant), never accuracy.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,18 +24,48 @@ def data(tmp_path_factory):
 
 def _args(data, models, out, *extra):
     refer, phrasecut = data
-    return ["eval", "--data-root", str(refer), "--phrasecut-root", str(phrasecut), "--vlp", str(models.blip),
-            "--proposals", str(models.mask2former), "--device", "cpu", "--out", str(out), "--no-progress", *extra]
+    return [
+        "eval",
+        "--data-root",
+        str(refer),
+        "--phrasecut-root",
+        str(phrasecut),
+        "--vlp",
+        str(models.blip),
+        "--proposals",
+        str(models.mask2former),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _lines(path):
     return len(read_records(path)[1])
 
 
-def test_end_to_end_with_tiny_models_then_resume(data, tiny_model_dirs, tmp_path, capsys, monkeypatch):
+def test_end_to_end_with_tiny_models_then_resume(
+    data, tiny_model_dirs, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "out"
-    args = _args(data, tiny_model_dirs, out, "--dataset", "refcoco:val", "--dataset", "phrasecut",
-                 "--ablation", "full", "--ablation", "mask-image", "--ablation", "no-igrs")
+    args = _args(
+        data,
+        tiny_model_dirs,
+        out,
+        "--dataset",
+        "refcoco:val",
+        "--dataset",
+        "phrasecut",
+        "--ablation",
+        "full",
+        "--ablation",
+        "mask-image",
+        "--ablation",
+        "no-igrs",
+    )
     calls = {"n": 0}
     real = predictors.SegmenterPredictor.predict
 
@@ -48,13 +79,20 @@ def test_end_to_end_with_tiny_models_then_resume(data, tiny_model_dirs, tmp_path
     assert main(args) == 130
     assert "run the same command again to resume" in capsys.readouterr().err
     files = sorted((out / "refcoco_val").glob("*.jsonl"))
-    assert [f.name for f in files] == ["pwem-T1.jsonl", "pwem-T3-a0.2-feature.jsonl", "pwem-T3-a0.2-image.jsonl"]
+    assert [f.name for f in files] == [
+        "pwem-T1.jsonl",
+        "pwem-T3-a0.2-feature.jsonl",
+        "pwem-T3-a0.2-image.jsonl",
+    ]
     assert sum(_lines(f) for f in files) == 4
 
     monkeypatch.setattr(predictors.SegmenterPredictor, "predict", real)
     assert main(args) == 0
     md = capsys.readouterr().out
-    assert sum(_lines(f) for f in files) == 3 * 4 and _lines(out / "phrasecut_test" / "pwem-T1.jsonl") == 3
+    assert (
+        sum(_lines(f) for f in files) == 3 * 4
+        and _lines(out / "phrasecut_test" / "pwem-T1.jsonl") == 3
+    )
     assert "| refcoco | val | 4 |" in md and "| Unseen | 2 |" in md and "40.2" in md
     report = json.loads((out / "results.json").read_text())  # strict JSON (no NaN)
     assert len(report["results"]) == 6 and all(r["complete"] for r in report["results"])

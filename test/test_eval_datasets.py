@@ -1,4 +1,7 @@
-"""Dataset readers on tiny fixture datasets in the refer and PhraseCut formats (eval_fixtures.py)."""
+"""Dataset readers on tiny fixture datasets in the refer and PhraseCut formats
+(eval_fixtures.py).
+"""
+
 from __future__ import annotations
 
 import pickle
@@ -7,9 +10,17 @@ import numpy as np
 import pytest
 from eval_fixtures import A, B, C, D, H, W, block, write_phrasecut, write_refer
 
-from iterprime_ros.tools.eval.datasets import (COCO_CATEGORY_NAMES, DataPaths, DatasetError, DatasetLoader,
-                                         PhraseCutDataset, ReferDataset, is_unseen_category, load_image,
-                                         parse_dataset_arg)
+from iterprime_ros.tools.eval.datasets import (
+    COCO_CATEGORY_NAMES,
+    DataPaths,
+    DatasetError,
+    DatasetLoader,
+    PhraseCutDataset,
+    ReferDataset,
+    is_unseen_category,
+    load_image,
+    parse_dataset_arg,
+)
 
 
 def test_refer_samples_one_per_sentence_with_their_masks(tmp_path):
@@ -18,8 +29,15 @@ def test_refer_samples_one_per_sentence_with_their_masks(tmp_path):
     assert ds.splits() == ["testA", "train", "val"]
     val = ds.samples("val")
     assert [s.sample_id for s in val] == ["1/10", "1/11", "2/20", "3/30"]  # by image, then id
-    assert [s.expression for s in val] == ["the left box", "red square", "blue thing on the right", "green block"]
-    assert val[0].image_path.name == "COCO_train2014_000000000001.jpg" and val[0].image_path.is_file()
+    assert [s.expression for s in val] == [
+        "the left box",
+        "red square",
+        "blue thing on the right",
+        "green block",
+    ]
+    assert (
+        val[0].image_path.name == "COCO_train2014_000000000001.jpg" and val[0].image_path.is_file()
+    )
     assert val[0].category == "person" and val[2].category == "dining table"
     assert np.array_equal(val[0].gt_mask(H, W), block(*A)) and val[0].gt_mask(H, W).sum() == 256
     assert np.array_equal(val[2].gt_mask(H, W), block(*B))
@@ -57,9 +75,14 @@ def test_phrasecut_samples_union_of_instances_and_the_unseen_rule(tmp_path):
     assert ds.splits() == ["test"]
     samples = ds.samples("test")
     assert [(s.sample_id, s.category, s.subsets) for s in samples] == [
-        ("t1", "man", ("unseen",)), ("t2", "dining table", ()), ("t3", "traffic cone", ("unseen",))]
+        ("t1", "man", ("unseen",)),
+        ("t2", "dining table", ()),
+        ("t3", "traffic cone", ("unseen",)),
+    ]
     t1 = samples[0].gt_mask(H, W)
-    assert t1.sum() == 200 and t1[2:12, 2:12].all() and t1[2:12, 20:30].all()  # two 10 x 10 instances
+    assert (
+        t1.sum() == 200 and t1[2:12, 2:12].all() and t1[2:12, 20:30].all()
+    )  # two 10 x 10 instances
     assert samples[2].image_path.name == "102.jpg"
     with pytest.raises(DatasetError, match="refer_val.json not found.*test"):
         ds.samples("val")
@@ -72,9 +95,19 @@ def test_unseen_is_an_exact_match_against_the_80_coco_names():
 
 
 def test_dataset_arguments_and_loader(tmp_path):
-    assert parse_dataset_arg(["refcoco"]) == [("refcoco", "val"), ("refcoco", "testA"), ("refcoco", "testB")]
-    assert parse_dataset_arg(["refcocog:test", "phrasecut"]) == [("refcocog", "test"), ("phrasecut", "test")]
-    assert parse_dataset_arg(["refcoco+", "refcoco"], ["val"]) == [("refcoco+", "val"), ("refcoco", "val")]
+    assert parse_dataset_arg(["refcoco"]) == [
+        ("refcoco", "val"),
+        ("refcoco", "testA"),
+        ("refcoco", "testB"),
+    ]
+    assert parse_dataset_arg(["refcocog:test", "phrasecut"]) == [
+        ("refcocog", "test"),
+        ("phrasecut", "test"),
+    ]
+    assert parse_dataset_arg(["refcoco+", "refcoco"], ["val"]) == [
+        ("refcoco+", "val"),
+        ("refcoco", "val"),
+    ]
     with pytest.raises(ValueError, match="refcocog has no split 'testA'"):
         parse_dataset_arg(["refcocog"], ["testA"])
     with pytest.raises(ValueError, match="unknown dataset"):

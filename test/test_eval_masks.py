@@ -1,12 +1,20 @@
-"""Ground-truth decoding: COCO polygons (pycocotools' pixel-centre rule), COCO RLE, PhraseCut polygons."""
+"""Ground-truth decoding: COCO polygons (pycocotools' pixel-centre rule), COCO RLE, PhraseCut
+polygons.
+"""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from iterprime_ros.tools.eval.masks import (coco_polygons_to_mask, coco_segmentation_to_mask, phrasecut_polygons_to_mask,
-                                      rle_counts_from_string, rle_to_mask)
+from iterprime_ros.tools.eval.masks import (
+    coco_polygons_to_mask,
+    coco_segmentation_to_mask,
+    phrasecut_polygons_to_mask,
+    rle_counts_from_string,
+    rle_to_mask,
+)
 
 
 def test_square_with_integer_corners_covers_exactly_its_pixel_block():
@@ -17,7 +25,8 @@ def test_square_with_integer_corners_covers_exactly_its_pixel_block():
 
 
 def test_pixel_centres_decide_and_area_is_kept():
-    # half-pixel edges: x from 10.5 to 12.5 covers the centres 10.5? no (half-open: 10.5 <= c < 12.5) -> 10.5, 11.5
+    # half-pixel edges: x from 10.5 to 12.5 covers the centres 10.5? no (half-open: 10.5 <= c <
+    # 12.5) -> 10.5, 11.5
     m = coco_polygons_to_mask([[10.5, 0, 12.5, 0, 12.5, 1, 10.5, 1]], 2, 20)
     assert np.flatnonzero(m[0]).tolist() == [10, 11] and m[1].sum() == 0
     tri = [5.3, 5.7, 30.2, 8.1, 9.0, 33.4]
@@ -27,7 +36,9 @@ def test_pixel_centres_decide_and_area_is_kept():
 
 
 def test_polygons_of_one_object_are_united_and_clipped_to_the_image():
-    m = coco_polygons_to_mask([[0, 0, 4, 0, 4, 4, 0, 4], [2, 2, 6, 2, 6, 6, 2, 6], [8, 8, 12, 8, 12, 12, 8, 12]], 10, 10)
+    m = coco_polygons_to_mask(
+        [[0, 0, 4, 0, 4, 4, 0, 4], [2, 2, 6, 2, 6, 6, 2, 6], [8, 8, 12, 8, 12, 12, 8, 12]], 10, 10
+    )
     assert m.sum() == 16 + 16 - 4 + 4  # the third square is cut at the border (8..9)
     assert coco_polygons_to_mask([[1, 1, 2, 2]], 5, 5).sum() == 0  # degenerate polygon
 
@@ -40,8 +51,10 @@ def test_uncompressed_rle_is_column_major_starting_with_zeros():
 
 
 def test_compressed_rle_strings_decoded_by_hand():
-    # counts < 32 are one character chr(48 + c); from the 4th count on the difference to counts[i-2]
-    # is stored: [2, 3, 1, 5] -> 5 - 3 = 2 -> "2"; [5, 3, 1, 1] -> 1 - 3 = -2 -> 30 (sign bit set) -> "N"
+    # counts < 32 are one character chr(48 + c); from the 4th count on the difference to
+    # counts[i-2]
+    # is stored: [2, 3, 1, 5] -> 5 - 3 = 2 -> "2"; [5, 3, 1, 1] -> 1 - 3 = -2 -> 30 (sign bit set)
+    # -> "N"
     assert rle_counts_from_string("231") == [2, 3, 1]
     assert rle_counts_from_string("2312") == [2, 3, 1, 5]
     assert rle_counts_from_string("531N") == [5, 3, 1, 1]
@@ -61,7 +74,8 @@ def test_segmentation_dispatch_and_size_check():
 
 
 def test_phrasecut_polygons_follow_the_phrasecut_api():
-    # PhraseCut's API: int() the points, PIL polygon with outline -> a 10 x 10 square spans 11 x 11 pixels
+    # PhraseCut's API: int() the points, PIL polygon with outline -> a 10 x 10 square spans 11 x 11
+    # pixels
     m = phrasecut_polygons_to_mask([[[[10, 10], [20, 10], [20, 20], [10, 20]]]], 40, 40)
     assert m.sum() == 121
     pts = [[5.3, 5.7], [30.2, 8.1], [9.0, 33.4]]

@@ -1,11 +1,21 @@
 """Metrics on hand-computed cases (method.md §7)."""
+
 import math
 
 import numpy as np
 import pytest
 
-from iterprime_ros.tools.eval.metrics import (EPS, MetricAccumulator, intersection_union, iou, is_position,
-                                        is_position_expression, mean_iou, overall_iou, precision_at)
+from iterprime_ros.tools.eval.metrics import (
+    EPS,
+    MetricAccumulator,
+    intersection_union,
+    iou,
+    is_position,
+    is_position_expression,
+    mean_iou,
+    overall_iou,
+    precision_at,
+)
 
 
 def _mask(h, w, cells):
@@ -45,18 +55,21 @@ def test_miou_oiou_precision():
     assert math.isnan(mean_iou([]))
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("the cup on the left", True),
-    ("the leftmost ball", True),
-    ("the one at the top", True),
-    ("man in the upper right corner", True),
-    ("the guy going up the stairs", True),
-    ("the bottom plate", True),
-    ("the red cup", False),      # "cup" contains "up" but is not the word "up"
-    ("bright shirt", False),     # "bright" contains "right"
-    ("a mug above the bowl", False),  # above/below are not in the paper's list
-    ("Top-Left dog", True),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("the cup on the left", True),
+        ("the leftmost ball", True),
+        ("the one at the top", True),
+        ("man in the upper right corner", True),
+        ("the guy going up the stairs", True),
+        ("the bottom plate", True),
+        ("the red cup", False),  # "cup" contains "up" but is not the word "up"
+        ("bright shirt", False),  # "bright" contains "right"
+        ("a mug above the bowl", False),  # above/below are not in the paper's list
+        ("Top-Left dog", True),
+    ],
+)
 def test_position_split(text, expected):
     assert is_position_expression(text) is expected
     assert is_position(text) is expected

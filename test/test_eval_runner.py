@@ -1,5 +1,7 @@
 """The evaluation loop with a scripted fake predictor (known masks): hand-computed metrics, the
-Position/Others and Unseen splits, resuming after an interruption, torn lines, refused resumes."""
+Position/Others and Unseen splits, resuming after an interruption, torn lines, refused resumes.
+"""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +12,15 @@ from eval_fixtures import B, block, write_phrasecut, write_refer
 
 from iterprime_ros.tools.eval.datasets import PhraseCutDataset, ReferDataset
 from iterprime_ros.tools.eval.predictors import Prediction
-from iterprime_ros.tools.eval.runner import (EvalTask, ResultStore, ResumeMismatchError, RunPlan, read_records, run,
-                                       summarise)
+from iterprime_ros.tools.eval.runner import (
+    EvalTask,
+    ResultStore,
+    ResumeMismatchError,
+    RunPlan,
+    read_records,
+    run,
+    summarise,
+)
 
 
 class ScriptedFakePredictor:
@@ -25,21 +34,30 @@ class ScriptedFakePredictor:
             raise KeyboardInterrupt
         self.calls.append(expression)
         mask = self.script[expression]
-        return Prediction(mask=mask, error="" if mask is not None else "nothing selected", iterations=2)
+        return Prediction(
+            mask=mask, error="" if mask is not None else "nothing selected", iterations=2
+        )
 
 
 A_MASK = block(8, 8, 24, 24)
 REFER_SCRIPT = {
-    "the left box": A_MASK,                    # = GT A: I 256, U 256, IoU 1
-    "red square": block(*B),                   # wrong object: I 0, U 256 + 320 = 576, IoU 0
-    "blue thing on the right": block(40, 10, 56, 18),  # top 8 of B's 20 rows: I 128, U 320, IoU 0.4
-    "green block": None,                       # failure: empty prediction, I 0, U 400
+    "the left box": A_MASK,  # = GT A: I 256, U 256, IoU 1
+    "red square": block(*B),  # wrong object: I 0, U 256 + 320 = 576, IoU 0
+    "blue thing on the right": block(
+        40, 10, 56, 18
+    ),  # top 8 of B's 20 rows: I 128, U 320, IoU 0.4
+    "green block": None,  # failure: empty prediction, I 0, U 400
 }
 
 
 def _plan(tmp_path, predictors, samples, **kw):
-    return RunPlan(tasks=[EvalTask("refcoco", "val", samples)], predictors=predictors, out_dir=tmp_path / "out",
-                   identity={k: {"aggregation": "pwem"} for k in predictors}, **kw)
+    return RunPlan(
+        tasks=[EvalTask("refcoco", "val", samples)],
+        predictors=predictors,
+        out_dir=tmp_path / "out",
+        identity={k: {"aggregation": "pwem"} for k in predictors},
+        **kw,
+    )
 
 
 def test_metrics_position_split_and_records_by_hand(tmp_path):
@@ -54,12 +72,20 @@ def test_metrics_position_split_and_records_by_hand(tmp_path):
     assert all_["oIoU"] == pytest.approx((256 + 0 + 128 + 0) / (256 + 576 + 320 + 400))
     assert all_["Prec@0.5"] == pytest.approx(0.25) and all_["Prec@0.9"] == pytest.approx(0.25)
     # Position: "the left box" (1.0), "blue thing on the right" (0.4); Others: the rest (0, 0)
-    assert s.groups["position"]["count"] == 2 and s.groups["position"]["mIoU"] == pytest.approx(0.7)
-    assert s.groups["others"]["count"] == 2 and s.groups["others"]["mIoU"] == pytest.approx(0.0, abs=1e-6)
+    assert s.groups["position"]["count"] == 2 and s.groups["position"]["mIoU"] == pytest.approx(
+        0.7
+    )
+    assert s.groups["others"]["count"] == 2 and s.groups["others"]["mIoU"] == pytest.approx(
+        0.0, abs=1e-6
+    )
     header, records = read_records(tmp_path / "out" / "refcoco_val" / "cfg.jsonl")
     assert header["config"] == "cfg" and header["identity"] == {"aggregation": "pwem"}
     by_id = {r["id"]: r for r in records}
-    assert by_id["2/20"]["intersection"] == 128 and by_id["2/20"]["union"] == 320 and by_id["2/20"]["position"]
+    assert (
+        by_id["2/20"]["intersection"] == 128
+        and by_id["2/20"]["union"] == 320
+        and by_id["2/20"]["position"]
+    )
     assert by_id["3/30"]["ok"] is False and by_id["3/30"]["error"] == "nothing selected"
     assert by_id["1/10"]["gt_area"] == 256 and by_id["1/10"]["pred_area"] == 256
 
@@ -67,12 +93,19 @@ def test_metrics_position_split_and_records_by_hand(tmp_path):
 def test_phrasecut_oiou_all_and_unseen_by_hand(tmp_path):
     samples = PhraseCutDataset(write_phrasecut(tmp_path / "pc")).samples("test")
     t1 = np.zeros((48, 64), bool)
-    t1[2:12, 2:12] = True                     # one of the two men: I 100, U 200
-    script = {"man on the left": t1, "wooden dining table": None,  # I 0, U 400
-              "orange traffic cone": np.zeros((48, 64), bool) | (np.arange(64) < 15)[None, :] & (np.arange(48) < 25)[:, None]}
+    t1[2:12, 2:12] = True  # one of the two men: I 100, U 200
+    script = {
+        "man on the left": t1,
+        "wooden dining table": None,  # I 0, U 400
+        "orange traffic cone": np.zeros((48, 64), bool)
+        | (np.arange(64) < 15)[None, :] & (np.arange(48) < 25)[:, None],
+    }
     # cone GT x 5..14, y 5..24 (200 px); prediction x 0..14, y 0..24 (375 px) -> I 200, U 375
-    plan = RunPlan(tasks=[EvalTask("phrasecut", "test", samples)], predictors={"c": ScriptedFakePredictor(script)},
-                   out_dir=tmp_path / "out")
+    plan = RunPlan(
+        tasks=[EvalTask("phrasecut", "test", samples)],
+        predictors={"c": ScriptedFakePredictor(script)},
+        out_dir=tmp_path / "out",
+    )
     run(plan, progress=False)
     (s,) = summarise(plan)
     assert s.groups["all"]["oIoU"] == pytest.approx((100 + 0 + 200) / (200 + 400 + 375))

@@ -1,10 +1,10 @@
 """msg/Segmentation and srv/Segment round-trip through real DDS between two processes."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
-
 import ros_helpers  # noqa: F401  (sets this session's ROS_DOMAIN_ID before rclpy starts)
 from ros_helpers import spawn_python, spin_until, stop
 
@@ -52,7 +52,9 @@ def test_segmentation_message_round_trips_between_processes(peer_and_node):
     node.create_subscription(Segmentation, "seg_out", got.append, 10)
     pub = node.create_publisher(Segmentation, "seg_in", 10)
     sent = _filled()
-    assert spin_until(node, lambda: pub.get_subscription_count() > 0, 20.0), "peer never subscribed"
+    assert spin_until(node, lambda: pub.get_subscription_count() > 0, 20.0), (
+        "peer never subscribed"
+    )
     assert spin_until(node, lambda: node.count_publishers("seg_out") > 0, 20.0)
 
     def publish_and_check() -> bool:
@@ -63,7 +65,9 @@ def test_segmentation_message_round_trips_between_processes(peer_and_node):
     echo = got[0]
     assert echo == sent  # generated __eq__ compares every field
     assert bytes(echo.mask.data) == bytes([0, 255, 0, 255, 255, 0])
-    assert echo.header.frame_id == "camera_color_optical_frame" and echo.header.stamp.nanosec == 5678
+    assert (
+        echo.header.frame_id == "camera_color_optical_frame" and echo.header.stamp.nanosec == 5678
+    )
     assert abs(echo.centroid_3d.z - 0.85) < 1e-12 and echo.iterations == 3
 
 

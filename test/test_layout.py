@@ -4,6 +4,7 @@ Why: the robot installs the runtime; the tools (replay, player, eval, world, ben
 may import the runtime, never the other way, so a reader sees the two apart and the node does
 not drag offline code (and its dependencies) onto the robot.
 """
+
 import ast
 import subprocess
 import sys
@@ -13,8 +14,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "iterprime_ros"
 TOOLS = PACKAGE / "tools"
-RUNTIME_FILES = sorted(p for p in PACKAGE.rglob("*.py")
-                       if TOOLS not in p.parents and p.name != "__main__.py" and "__pycache__" not in p.parts)
+RUNTIME_FILES = sorted(
+    p
+    for p in PACKAGE.rglob("*.py")
+    if TOOLS not in p.parents and p.name != "__main__.py" and "__pycache__" not in p.parts
+)
 
 
 def module_of(path: Path) -> list[str]:
@@ -31,7 +35,7 @@ def imported_modules(path: Path):
                 yield alias.name
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[:len(package) - (node.level - 1)]
+                base = package[: len(package) - (node.level - 1)]
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
@@ -49,15 +53,27 @@ def test_runtime_files_found():
 @pytest.mark.parametrize("path", RUNTIME_FILES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_runtime_does_not_import_tools(path):
     for module in imported_modules(path):
-        assert not (module == "iterprime_ros.tools" or module.startswith("iterprime_ros.tools.")), \
-            f"{path.relative_to(PACKAGE)} imports {module}: runtime code must not import the offline tools"
+        assert not (
+            module == "iterprime_ros.tools" or module.startswith("iterprime_ros.tools.")
+        ), (
+            f"{path.relative_to(PACKAGE)} imports {module}: runtime code must not import the "
+            "offline tools"
+        )
 
 
 def test_importing_the_node_loads_no_tool():
-    code = ("import sys, iterprime_ros, iterprime_ros.ros.node, iterprime_ros.pipeline, iterprime_ros.models, "
-            "iterprime_ros.overlay; "
-            "print(sorted(m for m in sys.modules if m.startswith('iterprime_ros.tools')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=PACKAGE.parent)
+    code = (
+        "import sys, iterprime_ros, iterprime_ros.ros.node, iterprime_ros.pipeline, "
+        "iterprime_ros.models, "
+        "iterprime_ros.overlay; "
+        "print(sorted(m for m in sys.modules if m.startswith('iterprime_ros.tools')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PACKAGE.parent,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -4,6 +4,7 @@ Random weights say nothing about segmentation quality; these tests check that th
 tensors are captured, that gradients are the right ones, and that patch masking really
 reaches every cross-attention layer (transformers drops encoder_attention_mask there).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,16 +43,24 @@ def test_protocol_and_pass_shapes(tiny_blip, embedding):
 
 
 def test_captured_tensor_is_post_softmax_probabilities(tiny_blip, embedding):
-    """The dropout pre-hook sees exactly what transformers reports as cross-attention of layer l."""
+    """The dropout pre-hook sees exactly what transformers reports as cross-attention of layer
+    l.
+    """
     out = tiny_blip.text_pass(embedding, TEXT, None)
     assert torch.allclose(out.attention.sum(-1), torch.ones(out.attention.shape[:2]), atol=1e-5)
     toks = tiny_blip._tokens(TEXT)
     with torch.no_grad():
-        ref = tiny_blip.model.text_encoder(input_ids=toks.input_ids, attention_mask=toks.attention_mask,
-                                           encoder_hidden_states=embedding.embeds, output_attentions=True,
-                                           return_dict=True)
+        ref = tiny_blip.model.text_encoder(
+            input_ids=toks.input_ids,
+            attention_mask=toks.attention_mask,
+            encoder_hidden_states=embedding.embeds,
+            output_attentions=True,
+            return_dict=True,
+        )
     assert len(ref.cross_attentions) == tiny_blip.num_layers
-    assert torch.allclose(ref.cross_attentions[tiny_blip.gradcam_layer][0], out.attention, atol=1e-6)
+    assert torch.allclose(
+        ref.cross_attentions[tiny_blip.gradcam_layer][0], out.attention, atol=1e-6
+    )
     logits = tiny_blip.itm_logits(embedding, TEXT)
     assert torch.allclose(logits, out.itm_logits, atol=1e-6)
 
@@ -61,10 +70,14 @@ def test_gradient_is_d_match_logit_d_attention(tiny_blip, embedding):
     out = tiny_blip.text_pass(embedding, TEXT, None)
     direction = torch.randn(out.attention.shape, generator=torch.Generator().manual_seed(0))
     eps = 1e-3
-    dropout = tiny_blip.model.text_encoder.encoder.layer[tiny_blip.gradcam_layer].crossattention.self.dropout
+    dropout = tiny_blip.model.text_encoder.encoder.layer[
+        tiny_blip.gradcam_layer
+    ].crossattention.self.dropout
 
     def logit_with(delta: float) -> float:
-        handle = dropout.register_forward_pre_hook(lambda m, args: (args[0] + delta * direction[None],))
+        handle = dropout.register_forward_pre_hook(
+            lambda m, args: (args[0] + delta * direction[None],)
+        )
         try:
             return float(tiny_blip.itm_logits(embedding, TEXT)[1])
         finally:
@@ -83,7 +96,9 @@ def test_no_parameter_gradients(tiny_blip, embedding):
 
 
 def test_masked_patches_get_zero_attention_in_every_layer_and_logit_changes(tiny_blip, embedding):
-    """IGRS's mask must reach every cross-attention layer (the hook, not transformers, applies it)."""
+    """IGRS's mask must reach every cross-attention layer (the hook, not transformers, applies
+    it).
+    """
     g = tiny_blip.grid
     keep = _keep_half(g)
     dropped = torch.nonzero(~keep).flatten() + 1  # key columns (0 = image CLS, always kept)
@@ -92,17 +107,29 @@ def test_masked_patches_get_zero_attention_in_every_layer_and_logit_changes(tiny
     masked = tiny_blip.text_pass(embedding, TEXT, keep)
     assert masked.attention.shape == full.attention.shape
     assert torch.all(masked.attention[:, :, dropped] == 0.0)
-    assert torch.all(masked.attention[:, :, kept] > 0.0) and torch.all(masked.attention[:, :, 0] > 0.0)
-    assert torch.allclose(masked.attention.sum(-1), torch.ones(masked.attention.shape[:2]), atol=1e-5)
-    assert not torch.allclose(masked.itm_logits, full.itm_logits, atol=1e-7), "masking must change the ITM logit"
+    assert torch.all(masked.attention[:, :, kept] > 0.0) and torch.all(
+        masked.attention[:, :, 0] > 0.0
+    )
+    assert torch.allclose(
+        masked.attention.sum(-1), torch.ones(masked.attention.shape[:2]), atol=1e-5
+    )
+    assert not torch.allclose(masked.itm_logits, full.itm_logits, atol=1e-7), (
+        "masking must change the ITM logit"
+    )
 
     toks = tiny_blip._tokens(TEXT)
     with tiny_blip.masked_cross_attention(keep), torch.no_grad():
-        ref = tiny_blip.model.text_encoder(input_ids=toks.input_ids, attention_mask=toks.attention_mask,
-                                           encoder_hidden_states=embedding.embeds, output_attentions=True,
-                                           return_dict=True)
+        ref = tiny_blip.model.text_encoder(
+            input_ids=toks.input_ids,
+            attention_mask=toks.attention_mask,
+            encoder_hidden_states=embedding.embeds,
+            output_attentions=True,
+            return_dict=True,
+        )
     for layer, att in enumerate(ref.cross_attentions):
-        assert torch.all(att[0][:, :, dropped] == 0.0), f"layer {layer} still attends masked patches"
+        assert torch.all(att[0][:, :, dropped] == 0.0), (
+            f"layer {layer} still attends masked patches"
+        )
     # all-kept mask == no mask
     same = tiny_blip.text_pass(embedding, TEXT, torch.ones(g * g, dtype=torch.bool))
     assert torch.allclose(same.itm_logits, full.itm_logits, atol=1e-6)
@@ -110,14 +137,20 @@ def test_masked_patches_get_zero_attention_in_every_layer_and_logit_changes(tiny
 
 def test_canary_transformers_still_ignores_encoder_attention_mask(tiny_blip, embedding):
     """If this fails, transformers started honouring encoder_attention_mask in BLIP's text
-    cross-attention: our hook is then redundant (harmless), but re-read models/blip.py."""
+    cross-attention: our hook is then redundant (harmless), but re-read models/blip.py.
+    """
     toks = tiny_blip._tokens(TEXT)
     n = embedding.embeds.shape[1]
     zero_patches = torch.ones(1, n, dtype=torch.long)
     zero_patches[0, 1:] = 0
     with torch.no_grad():
-        kw = dict(input_ids=toks.input_ids, attention_mask=toks.attention_mask,
-                  encoder_hidden_states=embedding.embeds, output_attentions=True, return_dict=True)
+        kw = dict(
+            input_ids=toks.input_ids,
+            attention_mask=toks.attention_mask,
+            encoder_hidden_states=embedding.embeds,
+            output_attentions=True,
+            return_dict=True,
+        )
         plain = tiny_blip.model.text_encoder(**kw)
         with_mask = tiny_blip.model.text_encoder(encoder_attention_mask=zero_patches, **kw)
     assert torch.allclose(plain.cross_attentions[0], with_mask.cross_attentions[0])
@@ -137,7 +170,17 @@ def test_token_offsets_and_word_mapping(tiny_blip):
     assert offsets[0] is None and offsets[-1] is None
     assert valid[0] and not valid[-1] and bool(valid[1:-1].all())
     pieces = [TEXT[s:e] for s, e in offsets[1:-1]]
-    assert pieces == ["there", "is", "a", "red", "cup", "s", "on", "the", "left"]  # "cups" -> cup ##s
+    assert pieces == [
+        "there",
+        "is",
+        "a",
+        "red",
+        "cup",
+        "s",
+        "on",
+        "the",
+        "left",
+    ]  # "cups" -> cup ##s
     words = [(i, i + len(w)) for i, w in ((TEXT.index(w), w) for w in ("red", "cups", "left"))]
     owner = words_of_tokens(offsets, words)
     assert owner == [None, None, None, None, 0, 1, 1, None, None, 2, None]
@@ -148,16 +191,21 @@ def test_first_token_cls_option(tiny_model_dirs):
 
     b = BlipITMBackend(tiny_model_dirs.blip, device="cpu", gradcam_layer=1, first_token="cls")
     assert b.tokens("the cup")[0] == "[CLS]" and b.first_token == "cls"
-    assert b.model is BlipITMBackend(tiny_model_dirs.blip, device="cpu").model  # loaded once, shared
+    assert (
+        b.model is BlipITMBackend(tiny_model_dirs.blip, device="cpu").model
+    )  # loaded once, shared
 
 
 def test_image_matters_and_preprocessing(tiny_blip, sample_image):
-    """vision initializer_range 0.02 (not BLIP's 1e-10 default): different images, different embeddings."""
+    """Vision initializer_range 0.02 (not BLIP's 1e-10 default): different images, different
+    embeddings.
+    """
     pixels = tiny_blip.preprocess(sample_image)
     assert pixels.shape == (1, 3, 96, 96)
     grey = np.full((50, 70, 3), 128, np.uint8)
     expected = (128 / 255 - np.array([0.48145466, 0.4578275, 0.40821073])) / np.array(
-        [0.26862954, 0.26130258, 0.27577711])
+        [0.26862954, 0.26130258, 0.27577711]
+    )
     assert np.allclose(tiny_blip.preprocess(grey)[0, :, 10, 10].numpy(), expected, atol=1e-5)
     a = tiny_blip.encode_image(sample_image).embeds
     b = tiny_blip.encode_image(grey).embeds
@@ -175,10 +223,13 @@ def test_bad_layer_and_bad_image(tiny_model_dirs, tiny_blip):
 
 def test_half_precision_path(tiny_model_dirs, sample_image, monkeypatch):
     """fp16 weights (the CUDA option), exercised on CPU by forcing the dtype: the mask still gives
-    exact zeros and outputs come back as float32."""
+    exact zeros and outputs come back as float32.
+    """
     import iterprime_ros.models.blip as blip_module
 
-    monkeypatch.setattr(blip_module, "resolve_dtype", lambda device, half: torch.float16 if half else torch.float32)
+    monkeypatch.setattr(
+        blip_module, "resolve_dtype", lambda device, half: torch.float16 if half else torch.float32
+    )
     b = blip_module.BlipITMBackend(tiny_model_dirs.blip, device="cpu", half_precision=True)
     assert next(b.model.parameters()).dtype == torch.float16
     emb = b.encode_image(sample_image)

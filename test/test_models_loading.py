@@ -1,7 +1,9 @@
-"""Model resolution, errors naming `iterprime download`, the model cache, the registry, download plumbing.
+"""Model resolution, errors naming `iterprime download`, the model cache, the registry, download
+plumbing.
 
 No network anywhere: Hugging Face lookups are local_files_only and downloads use a fake.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -10,10 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from iterprime_ros.models import (ModelNotFoundError, create_proposal_backend, create_vlp_backend,
-                                  proposal_backends, register_proposal_backend, vlp_backends)
-from iterprime_ros.tools import download as dl
+from iterprime_ros.models import (
+    ModelNotFoundError,
+    create_proposal_backend,
+    create_vlp_backend,
+    proposal_backends,
+    register_proposal_backend,
+    vlp_backends,
+)
 from iterprime_ros.models.loading import resolve, resolve_device, resolve_dtype
+from iterprime_ros.tools import download as dl
 
 
 def test_tiny_folders_are_marked_random(tiny_model_dirs):
@@ -46,7 +54,10 @@ def test_hub_id_not_in_cache_names_the_download_command(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError) as err:
         resolve("nobody-xyz/not-a-model", kind="vlp")
     msg = str(err.value)
-    assert "not in the Hugging Face cache" in msg and "iterprime download --vlp nobody-xyz/not-a-model" in msg
+    assert (
+        "not in the Hugging Face cache" in msg
+        and "iterprime download --vlp nobody-xyz/not-a-model" in msg
+    )
     with pytest.raises(ModelNotFoundError, match="iterprime download --proposals"):
         resolve("nobody-xyz/not-a-model", kind="proposals")
 
@@ -74,12 +85,18 @@ def test_registry(tiny_model_dirs, sample_image):
 
         def propose(self, image):
             import numpy as np
+
             return np.ones((1, *image.shape[:2]), bool)
 
     register_proposal_backend("everything_test", Everything)
     backend = create_proposal_backend("everything_test", model="x", device="cpu")
-    assert backend.kwargs == {"model": "x", "device": "cpu"} and backend.propose(sample_image).shape[0] == 1
-    vlp = create_vlp_backend("blip_itm", model=str(tiny_model_dirs.blip), device="cpu", gradcam_layer=3)
+    assert (
+        backend.kwargs == {"model": "x", "device": "cpu"}
+        and backend.propose(sample_image).shape[0] == 1
+    )
+    vlp = create_vlp_backend(
+        "blip_itm", model=str(tiny_model_dirs.blip), device="cpu", gradcam_layer=3
+    )
     assert vlp.gradcam_layer == 3
 
 
@@ -91,7 +108,10 @@ def _fake_snapshot(folder: Path, weights_on_call: int = 1):
         calls.append((repo_id, tuple(allow_patterns)))
         folder.mkdir(parents=True, exist_ok=True)
         if len(calls) >= weights_on_call:
-            (folder / ("pytorch_model.bin" if "*.bin" in allow_patterns else "model.safetensors")).write_text("w")
+            (
+                folder
+                / ("pytorch_model.bin" if "*.bin" in allow_patterns else "model.safetensors")
+            ).write_text("w")
         return str(folder)
 
     return snapshot, calls
@@ -128,5 +148,11 @@ def test_download_errors_are_one_line(tmp_path, capsys):
 def test_download_subcommand_is_registered():
     from iterprime_ros.tools.cli import build_parser
 
-    args = build_parser().parse_args(["download", "--vlp", "a/b", "--proposals", "c/d", "--cache-dir", "/x"])
-    assert (args.vlp, args.proposals, args.cache_dir) == ("a/b", "c/d", "/x") and args.func is dl.run
+    args = build_parser().parse_args(
+        ["download", "--vlp", "a/b", "--proposals", "c/d", "--cache-dir", "/x"]
+    )
+    assert (args.vlp, args.proposals, args.cache_dir) == (
+        "a/b",
+        "c/d",
+        "/x",
+    ) and args.func is dl.run

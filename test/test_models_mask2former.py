@@ -1,4 +1,7 @@
-"""Mask2Former proposal backend on a tiny random-weight model: plumbing only (sizes, crop, threshold)."""
+"""Mask2Former proposal backend on a tiny random-weight model: plumbing only (sizes, crop,
+threshold).
+"""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,12 +16,14 @@ from iterprime_ros.models.mask2former import Mask2FormerProposals, resized_shape
 @pytest.fixture(scope="module")
 def small_proposals(tiny_model_dirs):
     """Small input (shortest 64, longest 100) so padding is a large share of the input."""
-    return Mask2FormerProposals(tiny_model_dirs.mask2former, device="cpu", shortest_edge=64, longest_edge=100)
+    return Mask2FormerProposals(
+        tiny_model_dirs.mask2former, device="cpu", shortest_edge=64, longest_edge=100
+    )
 
 
 def test_resized_shape_follows_shortest_and_longest_edge():
     assert resized_shape(480, 640, 800, 1333) == (800, 1067)
-    assert resized_shape(100, 1000, 800, 1333) == (133, 1333)   # longest edge caps the scale
+    assert resized_shape(100, 1000, 800, 1333) == (133, 1333)  # longest edge caps the scale
     assert resized_shape(90, 150, 64, 100) == (60, 100)
     assert resized_shape(1000, 1000, 800, 1333) == (800, 800)
 
@@ -34,7 +39,9 @@ def test_preprocess_pads_to_multiple_of_32(small_proposals):
 
 
 def test_proposals_at_original_resolution_with_padding_cropped(small_proposals):
-    """Non-square image: every query mask comes back at H x W, and equals upsample -> crop -> resize."""
+    """Non-square image: every query mask comes back at H x W, and equals upsample -> crop ->
+    resize.
+    """
     rng = np.random.default_rng(1)
     img = rng.integers(0, 255, (90, 150, 3), dtype=np.uint8)
     masks = small_proposals.propose(img)
@@ -44,22 +51,31 @@ def test_proposals_at_original_resolution_with_padding_cropped(small_proposals):
     logits, padded, (h, w) = small_proposals.mask_logits(img)
     assert logits.shape[-2:] == (padded[0] // 4, padded[1] // 4)  # 1/4 of the padded input
     up = F.interpolate(logits[None], size=padded, mode="bilinear", align_corners=False)
-    cropped = F.interpolate(up[:, :, :h, :w], size=(90, 150), mode="bilinear", align_corners=False)[0]
+    cropped = F.interpolate(
+        up[:, :, :h, :w], size=(90, 150), mode="bilinear", align_corners=False
+    )[0]
     expected = torch.sigmoid(cropped) > 0.35
     assert np.array_equal(masks, expected.numpy())
     # Without the crop the padding would be stretched into the image: a different answer.
-    uncropped = F.interpolate(logits[None], size=(90, 150), mode="bilinear", align_corners=False)[0]
+    uncropped = F.interpolate(logits[None], size=(90, 150), mode="bilinear", align_corners=False)[
+        0
+    ]
     assert not np.array_equal(masks, (torch.sigmoid(uncropped) > 0.35).numpy())
 
 
 def test_threshold_is_monotone_and_no_filtering(tiny_model_dirs, small_proposals, sample_image):
-    strict = Mask2FormerProposals(tiny_model_dirs.mask2former, device="cpu", threshold=0.6,
-                                  shortest_edge=64, longest_edge=100)
+    strict = Mask2FormerProposals(
+        tiny_model_dirs.mask2former,
+        device="cpu",
+        threshold=0.6,
+        shortest_edge=64,
+        longest_edge=100,
+    )
     loose = small_proposals.propose(sample_image)
     tight = strict.propose(sample_image)
     assert loose.shape == tight.shape == (8, 120, 200)  # all queries, no class filter / NMS
-    assert np.all(loose | ~tight)                         # tight ⊆ loose
-    assert strict.model is small_proposals.model           # same weights, loaded once
+    assert np.all(loose | ~tight)  # tight ⊆ loose
+    assert strict.model is small_proposals.model  # same weights, loaded once
 
 
 def test_full_size_proposals(tiny_proposals, sample_image):
@@ -79,8 +95,15 @@ def test_rejects_bad_threshold_and_image(tiny_model_dirs, small_proposals):
 def test_half_precision_path(tiny_model_dirs, sample_image, monkeypatch):
     import iterprime_ros.models.mask2former as m2f
 
-    monkeypatch.setattr(m2f, "resolve_dtype", lambda device, half: torch.float16 if half else torch.float32)
-    half = m2f.Mask2FormerProposals(tiny_model_dirs.mask2former, device="cpu", half_precision=True,
-                                    shortest_edge=64, longest_edge=100)
+    monkeypatch.setattr(
+        m2f, "resolve_dtype", lambda device, half: torch.float16 if half else torch.float32
+    )
+    half = m2f.Mask2FormerProposals(
+        tiny_model_dirs.mask2former,
+        device="cpu",
+        half_precision=True,
+        shortest_edge=64,
+        longest_edge=100,
+    )
     assert next(half.model.parameters()).dtype == torch.float16
     assert half.propose(sample_image).shape == (8, 120, 200)

@@ -6,6 +6,7 @@ centroid topics, the 3-D centroid against the documented rule applied to the ret
 service, queue overflow, stale images -- never segmentation quality. The node is started once for
 the module (model loading dominates its cost).
 """
+
 from __future__ import annotations
 
 import re
@@ -16,11 +17,10 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-import yaml
-from scipy import ndimage
-
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
+import yaml
 from ros_helpers import spawn_python, spin_until, stop
+from scipy import ndimage
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import PointStamped  # noqa: E402
@@ -40,12 +40,19 @@ CONFIG = ROOT / "config" / "segment.yaml"
 H, W = 48, 64
 FX, FY, CX, CY = 60.0, 55.0, 31.5, 23.5
 FRAME = "camera_color_optical_frame"
-ERODE = 3          # depth_erosion_px (the config default)
-MAX_AGE = 1.5      # max_image_age_s for this module
-QUEUE = 2          # queue_size for this module
-TOPICS = {"image": "/cam/image", "command": "/voice/text", "depth": "/cam/depth", "camera_info": "/cam/info"}
+ERODE = 3  # depth_erosion_px (the config default)
+MAX_AGE = 1.5  # max_image_age_s for this module
+QUEUE = 2  # queue_size for this module
+TOPICS = {
+    "image": "/cam/image",
+    "command": "/voice/text",
+    "depth": "/cam/depth",
+    "camera_info": "/cam/info",
+}
 OUT = "/iterprime_segmenter"
-LOAD_TIMEOUT = 180.0   # first command: process start, imports, model load on a loaded 2-core machine
+LOAD_TIMEOUT = (
+    180.0  # first command: process start, imports, model load on a loaded 2-core machine
+)
 CMD_TIMEOUT = 90.0
 
 
@@ -78,9 +85,12 @@ def mask_of(msg: Image) -> np.ndarray:
 
 
 def expected_centroid_3d(mask: np.ndarray, depth_m: np.ndarray) -> tuple[float, float, float]:
-    """The documented rule, computed independently of the node: Z = median of the valid depth over the
-    mask eroded by a (2*ERODE+1)^2 square (the mask itself if that empties it); the mask's centre of
-    mass (u, v) back-projected: X = (u - cx) Z / fx, Y = (v - cy) Z / fy."""
+    """The documented rule, computed independently of the node: Z = median of the valid depth over
+    the
+    mask eroded by a (2*ERODE+1)^2 square (the mask itself if that empties it); the mask's centre
+    of
+    mass (u, v) back-projected: X = (u - cx) Z / fx, Y = (v - cy) Z / fy.
+    """
     eroded = ndimage.binary_erosion(mask, np.ones((2 * ERODE + 1,) * 2, bool), border_value=0)
     region = eroded if eroded.any() else mask
     vals = depth_m[region]
@@ -91,7 +101,8 @@ def expected_centroid_3d(mask: np.ndarray, depth_m: np.ndarray) -> tuple[float, 
 
 class Harness:
     """The test's side: publishes a camera stream (image, optional depth, camera info) at 10 Hz and
-    collects everything the node publishes."""
+    collects everything the node publishes.
+    """
 
     def __init__(self) -> None:
         self.node = rclpy.create_node("iterprime_node_test")
@@ -108,7 +119,9 @@ class Harness:
         n.create_subscription(Image, f"{OUT}/debug_image", self.debug.append, 50)
         self.image_pub = n.create_publisher(Image, TOPICS["image"], qos_profile_sensor_data)
         self.depth_pub = n.create_publisher(Image, TOPICS["depth"], qos_profile_sensor_data)
-        self.info_pub = n.create_publisher(CameraInfo, TOPICS["camera_info"], qos_profile_sensor_data)
+        self.info_pub = n.create_publisher(
+            CameraInfo, TOPICS["camera_info"], qos_profile_sensor_data
+        )
         self.command_pub = n.create_publisher(String, TOPICS["command"], 10)
         self.client = n.create_client(Segment, f"{OUT}/segment")
         self.stream: tuple[Image, Image | None] | None = None
@@ -123,8 +136,13 @@ class Harness:
             self.depth_pub.publish(depth)
         self.info_pub.publish(_camera_info())
 
-    def show(self, sec: int, depth: np.ndarray | None = None, encoding: str = "32FC1",
-             image: Image | None = None) -> Image:
+    def show(
+        self,
+        sec: int,
+        depth: np.ndarray | None = None,
+        encoding: str = "32FC1",
+        image: Image | None = None,
+    ) -> Image:
         """Stream a frame stamped `sec` (and its depth) and give DDS time to deliver it."""
         image = image or _stamped(rgb_to_fields(_picture()), sec)
         depth_msg = _stamped(depth_to_fields(depth, encoding), sec) if depth is not None else None
@@ -145,8 +163,9 @@ class Harness:
         """Publish a spoken command and wait for its (one) result."""
         before = len(self.results)
         self.command_pub.publish(String(data=text))
-        assert self.until(lambda: any(r.command == text for r in self.results[before:]), timeout), \
-            f"no result for {text!r}"
+        assert self.until(
+            lambda: any(r.command == text for r in self.results[before:]), timeout
+        ), f"no result for {text!r}"
         return next(r for r in self.results[before:] if r.command == text)
 
     def mask_for(self, result: Segmentation) -> Image:
@@ -157,17 +176,46 @@ class Harness:
 @pytest.fixture(scope="module")
 def node_process(tiny_model_dirs, tmp_path_factory):
     override = tmp_path_factory.mktemp("node") / "test_params.yaml"
-    override.write_text(yaml.safe_dump({"iterprime_segmenter": {"ros__parameters": {
-        "vlp_model": str(tiny_model_dirs.blip), "proposal_model": str(tiny_model_dirs.mask2former),
-        "device": "cpu", "proposal_shortest_edge": 128, "proposal_longest_edge": 256, "proposal_threshold": 0.7,
-        "empty_selection": "best_heat", "max_components": 10000,  # random weights: always select something
-        "queue_size": QUEUE, "max_image_age_s": MAX_AGE, "depth_erosion_px": ERODE,
-    }}}))
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "iterprime_segmenter": {
+                    "ros__parameters": {
+                        "vlp_model": str(tiny_model_dirs.blip),
+                        "proposal_model": str(tiny_model_dirs.mask2former),
+                        "device": "cpu",
+                        "proposal_shortest_edge": 128,
+                        "proposal_longest_edge": 256,
+                        "proposal_threshold": 0.7,
+                        "empty_selection": "best_heat",
+                        "max_components": 10000,  # random weights: always select something
+                        "queue_size": QUEUE,
+                        "max_image_age_s": MAX_AGE,
+                        "depth_erosion_px": ERODE,
+                    }
+                }
+            }
+        )
+    )
     remaps = [a for name, topic in TOPICS.items() for a in ("-r", f"{name}:={topic}")]
-    proc = spawn_python(["-m", "iterprime_ros.ros.node", "--ros-args", "--params-file", str(CONFIG),
-                         "--params-file", str(override), *remaps], HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = spawn_python(
+        [
+            "-m",
+            "iterprime_ros.ros.node",
+            "--ros-args",
+            "--params-file",
+            str(CONFIG),
+            "--params-file",
+            str(override),
+            *remaps,
+        ],
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+    )
     log: list[str] = []
-    reader = threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader = threading.Thread(
+        target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True
+    )
     reader.start()
     yield proc, log
     stop(proc)
@@ -180,8 +228,13 @@ def harness(node_process):
     rclpy.init()
     h = Harness()
     try:
-        ok = h.until(lambda: h.command_pub.get_subscription_count() > 0 and h.node.count_publishers(
-            f"{OUT}/result") > 0, 60.0)
+        ok = h.until(
+            lambda: (
+                h.command_pub.get_subscription_count() > 0
+                and h.node.count_publishers(f"{OUT}/result") > 0
+            ),
+            60.0,
+        )
         assert ok, "node did not come up:\n" + "".join(log)
         h.show(1)
         warm = h.command("the cup", timeout=LOAD_TIMEOUT)  # waits for the models to load
@@ -198,17 +251,28 @@ def test_result_mask_and_header(harness):
     image = harness.show(100)
     res = harness.command("could you pick up the red cup please")
     assert res.success and res.error == ""
-    assert res.command == "could you pick up the red cup please" and res.expression == "the red cup"
+    assert (
+        res.command == "could you pick up the red cup please" and res.expression == "the red cup"
+    )
     assert res.command_id >= 2
-    assert res.header.stamp.sec == 100 and res.header.frame_id == FRAME, "results carry the source image's header"
+    assert res.header.stamp.sec == 100 and res.header.frame_id == FRAME, (
+        "results carry the source image's header"
+    )
     mask = mask_of(res.mask)
     assert mask.shape == (H, W) and mask.any() and res.mask.header == image.header
     v, u = np.nonzero(mask)
     assert (res.centroid_px.x, res.centroid_px.y) == pytest.approx((u.mean(), v.mean()), abs=1e-6)
-    assert mask[int(res.grasp_point_px.y), int(res.grasp_point_px.x)], "grasp point inside the mask"
+    assert mask[int(res.grasp_point_px.y), int(res.grasp_point_px.x)], (
+        "grasp point inside the mask"
+    )
     assert (res.bbox.x_offset, res.bbox.y_offset) == (u.min(), v.min())
     assert (res.bbox.width, res.bbox.height) == (u.max() - u.min() + 1, v.max() - v.min() + 1)
-    assert 1 <= res.iterations <= 3 and res.score >= 1.0 and 0.0 <= res.itm_score <= 1.0 and res.latency_s > 0
+    assert (
+        1 <= res.iterations <= 3
+        and res.score >= 1.0
+        and 0.0 <= res.itm_score <= 1.0
+        and res.latency_s > 0
+    )
     assert not res.has_centroid_3d, "no depth was published for this frame"
     published = harness.mask_for(res)
     np.testing.assert_array_equal(mask_of(published), mask)
@@ -217,11 +281,15 @@ def test_result_mask_and_header(harness):
     dbg = [d for d in harness.debug if d.header == res.header][-1]
     assert (dbg.encoding, dbg.width, dbg.height) == ("bgr8", W, H)
     harness.spin(0.3)
-    assert not [c for c in harness.centroids if c.header == res.header], "no 3-D point without depth"
+    assert not [c for c in harness.centroids if c.header == res.header], (
+        "no 3-D point without depth"
+    )
 
 
 def _ramp_with_holes() -> np.ndarray:
-    """Depth growing left to right (so the median depends on which pixels are used), with NaN holes."""
+    """Depth growing left to right (so the median depends on which pixels are used), with NaN
+    holes.
+    """
     metres = np.tile(0.9 + 0.015 * np.arange(W, dtype=np.float32), (H, 1))
     metres[::2, ::3] = np.nan
     metres[20, :] = 0.0
@@ -231,7 +299,9 @@ def _ramp_with_holes() -> np.ndarray:
 @pytest.mark.parametrize("encoding, sec", [("16UC1", 200), ("32FC1", 201)])
 def test_3d_centroid_from_depth_with_holes(harness, encoding, sec):
     metres = _ramp_with_holes()
-    sent = np.rint(np.nan_to_num(metres) * 1000).astype(np.uint16) if encoding == "16UC1" else metres
+    sent = (
+        np.rint(np.nan_to_num(metres) * 1000).astype(np.uint16) if encoding == "16UC1" else metres
+    )
     harness.show(sec, sent, encoding)
     res = harness.command(f"the red cup number {sec}")
     assert res.success and res.header.stamp.sec == sec and res.has_centroid_3d
@@ -271,8 +341,9 @@ def test_service_uses_the_latest_image_or_its_own(harness):
     assert harness.until(future.done, CMD_TIMEOUT)
     res = future.result().result
     assert res.success and res.header.stamp.sec == 500 and mask_of(res.mask).shape == (H, W)
-    assert harness.until(lambda: any(r.command_id == res.command_id for r in harness.results[before:]), 5.0), \
-        "a service answer is also published on ~/result"
+    assert harness.until(
+        lambda: any(r.command_id == res.command_id for r in harness.results[before:]), 5.0
+    ), "a service answer is also published on ~/result"
 
     own = _stamped(rgb_to_fields(np.full((30, 40, 3), 120, np.uint8), "bgr8"), 501)
     own.header.frame_id = "other_camera"
@@ -294,7 +365,9 @@ def test_queue_overflow_fails_the_oldest_waiting(harness):
     before = len(harness.results)
     for t in texts:
         harness.command_pub.publish(String(data=t))
-    assert harness.until(lambda: {r.command for r in harness.results[before:]} >= set(texts), 3 * CMD_TIMEOUT)
+    assert harness.until(
+        lambda: {r.command for r in harness.results[before:]} >= set(texts), 3 * CMD_TIMEOUT
+    )
     harness.spin(1.0)  # anything extra would arrive now
     got = [r for r in harness.results[before:] if r.command in texts]
     assert sorted(r.command for r in got) == sorted(texts), "exactly one result per command"

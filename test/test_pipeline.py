@@ -1,4 +1,7 @@
-"""Segmenter: end to end on tiny random-weight models (plumbing only), caching, failures as results."""
+"""Segmenter: end to end on tiny random-weight models (plumbing only), caching, failures as
+results.
+"""
+
 from __future__ import annotations
 
 import math
@@ -9,7 +12,7 @@ import pytest
 import torch
 
 from iterprime_ros.core.backend import PassOutput
-from iterprime_ros.pipeline import Segmenter, SegmenterSettings, SegmentationResult, image_key
+from iterprime_ros.pipeline import SegmentationResult, Segmenter, SegmenterSettings, image_key
 
 
 class Counting:
@@ -48,6 +51,7 @@ class FakeVLP:
 
     def token_offsets(self, text):
         import re
+
         return [None] + [(m.start(), m.end()) for m in re.finditer(r"\S+", text)] + [None]
 
     def text_pass(self, emb, text, keep):
@@ -74,23 +78,34 @@ def _fake_segmenter(masks=None, vlp=None, **settings):
     h, w = 40, 40
     if masks is None:
         masks = np.zeros((2, h, w), bool)
-        masks[0, 25:, 25:] = True    # far from the heat peak
+        masks[0, 25:, 25:] = True  # far from the heat peak
         masks[1, 5:25, 5:25] = True  # covers patch 5 (rows/cols 10-20 after upsampling): the peak
     s = SegmenterSettings(**{"igrs_iterations": 1, "parser": "spacy", **settings})
-    return Segmenter.from_backends(vlp or FakeVLP(), FakeProposals(masks), s, raise_unexpected=True)
+    return Segmenter.from_backends(
+        vlp or FakeVLP(), FakeProposals(masks), s, raise_unexpected=True
+    )
 
 
 # ------------------------------------------------------------------ whole pipeline, tiny models
 @pytest.fixture()
 def tiny_segmenter(tiny_blip, tiny_proposals):
-    return Segmenter.from_backends(Counting(tiny_blip), Counting(tiny_proposals),
-                                   SegmenterSettings(device="cpu"), raise_unexpected=True)
+    return Segmenter.from_backends(
+        Counting(tiny_blip),
+        Counting(tiny_proposals),
+        SegmenterSettings(device="cpu"),
+        raise_unexpected=True,
+    )
 
 
 def test_segment_end_to_end_from_saved_folders(tiny_model_dirs, sample_image):
-    """Settings -> registry -> loading -> backends -> core -> result. Random weights: plumbing only."""
-    s = SegmenterSettings(device="cpu", vlp_model=str(tiny_model_dirs.blip),
-                          proposal_model=str(tiny_model_dirs.mask2former))
+    """Settings -> registry -> loading -> backends -> core -> result. Random weights: plumbing
+    only.
+    """
+    s = SegmenterSettings(
+        device="cpu",
+        vlp_model=str(tiny_model_dirs.blip),
+        proposal_model=str(tiny_model_dirs.mask2former),
+    )
     seg = Segmenter(s, raise_unexpected=True)
     r = seg.segment(sample_image, "could you pick up the red cup on the left please")
     assert r.success, r.error
@@ -105,12 +120,23 @@ def test_segment_end_to_end_from_saved_folders(tiny_model_dirs, sample_image):
     assert bw > 0 and bh > 0 and x + bw <= w and y + bh <= h
     assert 1 <= r.iterations <= 3 and len(r.itm_scores) == r.iterations and 0 < r.itm_score < 1
     assert r.score >= 1.0 and r.num_proposals == 8 and r.proposal_index is not None
-    for stage in ("normalise", "parse", "proposals", "image_encoding", "igrs", "igrs_pass_0", "selection", "total"):
+    for stage in (
+        "normalise",
+        "parse",
+        "proposals",
+        "image_encoding",
+        "igrs",
+        "igrs_pass_0",
+        "selection",
+        "total",
+    ):
         assert stage in r.timings, stage
     assert r.to_dict()["mask_area"] == int(r.mask.sum())
 
 
-def test_second_command_on_same_frame_reuses_proposals_and_embedding(tiny_segmenter, sample_image, capsys):
+def test_second_command_on_same_frame_reuses_proposals_and_embedding(
+    tiny_segmenter, sample_image, capsys
+):
     seg = tiny_segmenter
     seg.warmup()
     seg.segment(np.zeros((32, 48, 3), np.uint8), "the cup")  # warm up kernels, not this frame
@@ -132,15 +158,19 @@ def test_second_command_on_same_frame_reuses_proposals_and_embedding(tiny_segmen
     assert "image_encoding" not in second.timings
     assert t_second < t_first
     with capsys.disabled():
-        print(f"\n[tiny models, CPU] first command on a frame: {t_first * 1000:.0f} ms; "
-              f"second command on the same frame: {t_second * 1000:.0f} ms")
+        print(
+            f"\n[tiny models, CPU] first command on a frame: {t_first * 1000:.0f} ms; "
+            f"second command on the same frame: {t_second * 1000:.0f} ms"
+        )
 
     # a different frame computes again; an explicit frame id is trusted as the frame identity
     other = sample_image[::-1].copy()
     seg.segment(other, "the cup")
     assert props.calls["propose"] - base[1]["propose"] == 2
     seg.segment(other, "the cup", frame_id="stamp-1")
-    seg.segment(np.zeros_like(other), "the cup", frame_id="stamp-1")  # same id: cached, by contract
+    seg.segment(
+        np.zeros_like(other), "the cup", frame_id="stamp-1"
+    )  # same id: cached, by contract
     assert props.calls["propose"] - base[1]["propose"] == 3
     assert seg.stats["frame_hits"] >= 2
 
@@ -164,20 +194,30 @@ def test_image_key_depends_on_pixels_and_shape():
 
 
 # ------------------------------------------------------------------ failures are results
-@pytest.mark.parametrize("command, reason", [
-    ("", "empty"),
-    ("   ", "empty"),
-    ("please", "names no object"),
-    ("je voudrais la tasse rouge", "does not look like English"),
-])
+@pytest.mark.parametrize(
+    "command, reason",
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("please", "names no object"),
+        ("je voudrais la tasse rouge", "does not look like English"),
+    ],
+)
 def test_bad_commands_fail_with_a_reason(command, reason):
     r = _fake_segmenter().segment(np.zeros((40, 40, 3), np.uint8), command)
     assert isinstance(r, SegmentationResult) and not r.success and reason in r.error
     assert r.command == command and r.mask is None
 
 
-@pytest.mark.parametrize("image", [np.zeros((40, 40), np.uint8), np.zeros((40, 40, 3), np.float32),
-                                   "not an image", np.zeros((1, 1, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((40, 40), np.uint8),
+        np.zeros((40, 40, 3), np.float32),
+        "not an image",
+        np.zeros((1, 1, 3), np.uint8),
+    ],
+)
 def test_bad_images_fail_with_a_reason(image):
     r = _fake_segmenter().segment(image, "the cup")
     assert not r.success and "image" in r.error
@@ -187,9 +227,13 @@ def test_nothing_selected_fails_and_best_heat_falls_back():
     masks = np.zeros((2, 40, 40), bool)
     masks[0, 30:, 30:] = True  # far from the peak
     r = _fake_segmenter(masks).segment(np.zeros((40, 40, 3), np.uint8), "the cup")
-    assert not r.success and r.error.startswith("nothing selected: no proposal covers the heat-map peak")
+    assert not r.success and r.error.startswith(
+        "nothing selected: no proposal covers the heat-map peak"
+    )
     assert r.heatmap is not None and r.expression == "the cup"
-    r = _fake_segmenter(masks, empty_selection="best_heat").segment(np.zeros((40, 40, 3), np.uint8), "the cup")
+    r = _fake_segmenter(masks, empty_selection="best_heat").segment(
+        np.zeros((40, 40, 3), np.uint8), "the cup"
+    )
     assert r.success and r.flagged and r.proposal_index == 0
 
 
@@ -198,14 +242,21 @@ def test_fake_backends_pick_the_peak_mask():
     assert r.success and r.proposal_index == 1 and r.bbox == (5, 5, 20, 20)
 
 
-@pytest.mark.parametrize("exc", [torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
-                                 RuntimeError("CUDA error: out of memory")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+        RuntimeError("CUDA error: out of memory"),
+    ],
+)
 def test_out_of_memory_fails_the_command_only(exc):
     seg = _fake_segmenter(vlp=FakeVLP(fail=exc))
     r = seg.segment(np.zeros((40, 40, 3), np.uint8), "the cup")
     assert not r.success and r.error.startswith("out of GPU memory during igrs")
     seg.vlp.fail = None
-    assert seg.segment(np.zeros((40, 40, 3), np.uint8), "the cup").success  # the next command works
+    assert seg.segment(
+        np.zeros((40, 40, 3), np.uint8), "the cup"
+    ).success  # the next command works
 
 
 def test_unexpected_errors_become_results_unless_asked_to_raise():
@@ -218,9 +269,13 @@ def test_unexpected_errors_become_results_unless_asked_to_raise():
 
 
 def test_settings_validate_and_map_to_core():
-    s = SegmenterSettings(igrs_iterations=1, aggregation="gvlp", extra_command_phrases=("", "robbie"))
+    s = SegmenterSettings(
+        igrs_iterations=1, aggregation="gvlp", extra_command_phrases=("", "robbie")
+    )
     assert not s.igrs_settings().enabled and s.igrs_settings().mode == "gvlp"
-    assert "robbie" in s.normaliser_settings().leading_phrases and s.extra_command_phrases == ("robbie",)
+    assert "robbie" in s.normaliser_settings().leading_phrases and s.extra_command_phrases == (
+        "robbie",
+    )
     with pytest.raises(ValueError):
         SegmenterSettings(aggregation="max")
     with pytest.raises(ValueError):
@@ -232,11 +287,13 @@ def test_settings_validate_and_map_to_core():
 
 def test_settings_from_the_node_config_file():
     """config/segment.yaml's pipeline parameters are SegmenterSettings fields (names match)."""
-    import yaml
-
     from pathlib import Path
 
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "segment.yaml").read_text())
+    import yaml
+
+    params = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "config" / "segment.yaml").read_text()
+    )
     params = params["/**/iterprime_segmenter"]["ros__parameters"]
     s = SegmenterSettings.from_dict(params, ignore_unknown=True)
     assert s.gradcam_layer == params["gradcam_layer"] and s.aggregation == params["aggregation"]
@@ -260,16 +317,25 @@ class ScriptedITMVLP(FakeVLP):
         out = super().text_pass(emb, text, keep)
         p = self.probabilities[min(self.calls, len(self.probabilities) - 1)]
         self.calls += 1
-        return PassOutput(torch.tensor([0.0, math.log(p / (1 - p))]), out.attention, out.gradient, out.token_valid)
+        return PassOutput(
+            torch.tensor([0.0, math.log(p / (1 - p))]),
+            out.attention,
+            out.gradient,
+            out.token_valid,
+        )
 
 
 def test_itm_score_is_that_of_the_pass_whose_map_is_returned():
     # soft_itm: S_0 = 0.5; S_1 = 0.3 * mean(1 - O_0) < 0.5 -> stop and return pass 0's map
-    seg = _fake_segmenter(vlp=ScriptedITMVLP([0.5, 0.3, 0.9]), igrs_iterations=3, stop_rule="soft_itm")
+    seg = _fake_segmenter(
+        vlp=ScriptedITMVLP([0.5, 0.3, 0.9]), igrs_iterations=3, stop_rule="soft_itm"
+    )
     r = seg.segment(np.zeros((40, 40, 3), np.uint8), "the cup")
     assert r.success and r.stop_reason == "itm_drop"
     assert r.itm_scores == pytest.approx([0.5, 0.3]) and r.itm_score == pytest.approx(0.5)
     # the reference rule returns the last pass run: its score
-    seg = _fake_segmenter(vlp=ScriptedITMVLP([0.5, 0.6, 0.4]), igrs_iterations=3, stop_rule="reference")
+    seg = _fake_segmenter(
+        vlp=ScriptedITMVLP([0.5, 0.6, 0.4]), igrs_iterations=3, stop_rule="reference"
+    )
     r = seg.segment(np.zeros((40, 40, 3), np.uint8), "the cup")
     assert r.itm_scores == pytest.approx([0.5, 0.6, 0.4]) and r.itm_score == pytest.approx(0.4)

@@ -1,4 +1,5 @@
 """The debug overlay shared by `iterprime segment --out` and the node's ~/debug_image."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,10 +16,24 @@ def _result(success: bool = True) -> SegmentationResult:
     heat = np.zeros((h, w), np.float32)
     heat[25:35, 35:55] = 1.0
     if not success:
-        return SegmentationResult(False, "nothing selected: no proposal covers the heat-map peak", "the cup",
-                                  expression="the cup", heatmap=heat)
-    return SegmentationResult(True, "", "pick up the cup", expression="the cup", mask=mask, heatmap=heat,
-                              centroid=(44.5, 29.5), grasp_point=(44, 29), bbox=(30, 20, 30, 20))
+        return SegmentationResult(
+            False,
+            "nothing selected: no proposal covers the heat-map peak",
+            "the cup",
+            expression="the cup",
+            heatmap=heat,
+        )
+    return SegmentationResult(
+        True,
+        "",
+        "pick up the cup",
+        expression="the cup",
+        mask=mask,
+        heatmap=heat,
+        centroid=(44.5, 29.5),
+        grasp_point=(44, 29),
+        bbox=(30, 20, 30, 20),
+    )
 
 
 def test_overlay_draws_on_a_bgr_copy():
@@ -27,8 +42,10 @@ def test_overlay_draws_on_a_bgr_copy():
     out = render_overlay(image, _result())
     assert out.shape == image.shape and out.dtype == np.uint8
     assert np.array_equal(image[..., 0], np.full((60, 80), 200, np.uint8))  # input untouched
-    assert not np.array_equal(out[25:35, 35:55], out[50:55, 5:10])       # heat + mask drawn
-    assert out[50, 75, 2] > out[50, 75, 1]  # BGR: red channel last; far from the mask only the heat tint
+    assert not np.array_equal(out[25:35, 35:55], out[50:55, 5:10])  # heat + mask drawn
+    assert (
+        out[50, 75, 2] > out[50, 75, 1]
+    )  # BGR: red channel last; far from the mask only the heat tint
     # the expression label is drawn top-left on a dark box
     assert out[2:20, 2:60].mean() < image.mean()
 
@@ -54,9 +71,12 @@ def test_small_frames_are_enlarged_for_files_with_everything_in_place():
     # Mask outline: the mask drawn at k times the size lands where the enlarged mask is.
     green = (big[..., 1] > 200) & (big[..., 0] < 100) & (big[..., 2] < 100)
     ys, xs = np.nonzero(green)
-    assert (ys.min(), xs.min()) == (20 * k, 30 * k) and (ys.max(), xs.max()) == (40 * k - 1, 60 * k - 1)
+    assert (ys.min(), xs.min()) == (20 * k, 30 * k) and (ys.max(), xs.max()) == (
+        40 * k - 1,
+        60 * k - 1,
+    )
     # The grasp cross (red in BGR) sits on the enlarged grasp pixel's centre block.
     gy, gx = 29 * k + k // 2, 44 * k + k // 2
     assert big[gy, gx, 2] > 200 and big[gy, gx, 1] < 80
     # Far from the marks the pixels are the small overlay's, repeated k x k.
-    np.testing.assert_array_equal(big[50 * k:55 * k:k, 5 * k:10 * k:k], small[50:55, 5:10])
+    np.testing.assert_array_equal(big[50 * k : 55 * k : k, 5 * k : 10 * k : k], small[50:55, 5:10])

@@ -4,6 +4,7 @@ the sample bag into the running node, recorded into a new bag.
 The player and the node run as separate processes in this session's DDS domain
 (ros_helpers). The node uses the tiny random-weight models: plumbing only.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -13,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import ros_helpers  # noqa: F401  (sets this session's ROS_DOMAIN_ID before rclpy starts)
 from ros_helpers import ros_env, spawn_python, spin_until, stop
+from test_bags import COMMAND, IMAGE, SAMPLE, T0, S, cdr, image_msg, write_bag
 
 from iterprime_ros.tools.bags import BagReader, string_message
 from iterprime_ros.tools.player import PlayerError, _parse_remaps, main, message_class, qos_for
-
-from test_bags import COMMAND, IMAGE, S, SAMPLE, T0, cdr, image_msg, write_bag
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -29,8 +28,13 @@ RESULT = "/iterprime_segmenter/result"
 
 
 def run_player(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *PLAYER, *args], env=ros_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *PLAYER, *args],
+        env=ros_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # ----------------------------------------------------------------------------- no DDS
@@ -44,11 +48,19 @@ def test_qos_follows_the_recording_else_the_message_type() -> None:
     assert qos_for("sensor_msgs/msg/Image", []).reliability == ReliabilityPolicy.BEST_EFFORT
     assert qos_for("std_msgs/msg/String", []).reliability == ReliabilityPolicy.RELIABLE
     # what the recorded publisher offered wins over the type's default
-    assert qos_for("sensor_msgs/msg/Image", [qos_profile("reliable")]).reliability == ReliabilityPolicy.RELIABLE
-    assert qos_for("std_msgs/msg/String", [qos_profile("sensor")]).reliability == ReliabilityPolicy.BEST_EFFORT
+    assert (
+        qos_for("sensor_msgs/msg/Image", [qos_profile("reliable")]).reliability
+        == ReliabilityPolicy.RELIABLE
+    )
+    assert (
+        qos_for("std_msgs/msg/String", [qos_profile("sensor")]).reliability
+        == ReliabilityPolicy.BEST_EFFORT
+    )
 
 
-def test_message_classes_remaps_and_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_message_classes_remaps_and_argument_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from iterprime_ros.msg import Segmentation
 
     assert message_class("iterprime_ros/msg/Segmentation") is Segmentation
@@ -76,19 +88,31 @@ def test_player_publishes_with_scaled_timing_and_skips_corrupt_messages(tmp_path
     from std_msgs.msg import String
 
     raw = cdr(image_msg(T0))
-    bag = write_bag(tmp_path / "timed.mcap", [
-        (T0, IMAGE, raw), (T0 + S // 10, COMMAND, string_message("first")),
-        (T0 + S, IMAGE, raw[:50]),                                   # corrupt: skipped, not published
-        (T0 + 2 * S, COMMAND, string_message("second")), (T0 + 4 * S, COMMAND, string_message("third"))])
+    bag = write_bag(
+        tmp_path / "timed.mcap",
+        [
+            (T0, IMAGE, raw),
+            (T0 + S // 10, COMMAND, string_message("first")),
+            (T0 + S, IMAGE, raw[:50]),  # corrupt: skipped, not published
+            (T0 + 2 * S, COMMAND, string_message("second")),
+            (T0 + 4 * S, COMMAND, string_message("third")),
+        ],
+    )
     rclpy.init()
     node = rclpy.create_node("player_timing_test")
     arrivals: list[tuple[float, str]] = []
     images: list[Any] = []
-    node.create_subscription(String, COMMAND, lambda m: arrivals.append((time.monotonic(), m.data)), 10)
+    node.create_subscription(
+        String, COMMAND, lambda m: arrivals.append((time.monotonic(), m.data)), 10
+    )
     node.create_subscription(Image, IMAGE, images.append, qos_profile_sensor_data)
     proc = spawn_python([*PLAYER, str(bag), "--rate", "4", "--wait-for-subscribers", "20"])
     try:
-        assert spin_until(node, lambda: len(arrivals) == 3 or proc.poll() is not None and len(arrivals) == 3, 30.0)
+        assert spin_until(
+            node,
+            lambda: len(arrivals) == 3 or proc.poll() is not None and len(arrivals) == 3,
+            30.0,
+        )
         proc.wait(timeout=20)
         out = proc.stdout.read()
     finally:
@@ -100,7 +124,9 @@ def test_player_publishes_with_scaled_timing_and_skips_corrupt_messages(tmp_path
     gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:])]
     assert all(0.3 < g < 1.2 for g in gaps), (gaps, out)
     assert proc.returncode == 1, out  # a message was skipped
-    assert len(images) <= 1 and all(i.width == 64 for i in images)  # best effort: the good one, never the bad
+    assert len(images) <= 1 and all(
+        i.width == 64 for i in images
+    )  # best effort: the good one, never the bad
     assert "skipped corrupt sensor_msgs/msg/Image on /camera/color/image_raw at +1.000 s" in out
     assert "published 4 message(s)" in out
 
@@ -108,7 +134,8 @@ def test_player_publishes_with_scaled_timing_and_skips_corrupt_messages(tmp_path
 @pytest.fixture(scope="module")
 def node_params(tiny_model_dirs: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Parameters for the node under test: tiny models on CPU, small proposal input, a queue
-    long enough for the whole bag played fast (so every command is answered by the models)."""
+    long enough for the whole bag played fast (so every command is answered by the models).
+    """
     path = tmp_path_factory.mktemp("player_node") / "params.yaml"
     path.write_text(f"""iterprime_segmenter:
   ros__parameters:
@@ -125,17 +152,46 @@ def node_params(tiny_model_dirs: Any, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.mark.slow
-def test_live_replay_of_the_sample_bag_into_the_node_is_recorded(node_params: Path, tmp_path: Path) -> None:
+def test_live_replay_of_the_sample_bag_into_the_node_is_recorded(
+    node_params: Path, tmp_path: Path
+) -> None:
     """The issue's live path: node running, player publishes the sample bag at 10x, the node's
-    results are recorded into a new bag, which reads back with one result per command."""
-    remaps = ["-r", "image:=/camera/color/image_raw", "-r", "command:=/iterprime/command",
-              "-r", "depth:=/camera/aligned_depth_to_color/image_raw", "-r", "camera_info:=/camera/color/camera_info"]
-    node = spawn_python(["-m", "iterprime_ros.ros.node", "--ros-args", "--params-file", str(node_params), *remaps])
+    results are recorded into a new bag, which reads back with one result per command.
+    """
+    remaps = [
+        "-r",
+        "image:=/camera/color/image_raw",
+        "-r",
+        "command:=/iterprime/command",
+        "-r",
+        "depth:=/camera/aligned_depth_to_color/image_raw",
+        "-r",
+        "camera_info:=/camera/color/camera_info",
+    ]
+    node = spawn_python(
+        ["-m", "iterprime_ros.ros.node", "--ros-args", "--params-file", str(node_params), *remaps]
+    )
     recorded = tmp_path / "live_results.mcap"
     try:
-        player = run_player([str(SAMPLE), "--rate", "10", "--wait-for-subscribers", "60",
-                             "--record", RESULT, "/iterprime_segmenter/mask", "--record-to", str(recorded),
-                             "--record-count", "9", "--record-idle", "60"], timeout=180)
+        player = run_player(
+            [
+                str(SAMPLE),
+                "--rate",
+                "10",
+                "--wait-for-subscribers",
+                "60",
+                "--record",
+                RESULT,
+                "/iterprime_segmenter/mask",
+                "--record-to",
+                str(recorded),
+                "--record-count",
+                "9",
+                "--record-idle",
+                "60",
+            ],
+            timeout=180,
+        )
     finally:
         node_log = stop(node)
     assert player.returncode == 0, player.stdout + player.stderr + node_log

@@ -4,6 +4,7 @@ Most tests use a stub segmenter (no models: fast) that records which image each 
 the last one runs the real CLI with the tiny random-weight models (plumbing only: random
 weights know nothing, so it checks that results are produced and written, not their quality).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,13 +12,36 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_bags import (
+    COMMAND,
+    IMAGE,
+    ROOT,
+    SAMPLE,
+    T0,
+    S,
+    cdr,
+    image_msg,
+    load_sample_script,
+    small_rgb,
+    write_bag,
+)
 
-from iterprime_ros.tools.bags import SEGMENTATION_TYPE, BagReader, header, string_message, typestore
 from iterprime_ros.pipeline import SegmentationResult
-from iterprime_ros.tools.replay import (MASK_TOPIC, RESULT_TOPIC, CENTROID_TOPIC, ReplayConfig, ReplayError, replay_bag)
-
-from test_bags import (COMMAND, IMAGE, ROOT, S, SAMPLE, T0, cdr, image_msg, load_sample_script, small_rgb,
-                       write_bag)
+from iterprime_ros.tools.bags import (
+    SEGMENTATION_TYPE,
+    BagReader,
+    header,
+    string_message,
+    typestore,
+)
+from iterprime_ros.tools.replay import (
+    CENTROID_TOPIC,
+    MASK_TOPIC,
+    RESULT_TOPIC,
+    ReplayConfig,
+    ReplayError,
+    replay_bag,
+)
 
 
 class StubSegmenter:
@@ -30,12 +54,23 @@ class StubSegmenter:
         self.seen.append((command, image.copy()))
         h, w = image.shape[:2]
         mask = np.zeros((h, w), bool)
-        mask[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = True
+        mask[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = True
         v, u = np.nonzero(mask)
-        return SegmentationResult(success=True, error="", command=command, expression=command.lower(),
-                                  primary_word="thing", mask=mask, centroid=(float(u.mean()), float(v.mean())),
-                                  grasp_point=(w // 2, h // 2), bbox=(w // 4, h // 4, w // 2, h // 2), score=1.5,
-                                  itm_score=0.5, iterations=2, timings={"total": 0.01})
+        return SegmentationResult(
+            success=True,
+            error="",
+            command=command,
+            expression=command.lower(),
+            primary_word="thing",
+            mask=mask,
+            centroid=(float(u.mean()), float(v.mean())),
+            grasp_point=(w // 2, h // 2),
+            bbox=(w // 4, h // 4, w // 2, h // 2),
+            score=1.5,
+            itm_score=0.5,
+            iterations=2,
+            timings={"total": 0.01},
+        )
 
 
 def results(path: Path) -> list[Any]:
@@ -52,7 +87,9 @@ def test_sample_bag_gets_one_result_per_command_with_the_right_image(tmp_path: P
     stub = StubSegmenter()
     lines: list[str] = []
     out = tmp_path / "results.mcap"
-    summary = replay_bag(SAMPLE, out, stub, ReplayConfig(overlays=tmp_path / "overlays"), echo=lines.append)
+    summary = replay_bag(
+        SAMPLE, out, stub, ReplayConfig(overlays=tmp_path / "overlays"), echo=lines.append
+    )
     assert (summary.commands, summary.succeeded, summary.problems) == (9, 9, [])
     assert summary.exit_code() == 0
 
@@ -72,7 +109,9 @@ def test_sample_bag_gets_one_result_per_command_with_the_right_image(tmp_path: P
     script = load_sample_script()
     photos = {s.image: script.load_photo(s, (320, 240)) for s in script.SCENES}
     expected = [s.image for s in script.SCENES for _ in s.commands]
-    assert [next(k for k, p in photos.items() if np.array_equal(p, img)) for _, img in stub.seen] == expected
+    assert [
+        next(k for k, p in photos.items() if np.array_equal(p, img)) for _, img in stub.seen
+    ] == expected
 
     assert len(summary.overlays) == 9 and all(p.stat().st_size > 1000 for p in summary.overlays)
     assert summary.overlays[0].name == "001_pick_up_the_coffee_cup.png"
@@ -80,8 +119,13 @@ def test_sample_bag_gets_one_result_per_command_with_the_right_image(tmp_path: P
 
 
 def test_missing_image_topic_fails_every_command_with_a_clear_error(tmp_path: Path) -> None:
-    bag = write_bag(tmp_path / "commands_only.mcap",
-                    [(T0, COMMAND, string_message("pick up the cup")), (T0 + S, COMMAND, string_message("the cat"))])
+    bag = write_bag(
+        tmp_path / "commands_only.mcap",
+        [
+            (T0, COMMAND, string_message("pick up the cup")),
+            (T0 + S, COMMAND, string_message("the cat")),
+        ],
+    )
     stub = StubSegmenter()
     lines: list[str] = []
     summary = replay_bag(bag, tmp_path / "out.mcap", stub, echo=lines.append)
@@ -97,13 +141,16 @@ def test_missing_image_topic_fails_every_command_with_a_clear_error(tmp_path: Pa
 def test_bad_inputs_become_failure_results_not_a_crash(tmp_path: Path) -> None:
     good = cdr(image_msg(T0 + 1 * S))
     events = [
-        (T0, COMMAND, string_message("too early")),                                # 1 no image yet
-        (T0 + 1 * S, IMAGE, good), (T0 + 1 * S + S // 4, COMMAND, string_message("the cup")),  # 2 ok
-        (T0 + 2 * S, IMAGE, good[:60]), (T0 + 2 * S + S // 4, COMMAND, string_message("corrupt image")),  # 3
+        (T0, COMMAND, string_message("too early")),  # 1 no image yet
+        (T0 + 1 * S, IMAGE, good),
+        (T0 + 1 * S + S // 4, COMMAND, string_message("the cup")),  # 2 ok
+        (T0 + 2 * S, IMAGE, good[:60]),
+        (T0 + 2 * S + S // 4, COMMAND, string_message("corrupt image")),  # 3
         (T0 + 3 * S, IMAGE, image_msg(T0 + 3 * S, encoding="yuv422")),
-        (T0 + 3 * S + S // 4, COMMAND, string_message("odd encoding")),           # 4 unknown encoding
-        (T0 + 4 * S, IMAGE, good), (T0 + 4 * S + S // 4, COMMAND, b"\x00\x01\x00\x00\xff\xff"),  # 5 corrupt command
-        (T0 + 9 * S, COMMAND, string_message("stale")),                            # 6 image 5 s old
+        (T0 + 3 * S + S // 4, COMMAND, string_message("odd encoding")),  # 4 unknown encoding
+        (T0 + 4 * S, IMAGE, good),
+        (T0 + 4 * S + S // 4, COMMAND, b"\x00\x01\x00\x00\xff\xff"),  # 5 corrupt command
+        (T0 + 9 * S, COMMAND, string_message("stale")),  # 6 image 5 s old
     ]
     bag = write_bag(tmp_path / "broken.mcap", events)
     stub = StubSegmenter()
@@ -116,7 +163,9 @@ def test_bad_inputs_become_failure_results_not_a_crash(tmp_path: Path) -> None:
     assert [r.success for r in got] == [False, True, False, False, False, False]
     errors = [r.error for r in got]
     assert "no image received on /camera/color/image_raw before this command" in errors[0]
-    assert "corrupt sensor_msgs/msg/Image message on /camera/color/image_raw at +2.000 s" in errors[2]
+    assert (
+        "corrupt sensor_msgs/msg/Image message on /camera/color/image_raw at +2.000 s" in errors[2]
+    )
     assert "unsupported image encoding 'yuv422'" in errors[3]
     assert got[4].command == "" and "unreadable command" in errors[4] and not got[4].success
     assert "no recent image" in errors[5] and "5.0 s old" in errors[5]
@@ -132,14 +181,24 @@ def test_compressed_images_and_copying_the_input(tmp_path: Path) -> None:
 
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(small_rgb(), cv2.COLOR_RGB2BGR))
     compressed = typestore().types["sensor_msgs/msg/CompressedImage"](
-        header=header(T0, "cam"), format="rgb8; jpeg compressed bgr8", data=np.asarray(jpeg, np.uint8).reshape(-1))
-    bag = write_bag(tmp_path / "jpeg.mcap", [(T0, "/cam/compressed", compressed),
-                                             (T0 + S // 2, COMMAND, string_message("the cup"))],
-                    types={"/cam/compressed": "sensor_msgs/msg/CompressedImage"})
+        header=header(T0, "cam"),
+        format="rgb8; jpeg compressed bgr8",
+        data=np.asarray(jpeg, np.uint8).reshape(-1),
+    )
+    bag = write_bag(
+        tmp_path / "jpeg.mcap",
+        [(T0, "/cam/compressed", compressed), (T0 + S // 2, COMMAND, string_message("the cup"))],
+        types={"/cam/compressed": "sensor_msgs/msg/CompressedImage"},
+    )
     stub = StubSegmenter()
     out = tmp_path / "out_folder"
-    summary = replay_bag(bag, out, stub, ReplayConfig(image_topic="/cam/compressed", include_input=True,
-                                                      storage="sqlite3"), echo=lambda _: None)
+    summary = replay_bag(
+        bag,
+        out,
+        stub,
+        ReplayConfig(image_topic="/cam/compressed", include_input=True, storage="sqlite3"),
+        echo=lambda _: None,
+    )
     assert summary.succeeded == 1 and stub.seen[0][1].shape == (48, 64, 3)
     assert (out / "metadata.yaml").is_file()
     assert counts(out) == {"/cam/compressed": 1, COMMAND: 1, RESULT_TOPIC: 1, MASK_TOPIC: 1}
@@ -147,18 +206,25 @@ def test_compressed_images_and_copying_the_input(tmp_path: Path) -> None:
     assert r.success and not r.has_centroid_3d and r.header.frame_id == "cam"
 
 
-def test_missing_command_topic_is_an_error_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_missing_command_topic_is_an_error_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from iterprime_ros.tools.cli import main
 
     bag = write_bag(tmp_path / "images_only.mcap", [(T0, IMAGE, image_msg(T0))])
-    with pytest.raises(ReplayError, match="command topic /iterprime/command is not in .*nothing to answer"):
+    with pytest.raises(
+        ReplayError, match="command topic /iterprime/command is not in .*nothing to answer"
+    ):
         replay_bag(bag, tmp_path / "a.mcap", StubSegmenter())
     assert not (tmp_path / "a.mcap").exists()
 
     # The CLI checks the input before loading any model: these need no weights.
     assert main(["replay", str(bag), str(tmp_path / "b.mcap")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: command topic /iterprime/command is not in") and "Traceback" not in err
+    assert (
+        err.startswith("error: command topic /iterprime/command is not in")
+        and "Traceback" not in err
+    )
     assert "--command-topic" in err and not (tmp_path / "b.mcap").exists()
 
     assert main(["replay", str(tmp_path / "missing.mcap"), str(tmp_path / "c.mcap")]) == 2
@@ -167,22 +233,45 @@ def test_missing_command_topic_is_an_error_and_writes_nothing(tmp_path: Path, ca
     assert "exists already (use --force" in capsys.readouterr().err
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text("iterprime_segmenter:\n  ros__parameters:\n    igrs_iterations: 0\n")
-    assert main(["replay", str(SAMPLE), str(tmp_path / "d.mcap"), "--config", str(bad_config)]) == 2
+    assert (
+        main(["replay", str(SAMPLE), str(tmp_path / "d.mcap"), "--config", str(bad_config)]) == 2
+    )
     assert "igrs_iterations" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_cli_replays_the_sample_bag_with_tiny_models(tiny_model_dirs: Any, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture) -> None:
-    """`iterprime replay` end to end: real Segmenter (tiny random weights), .db3 output, overlays."""
+def test_cli_replays_the_sample_bag_with_tiny_models(
+    tiny_model_dirs: Any, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`iterprime replay` end to end: real Segmenter (tiny random weights), .db3 output,
+    overlays.
+    """
     from iterprime_ros.tools.cli import main
 
     out = tmp_path / "sample_results.db3"
-    code = main(["replay", str(SAMPLE), str(out), "--config", str(ROOT / "config" / "segment.yaml"),
-                 "--vlp", str(tiny_model_dirs.blip), "--proposals", str(tiny_model_dirs.mask2former),
-                 "--device", "cpu", "--overlays", str(tmp_path / "png"),
-                 "--set", "proposal_shortest_edge=120", "--set", "proposal_longest_edge=160",
-                 "--set", "empty_selection=best_heat"])
+    code = main(
+        [
+            "replay",
+            str(SAMPLE),
+            str(out),
+            "--config",
+            str(ROOT / "config" / "segment.yaml"),
+            "--vlp",
+            str(tiny_model_dirs.blip),
+            "--proposals",
+            str(tiny_model_dirs.mask2former),
+            "--device",
+            "cpu",
+            "--overlays",
+            str(tmp_path / "png"),
+            "--set",
+            "proposal_shortest_edge=120",
+            "--set",
+            "proposal_longest_edge=160",
+            "--set",
+            "empty_selection=best_heat",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "9 command(s):" in printed and "9 result(s) written" in printed

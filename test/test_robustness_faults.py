@@ -12,6 +12,7 @@
 
 Five node processes start at once for the module (the four broken ones never load a model).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from node_harness import Harness, NodeProcess, tiny_params
 
 rclpy = pytest.importorskip("rclpy")
@@ -58,8 +58,14 @@ def record(kind: str, what: str, res: Any, next_res: Any = None) -> None:
 BROKEN = {
     # name: (how the models are broken, text the failure must contain)
     "missing": ("vlp_model is a folder that does not exist", "does not exist"),
-    "hub": ("vlp_model is a Hub id not in the local cache", "iterprime download --vlp nobody-xyz/not-a-model"),
-    "truncated": ("proposal model.safetensors cut to half its size", "cannot load the proposal model"),
+    "hub": (
+        "vlp_model is a Hub id not in the local cache",
+        "iterprime download --vlp nobody-xyz/not-a-model",
+    ),
+    "truncated": (
+        "proposal model.safetensors cut to half its size",
+        "cannot load the proposal model",
+    ),
     "garbage": ("VLP config.json is not JSON", "cannot load the VLP model"),
 }
 
@@ -79,8 +85,14 @@ def nodes(tiny_model_dirs, tmp_path_factory):
         "truncated": tiny_params(tiny_model_dirs, proposal_model=str(truncated)),
         "garbage": tiny_params(tiny_model_dirs, vlp_model=str(garbage)),
     }
-    procs = {"faults": NodeProcess("rob_faults", tiny_params(tiny_model_dirs, max_image_age_s=MAX_AGE, queue_size=100), folder,
-                                   fault_node=True)}
+    procs = {
+        "faults": NodeProcess(
+            "rob_faults",
+            tiny_params(tiny_model_dirs, max_image_age_s=MAX_AGE, queue_size=100),
+            folder,
+            fault_node=True,
+        )
+    }
     procs.update({name: NodeProcess(f"rob_{name}", p, folder) for name, p in params.items()})
     yield procs
     for p in procs.values():
@@ -99,8 +111,15 @@ def harnesses(nodes, tmp_path_factory):
             h.spin(0.2)
         sent, received = sum(h.sent for h in hs.values()), sum(len(h.results) for h in hs.values())
         out = tmp_path_factory.getbasetemp() / "robustness_faults.json"
-        out.write_text(json.dumps({"commands_sent": sent, "results_received": received, "cases": TABLE}, indent=1))
-        print(f"\n=== faults ({len(TABLE)} cases; {sent} commands sent, {received} results received; {out}) ===")
+        out.write_text(
+            json.dumps(
+                {"commands_sent": sent, "results_received": received, "cases": TABLE}, indent=1
+            )
+        )
+        print(
+            f"\n=== faults ({len(TABLE)} cases; {sent} commands sent, {received} results "
+            f"received; {out}) ==="
+        )
         for row in TABLE:
             nxt = f"; next command: {row['next_command'][:40]}" if "next_command" in row else ""
             outcome = "success" if row["success"] else f"failure: {row['error'][:150]}"
@@ -116,7 +135,8 @@ def faulty(harnesses, nodes):
     h = harnesses["faults"]
     h.wait_ready()
     assert "fault injector installed" in nodes["faults"].log or h.until(
-        lambda: "fault injector installed" in nodes["faults"].log, 10.0)
+        lambda: "fault injector installed" in nodes["faults"].log, 10.0
+    )
     h.show(image_msg(1))
     warm = h.command("the cup", timeout=LOAD_TIMEOUT)
     assert warm.success, warm.error + "\n" + nodes["faults"].log
@@ -136,9 +156,11 @@ def test_broken_models_at_start(harnesses, nodes, name):
     h.show(image_msg(10))
     answers.append(h.command("the red cup with an image"))
     answers.append(h.call("the red cup by service"))
-    answers.append(h.command(""))      # a bad command still gets its own, clearer answer
+    answers.append(h.command(""))  # a bad command still gets its own, clearer answer
     for res in answers[:3]:
-        assert not res.success and res.error.startswith("models not loaded") and reason in res.error, res.error
+        assert (
+            not res.success and res.error.startswith("models not loaded") and reason in res.error
+        ), res.error
         assert res.latency_s < 1.0, "answered at once, not queued"
     assert not answers[3].success and "empty" in answers[3].error
     if name in ("truncated", "garbage"):
@@ -152,17 +174,33 @@ def test_broken_models_at_start(harnesses, nodes, name):
 FAULTS = [
     # (word in the command, what it does, expected error text)
     ("faultoompass", "CUDA out of memory in a text pass", "out of GPU memory during igrs"),
-    ("faultoomproposals", "CUDA out of memory in the proposal network", "out of GPU memory during proposals"),
-    ("faultoomcrash", "CUDA out of memory outside any pipeline stage", "out of GPU memory: CUDA out of memory"),
-    ("faulterrorpass", "RuntimeError inside a text pass", "internal error: RuntimeError: text pass failed"),
-    ("faultcrash", "RuntimeError past the pipeline's own handling", "internal error: RuntimeError: segment crashed"),
+    (
+        "faultoomproposals",
+        "CUDA out of memory in the proposal network",
+        "out of GPU memory during proposals",
+    ),
+    (
+        "faultoomcrash",
+        "CUDA out of memory outside any pipeline stage",
+        "out of GPU memory: CUDA out of memory",
+    ),
+    (
+        "faulterrorpass",
+        "RuntimeError inside a text pass",
+        "internal error: RuntimeError: text pass failed",
+    ),
+    (
+        "faultcrash",
+        "RuntimeError past the pipeline's own handling",
+        "internal error: RuntimeError: segment crashed",
+    ),
 ]
 
 
 @pytest.mark.parametrize("word, what, expected", FAULTS, ids=[f[0] for f in FAULTS])
 def test_fault_fails_that_command_and_the_next_works(faulty, word, what, expected):
     sec = 100 + len(TABLE)
-    faulty.show(image_msg(sec), settle=0.3)      # a new frame: the proposals run again
+    faulty.show(image_msg(sec), settle=0.3)  # a new frame: the proposals run again
     res = faulty.command(f"the red cup {word}")
     assert not res.success and expected in res.error, res.error
     assert "fault injected by test/fault_node.py" in res.error
@@ -173,35 +211,49 @@ def test_fault_fails_that_command_and_the_next_works(faulty, word, what, expecte
 
 
 def test_faults_in_a_row(faulty, nodes):
-    """Every fault three times over, interleaved with good commands: all answered, the good ones work.
-    (Not the proposal fault: one frame is used, so its proposals come from the frame cache.)"""
+    """Every fault three times over, interleaved with good commands: all answered, good ones work.
+
+    (Not the proposal fault: one frame is used, so its proposals come from the frame cache.)
+    """
     faulty.show(image_msg(200), settle=0.3)
     sent = []
     before = len(faulty.results)
     words = [w for w, _, _ in FAULTS if w != "faultoomproposals"]
     for round_ in range(3):
         for word in words:
-            sent += [f"the red cup {word} round {round_}", f"the blue cup round {round_} after {len(sent)}"]
+            sent += [
+                f"the red cup {word} round {round_}",
+                f"the blue cup round {round_} after {len(sent)}",
+            ]
     for text in sent:
         faulty.send(text)
-    assert faulty.until(lambda: len(faulty.results) - before >= len(sent), 120.0), nodes["faults"].log[-3000:]
+    assert faulty.until(lambda: len(faulty.results) - before >= len(sent), 120.0), nodes[
+        "faults"
+    ].log[-3000:]
     faulty.spin(0.5)
     got = faulty.results[before:]
     assert [r.command for r in got] == sent, "one result per command, in order"
     assert all(not r.success for r in got[0::2]) and all(r.success for r in got[1::2])
-    TABLE.append({"kind": "fault", "fault": f"{len(words)} faults x 3, interleaved with good commands",
-                  "success": True, "error": "", "next_command": f"{len(got)} results for {len(sent)} commands"})
+    TABLE.append(
+        {
+            "kind": "fault",
+            "fault": f"{len(words)} faults x 3, interleaved with good commands",
+            "success": True,
+            "error": "",
+            "next_command": f"{len(got)} results for {len(sent)} commands",
+        }
+    )
 
 
 def test_camera_stops_and_restarts(faulty):
     faulty.show(image_msg(300), settle=0.3)
     assert faulty.command("the red cup before the stop").success
-    faulty.image = None                        # the camera stops
+    faulty.image = None  # the camera stops
     faulty.spin(MAX_AGE + 0.5)
     res = faulty.command("the red cup while stopped", timeout=20.0)
     assert not res.success and f"no image newer than {MAX_AGE:g} s" in res.error, res.error
     assert res.latency_s < 1.0, "answered at once"
-    faulty.show(image_msg(301), settle=0.3)    # ... and comes back
+    faulty.show(image_msg(301), settle=0.3)  # ... and comes back
     nxt = faulty.command("the red cup after the restart")
     record("camera", f"stream stopped for {MAX_AGE + 0.5:g} s, then restarted", res, nxt)
     assert nxt.success and nxt.header.stamp.sec == 301

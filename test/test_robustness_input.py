@@ -7,6 +7,7 @@ other command, runs nothing, creates no file and changes no parameter. The node 
 working folder with an empty TMPDIR and ROS_LOG_DIR pointed at the test's folder, and the last
 test checks that it wrote nothing there. One node for the whole module.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from node_harness import Harness, NodeProcess, tiny_params
 
 rclpy = pytest.importorskip("rclpy")
@@ -32,13 +32,15 @@ pytestmark = pytest.mark.slow
 H, W = 48, 64
 FRAME = "camera_color_optical_frame"
 LOAD_TIMEOUT = 180.0
-TABLE: list[dict[str, Any]] = []     # what was tried and what came back (printed and saved at the end)
+TABLE: list[
+    dict[str, Any]
+] = []  # what was tried and what came back (printed and saved at the end)
 
 
 def picture(h: int = H, w: int = W) -> np.ndarray:
     rng = np.random.default_rng(3)
     img = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-    img[h // 5:h * 3 // 5, w // 5:w * 3 // 5] = (220, 30, 30)
+    img[h // 5 : h * 3 // 5, w // 5 : w * 3 // 5] = (220, 30, 30)
     return img
 
 
@@ -52,7 +54,9 @@ def image_msg(sec: int, array: np.ndarray | None = None, encoding: str = "rgb8")
 
 
 def raw_image(sec: int, width: int, height: int, encoding: str, step: int, nbytes: int) -> Image:
-    return stamped(Image(width=width, height=height, encoding=encoding, step=step, data=bytes(nbytes)), sec)
+    return stamped(
+        Image(width=width, height=height, encoding=encoding, step=step, data=bytes(nbytes)), sec
+    )
 
 
 def camera_info(fx: float = 60.0, fy: float = 55.0) -> CameraInfo:
@@ -73,9 +77,14 @@ def sandbox(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def node(tiny_model_dirs, sandbox):
-    proc = NodeProcess("rob_input", tiny_params(tiny_model_dirs, queue_size=5, max_image_age_s=2.0),
-                       sandbox["params"], cwd=sandbox["cwd"], TMPDIR=str(sandbox["tmp"]),
-                       ROS_LOG_DIR=str(sandbox["ros_log"]))
+    proc = NodeProcess(
+        "rob_input",
+        tiny_params(tiny_model_dirs, queue_size=5, max_image_age_s=2.0),
+        sandbox["params"],
+        cwd=sandbox["cwd"],
+        TMPDIR=str(sandbox["tmp"]),
+        ROS_LOG_DIR=str(sandbox["ros_log"]),
+    )
     yield proc
     proc.stop()
 
@@ -92,10 +101,16 @@ def harness(node, tmp_path_factory):
         yield h
         h.spin(0.5)
         out = tmp_path_factory.getbasetemp() / "robustness_input.json"
-        out.write_text(json.dumps({"commands_sent": h.sent, "results_received": len(h.results), "cases": TABLE},
-                                  indent=1))
-        print(f"\n=== bad and hostile input ({len(TABLE)} cases; {h.sent} commands sent, "
-              f"{len(h.results)} results received; {out}) ===")
+        out.write_text(
+            json.dumps(
+                {"commands_sent": h.sent, "results_received": len(h.results), "cases": TABLE},
+                indent=1,
+            )
+        )
+        print(
+            f"\n=== bad and hostile input ({len(TABLE)} cases; {h.sent} commands sent, "
+            f"{len(h.results)} results received; {out}) ==="
+        )
         for row in TABLE:
             print(f"  {row['kind']:<8} {row['input'][:60]:<62} -> {row['outcome']}")
     finally:
@@ -105,8 +120,15 @@ def harness(node, tmp_path_factory):
 
 def record(kind: str, what: str, res: Any, note: str = "") -> None:
     outcome = "success" if res.success else f"failure: {res.error[:110]}"
-    TABLE.append({"kind": kind, "input": what, "success": bool(res.success), "error": res.error,
-                  "outcome": outcome + (f" ({note})" if note else "")})
+    TABLE.append(
+        {
+            "kind": kind,
+            "input": what,
+            "success": bool(res.success),
+            "error": res.error,
+            "outcome": outcome + (f" ({note})" if note else ""),
+        }
+    )
 
 
 def one_result(h: Harness, text: str) -> None:
@@ -116,8 +138,8 @@ def one_result(h: Harness, text: str) -> None:
 
 
 # ---------------------------------------------------------------- commands
-LONG = ("the red cup " * 900).strip()                       # 10.8 kB
-JUST_UNDER = ("the red cup on the left " * 41).strip()      # < MAX_COMMAND_CHARS
+LONG = ("the red cup " * 900).strip()  # 10.8 kB
+JUST_UNDER = ("the red cup on the left " * 41).strip()  # < MAX_COMMAND_CHARS
 
 COMMANDS = [
     # text, expected: None = success, else a substring of the error
@@ -131,7 +153,7 @@ COMMANDS = [
     ("the 🍎 apple on the left 👍", None),
     ("please", "names no object"),
     ("pick up", "names no object"),
-    ("could you pick it up please", None),     # "it": best effort, the pronoun is segmented
+    ("could you pick it up please", None),  # "it": best effort, the pronoun is segmented
     (JUST_UNDER, None),
 ]
 
@@ -141,7 +163,9 @@ def test_bad_commands_get_one_clear_answer(harness, text, expected):
     sec = 100 + len(TABLE)
     harness.show(image_msg(sec), settle=0.2)
     res = harness.command(text)
-    record("command", repr(text) if len(text) < 60 else f"{text[:30]!r}... ({len(text)} chars)", res)
+    record(
+        "command", repr(text) if len(text) < 60 else f"{text[:30]!r}... ({len(text)} chars)", res
+    )
     one_result(harness, text)
     if expected is None:
         assert res.success, res.error
@@ -153,7 +177,9 @@ def test_bad_commands_get_one_clear_answer(harness, text, expected):
 def test_long_command_limit_and_log(harness, node):
     assert len(LONG) > MAX_COMMAND_CHARS >= len(JUST_UNDER)
     res = harness.results_for(LONG)[0]
-    assert f"{len(LONG)} characters" in res.error and res.latency_s < 1.0, "refused at once, not queued"
+    assert f"{len(LONG)} characters" in res.error and res.latency_s < 1.0, (
+        "refused at once, not queued"
+    )
     assert LONG not in node.log, "a long command is cut in the log"
 
 
@@ -169,25 +195,68 @@ def _images() -> list[tuple[str, Any, str | None]]:
     padded = np.zeros((H, row + 16), np.uint8)
     padded[:, :row] = picture().reshape(H, row)
     return [
-        ("encoding yuv422", lambda s: raw_image(s, W, H, "yuv422", W * 2, W * 2 * H), "unsupported image encoding"),
-        ("encoding ''", lambda s: raw_image(s, W, H, "", row, row * H), "unsupported image encoding ''"),
-        ("16UC1 on the image topic", lambda s: raw_image(s, W, H, "16UC1", W * 2, W * 2 * H),
-         "unsupported image encoding"),
-        ("mono16", lambda s: raw_image(s, W, H, "mono16", W * 2, W * 2 * H), "unsupported image encoding"),
-        ("step smaller than a row", lambda s: raw_image(s, W, H, "rgb8", W, row * H), "step 64 is smaller"),
-        ("data shorter than step x height", lambda s: raw_image(s, W, H, "rgb8", row, row * H - 1), "data has"),
-        ("size claims more than the data", lambda s: raw_image(s, 4 * W, 4 * H, "rgb8", 12 * W, row * H), "data has"),
+        (
+            "encoding yuv422",
+            lambda s: raw_image(s, W, H, "yuv422", W * 2, W * 2 * H),
+            "unsupported image encoding",
+        ),
+        (
+            "encoding ''",
+            lambda s: raw_image(s, W, H, "", row, row * H),
+            "unsupported image encoding ''",
+        ),
+        (
+            "16UC1 on the image topic",
+            lambda s: raw_image(s, W, H, "16UC1", W * 2, W * 2 * H),
+            "unsupported image encoding",
+        ),
+        (
+            "mono16",
+            lambda s: raw_image(s, W, H, "mono16", W * 2, W * 2 * H),
+            "unsupported image encoding",
+        ),
+        (
+            "step smaller than a row",
+            lambda s: raw_image(s, W, H, "rgb8", W, row * H),
+            "step 64 is smaller",
+        ),
+        (
+            "data shorter than step x height",
+            lambda s: raw_image(s, W, H, "rgb8", row, row * H - 1),
+            "data has",
+        ),
+        (
+            "size claims more than the data",
+            lambda s: raw_image(s, 4 * W, 4 * H, "rgb8", 12 * W, row * H),
+            "data has",
+        ),
         ("no data at all", lambda s: raw_image(s, W, H, "rgb8", row, 0), "data has 0 bytes"),
         ("zero size 0x0", lambda s: raw_image(s, 0, 0, "rgb8", 0, 0), "empty image"),
         ("zero width", lambda s: raw_image(s, 0, H, "rgb8", 0, 0), "empty image"),
         ("1x1 pixel", lambda s: raw_image(s, 1, 1, "rgb8", 3, 3), "too small"),
         ("mono8", lambda s: image_msg(s, encoding="mono8"), None),
         ("bgra8", lambda s: image_msg(s, encoding="bgra8"), None),
-        ("rgb8 with row padding (step > width x 3)",
-         lambda s: stamped(Image(width=W, height=H, encoding="rgb8", step=row + 16, data=padded.tobytes()), s), None),
-        ("trailing bytes after the last row",
-         lambda s: stamped(Image(width=W, height=H, encoding="rgb8", step=row,
-                                 data=picture().tobytes() + bytes(100)), s), None),
+        (
+            "rgb8 with row padding (step > width x 3)",
+            lambda s: stamped(
+                Image(width=W, height=H, encoding="rgb8", step=row + 16, data=padded.tobytes()), s
+            ),
+            None,
+        ),
+        (
+            "trailing bytes after the last row",
+            lambda s: stamped(
+                Image(
+                    width=W,
+                    height=H,
+                    encoding="rgb8",
+                    step=row,
+                    data=picture().tobytes() + bytes(100),
+                ),
+                s,
+            ),
+            None,
+        ),
     ]
 
 
@@ -225,12 +294,18 @@ def test_4k_frame_works(harness):
     harness.show(msg, settle=2.0)
     text = "the red cup in the 4k frame"
     res = harness.command(text, timeout=120.0)
-    harness.image = None      # stop streaming 25 MB frames
+    harness.image = None  # stop streaming 25 MB frames
     if res.header.stamp.sec == 1900:
         note = "over the image topic"
     else:
-        record("image", "4K 3840x2160 rgb8 on the best-effort topic", res,
-               f"no 4K frame arrived: answered about frame {res.header.stamp.sec}" if res.success else "")
+        record(
+            "image",
+            "4K 3840x2160 rgb8 on the best-effort topic",
+            res,
+            f"no 4K frame arrived: answered about frame {res.header.stamp.sec}"
+            if res.success
+            else "",
+        )
         harness.spin(0.5)
         res = harness.call(text + " by service", msg, timeout=120.0)
         note = "over the ~/segment service"
@@ -255,7 +330,9 @@ def _depth(values: np.ndarray, sec: int, encoding: str = "32FC1") -> Image:
 
 
 def _depths() -> list[tuple[str, Any, Any, str | None]]:
-    """(name, depth factory(sec), camera_info, expected reason in the log or None for a 3-D centroid)."""
+    """(name, depth factory(sec), camera_info, expected reason in the log or None for a 3-D
+    centroid).
+    """
     nan = np.full((H, W), np.nan, np.float32)
     inf = np.full((H, W), np.inf, np.float32)
     mixed = np.full((H, W), 1.2, np.float32)
@@ -265,20 +342,50 @@ def _depths() -> list[tuple[str, Any, Any, str | None]]:
     wrong_step = _depth(np.ones((H, W), np.float32), 0)
     wrong_step.step = W  # 4 bytes per pixel: too small
     return [
-        ("all NaN (32FC1)", lambda s: _depth(nan, s), camera_info(), "no valid depth inside the mask"),
-        ("all +inf (32FC1)", lambda s: _depth(inf, s), camera_info(), "no valid depth inside the mask"),
-        ("all zero (16UC1)", lambda s: _depth(np.zeros((H, W)), s, "16UC1"), camera_info(),
-         "no valid depth inside the mask"),
+        (
+            "all NaN (32FC1)",
+            lambda s: _depth(nan, s),
+            camera_info(),
+            "no valid depth inside the mask",
+        ),
+        (
+            "all +inf (32FC1)",
+            lambda s: _depth(inf, s),
+            camera_info(),
+            "no valid depth inside the mask",
+        ),
+        (
+            "all zero (16UC1)",
+            lambda s: _depth(np.zeros((H, W)), s, "16UC1"),
+            camera_info(),
+            "no valid depth inside the mask",
+        ),
         ("NaN, +inf and -inf holes around 1.2 m", lambda s: _depth(mixed, s), camera_info(), None),
-        ("depth half the image size", lambda s: _depth(np.ones((H // 2, W // 2), np.float32), s), camera_info(),
-         f"depth is {W // 2}x{H // 2} but the image is {W}x{H}"),
+        (
+            "depth half the image size",
+            lambda s: _depth(np.ones((H // 2, W // 2), np.float32), s),
+            camera_info(),
+            f"depth is {W // 2}x{H // 2} but the image is {W}x{H}",
+        ),
         ("depth with a wrong step", lambda s: stamped(wrong_step, s), camera_info(), "step"),
-        ("depth in rgb8", lambda s: stamped(Image(**rgb_to_fields(picture())), s), camera_info(),
-         "unsupported depth encoding 'rgb8'"),
-        ("camera_info with zero focal length", lambda s: _depth(np.ones((H, W), np.float32), s),
-         camera_info(0.0, 0.0), "uncalibrated camera"),
-        ("camera_info with NaN focal length", lambda s: _depth(np.ones((H, W), np.float32), s),
-         camera_info(float("nan"), 55.0), "no valid focal lengths"),
+        (
+            "depth in rgb8",
+            lambda s: stamped(Image(**rgb_to_fields(picture())), s),
+            camera_info(),
+            "unsupported depth encoding 'rgb8'",
+        ),
+        (
+            "camera_info with zero focal length",
+            lambda s: _depth(np.ones((H, W), np.float32), s),
+            camera_info(0.0, 0.0),
+            "uncalibrated camera",
+        ),
+        (
+            "camera_info with NaN focal length",
+            lambda s: _depth(np.ones((H, W), np.float32), s),
+            camera_info(float("nan"), 55.0),
+            "no valid focal lengths",
+        ),
     ]
 
 
@@ -297,7 +404,10 @@ def test_bad_depth_and_camera_info(harness, node, index):
     assert res.success, res.error
     if reason is None:
         record("depth", name, res, "3-D centroid" if res.has_centroid_3d else "no 3-D centroid")
-        assert res.has_centroid_3d and np.isfinite([res.centroid_3d.x, res.centroid_3d.y, res.centroid_3d.z]).all()
+        assert (
+            res.has_centroid_3d
+            and np.isfinite([res.centroid_3d.x, res.centroid_3d.y, res.centroid_3d.z]).all()
+        )
         assert res.centroid_3d.z == pytest.approx(1.2)
     else:
         pattern = re.compile(rf"command {res.command_id}: no 3-D centroid: .*{re.escape(reason)}")
@@ -334,8 +444,15 @@ def test_command_text_is_never_code_nor_configuration(harness, node, sandbox, ti
     harness.show(image_msg(4000), settle=0.3)
     for text in texts:
         res = harness.command(text)
-        record("hostile", repr(text.replace(str(sandbox["attacker"]), "<tmp>").replace(str(sandbox["cwd"]), "<cwd>")),
-               res)
+        record(
+            "hostile",
+            repr(
+                text.replace(str(sandbox["attacker"]), "<tmp>").replace(
+                    str(sandbox["cwd"]), "<cwd>"
+                )
+            ),
+            res,
+        )
         one_result(harness, text)
         assert res.command == text
         for field in (res.expression, res.error, res.primary_word):
@@ -343,15 +460,21 @@ def test_command_text_is_never_code_nor_configuration(harness, node, sandbox, ti
     assert not marker.exists() and not list(sandbox["attacker"].iterdir()), "a command ran as code"
     assert sandbox["cwd"].exists()
     assert _parameters(harness, names) == before, "a command changed a parameter"
-    assert harness.node.count_publishers(f"{node.out}/result") == 1, "the node is still the one node"
+    assert harness.node.count_publishers(f"{node.out}/result") == 1, (
+        "the node is still the one node"
+    )
 
 
 def test_parameters_are_read_only(harness):
-    """Nor can anyone on the network repoint the models at run time: every parameter is read-only."""
+    """Nor can anyone on the network repoint the models at run time: every parameter is
+    read-only.
+    """
     client = harness.node.create_client(SetParameters, f"{harness.target.out}/set_parameters")
     assert client.wait_for_service(timeout_sec=20)
     value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="/etc")
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name="vlp_model", value=value)]))
+    future = client.call_async(
+        SetParameters.Request(parameters=[Parameter(name="vlp_model", value=value)])
+    )
     assert harness.until(future.done, 20.0)
     assert not future.result().results[0].successful
     assert _parameters(harness, ["vlp_model"]) != ["/etc"]
@@ -368,7 +491,9 @@ def test_every_command_was_answered_once(harness):
 
 
 def test_node_wrote_no_files(harness, node, sandbox):
-    """The node's working folder and TMPDIR stay empty; its only files are ROS's own log (ROS_LOG_DIR)."""
+    """The node's working folder and TMPDIR stay empty; its only files are ROS's own log
+    (ROS_LOG_DIR).
+    """
     assert node.proc.poll() is None, "the node is still running\n" + node.log
     assert sorted(p.name for p in sandbox["cwd"].iterdir()) == []
     assert sorted(p.name for p in sandbox["tmp"].iterdir()) == []

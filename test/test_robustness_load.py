@@ -6,10 +6,12 @@ and all succeed (queue_size 100 holds every burst: nothing is dropped; overflow 
 test_node_segmenter's business); the node's resident memory grows by less than RSS_GROWTH_MB;
 the image callback never waits for model work (the node's own figure, logged at shutdown: the
 longest time spent in it). How many frames reach the node is reported, not asserted: on a loaded
-2-core machine best-effort DDS loses many 2.8 MB frames whether or not the node is working. Reported, with -s and in robustness_load.json under pytest's temp
+2-core machine best-effort DDS loses many 2.8 MB frames whether or not the node is working.
+Reported, with -s and in robustness_load.json under pytest's temp
 folder: commands sent, results received, RSS at start/end/peak, latency percentiles, images
 published and received, the longest gap between two received images.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +20,6 @@ import time
 
 import numpy as np
 import pytest
-
 from node_harness import Harness, NodeProcess, percentiles, tiny_params
 
 rclpy = pytest.importorskip("rclpy")
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 H, W = 720, 1280
 RATE_HZ = 30.0
-BURSTS = int(os.environ.get("ITERPRIME_LOAD_BURSTS", "10"))   # more for a soak run
+BURSTS = int(os.environ.get("ITERPRIME_LOAD_BURSTS", "10"))  # more for a soak run
 PER_BURST, BURST_GAP_S = 10, 1.0
 RSS_GROWTH_MB = 300.0
 CALLBACK_MAX_MS = 50.0
@@ -51,8 +52,11 @@ def frame() -> Image:
 def node(tiny_model_dirs, tmp_path_factory):
     # max_image_age_s 10: best-effort 2.8 MB frames are often lost in transport on a loaded machine
     # (docs/robustness.md), and a stale-image failure would say nothing about the node under load.
-    proc = NodeProcess("rob_load", tiny_params(tiny_model_dirs, queue_size=100, max_image_age_s=10.0),
-                       tmp_path_factory.mktemp("robustness_load"))
+    proc = NodeProcess(
+        "rob_load",
+        tiny_params(tiny_model_dirs, queue_size=100, max_image_age_s=10.0),
+        tmp_path_factory.mktemp("robustness_load"),
+    )
     yield proc
     proc.stop()
 
@@ -64,31 +68,41 @@ def test_stream_and_bursts(node, tmp_path_factory):
         h.wait_ready()
         h.restamp = True
         h.show(frame(), settle=1.0)
-        # Warm-up (loads the models). Raw 2.8 MB best-effort frames can all be lost for a while on a
-        # loaded machine (docs/robustness.md), so the node may not have a frame yet: say so and retry.
+        # Warm-up (loads the models). Raw 2.8 MB best-effort frames can all be lost for a while on
+        # a
+        # loaded machine (docs/robustness.md), so the node may not have a frame yet: say so and
+        # retry.
         warmups, deadline = 0, time.monotonic() + LOAD_TIMEOUT
         while True:
             warm = h.command("the cup", timeout=LOAD_TIMEOUT)
             warmups += 1
-            if warm.success or "no image received" not in warm.error or time.monotonic() > deadline:
+            if (
+                warm.success
+                or "no image received" not in warm.error
+                or time.monotonic() > deadline
+            ):
                 break
             h.spin(1.0)
         assert warm.success, warm.error + "\n" + node.log
         h.spin(1.0)
-        rss = [node.rss_mb()]                     # start, then after each burst's gap, then the end
+        rss = [node.rss_mb()]  # start, then after each burst's gap, then the end
         published_before = h.published
         t_start = time.monotonic()
 
-        texts = [f"the red cup number {b * PER_BURST + i}" for b in range(BURSTS) for i in range(PER_BURST)]
+        texts = [
+            f"the red cup number {b * PER_BURST + i}"
+            for b in range(BURSTS)
+            for i in range(PER_BURST)
+        ]
         before = len(h.results)
         for b in range(BURSTS):
-            for text in texts[b * PER_BURST:(b + 1) * PER_BURST]:
+            for text in texts[b * PER_BURST : (b + 1) * PER_BURST]:
                 h.send(text)
             h.spin(BURST_GAP_S)
             rss.append(node.rss_mb())
         h.until(lambda: len(h.results) - before >= len(texts), ALL_RESULTS_TIMEOUT)
         wall = time.monotonic() - t_start
-        h.spin(1.0)                               # anything extra would arrive now
+        h.spin(1.0)  # anything extra would arrive now
         rss.append(node.rss_mb())
         published = h.published - published_before
         published_total = h.published
@@ -104,21 +118,29 @@ def test_stream_and_bursts(node, tmp_path_factory):
     ids = [r.command_id for r in results]
     report = {
         "stream": f"{W}x{H} rgb8 at {RATE_HZ:g} Hz ({W * H * 3 / 1e6:.1f} MB per frame)",
-        "commands_sent": len(texts), "results_received": len(results),
-        "succeeded": sum(r.success for r in results), "failed": sum(not r.success for r in results),
+        "commands_sent": len(texts),
+        "results_received": len(results),
+        "succeeded": sum(r.success for r in results),
+        "failed": sum(not r.success for r in results),
         "failures": sorted({r.error for r in results if not r.success}),
         "wall_s": round(wall, 1),
-        "rss_mb": {"start": round(rss[0], 1), "end": round(rss[-1], 1), "peak": round(max(rss), 1),
-                   "growth": round(rss[-1] - rss[0], 1),
-                   "growth_second_half": round(rss[-1] - rss[BURSTS // 2], 1),
-                   "after_each_burst": [round(v) for v in rss[1:-1]]},
+        "rss_mb": {
+            "start": round(rss[0], 1),
+            "end": round(rss[-1], 1),
+            "peak": round(max(rss), 1),
+            "growth": round(rss[-1] - rss[0], 1),
+            "growth_second_half": round(rss[-1] - rss[BURSTS // 2], 1),
+            "after_each_burst": [round(v) for v in rss[1:-1]],
+        },
         "latency_s": {k: round(v, 3) for k, v in percentiles(latencies).items()},
         "images_published_during_commands": published,
         "images_published_total": published_total,
         "images_received_by_node_total": int(stats["images_received"]),
         "image_callback_max_ms": stats["image_callback_max_ms"],
         "longest_gap_between_images_ms": stats["max_image_gap_ms"],
-        "node_stats": {k: stats[k] for k in ("commands_received", "answered", "succeeded", "failed")},
+        "node_stats": {
+            k: stats[k] for k in ("commands_received", "answered", "succeeded", "failed")
+        },
     }
     out = tmp_path_factory.getbasetemp() / "robustness_load.json"
     out.write_text(json.dumps(report, indent=1))
@@ -132,6 +154,8 @@ def test_stream_and_bursts(node, tmp_path_factory):
     assert all(r.success for r in results), report["failures"]
     assert stats["answered"] == stats["commands_received"] == len(texts) + warmups
     assert report["rss_mb"]["growth"] < RSS_GROWTH_MB, report["rss_mb"]
-    assert stats["image_callback_max_ms"] < CALLBACK_MAX_MS, "the image callback must never wait for model work"
+    assert stats["image_callback_max_ms"] < CALLBACK_MAX_MS, (
+        "the image callback must never wait for model work"
+    )
     assert stats["images_received"] > 0
     assert "Traceback" not in log

@@ -13,6 +13,7 @@ comments and docstrings do not count):
 The run-time side (hostile commands answered as text, no file written, parameters unchanged
 and read-only) is in test_robustness_input.py.
 """
+
 from __future__ import annotations
 
 import ast
@@ -24,25 +25,63 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "iterprime_ros"
 CODE_CALLS = {"eval", "exec", "compile", "__import__"}
-UNPICKLING_ALLOWED = {"iterprime_ros/tools/eval/datasets.py"}   # RefCOCO refs(unc).p from the user's dataset folder
-WRITE_ATTRS = {"write_text", "write_bytes", "imwrite", "save", "save_pretrained", "mkdir", "makedirs", "touch",
-               "mkdtemp", "mkstemp", "NamedTemporaryFile", "TemporaryDirectory", "rmtree", "symlink_to",
-               "copyfile", "copytree", "unlink"}
-FS_CALLS = {"copy", "copy2", "move", "rename", "replace", "remove"}   # only as os.X / shutil.X
-PROCESS_ATTRS = {"system", "popen", "Popen", "run", "call", "check_call", "check_output", "spawnv", "execv",
-                 "execvp", "fork"}
+UNPICKLING_ALLOWED = {
+    "iterprime_ros/tools/eval/datasets.py"
+}  # RefCOCO refs(unc).p from the user's dataset folder
+WRITE_ATTRS = {
+    "write_text",
+    "write_bytes",
+    "imwrite",
+    "save",
+    "save_pretrained",
+    "mkdir",
+    "makedirs",
+    "touch",
+    "mkdtemp",
+    "mkstemp",
+    "NamedTemporaryFile",
+    "TemporaryDirectory",
+    "rmtree",
+    "symlink_to",
+    "copyfile",
+    "copytree",
+    "unlink",
+}
+FS_CALLS = {"copy", "copy2", "move", "rename", "replace", "remove"}  # only as os.X / shutil.X
+PROCESS_ATTRS = {
+    "system",
+    "popen",
+    "Popen",
+    "run",
+    "call",
+    "check_call",
+    "check_output",
+    "spawnv",
+    "execv",
+    "execvp",
+    "fork",
+}
 
 
 def _sources() -> dict[str, ast.AST]:
-    return {str(p.relative_to(ROOT)): ast.parse(p.read_text(), str(p)) for p in sorted(PACKAGE.rglob("*.py"))}
+    return {
+        str(p.relative_to(ROOT)): ast.parse(p.read_text(), str(p))
+        for p in sorted(PACKAGE.rglob("*.py"))
+    }
 
 
 def _calls(tree: ast.AST):
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             f = node.func
-            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
-            owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+            name = (
+                f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            )
+            owner = (
+                f.value.id
+                if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
+                else ""
+            )
             yield node, name, owner
 
 
@@ -72,27 +111,49 @@ def test_no_text_is_evaluated_as_code():
 
 
 def test_unpickling_only_of_the_users_refcoco_file_and_only_plain_data():
-    users = {path for path, tree in _sources().items() if _imports(tree) & {"pickle", "marshal", "shelve", "dill"}}
+    users = {
+        path
+        for path, tree in _sources().items()
+        if _imports(tree) & {"pickle", "marshal", "shelve", "dill"}
+    }
     assert users <= UNPICKLING_ALLOWED, users
     source = (ROOT / "iterprime_ros/tools/eval/datasets.py").read_text()
     tree = ast.parse(source)
-    unpicklers = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
-                  and any(ast.unparse(b) == "pickle.Unpickler" for b in n.bases)]
-    assert unpicklers and all(any(isinstance(f, ast.FunctionDef) and f.name == "find_class" for f in c.body)
-                              for c in unpicklers), "the refs unpickler must refuse classes (find_class)"
-    loads = [f"{n.lineno}" for n, name, owner in _calls(tree) if owner == "pickle" and name in ("load", "loads")]
+    unpicklers = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ClassDef)
+        and any(ast.unparse(b) == "pickle.Unpickler" for b in n.bases)
+    ]
+    assert unpicklers and all(
+        any(isinstance(f, ast.FunctionDef) and f.name == "find_class" for f in c.body)
+        for c in unpicklers
+    ), "the refs unpickler must refuse classes (find_class)"
+    loads = [
+        f"{n.lineno}"
+        for n, name, owner in _calls(tree)
+        if owner == "pickle" and name in ("load", "loads")
+    ]
     assert not loads, f"plain pickle.load in eval/datasets.py at lines {loads}"
 
 
 def _node_modules() -> list[str]:
-    """Source files of every iterprime_ros module the node imports (and the lazily imported overlay)."""
-    code = ("import json, sys; import iterprime_ros.ros.node, iterprime_ros.overlay; "
-            "print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items() "
-            "if n.startswith('iterprime_ros') and getattr(m, '__file__', None))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    """Source files of every iterprime_ros module the node imports (and the lazily imported
+    overlay).
+    """
+    code = (
+        "import json, sys; import iterprime_ros.ros.node, iterprime_ros.overlay; "
+        "print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items() "
+        "if n.startswith('iterprime_ros') and getattr(m, '__file__', None))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     files = [Path(f).resolve() for f in json.loads(out.stdout.strip().splitlines()[-1])]
-    return sorted(str(f.relative_to(ROOT)) for f in files if f.suffix == ".py" and PACKAGE in f.parents)
+    return sorted(
+        str(f.relative_to(ROOT)) for f in files if f.suffix == ".py" and PACKAGE in f.parents
+    )
 
 
 def test_node_code_writes_no_files_and_starts_no_process():
@@ -102,18 +163,30 @@ def test_node_code_writes_no_files_and_starts_no_process():
     for path in modules:
         tree = ast.parse((ROOT / path).read_text(), path)
         if _imports(tree) & {"subprocess", "shutil", "tempfile", "pickle"}:
-            found.append(f"{path}: imports {sorted(_imports(tree) & {'subprocess', 'shutil', 'tempfile', 'pickle'})}")
+            found.append(
+                f"{path}: imports "
+                f"{sorted(_imports(tree) & {'subprocess', 'shutil', 'tempfile', 'pickle'})}"
+            )
         for node, name, owner in _calls(tree):
-            if name in WRITE_ATTRS and isinstance(node.func, ast.Attribute) and owner not in ("self", "str"):
+            if (
+                name in WRITE_ATTRS
+                and isinstance(node.func, ast.Attribute)
+                and owner not in ("self", "str")
+            ):
                 found.append(f"{path}:{node.lineno} .{name}()")
             if owner in ("os", "shutil") and name in FS_CALLS:
                 found.append(f"{path}:{node.lineno} {owner}.{name}()")
             if owner in ("os", "subprocess") and name in PROCESS_ATTRS:
                 found.append(f"{path}:{node.lineno} {owner}.{name}()")
             if name == "open" and (isinstance(node.func, ast.Name) or owner in ("io", "os")):
-                mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"),
-                                                                      None)
-                if mode is not None and not (isinstance(mode, ast.Constant) and set(str(mode.value)) <= set("rbt")):
+                mode = (
+                    node.args[1]
+                    if len(node.args) > 1
+                    else next((k.value for k in node.keywords if k.arg == "mode"), None)
+                )
+                if mode is not None and not (
+                    isinstance(mode, ast.Constant) and set(str(mode.value)) <= set("rbt")
+                ):
                     found.append(f"{path}:{node.lineno} open(..., {ast.unparse(mode)})")
             if name == "open" and isinstance(node.func, ast.Attribute) and node.args:
                 mode = node.args[0]

@@ -1,5 +1,7 @@
 """Image <-> numpy conversion (iterprime_ros/ros/conversions.py): every supported encoding,
-row padding, byte order, bad input, and that rclpy and rosbags messages convert the same."""
+row padding, byte order, bad input, and that rclpy and rosbags messages convert the same.
+"""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,9 +11,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from iterprime_ros.ros.conversions import (ImageConversionError, camera_info_intrinsics, depth_to_array,
-                                           depth_to_fields, image_to_rgb, mask_to_fields, rgb_to_bgr8,
-                                           rgb_to_fields)
+from iterprime_ros.ros.conversions import (
+    ImageConversionError,
+    camera_info_intrinsics,
+    depth_to_array,
+    depth_to_fields,
+    image_to_rgb,
+    mask_to_fields,
+    rgb_to_bgr8,
+    rgb_to_fields,
+)
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
@@ -23,17 +32,25 @@ def _msg(array: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = False
     h, w = array.shape[:2]
     rows = array.reshape(h, -1).view(np.uint8).reshape(h, -1)
     padded = np.concatenate([rows, np.full((h, pad), 0xAB, np.uint8)], axis=1)
-    return SimpleNamespace(height=h, width=w, encoding=encoding, is_bigendian=int(bigendian),
-                           step=padded.shape[1], data=as_type(padded.tobytes()) if as_type is bytes
-                           else padded.reshape(-1))
+    return SimpleNamespace(
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=padded.shape[1],
+        data=as_type(padded.tobytes()) if as_type is bytes else padded.reshape(-1),
+    )
 
 
-@pytest.mark.parametrize("encoding, make", [
-    ("rgb8", lambda x: x),
-    ("bgr8", lambda x: x[:, :, ::-1]),
-    ("rgba8", lambda x: np.dstack([x, np.full(x.shape[:2], 7, np.uint8)])),
-    ("bgra8", lambda x: np.dstack([x[:, :, ::-1], np.full(x.shape[:2], 7, np.uint8)])),
-])
+@pytest.mark.parametrize(
+    "encoding, make",
+    [
+        ("rgb8", lambda x: x),
+        ("bgr8", lambda x: x[:, :, ::-1]),
+        ("rgba8", lambda x: np.dstack([x, np.full(x.shape[:2], 7, np.uint8)])),
+        ("bgra8", lambda x: np.dstack([x[:, :, ::-1], np.full(x.shape[:2], 7, np.uint8)])),
+    ],
+)
 @pytest.mark.parametrize("pad", [0, 3])
 def test_color_encodings_give_rgb(encoding, make, pad):
     out = image_to_rgb(_msg(make(RGB), encoding, pad=pad))
@@ -62,14 +79,17 @@ def test_output_does_not_alias_the_message():
     assert out[0, 0, 0] == RGB[0, 0, 0]
 
 
-@pytest.mark.parametrize("change, words", [
-    (dict(encoding="yuv422"), "unsupported image encoding 'yuv422'"),
-    (dict(encoding="16UC1"), "unsupported image encoding"),
-    (dict(step=20), "step 20 is smaller than width 7"),
-    (dict(data=bytes(21 * 5 - 1)), "data has 104 bytes, expected step 21 x height 5 = 105"),
-    (dict(height=0, data=b""), "empty image"),
-    (dict(width=0, step=0), "empty image"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (dict(encoding="yuv422"), "unsupported image encoding 'yuv422'"),
+        (dict(encoding="16UC1"), "unsupported image encoding"),
+        (dict(step=20), "step 20 is smaller than width 7"),
+        (dict(data=bytes(21 * 5 - 1)), "data has 104 bytes, expected step 21 x height 5 = 105"),
+        (dict(height=0, data=b""), "empty image"),
+        (dict(width=0, step=0), "empty image"),
+    ],
+)
 def test_bad_images_raise_a_clear_error(change, words):
     msg = _msg(RGB, "rgb8")
     for k, v in change.items():
@@ -95,7 +115,9 @@ def test_depth_16uc1_and_32fc1_in_both_byte_orders():
 
 
 def test_depth_rejects_colour_and_odd_steps():
-    with pytest.raises(ImageConversionError, match="unsupported depth encoding 'rgb8'; supported: 16UC1, 32FC1"):
+    with pytest.raises(
+        ImageConversionError, match="unsupported depth encoding 'rgb8'; supported: 16UC1, 32FC1"
+    ):
         depth_to_array(_msg(RGB, "rgb8"))
     msg = _msg(np.zeros((3, 4), "<u2"), "16UC1")
     msg.step = 7
@@ -110,14 +132,22 @@ def test_depth_fields_round_trip():
     np.testing.assert_array_equal(depth_to_array(SimpleNamespace(**f32)), metres)
     mm = depth_to_fields(metres * 1000, "16UC1")
     assert mm["step"] == 8
-    np.testing.assert_array_equal(depth_to_array(SimpleNamespace(**mm)), np.full((3, 4), 1500, np.uint16))
+    np.testing.assert_array_equal(
+        depth_to_array(SimpleNamespace(**mm)), np.full((3, 4), 1500, np.uint16)
+    )
 
 
 def test_mask_fields_are_mono8_255():
     mask = np.zeros((3, 5), bool)
     mask[1, 2:4] = True
     f = mask_to_fields(mask)
-    assert (f["height"], f["width"], f["encoding"], f["step"], f["is_bigendian"]) == (3, 5, "mono8", 5, 0)
+    assert (f["height"], f["width"], f["encoding"], f["step"], f["is_bigendian"]) == (
+        3,
+        5,
+        "mono8",
+        5,
+        0,
+    )
     got = np.frombuffer(f["data"], np.uint8).reshape(3, 5)
     np.testing.assert_array_equal(got, mask * 255)
     with pytest.raises(ImageConversionError, match="mask must be H x W"):
@@ -133,7 +163,9 @@ def test_rgb_fields_round_trip(encoding):
 def test_bgr8_debug_image_swaps_channels():
     f = rgb_to_bgr8(RGB)
     assert f["encoding"] == "bgr8" and f["step"] == 21
-    np.testing.assert_array_equal(np.frombuffer(f["data"], np.uint8).reshape(5, 7, 3), RGB[:, :, ::-1])
+    np.testing.assert_array_equal(
+        np.frombuffer(f["data"], np.uint8).reshape(5, 7, 3), RGB[:, :, ::-1]
+    )
 
 
 def test_camera_info_intrinsics():
@@ -146,14 +178,18 @@ def test_camera_info_intrinsics():
 def test_conversions_do_not_import_rclpy():
     """Offline bag replay uses this module on machines without ROS."""
     import subprocess
-    code = ("import sys, iterprime_ros.ros.conversions; "
-            "sys.exit(1 if any(m == 'rclpy' or m.startswith('rclpy.') for m in sys.modules) else 0)")
+
+    code = (
+        "import sys, iterprime_ros.ros.conversions; "
+        "sys.exit(1 if any(m == 'rclpy' or m.startswith('rclpy.') for m in sys.modules) else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 @pytest.mark.skipif(importlib.util.find_spec("rclpy") is None, reason="rclpy not installed")
 def test_rclpy_messages_convert_like_plain_fields():
     from sensor_msgs.msg import Image
+
     for encoding in ("bgr8", "rgba8", "mono8"):
         fields = rgb_to_fields(RGB, encoding)
         msg = Image(**fields)
@@ -167,32 +203,49 @@ def test_rclpy_messages_convert_like_plain_fields():
 
 @pytest.mark.skipif(importlib.util.find_spec("rosbags") is None, reason="rosbags not installed")
 def test_rosbags_deserialised_messages_convert():
-    """A message serialised to CDR and read back with rosbags (what replay sees) converts the same."""
+    """A message serialised to CDR and read back with rosbags (what replay sees) converts the
+    same.
+    """
     from rosbags.typesys import Stores, get_typestore
+
     ts = get_typestore(Stores.ROS2_KILTED)
     Image = ts.types["sensor_msgs/msg/Image"]
     Header = ts.types["std_msgs/msg/Header"]
     Time = ts.types["builtin_interfaces/msg/Time"]
     for encoding in ("bgra8", "rgb8"):
         f = rgb_to_fields(RGB, encoding)
-        msg = Image(header=Header(stamp=Time(sec=1, nanosec=2), frame_id="cam"), height=f["height"],
-                    width=f["width"], encoding=encoding, is_bigendian=0, step=f["step"],
-                    data=np.frombuffer(f["data"], np.uint8))
+        msg = Image(
+            header=Header(stamp=Time(sec=1, nanosec=2), frame_id="cam"),
+            height=f["height"],
+            width=f["width"],
+            encoding=encoding,
+            is_bigendian=0,
+            step=f["step"],
+            data=np.frombuffer(f["data"], np.uint8),
+        )
         back = ts.deserialize_cdr(ts.serialize_cdr(msg, Image.__msgtype__), Image.__msgtype__)
         assert isinstance(back.data, np.ndarray)
         np.testing.assert_array_equal(image_to_rgb(back), RGB)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cv_bridge") is None,
-                    reason="cv_bridge is not importable here (not pip-installable; the registry port breaks with "
-                           "numpy 2): the project's own conversion is the only path, so there is nothing to compare")
+@pytest.mark.skipif(
+    importlib.util.find_spec("cv_bridge") is None,
+    reason="cv_bridge is not importable here (not pip-installable; the registry port breaks with "
+    "numpy 2): the project's own conversion is the only path, so there is nothing to compare",
+)
 def test_agrees_with_cv_bridge():
     from cv_bridge import CvBridge
     from sensor_msgs.msg import Image
+
     bridge = CvBridge()
     for encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
         msg = Image(**rgb_to_fields(RGB, encoding))
         np.testing.assert_array_equal(image_to_rgb(msg), bridge.imgmsg_to_cv2(msg, "rgb8"))
-    for enc, arr in (("16UC1", np.full((2, 3), 1500, np.uint16)), ("32FC1", np.full((2, 3), 1.5, np.float32))):
+    for enc, arr in (
+        ("16UC1", np.full((2, 3), 1500, np.uint16)),
+        ("32FC1", np.full((2, 3), 1.5, np.float32)),
+    ):
         msg = Image(**depth_to_fields(arr, enc))
-        np.testing.assert_array_equal(depth_to_array(msg), bridge.imgmsg_to_cv2(msg, "passthrough"))
+        np.testing.assert_array_equal(
+            depth_to_array(msg), bridge.imgmsg_to_cv2(msg, "passthrough")
+        )

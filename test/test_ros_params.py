@@ -1,5 +1,7 @@
 """The node's parameter table (iterprime_ros/ros/params.py): one place, matches the pipeline
-settings and config/segment.yaml, and a bad value gives a clear error and exit code 2."""
+settings and config/segment.yaml, and a bad value gives a clear error and exit code 2.
+"""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID)
 import yaml
 
-import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID)
 from iterprime_ros.pipeline import SegmenterSettings
 from iterprime_ros.ros.params import PARAMETERS, SPECS, ParameterError, validate, yaml_defaults
 
@@ -28,7 +30,9 @@ def test_table_covers_every_pipeline_setting_once():
     settings = {f.name for f in dataclasses.fields(SegmenterSettings)}
     rows = [p.name for p in PARAMETERS if p.setting]
     assert len(rows) == len(set(rows))
-    assert set(rows) == settings, "every SegmenterSettings field is a node parameter and vice versa"
+    assert set(rows) == settings, (
+        "every SegmenterSettings field is a node parameter and vice versa"
+    )
     for p in PARAMETERS:
         assert p.description and p.allowed
 
@@ -43,28 +47,57 @@ def test_config_file_lists_every_parameter_with_its_default():
 
 
 def test_values_reach_the_settings():
-    p = validate({"device": "CPU", "gradcam_layer": 6, "primary_tags": ["NN", "NNS"], "max_image_age_s": 3,
-                  "extra_command_phrases": ["", "robot"], "queue_size": 2, "publish_debug_image": False})
+    p = validate(
+        {
+            "device": "CPU",
+            "gradcam_layer": 6,
+            "primary_tags": ["NN", "NNS"],
+            "max_image_age_s": 3,
+            "extra_command_phrases": ["", "robot"],
+            "queue_size": 2,
+            "publish_debug_image": False,
+        }
+    )
     assert p.segmenter.device == "cpu" and p.segmenter.gradcam_layer == 6
-    assert p.segmenter.primary_tags == ("NN", "NNS") and p.segmenter.extra_command_phrases == ("robot",)
+    assert p.segmenter.primary_tags == ("NN", "NNS") and p.segmenter.extra_command_phrases == (
+        "robot",
+    )
     assert p.node.max_image_age_s == 3.0 and isinstance(p.node.max_image_age_s, float)
     assert p.node.queue_size == 2 and p.node.publish_debug_image is False
 
 
-@pytest.mark.parametrize("values, words", [
-    ({"device": "gpu"}, "parameter 'device' = 'gpu': not a device; allowed: auto, cpu, cuda or cuda:N"),
-    ({"queue_size": 0}, "parameter 'queue_size' = 0: too small; allowed: an integer >= 1 and <= 1000"),
-    ({"queue_size": 2.5}, "parameter 'queue_size' = 2.5: wrong type"),
-    ({"max_image_age_s": 0.0}, "'max_image_age_s' = 0.0: too small; allowed: a number > 0"),
-    ({"max_image_age_s": "2"}, "'max_image_age_s' = '2': wrong type"),
-    ({"aggregation": "max"}, "allowed: one of: pwem, global, local, gvlp, mean"),
-    ({"igrs_alpha": 1.5}, "'igrs_alpha' = 1.5: too large"),
-    ({"prompt_template": "a photo"}, "'prompt_template' = 'a photo': not a template"),
-    ({"primary_tags": ["VB"]}, "unknown tags ['VB']; allowed: a non-empty list of NN, NNS, NNP, NNPS"),
-    ({"half_precision": "yes"}, "'half_precision' = 'yes': wrong type (str); allowed: true or false"),
-    ({"queue_sise": 3}, "unknown parameter(s) queue_sise"),
-    ({"proposal_shortest_edge": 900, "proposal_longest_edge": 800}, "'proposal_longest_edge' must be >="),
-])
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        (
+            {"device": "gpu"},
+            "parameter 'device' = 'gpu': not a device; allowed: auto, cpu, cuda or cuda:N",
+        ),
+        (
+            {"queue_size": 0},
+            "parameter 'queue_size' = 0: too small; allowed: an integer >= 1 and <= 1000",
+        ),
+        ({"queue_size": 2.5}, "parameter 'queue_size' = 2.5: wrong type"),
+        ({"max_image_age_s": 0.0}, "'max_image_age_s' = 0.0: too small; allowed: a number > 0"),
+        ({"max_image_age_s": "2"}, "'max_image_age_s' = '2': wrong type"),
+        ({"aggregation": "max"}, "allowed: one of: pwem, global, local, gvlp, mean"),
+        ({"igrs_alpha": 1.5}, "'igrs_alpha' = 1.5: too large"),
+        ({"prompt_template": "a photo"}, "'prompt_template' = 'a photo': not a template"),
+        (
+            {"primary_tags": ["VB"]},
+            "unknown tags ['VB']; allowed: a non-empty list of NN, NNS, NNP, NNPS",
+        ),
+        (
+            {"half_precision": "yes"},
+            "'half_precision' = 'yes': wrong type (str); allowed: true or false",
+        ),
+        ({"queue_sise": 3}, "unknown parameter(s) queue_sise"),
+        (
+            {"proposal_shortest_edge": 900, "proposal_longest_edge": 800},
+            "'proposal_longest_edge' must be >=",
+        ),
+    ],
+)
 def test_bad_values_are_named_with_what_is_allowed(values, words):
     with pytest.raises(ParameterError) as err:
         validate(values)
@@ -84,19 +117,38 @@ def test_declared_on_a_node_with_descriptors_and_file_overrides(tmp_path):
     from iterprime_ros.ros.params import declare_and_read
 
     override = tmp_path / "over.yaml"
-    override.write_text("iterprime_segmenter:\n  ros__parameters:\n    queue_size: 7\n    max_image_age_s: 1\n")
+    override.write_text(
+        "iterprime_segmenter:\n  ros__parameters:\n    queue_size: 7\n    max_image_age_s: 1\n"
+    )
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, args=["x", "--ros-args", "--params-file", str(CONFIG), "--params-file", str(override),
-                                  "-p", "device:=cpu"])
+    rclpy.init(
+        context=ctx,
+        args=[
+            "x",
+            "--ros-args",
+            "--params-file",
+            str(CONFIG),
+            "--params-file",
+            str(override),
+            "-p",
+            "device:=cpu",
+        ],
+    )
     try:
         node = Node("iterprime_segmenter", context=ctx)
         params = declare_and_read(node)
-        assert (params.node.queue_size, params.node.max_image_age_s, params.segmenter.device) == (7, 1.0, "cpu")
+        assert (params.node.queue_size, params.node.max_image_age_s, params.segmenter.device) == (
+            7,
+            1.0,
+            "cpu",
+        )
         desc = node.describe_parameter("queue_size")
         assert desc.read_only and "commands that may wait" in desc.description
         assert desc.additional_constraints == "an integer >= 1 and <= 1000"
         node.destroy_node()
-        bad = Node("iterprime_segmenter", context=ctx, cli_args=["--ros-args", "-p", "queue_sise:=3"])
+        bad = Node(
+            "iterprime_segmenter", context=ctx, cli_args=["--ros-args", "-p", "queue_sise:=3"]
+        )
         with pytest.raises(ParameterError, match="unknown parameter.*queue_sise"):
             declare_and_read(bad)
         bad.destroy_node()
@@ -105,12 +157,18 @@ def test_declared_on_a_node_with_descriptors_and_file_overrides(tmp_path):
 
 
 def _run_node(*ros_args: str) -> subprocess.CompletedProcess:
-    cmd = [str(NODE_BIN)] if NODE_BIN.exists() else [sys.executable, "-m", "iterprime_ros.ros.node"]
-    return subprocess.run([*cmd, *ros_args], env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    cmd = (
+        [str(NODE_BIN)] if NODE_BIN.exists() else [sys.executable, "-m", "iterprime_ros.ros.node"]
+    )
+    return subprocess.run(
+        [*cmd, *ros_args], env=dict(os.environ), capture_output=True, text=True, timeout=120
+    )
 
 
 def test_node_exits_2_with_a_clear_message_for_a_bad_value():
-    proc = _run_node("--ros-args", "--params-file", str(CONFIG), "-p", "queue_size:=0", "-p", "device:=gpu")
+    proc = _run_node(
+        "--ros-args", "--params-file", str(CONFIG), "-p", "queue_size:=0", "-p", "device:=gpu"
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
     assert "parameter 'queue_size' = 0: too small; allowed: an integer >= 1 and <= 1000" in out
@@ -126,8 +184,10 @@ def test_help_lists_the_parameters():
 
 
 def test_config_file_applies_in_any_namespace(tmp_path):
-    """config/segment.yaml is keyed /**/iterprime_segmenter: a namespaced node (launch namespace:=robot1)
-    still gets the file's values, not the built-in defaults."""
+    """config/segment.yaml is keyed /**/iterprime_segmenter: a namespaced node (launch
+    namespace:=robot1)
+    still gets the file's values, not the built-in defaults.
+    """
     rclpy = pytest.importorskip("rclpy")
     from rclpy.node import Node
 

@@ -1,4 +1,7 @@
-"""Camera data held for the worker and the 3-D centroid from depth (iterprime_ros/ros/sensors.py)."""
+"""Camera data held for the worker and the 3-D centroid from depth
+(iterprime_ros/ros/sensors.py).
+"""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -33,9 +36,12 @@ def _mask() -> np.ndarray:
     return m
 
 
-def expected_point(mask: np.ndarray, depth_m: np.ndarray, erode_px: int) -> tuple[float, float, float]:
+def expected_point(
+    mask: np.ndarray, depth_m: np.ndarray, erode_px: int
+) -> tuple[float, float, float]:
     """The documented rule, computed independently: median of valid depth over the mask eroded by a
-    (2e+1)^2 square (outside the image counts as background), the mask centroid back-projected."""
+    (2e+1)^2 square (outside the image counts as background), the mask centroid back-projected.
+    """
     eroded = ndimage.binary_erosion(mask, np.ones((2 * erode_px + 1,) * 2, bool), border_value=0)
     region = eroded if eroded.any() else mask
     vals = depth_m[region]
@@ -46,11 +52,15 @@ def expected_point(mask: np.ndarray, depth_m: np.ndarray, erode_px: int) -> tupl
 
 def test_plane_at_1_5_m_in_both_encodings():
     mask = _mask()
-    for depth in (_depth(np.full((H, W), 1500, np.uint16), "16UC1"),
-                  _depth(np.full((H, W), 1.5, np.float32), "32FC1")):
+    for depth in (
+        _depth(np.full((H, W), 1500, np.uint16), "16UC1"),
+        _depth(np.full((H, W), 1.5, np.float32), "32FC1"),
+    ):
         c = compute_centroid_3d(mask, depth, _info(), erode_px=3)
         v, u = np.nonzero(mask)
-        assert c.point == pytest.approx(((u.mean() - CX) * 1.5 / FX, (v.mean() - CY) * 1.5 / FY, 1.5), abs=1e-6)
+        assert c.point == pytest.approx(
+            ((u.mean() - CX) * 1.5 / FX, (v.mean() - CY) * 1.5 / FY, 1.5), abs=1e-6
+        )
 
 
 def test_ramp_with_holes_uses_the_median_of_valid_depth_over_the_eroded_mask():
@@ -75,19 +85,29 @@ def test_big_endian_depth():
     assert compute_centroid_3d(_mask(), msg, _info(), 2).point[2] == pytest.approx(1.25)
 
 
-@pytest.mark.parametrize("depth, info, reason", [
-    (np.zeros((H, W), np.uint16), "ok", "no valid depth inside the mask"),
-    (np.full((H, W), np.nan, np.float32), "ok", "no valid depth inside the mask"),
-    (np.ones((H // 2, W // 2), np.float32), "ok", "depth is 32x24 but the image is 64x48"),
-    (np.ones((H, W), np.float32), None, "no camera_info received"),
-    (np.ones((H, W), np.float32), "uncalibrated", "uncalibrated"),
-])
+@pytest.mark.parametrize(
+    "depth, info, reason",
+    [
+        (np.zeros((H, W), np.uint16), "ok", "no valid depth inside the mask"),
+        (np.full((H, W), np.nan, np.float32), "ok", "no valid depth inside the mask"),
+        (np.ones((H // 2, W // 2), np.float32), "ok", "depth is 32x24 but the image is 64x48"),
+        (np.ones((H, W), np.float32), None, "no camera_info received"),
+        (np.ones((H, W), np.float32), "uncalibrated", "uncalibrated"),
+    ],
+)
 def test_no_3d_centroid_says_why(depth, info, reason):
     enc = "16UC1" if depth.dtype == np.uint16 else "32FC1"
-    cam = {"ok": _info(), None: None, "uncalibrated": SimpleNamespace(k=[0.0] * 9, width=W, height=H)}[info]
+    cam = {
+        "ok": _info(),
+        None: None,
+        "uncalibrated": SimpleNamespace(k=[0.0] * 9, width=W, height=H),
+    }[info]
     c = compute_centroid_3d(_mask(), _depth(depth, enc), cam, 3)
     assert c.point is None and reason in c.reason
-    assert compute_centroid_3d(_mask(), None, _info(), 3).reason == "no depth frame matching the image"
+    assert (
+        compute_centroid_3d(_mask(), None, _info(), 3).reason
+        == "no depth frame matching the image"
+    )
 
 
 def test_intrinsics_scale_with_a_resized_stream():
@@ -103,7 +123,9 @@ def test_depth_frame_closest_to_the_image_stamp():
     for ns in (0, 40_000_000, 80_000_000, 120_000_000):
         cache.add_depth(SimpleNamespace(header=_header(5, ns), tag=ns))
     assert cache.depth_for(_header(5, 70_000_000), 0.1).tag == 80_000_000
-    assert cache.depth_for(_header(5, 0), 0.05).tag == 40_000_000, "frame 0 fell out of the 3-frame buffer"
+    assert cache.depth_for(_header(5, 0), 0.05).tag == 40_000_000, (
+        "frame 0 fell out of the 3-frame buffer"
+    )
     assert cache.depth_for(_header(6), 0.1) is None
     cache.add_depth(SimpleNamespace(header=_header(5, 80_000_000), tag="newer"))
     assert cache.depth_for(_header(5, 80_000_000), 0.0).tag == "newer", "newest wins a tie"

@@ -1,4 +1,5 @@
 """The bounded command queue and the worker thread (iterprime_ros/ros/worker.py), without ROS."""
+
 from __future__ import annotations
 
 import threading

@@ -1,5 +1,7 @@
 """World evaluation (Tables 3 and 5 on the synthetic world) end to end, and a real check of the
-committed world model (models/world_blip) when it is there."""
+committed world model (models/world_blip) when it is there.
+"""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,27 +9,47 @@ import pytest
 
 from iterprime_ros.tools.world import evaluate as world_eval
 from iterprime_ros.tools.world.grammar import hard_negative, refers_uniquely, scene_expressions
-from iterprime_ros.tools.world.model import WorldModelConfig, build_model, build_tokenizer, save_world_model
+from iterprime_ros.tools.world.model import (
+    WorldModelConfig,
+    build_model,
+    build_tokenizer,
+    save_world_model,
+)
 from iterprime_ros.tools.world.oracle import oracle_proposals
 from iterprime_ros.tools.world.scenes import generate_scene, scene_seeds
 
-TINY = WorldModelConfig(image_size=64, patch_size=16, vision_hidden=32, vision_layers=1, vision_heads=2,
-                        vision_intermediate=64, text_hidden=32, text_layers=3, text_heads=2, text_intermediate=64,
-                        max_positions=40, itc_dim=16)
+TINY = WorldModelConfig(
+    image_size=64,
+    patch_size=16,
+    vision_hidden=32,
+    vision_layers=1,
+    vision_heads=2,
+    vision_intermediate=64,
+    text_hidden=32,
+    text_layers=3,
+    text_heads=2,
+    text_intermediate=64,
+    max_positions=40,
+    itc_dim=16,
+)
 
 
 @pytest.fixture(scope="module")
 def random_world_model(tmp_path_factory):
     """A random-init tiny world model saved the way train.py saves (plumbing only)."""
     folder = tmp_path_factory.mktemp("world_random")
-    save_world_model(build_model(TINY, seed=3).eval(), build_tokenizer(TINY.max_positions), folder, TINY)
+    save_world_model(
+        build_model(TINY, seed=3).eval(), build_tokenizer(TINY.max_positions), folder, TINY
+    )
     return folder
 
 
 def test_held_out_set_is_fixed_unique_and_oracle_covers_it():
     scenes, items = world_eval.eval_set(40)
     scenes2, items2 = world_eval.eval_set(40)
-    assert [(i.scene_index, i.ref.command) for i in items] == [(i.scene_index, i.ref.command) for i in items2]
+    assert [(i.scene_index, i.ref.command) for i in items] == [
+        (i.scene_index, i.ref.command) for i in items2
+    ]
     assert len(items) == 40
     test_seeds = set(scene_seeds("test", 100))
     assert all(s.seed in test_seeds for s in scenes)
@@ -41,11 +63,20 @@ def test_held_out_set_is_fixed_unique_and_oracle_covers_it():
 
 
 def test_evaluate_world_runs_end_to_end_and_formats_the_table(random_world_model):
-    result = world_eval.evaluate_world(random_world_model, n_expressions=6, modes=("mean", "pwem"),
-                                       igrs_options=(False, True), gradcam_layer=TINY.text_layers - 1)
+    result = world_eval.evaluate_world(
+        random_world_model,
+        n_expressions=6,
+        modes=("mean", "pwem"),
+        igrs_options=(False, True),
+        gradcam_layer=TINY.text_layers - 1,
+    )
     rows = result["rows"]
-    assert [(r["mode"], r["igrs"]) for r in rows] == [("mean", False), ("mean", True), ("pwem", False),
-                                                     ("pwem", True)]
+    assert [(r["mode"], r["igrs"]) for r in rows] == [
+        ("mean", False),
+        ("mean", True),
+        ("pwem", False),
+        ("pwem", True),
+    ]
     meta = result["meta"]
     assert meta["expressions"] == 6 and meta["proposals"].startswith("ORACLE")
     for r in rows:
@@ -63,8 +94,24 @@ def test_iterprime_eval_world_cli(random_world_model, tmp_path, capsys):
     from iterprime_ros.tools.cli import main
 
     out = tmp_path / "world.json"
-    code = main(["eval", "--world", "--world-model", str(random_world_model), "-n", "3", "--modes", "pwem",
-                 "--igrs", "on", "--gradcam-layer", str(TINY.text_layers - 1), "--json-out", str(out)])
+    code = main(
+        [
+            "eval",
+            "--world",
+            "--world-model",
+            str(random_world_model),
+            "-n",
+            "3",
+            "--modes",
+            "pwem",
+            "--igrs",
+            "on",
+            "--gradcam-layer",
+            str(TINY.text_layers - 1),
+            "--json-out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "ORACLE" in captured.out and "pwem    on" in captured.out
@@ -83,7 +130,10 @@ def test_gradcam_layer_is_selected_on_validation_scenes(random_world_model, tmp_
     assert 0 <= sel["best"] < TINY.text_layers
     world_eval.write_gradcam_layer(folder, sel)
     assert world_eval.recommended_gradcam_layer(folder) == sel["best"]
-    assert json.loads((folder / "world_config.json").read_text())["architecture"]["text_layers"] == TINY.text_layers
+    assert (
+        json.loads((folder / "world_config.json").read_text())["architecture"]["text_layers"]
+        == TINY.text_layers
+    )
 
 
 def test_demo_fallback_segments_the_sample_scene(random_world_model, tmp_path, monkeypatch):
@@ -96,19 +146,25 @@ def test_demo_fallback_segments_the_sample_scene(random_world_model, tmp_path, m
     folder = tmp_path / "m"
     shutil.copytree(random_world_model, folder)
     cfg = json.loads((folder / "world_config.json").read_text())
-    (folder / "world_config.json").write_text(json.dumps({**cfg, "gradcam_layer": TINY.text_layers - 1}))
+    (folder / "world_config.json").write_text(
+        json.dumps({**cfg, "gradcam_layer": TINY.text_layers - 1})
+    )
     monkeypatch.setenv("ITERPRIME_WORLD_MODEL", str(folder))
     assert "NO REAL WEIGHTS" in fallback.WORLD_BANNER and "ORACLE" in fallback.WORLD_BANNER
 
     scene = fallback.world_sample()
-    # not in the evaluation set (500 expressions come from consecutive test seeds, far fewer than 1000 scenes)
+    # not in the evaluation set (500 expressions come from consecutive test seeds, far fewer than
+    # 1000 scenes)
     assert scene.seed in set(scene_seeds("test", 5000)) - set(scene_seeds("test", 1000))
     said = Expr("relation", Desc("cup"), "left", "left of", Desc("block", "blue", "big", "big"))
     assert fallback.DEFAULT_SAMPLE_COMMAND.endswith(said.text)
     assert refers_uniquely(said, scene, fallback.DEFAULT_SAMPLE_TARGET)
 
     seg = fallback.world_segmenter(scene=scene)
-    assert seg.settings.gradcam_layer == TINY.text_layers - 1 and seg.settings.proposal_model == "world-oracle"
+    assert (
+        seg.settings.gradcam_layer == TINY.text_layers - 1
+        and seg.settings.proposal_model == "world-oracle"
+    )
     r = seg.segment(scene.image, fallback.DEFAULT_SAMPLE_COMMAND)
     assert r.success and r.mask.shape == scene.masks[0].shape
 
@@ -117,6 +173,7 @@ def test_demo_fallback_segments_the_sample_scene(random_world_model, tmp_path, m
     image, again = fallback.load_world_image(png)
     assert np.array_equal(image, scene.image) and again.seed == scene.seed
     from PIL import Image
+
     Image.fromarray(scene.image).save(tmp_path / "plain.png")
     with pytest.raises(fallback.NotAWorldImageError):
         fallback.load_world_image(tmp_path / "plain.png")
@@ -126,7 +183,9 @@ def test_demo_fallback_segments_the_sample_scene(random_world_model, tmp_path, m
 COMMITTED = world_eval.world_model_folder()
 
 
-@pytest.mark.skipif(not (COMMITTED / "model.safetensors").is_file(), reason="no committed world model")
+@pytest.mark.skipif(
+    not (COMMITTED / "model.safetensors").is_file(), reason="no committed world model"
+)
 def test_committed_world_model_prefers_true_captions_to_hard_negatives():
     """A real check of the trained model: on 40 held-out scenes, the matching expression's ITM
     (match - no match) logit margin beats that of its hard negative (wrong colour / shape / size,
@@ -135,10 +194,13 @@ def test_committed_world_model_prefers_true_captions_to_hard_negatives():
     Thresholds sit below what the committed model scores (0.81 of 80 pairs overall, 0.94 for
     colour, 0.60 for shape at the time of writing; the earlier two-stage model scored 0.79 /
     0.97; MODEL_CARD.md): it is good at colours, weak at shapes, so a regression to chance
-    fails while the known weakness does not."""
+    fails while the known weakness does not.
+    """
     from iterprime_ros.models.blip import BlipITMBackend
 
-    backend = BlipITMBackend(COMMITTED, device="cpu", gradcam_layer=world_eval.recommended_gradcam_layer(COMMITTED))
+    backend = BlipITMBackend(
+        COMMITTED, device="cpu", gradcam_layer=world_eval.recommended_gradcam_layer(COMMITTED)
+    )
     rng = np.random.default_rng(99)
     wins: dict[str, list[bool]] = {}
     margins = []
@@ -157,11 +219,15 @@ def test_committed_world_model_prefers_true_captions_to_hard_negatives():
     every = [w for v in wins.values() for w in v]
     assert len(every) >= 60
     assert float(np.mean(margins)) > 0
-    assert float(np.mean(every)) >= 0.70, f"true caption beats its hard negative in only {np.mean(every):.0%}"
+    assert float(np.mean(every)) >= 0.70, (
+        f"true caption beats its hard negative in only {np.mean(every):.0%}"
+    )
     assert float(np.mean(wins["colour"])) >= 0.85, wins["colour"]
 
 
-@pytest.mark.skipif(not (COMMITTED / "model.safetensors").is_file(), reason="no committed world model")
+@pytest.mark.skipif(
+    not (COMMITTED / "model.safetensors").is_file(), reason="no committed world model"
+)
 def test_committed_world_model_localises_better_than_a_random_object():
     """The full method (PWEM + IGRS) with the committed model on the first 60 VALIDATION
     expressions beats picking a random object of the scene by a wide margin, and its heat-map
@@ -169,7 +235,8 @@ def test_committed_world_model_localises_better_than_a_random_object():
 
     At the time of writing: mIoU 52.7 %, pointing 70.0 %, random object 22.4 % (the earlier
     two-stage model: 32.3 % / 41.7 %; an ITM-only model, which did not localise, scored at
-    chance: docs/world_results.md)."""
+    chance: docs/world_results.md).
+    """
     res = world_eval.evaluate_world(COMMITTED, 60, ("pwem",), (True,), split="val")
     row = res["rows"][0]
     assert row["splits"]["overall"]["mIoU"] >= 0.45 > res["meta"]["random_object_miou"] + 0.15
@@ -193,9 +260,26 @@ def test_world_eval_cli_runs_on_validation_scenes_when_asked(random_world_model,
     from iterprime_ros.tools.cli import main
 
     out = tmp_path / "val.json"
-    code = main(["eval", "--world", "--world-model", str(random_world_model), "-n", "2", "--modes", "mean",
-                 "--igrs", "off", "--gradcam-layer", str(TINY.text_layers - 1), "--world-split", "val",
-                 "--json-out", str(out)])
+    code = main(
+        [
+            "eval",
+            "--world",
+            "--world-model",
+            str(random_world_model),
+            "-n",
+            "2",
+            "--modes",
+            "mean",
+            "--igrs",
+            "off",
+            "--gradcam-layer",
+            str(TINY.text_layers - 1),
+            "--world-split",
+            "val",
+            "--json-out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     meta = json.loads(out.read_text())["meta"]
     assert meta["split"] == "val" and meta["expressions"] == 2

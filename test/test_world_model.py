@@ -4,6 +4,7 @@ project's real model code (models/loading.py + models/blip.py).
 A tiny configuration with random or barely trained weights: these tests check plumbing,
 not quality (test_world_eval.py checks the committed checkpoint).
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,13 +17,30 @@ import torch
 
 from iterprime_ros.tools.world import train as world_train
 from iterprime_ros.tools.world.grammar import scene_expressions
-from iterprime_ros.tools.world.model import (WorldModelConfig, build_model, build_tokenizer, load_world_model,
-                                       preprocess, world_vocab)
+from iterprime_ros.tools.world.model import (
+    WorldModelConfig,
+    build_model,
+    build_tokenizer,
+    load_world_model,
+    preprocess,
+    world_vocab,
+)
 from iterprime_ros.tools.world.scenes import generate_scene, scene_seeds
 
-TINY = WorldModelConfig(image_size=64, patch_size=16, vision_hidden=32, vision_layers=1, vision_heads=2,
-                        vision_intermediate=64, text_hidden=32, text_layers=3, text_heads=2, text_intermediate=64,
-                        max_positions=40, itc_dim=16)
+TINY = WorldModelConfig(
+    image_size=64,
+    patch_size=16,
+    vision_hidden=32,
+    vision_layers=1,
+    vision_heads=2,
+    vision_intermediate=64,
+    text_hidden=32,
+    text_layers=3,
+    text_heads=2,
+    text_intermediate=64,
+    max_positions=40,
+    itc_dim=16,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +48,21 @@ def tiny_trained(tmp_path_factory):
     """A tiny world model trained for 4 steps by world.train.train (validation on 3 scenes)."""
     out = tmp_path_factory.mktemp("world_tiny")
     mp = pytest.MonkeyPatch()
-    mp.setattr(world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=3))
+    mp.setattr(
+        world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=3)
+    )
     try:
-        summary = world_train.train(out, TINY, steps=4, images_per_step=4, warmup=2, threads=1,
-                                    checkpoint_every=2, log_every=2, card="# tiny test model\n")
+        summary = world_train.train(
+            out,
+            TINY,
+            steps=4,
+            images_per_step=4,
+            warmup=2,
+            threads=1,
+            checkpoint_every=2,
+            log_every=2,
+            card="# tiny test model\n",
+        )
     finally:
         mp.undo()
     return out, summary
@@ -69,7 +98,9 @@ def test_a_training_step_has_gradients_and_positives_and_hard_negatives():
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels))
     loss.backward()
     assert torch.isfinite(loss)
-    assert model.itm_head.weight.grad is not None and torch.isfinite(model.itm_head.weight.grad).all()
+    assert (
+        model.itm_head.weight.grad is not None and torch.isfinite(model.itm_head.weight.grad).all()
+    )
 
 
 def test_batches_are_seeded():
@@ -80,7 +111,9 @@ def test_batches_are_seeded():
     assert c[2] != a[2]
     # training scenes are never the held-out ones
     train_seeds = set(scene_seeds("train", 3, offset=7 * 3))
-    assert not train_seeds & set(scene_seeds("test", 2000)) and not train_seeds & set(scene_seeds("val", 2000))
+    assert not train_seeds & set(scene_seeds("test", 2000)) and not train_seeds & set(
+        scene_seeds("val", 2000)
+    )
 
 
 def test_tokenizer_keeps_grammar_words_whole():
@@ -88,13 +121,17 @@ def test_tokenizer_keeps_grammar_words_whole():
     scene = generate_scene(5)
     for r in scene_expressions(scene, np.random.default_rng(0), per_scene=3, command_prob=1.0):
         pieces = tok.tokenize(r.command)
-        assert "[UNK]" not in pieces and not any(p.startswith("##") for p in pieces), (r.command, pieces)
+        assert "[UNK]" not in pieces and not any(p.startswith("##") for p in pieces), (
+            r.command,
+            pieces,
+        )
     assert tok.convert_tokens_to_ids("[ENC]") == world_vocab().index("[ENC]")
 
 
 def test_save_load_round_trip_through_the_real_backend(tiny_trained):
     """models/blip.BlipITMBackend (via models/loading.resolve) loads the world folder like a real
-    checkpoint and gives the ITM logits the training code computes."""
+    checkpoint and gives the ITM logits the training code computes.
+    """
     from iterprime_ros.models.blip import BlipITMBackend
     from iterprime_ros.models.loading import resolve
 
@@ -104,32 +141,51 @@ def test_save_load_round_trip_through_the_real_backend(tiny_trained):
     backend = BlipITMBackend(folder, device="cpu", gradcam_layer=TINY.text_layers - 1)
     assert backend.first_token == "enc" and backend.grid == TINY.grid
     scene = generate_scene(scene_seeds("val", 1)[0], TINY.image_size, TINY.image_size)
-    texts = [world_train.prompt_text(r.text) for r in scene_expressions(scene, np.random.default_rng(1))]
+    texts = [
+        world_train.prompt_text(r.text) for r in scene_expressions(scene, np.random.default_rng(1))
+    ]
     texts.append("there is a red ball")
     emb = backend.encode_image(scene.image)
     with torch.no_grad():
         for text in texts:
             ids, att = world_train.encode_texts(tok, [text])
-            ref = world_train.itm_logits(model, preprocess(scene.image, TINY.image_size), ids, att,
-                                         torch.zeros(1, dtype=torch.long))[0]
+            ref = world_train.itm_logits(
+                model,
+                preprocess(scene.image, TINY.image_size),
+                ids,
+                att,
+                torch.zeros(1, dtype=torch.long),
+            )[0]
             got = backend.itm_logits(emb, text)
             assert torch.allclose(got, ref, atol=1e-4), (text, got, ref)
     # [CLS] was tied to [ENC] at save time: a backend that keeps [CLS] first scores the same
     cls_backend = BlipITMBackend(folder, device="cpu", gradcam_layer=0, first_token="cls")
-    assert torch.allclose(cls_backend.itm_logits(emb, texts[0]), backend.itm_logits(emb, texts[0]), atol=1e-4)
+    assert torch.allclose(
+        cls_backend.itm_logits(emb, texts[0]), backend.itm_logits(emb, texts[0]), atol=1e-4
+    )
 
 
 def test_training_is_reproducible_and_stop_after_matches(tmp_path, monkeypatch):
-    """Same seed, same weights; a run stopped early (--stop-after) equals the same run stopped by time."""
+    """Same seed, same weights; a run stopped early (--stop-after) equals the same run stopped by
+    time.
+    """
     from safetensors.torch import load_file
 
-    monkeypatch.setattr(world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1))
+    monkeypatch.setattr(
+        world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1)
+    )
     kw = dict(images_per_step=2, warmup=1, threads=1, checkpoint_every=100, log_every=100)
     world_train.train(tmp_path / "a", TINY, steps=3, stop_after=2, **kw)
     world_train.train(tmp_path / "b", TINY, steps=3, stop_after=2, **kw)
-    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "a" / "model.safetensors")),
+        load_file(str(tmp_path / "b" / "model.safetensors")),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads((tmp_path / "a" / "world_config.json").read_text())["training"]["steps_done"] == 2
+    assert (
+        json.loads((tmp_path / "a" / "world_config.json").read_text())["training"]["steps_done"]
+        == 2
+    )
 
 
 # ----------------------------------------------------------------------------- grounding options
@@ -138,7 +194,9 @@ def test_training_is_reproducible_and_stop_after_matches(tmp_path, monkeypatch):
 def test_erased_target_negatives_paint_the_target_over_and_are_false():
     from iterprime_ros.tools.world.grammar import is_false
 
-    scenes, images, rows = world_train.make_batch(6, step=0, seed=0, image_size=TINY.image_size, erase_prob=1.0)
+    scenes, images, rows = world_train.make_batch(
+        6, step=0, seed=0, image_size=TINY.image_size, erase_prob=1.0
+    )
     plain = world_train.make_batch(6, step=0, seed=0, image_size=TINY.image_size)
     # the stage-1 rows are unchanged by the option: the erased rows are only added
     assert [r for r in rows if r[3] != "neg:erased"] == plain[2]
@@ -161,7 +219,9 @@ def test_erased_target_negatives_paint_the_target_over_and_are_false():
         assert sc.masks.shape[0] - 1 == world_train.without_object(sc, t).masks.shape[0]
     # without_object: an attribute expression of an object becomes false once it is removed
     sc = scenes[0]
-    refs = scene_expressions(sc, np.random.default_rng(0), per_scene=len(sc.objects), kind_weights=(1, 0, 0))
+    refs = scene_expressions(
+        sc, np.random.default_rng(0), per_scene=len(sc.objects), kind_weights=(1, 0, 0)
+    )
     assert refs
     for r in refs:
         if r.kind == "attribute":
@@ -177,23 +237,51 @@ def test_grounding_loss_prefers_attention_on_the_target_and_training_lowers_it(t
     on[..., 1 + 6] = 1.0 - 0.16
     uniform = torch.full((1, 2, 3, 17), 1 / 17)
     toks = torch.ones(1, 3)
-    assert world_train.grounding_loss(on, tgt[None], toks) < world_train.grounding_loss(uniform, tgt[None], toks)
+    assert world_train.grounding_loss(on, tgt[None], toks) < world_train.grounding_loss(
+        uniform, tgt[None], toks
+    )
 
     caplog.set_level("INFO", logger="iterprime.world.train")
     mp = pytest.MonkeyPatch()
-    mp.setattr(world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1))
+    mp.setattr(
+        world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1)
+    )
     try:
-        world_train.train(tmp_path / "a", TINY, steps=4, images_per_step=2, warmup=1, threads=1,
-                          checkpoint_every=100, log_every=1, stop_after=4)
+        world_train.train(
+            tmp_path / "a",
+            TINY,
+            steps=4,
+            images_per_step=2,
+            warmup=1,
+            threads=1,
+            checkpoint_every=100,
+            log_every=1,
+            stop_after=4,
+        )
         caplog.clear()
-        summary = world_train.train(tmp_path / "g", TINY, steps=30, images_per_step=16, lr=3e-3, warmup=1,
-                                    threads=1, checkpoint_every=100, log_every=1, init_from=tmp_path / "a",
-                                    grounding_weight=5.0, grounding_layer=TINY.text_layers - 1, erase_prob=0.5,
-                                    data_offset=1000)
+        summary = world_train.train(
+            tmp_path / "g",
+            TINY,
+            steps=30,
+            images_per_step=16,
+            lr=3e-3,
+            warmup=1,
+            threads=1,
+            checkpoint_every=100,
+            log_every=1,
+            init_from=tmp_path / "a",
+            grounding_weight=5.0,
+            grounding_layer=TINY.text_layers - 1,
+            erase_prob=0.5,
+            data_offset=1000,
+        )
     finally:
         mp.undo()
-    ground = [json.loads(r.getMessage())["ground"] for r in caplog.records
-              if r.getMessage().startswith("{") and "ground" in r.getMessage()]
+    ground = [
+        json.loads(r.getMessage())["ground"]
+        for r in caplog.records
+        if r.getMessage().startswith("{") and "ground" in r.getMessage()
+    ]
     assert len(ground) == 30 and all(math.isfinite(g) for g in ground)
     assert np.mean(ground[-5:]) < np.mean(ground[:5]) - 0.1  # 2.82 -> 2.54 when written
     assert math.isfinite(summary["last_log"]["loss"]) and summary["grounding_weight"] == 5.0
@@ -214,7 +302,11 @@ def test_token_targets_ground_the_anchor_phrase_on_the_anchor_and_the_rest_on_th
     assert torch.equal(plain_tok, split_tok)
     for k, r in enumerate(pos):
         sep = int(att[k].sum()) - 1
-        assert plain_tok[k, sep] == 0 and plain_tok[k, :sep].all() and not plain_tok[k, sep + 1:].any()
+        assert (
+            plain_tok[k, sep] == 0
+            and plain_tok[k, :sep].all()
+            and not plain_tok[k, sep + 1 :].any()
+        )
         target = world_train.target_patch_distribution(scenes[r.image].masks[r.target], grid)
         words = tok.convert_ids_to_tokens(ids[k][:sep])
         n_anchor = 0
@@ -223,7 +315,7 @@ def test_token_targets_ground_the_anchor_phrase_on_the_anchor_and_the_rest_on_th
             phrase = r.text.split(" the ")[-1].split()
             assert r.anchor_words == 1 + len(phrase)
             n_anchor = world_train.anchor_token_count(tok, r.text, r.anchor_words)
-            assert words[sep - n_anchor:] == ["the"] + phrase
+            assert words[sep - n_anchor :] == ["the"] + phrase
             anchor = world_train.target_patch_distribution(scenes[r.image].masks[r.anchor], grid)
             assert all(torch.equal(split[k, j], anchor) for j in range(sep - n_anchor, sep))
         assert all(torch.equal(split[k, j], target) for j in range(sep - n_anchor))
@@ -239,35 +331,65 @@ def test_token_targets_ground_the_anchor_phrase_on_the_anchor_and_the_rest_on_th
 def test_grounding_several_layers_with_the_anchor_option_trains_and_is_recorded(tmp_path, caplog):
     caplog.set_level("INFO", logger="iterprime.world.train")
     mp = pytest.MonkeyPatch()
-    mp.setattr(world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1))
+    mp.setattr(
+        world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1)
+    )
     try:
-        summary = world_train.train(tmp_path / "m", TINY, steps=3, images_per_step=4, warmup=1, threads=1,
-                                    checkpoint_every=100, log_every=1, grounding_weight=1.0,
-                                    grounding_layer=(0, TINY.text_layers - 1), ground_anchor=True,
-                                    vision_aux_weight=1.0, vision_aux_position=1.0)
+        summary = world_train.train(
+            tmp_path / "m",
+            TINY,
+            steps=3,
+            images_per_step=4,
+            warmup=1,
+            threads=1,
+            checkpoint_every=100,
+            log_every=1,
+            grounding_weight=1.0,
+            grounding_layer=(0, TINY.text_layers - 1),
+            ground_anchor=True,
+            vision_aux_weight=1.0,
+            vision_aux_position=1.0,
+        )
     finally:
         mp.undo()
-    ground = [json.loads(r.getMessage())["ground"] for r in caplog.records
-              if r.getMessage().startswith("{") and "ground" in r.getMessage()]
+    ground = [
+        json.loads(r.getMessage())["ground"]
+        for r in caplog.records
+        if r.getMessage().startswith("{") and "ground" in r.getMessage()
+    ]
     assert len(ground) == 3 and all(math.isfinite(g) and g > 0 for g in ground)
-    assert summary["grounding_layer"] == [0, TINY.text_layers - 1] and summary["ground_anchor"] is True
+    assert (
+        summary["grounding_layer"] == [0, TINY.text_layers - 1]
+        and summary["ground_anchor"] is True
+    )
     saved = json.loads((tmp_path / "m" / "world_config.json").read_text())["training"]
-    assert saved["grounding_layer"] == [0, TINY.text_layers - 1] and saved["vision_aux_weight"] == 1.0
+    assert (
+        saved["grounding_layer"] == [0, TINY.text_layers - 1] and saved["vision_aux_weight"] == 1.0
+    )
     assert saved["vision_aux_position"] == 1.0
-    aux = [json.loads(r.getMessage())["vision_aux"] for r in caplog.records
-           if r.getMessage().startswith("{") and "vision_aux" in r.getMessage()]
+    aux = [
+        json.loads(r.getMessage())["vision_aux"]
+        for r in caplog.records
+        if r.getMessage().startswith("{") and "vision_aux" in r.getMessage()
+    ]
     assert len(aux) == 3 and all(math.isfinite(v) and v > 0 for v in aux)
     # the auxiliary heads are training-only: the saved weights are exactly the BLIP model's
     from safetensors.torch import load_file
 
-    assert set(load_file(str(tmp_path / "m" / "model.safetensors"))) == set(build_model(TINY).state_dict())
+    assert set(load_file(str(tmp_path / "m" / "model.safetensors"))) == set(
+        build_model(TINY).state_dict()
+    )
 
 
 def test_patch_attribute_labels_name_the_object_covering_each_patch():
     scene = generate_scene(scene_seeds("train", 1, offset=5)[0], 64, 64)
     grid = 4
     labels = world_train.patch_attribute_labels(scene, grid)
-    cover = scene.masks.reshape(len(scene.objects), grid, 16, grid, 16).mean((2, 4)).reshape(len(scene.objects), -1)
+    cover = (
+        scene.masks.reshape(len(scene.objects), grid, 16, grid, 16)
+        .mean((2, 4))
+        .reshape(len(scene.objects), -1)
+    )
     attrs = world_train.PATCH_ATTRIBUTES
     for p in range(grid * grid):
         k = int(cover[:, p].argmax())

@@ -1,9 +1,19 @@
 """The world generator, grammar, hard negatives and oracle proposals (no model needed)."""
+
 import numpy as np
 import pytest
 
-from iterprime_ros.tools.world.grammar import (COMMAND_TEMPLATES, Desc, Expr, hard_negative, hard_negative_expr, is_false,
-                                         referents, refers_uniquely, scene_expressions)
+from iterprime_ros.tools.world.grammar import (
+    COMMAND_TEMPLATES,
+    Desc,
+    Expr,
+    hard_negative,
+    hard_negative_expr,
+    is_false,
+    referents,
+    refers_uniquely,
+    scene_expressions,
+)
 from iterprime_ros.tools.world.oracle import OracleProposals, oracle_proposals
 from iterprime_ros.tools.world.scenes import COLOURS, SHAPES, generate_scene, scene_seeds
 
@@ -39,12 +49,15 @@ def test_masks_are_exact(seed):
         assert obj.bbox == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         assert obj.centroid == pytest.approx((xs.mean() + 0.5, ys.mean() + 0.5))
         assert obj.shape in SHAPES and obj.colour in COLOURS
-        # the object's pixels carry its colour (noise +-~12, shading <= 15 %), the ring around it does not
+        # the object's pixels carry its colour (noise +-~12, shading <= 15 %), the ring around it
+        # does not
         rgb = s.image[m].astype(float).mean(axis=0)
         target = np.asarray(COLOURS[obj.colour], float)
         assert np.abs(rgb - target).max() < 45
     table = ~s.masks.any(axis=0)
-    assert np.abs(s.image[table].astype(float).mean(axis=0) - np.asarray(s.table, float)).max() < 25
+    assert (
+        np.abs(s.image[table].astype(float).mean(axis=0) - np.asarray(s.table, float)).max() < 25
+    )
 
 
 def test_ball_mask_is_a_disc():
@@ -104,7 +117,19 @@ def test_grammar_covers_all_forms():
             kinds.add(r.kind)
             words.update(r.command.split())
     assert kinds == {"attribute", "absolute", "relation"}
-    for w in ("leftmost", "rightmost", "top", "bottom", "left", "right", "next", "above", "below", "grab", "one"):
+    for w in (
+        "leftmost",
+        "rightmost",
+        "top",
+        "bottom",
+        "left",
+        "right",
+        "next",
+        "above",
+        "below",
+        "grab",
+        "one",
+    ):
         assert w in words, w
 
 
@@ -114,8 +139,19 @@ def test_hard_negatives_are_false_and_differ(seed):
     rng = np.random.default_rng(seed + 1)
     seen = set()
     for r in scene_expressions(s, rng, per_scene=3):
-        for types in (("colour",), ("shape",), ("size",), ("relation", "roles"), ("position",), None):
-            got = hard_negative_expr(r.expr, s, rng) if types is None else hard_negative_expr(r.expr, s, rng, types)
+        for types in (
+            ("colour",),
+            ("shape",),
+            ("size",),
+            ("relation", "roles"),
+            ("position",),
+            None,
+        ):
+            got = (
+                hard_negative_expr(r.expr, s, rng)
+                if types is None
+                else hard_negative_expr(r.expr, s, rng, types)
+            )
             if got is None:
                 continue
             neg, kind = got
@@ -126,8 +162,12 @@ def test_hard_negatives_are_false_and_differ(seed):
             if kind in ("colour", "shape", "size") and neg.kind == "attribute":
                 # independent check: no object has all the stated attributes
                 d = neg.target
-                assert not any((d.noun in ("one", o.shape)) and d.colour in (None, o.colour)
-                               and d.size in (None, o.size) for o in s.objects)
+                assert not any(
+                    (d.noun in ("one", o.shape))
+                    and d.colour in (None, o.colour)
+                    and d.size in (None, o.size)
+                    for o in s.objects
+                )
             if kind == "relation":
                 assert neg.direction != r.expr.direction
     assert seen
@@ -139,7 +179,9 @@ def test_negative_kinds_all_occur():
         s = generate_scene(seed)
         rng = np.random.default_rng(seed)
         for r in scene_expressions(s, rng, per_scene=3):
-            special = {"relation": ("relation", "roles"), "absolute": ("position",)}.get(r.kind, ())
+            special = {"relation": ("relation", "roles"), "absolute": ("position",)}.get(
+                r.kind, ()
+            )
             for types in [special] if special else []:
                 got = hard_negative(r.expr, s, rng, types)
                 if got:
@@ -161,9 +203,15 @@ def test_oracle_proposals_hold_true_masks_and_named_distractors():
     assert kinds == {"object", "merged", "partial", "table"}
     for m, name, kind, objs in zip(o.masks, o.names, o.kinds, o.objects):
         if kind == "merged":
-            assert name.startswith("merged") and np.array_equal(m, s.masks[objs[0]] | s.masks[objs[1]])
+            assert name.startswith("merged") and np.array_equal(
+                m, s.masks[objs[0]] | s.masks[objs[1]]
+            )
         if kind == "partial":
-            assert "half" in name and (m & ~s.masks[objs[0]]).sum() == 0 and 0 < m.sum() < s.masks[objs[0]].sum()
+            assert (
+                "half" in name
+                and (m & ~s.masks[objs[0]]).sum() == 0
+                and 0 < m.sum() < s.masks[objs[0]].sum()
+            )
         if kind == "table":
             assert not (m & s.masks.any(0)).any()
     assert any(o.kinds[k] != "object" for k in range(n))  # shuffled: distractors among the first n
@@ -179,4 +227,5 @@ def test_oracle_proposals_hold_true_masks_and_named_distractors():
 
 def test_oracle_implements_proposal_protocol():
     from iterprime_ros.core.backend import ProposalBackend
+
     assert isinstance(OracleProposals(), ProposalBackend)

@@ -5,6 +5,7 @@ backend hand it plain tensors through these protocols, so the maths can be teste
 on hand-made tensors and a second VLP (ALBEF) or proposal network (SAM,
 detectron2 Mask2Former) can plug in without touching the core.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,14 +46,20 @@ class VLPBackend(Protocol):
     grid: int  # g: the image is seen as g x g patches
 
     def encode_image(self, image: np.ndarray) -> Any:
-        """H x W x 3 uint8 RGB -> an opaque image embedding, computed once per image (no gradient)."""
+        """H x W x 3 uint8 RGB -> an opaque image embedding, computed once per image (no
+        gradient).
+        """
 
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
-        """Character span in `text` of each text token the pass will use; None for special/pad tokens."""
+        """Character span in `text` of each text token the pass will use; None for special/pad
+        tokens.
+        """
 
     def text_pass(self, image_embedding: Any, text: str, keep: torch.Tensor | None) -> PassOutput:
-        """Run the text/fusion encoder on `text` with only the patches where keep (g*g bools) is True
-        visible to every cross-attention layer (None: all visible)."""
+        """Run the text/fusion encoder on `text` with only the patches where keep (g*g bools) is
+        True
+        visible to every cross-attention layer (None: all visible).
+        """
 
 
 @runtime_checkable
@@ -60,11 +67,14 @@ class ProposalBackend(Protocol):
     """What the selection step needs from a mask-proposal network."""
 
     def propose(self, image: np.ndarray) -> np.ndarray:
-        """H x W x 3 uint8 RGB -> N x H x W bool instance-mask proposals at the original resolution."""
+        """H x W x 3 uint8 RGB -> N x H x W bool instance-mask proposals at the original
+        resolution.
+        """
 
 
-def words_of_tokens(offsets: Sequence[tuple[int, int] | None],
-                    word_spans: Sequence[tuple[int, int]]) -> list[int | None]:
+def words_of_tokens(
+    offsets: Sequence[tuple[int, int] | None], word_spans: Sequence[tuple[int, int]]
+) -> list[int | None]:
     """Map each token to the index of the word whose character span contains it (None if none).
 
     A word split into several subword tokens owns all of them.

@@ -20,6 +20,7 @@ Rules (on whole words, case-insensitive; the kept words keep their original case
 An expression that is just a noun phrase passes through unchanged (bar rule 1).
 With enabled=False only rule 1, the checks of rule 2 (check_language) and the empty check run.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -39,20 +40,88 @@ class NonEnglishCommandError(CommandError):
 
 
 LEADING_PHRASES: tuple[str, ...] = (
-    "hey robot", "hi robot", "hello robot", "ok robot", "okay robot",
-    "hey", "hi", "hello", "ok", "okay", "um", "uh", "so", "now", "then", "also", "and", "just",
-    "please", "kindly", "could you", "can you", "would you", "will you", "would you mind",
-    "do you mind", "could you possibly", "i need you to", "i want you to", "i would like you to",
-    "i'd like you to", "try to", "go ahead and", "go and",
+    "hey robot",
+    "hi robot",
+    "hello robot",
+    "ok robot",
+    "okay robot",
+    "hey",
+    "hi",
+    "hello",
+    "ok",
+    "okay",
+    "um",
+    "uh",
+    "so",
+    "now",
+    "then",
+    "also",
+    "and",
+    "just",
+    "please",
+    "kindly",
+    "could you",
+    "can you",
+    "would you",
+    "will you",
+    "would you mind",
+    "do you mind",
+    "could you possibly",
+    "i need you to",
+    "i want you to",
+    "i would like you to",
+    "i'd like you to",
+    "try to",
+    "go ahead and",
+    "go and",
 )
 
 VERBS: tuple[str, ...] = (
-    "pick up", "pick out", "pick", "lift up", "lift", "grab", "grasp", "hold",
-    "hand me", "hand over", "give me", "give", "bring me", "bring", "pass me",
-    "show me", "show", "find me", "find", "point to", "point at", "point out",
-    "get me", "get", "fetch me", "fetch", "take", "look at", "where is", "where's",
-    "where are", "locate", "select", "choose", "segment", "highlight", "identify", "touch",
-    "i want", "i need", "i would like", "i'd like", "can i have", "can i get", "may i have",
+    "pick up",
+    "pick out",
+    "pick",
+    "lift up",
+    "lift",
+    "grab",
+    "grasp",
+    "hold",
+    "hand me",
+    "hand over",
+    "give me",
+    "give",
+    "bring me",
+    "bring",
+    "pass me",
+    "show me",
+    "show",
+    "find me",
+    "find",
+    "point to",
+    "point at",
+    "point out",
+    "get me",
+    "get",
+    "fetch me",
+    "fetch",
+    "take",
+    "look at",
+    "where is",
+    "where's",
+    "where are",
+    "locate",
+    "select",
+    "choose",
+    "segment",
+    "highlight",
+    "identify",
+    "touch",
+    "i want",
+    "i need",
+    "i would like",
+    "i'd like",
+    "can i have",
+    "can i get",
+    "may i have",
 )
 
 # Addressing the robot by name: dropped only when a politeness phrase or a verb follows,
@@ -60,21 +129,43 @@ VERBS: tuple[str, ...] = (
 VOCATIVES: tuple[str, ...] = ("robot",)
 
 TRAILING_PHRASES: tuple[str, ...] = (
-    "for me", "please", "thanks", "thank you", "thank you very much", "now", "right now",
-    "if you can", "if you could", "if possible", "quickly", "would you", "could you", "will you",
+    "for me",
+    "please",
+    "thanks",
+    "thank you",
+    "thank you very much",
+    "now",
+    "right now",
+    "if you can",
+    "if you could",
+    "if possible",
+    "quickly",
+    "would you",
+    "could you",
+    "will you",
 )
 
 # (verb phrase, particle phrase): the particle is dropped from the end only after that verb,
 # so "give the stapler to me" loses "to me" while "the cup closest to me" keeps it.
 SEPARABLE_PARTICLES: tuple[tuple[str, str], ...] = (
-    ("pick", "up"), ("pick", "out"), ("lift", "up"), ("hand", "over"), ("point", "out"),
-    ("give", "to me"), ("bring", "to me"), ("hand", "to me"), ("pass", "to me"), ("take", "to me"),
-    ("get", "for me"), ("pass", "over"),
+    ("pick", "up"),
+    ("pick", "out"),
+    ("lift", "up"),
+    ("hand", "over"),
+    ("point", "out"),
+    ("give", "to me"),
+    ("bring", "to me"),
+    ("hand", "to me"),
+    ("pass", "to me"),
+    ("take", "to me"),
+    ("get", "for me"),
+    ("pass", "over"),
 )
 
 # Words whose presence says "this is English" (rule 2). Deliberately leaves out short words
 # shared with other European languages ("a", "in", "me", "on", "die", "de", "la", "son").
-_ENGLISH_HINTS = frozenset("""
+_ENGLISH_HINTS = frozenset(
+    """
 the an this that these those it its my your his her their our one ones two three four five
 first second third last next to of with without near behind between beside besides under
 over above below at from by for into onto front back left right middle center centre top
@@ -88,7 +179,8 @@ keyboard mouse chair table couch sofa bed dog cat bird horse sheep cow elephant 
 giraffe car truck bus bike bicycle motorcycle train boat plane umbrella bag backpack suitcase
 ball kite toy banana apple sandwich pizza donut cake carrot broccoli hat shirt jacket tie
 scissors clock vase tv screen towel block door window wall floor sink oven fridge
-""".split())
+""".split()
+)
 
 _APOSTROPHES = dict.fromkeys(map(ord, "\u2019\u2018\u02bc\u00b4`"), "'")
 
@@ -148,7 +240,12 @@ def _looks_english(words: list[str], settings: NormaliserSettings) -> str | None
         return "most of its letters are not English (non-ASCII)"
     if len(words) >= 2:
         known = set(_ENGLISH_HINTS)
-        for phrase in settings.leading_phrases + settings.trailing_phrases + settings.verbs + settings.vocatives:
+        for phrase in (
+            settings.leading_phrases
+            + settings.trailing_phrases
+            + settings.verbs
+            + settings.vocatives
+        ):
             known.update(phrase.lower().split())
         if not any(w.lower().strip("'-") in known for w in words):
             return "none of its words is a known English word"
@@ -175,15 +272,20 @@ def normalise_command(text: str, settings: NormaliserSettings | None = None) -> 
     if settings.check_language:
         reason = _looks_english(words, settings)
         if reason:
-            raise NonEnglishCommandError(f"the command {text!r} does not look like English: {reason}")
+            raise NonEnglishCommandError(
+                f"the command {text!r} does not look like English: {reason}"
+            )
     if not settings.enabled:
         return cleaned
 
     def prepare(phrases: tuple[str, ...]) -> list[list[str]]:
         return sorted((p.lower().split() for p in phrases if p.strip()), key=len, reverse=True)
 
-    leading, trailing, verbs = (prepare(settings.leading_phrases), prepare(settings.trailing_phrases),
-                                prepare(settings.verbs))
+    leading, trailing, verbs = (
+        prepare(settings.leading_phrases),
+        prepare(settings.trailing_phrases),
+        prepare(settings.verbs),
+    )
     vocatives = prepare(settings.vocatives)
     lower = [w.lower() for w in words]
     lo, hi = 0, len(words)
@@ -194,7 +296,7 @@ def normalise_command(text: str, settings: NormaliserSettings | None = None) -> 
         while changed and hi > lo:
             changed = False
             for p in trailing:
-                if hi - lo >= len(p) and lower[hi - len(p):hi] == p:
+                if hi - lo >= len(p) and lower[hi - len(p) : hi] == p:
                     hi -= len(p)
                     changed = True
                     break
@@ -205,13 +307,15 @@ def normalise_command(text: str, settings: NormaliserSettings | None = None) -> 
             lo += k
             continue
         k = _match_start(lower[lo:hi], vocatives)
-        if k and (_match_start(lower[lo + k:hi], leading) or _match_start(lower[lo + k:hi], verbs)):
+        if k and (
+            _match_start(lower[lo + k : hi], leading) or _match_start(lower[lo + k : hi], verbs)
+        ):
             lo += k
             continue
         break
     verb: list[str] = []
     if lo < hi and (k := _match_start(lower[lo:hi], verbs)):
-        verb = lower[lo:lo + k]
+        verb = lower[lo : lo + k]
         lo += k
         while lo < hi and lower[lo] == "please":
             lo += 1
@@ -219,7 +323,11 @@ def normalise_command(text: str, settings: NormaliserSettings | None = None) -> 
     if verb:
         for v, particle in settings.separable_particles:
             part = particle.lower().split()
-            if verb == v.lower().split() and hi - lo > len(part) and lower[hi - len(part):hi] == part:
+            if (
+                verb == v.lower().split()
+                and hi - lo > len(part)
+                and lower[hi - len(part) : hi] == part
+            ):
                 hi -= len(part)
                 strip_trailing()
                 break

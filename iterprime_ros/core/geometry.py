@@ -5,6 +5,7 @@ Why: a robot needs a point, not a mask. The centre of mass can fall outside a cu
 The 3-D centroid uses the median depth over an eroded mask because mask edges often land on
 the background and depth there is wrong or missing.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -53,7 +54,8 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     """Depth image -> float32 metres, NaN where invalid (0, NaN, inf or negative).
 
-    16UC1 / mono16: millimetres (ROS convention); 32FC1: metres."""
+    16UC1 / mono16: millimetres (ROS convention); 32FC1: metres.
+    """
     d = np.asarray(depth)
     enc = encoding.upper()
     if enc in ("16UC1", "MONO16"):
@@ -66,8 +68,15 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     return out
 
 
-def centroid_3d(mask: np.ndarray, depth_m: np.ndarray, fx: float, fy: float, cx: float, cy: float,
-                erode_px: int = 2) -> tuple[float, float, float] | None:
+def centroid_3d(
+    mask: np.ndarray,
+    depth_m: np.ndarray,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    erode_px: int = 2,
+) -> tuple[float, float, float] | None:
     """3-D centroid in the camera frame (metres), or None without valid depth or intrinsics.
 
     Z = median of the valid depth over the mask eroded by erode_px (the un-eroded mask if the
@@ -83,7 +92,9 @@ def centroid_3d(mask: np.ndarray, depth_m: np.ndarray, fx: float, fy: float, cx:
     region = m
     if erode_px > 0:
         kernel = np.ones((2 * erode_px + 1, 2 * erode_px + 1), np.uint8)
-        eroded = cv2.erode(m.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+        eroded = cv2.erode(
+            m.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0
+        ).astype(bool)
         if eroded.any():
             region = eroded
     values = d[region]

@@ -4,6 +4,7 @@ Why: one Grad-CAM pass lights up the most discriminative part of the object; hid
 patches from the cross-attention and re-running the text pass reveals the rest, and the blend
 R_t accumulates the passes. The ITM probability says when hiding started to hurt.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,10 +27,12 @@ class IGRSSettings:
     """Switches and constants of IGRS. enabled=False runs a single pass (no refinement)."""
 
     max_iterations: int = 3
-    alpha: float = 0.2          # weight of the new map; the paper's λ = 0.8 = 1 − α
+    alpha: float = 0.2  # weight of the new map; the paper's λ = 0.8 = 1 − α
     threshold: float = 0.5
     steepness: float = 20.0
-    stop_rule: str = "reference"  # "reference" | "soft_itm" | "none" (always max_iterations; benchmarks)
+    stop_rule: str = (
+        "reference"  # "reference" | "soft_itm" | "none" (always max_iterations; benchmarks)
+    )
     mode: str = "pwem"
     no_primary: str = "reference"
     enabled: bool = True
@@ -83,19 +86,30 @@ def steep_sigmoid(x: torch.Tensor, steepness: float = 20.0, centre: float = 0.5)
     return s / s.max()
 
 
-def keep_from_map(n: torch.Tensor, threshold: float = 0.5, steepness: float = 20.0) -> torch.Tensor:
+def keep_from_map(
+    n: torch.Tensor, threshold: float = 0.5, steepness: float = 20.0
+) -> torch.Tensor:
     """B_t = [S(N_t) < 0.5] with S centred on `threshold` (≈ N_t < threshold), flattened to g*g
-    bools (True = patch stays visible). The cut at 0.5 is S's midpoint, not a setting."""
+    bools (True = patch stays visible). The cut at 0.5 is S's midpoint, not a setting.
+    """
     return (steep_sigmoid(n, steepness, threshold) < 0.5).flatten()
 
 
 def upsample(r: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """g x g -> H x W with torch bicubic interpolation, align_corners=False."""
-    return F.interpolate(r[None, None].float(), size=tuple(size), mode="bicubic", align_corners=False)[0, 0]
+    """G x g -> H x W with torch bicubic interpolation, align_corners=False."""
+    return F.interpolate(
+        r[None, None].float(), size=tuple(size), mode="bicubic", align_corners=False
+    )[0, 0]
 
 
-def run_igrs(backend: VLPBackend, image_embedding: Any, text: str, roles: TokenRoles,
-             out_size: tuple[int, int], settings: IGRSSettings | None = None) -> HeatmapResult:
+def run_igrs(
+    backend: VLPBackend,
+    image_embedding: Any,
+    text: str,
+    roles: TokenRoles,
+    out_size: tuple[int, int],
+    settings: IGRSSettings | None = None,
+) -> HeatmapResult:
     """Up to T text passes with the keep mask, blended into the heat map O (method.md §3).
 
     t = 0 passes keep=None (all patches). Stop rules: "reference" — t ≥ 1 and p_t < p_{t−1}:
@@ -126,12 +140,18 @@ def run_igrs(backend: VLPBackend, image_embedding: Any, text: str, roles: TokenR
         result.itm_scores.append(p)
         result.itm_logits.append(out.match_logit)
 
-        valid = torch.as_tensor(roles.valid, dtype=torch.bool).flatten().cpu() & \
-            torch.as_tensor(out.token_valid, dtype=torch.bool).flatten().cpu()
-        g_map = aggregate(out.attention, out.gradient, replace(roles, valid=valid), s.mode, s.no_primary)
+        valid = (
+            torch.as_tensor(roles.valid, dtype=torch.bool).flatten().cpu()
+            & torch.as_tensor(out.token_valid, dtype=torch.bool).flatten().cpu()
+        )
+        g_map = aggregate(
+            out.attention, out.gradient, replace(roles, valid=valid), s.mode, s.no_primary
+        )
         grid = getattr(backend, "grid", None)
         if grid is not None and tuple(g_map.shape) != (grid, grid):
-            raise ValueError(f"backend.grid is {grid} but its attention gives a {tuple(g_map.shape)} map")
+            raise ValueError(
+                f"backend.grid is {grid} but its attention gives a {tuple(g_map.shape)} map"
+            )
         n = minmax(g_map)
         r_map = n if r_map is None else (1.0 - s.alpha) * r_map + s.alpha * n
         # O_t (an H x W upsample) only when it is returned or soft_itm needs its mean next pass

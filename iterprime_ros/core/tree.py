@@ -5,6 +5,7 @@ tree, whichever parser produced it (benepar's bracketed string, or the shallow t
 project builds from spaCy's noun chunks). Keeping the rule on a plain tree type makes it
 testable on written-out trees such as "(NP (NP (DT the) (NN man)) (PP ...))".
 """
+
 from __future__ import annotations
 
 import re
@@ -14,11 +15,30 @@ from typing import Iterator, Sequence, Union
 # Coarse universal POS for a Penn-Treebank tag, used only when a tree comes without
 # tagger UPOS (written-out trees): the "last word tagged NOUN" fallback needs it.
 _PTB_TO_UPOS = {
-    "NN": "NOUN", "NNS": "NOUN", "NNP": "PROPN", "NNPS": "PROPN",
-    "VB": "VERB", "VBD": "VERB", "VBG": "VERB", "VBN": "VERB", "VBP": "VERB", "VBZ": "VERB",
-    "JJ": "ADJ", "JJR": "ADJ", "JJS": "ADJ", "CD": "NUM",
-    "RB": "ADV", "RBR": "ADV", "RBS": "ADV", "IN": "ADP", "TO": "PART", "DT": "DET",
-    "PRP": "PRON", "PRP$": "PRON", "CC": "CCONJ", "POS": "PART",
+    "NN": "NOUN",
+    "NNS": "NOUN",
+    "NNP": "PROPN",
+    "NNPS": "PROPN",
+    "VB": "VERB",
+    "VBD": "VERB",
+    "VBG": "VERB",
+    "VBN": "VERB",
+    "VBP": "VERB",
+    "VBZ": "VERB",
+    "JJ": "ADJ",
+    "JJR": "ADJ",
+    "JJS": "ADJ",
+    "CD": "NUM",
+    "RB": "ADV",
+    "RBR": "ADV",
+    "RBS": "ADV",
+    "IN": "ADP",
+    "TO": "PART",
+    "DT": "DET",
+    "PRP": "PRON",
+    "PRP$": "PRON",
+    "CC": "CCONJ",
+    "POS": "PART",
 }
 
 
@@ -91,8 +111,12 @@ def parse_tree(text: str) -> Tree:
     if pos != len(tokens):
         raise ValueError(f"trailing text after the tree in {text!r}")
     # "( (S ...))" (PTB files) and "(TOP (S ...))" wrap one real tree.
-    while tree.label in ("", "TOP", "ROOT") and len(tree.children) == 1 and isinstance(tree.children[0], Tree) \
-            and not tree.children[0].is_preterminal:
+    while (
+        tree.label in ("", "TOP", "ROOT")
+        and len(tree.children) == 1
+        and isinstance(tree.children[0], Tree)
+        and not tree.children[0].is_preterminal
+    ):
         tree = tree.children[0]
     return tree
 
@@ -135,8 +159,9 @@ def innermost_nps(tree: Tree) -> list[tuple[int, Tree]]:
     return out
 
 
-def primary_leaf(tree: Tree, primary_tags: Sequence[str] = ("NN",),
-                 upos: Sequence[str] | None = None) -> int | None:
+def primary_leaf(
+    tree: Tree, primary_tags: Sequence[str] = ("NN",), upos: Sequence[str] | None = None
+) -> int | None:
     """Algorithm 1: leaf index of the primary word, or None.
 
     The leftmost innermost NP that contains a preterminal tagged with one of primary_tags

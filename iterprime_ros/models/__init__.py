@@ -7,14 +7,21 @@ SAM-family proposal generator, an ALBEF VLP -- which implement ``ProposalBackend
 ``register_vlp_backend``; nothing else changes. transformers is imported only when a model is
 loaded (after its folder was found), so missing weights are reported quickly.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from ..core.backend import ProposalBackend, VLPBackend
 from .blip import BlipImageEmbedding, BlipITMBackend
-from .loading import (DEFAULT_PROPOSAL_MODEL, DEFAULT_VLP_MODEL, ModelNotFoundError, clear_model_cache, resolve,
-                      resolve_device)
+from .loading import (
+    DEFAULT_PROPOSAL_MODEL,
+    DEFAULT_VLP_MODEL,
+    ModelNotFoundError,
+    clear_model_cache,
+    resolve,
+    resolve_device,
+)
 from .mask2former import Mask2FormerProposals
 
 VLPFactory = Callable[..., VLPBackend]
@@ -46,7 +53,9 @@ def create_vlp_backend(name: str, **kwargs: Any) -> VLPBackend:
     try:
         factory = _VLP[name]
     except KeyError:
-        raise ValueError(f"unknown VLP backend {name!r}; known: {', '.join(vlp_backends())}") from None
+        raise ValueError(
+            f"unknown VLP backend {name!r}; known: {', '.join(vlp_backends())}"
+        ) from None
     return factory(**kwargs)
 
 
@@ -54,7 +63,9 @@ def create_proposal_backend(name: str, **kwargs: Any) -> ProposalBackend:
     try:
         factory = _PROPOSALS[name]
     except KeyError:
-        raise ValueError(f"unknown proposal backend {name!r}; known: {', '.join(proposal_backends())}") from None
+        raise ValueError(
+            f"unknown proposal backend {name!r}; known: {', '.join(proposal_backends())}"
+        ) from None
     return factory(**kwargs)
 
 
@@ -62,8 +73,19 @@ register_vlp_backend("blip_itm", BlipITMBackend)
 register_proposal_backend("mask2former", Mask2FormerProposals)
 
 __all__ = [
-    "BlipITMBackend", "BlipImageEmbedding", "Mask2FormerProposals", "DEFAULT_PROPOSAL_MODEL", "DEFAULT_VLP_MODEL",
-    "ModelNotFoundError", "clear_model_cache",
-    "create_proposal_backend", "create_vlp_backend", "proposal_backends", "register_proposal_backend",
-    "register_vlp_backend", "resolve", "resolve_device", "vlp_backends",
+    "BlipITMBackend",
+    "BlipImageEmbedding",
+    "Mask2FormerProposals",
+    "DEFAULT_PROPOSAL_MODEL",
+    "DEFAULT_VLP_MODEL",
+    "ModelNotFoundError",
+    "clear_model_cache",
+    "create_proposal_backend",
+    "create_vlp_backend",
+    "proposal_backends",
+    "register_proposal_backend",
+    "register_vlp_backend",
+    "resolve",
+    "resolve_device",
+    "vlp_backends",
 ]

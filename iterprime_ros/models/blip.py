@@ -39,6 +39,7 @@ transformers 5.24, ``models/blip/modeling_blip_text.py``):
 Hooks and swaps are in place for the length of one call and undone in ``finally``; a per-model
 lock keeps concurrent calls on a shared cached model from seeing each other's hooks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,16 @@ import torch
 from PIL import Image
 
 from ..core.backend import PassOutput
-from .loading import (DEFAULT_VLP_MODEL, LoadedModel, ModelNotFoundError, cached_model, read_json, resolve,
-                      resolve_device, resolve_dtype)
+from .loading import (
+    DEFAULT_VLP_MODEL,
+    LoadedModel,
+    ModelNotFoundError,
+    cached_model,
+    read_json,
+    resolve,
+    resolve_device,
+    resolve_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +85,12 @@ class BlipImageEmbedding:
 
 class _Projected(torch.nn.Module):
     """Stands in for a cross-attention key/value Linear during one call: returns the projection
-    cached for `source` (the image embedding) and computes it normally for any other input."""
+    cached for `source` (the image embedding) and computes it normally for any other input.
+    """
 
-    def __init__(self, linear: torch.nn.Module, source: torch.Tensor, cached: torch.Tensor) -> None:
+    def __init__(
+        self, linear: torch.nn.Module, source: torch.Tensor, cached: torch.Tensor
+    ) -> None:
         super().__init__()
         self.linear = linear
         self.source = source
@@ -106,8 +118,12 @@ def _load_blip(folder: Path, device: torch.device, dtype: torch.dtype) -> Loaded
     model.eval().requires_grad_(False).to(device)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     if not getattr(tokenizer, "is_fast", False):
-        raise ModelNotFoundError(f"{folder}: a fast (tokenizers) tokenizer is needed for character offsets")
-    return LoadedModel(model=model, folder=folder, device=device, dtype=dtype, extras={"tokenizer": tokenizer})
+        raise ModelNotFoundError(
+            f"{folder}: a fast (tokenizers) tokenizer is needed for character offsets"
+        )
+    return LoadedModel(
+        model=model, folder=folder, device=device, dtype=dtype, extras={"tokenizer": tokenizer}
+    )
 
 
 class BlipITMBackend:
@@ -121,47 +137,74 @@ class BlipITMBackend:
 
     name = "blip_itm"
 
-    def __init__(self, model: str | Path = DEFAULT_VLP_MODEL, device: str | torch.device = "auto",
-                 gradcam_layer: int = 8, half_precision: bool = False, first_token: str = "enc",
-                 max_text_tokens: int = 35, token_cache_size: int = 64) -> None:
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_VLP_MODEL,
+        device: str | torch.device = "auto",
+        gradcam_layer: int = 8,
+        half_precision: bool = False,
+        first_token: str = "enc",
+        max_text_tokens: int = 35,
+        token_cache_size: int = 64,
+    ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, half_precision)
         folder = resolve(model, kind="vlp")
         if not any((folder / f).is_file() for f in TOKENIZER_FILES):
-            raise ModelNotFoundError(f"model folder {folder} has no tokenizer ({' or '.join(TOKENIZER_FILES)})")
+            raise ModelNotFoundError(
+                f"model folder {folder} has no tokenizer ({' or '.join(TOKENIZER_FILES)})"
+            )
         self.folder = folder
-        self._loaded = cached_model("blip_itm", folder, self.device, self.dtype,
-                                    lambda: _load_blip(folder, self.device, self.dtype))
+        self._loaded = cached_model(
+            "blip_itm",
+            folder,
+            self.device,
+            self.dtype,
+            lambda: _load_blip(folder, self.device, self.dtype),
+        )
         self.model = self._loaded.model
         self.tokenizer = self._loaded.extras["tokenizer"]
         cfg = self.model.config
         self.num_layers: int = int(cfg.text_config.num_hidden_layers)
         self.num_heads: int = int(cfg.text_config.num_attention_heads)
         if not 0 <= gradcam_layer < self.num_layers:
-            raise ValueError(f"gradcam_layer {gradcam_layer} out of range: the BLIP text encoder in {folder} "
-                             f"has layers 0..{self.num_layers - 1}")
+            raise ValueError(
+                f"gradcam_layer {gradcam_layer} out of range: the BLIP text encoder in {folder} "
+                f"has layers 0..{self.num_layers - 1}"
+            )
         self.gradcam_layer = gradcam_layer
         self.max_text_tokens = max_text_tokens
 
-        # Preprocessing: the checkpoint's own (resize + rescale + CLIP normalise), read from its config.
+        # Preprocessing: the checkpoint's own (resize + rescale + CLIP normalise), read from its
+        # config.
         vc = cfg.vision_config
         pp = read_json(folder, "preprocessor_config.json")
         size = pp.get("size") or {}
         if isinstance(size, int):
             size = {"height": size, "width": size}
-        self.input_size: tuple[int, int] = (int(size.get("height", vc.image_size)),
-                                            int(size.get("width", vc.image_size)))
+        self.input_size: tuple[int, int] = (
+            int(size.get("height", vc.image_size)),
+            int(size.get("width", vc.image_size)),
+        )
         patch = int(vc.patch_size)
         if self.input_size[0] != self.input_size[1] or self.input_size[0] % patch:
-            raise ValueError(f"{folder}: BLIP input {self.input_size} is not a square multiple of patch {patch}")
+            raise ValueError(
+                f"{folder}: BLIP input {self.input_size} is not a square multiple of patch {patch}"
+            )
         self.grid: int = self.input_size[0] // patch
         # A preprocessing size other than the trained one needs interpolated position embeddings.
         self._interpolate_pos = self.input_size[0] != int(vc.image_size)
         self._resample = int(pp.get("resample", Image.Resampling.BICUBIC))
-        self._rescale = float(pp.get("rescale_factor", 1 / 255)) if pp.get("do_rescale", True) else 1.0
+        self._rescale = (
+            float(pp.get("rescale_factor", 1 / 255)) if pp.get("do_rescale", True) else 1.0
+        )
         normalise = pp.get("do_normalize", True)
-        self._mean = np.asarray(pp.get("image_mean", CLIP_MEAN) if normalise else (0, 0, 0), np.float32)
-        self._std = np.asarray(pp.get("image_std", CLIP_STD) if normalise else (1, 1, 1), np.float32)
+        self._mean = np.asarray(
+            pp.get("image_mean", CLIP_MEAN) if normalise else (0, 0, 0), np.float32
+        )
+        self._std = np.asarray(
+            pp.get("image_std", CLIP_STD) if normalise else (1, 1, 1), np.float32
+        )
 
         # First token: [ENC] as in the original BLIP ITM when the tokenizer has it.
         if first_token not in ("enc", "cls"):
@@ -170,7 +213,9 @@ class BlipITMBackend:
         if first_token == "enc":
             enc_id = self.tokenizer.convert_tokens_to_ids("[ENC]")
             if enc_id is None or enc_id == self.tokenizer.unk_token_id:
-                log.warning("tokenizer in %s has no [ENC] token; the ITM pass keeps [CLS] first", folder)
+                log.warning(
+                    "tokenizer in %s has no [ENC] token; the ITM pass keeps [CLS] first", folder
+                )
             else:
                 self.first_token_id = int(enc_id)
         self.first_token = "enc" if self.first_token_id is not None else "cls"
@@ -179,9 +224,13 @@ class BlipITMBackend:
 
     # ------------------------------------------------------------------ image
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """H x W x 3 uint8 RGB -> 1 x 3 x S x S normalised pixels (the checkpoint's resize and mean/std)."""
+        """H x W x 3 uint8 RGB -> 1 x 3 x S x S normalised pixels (the checkpoint's resize and
+        mean/std).
+        """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.shape} {image.dtype}")
+            raise ValueError(
+                f"expected an H x W x 3 uint8 RGB image, got {image.shape} {image.dtype}"
+            )
         h, w = self.input_size
         resized = Image.fromarray(image).resize((w, h), resample=Image.Resampling(self._resample))
         x = np.asarray(resized, dtype=np.float32) * self._rescale
@@ -192,10 +241,14 @@ class BlipITMBackend:
         """Vision encoder once per image, without gradient (IGRS never needs one through it)."""
         pixels = self.preprocess(image).to(self.device, self.dtype)
         with self._loaded.lock, torch.no_grad():
-            out = self.model.vision_model(pixel_values=pixels, interpolate_pos_encoding=self._interpolate_pos)
+            out = self.model.vision_model(
+                pixel_values=pixels, interpolate_pos_encoding=self._interpolate_pos
+            )
             embeds = out.last_hidden_state.detach()
-            cross_kv = tuple((layer.crossattention.self.key(embeds), layer.crossattention.self.value(embeds))
-                             for layer in self._layers())
+            cross_kv = tuple(
+                (layer.crossattention.self.key(embeds), layer.crossattention.self.value(embeds))
+                for layer in self._layers()
+            )
         return BlipImageEmbedding(embeds=embeds, image_size=image.shape[:2], cross_kv=cross_kv)
 
     # ------------------------------------------------------------------ text
@@ -204,8 +257,13 @@ class BlipITMBackend:
         if hit is not None:
             self._token_cache.move_to_end(text)
             return hit
-        enc = self.tokenizer(text, truncation=True, max_length=self.max_text_tokens,
-                             return_offsets_mapping=True, return_attention_mask=True)
+        enc = self.tokenizer(
+            text,
+            truncation=True,
+            max_length=self.max_text_tokens,
+            return_offsets_mapping=True,
+            return_attention_mask=True,
+        )
         ids = list(enc["input_ids"])
         att = list(enc["attention_mask"])
         special = set(self.tokenizer.all_special_ids)
@@ -221,8 +279,10 @@ class BlipITMBackend:
         toks = _Tokens(
             input_ids=torch.tensor([ids], dtype=torch.long, device=self.device),
             attention_mask=torch.tensor([att], dtype=torch.long, device=self.device),
-            offsets=tuple(offsets), valid=torch.tensor(valid, dtype=torch.bool),
-            tokens=tuple(self.tokenizer.convert_ids_to_tokens(ids)))
+            offsets=tuple(offsets),
+            valid=torch.tensor(valid, dtype=torch.bool),
+            tokens=tuple(self.tokenizer.convert_ids_to_tokens(ids)),
+        )
         self._token_cache[text] = toks
         if len(self._token_cache) > self._token_cache_size:
             self._token_cache.popitem(last=False)
@@ -247,7 +307,9 @@ class BlipITMBackend:
         keep = torch.as_tensor(keep).reshape(-1).to(torch.bool)
         if keep.numel() != n_keys - 1:
             raise ValueError(f"keep has {keep.numel()} entries, expected g*g = {n_keys - 1}")
-        full = torch.cat([torch.ones(1, dtype=torch.bool), keep.cpu()])  # the image CLS key is always kept
+        full = torch.cat(
+            [torch.ones(1, dtype=torch.bool), keep.cpu()]
+        )  # the image CLS key is always kept
         additive = torch.zeros(n_keys, dtype=self.dtype)
         additive[~full] = torch.finfo(self.dtype).min
         return additive.view(1, 1, 1, n_keys).to(self.device)
@@ -258,16 +320,21 @@ class BlipITMBackend:
     @contextmanager
     def cached_cross_kv(self, image_embedding: BlipImageEmbedding) -> Iterator[None]:
         """Within the block, the cross-attention key/value projections of `image_embedding.embeds`
-        come from ``image_embedding.cross_kv`` instead of being recomputed (no-op without it)."""
+        come from ``image_embedding.cross_kv`` instead of being recomputed (no-op without it).
+        """
         kv = image_embedding.cross_kv
         layers = list(self._layers())
         if kv is None:
             yield
             return
         if len(kv) != len(layers):
-            raise ValueError(f"the image embedding has cross-attention keys for {len(kv)} layers, "
-                             f"the model has {len(layers)}")
-        originals = [(layer.crossattention.self.key, layer.crossattention.self.value) for layer in layers]
+            raise ValueError(
+                f"the image embedding has cross-attention keys for {len(kv)} layers, "
+                f"the model has {len(layers)}"
+            )
+        originals = [
+            (layer.crossattention.self.key, layer.crossattention.self.value) for layer in layers
+        ]
         try:
             for layer, (key, value), (k, v) in zip(layers, originals, kv):
                 layer.crossattention.self.key = _Projected(key, image_embedding.embeds, k)
@@ -279,13 +346,18 @@ class BlipITMBackend:
                 layer.crossattention.self.value = value
 
     @contextmanager
-    def masked_cross_attention(self, keep: torch.Tensor | None, n_keys: int | None = None) -> Iterator[None]:
-        """Within the block, every text cross-attention layer sees only the image keys where keep is True.
+    def masked_cross_attention(
+        self, keep: torch.Tensor | None, n_keys: int | None = None
+    ) -> Iterator[None]:
+        """Within the block, every text cross-attention layer sees only the image keys where keep
+        is True.
 
-        Patches the transformers bug described in the module docstring by injecting an additive mask
-        (0 kept / dtype-min dropped) as BlipTextSelfAttention's ``encoder_attention_mask``. keep=None: no-op.
+        Patches the transformers bug described in the module docstring by injecting an additive
+        mask
+        (0 kept / dtype-min dropped) as BlipTextSelfAttention's ``encoder_attention_mask``.
+        keep=None: no-op.
         """
-        additive = self._key_mask(keep, n_keys if n_keys is not None else self.grid ** 2 + 1)
+        additive = self._key_mask(keep, n_keys if n_keys is not None else self.grid**2 + 1)
         if additive is None:
             yield
             return
@@ -295,55 +367,83 @@ class BlipITMBackend:
             kwargs["encoder_attention_mask"] = additive
             return args, kwargs
 
-        handles = [layer.crossattention.self.register_forward_pre_hook(inject_mask, with_kwargs=True)
-                   for layer in self._layers()]
+        handles = [
+            layer.crossattention.self.register_forward_pre_hook(inject_mask, with_kwargs=True)
+            for layer in self._layers()
+        ]
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
 
-    def text_pass(self, image_embedding: BlipImageEmbedding, text: str,
-                  keep: torch.Tensor | None = None) -> PassOutput:
-        """ITM logits, layer-l cross-attention probabilities A (K x L x (1+g*g)) and d(match logit)/dA."""
+    def text_pass(
+        self, image_embedding: BlipImageEmbedding, text: str, keep: torch.Tensor | None = None
+    ) -> PassOutput:
+        """ITM logits, layer-l cross-attention probabilities A (K x L x (1+g*g)) and d(match
+        logit)/dA.
+        """
         toks = self._tokens(text)
         embeds = image_embedding.embeds
         captured: dict[str, torch.Tensor] = {}
 
         def capture_probs(module: torch.nn.Module, args: tuple) -> tuple:
-            # args[0] = softmax output before dropout; continue the forward pass from a grad-requiring copy
+            # args[0] = softmax output before dropout; continue the forward pass from a
+            # grad-requiring copy
             probs = args[0].detach().requires_grad_(True)
             captured["A"] = probs
             return (probs, *args[1:])
 
         dropout = self._layers()[self.gradcam_layer].crossattention.self.dropout
-        with self._loaded.lock, self.masked_cross_attention(keep, embeds.shape[1]), \
-                self.cached_cross_kv(image_embedding):
+        with (
+            self._loaded.lock,
+            self.masked_cross_attention(keep, embeds.shape[1]),
+            self.cached_cross_kv(image_embedding),
+        ):
             handle = dropout.register_forward_pre_hook(capture_probs)
             try:
                 with torch.enable_grad():
-                    out = self.model.text_encoder(input_ids=toks.input_ids, attention_mask=toks.attention_mask,
-                                                  encoder_hidden_states=embeds, return_dict=True)
+                    out = self.model.text_encoder(
+                        input_ids=toks.input_ids,
+                        attention_mask=toks.attention_mask,
+                        encoder_hidden_states=embeds,
+                        return_dict=True,
+                    )
                     logits = self.model.itm_head(out.last_hidden_state[:, 0, :])[0]
                     attention = captured.get("A")
                     if attention is None:
-                        raise RuntimeError("the cross-attention hook did not fire: transformers' BLIP text "
-                                           "encoder changed; see iterprime_ros/models/blip.py")
+                        raise RuntimeError(
+                            "the cross-attention hook did not fire: transformers' BLIP text "
+                            "encoder changed; see iterprime_ros/models/blip.py"
+                        )
                     (gradient,) = torch.autograd.grad(logits[1], attention)
             finally:
                 handle.remove()
-        return PassOutput(itm_logits=logits.detach().float().cpu(),
-                          attention=attention.detach()[0].float().cpu(),
-                          gradient=gradient.detach()[0].float().cpu(),
-                          token_valid=toks.valid.clone())
+        return PassOutput(
+            itm_logits=logits.detach().float().cpu(),
+            attention=attention.detach()[0].float().cpu(),
+            gradient=gradient.detach()[0].float().cpu(),
+            token_valid=toks.valid.clone(),
+        )
 
-    def itm_logits(self, image_embedding: BlipImageEmbedding, text: str,
-                   keep: torch.Tensor | None = None) -> torch.Tensor:
-        """(no-match, match) logits without gradients, with the same patch masking (scoring, benches)."""
+    def itm_logits(
+        self, image_embedding: BlipImageEmbedding, text: str, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(no-match, match) logits without gradients, with the same patch masking (scoring,
+        benches).
+        """
         toks = self._tokens(text)
         embeds = image_embedding.embeds
-        with self._loaded.lock, self.masked_cross_attention(keep, embeds.shape[1]), \
-                self.cached_cross_kv(image_embedding), torch.no_grad():
-            out = self.model.text_encoder(input_ids=toks.input_ids, attention_mask=toks.attention_mask,
-                                          encoder_hidden_states=embeds, return_dict=True)
+        with (
+            self._loaded.lock,
+            self.masked_cross_attention(keep, embeds.shape[1]),
+            self.cached_cross_kv(image_embedding),
+            torch.no_grad(),
+        ):
+            out = self.model.text_encoder(
+                input_ids=toks.input_ids,
+                attention_mask=toks.attention_mask,
+                encoder_hidden_states=embeds,
+                return_dict=True,
+            )
             return self.model.itm_head(out.last_hidden_state[:, 0, :])[0].float().cpu()

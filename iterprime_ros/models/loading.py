@@ -5,6 +5,7 @@ Run time never touches the network: a Hugging Face id is looked up in the local 
 names the model and the command that fetches it (``iterprime download``) on a machine
 with internet. A local folder is used as it is.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,12 @@ log = logging.getLogger(__name__)
 DEFAULT_VLP_MODEL = "Salesforce/blip-itm-base-coco"
 DEFAULT_PROPOSAL_MODEL = "facebook/mask2former-swin-large-coco-panoptic"
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -47,12 +52,16 @@ def _check_folder(folder: Path, name: str, kind: str | None, required: tuple[str
         missing.append("model weights (" + " or ".join(WEIGHT_FILES[::2]) + ")")
     if missing:
         raise ModelNotFoundError(
-            f"model folder {folder} for {name!r} is incomplete: missing {', '.join(missing)}")
+            f"model folder {folder} for {name!r} is incomplete: missing {', '.join(missing)}"
+        )
     return folder
 
 
-def resolve(name_or_folder: str | os.PathLike[str], kind: str | None = None,
-            required: tuple[str, ...] = ("config.json",)) -> Path:
+def resolve(
+    name_or_folder: str | os.PathLike[str],
+    kind: str | None = None,
+    required: tuple[str, ...] = ("config.json",),
+) -> Path:
     """Turn a Hugging Face id or a local folder into a local folder holding config and weights.
 
     kind ("vlp" | "proposals") only shapes the error message's download command.
@@ -63,30 +72,39 @@ def resolve(name_or_folder: str | os.PathLike[str], kind: str | None = None,
     if path.is_dir():
         return _check_folder(path.resolve(), name, kind, required)
     if path.exists():
-        raise ModelNotFoundError(f"{name!r} is a file, not a model folder or a Hugging Face model id")
+        raise ModelNotFoundError(
+            f"{name!r} is a file, not a model folder or a Hugging Face model id"
+        )
     if not _REPO_ID.match(name):  # "/abs", "./rel", "a/b/c", "~/x": a path, never a Hub id
         raise ModelNotFoundError(f"model folder {name!r} does not exist")
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
     except ImportError as exc:  # pragma: no cover - huggingface_hub comes with transformers
-        raise ModelNotFoundError(f"cannot look up {name!r}: huggingface_hub is not installed") from exc
+        raise ModelNotFoundError(
+            f"cannot look up {name!r}: huggingface_hub is not installed"
+        ) from exc
     try:
         folder = Path(snapshot_download(repo_id=name, local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError) as exc:
         raise ModelNotFoundError(
             f"{name!r} is not a local folder and its weights are not in the Hugging Face cache "
             f"({_hf_cache_dir()}); fetch them on a "
-            f"machine with internet with `{download_hint(name, kind)}` (or pass a local model folder)") from exc
+            f"machine with internet with `{download_hint(name, kind)}` (or pass a local model "
+            "folder)"
+        ) from exc
     try:
         return _check_folder(folder, name, kind, required)
     except ModelNotFoundError as exc:
-        raise ModelNotFoundError(f"{exc}; fetch it again with `{download_hint(name, kind)}`") from None
+        raise ModelNotFoundError(
+            f"{exc}; fetch it again with `{download_hint(name, kind)}`"
+        ) from None
 
 
 def _hf_cache_dir() -> str:
     try:
         from huggingface_hub import constants
+
         return str(constants.HF_HUB_CACHE)
     except Exception:  # pragma: no cover
         return "~/.cache/huggingface/hub"
@@ -101,7 +119,10 @@ def read_json(folder: Path, filename: str) -> dict[str, Any]:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; "cuda" without a GPU is an error, not a silent fallback."""
+    """Device "auto" -> cuda when available, else cpu.
+
+    "cuda" without a GPU is an error, not a silent fallback.
+    """
     if isinstance(device, torch.device):
         return device
     d = (device or "auto").strip().lower()
@@ -138,9 +159,16 @@ _CACHE: dict[tuple[str, str, str, str], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def cached_model(kind: str, folder: Path, device: torch.device, dtype: torch.dtype,
-                 loader: Callable[[], LoadedModel]) -> LoadedModel:
-    """Process-wide cache keyed by (kind, folder, device, dtype): models load once and are reused."""
+def cached_model(
+    kind: str,
+    folder: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    loader: Callable[[], LoadedModel],
+) -> LoadedModel:
+    """Process-wide cache keyed by (kind, folder, device, dtype): models load once and are
+    reused.
+    """
     key = (kind, str(folder), str(device), str(dtype))
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
@@ -163,12 +191,14 @@ def quiet_transformers() -> None:
     """No progress bars or info chatter from transformers/huggingface_hub (CLI and node output)."""
     try:
         import transformers
+
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
     except Exception:  # pragma: no cover
         pass
     try:
         from huggingface_hub.utils import disable_progress_bars
+
         disable_progress_bars()
     except Exception:  # pragma: no cover
         pass

@@ -1,4 +1,5 @@
-"""Mask2Former (transformers) as the proposal backend: every query mask, thresholded, at full resolution.
+"""Mask2Former (transformers) as the proposal backend: every query mask, thresholded, at full
+resolution.
 
 Follows the reference (method.md §5), which used detectron2's Mask2Former: resize so the
 shortest edge is 800 and the longest at most 1333, ImageNet normalisation, zero-pad bottom/right
@@ -12,6 +13,7 @@ stretches the image to a multiple of 32 instead of padding). The resize sizes ar
 (not read from the checkpoint's preprocessor config) so the proposal resolution is the
 method's whichever checkpoint is chosen; mean/std and the pad multiple come from the config.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +25,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .loading import (DEFAULT_PROPOSAL_MODEL, LoadedModel, cached_model, read_json, resolve, resolve_device,
-                      resolve_dtype)
+from .loading import (
+    DEFAULT_PROPOSAL_MODEL,
+    LoadedModel,
+    cached_model,
+    read_json,
+    resolve,
+    resolve_device,
+    resolve_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +41,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def resized_shape(height: int, width: int, shortest_edge: int, longest_edge: int) -> tuple[int, int]:
-    """(h, w) after scaling the shortest edge to `shortest_edge` with the longest capped at `longest_edge`."""
+def resized_shape(
+    height: int, width: int, shortest_edge: int, longest_edge: int
+) -> tuple[int, int]:
+    """(h, w) after scaling the shortest edge to `shortest_edge` with the longest capped at
+    `longest_edge`.
+    """
     scale = shortest_edge / min(height, width)
     if max(height, width) * scale > longest_edge:
         scale = longest_edge / max(height, width)
@@ -57,36 +70,60 @@ class Mask2FormerProposals:
 
     name = "mask2former"
 
-    def __init__(self, model: str | Path = DEFAULT_PROPOSAL_MODEL, device: str | torch.device = "auto",
-                 threshold: float = 0.35, shortest_edge: int = 800, longest_edge: int = 1333,
-                 half_precision: bool = False, chunk: int = 25) -> None:
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_PROPOSAL_MODEL,
+        device: str | torch.device = "auto",
+        threshold: float = 0.35,
+        shortest_edge: int = 800,
+        longest_edge: int = 1333,
+        half_precision: bool = False,
+        chunk: int = 25,
+    ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, half_precision)
         folder = resolve(model, kind="proposals")
         self.folder = folder
-        self._loaded = cached_model("mask2former", folder, self.device, self.dtype,
-                                    lambda: _load_mask2former(folder, self.device, self.dtype))
+        self._loaded = cached_model(
+            "mask2former",
+            folder,
+            self.device,
+            self.dtype,
+            lambda: _load_mask2former(folder, self.device, self.dtype),
+        )
         self.model = self._loaded.model
         self.num_queries = int(self.model.config.num_queries)
         self.threshold = threshold
-        self._logit_threshold = math.log(threshold / (1.0 - threshold))  # sigmoid(x) > t  <=>  x > logit(t)
+        self._logit_threshold = math.log(
+            threshold / (1.0 - threshold)
+        )  # sigmoid(x) > t  <=>  x > logit(t)
         self.shortest_edge = shortest_edge
         self.longest_edge = longest_edge
         self.chunk = max(1, chunk)
         pp = read_json(folder, "preprocessor_config.json")
         self._divisor = int(pp.get("size_divisor", pp.get("size_divisibility", 32)) or 1)
-        self._rescale = float(pp.get("rescale_factor", 1 / 255)) if pp.get("do_rescale", True) else 1.0
+        self._rescale = (
+            float(pp.get("rescale_factor", 1 / 255)) if pp.get("do_rescale", True) else 1.0
+        )
         normalise = pp.get("do_normalize", True)
-        self._mean = np.asarray(pp.get("image_mean", IMAGENET_MEAN) if normalise else (0, 0, 0), np.float32)
-        self._std = np.asarray(pp.get("image_std", IMAGENET_STD) if normalise else (1, 1, 1), np.float32)
+        self._mean = np.asarray(
+            pp.get("image_mean", IMAGENET_MEAN) if normalise else (0, 0, 0), np.float32
+        )
+        self._std = np.asarray(
+            pp.get("image_std", IMAGENET_STD) if normalise else (1, 1, 1), np.float32
+        )
         self._resample = Image.Resampling(int(pp.get("resample", Image.Resampling.BILINEAR)))
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-        """-> (1 x 3 x Hp x Wp normalised, zero-padded pixels; (h, w) of the valid resized region)."""
+        """-> (1 x 3 x Hp x Wp normalised, zero-padded pixels; (h, w) of the valid resized
+        region).
+        """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.shape} {image.dtype}")
+            raise ValueError(
+                f"expected an H x W x 3 uint8 RGB image, got {image.shape} {image.dtype}"
+            )
         h, w = resized_shape(image.shape[0], image.shape[1], self.shortest_edge, self.longest_edge)
         resized = Image.fromarray(image).resize((w, h), resample=self._resample)
         x = (np.asarray(resized, dtype=np.float32) * self._rescale - self._mean) / self._std
@@ -96,7 +133,9 @@ class Mask2FormerProposals:
         padded[:, :h, :w] = x.transpose(2, 0, 1)
         return torch.from_numpy(padded)[None], (h, w)
 
-    def mask_logits(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    def mask_logits(
+        self, image: np.ndarray
+    ) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         """Raw query mask logits (Q x Hp/4 x Wp/4, float32), the padded size and the valid size."""
         pixels, valid = self.preprocess(image)
         with self._loaded.lock, torch.no_grad():
@@ -110,9 +149,15 @@ class Mask2FormerProposals:
         masks = np.zeros((logits.shape[0], out_h, out_w), dtype=bool)
         with torch.no_grad():
             for start in range(0, logits.shape[0], self.chunk):
-                part = logits[start:start + self.chunk][None]
+                part = logits[start : start + self.chunk][None]
                 part = F.interpolate(part, size=padded, mode="bilinear", align_corners=False)
-                part = part[:, :, :h, :w]  # crop the padding before going back to the original size
-                part = F.interpolate(part, size=(out_h, out_w), mode="bilinear", align_corners=False)
-                masks[start:start + part.shape[1]] = (part[0] > self._logit_threshold).cpu().numpy()
+                part = part[
+                    :, :, :h, :w
+                ]  # crop the padding before going back to the original size
+                part = F.interpolate(
+                    part, size=(out_h, out_w), mode="bilinear", align_corners=False
+                )
+                masks[start : start + part.shape[1]] = (
+                    (part[0] > self._logit_threshold).cpu().numpy()
+                )
         return masks

@@ -6,6 +6,7 @@ messages, whose ``data`` is an ``array.array``) and offline bag replay (rosbags 
 whose ``data`` is a numpy array). Only the fields height, width, encoding, is_bigendian,
 step and data are read; outputs are fresh contiguous arrays that never alias the message.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,14 +14,24 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "COLOR_ENCODINGS", "DEPTH_ENCODINGS", "ImageConversionError", "camera_info_intrinsics",
-    "depth_to_array", "depth_to_fields", "image_to_rgb", "mask_to_fields", "rgb_to_bgr8", "rgb_to_fields",
+    "COLOR_ENCODINGS",
+    "DEPTH_ENCODINGS",
+    "ImageConversionError",
+    "camera_info_intrinsics",
+    "depth_to_array",
+    "depth_to_fields",
+    "image_to_rgb",
+    "mask_to_fields",
+    "rgb_to_bgr8",
+    "rgb_to_fields",
     "segmentation_values",
 ]
 
 
 class ImageConversionError(ValueError):
-    """A message cannot be turned into an array (unsupported encoding, bad step/size, empty image)."""
+    """A message cannot be turned into an array (unsupported encoding, bad step/size, empty
+    image).
+    """
 
 
 # encoding -> (channels, channel order as indices into the source to produce RGB)
@@ -59,24 +70,29 @@ def _rows(msg: Any, bytes_per_pixel: int) -> tuple[np.ndarray, int, int]:
     if step < row_bytes:
         raise ImageConversionError(
             f"step {step} is smaller than width {width} x {bytes_per_pixel} bytes = {row_bytes} "
-            f"for encoding {encoding!r}")
+            f"for encoding {encoding!r}"
+        )
     raw = _raw_bytes(msg.data)
     expected = step * height
     if raw.size < expected:
         raise ImageConversionError(
             f"data has {raw.size} bytes, expected step {step} x height {height} = {expected} "
-            f"({width}x{height} {encoding})")
+            f"({width}x{height} {encoding})"
+        )
     # Trailing bytes beyond step*height are tolerated (some drivers over-allocate).
     rows = raw[:expected].reshape(height, step)[:, :row_bytes]
     return rows, height, width
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> H x W x 3 uint8 RGB (alpha dropped)."""
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> H x W x 3 uint8 RGB (alpha
+    dropped).
+    """
     encoding = str(msg.encoding)
     if encoding not in _COLOR:
         raise ImageConversionError(
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(COLOR_ENCODINGS)}")
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(COLOR_ENCODINGS)}"
+        )
     channels, order = _COLOR[encoding]
     rows, height, width = _rows(msg, channels)
     pixels = rows.reshape(height, width, channels)
@@ -92,7 +108,8 @@ def depth_to_array(msg: Any) -> np.ndarray:
     encoding = str(msg.encoding)
     if encoding not in _DEPTH:
         raise ImageConversionError(
-            f"unsupported depth encoding {encoding!r}; supported: {', '.join(DEPTH_ENCODINGS)}")
+            f"unsupported depth encoding {encoding!r}; supported: {', '.join(DEPTH_ENCODINGS)}"
+        )
     dtype = np.dtype(_DEPTH[encoding])
     if bool(msg.is_bigendian):
         dtype = dtype.newbyteorder(">")
@@ -104,8 +121,14 @@ def depth_to_array(msg: Any) -> np.ndarray:
 def _fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
     array = np.ascontiguousarray(array)
     height, width = array.shape[:2]
-    return {"height": int(height), "width": int(width), "encoding": encoding, "is_bigendian": 0,
-            "step": int(array.strides[0]), "data": array.tobytes()}
+    return {
+        "height": int(height),
+        "width": int(width),
+        "encoding": encoding,
+        "is_bigendian": 0,
+        "step": int(array.strides[0]),
+        "data": array.tobytes(),
+    }
 
 
 def mask_to_fields(mask: np.ndarray) -> dict[str, Any]:
@@ -133,12 +156,15 @@ def rgb_to_fields(rgb: np.ndarray, encoding: str = "rgb8") -> dict[str, Any]:
         out = np.clip(np.rint(rgb @ weights), 0, 255).astype(np.uint8)
     else:
         raise ImageConversionError(
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(COLOR_ENCODINGS)}")
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(COLOR_ENCODINGS)}"
+        )
     return _fields(out, encoding)
 
 
 def rgb_to_bgr8(rgb: np.ndarray) -> dict[str, Any]:
-    """H x W x 3 uint8 RGB -> bgr8 Image fields (the debug overlay; bgr8 is what image viewers expect)."""
+    """H x W x 3 uint8 RGB -> bgr8 Image fields (the debug overlay; bgr8 is what image viewers
+    expect).
+    """
     return rgb_to_fields(rgb, "bgr8")
 
 
@@ -149,7 +175,8 @@ def depth_to_fields(depth: np.ndarray, encoding: str = "32FC1") -> dict[str, Any
     """
     if encoding not in DEPTH_ENCODINGS:
         raise ImageConversionError(
-            f"unsupported depth encoding {encoding!r}; supported: {', '.join(DEPTH_ENCODINGS)}")
+            f"unsupported depth encoding {encoding!r}; supported: {', '.join(DEPTH_ENCODINGS)}"
+        )
     depth = np.asarray(depth)
     if depth.ndim != 2:
         raise ImageConversionError(f"depth must be H x W, got shape {depth.shape}")
@@ -166,11 +193,15 @@ def camera_info_intrinsics(msg: Any) -> tuple[float, float, float, float]:
         raise ImageConversionError(f"camera_info K must have 9 values, got {len(k)}")
     fx, fy, cx, cy = k[0], k[4], k[2], k[5]
     if not (fx > 0 and fy > 0 and np.isfinite([fx, fy, cx, cy]).all()):
-        raise ImageConversionError(f"camera_info K has no valid focal lengths (fx={fx}, fy={fy}): uncalibrated camera")
+        raise ImageConversionError(
+            f"camera_info K has no valid focal lengths (fx={fx}, fy={fy}): uncalibrated camera"
+        )
     return fx, fy, cx, cy
 
 
-def segmentation_values(result: Any, centroid_3d: tuple[float, float, float] | None = None) -> dict[str, Any]:
+def segmentation_values(
+    result: Any, centroid_3d: tuple[float, float, float] | None = None
+) -> dict[str, Any]:
     """The Segmentation fields a pipeline result decides, as plain values.
 
     One mapping for the live node (rclpy messages) and offline replay (rosbags messages), which
@@ -184,11 +215,18 @@ def segmentation_values(result: Any, centroid_3d: tuple[float, float, float] | N
 
     c3 = tuple(float(v) for v in centroid_3d) if ok and centroid_3d is not None else None
     return {
-        "expression": str(result.expression or ""), "primary_word": str(result.primary_word or ""),
-        "success": ok, "error": "" if ok else (str(result.error) or "failed"),
-        "bbox": tuple(int(v) for v in result.bbox) if ok and result.bbox is not None else (0, 0, 0, 0),
-        "centroid_px": pair(result.centroid), "grasp_point_px": pair(result.grasp_point),
-        "has_centroid_3d": c3 is not None, "centroid_3d": c3 or (0.0, 0.0, 0.0),
-        "score": float(result.score), "itm_score": float(result.itm_score),
+        "expression": str(result.expression or ""),
+        "primary_word": str(result.primary_word or ""),
+        "success": ok,
+        "error": "" if ok else (str(result.error) or "failed"),
+        "bbox": tuple(int(v) for v in result.bbox)
+        if ok and result.bbox is not None
+        else (0, 0, 0, 0),
+        "centroid_px": pair(result.centroid),
+        "grasp_point_px": pair(result.grasp_point),
+        "has_centroid_3d": c3 is not None,
+        "centroid_3d": c3 or (0.0, 0.0, 0.0),
+        "score": float(result.score),
+        "itm_score": float(result.itm_score),
         "iterations": max(0, min(255, int(result.iterations))),
     }

@@ -4,6 +4,7 @@ Why separate from the node: the field-by-field mapping (SegmentationResult -> Se
 PointStamped, mono8 mask) is the public contract and is easier to read and test here than
 between callbacks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ from geometry_msgs.msg import PointStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from iterprime_ros.msg import Segmentation
+
 from ..pipeline import SegmentationResult
 from .conversions import mask_to_fields, rgb_to_bgr8, segmentation_values
-from iterprime_ros.msg import Segmentation
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ def debug_image(overlay_bgr: Any, header: Header) -> Image:
     return msg
 
 
-def failure(answer: Answer, error: str, expression: str = "", primary_word: str = "") -> Segmentation:
+def failure(
+    answer: Answer, error: str, expression: str = "", primary_word: str = ""
+) -> Segmentation:
     """A failure result: success false, the error, no mask."""
     msg = Segmentation()
     msg.header = copy_header(answer.header)
@@ -66,7 +70,9 @@ def failure(answer: Answer, error: str, expression: str = "", primary_word: str 
 
 
 def segmentation(result: SegmentationResult, answer: Answer) -> Segmentation:
-    """Segmentation message for a pipeline result (success or failure); fields: segmentation_values."""
+    """Segmentation message for a pipeline result (success or failure); fields:
+    segmentation_values.
+    """
     v = segmentation_values(result, answer.centroid_3d)
     msg = failure(answer, v["error"], v["expression"], v["primary_word"])
     msg.success, msg.error = v["success"], v["error"]

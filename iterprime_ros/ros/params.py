@@ -6,6 +6,7 @@ pipeline.SegmenterSettings fields (their defaults are taken from there, so the t
 drift). A bad value stops the node at start with a message that names the parameter, the
 value and what is allowed. This module imports rclpy only inside ``declare_and_read``.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,25 +28,28 @@ class ParameterError(ValueError):
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter. kind: bool | int | float | str | str_list. setting: True when it is a
-    SegmenterSettings field of the same name (else a node-only parameter)."""
+    SegmenterSettings field of the same name (else a node-only parameter).
+    """
 
     name: str
     kind: str
     description: str
     default: Any = None
     choices: tuple[str, ...] | None = None
-    low: float | None = None           # inclusive unless low_open
-    high: float | None = None          # inclusive unless high_open
+    low: float | None = None  # inclusive unless low_open
+    high: float | None = None  # inclusive unless high_open
     low_open: bool = False
     high_open: bool = False
     check: Callable[[Any], str | None] | None = None  # extra rule: returns what is wrong, or None
     setting: bool = True
-    hint: str | None = None            # allowed values in words, when the rule is not a range or a list
+    hint: str | None = None  # allowed values in words, when the rule is not a range or a list
 
     def __post_init__(self) -> None:
         if self.default is None and self.setting:
             default = _DEFAULTS[self.name]
-            object.__setattr__(self, "default", list(default) if self.kind == "str_list" else default)
+            object.__setattr__(
+                self, "default", list(default) if self.kind == "str_list" else default
+            )
 
     @property
     def allowed(self) -> str:
@@ -54,22 +58,39 @@ class ParamSpec:
             return self.hint
         if self.choices:
             return "one of: " + ", ".join(self.choices)
-        words = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string",
-                 "str_list": "a list of strings"}[self.kind]
+        words = {
+            "bool": "true or false",
+            "int": "an integer",
+            "float": "a number",
+            "str": "a string",
+            "str_list": "a list of strings",
+        }[self.kind]
         if self.low is not None or self.high is not None:
-            lo = "" if self.low is None else (f"> {self.low:g}" if self.low_open else f">= {self.low:g}")
-            hi = "" if self.high is None else (f"< {self.high:g}" if self.high_open else f"<= {self.high:g}")
+            lo = (
+                ""
+                if self.low is None
+                else (f"> {self.low:g}" if self.low_open else f">= {self.low:g}")
+            )
+            hi = (
+                ""
+                if self.high is None
+                else (f"< {self.high:g}" if self.high_open else f"<= {self.high:g}")
+            )
             words += " " + " and ".join(p for p in (lo, hi) if p)
         return words
 
     def ros_default(self) -> Any:
-        """The value handed to declare_parameter (an empty string list is [""]: ROS cannot type [])."""
+        """The value handed to declare_parameter (an empty string list is [""]: ROS cannot type
+        []).
+        """
         if self.kind == "str_list":
             return list(self.default) or [""]
         return self.default
 
     def validate(self, value: Any) -> Any:
-        """The value converted to this parameter's type; ParameterError naming the parameter if bad."""
+        """The value converted to this parameter's type; ParameterError naming the parameter if
+        bad.
+        """
         v = self._coerce(value)
         problem = None
         if self.choices and v not in self.choices:
@@ -84,12 +105,16 @@ class ParamSpec:
         if problem is None and self.check is not None:
             problem = self.check(v)
         if problem is not None:
-            raise ParameterError(f"parameter '{self.name}' = {value!r}: {problem}; allowed: {self.allowed}")
+            raise ParameterError(
+                f"parameter '{self.name}' = {value!r}: {problem}; allowed: {self.allowed}"
+            )
         return v
 
     def _coerce(self, value: Any) -> Any:
-        bad = ParameterError(f"parameter '{self.name}' = {value!r}: wrong type ({type(value).__name__}); "
-                             f"allowed: {self.allowed}")
+        bad = ParameterError(
+            f"parameter '{self.name}' = {value!r}: wrong type ({type(value).__name__}); "
+            f"allowed: {self.allowed}"
+        )
         if self.kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -109,7 +134,9 @@ class ParamSpec:
                 return value
             raise bad
         if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
-            return [x for x in value if x.strip()]  # "" entries only exist because ROS cannot type []
+            return [
+                x for x in value if x.strip()
+            ]  # "" entries only exist because ROS cannot type []
         raise bad
 
 
@@ -140,54 +167,181 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P("device", "str", "where the models run", check=_device, hint="auto, cpu, cuda or cuda:N"),
     P("half_precision", "bool", "fp16 weights on CUDA (ignored on CPU)"),
     # models
-    P("vlp_model", "str", "vision-language model: Hugging Face id (from the local cache; fetch with "
-      "`iterprime download`) or a local folder", check=_nonempty),
-    P("proposal_model", "str", "mask-proposal model: Hugging Face id or local folder", check=_nonempty),
+    P(
+        "vlp_model",
+        "str",
+        "vision-language model: Hugging Face id (from the local cache; fetch with "
+        "`iterprime download`) or a local folder",
+        check=_nonempty,
+    ),
+    P(
+        "proposal_model",
+        "str",
+        "mask-proposal model: Hugging Face id or local folder",
+        check=_nonempty,
+    ),
     P("vlp_backend", "str", "VLP backend in the model registry", choices=("blip_itm",)),
-    P("proposal_backend", "str", "proposal backend in the model registry", choices=("mask2former",)),
+    P(
+        "proposal_backend",
+        "str",
+        "proposal backend in the model registry",
+        choices=("mask2former",),
+    ),
     # Grad-CAM
-    P("gradcam_layer", "int", "cross-attention layer used for Grad-CAM (0-based; must exist in the model)", low=0,
-      high=47),
-    P("prompt_template", "str", "text around the expression, with one {} placeholder", check=_template,
-      hint="a string with exactly one '{}' and no other braces, e.g. 'there is a {}'"),
-    P("first_token", "str", "first token of the ITM text: BLIP's [ENC] or [CLS]", choices=("enc", "cls")),
+    P(
+        "gradcam_layer",
+        "int",
+        "cross-attention layer used for Grad-CAM (0-based; must exist in the model)",
+        low=0,
+        high=47,
+    ),
+    P(
+        "prompt_template",
+        "str",
+        "text around the expression, with one {} placeholder",
+        check=_template,
+        hint="a string with exactly one '{}' and no other braces, e.g. 'there is a {}'",
+    ),
+    P(
+        "first_token",
+        "str",
+        "first token of the ITM text: BLIP's [ENC] or [CLS]",
+        choices=("enc", "cls"),
+    ),
     P("max_text_tokens", "int", "longest tokenised prompt", low=8, high=512),
     # PWEM / IGRS
-    P("aggregation", "str", "how token Grad-CAMs are combined", choices=("pwem", "global", "local", "gvlp", "mean")),
-    P("no_primary", "str", "aggregation when no primary word is found", choices=("reference", "gvlp")),
+    P(
+        "aggregation",
+        "str",
+        "how token Grad-CAMs are combined",
+        choices=("pwem", "global", "local", "gvlp", "mean"),
+    ),
+    P(
+        "no_primary",
+        "str",
+        "aggregation when no primary word is found",
+        choices=("reference", "gvlp"),
+    ),
     P("igrs_iterations", "int", "IGRS passes (1 turns the refinement off)", low=1, high=10),
-    P("igrs_alpha", "float", "weight of the new map in the IGRS blend (paper's lambda = 1 - alpha)", low=0.0,
-      high=1.0, low_open=True),
-    P("binarize_threshold", "float", "heat above which patches are masked in the next IGRS pass", low=0.0,
-      high=1.0, low_open=True, high_open=True),
+    P(
+        "igrs_alpha",
+        "float",
+        "weight of the new map in the IGRS blend (paper's lambda = 1 - alpha)",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+    ),
+    P(
+        "binarize_threshold",
+        "float",
+        "heat above which patches are masked in the next IGRS pass",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+    ),
     P("stop_rule", "str", "when IGRS stops early", choices=("reference", "soft_itm")),
     # proposals and selection
-    P("proposal_threshold", "float", "sigmoid threshold of the proposal masks", low=0.0, high=1.0, low_open=True,
-      high_open=True),
-    P("proposal_shortest_edge", "int", "proposal network input: shortest edge in pixels", low=32, high=4096),
-    P("proposal_longest_edge", "int", "proposal network input: longest edge limit in pixels", low=32, high=8192),
-    P("max_components", "int", "proposals with more connected components are not selected", low=1, high=10000),
-    P("empty_selection", "str", "nothing valid to select: fail, or take the proposal with the most heat (flagged)",
-      choices=("fail", "best_heat")),
+    P(
+        "proposal_threshold",
+        "float",
+        "sigmoid threshold of the proposal masks",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+    ),
+    P(
+        "proposal_shortest_edge",
+        "int",
+        "proposal network input: shortest edge in pixels",
+        low=32,
+        high=4096,
+    ),
+    P(
+        "proposal_longest_edge",
+        "int",
+        "proposal network input: longest edge limit in pixels",
+        low=32,
+        high=8192,
+    ),
+    P(
+        "max_components",
+        "int",
+        "proposals with more connected components are not selected",
+        low=1,
+        high=10000,
+    ),
+    P(
+        "empty_selection",
+        "str",
+        "nothing valid to select: fail, or take the proposal with the most heat (flagged)",
+        choices=("fail", "best_heat"),
+    ),
     # text
-    P("primary_tags", "str_list", "PTB tags that can be the primary word (reference: NN)", check=_tags,
-      hint="a non-empty list of " + ", ".join(_PTB_NOUN_TAGS)),
+    P(
+        "primary_tags",
+        "str_list",
+        "PTB tags that can be the primary word (reference: NN)",
+        check=_tags,
+        hint="a non-empty list of " + ", ".join(_PTB_NOUN_TAGS),
+    ),
     P("parser", "str", "parser for the primary word", choices=("auto", "benepar", "spacy")),
     P("normalize_commands", "bool", "turn spoken commands into referring expressions"),
     P("extra_command_phrases", "str_list", "more leading phrases to strip, e.g. the robot's name"),
     P("check_language", "bool", "fail commands that do not look like English"),
-    P("frame_cache_size", "int", "frames whose proposals and image embedding are kept", low=1, high=64),
+    P(
+        "frame_cache_size",
+        "int",
+        "frames whose proposals and image embedding are kept",
+        low=1,
+        high=64,
+    ),
     # node behaviour (not pipeline settings)
-    P("queue_size", "int", "commands that may wait while one runs; overflow fails the oldest waiting",
-      default=5, low=1, high=1000, setting=False),
-    P("max_image_age_s", "float", "a command needs an image received at most this long ago (node clock)",
-      default=2.0, low=0.0, high=3600.0, low_open=True, setting=False),
-    P("publish_debug_image", "bool", "publish ~/debug_image (heat map, mask, centroid, expression)",
-      default=True, setting=False),
-    P("depth_erosion_px", "int", "mask erosion before the depth median (mask edges often hit the background)",
-      default=3, low=0, high=50, setting=False),
-    P("depth_sync_tolerance_s", "float", "largest stamp difference between the image and the depth frame used",
-      default=0.1, low=0.0, high=10.0, setting=False),
+    P(
+        "queue_size",
+        "int",
+        "commands that may wait while one runs; overflow fails the oldest waiting",
+        default=5,
+        low=1,
+        high=1000,
+        setting=False,
+    ),
+    P(
+        "max_image_age_s",
+        "float",
+        "a command needs an image received at most this long ago (node clock)",
+        default=2.0,
+        low=0.0,
+        high=3600.0,
+        low_open=True,
+        setting=False,
+    ),
+    P(
+        "publish_debug_image",
+        "bool",
+        "publish ~/debug_image (heat map, mask, centroid, expression)",
+        default=True,
+        setting=False,
+    ),
+    P(
+        "depth_erosion_px",
+        "int",
+        "mask erosion before the depth median (mask edges often hit the background)",
+        default=3,
+        low=0,
+        high=50,
+        setting=False,
+    ),
+    P(
+        "depth_sync_tolerance_s",
+        "float",
+        "largest stamp difference between the image and the depth frame used",
+        default=0.1,
+        low=0.0,
+        high=10.0,
+        setting=False,
+    ),
 )
 del P
 
@@ -212,8 +366,10 @@ class Parameters:
 
 
 def validate(values: Mapping[str, Any]) -> Parameters:
-    """Raw parameter values (missing ones take their defaults) -> settings; ParameterError lists every
-    bad value, unknown names included."""
+    """Raw parameter values (missing ones take their defaults) -> settings; ParameterError lists
+    every
+    bad value, unknown names included.
+    """
     errors: list[str] = []
     clean: dict[str, Any] = {}
     unknown = sorted(set(values) - set(SPECS))
@@ -239,33 +395,48 @@ def validate(values: Mapping[str, Any]) -> Parameters:
 
 
 def descriptor(spec: ParamSpec) -> Any:
-    """rcl_interfaces ParameterDescriptor: description and allowed values for `ros2 param describe`.
+    """rcl_interfaces ParameterDescriptor: description and allowed values for `ros2 param
+    describe`.
 
     dynamic_typing lets this module give its own message for a wrong type (rclpy's would not name
     what is allowed) and accept 2 for a float. read_only: the models load once; restart to change.
     """
     from rcl_interfaces.msg import ParameterDescriptor
-    return ParameterDescriptor(name=spec.name, description=spec.description,
-                               additional_constraints=spec.allowed, read_only=True, dynamic_typing=True)
+
+    return ParameterDescriptor(
+        name=spec.name,
+        description=spec.description,
+        additional_constraints=spec.allowed,
+        read_only=True,
+        dynamic_typing=True,
+    )
 
 
 def declare_and_read(node: Any) -> Parameters:
-    """Declare every parameter on `node` (overrides from --params-file / -p apply) and validate them.
+    """Declare every parameter on `node` (overrides from --params-file / -p apply) and validate
+    them.
 
     Parameters given to the node that are not in the table are reported too (a typo in the YAML
     would otherwise be ignored silently).
     """
     values: dict[str, Any] = {}
     for spec in PARAMETERS:
-        values[spec.name] = node.declare_parameter(spec.name, spec.ros_default(), descriptor(spec)).value
+        values[spec.name] = node.declare_parameter(
+            spec.name, spec.ros_default(), descriptor(spec)
+        ).value
     overrides = getattr(node, "_parameter_overrides", {}) or {}
     for name in overrides:
-        if name not in SPECS and name not in ("use_sim_time", "start_type_description_service", "qos_overrides") \
-                and not name.startswith("qos_overrides."):
+        if (
+            name not in SPECS
+            and name not in ("use_sim_time", "start_type_description_service", "qos_overrides")
+            and not name.startswith("qos_overrides.")
+        ):
             values[name] = overrides[name]
     return validate(values)
 
 
 def yaml_defaults() -> dict[str, Any]:
-    """The table's defaults as a ros__parameters mapping (docs and tests compare config/segment.yaml to it)."""
+    """The table's defaults as a ros__parameters mapping (docs and tests compare
+    config/segment.yaml to it).
+    """
     return {p.name: p.ros_default() for p in PARAMETERS}

@@ -6,6 +6,7 @@ converts only the frame a command uses. Depth keeps a few frames so the one whos
 matches the chosen colour image can be found (depth often arrives a little after colour).
 No rclpy here: messages are duck-typed.
 """
+
 from __future__ import annotations
 
 import threading
@@ -62,7 +63,9 @@ class SensorCache:
             return self._info
 
     def depth_for(self, image_header: Any, tolerance_s: float) -> Any | None:
-        """The depth frame whose stamp is closest to the image's, if within tolerance_s (newest on a tie)."""
+        """The depth frame whose stamp is closest to the image's, if within tolerance_s (newest on
+        a tie).
+        """
         target = stamp_ns(image_header)
         with self._lock:
             frames = list(self._depth)
@@ -78,9 +81,12 @@ class SensorCache:
 
 
 def intrinsics_for(info: Any, width: int, height: int) -> tuple[float, float, float, float]:
-    """(fx, fy, cx, cy) from CameraInfo K, scaled when the info's resolution differs from the image's
-    (a driver publishing a resized stream with the full-resolution calibration)."""
+    """(fx, fy, cx, cy) from CameraInfo K, scaled when the info's resolution differs from the
+    image's
+    (a driver publishing a resized stream with the full-resolution calibration).
+    """
     from .conversions import camera_info_intrinsics
+
     fx, fy, cx, cy = camera_info_intrinsics(info)
     iw, ih = int(getattr(info, "width", 0) or 0), int(getattr(info, "height", 0) or 0)
     if iw > 0 and ih > 0 and (iw, ih) != (width, height):
@@ -113,8 +119,11 @@ def compute_centroid_3d(mask: np.ndarray, depth_msg: Any, info: Any, erode_px: i
         depth_m = depth_to_metres(depth_to_array(depth_msg), str(depth_msg.encoding))
         h, w = mask.shape
         if depth_m.shape != (h, w):
-            return Centroid3D(None, f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but the image is {w}x{h} "
-                                    "(use depth aligned to the colour image)")
+            return Centroid3D(
+                None,
+                f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but the image is {w}x{h} "
+                "(use depth aligned to the colour image)",
+            )
         fx, fy, cx, cy = intrinsics_for(info, w, h)
     except (ImageConversionError, ValueError) as exc:
         return Centroid3D(None, str(exc))

@@ -6,6 +6,7 @@ bounded: a voice front end can send faster than the models answer; the oldest wa
 command is the least likely to still matter, so it is the one answered with a failure.
 No rclpy here: the queue and the thread are tested on their own.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,8 @@ class JobQueue(Generic[J]):
 
     def put(self, job: J) -> list[J]:
         """Add a job; returns the jobs pushed out (oldest first) to make room. A closed queue
-        refuses the job: it comes back in the list, so the caller still answers it."""
+        refuses the job: it comes back in the list, so the caller still answers it.
+        """
         with self._cond:
             if self._closed:
                 return [job]
@@ -75,8 +77,14 @@ class Worker(Generic[J]):
     `on_error(job, exc)` answers the job: every job is answered exactly once.
     """
 
-    def __init__(self, queue: JobQueue[J], handle: Callable[[J], None], on_error: Callable[[J, BaseException], None],
-                 setup: Callable[[], None] | None = None, name: str = "iterprime-worker") -> None:
+    def __init__(
+        self,
+        queue: JobQueue[J],
+        handle: Callable[[J], None],
+        on_error: Callable[[J, BaseException], None],
+        setup: Callable[[], None] | None = None,
+        name: str = "iterprime-worker",
+    ) -> None:
         self.queue = queue
         self._handle = handle
         self._on_error = on_error
@@ -119,7 +127,9 @@ class Worker(Generic[J]):
                 self._busy.clear()
 
     def stop(self, timeout: float = 5.0) -> list[J]:
-        """Close the queue, wait for the running job (up to `timeout`) and return the jobs never run."""
+        """Close the queue, wait for the running job (up to `timeout`) and return the jobs never
+        run.
+        """
         left = self.queue.close()
         if self._thread.is_alive():
             self._thread.join(timeout)

@@ -7,6 +7,7 @@ info``/``play`` can decode them), one reader that turns every failure into a one
 ``BagError``, and one writer that can produce a single ``.mcap``/``.db3`` file as well as
 a rosbag2 directory. Nothing here imports rclpy.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,12 +19,31 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.interfaces import (
+    Connection,
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
 
 __all__ = [
-    "BagError", "BagMessage", "BagReader", "BagWriter", "SEGMENTATION_TYPE", "STORAGE_IDS",
-    "bag_summary", "find_interface_file", "header", "image_message", "qos_profile", "stamp_ns",
-    "string_message", "typestore",
+    "BagError",
+    "BagMessage",
+    "BagReader",
+    "BagWriter",
+    "SEGMENTATION_TYPE",
+    "STORAGE_IDS",
+    "bag_summary",
+    "find_interface_file",
+    "header",
+    "image_message",
+    "qos_profile",
+    "stamp_ns",
+    "string_message",
+    "typestore",
 ]
 
 PACKAGE = "iterprime_ros"
@@ -54,7 +74,8 @@ def _interface_dirs() -> Iterator[Path]:
         if prefix:
             yield Path(prefix) / "share" / PACKAGE
     yield Path(sys.prefix) / "share" / PACKAGE  # scripts/setup.sh builds msg/ into the venv
-    # colcon install: <prefix>/lib/pythonX.Y/site-packages/iterprime_ros -> <prefix>/share/iterprime_ros
+    # colcon install: <prefix>/lib/pythonX.Y/site-packages/iterprime_ros ->
+    # <prefix>/share/iterprime_ros
     for parent in here.parents[:5]:
         yield parent / "share" / PACKAGE
 
@@ -67,7 +88,9 @@ def find_interface_file(relative: str = "msg/Segmentation.msg") -> Path:
         if candidate.is_file():
             return candidate
         tried.append(str(candidate))
-    raise BagError(f"cannot find {PACKAGE}/{relative}; looked in: {', '.join(dict.fromkeys(tried))}")
+    raise BagError(
+        f"cannot find {PACKAGE}/{relative}; looked in: {', '.join(dict.fromkeys(tried))}"
+    )
 
 
 @lru_cache(maxsize=1)
@@ -97,8 +120,17 @@ def qos_profile(kind: str) -> Qos:
         reliability, depth = QosReliability.RELIABLE, 10
     else:
         raise ValueError(f"unknown QoS kind {kind!r} (sensor | reliable)")
-    return Qos(QosHistory.KEEP_LAST, depth, reliability, QosDurability.VOLATILE, zero, zero,
-               QosLiveliness.AUTOMATIC, zero, False)
+    return Qos(
+        QosHistory.KEEP_LAST,
+        depth,
+        reliability,
+        QosDurability.VOLATILE,
+        zero,
+        zero,
+        QosLiveliness.AUTOMATIC,
+        zero,
+        False,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -134,7 +166,9 @@ class BagReader:
         if not self.path.exists():
             raise BagError(f"bag not found: {self.path}")
         if self.path.is_file() and self.path.suffix not in (*STORAGE_IDS, ".bag"):
-            raise BagError(f"not a bag: {self.path} (expected a rosbag2 directory, .mcap, .db3 or .bag)")
+            raise BagError(
+                f"not a bag: {self.path} (expected a rosbag2 directory, .mcap, .db3 or .bag)"
+            )
         try:
             reader = AnyReader([self.path], default_typestore=typestore())
             reader.open()
@@ -159,12 +193,12 @@ class BagReader:
 
     @property
     def topics(self) -> dict[str, str]:
-        """topic -> message type ("" when one topic holds several types)."""
+        """Topic -> message type ("" when one topic holds several types)."""
         return {name: info.msgtype or "" for name, info in self._open.topics.items()}
 
     @property
     def counts(self) -> dict[str, int]:
-        """topic -> number of messages."""
+        """Topic -> number of messages."""
         return {name: info.msgcount for name, info in self._open.topics.items()}
 
     @property
@@ -217,8 +251,10 @@ class BagReader:
             return reader.deserialize(message.raw, message.msgtype)
         except Exception as exc:  # noqa: BLE001 - truncated CDR gives struct/index errors, not SerdeError
             at = (message.timestamp_ns - reader.start_time) / 1e9
-            raise BagError(f"corrupt {message.msgtype} message on {message.topic} at +{at:.3f} s "
-                           f"(bag time {message.timestamp_ns}): {_one_line(exc)}") from exc
+            raise BagError(
+                f"corrupt {message.msgtype} message on {message.topic} at +{at:.3f} s "
+                f"(bag time {message.timestamp_ns}): {_one_line(exc)}"
+            ) from exc
 
     def cdr(self, message: BagMessage) -> bytes:
         """The message as ROS 2 CDR bytes (ROS 1 bags are converted), e.g. for rclpy."""
@@ -227,7 +263,9 @@ class BagReader:
         try:
             return bytes(self._open.typestore.ros1_to_cdr(message.raw, message.msgtype))
         except Exception as exc:  # noqa: BLE001
-            raise BagError(f"corrupt {message.msgtype} message on {message.topic}: {_one_line(exc)}") from exc
+            raise BagError(
+                f"corrupt {message.msgtype} message on {message.topic}: {_one_line(exc)}"
+            ) from exc
 
 
 # --------------------------------------------------------------------------------------
@@ -239,7 +277,9 @@ def _storage_for(path: Path, storage: str | None) -> tuple[str, bool]:
     if path.suffix in STORAGE_IDS:
         wanted = STORAGE_IDS[path.suffix]
         if storage not in (None, wanted):
-            raise BagError(f"output {path} has suffix {path.suffix} but storage {storage!r} was asked for")
+            raise BagError(
+                f"output {path} has suffix {path.suffix} but storage {storage!r} was asked for"
+            )
         return wanted, True
     storage = storage or "mcap"
     if storage not in STORAGE_IDS.values():
@@ -258,8 +298,14 @@ class BagWriter:
     Types must be in ``typestore()`` or given to ``add_topic`` via ``store``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, storage: str | None = None,
-                 overwrite: bool = False, compress: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        storage: str | None = None,
+        overwrite: bool = False,
+        compress: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.storage, self.single_file = _storage_for(self.path, storage)
         self.overwrite = overwrite
@@ -274,7 +320,9 @@ class BagWriter:
         from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
         if self.path.exists() and not self.overwrite:
-            raise BagError(f"output {self.path} exists already (choose another name or allow overwriting)")
+            raise BagError(
+                f"output {self.path} exists already (choose another name or allow overwriting)"
+            )
         parent = self.path.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -282,8 +330,12 @@ class BagWriter:
         except OSError as exc:
             raise BagError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
         plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
-        writer = Writer(self._tmp / self.path.stem, version=Writer.VERSION_LATEST, storage_plugin=plugin)
-        if self.compress and self.storage == "mcap":  # zstd chunks: rosbag2_storage_mcap reads them natively
+        writer = Writer(
+            self._tmp / self.path.stem, version=Writer.VERSION_LATEST, storage_plugin=plugin
+        )
+        if (
+            self.compress and self.storage == "mcap"
+        ):  # zstd chunks: rosbag2_storage_mcap reads them natively
             writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         try:
             writer.open()
@@ -293,16 +345,21 @@ class BagWriter:
         self._writer = writer
         return self
 
-    def add_topic(self, topic: str, msgtype: str, *, qos: str | Qos | None = None, store: Any = None) -> None:
+    def add_topic(
+        self, topic: str, msgtype: str, *, qos: str | Qos | None = None, store: Any = None
+    ) -> None:
         """Declare a topic before writing to it; the type's definition is embedded in the bag."""
         if topic in self._connections:
             return
         offered = [] if qos is None else [qos_profile(qos) if isinstance(qos, str) else qos]
         try:
-            conn = self._writer.add_connection(topic, msgtype, typestore=store or typestore(),
-                                               offered_qos_profiles=offered)
+            conn = self._writer.add_connection(
+                topic, msgtype, typestore=store or typestore(), offered_qos_profiles=offered
+            )
         except Exception as exc:  # noqa: BLE001 - unknown type, duplicate topic
-            raise BagError(f"cannot add topic {topic} ({msgtype}) to {self.path}: {_one_line(exc)}") from exc
+            raise BagError(
+                f"cannot add topic {topic} ({msgtype}) to {self.path}: {_one_line(exc)}"
+            ) from exc
         self._connections[topic] = conn
         self.counts[topic] = 0
 
@@ -312,7 +369,9 @@ class BagWriter:
         try:
             raw = (store or typestore()).serialize_cdr(message, conn.msgtype)
         except Exception as exc:  # noqa: BLE001
-            raise BagError(f"cannot serialize a {conn.msgtype} for {topic}: {_one_line(exc)}") from exc
+            raise BagError(
+                f"cannot serialize a {conn.msgtype} for {topic}: {_one_line(exc)}"
+            ) from exc
         self.write_raw(topic, bytes(raw), timestamp_ns)
 
     def write_raw(self, topic: str, raw: bytes, timestamp_ns: int) -> None:
@@ -334,8 +393,11 @@ class BagWriter:
         try:
             writer.close()
             built = tmp / self.path.stem
-            source = next(built.glob(f"*{'.mcap' if self.storage == 'mcap' else '.db3'}")) \
-                if self.single_file else built
+            source = (
+                next(built.glob(f"*{'.mcap' if self.storage == 'mcap' else '.db3'}"))
+                if self.single_file
+                else built
+            )
             if self.path.exists():  # overwrite was allowed (checked on enter)
                 if self.path.is_dir():
                     shutil.rmtree(self.path)
@@ -356,8 +418,9 @@ class BagWriter:
 def header(stamp_ns: int, frame_id: str = "") -> Any:
     """std_msgs/Header for a time in nanoseconds."""
     types = typestore().types
-    stamp = types["builtin_interfaces/msg/Time"](sec=int(stamp_ns // 1_000_000_000),
-                                                   nanosec=int(stamp_ns % 1_000_000_000))
+    stamp = types["builtin_interfaces/msg/Time"](
+        sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000)
+    )
     return types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
 
 
@@ -367,8 +430,14 @@ def image_message(fields: dict[str, Any], hdr: Any) -> Any:
 
     data = np.frombuffer(bytes(fields["data"]), dtype=np.uint8)
     return typestore().types["sensor_msgs/msg/Image"](
-        header=hdr, height=int(fields["height"]), width=int(fields["width"]), encoding=str(fields["encoding"]),
-        is_bigendian=int(fields["is_bigendian"]), step=int(fields["step"]), data=data)
+        header=hdr,
+        height=int(fields["height"]),
+        width=int(fields["width"]),
+        encoding=str(fields["encoding"]),
+        is_bigendian=int(fields["is_bigendian"]),
+        step=int(fields["step"]),
+        data=data,
+    )
 
 
 def string_message(text: str) -> Any:
@@ -386,10 +455,18 @@ def stamp_ns(hdr: Any) -> int:
 def bag_summary(path: str | os.PathLike[str]) -> str:
     """A short `ros2 bag info`-like text: duration, and per topic its type and count."""
     with BagReader(path) as bag:
-        duration = max(0, bag.end_ns - bag.start_ns) / 1e9 if bag.counts and sum(bag.counts.values()) else 0.0
+        duration = (
+            max(0, bag.end_ns - bag.start_ns) / 1e9
+            if bag.counts and sum(bag.counts.values())
+            else 0.0
+        )
         size = _size(Path(path))
-        lines = [f"bag:      {path}", f"size:     {size / 1024:.0f} KiB",
-                 f"duration: {duration:.2f} s", f"messages: {sum(bag.counts.values())}"]
+        lines = [
+            f"bag:      {path}",
+            f"size:     {size / 1024:.0f} KiB",
+            f"duration: {duration:.2f} s",
+            f"messages: {sum(bag.counts.values())}",
+        ]
         width = max((len(t) for t in bag.topics), default=0)
         for topic, msgtype in sorted(bag.topics.items()):
             lines.append(f"  {topic:<{width}}  {bag.counts[topic]:>5}  {msgtype}")

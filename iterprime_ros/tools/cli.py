@@ -1,4 +1,5 @@
-"""`iterprime` command line: segment | download (+ replay | eval | bench where those modules exist).
+"""`iterprime` command line: segment | download (+ replay | eval | bench where those modules
+exist).
 
 Each feature module exposes ``add_subparser(subparsers)`` and sets ``func`` (args -> exit
 code) on its parser; this file only registers them. Errors the user can fix (missing or
@@ -6,6 +7,7 @@ unreadable image, missing weights, a bad setting) print one ``error: ...`` line 
 no traceback unless ``--debug``. A command the method cannot answer (e.g. nothing selected)
 prints its reason and exits 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,7 +82,9 @@ def apply_overrides(settings: Any, overrides: Sequence[str]) -> Any:
         if not sep:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         if key not in defaults:
-            raise UserError(f"--set: unknown setting {key!r}; known: {', '.join(sorted(defaults))}")
+            raise UserError(
+                f"--set: unknown setting {key!r}; known: {', '.join(sorted(defaults))}"
+            )
         changes[key] = _parse_value(raw, defaults[key], key)
     try:
         return settings.replace(**changes)
@@ -95,15 +99,22 @@ def _print_summary(result: Any, overlay: str | None) -> None:
     if result.success:
         x, y, w, h = result.bbox
         print(f"mask:        {int(result.mask.sum())} px, bbox x={x} y={y} w={w} h={h}")
-        print(f"centroid:    ({result.centroid[0]:.1f}, {result.centroid[1]:.1f})   "
-              f"grasp point: ({result.grasp_point[0]}, {result.grasp_point[1]})")
-        print(f"score:       {result.score:.4f}   itm: {result.itm_score:.4f}   "
-              f"IGRS passes: {result.iterations} ({result.stop_reason})"
-              + ("   [fallback selection]" if result.flagged else ""))
+        print(
+            f"centroid:    ({result.centroid[0]:.1f}, {result.centroid[1]:.1f})   "
+            f"grasp point: ({result.grasp_point[0]}, {result.grasp_point[1]})"
+        )
+        print(
+            f"score:       {result.score:.4f}   itm: {result.itm_score:.4f}   "
+            f"IGRS passes: {result.iterations} ({result.stop_reason})"
+            + ("   [fallback selection]" if result.flagged else "")
+        )
     else:
         print(f"FAILED:      {result.error}")
-    stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()
-                       if k != "total" and not k.startswith("igrs_pass_"))
+    stages = ", ".join(
+        f"{k} {v * 1000:.0f} ms"
+        for k, v in result.timings.items()
+        if k != "total" and not k.startswith("igrs_pass_")
+    )
     print(f"latency:     {result.latency_s * 1000:.0f} ms  ({stages})")
     if overlay:
         print(f"overlay:     {overlay}")
@@ -111,11 +122,16 @@ def _print_summary(result: Any, overlay: str | None) -> None:
 
 # ---------------------------------------------------------------------------- segment
 def add_segment_subparser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("segment", help="segment the object a command refers to in one image",
-                              description="Segment the object TEXT refers to in IMAGE and print the result.")
+    p = subparsers.add_parser(
+        "segment",
+        help="segment the object a command refers to in one image",
+        description="Segment the object TEXT refers to in IMAGE and print the result.",
+    )
     p.add_argument("image", help="image file (png, jpg, ...)")
     p.add_argument("text", help='the command or referring expression, e.g. "pick up the red cup"')
-    p.add_argument("--out", metavar="PNG", help="write the debug overlay (heat map, mask, centroid) here")
+    p.add_argument(
+        "--out", metavar="PNG", help="write the debug overlay (heat map, mask, centroid) here"
+    )
     p.add_argument("--mask", metavar="PNG", help="write the mask here (255 = object)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_model_arguments(p)
@@ -123,19 +139,40 @@ def add_segment_subparser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """--vlp --proposals --device --fp32 --set: the model choice every model-running command offers."""
-    p.add_argument("--vlp", metavar="ID|DIR", help="vision-language model (Hugging Face id or folder)")
-    p.add_argument("--proposals", metavar="ID|DIR", help="proposal model (Hugging Face id or folder)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the settings' value, auto)")
+    """--vlp --proposals --device --fp32 --set: the model choice every model-running command
+    offers.
+    """
+    p.add_argument(
+        "--vlp", metavar="ID|DIR", help="vision-language model (Hugging Face id or folder)"
+    )
+    p.add_argument(
+        "--proposals", metavar="ID|DIR", help="proposal model (Hugging Face id or folder)"
+    )
+    p.add_argument(
+        "--device", help="auto | cpu | cuda | cuda:N (default: the settings' value, auto)"
+    )
     p.add_argument("--fp32", action="store_true", help="full precision on CUDA (default: fp16)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any SegmenterSettings field, e.g. --set gradcam_layer=6 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any SegmenterSettings field, e.g. --set gradcam_layer=6 (repeatable)",
+    )
 
 
 def model_settings(args: argparse.Namespace, settings: Any) -> Any:
     """`settings` with the choices of add_model_arguments applied; UserError for a bad value."""
-    changes: dict[str, Any] = {key: value for key, value in (
-        ("vlp_model", args.vlp), ("proposal_model", args.proposals), ("device", args.device)) if value}
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("vlp_model", args.vlp),
+            ("proposal_model", args.proposals),
+            ("device", args.device),
+        )
+        if value
+    }
     if args.fp32:
         changes["half_precision"] = False
     try:
@@ -164,11 +201,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
         import cv2
 
         from ..overlay import render_overlay
+
         if not cv2.imwrite(args.out, render_overlay(image, result)):
             raise UserError(f"cannot write overlay to {args.out}")
         overlay_path = args.out
     if args.mask and result.mask is not None:
         import cv2
+
         if not cv2.imwrite(args.mask, result.mask.astype("uint8") * 255):
             raise UserError(f"cannot write mask to {args.mask}")
 
@@ -185,17 +224,24 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iterprime", description="Zero-shot referring image segmentation "
-                                     "(IteRPrimE) for robots: segment | download | replay | eval | bench | demo")
+    parser = argparse.ArgumentParser(
+        prog="iterprime",
+        description="Zero-shot referring image segmentation "
+        "(IteRPrimE) for robots: segment | download | replay | eval | bench | demo",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-v", "--verbose", action="store_true", help="info logs (model loading, parser choice)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="info logs (model loading, parser choice)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_segment_subparser(subparsers)
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):  # the feature module itself is not there (yet)
+            if exc.name and name.startswith(
+                exc.name
+            ):  # the feature module itself is not there (yet)
                 continue
             raise
         add = getattr(module, "add_subparser", None)
@@ -207,8 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     from ..models.loading import ModelNotFoundError
 
     try:
@@ -224,8 +272,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # keep the promise: one line, no traceback (unless --debug)
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc}".split("\n")[0] + "  (run with --debug for details)",
-              file=sys.stderr)
+        print(
+            f"error: {type(exc).__name__}: {exc}".split("\n")[0]
+            + "  (run with --debug for details)",
+            file=sys.stderr,
+        )
         return 2
 
 

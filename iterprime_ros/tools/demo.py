@@ -12,6 +12,7 @@ nothing about real photographs.
     iterprime demo                     # -> out/demo/{results.mcap, overlays/}
     iterprime demo --world             # the world run even when real weights are installed
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,14 +40,16 @@ class WorldCommand:
     truth: np.ndarray
 
 
-def build_world_bag(path: Path, scenes: int = WORLD_SCENES, per_scene: int = WORLD_COMMANDS_PER_SCENE):
+def build_world_bag(
+    path: Path, scenes: int = WORLD_SCENES, per_scene: int = WORLD_COMMANDS_PER_SCENE
+):
     """Write held-out world scenes (1 Hz camera, commands spoken as a person would) to a bag.
 
     Returns (scenes, commands in bag order). Deterministic: the held-out evaluation scenes.
     """
+    from ..ros.conversions import rgb_to_fields
     from .bags import BagWriter, header, image_message, string_message
     from .replay import COMMAND_TOPIC, IMAGE_TOPIC
-    from ..ros.conversions import rgb_to_fields
     from .world.evaluate import eval_set
 
     world_scenes, items = eval_set(scenes * per_scene, per_scene=per_scene)
@@ -61,22 +64,28 @@ def build_world_bag(path: Path, scenes: int = WORLD_SCENES, per_scene: int = WOR
                 t = start + k * 1_000_000_000
                 bag.write(IMAGE_TOPIC, image_message(fields, header(t, WORLD_FRAME)), t)
             for k, item in enumerate(i for i in items if i.scene_index == s):
-                bag.write(COMMAND_TOPIC, string_message(item.ref.command), start + int((1.5 + k) * 1e9))
-                commands.append(WorldCommand(item.ref.command, item.ref.kind, scene.masks[item.ref.target]))
+                bag.write(
+                    COMMAND_TOPIC, string_message(item.ref.command), start + int((1.5 + k) * 1e9)
+                )
+                commands.append(
+                    WorldCommand(item.ref.command, item.ref.kind, scene.masks[item.ref.target])
+                )
     return world_scenes, commands
 
 
 def read_result_masks(path: Path) -> list[tuple[str, bool, str, np.ndarray | None]]:
     """(command, success, error, mask) for each Segmentation in a results bag, in order."""
+    from ..ros.conversions import image_to_rgb
     from .bags import BagReader
     from .replay import RESULT_TOPIC
-    from ..ros.conversions import image_to_rgb
 
     out = []
     with BagReader(path) as bag:
         for m in bag.messages([RESULT_TOPIC]):
             r = bag.deserialize(m)
-            mask = image_to_rgb(r.mask)[:, :, 0] > 0 if r.success and r.mask.height else None  # mono8
+            mask = (
+                image_to_rgb(r.mask)[:, :, 0] > 0 if r.success and r.mask.height else None
+            )  # mono8
             out.append((r.command, bool(r.success), r.error, mask))
     return out
 
@@ -92,8 +101,12 @@ def run_world(out: Path, settings, why: str) -> int:
         print(f"(real weights: {why.splitlines()[0]})")
     folder = world_model_folder()
     if not (folder / "config.json").is_file():
-        print(f"error: the world model is missing from {folder} (it is committed with the repository; "
-              "retrain with scripts/train_world_model.py)", file=sys.stderr)
+        print(
+            f"error: the world model is missing from {folder} (it is committed with the "
+            "repository; "
+            "retrain with scripts/train_world_model.py)",
+            file=sys.stderr,
+        )
         return 2
     in_bag = out / "world_sample.mcap"
     scenes, commands = build_world_bag(in_bag)
@@ -110,10 +123,16 @@ def run_world(out: Path, settings, why: str) -> int:
         iou = metrics.iou(mask if ok else None, cmd.truth)  # a failure scores as an empty mask
         ious.append(iou)
         print(f"{iou:5.2f}  {cmd.kind:<9} {text!r}" + ("" if ok else f"  FAILED: {error}"))
-    print(f"\nworld mIoU {np.mean(ious):.3f} over {len(ious)} commands, {sum(i >= 0.5 for i in ious)} with IoU >= 0.5 "
-          f"({summary.commands} results in {out / 'results.mcap'}, overlays in {cfg.overlays}; "
-          f"pipeline {summary.segment_s:.1f} s)")
-    print("This is the synthetic world with oracle proposals, not real photographs: see README 'The world'.")
+    print(
+        f"\nworld mIoU {np.mean(ious):.3f} over {len(ious)} commands, "
+        f"{sum(i >= 0.5 for i in ious)} with IoU >= 0.5 "
+        f"({summary.commands} results in {out / 'results.mcap'}, overlays in {cfg.overlays}; "
+        f"pipeline {summary.segment_s:.1f} s)"
+    )
+    print(
+        "This is the synthetic world with oracle proposals, not real photographs: see README 'The "
+        "world'."
+    )
     return 0 if len(rows) == len(commands) else 1
 
 
@@ -128,8 +147,11 @@ def run_real(out: Path, settings) -> int:
     print(f"models loaded in {time.perf_counter() - t0:.1f} s; replaying {SAMPLE_BAG}")
     cfg = ReplayConfig(overlays=out / "overlays", overwrite=True)
     summary = replay_bag(SAMPLE_BAG, out / "results.mcap", segmenter, cfg)
-    print(f"{summary.commands} command(s): {summary.succeeded} answered, {summary.failed} failed; results in "
-          f"{summary.output}, overlays in {cfg.overlays}")
+    print(
+        f"{summary.commands} command(s): {summary.succeeded} answered, {summary.failed} failed; "
+        "results in "
+        f"{summary.output}, overlays in {cfg.overlays}"
+    )
     return summary.exit_code()
 
 
@@ -152,10 +174,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     """Register `iterprime demo` (cli.py calls this)."""
-    p = subparsers.add_parser("demo", help="the main job on a bundled sample: replay it and show the results",
-                              description=__doc__.split("\n\n")[1])
+    p = subparsers.add_parser(
+        "demo",
+        help="the main job on a bundled sample: replay it and show the results",
+        description=__doc__.split("\n\n")[1],
+    )
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--config", metavar="YAML", help="node parameters file (default: the parameters' defaults)")
+    p.add_argument(
+        "--config", metavar="YAML", help="node parameters file (default: the parameters' defaults)"
+    )
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--world", action="store_true", help="use the synthetic world even when real weights exist")
+    p.add_argument(
+        "--world", action="store_true", help="use the synthetic world even when real weights exist"
+    )
     p.set_defaults(func=cmd_demo)

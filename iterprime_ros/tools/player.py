@@ -20,6 +20,7 @@ ROS 1 bags are converted to CDR with rosbags.
 the types' definitions embedded) while playing, and for a while after: the integration
 test plays the sample bag into the node and records its results this way.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,10 +35,16 @@ from typing import Any, Iterator
 from .bags import BagError, BagMessage, BagReader, BagWriter, bag_summary
 
 # Message types published with sensor-data QoS (best effort) when the bag recorded no QoS.
-SENSOR_TYPES = frozenset({
-    "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo",
-    "sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/LaserScan", "sensor_msgs/msg/Imu",
-})
+SENSOR_TYPES = frozenset(
+    {
+        "sensor_msgs/msg/Image",
+        "sensor_msgs/msg/CompressedImage",
+        "sensor_msgs/msg/CameraInfo",
+        "sensor_msgs/msg/PointCloud2",
+        "sensor_msgs/msg/LaserScan",
+        "sensor_msgs/msg/Imu",
+    }
+)
 
 
 class PlayerError(Exception):
@@ -48,12 +55,12 @@ class PlayerError(Exception):
 class PlayOptions:
     rate: float = 1.0
     loop: bool = False
-    topics: tuple[str, ...] = ()                 # empty: all
+    topics: tuple[str, ...] = ()  # empty: all
     remaps: dict[str, str] = field(default_factory=dict)
     start_offset_s: float = 0.0
     delay_s: float = 0.0
     wait_for_subscribers_s: float = 0.0
-    clock_hz: float = 0.0                        # > 0: publish /clock (bag time) at this rate
+    clock_hz: float = 0.0  # > 0: publish /clock (bag time) at this rate
     quiet: bool = False
 
 
@@ -68,7 +75,9 @@ class PlayStats:
 
 
 def message_class(msgtype: str) -> type:
-    """'pkg/msg/Type' -> the rclpy message class (the package's Python bindings must be installed)."""
+    """'pkg/msg/Type' -> the rclpy message class (the package's Python bindings must be
+    installed).
+    """
     pkg, _, name = msgtype.rpartition("/")
     module_name = pkg.replace("/", ".")
     try:
@@ -78,20 +87,30 @@ def message_class(msgtype: str) -> type:
 
 
 def qos_for(msgtype: str, recorded: list[Any]) -> Any:
-    """rclpy QoSProfile: what the recorded publishers offered, else a default by message type."""
-    from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                           qos_profile_sensor_data)
+    """Rclpy QoSProfile: what the recorded publishers offered, else a default by message type."""
+    from rclpy.qos import (
+        DurabilityPolicy,
+        HistoryPolicy,
+        QoSProfile,
+        ReliabilityPolicy,
+        qos_profile_sensor_data,
+    )
 
     if recorded:
         reliable = all(q.reliability.name == "RELIABLE" for q in recorded)
         latched = all(q.durability.name == "TRANSIENT_LOCAL" for q in recorded)
         depth = max(int(q.depth) for q in recorded) or 10
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=depth,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+        )
     if msgtype in SENSOR_TYPES:
         return qos_profile_sensor_data
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
+    )
 
 
 def _describe_qos(qos: Any) -> str:
@@ -101,13 +120,15 @@ def _describe_qos(qos: Any) -> str:
 class BagPlayer:
     """Publishes a bag's messages on a node with their recorded timing scaled by `rate`."""
 
-    def __init__(self, node: Any, bag_path: str | Path, options: PlayOptions | None = None) -> None:
+    def __init__(
+        self, node: Any, bag_path: str | Path, options: PlayOptions | None = None
+    ) -> None:
         self.node = node
         self.path = Path(bag_path)
         self.opt = options or PlayOptions()
         if not self.opt.rate > 0:
             raise PlayerError(f"--rate must be positive, got {self.opt.rate}")
-        self.publishers: dict[str, Any] = {}       # bag topic -> publisher
+        self.publishers: dict[str, Any] = {}  # bag topic -> publisher
         self.classes: dict[str, type] = {}
         self.stats = PlayStats()
         self._clock_pub: Any = None
@@ -130,7 +151,10 @@ class BagPlayer:
             if self.opt.topics:
                 unknown = [t for t in self.opt.topics if t not in topics]
                 if unknown:
-                    raise PlayerError(f"not in {self.path}: {', '.join(unknown)} (topics: {', '.join(sorted(topics))})")
+                    raise PlayerError(
+                        f"not in {self.path}: {', '.join(unknown)} (topics: "
+                        f"{', '.join(sorted(topics))})"
+                    )
             chosen = [t for t in sorted(topics) if not self.opt.topics or t in self.opt.topics]
             for topic in chosen:
                 msgtype = topics[topic]
@@ -146,20 +170,28 @@ class BagPlayer:
                 name = self.opt.remaps.get(topic, topic)
                 self.publishers[topic] = self.node.create_publisher(cls, name, qos)
                 self.classes[topic] = cls
-                self.log(f"  {name:<44} {bag.counts[topic]:>5} x {msgtype}  ({_describe_qos(qos)})")
+                self.log(
+                    f"  {name:<44} {bag.counts[topic]:>5} x {msgtype}  ({_describe_qos(qos)})"
+                )
         if not self.publishers:
             raise PlayerError(f"nothing to play in {self.path}")
         if self.opt.clock_hz > 0:
-            from rosgraph_msgs.msg import Clock
             from rclpy.qos import QoSProfile
+            from rosgraph_msgs.msg import Clock
 
             self._clock_pub = self.node.create_publisher(Clock, "/clock", QoSProfile(depth=1))
 
     def wait_for_subscribers(self, timeout_s: float) -> list[str]:
-        """Wait until every played topic has a subscriber; returns the topics that still have none."""
+        """Wait until every played topic has a subscriber; returns the topics that still have
+        none.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
-            missing = [self.opt.remaps.get(t, t) for t, p in self.publishers.items() if p.get_subscription_count() == 0]
+            missing = [
+                self.opt.remaps.get(t, t)
+                for t, p in self.publishers.items()
+                if p.get_subscription_count() == 0
+            ]
             if not missing or time.monotonic() >= deadline or self._stop.is_set():
                 return missing
             time.sleep(0.05)
@@ -198,11 +230,16 @@ class BagPlayer:
                 self.stats.max_late_s = max(self.stats.max_late_s, time.monotonic() - due)
                 try:
                     raw = bag.cdr(m)
-                    deserialize_message(raw, self.classes[m.topic])  # reject corrupt bytes before subscribers see them
+                    deserialize_message(
+                        raw, self.classes[m.topic]
+                    )  # reject corrupt bytes before subscribers see them
                 except Exception as exc:  # noqa: BLE001 - BagError or rclpy's RMWError
                     self.stats.skipped += 1
-                    self.warn(f"skipped corrupt {m.msgtype} on {m.topic} at "
-                              f"+{(m.timestamp_ns - bag.start_ns) / 1e9:.3f} s: {' '.join(str(exc).split())}")
+                    self.warn(
+                        f"skipped corrupt {m.msgtype} on {m.topic} at "
+                        f"+{(m.timestamp_ns - bag.start_ns) / 1e9:.3f} s: "
+                        f"{' '.join(str(exc).split())}"
+                    )
                     continue
                 if self._clock_pub is not None:
                     self._publish_clock(m.timestamp_ns)
@@ -211,7 +248,9 @@ class BagPlayer:
                 self.stats.per_topic[m.topic] = self.stats.per_topic.get(m.topic, 0) + 1
 
     def _sleep_until(self, due: float, t0_bag: int | None, t0_wall: float) -> bool:
-        """Sleep until `due` (monotonic), publishing /clock meanwhile if asked; False when stopped."""
+        """Sleep until `due` (monotonic), publishing /clock meanwhile if asked; False when
+        stopped.
+        """
         step = 1.0 / self.opt.clock_hz if self._clock_pub is not None else 0.05
         while True:
             now = time.monotonic()
@@ -221,7 +260,9 @@ class BagPlayer:
                 return True
             time.sleep(min(step, due - now))
             if self._clock_pub is not None and t0_bag is not None:
-                self._publish_clock(t0_bag + int((time.monotonic() - t0_wall) * self.opt.rate * 1e9))
+                self._publish_clock(
+                    t0_bag + int((time.monotonic() - t0_wall) * self.opt.rate * 1e9)
+                )
 
     def _publish_clock(self, t_ns: int) -> None:
         from rosgraph_msgs.msg import Clock
@@ -231,7 +272,9 @@ class BagPlayer:
         self._clock_pub.publish(msg)
 
     def flush(self, timeout_s: float = 5.0) -> None:
-        """Wait until reliable subscribers acknowledged what was published (best effort otherwise)."""
+        """Wait until reliable subscribers acknowledged what was published (best effort
+        otherwise).
+        """
         from rclpy.duration import Duration
 
         for pub in self.publishers.values():
@@ -242,9 +285,13 @@ class BagPlayer:
 
 
 class Recorder:
-    """Subscribes to topics (raw CDR) and writes what arrives into a bag, stamped with the node clock."""
+    """Subscribes to topics (raw CDR) and writes what arrives into a bag, stamped with the node
+    clock.
+    """
 
-    def __init__(self, node: Any, topics: list[str], out: str | Path, *, overwrite: bool = False) -> None:
+    def __init__(
+        self, node: Any, topics: list[str], out: str | Path, *, overwrite: bool = False
+    ) -> None:
         self.node = node
         self.topics = topics
         self.writer = BagWriter(out, overwrite=overwrite)
@@ -255,7 +302,9 @@ class Recorder:
         self._open = False
 
     def start(self, timeout_s: float) -> list[str]:
-        """Find each topic's type (waiting up to timeout_s for publishers), subscribe; returns topics not found."""
+        """Find each topic's type (waiting up to timeout_s for publishers), subscribe; returns
+        topics not found.
+        """
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         deadline = time.monotonic() + timeout_s
@@ -272,12 +321,25 @@ class Recorder:
         self._open = True
         for topic, msgtype in types.items():
             infos = self.node.get_publishers_info_by_topic(topic)
-            best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos)
-            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT if best_effort
-                             else ReliabilityPolicy.RELIABLE)
+            best_effort = any(
+                i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos
+            )
+            qos = QoSProfile(
+                depth=100,
+                reliability=ReliabilityPolicy.BEST_EFFORT
+                if best_effort
+                else ReliabilityPolicy.RELIABLE,
+            )
             self.writer.add_topic(topic, msgtype, qos="sensor" if best_effort else "reliable")
-            self._subs.append(self.node.create_subscription(
-                message_class(msgtype), topic, lambda raw, t=topic: self._on_message(t, raw), qos, raw=True))
+            self._subs.append(
+                self.node.create_subscription(
+                    message_class(msgtype),
+                    topic,
+                    lambda raw, t=topic: self._on_message(t, raw),
+                    qos,
+                    raw=True,
+                )
+            )
         return [t for t in self.topics if t not in types]
 
     def _on_message(self, topic: str, raw: bytes) -> None:
@@ -298,14 +360,18 @@ class Recorder:
 
 
 def check_bag(path: str | Path, topics: tuple[str, ...] = ()) -> None:
-    """Open the bag and check the asked-for topics exist (PlayerError/BagError naming the problem)."""
+    """Open the bag and check the asked-for topics exist (PlayerError/BagError naming the
+    problem).
+    """
     with BagReader(path) as bag:
         have = bag.topics
         if not have:
             raise PlayerError(f"{path} holds no messages")
         unknown = [t for t in topics if t not in have]
         if unknown:
-            raise PlayerError(f"not in {path}: {', '.join(unknown)} (topics: {', '.join(sorted(have))})")
+            raise PlayerError(
+                f"not in {path}: {', '.join(unknown)} (topics: {', '.join(sorted(have))})"
+            )
 
 
 def _parse_remaps(items: list[str]) -> dict[str, str]:
@@ -321,25 +387,76 @@ def _parse_remaps(items: list[str]) -> dict[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="iterprime-play-bag",
-        description="Publish a bag's messages into the live ROS 2 graph with their recorded timing "
-                    "(a stand-in for `ros2 bag play` where rosbag2 is not installed).")
+        description="Publish a bag's messages into the live ROS 2 graph with their recorded "
+        "timing "
+        "(a stand-in for `ros2 bag play` where rosbag2 is not installed).",
+    )
     p.add_argument("bag", help="rosbag2 folder, .mcap or .db3 file (or a ROS 1 .bag)")
-    p.add_argument("--rate", "-r", type=float, default=1.0, help="playback speed factor (default 1.0)")
+    p.add_argument(
+        "--rate", "-r", type=float, default=1.0, help="playback speed factor (default 1.0)"
+    )
     p.add_argument("--loop", "-l", action="store_true", help="play again and again until Ctrl-C")
-    p.add_argument("--topics", nargs="+", default=[], metavar="TOPIC", help="play only these topics")
-    p.add_argument("--remap", action="append", default=[], metavar="FROM:=TO", help="publish a topic under another name")
-    p.add_argument("--start-offset", type=float, default=0.0, metavar="S", help="skip the first S seconds of the bag")
-    p.add_argument("--delay", type=float, default=0.0, metavar="S", help="wait S seconds before playing")
-    p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
-                   help="before playing, wait up to S seconds until every played topic has a subscriber")
-    p.add_argument("--clock", type=float, nargs="?", const=40.0, default=0.0, metavar="HZ",
-                   help="publish /clock with the bag's time (default 40 Hz) for nodes with use_sim_time")
-    p.add_argument("--record", nargs="+", default=[], metavar="TOPIC", help="record these topics while playing")
-    p.add_argument("--record-to", metavar="OUT", help="bag to record into (.mcap, .db3 or a folder)")
-    p.add_argument("--record-idle", type=float, default=10.0, metavar="S",
-                   help="after playing, keep recording until nothing arrived for S seconds (default 10)")
-    p.add_argument("--record-count", type=int, default=0, metavar="N",
-                   help="after playing, stop recording as soon as N messages arrived on the first --record topic")
+    p.add_argument(
+        "--topics", nargs="+", default=[], metavar="TOPIC", help="play only these topics"
+    )
+    p.add_argument(
+        "--remap",
+        action="append",
+        default=[],
+        metavar="FROM:=TO",
+        help="publish a topic under another name",
+    )
+    p.add_argument(
+        "--start-offset",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="skip the first S seconds of the bag",
+    )
+    p.add_argument(
+        "--delay", type=float, default=0.0, metavar="S", help="wait S seconds before playing"
+    )
+    p.add_argument(
+        "--wait-for-subscribers",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before playing, wait up to S seconds until every played topic has a subscriber",
+    )
+    p.add_argument(
+        "--clock",
+        type=float,
+        nargs="?",
+        const=40.0,
+        default=0.0,
+        metavar="HZ",
+        help="publish /clock with the bag's time (default 40 Hz) for nodes with use_sim_time",
+    )
+    p.add_argument(
+        "--record",
+        nargs="+",
+        default=[],
+        metavar="TOPIC",
+        help="record these topics while playing",
+    )
+    p.add_argument(
+        "--record-to", metavar="OUT", help="bag to record into (.mcap, .db3 or a folder)"
+    )
+    p.add_argument(
+        "--record-idle",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="after playing, keep recording until nothing arrived for S seconds (default 10)",
+    )
+    p.add_argument(
+        "--record-count",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after playing, stop recording as soon as N messages arrived on the first --record "
+        "topic",
+    )
     p.add_argument("--force", action="store_true", help="overwrite the --record-to bag")
     p.add_argument("--quiet", "-q", action="store_true", help="print only warnings and errors")
     return p
@@ -351,9 +468,17 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --record and --record-to go together", file=sys.stderr)
         return 2
     try:
-        options = PlayOptions(rate=args.rate, loop=args.loop, topics=tuple(args.topics),
-                              remaps=_parse_remaps(args.remap), start_offset_s=args.start_offset, delay_s=args.delay,
-                              wait_for_subscribers_s=args.wait_for_subscribers, clock_hz=args.clock, quiet=args.quiet)
+        options = PlayOptions(
+            rate=args.rate,
+            loop=args.loop,
+            topics=tuple(args.topics),
+            remaps=_parse_remaps(args.remap),
+            start_offset_s=args.start_offset,
+            delay_s=args.delay,
+            wait_for_subscribers_s=args.wait_for_subscribers,
+            clock_hz=args.clock,
+            quiet=args.quiet,
+        )
         if args.record_to and Path(args.record_to).exists() and not args.force:
             raise PlayerError(f"{args.record_to} exists already (use --force to overwrite)")
         if args.loop and args.record:
@@ -376,7 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     player = BagPlayer(node, args.bag, options)
     code = 0
     try:
-        player.log(f"playing {args.bag} at rate {options.rate:g}{' (loop)' if options.loop else ''}:")
+        player.log(
+            f"playing {args.bag} at rate {options.rate:g}{' (loop)' if options.loop else ''}:"
+        )
         player.prepare()
         if args.record:
             recorder = Recorder(node, list(args.record), args.record_to, overwrite=args.force)
@@ -385,17 +512,24 @@ def main(argv: list[str] | None = None) -> int:
                 player.warn(f"no publisher on {topic} yet: it is not recorded")
             executor = SingleThreadedExecutor()
             executor.add_node(node)
-            spinner = threading.Thread(target=executor.spin, name="iterprime-recorder", daemon=True)
+            spinner = threading.Thread(
+                target=executor.spin, name="iterprime-recorder", daemon=True
+            )
             spinner.start()
         if options.wait_for_subscribers_s > 0:
             missing = player.wait_for_subscribers(options.wait_for_subscribers_s)
             if missing:
-                player.warn(f"no subscriber after {options.wait_for_subscribers_s:g} s on: {', '.join(missing)}")
+                player.warn(
+                    f"no subscriber after {options.wait_for_subscribers_s:g} s on: "
+                    f"{', '.join(missing)}"
+                )
         stats = player.play()
         player.flush()
-        player.log(f"published {stats.published} message(s) in {stats.wall_s:.2f} s"
-                   f" (latest {stats.max_late_s * 1000:.0f} ms behind schedule)"
-                   + (f"; skipped {stats.skipped} corrupt" if stats.skipped else ""))
+        player.log(
+            f"published {stats.published} message(s) in {stats.wall_s:.2f} s"
+            f" (latest {stats.max_late_s * 1000:.0f} ms behind schedule)"
+            + (f"; skipped {stats.skipped} corrupt" if stats.skipped else "")
+        )
         if stats.skipped:
             code = 1
         if recorder is not None:
@@ -422,16 +556,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _finish_recording(recorder: Recorder, idle_s: float, count: int, player: BagPlayer) -> None:
-    """Keep recording after playback: until `count` messages on the first topic, or `idle_s` of silence."""
+    """Keep recording after playback: until `count` messages on the first topic, or `idle_s` of
+    silence.
+    """
     first = recorder.topics[0]
-    recorder.last_ns = max(recorder.last_ns, time.monotonic_ns())  # silence counts from the end of playback
+    recorder.last_ns = max(
+        recorder.last_ns, time.monotonic_ns()
+    )  # silence counts from the end of playback
     while True:
         if count and recorder.counts.get(first, 0) >= count:
             break
         if (time.monotonic_ns() - recorder.last_ns) / 1e9 >= idle_s:
             if count:
-                player.warn(f"recorded {recorder.counts.get(first, 0)} of {count} expected on {first} "
-                            f"(nothing new for {idle_s:g} s)")
+                player.warn(
+                    f"recorded {recorder.counts.get(first, 0)} of {count} expected on {first} "
+                    f"(nothing new for {idle_s:g} s)"
+                )
             break
         time.sleep(0.05)
 

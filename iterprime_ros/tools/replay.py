@@ -15,6 +15,7 @@ Exit status: 0 every command answered from usable input; 1 results written but t
 had problems (or, with --strict, a command failed); 2 nothing could be done (missing bag
 or command topic, output exists, bad settings, missing weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,24 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .bags import (SEGMENTATION_TYPE, BagError, BagMessage, BagReader, BagWriter, header, image_message,
-                   stamp_ns, typestore)
-from ..ros.conversions import ImageConversionError, image_to_rgb, mask_to_fields, segmentation_values
+from ..ros.conversions import (
+    ImageConversionError,
+    image_to_rgb,
+    mask_to_fields,
+    segmentation_values,
+)
 from ..ros.sensors import SensorCache, compute_centroid_3d
+from .bags import (
+    SEGMENTATION_TYPE,
+    BagError,
+    BagMessage,
+    BagReader,
+    BagWriter,
+    header,
+    image_message,
+    stamp_ns,
+    typestore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +76,12 @@ class ReplayConfig:
     command_topic: str = COMMAND_TOPIC
     depth_topic: str = DEPTH_TOPIC
     camera_info_topic: str = CAMERA_INFO_TOPIC
-    max_image_age_s: float = 2.0        # node parameter: older images do not answer a command
+    max_image_age_s: float = 2.0  # node parameter: older images do not answer a command
     depth_sync_tolerance_s: float = 0.1
     depth_erosion_px: int = 3
-    overlays: Path | None = None        # write one PNG per result here
-    include_input: bool = False         # copy the input topics into the output bag too
-    storage: str | None = None          # output storage when OUT is a folder: mcap (default) | sqlite3
+    overlays: Path | None = None  # write one PNG per result here
+    include_input: bool = False  # copy the input topics into the output bag too
+    storage: str | None = None  # output storage when OUT is a folder: mcap (default) | sqlite3
     overwrite: bool = False
 
 
@@ -77,7 +92,7 @@ class ReplaySummary:
     output: Path
     commands: int = 0
     succeeded: int = 0
-    problems: list[str] = field(default_factory=list)   # input problems (each once)
+    problems: list[str] = field(default_factory=list)  # input problems (each once)
     overlays: list[Path] = field(default_factory=list)
     wall_s: float = 0.0
     segment_s: float = 0.0
@@ -101,24 +116,34 @@ class ReplaySummary:
 class _Job:
     """One command and what the node would have had when it arrived."""
 
-    index: int                      # 1-based, = command_id
-    t_ns: int                       # bag record time of the command
+    index: int  # 1-based, = command_id
+    t_ns: int  # bag record time of the command
     text: str
-    error: str = ""                 # set when the command itself is unreadable
+    error: str = ""  # set when the command itself is unreadable
     image: BagMessage | None = None
 
 
 # ----------------------------------------------------------------------------- the replay
 
+
 class _Replayer:
-    def __init__(self, bag: BagReader, out: BagWriter, segmenter: Any, cfg: ReplayConfig,
-                 summary: ReplaySummary, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        bag: BagReader,
+        out: BagWriter,
+        segmenter: Any,
+        cfg: ReplayConfig,
+        summary: ReplaySummary,
+        echo: Callable[[str], None],
+    ) -> None:
         self.bag, self.out, self.segmenter, self.cfg = bag, out, segmenter, cfg
         self.summary, self.echo = summary, echo
         self.sensors = SensorCache()
-        self._decoded: tuple[BagMessage, np.ndarray | None, Any, str] | None = None  # last image decoded
+        self._decoded: tuple[BagMessage, np.ndarray | None, Any, str] | None = (
+            None  # last image decoded
+        )
         self._last_out_ns = 0
-        self.image_problem = ""                        # set when the image topic cannot serve at all
+        self.image_problem = ""  # set when the image topic cannot serve at all
 
     def warn(self, text: str) -> None:
         if self.summary.problem(text):
@@ -165,9 +190,17 @@ class _Replayer:
             return None, None, f"no image received on {cfg.image_topic} before this command"
         age = (job.t_ns - job.image.timestamp_ns) / 1e9
         if age > cfg.max_image_age_s:
-            return None, None, (f"no recent image: the latest on {cfg.image_topic} is {age:.1f} s old "
-                                f"(max_image_age_s {cfg.max_image_age_s:g})")
-        if self._decoded is None or self._decoded[0] is not job.image:  # several commands often share one
+            return (
+                None,
+                None,
+                (
+                    f"no recent image: the latest on {cfg.image_topic} is {age:.1f} s old "
+                    f"(max_image_age_s {cfg.max_image_age_s:g})"
+                ),
+            )
+        if (
+            self._decoded is None or self._decoded[0] is not job.image
+        ):  # several commands often share one
             self._decoded = (job.image, *self._decode(job.image))
         _, rgb, msg, error = self._decoded
         return rgb, msg, error
@@ -175,12 +208,17 @@ class _Replayer:
     def _decode(self, m: BagMessage) -> tuple[np.ndarray | None, Any, str]:
         try:
             msg = self.bag.deserialize(m)
-            rgb = _decode_compressed(msg) if m.msgtype.endswith("CompressedImage") else image_to_rgb(msg)
+            rgb = (
+                _decode_compressed(msg)
+                if m.msgtype.endswith("CompressedImage")
+                else image_to_rgb(msg)
+            )
             return rgb, msg, ""
         except BagError as exc:
             text = str(exc)
         except ImageConversionError as exc:
-            text = f"cannot use the image on {m.topic} at +{(m.timestamp_ns - self.bag.start_ns) / 1e9:.3f} s: {exc}"
+            offset_s = (m.timestamp_ns - self.bag.start_ns) / 1e9
+            text = f"cannot use the image on {m.topic} at +{offset_s:.3f} s: {exc}"
         self.warn(text)
         return None, None, text
 
@@ -197,21 +235,37 @@ class _Replayer:
                 result = self.segmenter.segment(rgb, job.text)
             except Exception as exc:  # noqa: BLE001 - Segmenter answers failures itself; this is a bug guard
                 log.exception("segmenter raised")
-                result = SegmentationResult(success=False, error=f"internal error: {type(exc).__name__}: {exc}",
-                                            command=job.text)
+                result = SegmentationResult(
+                    success=False,
+                    error=f"internal error: {type(exc).__name__}: {exc}",
+                    command=job.text,
+                )
         elapsed = time.perf_counter() - t0
         self.summary.segment_s += elapsed
         latency = float(result.latency_s or elapsed)
-        # Record time as a single worker would publish: after the command and after the previous answer.
+        # Record time as a single worker would publish: after the command and after the previous
+        # answer.
         out_ns = max(job.t_ns, self._last_out_ns) + int(latency * 1e9)
         self._last_out_ns = out_ns
-        hdr_ns, frame = (stamp_ns(image_msg.header), str(image_msg.header.frame_id)) if image_msg is not None \
+        hdr_ns, frame = (
+            (stamp_ns(image_msg.header), str(image_msg.header.frame_id))
+            if image_msg is not None
             else (job.t_ns, "")
+        )
 
         point, note = None, ""
-        if result.success and result.mask is not None and image_msg is not None and self.cfg.depth_topic in self.bag.topics:
-            c3 = compute_centroid_3d(result.mask, self.sensors.depth_for(image_msg.header, self.cfg.depth_sync_tolerance_s),
-                                     self.sensors.camera_info(), self.cfg.depth_erosion_px)
+        if (
+            result.success
+            and result.mask is not None
+            and image_msg is not None
+            and self.cfg.depth_topic in self.bag.topics
+        ):
+            c3 = compute_centroid_3d(
+                result.mask,
+                self.sensors.depth_for(image_msg.header, self.cfg.depth_sync_tolerance_s),
+                self.sensors.camera_info(),
+                self.cfg.depth_erosion_px,
+            )
             point, note = c3.point, c3.reason
         msg = segmentation_message(result, job.index, job.text, hdr_ns, frame, latency, point)
         self.out.write(RESULT_TOPIC, msg, out_ns)
@@ -236,11 +290,17 @@ class _Replayer:
             self.warn(f"cannot write overlay {path}")
 
 
-def replay_bag(in_bag: str | Path, out_bag: str | Path, segmenter: Any, cfg: ReplayConfig | None = None,
-               echo: Callable[[str], None] = print) -> ReplaySummary:
+def replay_bag(
+    in_bag: str | Path,
+    out_bag: str | Path,
+    segmenter: Any,
+    cfg: ReplayConfig | None = None,
+    echo: Callable[[str], None] = print,
+) -> ReplaySummary:
     """Answer every command in IN_BAG with `segmenter` and write the results to OUT_BAG.
 
-    `segmenter` is anything with ``segment(rgb, command) -> SegmentationResult`` (pipeline.Segmenter).
+    `segmenter` is anything with ``segment(rgb, command) -> SegmentationResult``
+    (pipeline.Segmenter).
     Raises ReplayError before writing anything when there is nothing to answer.
     """
     cfg = cfg or ReplayConfig()
@@ -253,7 +313,9 @@ def replay_bag(in_bag: str | Path, out_bag: str | Path, segmenter: Any, cfg: Rep
                 try:
                     cfg.overlays.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
-                    raise ReplayError(f"cannot create the overlay folder {cfg.overlays}: {exc.strerror}") from None
+                    raise ReplayError(
+                        f"cannot create the overlay folder {cfg.overlays}: {exc.strerror}"
+                    ) from None
             with BagWriter(out_bag, storage=cfg.storage, overwrite=cfg.overwrite) as out:
                 out.add_topic(RESULT_TOPIC, SEGMENTATION_TYPE, qos="reliable")
                 out.add_topic(MASK_TOPIC, "sensor_msgs/msg/Image", qos="reliable")
@@ -281,22 +343,34 @@ def replay_bag(in_bag: str | Path, out_bag: str | Path, segmenter: Any, cfg: Rep
 
 def check_topics(bag: BagReader, cfg: ReplayConfig, echo: Callable[[str], None] = print) -> str:
     """Raise ReplayError when there are no commands to answer; return the image problem, if any
-    (every command then fails with it). Missing optional topics are only mentioned."""
+    (every command then fails with it). Missing optional topics are only mentioned.
+    """
     topics = bag.topics
-    listing = ", ".join(f"{t} ({m.rsplit('/', 1)[-1]})" for t, m in sorted(topics.items())) or "none"
+    listing = (
+        ", ".join(f"{t} ({m.rsplit('/', 1)[-1]})" for t, m in sorted(topics.items())) or "none"
+    )
     if cfg.command_topic not in topics:
-        raise ReplayError(f"command topic {cfg.command_topic} is not in {bag.path}: nothing to answer "
-                          f"(topics: {listing}; choose one with --command-topic)")
+        raise ReplayError(
+            f"command topic {cfg.command_topic} is not in {bag.path}: nothing to answer "
+            f"(topics: {listing}; choose one with --command-topic)"
+        )
     if topics[cfg.command_topic] != STRING_TYPE:
-        raise ReplayError(f"command topic {cfg.command_topic} has type {topics[cfg.command_topic] or 'mixed'}, "
-                          f"expected {STRING_TYPE}")
+        raise ReplayError(
+            f"command topic {cfg.command_topic} has type {topics[cfg.command_topic] or 'mixed'}, "
+            f"expected {STRING_TYPE}"
+        )
     problem = ""
     if cfg.image_topic not in topics:
-        problem = (f"image topic {cfg.image_topic} is not in {bag.path}; every command fails "
-                   f"(topics: {listing}; choose one with --image-topic)")
+        problem = (
+            f"image topic {cfg.image_topic} is not in {bag.path}; every command fails "
+            f"(topics: {listing}; choose one with --image-topic)"
+        )
     elif topics[cfg.image_topic] not in IMAGE_TYPES:
-        problem = (f"image topic {cfg.image_topic} has type {topics[cfg.image_topic] or 'mixed'}, expected "
-                   f"{' or '.join(IMAGE_TYPES)}; every command fails")
+        problem = (
+            f"image topic {cfg.image_topic} has type {topics[cfg.image_topic] or 'mixed'}, "
+            "expected "
+            f"{' or '.join(IMAGE_TYPES)}; every command fails"
+        )
     if problem:
         echo(f"error: {problem}")
     for name, topic in (("depth", cfg.depth_topic), ("camera_info", cfg.camera_info_topic)):
@@ -307,26 +381,57 @@ def check_topics(bag: BagReader, cfg: ReplayConfig, echo: Callable[[str], None] 
 
 # ----------------------------------------------------------------------------- messages
 
-def segmentation_message(result: Any, command_id: int, command: str, stamp: int, frame_id: str,
-                         latency_s: float, centroid_3d: tuple[float, float, float] | None) -> Any:
-    """rosbags iterprime_ros/msg/Segmentation for a pipeline result: the live node's fields
-    (ros.conversions.segmentation_values) in rosbags' classes. A failure has an empty mask."""
+
+def segmentation_message(
+    result: Any,
+    command_id: int,
+    command: str,
+    stamp: int,
+    frame_id: str,
+    latency_s: float,
+    centroid_3d: tuple[float, float, float] | None,
+) -> Any:
+    """Rosbags iterprime_ros/msg/Segmentation for a pipeline result: the live node's fields
+    (ros.conversions.segmentation_values) in rosbags' classes. A failure has an empty mask.
+    """
     types = typestore().types
     point = types["geometry_msgs/msg/Point"]
     v = segmentation_values(result, centroid_3d)
     if v["success"]:
         mask = image_message(mask_to_fields(result.mask), header(stamp, frame_id))
     else:
-        mask = types["sensor_msgs/msg/Image"](header=header(stamp, frame_id), height=0, width=0, encoding="",
-                                              is_bigendian=0, step=0, data=np.zeros(0, np.uint8))
+        mask = types["sensor_msgs/msg/Image"](
+            header=header(stamp, frame_id),
+            height=0,
+            width=0,
+            encoding="",
+            is_bigendian=0,
+            step=0,
+            data=np.zeros(0, np.uint8),
+        )
     x, y, w, h = v["bbox"]
-    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=x, y_offset=y, height=h, width=w, do_rectify=False)
+    roi = types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=x, y_offset=y, height=h, width=w, do_rectify=False
+    )
     return types[SEGMENTATION_TYPE](
-        header=header(stamp, frame_id), command_id=int(command_id), command=command,
-        expression=v["expression"], primary_word=v["primary_word"], success=v["success"], error=v["error"],
-        mask=mask, bbox=roi, centroid_px=point(*v["centroid_px"], 0.0), grasp_point_px=point(*v["grasp_point_px"], 0.0),
-        has_centroid_3d=v["has_centroid_3d"], centroid_3d=point(*v["centroid_3d"]),
-        score=v["score"], itm_score=v["itm_score"], iterations=v["iterations"], latency_s=float(latency_s))
+        header=header(stamp, frame_id),
+        command_id=int(command_id),
+        command=command,
+        expression=v["expression"],
+        primary_word=v["primary_word"],
+        success=v["success"],
+        error=v["error"],
+        mask=mask,
+        bbox=roi,
+        centroid_px=point(*v["centroid_px"], 0.0),
+        grasp_point_px=point(*v["grasp_point_px"], 0.0),
+        has_centroid_3d=v["has_centroid_3d"],
+        centroid_3d=point(*v["centroid_3d"]),
+        score=v["score"],
+        itm_score=v["itm_score"],
+        iterations=v["iterations"],
+        latency_s=float(latency_s),
+    )
 
 
 def _point_stamped(msg: Any) -> Any:
@@ -341,7 +446,9 @@ def _decode_compressed(msg: Any) -> np.ndarray:
     data = np.asarray(msg.data, dtype=np.uint8)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
-        raise ImageConversionError(f"compressed image ({msg.format or 'unknown format'!s}) cannot be decoded")
+        raise ImageConversionError(
+            f"compressed image ({msg.format or 'unknown format'!s}) cannot be decoded"
+        )
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -359,48 +466,83 @@ def _line(job: _Job, t_s: float, result: Any, latency: float, point: Any, note: 
         where += f", ({point[0]:+.2f}, {point[1]:+.2f}, {point[2]:.2f}) m"
     elif note:
         where += f" (no 3-D: {note})"
-    return (f"{head} -> {result.expression!r}: mask {int(result.mask.sum())} px, {where}, "
-            f"score {result.score:.3f}, {latency:.2f} s")
+    return (
+        f"{head} -> {result.expression!r}: mask {int(result.mask.sum())} px, {where}, "
+        f"score {result.score:.3f}, {latency:.2f} s"
+    )
 
 
 # ----------------------------------------------------------------------------- command line
+
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     """Register `iterprime replay` (cli.py calls this)."""
     from .cli import add_model_arguments
 
     p = subparsers.add_parser(
-        "replay", help="run the pipeline on a rosbag (offline, no ROS graph) and write the results to a bag",
-        description="Answer every command in IN_BAG with the latest image before it (as the node would) and "
-                    "write iterprime_ros/msg/Segmentation results, masks and 3-D centroids to OUT_BAG. "
-                    "OUT_BAG ending in .mcap or .db3 is one file; any other name is a rosbag2 folder.",
-        epilog="exit status: 0 all commands answered from usable input; 1 results written but the input had "
-               "problems (or --strict and a command failed); 2 nothing done")
-    p.add_argument("in_bag", metavar="IN_BAG", help="input bag: rosbag2 folder, .mcap, .db3 (or ROS 1 .bag)")
-    p.add_argument("out_bag", metavar="OUT_BAG", help="output bag (.mcap / .db3 file, or a folder)")
-    p.add_argument("--image-topic", default=IMAGE_TOPIC, help=f"sensor_msgs/Image topic (default {IMAGE_TOPIC})")
-    p.add_argument("--command-topic", default=COMMAND_TOPIC, help=f"std_msgs/String topic (default {COMMAND_TOPIC})")
-    p.add_argument("--depth-topic", default=DEPTH_TOPIC, help=f"aligned depth topic (default {DEPTH_TOPIC})")
-    p.add_argument("--camera-info-topic", default=CAMERA_INFO_TOPIC,
-                   help=f"camera_info topic (default {CAMERA_INFO_TOPIC})")
-    p.add_argument("--overlays", metavar="DIR", type=Path, help="write one overlay PNG per result into DIR")
-    p.add_argument("--config", metavar="YAML", help="node parameters file, e.g. config/segment.yaml "
-                   "(default: the parameters' defaults)")
+        "replay",
+        help="run the pipeline on a rosbag (offline, no ROS graph) and write the results to a bag",
+        description="Answer every command in IN_BAG with the latest image before it (as the node "
+        "would) and "
+        "write iterprime_ros/msg/Segmentation results, masks and 3-D centroids to OUT_BAG. "
+        "OUT_BAG ending in .mcap or .db3 is one file; any other name is a rosbag2 folder.",
+        epilog="exit status: 0 all commands answered from usable input; 1 results written but the "
+        "input had "
+        "problems (or --strict and a command failed); 2 nothing done",
+    )
+    p.add_argument(
+        "in_bag", metavar="IN_BAG", help="input bag: rosbag2 folder, .mcap, .db3 (or ROS 1 .bag)"
+    )
+    p.add_argument(
+        "out_bag", metavar="OUT_BAG", help="output bag (.mcap / .db3 file, or a folder)"
+    )
+    p.add_argument(
+        "--image-topic",
+        default=IMAGE_TOPIC,
+        help=f"sensor_msgs/Image topic (default {IMAGE_TOPIC})",
+    )
+    p.add_argument(
+        "--command-topic",
+        default=COMMAND_TOPIC,
+        help=f"std_msgs/String topic (default {COMMAND_TOPIC})",
+    )
+    p.add_argument(
+        "--depth-topic", default=DEPTH_TOPIC, help=f"aligned depth topic (default {DEPTH_TOPIC})"
+    )
+    p.add_argument(
+        "--camera-info-topic",
+        default=CAMERA_INFO_TOPIC,
+        help=f"camera_info topic (default {CAMERA_INFO_TOPIC})",
+    )
+    p.add_argument(
+        "--overlays", metavar="DIR", type=Path, help="write one overlay PNG per result into DIR"
+    )
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        help="node parameters file, e.g. config/segment.yaml (default: the parameters' defaults)",
+    )
     add_model_arguments(p)  # --vlp --proposals --device --fp32 --set: override the config
     p.add_argument("--max-image-age", type=float, metavar="S", help="override max_image_age_s")
-    p.add_argument("--storage", choices=("mcap", "sqlite3"), help="storage of a folder OUT_BAG (default mcap)")
-    p.add_argument("--include-input", action="store_true", help="copy the input topics into OUT_BAG as well")
+    p.add_argument(
+        "--storage", choices=("mcap", "sqlite3"), help="storage of a folder OUT_BAG (default mcap)"
+    )
+    p.add_argument(
+        "--include-input", action="store_true", help="copy the input topics into OUT_BAG as well"
+    )
     p.add_argument("--force", action="store_true", help="overwrite OUT_BAG if it exists")
     p.add_argument("--strict", action="store_true", help="exit 1 when any command failed")
     p.set_defaults(func=cmd_replay)
 
 
 def load_parameters(path: str | None) -> Any:
-    """A node parameters YAML (or none) -> ros.params.Parameters; UserError naming what is wrong."""
+    """A node parameters YAML (or none) -> ros.params.Parameters; UserError naming what is
+    wrong.
+    """
     import yaml
 
-    from .cli import UserError
     from ..ros.params import ParameterError, validate
+    from .cli import UserError
 
     values: dict[str, Any] = {}
     if path:
@@ -419,7 +561,9 @@ def load_parameters(path: str | None) -> Any:
 
 
 def _ros_parameters(doc: Any, path: str) -> dict[str, Any]:
-    """The node's ros__parameters from a params file (`iterprime_segmenter:`, `/**/iterprime_segmenter:`, `/**:` or a flat mapping)."""
+    """The node's ros__parameters from a params file (`iterprime_segmenter:`,
+    `/**/iterprime_segmenter:`, `/**:` or a flat mapping).
+    """
     from .cli import UserError
 
     if not isinstance(doc, dict):
@@ -430,7 +574,9 @@ def _ros_parameters(doc: Any, path: str) -> dict[str, Any]:
             return dict(entry["ros__parameters"])
     nodes = [k for k, v in doc.items() if isinstance(v, dict) and "ros__parameters" in v]
     if nodes:
-        raise UserError(f"{path}: no parameters for {NODE_NAME} (found {', '.join(map(str, nodes))})")
+        raise UserError(
+            f"{path}: no parameters for {NODE_NAME} (found {', '.join(map(str, nodes))})"
+        )
     return dict(doc)
 
 
@@ -443,11 +589,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     max_age = node.max_image_age_s if args.max_image_age is None else args.max_image_age
     if not max_age > 0:
         raise UserError("--max-image-age must be positive")
-    cfg = ReplayConfig(image_topic=args.image_topic, command_topic=args.command_topic, depth_topic=args.depth_topic,
-                       camera_info_topic=args.camera_info_topic, max_image_age_s=max_age,
-                       depth_sync_tolerance_s=node.depth_sync_tolerance_s, depth_erosion_px=node.depth_erosion_px,
-                       overlays=args.overlays, include_input=args.include_input, storage=args.storage,
-                       overwrite=args.force)
+    cfg = ReplayConfig(
+        image_topic=args.image_topic,
+        command_topic=args.command_topic,
+        depth_topic=args.depth_topic,
+        camera_info_topic=args.camera_info_topic,
+        max_image_age_s=max_age,
+        depth_sync_tolerance_s=node.depth_sync_tolerance_s,
+        depth_erosion_px=node.depth_erosion_px,
+        overlays=args.overlays,
+        include_input=args.include_input,
+        storage=args.storage,
+        overwrite=args.force,
+    )
 
     # Check the input and the output name before loading models (seconds to minutes).
     out = Path(args.out_bag)
@@ -461,7 +615,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             commands = bag.counts[cfg.command_topic]
     except (BagError, ReplayError) as exc:
         raise UserError(str(exc)) from None
-    print(f"replaying {args.in_bag}: {commands} command(s) on {cfg.command_topic}, images from {cfg.image_topic}")
+    print(
+        f"replaying {args.in_bag}: {commands} command(s) on {cfg.command_topic}, images from "
+        f"{cfg.image_topic}"
+    )
 
     from ..models.loading import quiet_transformers
     from ..pipeline import Segmenter
@@ -472,15 +629,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     warm = getattr(segmenter, "warmup", None)
     if callable(warm):
         warm()
-    print(f"models loaded in {time.perf_counter() - t0:.1f} s (vlp {settings.vlp_model}, "
-          f"proposals {settings.proposal_model}, device {settings.device})")
+    print(
+        f"models loaded in {time.perf_counter() - t0:.1f} s (vlp {settings.vlp_model}, "
+        f"proposals {settings.proposal_model}, device {settings.device})"
+    )
     try:
         summary = replay_bag(args.in_bag, out, segmenter, cfg)
     except ReplayError as exc:
         raise UserError(str(exc)) from None
-    print(f"{summary.commands} command(s): {summary.succeeded} answered, {summary.failed} failed; "
-          f"{summary.commands} result(s) written to {summary.output} in {summary.wall_s:.1f} s "
-          f"(pipeline {summary.segment_s:.1f} s)")
+    print(
+        f"{summary.commands} command(s): {summary.succeeded} answered, {summary.failed} failed; "
+        f"{summary.commands} result(s) written to {summary.output} in {summary.wall_s:.1f} s "
+        f"(pipeline {summary.segment_s:.1f} s)"
+    )
     if summary.overlays:
         print(f"{len(summary.overlays)} overlay(s) in {cfg.overlays}")
     for problem in summary.problems:

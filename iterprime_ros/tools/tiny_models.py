@@ -6,6 +6,7 @@ segmentation quality. They are saved with ``save_pretrained`` (plus tokenizer an
 preprocessor configs) so that tests load them back through the same loading code
 the real checkpoints go through.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,10 @@ TINY_WORDS: tuple[str, ...] = (
 TINY_PIECES: tuple[str, ...] = ("##s", "##es", "##ed", "##ing", "##er", "##est", "##'", "##ly")
 
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-BLIP_EXTRA_TOKENS: tuple[str, ...] = ("[DEC]", "[ENC]")  # BLIP's decoder-BOS and encoder (ITM) tokens
+BLIP_EXTRA_TOKENS: tuple[str, ...] = (
+    "[DEC]",
+    "[ENC]",
+)  # BLIP's decoder-BOS and encoder (ITM) tokens
 
 # CLIP normalisation, as the BLIP checkpoints' preprocessor_config.json carries it.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -44,7 +48,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def wordpiece_vocab(words: Iterable[str], pieces: Iterable[str]) -> list[str]:
     """Special tokens, `words`, `pieces`, single letters/digits (whole and ##), punctuation, then
-    BLIP's [DEC]/[ENC] last (as BLIP adds them after the BERT vocab); no duplicates, order kept."""
+    BLIP's [DEC]/[ENC] last (as BLIP adds them after the BERT vocab); no duplicates, order kept.
+    """
     letters = [t for ch in string.ascii_lowercase + string.digits for t in (ch, "##" + ch)]
     ordered = [*SPECIAL_TOKENS, *words, *pieces, *letters, *string.punctuation, *BLIP_EXTRA_TOKENS]
     return list(dict.fromkeys(ordered))
@@ -66,9 +71,16 @@ def _save_tiny_tokenizer(folder: Path) -> int:
     return len(vocab)
 
 
-def build_tiny_blip(folder: str | Path, seed: int = 0, *, image_size: int = 96, patch_size: int = 16,
-                    text_layers: int = 12) -> Path:
-    """Save a random-weight BlipForImageTextRetrieval (hidden 32) with tokenizer and preprocessor config.
+def build_tiny_blip(
+    folder: str | Path,
+    seed: int = 0,
+    *,
+    image_size: int = 96,
+    patch_size: int = 16,
+    text_layers: int = 12,
+) -> Path:
+    """Save a random-weight BlipForImageTextRetrieval (hidden 32) with tokenizer and preprocessor
+    config.
 
     Random weights: plumbing tests only. The text encoder keeps BLIP-base's 12 layers (each with
     cross-attention) so the node's default Grad-CAM layer (8) exists; at hidden size 32 they cost
@@ -84,24 +96,44 @@ def build_tiny_blip(folder: str | Path, seed: int = 0, *, image_size: int = 96, 
     vocab = tiny_vocab()
     config = BlipConfig(
         text_config=dict(
-            vocab_size=vocab_size, hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
-            num_hidden_layers=text_layers, num_attention_heads=4, max_position_embeddings=64,
-            pad_token_id=vocab.index("[PAD]"), bos_token_id=vocab.index("[DEC]"),
-            sep_token_id=vocab.index("[SEP]"), attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0,
+            vocab_size=vocab_size,
+            hidden_size=32,
+            encoder_hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=text_layers,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+            pad_token_id=vocab.index("[PAD]"),
+            bos_token_id=vocab.index("[DEC]"),
+            sep_token_id=vocab.index("[SEP]"),
+            attention_probs_dropout_prob=0.0,
+            hidden_dropout_prob=0.0,
         ),
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            image_size=image_size, patch_size=patch_size, initializer_range=0.02,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=image_size,
+            patch_size=patch_size,
+            initializer_range=0.02,
         ),
         image_text_hidden_size=16,
     )
     model = BlipForImageTextRetrieval(config).eval()
     model.save_pretrained(str(folder))
     preprocessor = {
-        "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-        "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD),
-        "image_processor_type": "BlipImageProcessor", "processor_class": "BlipProcessor",
-        "resample": 3, "rescale_factor": 1 / 255, "size": {"height": image_size, "width": image_size},
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
+        "image_processor_type": "BlipImageProcessor",
+        "processor_class": "BlipProcessor",
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"height": image_size, "width": image_size},
     }
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
     (folder / "TINY_RANDOM_WEIGHTS.txt").write_text("Random weights: for plumbing tests only.\n")
@@ -109,7 +141,8 @@ def build_tiny_blip(folder: str | Path, seed: int = 0, *, image_size: int = 96, 
 
 
 def build_tiny_mask2former(folder: str | Path, seed: int = 0, *, num_queries: int = 8) -> Path:
-    """Save a random-weight Mask2FormerForUniversalSegmentation (tiny Swin) with a preprocessor config.
+    """Save a random-weight Mask2FormerForUniversalSegmentation (tiny Swin) with a preprocessor
+    config.
 
     Random weights: plumbing tests only. Small enough (embed dim 8, one block per stage, 8 queries)
     to run at the method's full 800/1333 input size in about 0.3 s on a CPU core.
@@ -120,27 +153,51 @@ def build_tiny_mask2former(folder: str | Path, seed: int = 0, *, num_queries: in
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     backbone = SwinConfig(
-        image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
-        window_size=4, drop_path_rate=0.0, out_features=["stage1", "stage2", "stage3", "stage4"],
+        image_size=64,
+        patch_size=4,
+        embed_dim=8,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=4,
+        drop_path_rate=0.0,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
     )
     config = Mask2FormerConfig(
-        backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32,  # GroupNorm(32) needs 32
-        encoder_feedforward_dim=32, encoder_layers=1, decoder_layers=2, num_attention_heads=2,
-        dim_feedforward=32, num_queries=num_queries, num_labels=3,
-        id2label={0: "thing", 1: "stuff", 2: "other"}, label2id={"thing": 0, "stuff": 1, "other": 2},
+        backbone_config=backbone,
+        feature_size=32,
+        mask_feature_size=32,
+        hidden_dim=32,  # GroupNorm(32) needs 32
+        encoder_feedforward_dim=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_attention_heads=2,
+        dim_feedforward=32,
+        num_queries=num_queries,
+        num_labels=3,
+        id2label={0: "thing", 1: "stuff", 2: "other"},
+        label2id={"thing": 0, "stuff": 1, "other": 2},
     )
     model = Mask2FormerForUniversalSegmentation(config).eval()
-    # At init the mask logits are ~0 +- 0.1, so every query passes sigmoid > 0.35 everywhere. Scaling
+    # At init the mask logits are ~0 +- 0.1, so every query passes sigmoid > 0.35 everywhere.
+    # Scaling
     # the mask embedder's last layer gives masks with some structure (holes, several components).
-    head = dict(model.named_parameters())["model.transformer_module.decoder.mask_predictor.mask_embedder.2.0.weight"]
+    head = dict(model.named_parameters())[
+        "model.transformer_module.decoder.mask_predictor.mask_embedder.2.0.weight"
+    ]
     with torch.no_grad():
         head.mul_(30.0)
     model.save_pretrained(str(folder))
     preprocessor = {
-        "do_normalize": True, "do_rescale": True, "do_resize": True,
-        "image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD),
-        "image_processor_type": "Mask2FormerImageProcessor", "resample": 2, "rescale_factor": 1 / 255,
-        "size": {"shortest_edge": 800, "longest_edge": 1333}, "size_divisor": 32,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": list(IMAGENET_MEAN),
+        "image_std": list(IMAGENET_STD),
+        "image_processor_type": "Mask2FormerImageProcessor",
+        "resample": 2,
+        "rescale_factor": 1 / 255,
+        "size": {"shortest_edge": 800, "longest_edge": 1333},
+        "size_divisor": 32,
         "ignore_index": 255,
     }
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))

@@ -29,6 +29,7 @@ image message to an array (first command on a frame) and the result to the Segme
 mask messages (every command). Peak memory: host RSS (getrusage) and, on CUDA,
 torch.cuda.max_memory_allocated per phase. On CUDA the clock is read after a synchronize.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,24 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .architectures import (PROPOSAL_ARCHS, VLP_ARCHS, build_once, bench_image, build_proposals, build_vlp,
-                            frame_variant)
-from .measure import Calls, Clock, Conversion, counting_parser, mib, current_rss_bytes, peak_rss_bytes
+from .architectures import (
+    PROPOSAL_ARCHS,
+    VLP_ARCHS,
+    bench_image,
+    build_once,
+    build_proposals,
+    build_vlp,
+    frame_variant,
+)
+from .measure import (
+    Calls,
+    Clock,
+    Conversion,
+    counting_parser,
+    current_rss_bytes,
+    mib,
+    peak_rss_bytes,
+)
 from .naive import naive_command, naive_select
 
 # Commands an operator might say about the coffee picture (every word is in the tiny vocabulary).
@@ -62,8 +78,20 @@ COMMANDS: tuple[str, ...] = (
     "the brown table",
 )
 
-STAGES: tuple[str, ...] = ("normalise", "parse", "proposals", "image_encoding", "igrs_pass_0", "igrs_pass_1",
-                           "igrs_pass_2", "igrs", "selection", "conversion", "total", "end_to_end")
+STAGES: tuple[str, ...] = (
+    "normalise",
+    "parse",
+    "proposals",
+    "image_encoding",
+    "igrs_pass_0",
+    "igrs_pass_1",
+    "igrs_pass_2",
+    "igrs",
+    "selection",
+    "conversion",
+    "total",
+    "end_to_end",
+)
 STAGE_NOTES = {
     "igrs": "passes + PWEM",
     "total": "segment()",
@@ -79,17 +107,17 @@ class BenchConfig:
     arch: str = "base"
     proposal_arch: str = "swin-l"
     device: str = "auto"
-    size: tuple[int, int] = (640, 480)        # W x H
-    commands: int = 8                         # sustained: commands in a row on one frame
-    frames: int = 3                           # new frames (first command + a second command on each)
-    warmup: int = 1                           # untimed commands first (lazy init, allocator, cuDNN)
+    size: tuple[int, int] = (640, 480)  # W x H
+    commands: int = 8  # sustained: commands in a row on one frame
+    frames: int = 3  # new frames (first command + a second command on each)
+    warmup: int = 1  # untimed commands first (lazy init, allocator, cuDNN)
     naive: bool = True
     naive_commands: int = 1
-    fp32: bool = False                        # CUDA: full precision instead of fp16 weights
-    threads: int | None = None                # torch intra-op threads (default: torch's / OMP_NUM_THREADS)
-    queries: int | None = None                # Mask2Former queries (default: the architecture's)
-    model_dir: Path | None = None             # keep the built models here (reused by later runs)
-    overrides: tuple[str, ...] = ()           # KEY=VALUE SegmenterSettings, as `iterprime segment --set`
+    fp32: bool = False  # CUDA: full precision instead of fp16 weights
+    threads: int | None = None  # torch intra-op threads (default: torch's / OMP_NUM_THREADS)
+    queries: int | None = None  # Mask2Former queries (default: the architecture's)
+    model_dir: Path | None = None  # keep the built models here (reused by later runs)
+    overrides: tuple[str, ...] = ()  # KEY=VALUE SegmenterSettings, as `iterprime segment --set`
     seed: int = 0
 
 
@@ -105,33 +133,48 @@ def _stats(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for name in names + extra:
         values = [r["timings_ms"].get(name, 0.0) for r in records]
-        out[name] = {"mean_ms": round(statistics.fmean(values), 2), "median_ms": round(statistics.median(values), 2),
-                     "n": len(values)}
+        out[name] = {
+            "mean_ms": round(statistics.fmean(values), 2),
+            "median_ms": round(statistics.median(values), 2),
+            "n": len(values),
+        }
     return out
 
 
 def _selection_diagnostics(segmenter: Any, result: Any) -> dict[str, Any]:
     """How much work selection had (outside the timed region): proposals covering the heat peak,
-    valid ones, and whether the best_heat fallback chose (then every proposal's sums are needed)."""
+    valid ones, and whether the best_heat fallback chose (then every proposal's sums are
+    needed).
+    """
     from ...core.selection import select_proposal
 
     out: dict[str, Any] = {"flagged": bool(result.flagged)}
     frame = next(reversed(segmenter._frames.values()), None) if segmenter._frames else None
     if frame is None or frame.proposals is None or result.heatmap is None:
         return out
-    sel = select_proposal(result.heatmap, frame.proposals, segmenter.settings.max_components,
-                          segmenter.settings.empty_selection, component_cache=dict(frame.components))
+    sel = select_proposal(
+        result.heatmap,
+        frame.proposals,
+        segmenter.settings.max_components,
+        segmenter.settings.empty_selection,
+        component_cache=dict(frame.components),
+    )
     peak = result.heatmap == result.heatmap.max()
-    out["covering_peak"] = int(frame.proposals.reshape(len(frame.proposals), -1)[:, np.flatnonzero(peak)]
-                               .any(axis=1).sum())
+    out["covering_peak"] = int(
+        frame.proposals.reshape(len(frame.proposals), -1)[:, np.flatnonzero(peak)]
+        .any(axis=1)
+        .sum()
+    )
     out["valid"] = int(sel.valid.sum()) if sel.valid is not None else None
     out["mean_mask_area"] = round(float(frame.proposals.mean()), 4)
     return out
 
 
 def synthetic_proposals(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """n coherent elliptical masks (one in ten around the image centre, like a trained model's several
-    queries on one object); for timing selection where random-weight masks are unrealistic."""
+    """N coherent elliptical masks (one in ten around the image centre, like a trained model's
+    several
+    queries on one object); for timing selection where random-weight masks are unrealistic.
+    """
     rng = np.random.default_rng(seed)
     props = np.zeros((n, height, width), bool)
     yy, xx = np.ogrid[:height, :width]
@@ -139,7 +182,10 @@ def synthetic_proposals(n: int, height: int, width: int, seed: int = 0) -> np.nd
         if i % 10 == 0:
             cy = height // 2 + int(rng.integers(-height // 20, height // 20 + 1))
             cx = width // 2 + int(rng.integers(-width // 20, width // 20 + 1))
-            ry, rx = int(rng.integers(height // 8, height // 3)), int(rng.integers(width // 8, width // 3))
+            ry, rx = (
+                int(rng.integers(height // 8, height // 3)),
+                int(rng.integers(width // 8, width // 3)),
+            )
         else:
             cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
             ry, rx = int(rng.integers(2, height // 4)), int(rng.integers(2, width // 4))
@@ -148,11 +194,16 @@ def synthetic_proposals(n: int, height: int, width: int, seed: int = 0) -> np.nd
 
 
 def _selection_probe(segmenter: Any, heatmap: np.ndarray, n: int, clock: Clock) -> dict[str, Any]:
-    """Selection as with a trained model: random-weight masks are fragmented and seldom under the heat
-    peak, so the timed commands take the best_heat fallback (sums of every proposal). Here: n coherent
-    synthetic masks at the image size (synthetic_proposals), the command's heat map with its peak moved
-    to the image centre; the batched selection with cold and cached component counts (on the GPU copy
-    under CUDA), and the naive per-mask loop."""
+    """Selection as with a trained model: random-weight masks are fragmented and seldom under the
+    heat
+    peak, so the timed commands take the best_heat fallback (sums of every proposal). Here: n
+    coherent
+    synthetic masks at the image size (synthetic_proposals), the command's heat map with its peak
+    moved
+    to the image centre; the batched selection with cold and cached component counts (on the GPU
+    copy
+    under CUDA), and the naive per-mask loop.
+    """
     import torch
 
     from ...core.selection import select_proposal
@@ -166,17 +217,35 @@ def _selection_probe(segmenter: Any, heatmap: np.ndarray, n: int, clock: Clock) 
     tensor = torch.from_numpy(props).to(device) if device is not None else None
     cache: dict[tuple[int, int], int] = {}
     t0 = clock()
-    sel = select_proposal(heat, props, s.max_components, s.empty_selection, proposals_tensor=tensor,
-                          component_cache=cache)
+    sel = select_proposal(
+        heat,
+        props,
+        s.max_components,
+        s.empty_selection,
+        proposals_tensor=tensor,
+        component_cache=cache,
+    )
     t1 = clock()
-    select_proposal(heat, props, s.max_components, s.empty_selection, proposals_tensor=tensor, component_cache=cache)
+    select_proposal(
+        heat,
+        props,
+        s.max_components,
+        s.empty_selection,
+        proposals_tensor=tensor,
+        component_cache=cache,
+    )
     t2 = clock()
     naive_index = naive_select(heat, props, s.max_components, s.empty_selection)
     t3 = clock()
-    return {"proposals": n, "covering_peak": int(props[:, h // 2, w // 2].sum()),
-            "valid": int(sel.valid.sum()) if sel.valid is not None else 0, "same_as_naive": naive_index == sel.index,
-            "batched_ms": round((t1 - t0) * 1000, 2), "batched_cached_components_ms": round((t2 - t1) * 1000, 2),
-            "naive_loop_ms": round((t3 - t2) * 1000, 2)}
+    return {
+        "proposals": n,
+        "covering_peak": int(props[:, h // 2, w // 2].sum()),
+        "valid": int(sel.valid.sum()) if sel.valid is not None else 0,
+        "same_as_naive": naive_index == sel.index,
+        "batched_ms": round((t1 - t0) * 1000, 2),
+        "batched_cached_components_ms": round((t2 - t1) * 1000, 2),
+        "naive_loop_ms": round((t3 - t2) * 1000, 2),
+    }
 
 
 def _n_params(model: Any) -> int | None:
@@ -187,17 +256,21 @@ def _n_params(model: Any) -> int | None:
 
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the benchmark described by cfg; returns the JSON-ready report (see the module docstring)."""
+    """Run the benchmark described by cfg; returns the JSON-ready report (see the module
+    docstring).
+    """
     import torch
 
-    from ..cli import apply_overrides
     from ...models.loading import quiet_transformers, resolve_device
     from ...pipeline import Segmenter, SegmenterSettings
+    from ..cli import apply_overrides
 
     if cfg.arch not in VLP_ARCHS:
         raise ValueError(f"unknown --arch {cfg.arch!r}; known: {', '.join(VLP_ARCHS)}")
     if cfg.proposal_arch not in PROPOSAL_ARCHS:
-        raise ValueError(f"unknown --proposal-arch {cfg.proposal_arch!r}; known: {', '.join(PROPOSAL_ARCHS)}")
+        raise ValueError(
+            f"unknown --proposal-arch {cfg.proposal_arch!r}; known: {', '.join(PROPOSAL_ARCHS)}"
+        )
     if cfg.frames < 1 or cfg.commands < 1:
         raise ValueError("--frames and --commands must be at least 1")
     quiet_transformers()
@@ -219,28 +292,49 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     try:
         t = time.perf_counter()
         q = f"-q{cfg.queries}" if cfg.queries else ""
-        vlp_dir, vlp_reused = build_once(root, f"blip-{cfg.arch}-s{cfg.seed}",
-                                     lambda f: build_vlp(f, cfg.arch, cfg.seed))
-        prop_dir, prop_reused = build_once(root, f"mask2former-{cfg.proposal_arch}{q}-s{cfg.seed}",
-                                       lambda f: build_proposals(f, cfg.proposal_arch, cfg.seed, cfg.queries))
+        vlp_dir, vlp_reused = build_once(
+            root, f"blip-{cfg.arch}-s{cfg.seed}", lambda f: build_vlp(f, cfg.arch, cfg.seed)
+        )
+        prop_dir, prop_reused = build_once(
+            root,
+            f"mask2former-{cfg.proposal_arch}{q}-s{cfg.seed}",
+            lambda f: build_proposals(f, cfg.proposal_arch, cfg.seed, cfg.queries),
+        )
         build_s = time.perf_counter() - t
-        log(f"models {'found' if vlp_reused and prop_reused else 'built'} in {build_s:.1f} s under {root}")
+        log(
+            f"models {'found' if vlp_reused and prop_reused else 'built'} in {build_s:.1f} s "
+            f"under {root}"
+        )
 
-        # stop_rule none: all 3 IGRS passes whatever the random ITM scores say; best_heat: random masks
+        # stop_rule none: all 3 IGRS passes whatever the random ITM scores say; best_heat: random
+        # masks
         # are often fragmented, and a command that selects nothing would skip the mask geometry
-        settings = SegmenterSettings(device=str(device), half_precision=not cfg.fp32, vlp_model=str(vlp_dir),
-                                     proposal_model=str(prop_dir), stop_rule="none", igrs_iterations=3,
-                                     empty_selection="best_heat")
+        settings = SegmenterSettings(
+            device=str(device),
+            half_precision=not cfg.fp32,
+            vlp_model=str(vlp_dir),
+            proposal_model=str(prop_dir),
+            stop_rule="none",
+            igrs_iterations=3,
+            empty_selection="best_heat",
+        )
         settings = apply_overrides(settings, cfg.overrides)
         calls = Calls()
         t = time.perf_counter()
-        segmenter = Segmenter(settings, parser=counting_parser(calls, primary_tags=settings.primary_tags,
-                                                                parser=settings.parser))
+        segmenter = Segmenter(
+            settings,
+            parser=counting_parser(
+                calls, primary_tags=settings.primary_tags, parser=settings.parser
+            ),
+        )
         parser_kind = segmenter.warmup()
         load_s = time.perf_counter() - t
         calls.attach(segmenter)
         rss_after_load = peak_rss_bytes()
-        log(f"pipeline loaded in {load_s:.1f} s on {device} ({segmenter.vlp.dtype}), parser {parser_kind}")
+        log(
+            f"pipeline loaded in {load_s:.1f} s on {device} ({segmenter.vlp.dtype}), parser "
+            f"{parser_kind}"
+        )
 
         image = bench_image(cfg.size)
         conversion = Conversion()
@@ -260,11 +354,18 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             timings = {k: v * 1000 for k, v in result.timings.items()}
             timings["conversion"] = ((t1 - t0) + (t3 - t2)) * 1000
             timings["end_to_end"] = (t3 - t0) * 1000
-            record = {"command": command, "success": result.success, "error": result.error,
-                      "frame_cached": result.frame_cached, "iterations": result.iterations,
-                      "stop_reason": result.stop_reason, "num_proposals": result.num_proposals,
-                      "proposal_index": result.proposal_index, "calls": calls.since(before),
-                      "timings_ms": {k: round(v, 3) for k, v in timings.items()}}
+            record = {
+                "command": command,
+                "success": result.success,
+                "error": result.error,
+                "frame_cached": result.frame_cached,
+                "iterations": result.iterations,
+                "stop_reason": result.stop_reason,
+                "num_proposals": result.num_proposals,
+                "proposal_index": result.proposal_index,
+                "calls": calls.since(before),
+                "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+            }
             record["selection"] = _selection_diagnostics(segmenter, result)
             record["_heatmap"] = result.heatmap
             return record
@@ -272,7 +373,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         n_cmd = len(COMMANDS)
         for w in range(cfg.warmup):
             log(f"warm-up command {w + 1}/{cfg.warmup} ...")
-            run_command(frame_variant(image, 1000 + w), WARMUP_COMMANDS[w % len(WARMUP_COMMANDS)], True)
+            run_command(
+                frame_variant(image, 1000 + w), WARMUP_COMMANDS[w % len(WARMUP_COMMANDS)], True
+            )
 
         rss_after_warmup = peak_rss_bytes()
         if cuda:
@@ -283,10 +386,16 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             rec = run_command(img, COMMANDS[(2 * f) % n_cmd], True)
             heatmaps[f] = rec["_heatmap"]
             first.records.append(rec)
-            log(f"frame {f + 1}/{cfg.frames}: first command {rec['timings_ms']['end_to_end']:.0f} ms")
+            log(
+                f"frame {f + 1}/{cfg.frames}: first command {rec['timings_ms']['end_to_end']:.0f} "
+                "ms"
+            )
             rec = run_command(img, COMMANDS[(2 * f + 1) % n_cmd], False)
             second.records.append(rec)
-            log(f"frame {f + 1}/{cfg.frames}: second command {rec['timings_ms']['end_to_end']:.0f} ms")
+            log(
+                f"frame {f + 1}/{cfg.frames}: second command "
+                f"{rec['timings_ms']['end_to_end']:.0f} ms"
+            )
         sustained = _Phase()
         img = frame_variant(image, cfg.frames - 1)
         t0 = clock()
@@ -294,12 +403,18 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             sustained.records.append(run_command(img, COMMANDS[i % n_cmd], False))
         sustained_s = clock() - t0
         log(f"sustained: {cfg.commands} commands in {sustained_s:.2f} s")
-        probe = _selection_probe(segmenter, heatmaps[cfg.frames - 1],
-                                 max(1, int(getattr(segmenter.proposals, "num_queries", 0) or 0)), clock)
+        probe = _selection_probe(
+            segmenter,
+            heatmaps[cfg.frames - 1],
+            max(1, int(getattr(segmenter.proposals, "num_queries", 0) or 0)),
+            clock,
+        )
         # weights are memory-mapped: they become resident as the first command touches them
-        memory: dict[str, Any] = {"peak_rss_after_load_mib": mib(rss_after_load),
-                                  "peak_rss_after_warmup_mib": mib(rss_after_warmup),
-                                  "peak_rss_optimised_mib": mib(peak_rss_bytes())}
+        memory: dict[str, Any] = {
+            "peak_rss_after_load_mib": mib(rss_after_load),
+            "peak_rss_after_warmup_mib": mib(rss_after_warmup),
+            "peak_rss_optimised_mib": mib(peak_rss_bytes()),
+        }
         if cuda:
             memory["gpu_peak_optimised_mib"] = mib(torch.cuda.max_memory_allocated(device))
 
@@ -309,25 +424,40 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             # no parse cache: every parse runs spaCy again (counted like the pipeline's)
-            naive_parser = counting_parser(calls, primary_tags=settings.primary_tags, parser=settings.parser,
-                                            cache_size=0)
+            naive_parser = counting_parser(
+                calls, primary_tags=settings.primary_tags, parser=settings.parser, cache_size=0
+            )
             naive_parser.kind  # load it outside the timed region, like the pipeline's warmup
             for k in range(cfg.naive_commands):
                 f = k % cfg.frames
                 command = COMMANDS[(2 * f) % n_cmd]
                 before = calls.snapshot()
-                timings, info = naive_command(segmenter, frame_variant(image, f), command, naive_parser, clock,
-                                              conversion)
+                timings, info = naive_command(
+                    segmenter, frame_variant(image, f), command, naive_parser, clock, conversion
+                )
                 counts = calls.since(before)
-                rec = {"command": command, "iterations": info["iterations"], "proposal_index": info["index"],
-                       "calls": counts, "timings_ms": {k2: round(v * 1000, 3) for k2, v in timings.items()}}
+                rec = {
+                    "command": command,
+                    "iterations": info["iterations"],
+                    "proposal_index": info["index"],
+                    "calls": counts,
+                    "timings_ms": {k2: round(v * 1000, 3) for k2, v in timings.items()},
+                }
                 naive.records.append(rec)
                 ref = first.records[f]
-                naive_checks.append({
-                    "frame": f, "same_proposal": info["index"] == ref["proposal_index"],
-                    "heatmap_max_abs_diff": float(np.abs(info["heatmap"] - heatmaps[f]).max())
-                    if heatmaps.get(f) is not None else None})
-                log(f"naive command {k + 1}/{cfg.naive_commands}: {rec['timings_ms']['end_to_end']:.0f} ms")
+                naive_checks.append(
+                    {
+                        "frame": f,
+                        "same_proposal": info["index"] == ref["proposal_index"],
+                        "heatmap_max_abs_diff": float(np.abs(info["heatmap"] - heatmaps[f]).max())
+                        if heatmaps.get(f) is not None
+                        else None,
+                    }
+                )
+                log(
+                    f"naive command {k + 1}/{cfg.naive_commands}: "
+                    f"{rec['timings_ms']['end_to_end']:.0f} ms"
+                )
             memory["peak_rss_naive_mib"] = mib(peak_rss_bytes())
             if cuda:
                 memory["gpu_peak_naive_mib"] = mib(torch.cuda.max_memory_allocated(device))
@@ -337,31 +467,49 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         for phase in (first, second, sustained, naive):
             for r in phase.records:
                 r.pop("_heatmap", None)
-        stats = {"first_command": _stats(first.records), "second_command": _stats(second.records),
-                 "sustained": _stats(sustained.records)}
+        stats = {
+            "first_command": _stats(first.records),
+            "second_command": _stats(second.records),
+            "sustained": _stats(sustained.records),
+        }
         if naive.records:
             stats["naive"] = _stats(naive.records)
         e2e = {k: v["end_to_end"]["mean_ms"] for k, v in stats.items()}
         report: dict[str, Any] = {
             "config": {
-                "vlp_arch": cfg.arch, "vlp": VLP_ARCHS[cfg.arch][0], "proposal_arch": cfg.proposal_arch,
+                "vlp_arch": cfg.arch,
+                "vlp": VLP_ARCHS[cfg.arch][0],
+                "proposal_arch": cfg.proposal_arch,
                 "proposals": PROPOSAL_ARCHS[cfg.proposal_arch][0],
                 "num_queries": int(getattr(segmenter.proposals, "num_queries", 0)),
-                "vlp_params": _n_params(segmenter.vlp.model), "proposal_params": _n_params(segmenter.proposals.model),
-                "device": str(device), "dtype": str(segmenter.vlp.dtype).replace("torch.", ""),
-                "image_size": list(cfg.size), "frames": cfg.frames, "commands": cfg.commands, "warmup": cfg.warmup,
-                "naive_commands": cfg.naive_commands if cfg.naive else 0, "igrs_passes": settings.igrs_iterations,
-                "gradcam_layer": settings.gradcam_layer, "parser": parser_kind, "conversion": conversion.kind,
-                "overrides": list(cfg.overrides), "settings_stop_rule": settings.stop_rule,
+                "vlp_params": _n_params(segmenter.vlp.model),
+                "proposal_params": _n_params(segmenter.proposals.model),
+                "device": str(device),
+                "dtype": str(segmenter.vlp.dtype).replace("torch.", ""),
+                "image_size": list(cfg.size),
+                "frames": cfg.frames,
+                "commands": cfg.commands,
+                "warmup": cfg.warmup,
+                "naive_commands": cfg.naive_commands if cfg.naive else 0,
+                "igrs_passes": settings.igrs_iterations,
+                "gradcam_layer": settings.gradcam_layer,
+                "parser": parser_kind,
+                "conversion": conversion.kind,
+                "overrides": list(cfg.overrides),
+                "settings_stop_rule": settings.stop_rule,
             },
             "machine": {
-                "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "cpu_count": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(),
                 "gpu": torch.cuda.get_device_name(device) if cuda else None,
                 "load_average_start": [round(x, 2) for x in load_start],
                 "load_average_end": [round(x, 2) for x in os.getloadavg()],
             },
-            "build_s": round(build_s, 2), "load_s": round(load_s, 2),
+            "build_s": round(build_s, 2),
+            "load_s": round(load_s, 2),
             "stages": stats,
             "end_to_end_ms": e2e,
             "commands_per_s": {
@@ -370,8 +518,12 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             },
             "memory": memory,
             "selection_probe": probe,
-            "records": {"first_command": first.records, "second_command": second.records,
-                        "sustained": sustained.records, "naive": naive.records},
+            "records": {
+                "first_command": first.records,
+                "second_command": second.records,
+                "sustained": sustained.records,
+                "naive": naive.records,
+            },
         }
         if naive.records:
             report["naive_vs_optimised"] = {
@@ -390,17 +542,25 @@ def format_report(report: dict[str, Any]) -> str:
     c, m, st = report["config"], report["machine"], report["stages"]
     lines = [
         f"iterprime bench -- {c['vlp']} [{c['vlp_arch']}, {c['vlp_params'] / 1e6:.1f} M params]",
-        f"  + {c['proposals']} [{c['proposal_arch']}, {c['proposal_params'] / 1e6:.1f} M params], random weights",
-        f"device {c['device']} ({c['dtype']}){' ' + m['gpu'] if m['gpu'] else ''}, torch {m['torch']}, "
+        f"  + {c['proposals']} [{c['proposal_arch']}, {c['proposal_params'] / 1e6:.1f} M params], "
+        "random weights",
+        f"device {c['device']} ({c['dtype']}){' ' + m['gpu'] if m['gpu'] else ''}, torch "
+        f"{m['torch']}, "
         f"{m['torch_threads']} threads on {m['cpu_count']} CPUs, load average "
         f"{m['load_average_start'][0]:.2f} -> {m['load_average_end'][0]:.2f}",
-        f"image {c['image_size'][0]}x{c['image_size'][1]} (skimage coffee), {c['igrs_passes']} IGRS passes, "
-        f"Grad-CAM layer {c['gradcam_layer']}, parser {c['parser']}, {c['num_queries']} proposals; "
+        f"image {c['image_size'][0]}x{c['image_size'][1]} (skimage coffee), {c['igrs_passes']} "
+        "IGRS passes, "
+        f"Grad-CAM layer {c['gradcam_layer']}, parser {c['parser']}, {c['num_queries']} "
+        "proposals; "
         f"{c['frames']} new frame(s), {c['commands']} sustained command(s), {c['warmup']} warm-up",
         "",
     ]
-    phases = [("first_command", "first cmd"), ("second_command", "same frame"), ("sustained", "sustained"),
-              ("naive", "naive")]
+    phases = [
+        ("first_command", "first cmd"),
+        ("second_command", "same frame"),
+        ("sustained", "sustained"),
+        ("naive", "naive"),
+    ]
     phases = [(k, title) for k, title in phases if k in st]
     names = [s for s in STAGES if any(s in st[k] for k, _ in phases)]
     head = f"{'stage (ms, mean / median)':<28}" + "".join(f"{title:>22}" for _, title in phases)
@@ -414,42 +574,77 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(row)
     lines.append("")
     cps = report["commands_per_s"]
-    lines.append(f"commands/s: {cps['same_frame']:.2f} on one frame, {cps['new_frame_each']:.2f} with a new frame each")
+    lines.append(
+        f"commands/s: {cps['same_frame']:.2f} on one frame, {cps['new_frame_each']:.2f} with a "
+        "new frame each"
+    )
     mem = report["memory"]
-    mem_line = (f"peak host RSS: {mem['peak_rss_after_load_mib']:.0f} MiB after loading (weights mapped), "
-                f"{mem['peak_rss_after_warmup_mib']:.0f} MiB after warm-up, "
-                f"{mem['peak_rss_optimised_mib']:.0f} MiB after the optimised runs")
+    mem_line = (
+        f"peak host RSS: {mem['peak_rss_after_load_mib']:.0f} MiB after loading (weights mapped), "
+        f"{mem['peak_rss_after_warmup_mib']:.0f} MiB after warm-up, "
+        f"{mem['peak_rss_optimised_mib']:.0f} MiB after the optimised runs"
+    )
     if "peak_rss_naive_mib" in mem:
         mem_line += f", {mem['peak_rss_naive_mib']:.0f} MiB after naive"
     lines.append(mem_line)
     if "gpu_peak_optimised_mib" in mem:
-        lines.append(f"peak GPU memory: {mem['gpu_peak_optimised_mib']:.0f} MiB optimised"
-                     + (f", {mem['gpu_peak_naive_mib']:.0f} MiB naive" if "gpu_peak_naive_mib" in mem else ""))
+        lines.append(
+            f"peak GPU memory: {mem['gpu_peak_optimised_mib']:.0f} MiB optimised"
+            + (
+                f", {mem['gpu_peak_naive_mib']:.0f} MiB naive"
+                if "gpu_peak_naive_mib" in mem
+                else ""
+            )
+        )
     if "naive_vs_optimised" in report:
         r = report["naive_vs_optimised"]
         checks = r["checks"]
         same = all(ch["same_proposal"] for ch in checks)
         diff = max((ch["heatmap_max_abs_diff"] or 0.0) for ch in checks)
-        lines.append(f"naive / optimised: {r['first_command']:.2f}x a first command, "
-                     f"{r['second_command']:.2f}x a same-frame command "
-                     f"(same mask: {'yes' if same else 'NO'}, heat maps differ by <= {diff:.2g})")
-    sel = [r["selection"] for k in ("first_command", "second_command", "sustained") for r in report["records"][k]
-           if "covering_peak" in r.get("selection", {})]
+        lines.append(
+            f"naive / optimised: {r['first_command']:.2f}x a first command, "
+            f"{r['second_command']:.2f}x a same-frame command "
+            f"(same mask: {'yes' if same else 'NO'}, heat maps differ by <= {diff:.2g})"
+        )
+    sel = [
+        r["selection"]
+        for k in ("first_command", "second_command", "sustained")
+        for r in report["records"][k]
+        if "covering_peak" in r.get("selection", {})
+    ]
     if sel:
-        lines.append(f"selection work: {statistics.fmean(x['covering_peak'] for x in sel):.1f} of {c['num_queries']} "
-                     f"proposals cover the peak, {statistics.fmean(x['valid'] for x in sel):.1f} valid on average; "
-                     f"best_heat fallback (sums of every proposal) in {sum(x['flagged'] for x in sel)} of {len(sel)} "
-                     f"commands; mean mask area {statistics.fmean(x['mean_mask_area'] for x in sel):.0%}")
+        lines.append(
+            f"selection work: {statistics.fmean(x['covering_peak'] for x in sel):.1f} of "
+            f"{c['num_queries']} "
+            f"proposals cover the peak, {statistics.fmean(x['valid'] for x in sel):.1f} valid on "
+            "average; "
+            f"best_heat fallback (sums of every proposal) in {sum(x['flagged'] for x in sel)} of "
+            f"{len(sel)} "
+            f"commands; mean mask area {statistics.fmean(x['mean_mask_area'] for x in sel):.0%}"
+        )
     pr = report.get("selection_probe")
     if pr:
-        lines.append(f"selection, {pr['proposals']} coherent synthetic masks, {pr['covering_peak']} on the peak "
-                     f"({pr['valid']} valid): batched "
-                     f"{pr['batched_ms']:.1f} ms, {pr['batched_cached_components_ms']:.1f} ms with cached components; "
-                     f"naive loop {pr['naive_loop_ms']:.1f} ms (same choice: {'yes' if pr['same_as_naive'] else 'NO'})")
-    calls = {k: report["records"][k][0]["calls"] for k in ("first_command", "second_command", "naive")
-             if report["records"][k]}
-    lines.append("network calls per command: " + "; ".join(
-        f"{k.replace('_command', '')}: " + ", ".join(f"{n} {v}" for n, v in c2.items()) for k, c2 in calls.items()))
+        lines.append(
+            f"selection, {pr['proposals']} coherent synthetic masks, {pr['covering_peak']} on the "
+            "peak "
+            f"({pr['valid']} valid): batched "
+            f"{pr['batched_ms']:.1f} ms, {pr['batched_cached_components_ms']:.1f} ms with cached "
+            "components; "
+            f"naive loop {pr['naive_loop_ms']:.1f} ms (same choice: "
+            f"{'yes' if pr['same_as_naive'] else 'NO'})"
+        )
+    calls = {
+        k: report["records"][k][0]["calls"]
+        for k in ("first_command", "second_command", "naive")
+        if report["records"][k]
+    }
+    lines.append(
+        "network calls per command: "
+        + "; ".join(
+            f"{k.replace('_command', '')}: " + ", ".join(f"{n} {v}" for n, v in c2.items())
+            for k, c2 in calls.items()
+        )
+    )
     return "\n".join(lines)
 
 
@@ -458,7 +653,9 @@ def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 640x480, not {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"size must be WIDTHxHEIGHT, e.g. 640x480, not {text!r}"
+        ) from None
     if w < 16 or h < 16:
         raise argparse.ArgumentTypeError("size must be at least 16x16")
     return w, h
@@ -467,36 +664,104 @@ def _size(text: str) -> tuple[int, int]:
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     """Register `iterprime bench` (cli.py calls this)."""
     p = subparsers.add_parser(
-        "bench", help="latency of a command per stage (first / same-frame / sustained) against a naive run",
-        description="Time the real pipeline (Segmenter) on real-size architectures built from their configs with "
-                    "random weights (timing does not depend on weight values), on a 640x480 photograph: per-stage "
-                    "ms of a first command on a new frame, of a second command on the same frame (frame cache), "
-                    "sustained commands/s, peak host and GPU memory, and a naive run that redoes the per-image "
-                    "work in every IGRS pass as the reference code does.",
-        epilog="examples: iterprime bench --device cuda  |  iterprime bench --proposal-arch swin-t --device cpu  |  "
-               "iterprime bench --arch tiny --proposal-arch swin-tiny-test --size 160x120 (CI)")
-    p.add_argument("--arch", default="base", choices=sorted(VLP_ARCHS), help="BLIP ITM architecture (default base)")
-    p.add_argument("--proposal-arch", default="swin-l", choices=list(PROPOSAL_ARCHS),
-                   help="Mask2Former backbone (default swin-l, 200 queries)")
-    p.add_argument("--queries", type=int, metavar="N", help="Mask2Former queries (default: the architecture's)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="compute device (default auto)")
-    p.add_argument("--fp32", action="store_true", help="full precision on CUDA (default: fp16 weights)")
-    p.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="image size (default 640x480)")
-    p.add_argument("--frames", type=int, default=3, metavar="N",
-                   help="new frames: a first and a second command on each (default 3)")
-    p.add_argument("--commands", type=int, default=8, metavar="N",
-                   help="sustained: commands in a row on one frame (default 8)")
-    p.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed warm-up commands (default 1)")
-    p.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time the naive per-pass recomputation (default on)")
-    p.add_argument("--naive-commands", type=int, default=1, metavar="N", help="naive commands (default 1)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--model-dir", type=Path, metavar="DIR",
-                   help="keep the built random-weight models here and reuse them (default: a temp folder)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any pipeline setting, e.g. --set gradcam_layer=6 (repeatable)")
+        "bench",
+        help="latency of a command per stage (first / same-frame / sustained) against a naive run",
+        description="Time the real pipeline (Segmenter) on real-size architectures built from "
+        "their configs with "
+        "random weights (timing does not depend on weight values), on a 640x480 photograph: "
+        "per-stage "
+        "ms of a first command on a new frame, of a second command on the same frame (frame "
+        "cache), "
+        "sustained commands/s, peak host and GPU memory, and a naive run that redoes the "
+        "per-image "
+        "work in every IGRS pass as the reference code does.",
+        epilog="examples: iterprime bench --device cuda  |  iterprime bench --proposal-arch "
+        "swin-t --device cpu  |  "
+        "iterprime bench --arch tiny --proposal-arch swin-tiny-test --size 160x120 (CI)",
+    )
+    p.add_argument(
+        "--arch",
+        default="base",
+        choices=sorted(VLP_ARCHS),
+        help="BLIP ITM architecture (default base)",
+    )
+    p.add_argument(
+        "--proposal-arch",
+        default="swin-l",
+        choices=list(PROPOSAL_ARCHS),
+        help="Mask2Former backbone (default swin-l, 200 queries)",
+    )
+    p.add_argument(
+        "--queries",
+        type=int,
+        metavar="N",
+        help="Mask2Former queries (default: the architecture's)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="compute device (default auto)",
+    )
+    p.add_argument(
+        "--fp32", action="store_true", help="full precision on CUDA (default: fp16 weights)"
+    )
+    p.add_argument(
+        "--size",
+        type=_size,
+        default=(640, 480),
+        metavar="WxH",
+        help="image size (default 640x480)",
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=3,
+        metavar="N",
+        help="new frames: a first and a second command on each (default 3)",
+    )
+    p.add_argument(
+        "--commands",
+        type=int,
+        default=8,
+        metavar="N",
+        help="sustained: commands in a row on one frame (default 8)",
+    )
+    p.add_argument(
+        "--warmup", type=int, default=1, metavar="N", help="untimed warm-up commands (default 1)"
+    )
+    p.add_argument(
+        "--naive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the naive per-pass recomputation (default on)",
+    )
+    p.add_argument(
+        "--naive-commands", type=int, default=1, metavar="N", help="naive commands (default 1)"
+    )
+    p.add_argument(
+        "--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)"
+    )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep the built random-weight models here and reuse them (default: a temp folder)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any pipeline setting, e.g. --set gradcam_layer=6 (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    p.add_argument("--json", metavar="OUT", help="write the full report (stages, records, memory) as JSON here")
+    p.add_argument(
+        "--json",
+        metavar="OUT",
+        help="write the full report (stages, records, memory) as JSON here",
+    )
     p.set_defaults(func=cmd_bench)
 
 
@@ -510,13 +775,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be at least 1")
     if args.warmup < 0 or args.naive_commands < 1:
         raise UserError("--warmup must be >= 0 and --naive-commands >= 1")
-    cfg = BenchConfig(arch=args.arch, proposal_arch=args.proposal_arch, device=args.device, size=args.size,
-                      commands=args.commands, frames=args.frames, warmup=args.warmup, naive=args.naive,
-                      naive_commands=args.naive_commands, fp32=args.fp32, threads=args.threads,
-                      queries=args.queries, model_dir=args.model_dir, overrides=tuple(args.overrides),
-                      seed=args.seed)
+    cfg = BenchConfig(
+        arch=args.arch,
+        proposal_arch=args.proposal_arch,
+        device=args.device,
+        size=args.size,
+        commands=args.commands,
+        frames=args.frames,
+        warmup=args.warmup,
+        naive=args.naive,
+        naive_commands=args.naive_commands,
+        fp32=args.fp32,
+        threads=args.threads,
+        queries=args.queries,
+        model_dir=args.model_dir,
+        overrides=tuple(args.overrides),
+        seed=args.seed,
+    )
     if args.device == "cuda":
         import torch
+
         if not torch.cuda.is_available():
             raise UserError("--device cuda requested but CUDA is not available")
     report = run_bench(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))

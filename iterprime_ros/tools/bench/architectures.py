@@ -1,6 +1,8 @@
 """The benchmark's models and input: real-size architectures built from their configs with
 random weights (timing does not depend on weight values), saved and loaded through the
-project's own loading code, and the photograph they are timed on."""
+project's own loading code, and the photograph they are timed on.
+"""
+
 from __future__ import annotations
 
 import json
@@ -9,38 +11,89 @@ from typing import Any, Callable
 
 import numpy as np
 
-# name -> (description, config overrides); BlipConfig() defaults are BLIP ITM base (ViT-B/16, 384 px).
+# name -> (description, config overrides); BlipConfig() defaults are BLIP ITM base (ViT-B/16, 384
+# px).
 VLP_ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
     "base": ("BLIP ITM base (ViT-B/16 384 px, BERT-base text, 12 cross-attention layers)", {}),
-    "large": ("BLIP ITM large (ViT-L/16 384 px, BERT-base text)",
-              {"vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
-                                 "num_attention_heads": 16},
-               "text_config": {"encoder_hidden_size": 1024}}),
+    "large": (
+        "BLIP ITM large (ViT-L/16 384 px, BERT-base text)",
+        {
+            "vision_config": {
+                "hidden_size": 1024,
+                "intermediate_size": 4096,
+                "num_hidden_layers": 24,
+                "num_attention_heads": 16,
+            },
+            "text_config": {"encoder_hidden_size": 1024},
+        },
+    ),
     "tiny": ("tiny random BLIP (models/tiny.py, 96 px, width 32; CI only)", {}),
 }
 
 # name -> (description, SwinConfig fields, num_queries); the COCO-panoptic checkpoints' shapes.
-_SWIN = dict(patch_size=4, mlp_ratio=4.0, drop_path_rate=0.0, out_features=["stage1", "stage2", "stage3", "stage4"])
+_SWIN = dict(
+    patch_size=4,
+    mlp_ratio=4.0,
+    drop_path_rate=0.0,
+    out_features=["stage1", "stage2", "stage3", "stage4"],
+)
 PROPOSAL_ARCHS: dict[str, tuple[str, dict[str, Any], int]] = {
-    "swin-l": ("Mask2Former Swin-L (COCO panoptic shape, 200 queries)",
-               dict(_SWIN, image_size=384, embed_dim=192, depths=[2, 2, 18, 2], num_heads=[6, 12, 24, 48],
-                    window_size=12), 200),
-    "swin-b": ("Mask2Former Swin-B (100 queries)",
-               dict(_SWIN, image_size=384, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
-                    window_size=12), 100),
-    "swin-s": ("Mask2Former Swin-S (100 queries)",
-               dict(_SWIN, image_size=224, embed_dim=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24],
-                    window_size=7), 100),
-    "swin-t": ("Mask2Former Swin-T (100 queries)",
-               dict(_SWIN, image_size=224, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
-                    window_size=7), 100),
+    "swin-l": (
+        "Mask2Former Swin-L (COCO panoptic shape, 200 queries)",
+        dict(
+            _SWIN,
+            image_size=384,
+            embed_dim=192,
+            depths=[2, 2, 18, 2],
+            num_heads=[6, 12, 24, 48],
+            window_size=12,
+        ),
+        200,
+    ),
+    "swin-b": (
+        "Mask2Former Swin-B (100 queries)",
+        dict(
+            _SWIN,
+            image_size=384,
+            embed_dim=128,
+            depths=[2, 2, 18, 2],
+            num_heads=[4, 8, 16, 32],
+            window_size=12,
+        ),
+        100,
+    ),
+    "swin-s": (
+        "Mask2Former Swin-S (100 queries)",
+        dict(
+            _SWIN,
+            image_size=224,
+            embed_dim=96,
+            depths=[2, 2, 18, 2],
+            num_heads=[3, 6, 12, 24],
+            window_size=7,
+        ),
+        100,
+    ),
+    "swin-t": (
+        "Mask2Former Swin-T (100 queries)",
+        dict(
+            _SWIN,
+            image_size=224,
+            embed_dim=96,
+            depths=[2, 2, 6, 2],
+            num_heads=[3, 6, 12, 24],
+            window_size=7,
+        ),
+        100,
+    ),
     "swin-tiny-test": ("tiny random Mask2Former (models/tiny.py, 8 queries; CI only)", {}, 8),
 }
 
 
-
 def build_vlp(folder: Path, arch: str, seed: int = 0) -> Path:
-    """Save a random-weight BLIP ITM of `arch` (config, weights, tokenizer, preprocessor) into folder."""
+    """Save a random-weight BLIP ITM of `arch` (config, weights, tokenizer, preprocessor) into
+    folder.
+    """
     import torch
 
     from .. import tiny_models as tiny
@@ -56,25 +109,41 @@ def build_vlp(folder: Path, arch: str, seed: int = 0) -> Path:
     tiny._save_tiny_tokenizer(folder)
     vocab = tiny.tiny_vocab()
     over = VLP_ARCHS[arch][1]
-    text = {"pad_token_id": vocab.index("[PAD]"), "bos_token_id": vocab.index("[DEC]"),
-            "sep_token_id": vocab.index("[SEP]"), **over.get("text_config", {})}
-    # BlipVisionConfig's default initializer range (1e-10) makes every image embedding equal and the
+    text = {
+        "pad_token_id": vocab.index("[PAD]"),
+        "bos_token_id": vocab.index("[DEC]"),
+        "sep_token_id": vocab.index("[SEP]"),
+        **over.get("text_config", {}),
+    }
+    # BlipVisionConfig's default initializer range (1e-10) makes every image embedding equal and
+    # the
     # heat map flat (IGRS would stop as degenerate after one pass); 0.02 as the text side.
     vision = {"initializer_range": 0.02, **over.get("vision_config", {})}
     config = BlipConfig(text_config=text, vision_config=vision)
     model = BlipForImageTextRetrieval(config).eval()
     model.save_pretrained(str(folder))
     size = int(config.vision_config.image_size)
-    pre = {"do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-           "image_mean": list(tiny.CLIP_MEAN), "image_std": list(tiny.CLIP_STD),
-           "image_processor_type": "BlipImageProcessor", "processor_class": "BlipProcessor",
-           "resample": 3, "rescale_factor": 1 / 255, "size": {"height": size, "width": size}}
+    pre = {
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": list(tiny.CLIP_MEAN),
+        "image_std": list(tiny.CLIP_STD),
+        "image_processor_type": "BlipImageProcessor",
+        "processor_class": "BlipProcessor",
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"height": size, "width": size},
+    }
     (folder / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
     (folder / "RANDOM_WEIGHTS.txt").write_text(f"Random weights ({arch}): for benchmarks only.\n")
     return folder
 
 
-def build_proposals(folder: Path, arch: str, seed: int = 0, num_queries: int | None = None) -> Path:
+def build_proposals(
+    folder: Path, arch: str, seed: int = 0, num_queries: int | None = None
+) -> Path:
     """Save a random-weight Mask2Former of `arch` with its preprocessor config into folder."""
     import torch
 
@@ -90,31 +159,49 @@ def build_proposals(folder: Path, arch: str, seed: int = 0, num_queries: int | N
     torch.manual_seed(seed)
     _, swin, queries = PROPOSAL_ARCHS[arch]
     labels = {i: f"class_{i}" for i in range(133)}  # COCO panoptic: 133 classes
-    config = Mask2FormerConfig(backbone_config=SwinConfig(**swin), num_queries=num_queries or queries,
-                               num_labels=len(labels), id2label=labels,
-                               label2id={v: k for k, v in labels.items()})
+    config = Mask2FormerConfig(
+        backbone_config=SwinConfig(**swin),
+        num_queries=num_queries or queries,
+        num_labels=len(labels),
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
     model = Mask2FormerForUniversalSegmentation(config).eval()
     scale, coverage = _calibrate_mask_head(model, MASK_COVERAGE)
     model.save_pretrained(str(folder))
-    pre = {"do_normalize": True, "do_rescale": True, "do_resize": True,
-           "image_mean": list(tiny.IMAGENET_MEAN), "image_std": list(tiny.IMAGENET_STD),
-           "image_processor_type": "Mask2FormerImageProcessor", "resample": 2, "rescale_factor": 1 / 255,
-           "size": {"shortest_edge": 800, "longest_edge": 1333}, "size_divisor": 32, "ignore_index": 255}
+    pre = {
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": list(tiny.IMAGENET_MEAN),
+        "image_std": list(tiny.IMAGENET_STD),
+        "image_processor_type": "Mask2FormerImageProcessor",
+        "resample": 2,
+        "rescale_factor": 1 / 255,
+        "size": {"shortest_edge": 800, "longest_edge": 1333},
+        "size_divisor": 32,
+        "ignore_index": 255,
+    }
     (folder / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
     (folder / "RANDOM_WEIGHTS.txt").write_text(
-        f"Random weights ({arch}): for benchmarks only. Mask head scaled by {scale:.4g}: mean mask area "
-        f"{coverage:.1%} on the calibration image.\n")
+        f"Random weights ({arch}): for benchmarks only. Mask head scaled by {scale:.4g}: mean "
+        "mask area "
+        f"{coverage:.1%} on the calibration image.\n"
+    )
     return folder
 
 
-MASK_COVERAGE = 0.08  # mean area of a random-weight proposal after calibration (a trained model: a few %)
+MASK_COVERAGE = (
+    0.08  # mean area of a random-weight proposal after calibration (a trained model: a few %)
+)
 
 
 def _calibrate_mask_head(model: Any, target: float) -> tuple[float, float]:
     """Scale the mask head so the thresholded random masks cover `target` of the image on average.
 
     A random mask head gives logits near 0, so every query passes sigmoid > 0.35 almost everywhere
-    (200 full-image masks, all covering the heat peak); scaled up a lot, nearly every mask is empty.
+    (200 full-image masks, all covering the heat peak); scaled up a lot, nearly every mask is
+    empty.
     Scaling the head's last layer scales the logits exactly; the scale is searched on one forward
     pass of a small version of the benchmark photograph. Timing does not depend on it; what the
     selection step has to do does.
@@ -154,7 +241,7 @@ def build_once(root: Path, name: str, builder: Callable[[Path], Path]) -> tuple[
 
 
 def bench_image(size: tuple[int, int]) -> np.ndarray:
-    """skimage's coffee photograph (cups, spoon, plate on a table) resized to W x H, RGB uint8."""
+    """Skimage's coffee photograph (cups, spoon, plate on a table) resized to W x H, RGB uint8."""
     import cv2
     from skimage import data
 

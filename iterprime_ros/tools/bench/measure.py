@@ -1,5 +1,7 @@
 """Measuring tools of the benchmark: clocks that wait for the GPU, memory, call counters, and
-the node's own message conversion (what it adds around the pipeline)."""
+the node's own message conversion (what it adds around the pipeline).
+"""
+
 from __future__ import annotations
 
 import resource
@@ -11,7 +13,7 @@ import numpy as np
 
 
 def mib(n_bytes: float) -> float:
-    return round(n_bytes / 2 ** 20, 1)
+    return round(n_bytes / 2**20, 1)
 
 
 def peak_rss_bytes() -> int:
@@ -23,13 +25,16 @@ def peak_rss_bytes() -> int:
 def current_rss_bytes() -> int | None:
     try:
         import psutil
+
         return int(psutil.Process().memory_info().rss)
     except Exception:  # pragma: no cover - psutil is optional
         return None
 
 
 class Calls:
-    """Counts forward calls of the networks (vision encoder, text encoder, proposal model) and parses."""
+    """Counts forward calls of the networks (vision encoder, text encoder, proposal model) and
+    parses.
+    """
 
     def __init__(self) -> None:
         self.counts = {"vision_encoder": 0, "text_encoder": 0, "proposal_model": 0, "parse": 0}
@@ -39,13 +44,18 @@ class Calls:
         def counter(name: str) -> Callable[..., None]:
             def hook(*_: Any) -> None:
                 self.counts[name] += 1
+
             return hook
 
         vlp_model = getattr(segmenter.vlp, "model", None)
         prop_model = getattr(segmenter.proposals, "model", None)
         if vlp_model is not None:
-            self._handles.append(vlp_model.vision_model.register_forward_hook(counter("vision_encoder")))
-            self._handles.append(vlp_model.text_encoder.register_forward_hook(counter("text_encoder")))
+            self._handles.append(
+                vlp_model.vision_model.register_forward_hook(counter("vision_encoder"))
+            )
+            self._handles.append(
+                vlp_model.text_encoder.register_forward_hook(counter("text_encoder"))
+            )
         if prop_model is not None:
             self._handles.append(prop_model.register_forward_hook(counter("proposal_model")))
         return self
@@ -76,7 +86,9 @@ def counting_parser(calls: Calls, **kwargs: Any) -> Any:
 
 
 class Clock:
-    """perf_counter that waits for the GPU first (so asynchronous kernels are counted where they run)."""
+    """perf_counter that waits for the GPU first (so asynchronous kernels are counted where they
+    run).
+    """
 
     def __init__(self, cuda: bool) -> None:
         self.cuda = cuda
@@ -84,6 +96,7 @@ class Clock:
     def __call__(self) -> float:
         if self.cuda:
             import torch
+
             torch.cuda.synchronize()
         return time.perf_counter()
 
@@ -95,12 +108,14 @@ class Conversion:
         from types import SimpleNamespace
 
         from ...ros import conversions
+
         self._conv = conversions
         self._ns = SimpleNamespace
         try:
             from std_msgs.msg import Header
 
             from ...ros import messages
+
             self._messages, self._header = messages, Header()
             self.kind = "ros messages (Segmentation + mono8 mask)"
         except Exception:  # pragma: no cover - depends on the ROS message packages
@@ -115,7 +130,8 @@ class Conversion:
 
     def outgoing(self, result: Any, command: str) -> Any:
         if self._messages is not None:
-            answer = self._messages.Answer(command_id=1, command=command, header=self._header,
-                                           latency_s=result.latency_s)
+            answer = self._messages.Answer(
+                command_id=1, command=command, header=self._header, latency_s=result.latency_s
+            )
             return self._messages.segmentation(result, answer)
         return self._conv.mask_to_fields(result.mask) if result.mask is not None else None

@@ -1,7 +1,9 @@
 """What the reference code does per IGRS pass, on the pipeline's own backends without their
 caches: parse again, recompute the proposals, encode the image with the autograd graph, full
 backward with parameter gradients, and a Python loop for the selection. The benchmark times
-it against the pipeline; the pipeline itself has no naive path."""
+it against the pipeline; the pipeline itself has no naive path.
+"""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -25,10 +27,13 @@ def _parameters_require_grad(model: Any) -> Iterator[None]:
             p.requires_grad_(False)
 
 
-def _naive_pass(vlp: Any, image: np.ndarray, text: str, keep: Any, timings: dict[str, float],
-                clock: Clock) -> Any:
-    """One BLIP ITM Grad-CAM pass the reference way: image encoded again with its autograd graph, the
-    match logit backpropagated through the whole model (parameter gradients included)."""
+def _naive_pass(
+    vlp: Any, image: np.ndarray, text: str, keep: Any, timings: dict[str, float], clock: Clock
+) -> Any:
+    """One BLIP ITM Grad-CAM pass the reference way: image encoded again with its autograd graph,
+    the
+    match logit backpropagated through the whole model (parameter gradients included).
+    """
     import torch
 
     from ...core.backend import PassOutput
@@ -46,32 +51,44 @@ def _naive_pass(vlp: Any, image: np.ndarray, text: str, keep: Any, timings: dict
     with vlp._loaded.lock, _parameters_require_grad(model), torch.enable_grad():
         t0 = clock()
         pixels = vlp.preprocess(image).to(vlp.device, vlp.dtype)
-        embeds = model.vision_model(pixel_values=pixels, interpolate_pos_encoding=vlp._interpolate_pos
-                                    ).last_hidden_state
+        embeds = model.vision_model(
+            pixel_values=pixels, interpolate_pos_encoding=vlp._interpolate_pos
+        ).last_hidden_state
         t1 = clock()
         timings["image_encoding"] = timings.get("image_encoding", 0.0) + t1 - t0
         handle = dropout.register_forward_pre_hook(keep_probs)
         try:
             with vlp.masked_cross_attention(keep, embeds.shape[1]):
-                out = model.text_encoder(input_ids=toks.input_ids, attention_mask=toks.attention_mask,
-                                         encoder_hidden_states=embeds, return_dict=True)
+                out = model.text_encoder(
+                    input_ids=toks.input_ids,
+                    attention_mask=toks.attention_mask,
+                    encoder_hidden_states=embeds,
+                    return_dict=True,
+                )
                 logits = model.itm_head(out.last_hidden_state[:, 0, :])[0]
             model.zero_grad(set_to_none=True)
             logits[1].backward()
         finally:
             handle.remove()
         attention = captured["A"]
-        result = PassOutput(itm_logits=logits.detach().float().cpu(), attention=attention.detach()[0].float().cpu(),
-                            gradient=attention.grad.detach()[0].float().cpu(), token_valid=toks.valid.clone())
+        result = PassOutput(
+            itm_logits=logits.detach().float().cpu(),
+            attention=attention.detach()[0].float().cpu(),
+            gradient=attention.grad.detach()[0].float().cpu(),
+            token_valid=toks.valid.clone(),
+        )
         timings.setdefault("_text_passes", []).append(clock() - t1)
     return result
 
 
-def naive_select(heatmap: np.ndarray, proposals: np.ndarray, max_components: int,
-                 empty_selection: str = "fail") -> int | None:
+def naive_select(
+    heatmap: np.ndarray, proposals: np.ndarray, max_components: int, empty_selection: str = "fail"
+) -> int | None:
     """Selection as a loop over the proposals (connected components for every one); same rule as
-    core.selection.select_proposal: covers a peak pixel, <= max_components components, best mean heat
-    (and the best_heat fallback: the non-empty proposal with the highest mean heat)."""
+    core.selection.select_proposal: covers a peak pixel, <= max_components components, best mean
+    heat
+    (and the best_heat fallback: the non-empty proposal with the highest mean heat).
+    """
     from ...core.selection import count_components
 
     heat64 = heatmap.astype(np.float64)
@@ -95,11 +112,18 @@ def naive_select(heatmap: np.ndarray, proposals: np.ndarray, max_components: int
     return best
 
 
-def naive_command(segmenter: Any, image: np.ndarray, command: str, parser: Any, clock: Clock,
-                  conversion: Conversion) -> tuple[dict[str, float], dict[str, Any]]:
+def naive_command(
+    segmenter: Any,
+    image: np.ndarray,
+    command: str,
+    parser: Any,
+    clock: Clock,
+    conversion: Conversion,
+) -> tuple[dict[str, float], dict[str, Any]]:
     """One command the reference way (see the module docstring), on the segmenter's own backends.
 
-    Returns (stage seconds, {"heatmap", "index", "iterations"}); stage names as the pipeline's."""
+    Returns (stage seconds, {"heatmap", "index", "iterations"}); stage names as the pipeline's.
+    """
     from ...core.geometry import grasp_point, mask_bbox, mask_centroid
     from ...core.igrs import run_igrs
     from ...core.text import build_prompt, normalise_command, token_roles
@@ -148,16 +172,29 @@ def naive_command(segmenter: Any, image: np.ndarray, command: str, parser: Any, 
     for i, dt in enumerate(timings.pop("_text_passes", [])):
         timings[f"igrs_pass_{i}"] = dt
     # the text passes and PWEM: what run_igrs took besides the per-pass parse/proposals/encoding
-    timings["igrs"] = (t3 - t2) - inside["parse"] - timings.get("proposals", 0.0) - \
-        timings.get("image_encoding", 0.0)
+    timings["igrs"] = (
+        (t3 - t2)
+        - inside["parse"]
+        - timings.get("proposals", 0.0)
+        - timings.get("image_encoding", 0.0)
+    )
     proposals = state["proposals"]
     index = naive_select(heat.heatmap, proposals, s.max_components, s.empty_selection)
-    result = SegmentationResult(success=index is not None, error="" if index is not None else "nothing selected",
-                                command=command, expression=expression, iterations=heat.iterations)
+    result = SegmentationResult(
+        success=index is not None,
+        error="" if index is not None else "nothing selected",
+        command=command,
+        expression=expression,
+        iterations=heat.iterations,
+    )
     if index is not None:
         mask = proposals[index]
         result.mask, result.proposal_index = mask.copy(), index
-        result.centroid, result.grasp_point, result.bbox = mask_centroid(mask), grasp_point(mask), mask_bbox(mask)
+        result.centroid, result.grasp_point, result.bbox = (
+            mask_centroid(mask),
+            grasp_point(mask),
+            mask_bbox(mask),
+        )
     t4 = clock()
     add("selection", t4 - t3)
     result.timings["total"] = t4 - t0

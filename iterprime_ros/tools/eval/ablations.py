@@ -20,6 +20,7 @@ Tables (see method.md §7 for the published figures, ``report.PAPER_FIGURES``):
      values with ``--set igrs_iterations=... --set igrs_alpha=...``.
   5  Position vs Others: IGRS off vs on, every result carries the split (metrics.is_position).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,8 +29,16 @@ from typing import Any, Iterable
 MASKING = ("feature", "image")
 
 TABLE_DATASETS: dict[int, tuple[tuple[str, str], ...]] = {
-    1: (("refcoco", "val"), ("refcoco", "testA"), ("refcoco", "testB"), ("refcoco+", "val"), ("refcoco+", "testA"),
-        ("refcoco+", "testB"), ("refcocog", "val"), ("refcocog", "test")),
+    1: (
+        ("refcoco", "val"),
+        ("refcoco", "testA"),
+        ("refcoco", "testB"),
+        ("refcoco+", "val"),
+        ("refcoco+", "testA"),
+        ("refcoco+", "testB"),
+        ("refcocog", "val"),
+        ("refcocog", "test"),
+    ),
     2: (("phrasecut", "test"),),
     3: (("refcoco", "testA"), ("refcocog", "test")),
     4: (("refcoco", "testA"), ("refcocog", "test")),
@@ -78,11 +87,20 @@ class AblationConfig:
 
     def settings_changes(self) -> dict[str, Any]:
         """The SegmenterSettings fields this row sets (masking is done by eval.image_masking)."""
-        return {"aggregation": self.aggregation, "igrs_iterations": self.iterations, "igrs_alpha": self.alpha}
+        return {
+            "aggregation": self.aggregation,
+            "igrs_iterations": self.iterations,
+            "igrs_alpha": self.alpha,
+        }
 
     @classmethod
     def from_settings(cls, settings: Any, masking: str = "feature") -> "AblationConfig":
-        return cls(settings.aggregation, int(settings.igrs_iterations), float(settings.igrs_alpha), masking)
+        return cls(
+            settings.aggregation,
+            int(settings.igrs_iterations),
+            float(settings.igrs_alpha),
+            masking,
+        )
 
 
 @dataclass(frozen=True)
@@ -103,17 +121,27 @@ def _rows() -> tuple[AblationRow, ...]:
         AblationRow("full", 1, "IteRPrimE (PWEM + IGRS)", FULL),
         AblationRow("phrasecut", 2, "IteRPrimE (PWEM + IGRS)", FULL),
     ]
-    for mode, label in (("mean", "overall mean (Eq. 2)"), ("gvlp", "GVLP"), ("global", "global only"),
-                        ("local", "local only"), ("pwem", "PWEM (local + global)")):
+    for mode, label in (
+        ("mean", "overall mean (Eq. 2)"),
+        ("gvlp", "GVLP"),
+        ("global", "global only"),
+        ("local", "local only"),
+        ("pwem", "PWEM (local + global)"),
+    ):
         rows.append(AblationRow(f"agg-{mode}", 3, label, AblationConfig(aggregation=mode)))
     rows += [
         AblationRow("no-igrs", 4, "w/o IGRS (one pass)", AblationConfig(iterations=1)),
         AblationRow("mask-feature", 4, "IGRS, mask feature", FULL),
         AblationRow("mask-image", 4, "IGRS, mask image", AblationConfig(masking="image")),
     ]
-    rows += [AblationRow(f"iter-{t}", 4, f"IGRS, T = {t}", AblationConfig(iterations=t)) for t in (2, 3, 4, 5)]
-    rows += [AblationRow(f"alpha-{a:g}", 4, f"IGRS, α = {a:g} (λ = {1 - a:g})", AblationConfig(alpha=a))
-             for a in (0.1, 0.2, 0.3, 0.5)]
+    rows += [
+        AblationRow(f"iter-{t}", 4, f"IGRS, T = {t}", AblationConfig(iterations=t))
+        for t in (2, 3, 4, 5)
+    ]
+    rows += [
+        AblationRow(f"alpha-{a:g}", 4, f"IGRS, α = {a:g} (λ = {1 - a:g})", AblationConfig(alpha=a))
+        for a in (0.1, 0.2, 0.3, 0.5)
+    ]
     rows += [
         AblationRow("position-no-igrs", 5, "w/o IGRS", AblationConfig(iterations=1)),
         AblationRow("position-igrs", 5, "w/ IGRS", FULL),
@@ -127,12 +155,16 @@ ROWS_BY_NAME: dict[str, AblationRow] = {r.name: r for r in ROWS}
 
 def rows_of_table(table: int) -> list[AblationRow]:
     if table not in TABLE_DATASETS:
-        raise ValueError(f"unknown table {table}; known: {', '.join(map(str, sorted(TABLE_DATASETS)))}")
+        raise ValueError(
+            f"unknown table {table}; known: {', '.join(map(str, sorted(TABLE_DATASETS)))}"
+        )
     return [r for r in ROWS if r.table == table]
 
 
 def select_rows(names: Iterable[str] = (), tables: Iterable[int] = ()) -> list[AblationRow]:
-    """--ablation NAME ... and --table N ... -> rows in table order, no duplicates; none given: "full"."""
+    """--ablation NAME ... and --table N ... -> rows in table order, no duplicates; none given:
+    "full".
+    """
     chosen: list[AblationRow] = []
     for t in tables:
         chosen += rows_of_table(int(t))

@@ -12,6 +12,7 @@ Results go to ``--out`` (default ``eval_results/``): one resumable ``.jsonl`` pe
 (dataset, split, configuration), ``results.json`` and ``results.md``; the Markdown is also printed.
 Rerunning the same command resumes; ``--overwrite`` starts again.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 
 WORLD_MODULE = "iterprime_ros.tools.world.evaluate"
 # Settings that do not change the numbers (or are forced by eval_settings): ignored when resuming.
-NOT_IDENTITY = frozenset({"device", "frame_cache_size", "normalize_commands", "check_language",
-                          "extra_command_phrases"})
+NOT_IDENTITY = frozenset(
+    {"device", "frame_cache_size", "normalize_commands", "check_language", "extra_command_phrases"}
+)
 
 
 def _world_module() -> Any | None:
@@ -47,51 +49,126 @@ def _world_module() -> Any | None:
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "eval", help="accuracy on RefCOCO/+/g and PhraseCut (and the paper's ablations)",
-        description="Evaluate on RefCOCO/RefCOCO+/RefCOCOg (refer layout) and PhraseCut: mIoU, oIoU, Prec@0.5-0.9, "
-                    "Position/Others, with the paper's figures side by side. Resumable: rerun the same command.",
+        "eval",
+        help="accuracy on RefCOCO/+/g and PhraseCut (and the paper's ablations)",
+        description="Evaluate on RefCOCO/RefCOCO+/RefCOCOg (refer layout) and PhraseCut: mIoU, "
+        "oIoU, Prec@0.5-0.9, "
+        "Position/Others, with the paper's figures side by side. Resumable: rerun the same "
+        "command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Tables: 1 = RefCOCO/+/g main results, 2 = PhraseCut, 3 = aggregation, 4 = IGRS design, "
-               "5 = Position vs Others. See --list-ablations and docs/evaluation.md.")
+        epilog="Tables: 1 = RefCOCO/+/g main results, 2 = PhraseCut, 3 = aggregation, 4 = IGRS "
+        "design, "
+        "5 = Position vs Others. See --list-ablations and docs/evaluation.md.",
+    )
     what = p.add_argument_group("what to evaluate")
-    what.add_argument("--dataset", action="append", default=[], metavar="NAME[:SPLIT]",
-                      help=f"one of {', '.join(DATASET_NAMES)}, optionally with a split (repeatable; default: the "
-                           "--table's datasets)")
-    what.add_argument("--split", action="append", default=[], metavar="SPLIT",
-                      help="splits for the bare --dataset names (default: the paper's: val/testA/testB, val/test, test)")
-    what.add_argument("--table", action="append", default=[], type=int, choices=sorted(TABLE_DATASETS),
-                      help="run every row of this paper table on its datasets (repeatable)")
-    what.add_argument("--ablation", action="append", default=[], metavar="NAME",
-                      help="run this named row (repeatable; --list-ablations shows them)")
-    what.add_argument("--mask-image", action="store_true",
-                      help="without --table/--ablation: IGRS masks the image pixels instead of the features")
-    what.add_argument("--limit", type=int, metavar="N", help="only the first N samples of each dataset split")
+    what.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME[:SPLIT]",
+        help=f"one of {', '.join(DATASET_NAMES)}, optionally with a split (repeatable; default: "
+        "the "
+        "--table's datasets)",
+    )
+    what.add_argument(
+        "--split",
+        action="append",
+        default=[],
+        metavar="SPLIT",
+        help="splits for the bare --dataset names (default: the paper's: val/testA/testB, "
+        "val/test, test)",
+    )
+    what.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        type=int,
+        choices=sorted(TABLE_DATASETS),
+        help="run every row of this paper table on its datasets (repeatable)",
+    )
+    what.add_argument(
+        "--ablation",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run this named row (repeatable; --list-ablations shows them)",
+    )
+    what.add_argument(
+        "--mask-image",
+        action="store_true",
+        help="without --table/--ablation: IGRS masks the image pixels instead of the features",
+    )
+    what.add_argument(
+        "--limit", type=int, metavar="N", help="only the first N samples of each dataset split"
+    )
     what.add_argument("--list-ablations", action="store_true", help="list the named rows and exit")
     data = p.add_argument_group("data")
-    data.add_argument("--data-root", type=Path, metavar="DIR",
-                      help="refer data folder: DIR/refcoco/refs(unc).p + instances.json, DIR/refcoco+/, DIR/refcocog/")
-    data.add_argument("--coco-images", type=Path, metavar="DIR",
-                      help="COCO train2014 images (default DATA_ROOT/images/mscoco/images/train2014)")
-    data.add_argument("--phrasecut-root", type=Path, metavar="DIR", help="PhraseCut folder with refer_test.json")
-    data.add_argument("--phrasecut-images", type=Path, metavar="DIR", help="PhraseCut images (default ROOT/images)")
+    data.add_argument(
+        "--data-root",
+        type=Path,
+        metavar="DIR",
+        help="refer data folder: DIR/refcoco/refs(unc).p + instances.json, DIR/refcoco+/, "
+        "DIR/refcocog/",
+    )
+    data.add_argument(
+        "--coco-images",
+        type=Path,
+        metavar="DIR",
+        help="COCO train2014 images (default DATA_ROOT/images/mscoco/images/train2014)",
+    )
+    data.add_argument(
+        "--phrasecut-root", type=Path, metavar="DIR", help="PhraseCut folder with refer_test.json"
+    )
+    data.add_argument(
+        "--phrasecut-images",
+        type=Path,
+        metavar="DIR",
+        help="PhraseCut images (default ROOT/images)",
+    )
     out = p.add_argument_group("output")
-    out.add_argument("--out", type=Path, default=Path("eval_results"), metavar="DIR",
-                     help="results folder (default eval_results/); rerun with the same folder to resume")
-    out.add_argument("--overwrite", action="store_true", help="discard earlier results in --out for these runs")
-    out.add_argument("--report-only", action="store_true", help="summarise the results files, run nothing")
+    out.add_argument(
+        "--out",
+        type=Path,
+        default=Path("eval_results"),
+        metavar="DIR",
+        help="results folder (default eval_results/); rerun with the same folder to resume",
+    )
+    out.add_argument(
+        "--overwrite", action="store_true", help="discard earlier results in --out for these runs"
+    )
+    out.add_argument(
+        "--report-only", action="store_true", help="summarise the results files, run nothing"
+    )
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     model = p.add_argument_group("model")
-    model.add_argument("--vlp", metavar="ID|DIR", help="vision-language model (Hugging Face id or folder)")
-    model.add_argument("--proposals", metavar="ID|DIR", help="proposal model (Hugging Face id or folder)")
-    model.add_argument("--device", choices=("auto", "cuda", "cpu"), help="compute device (default auto)")
-    model.add_argument("--fp32", action="store_true", help="full precision on CUDA (default: fp16)")
-    model.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="any SegmenterSettings field, e.g. --set gradcam_layer=6; a row's own switches "
-                            "(aggregation, igrs_iterations, igrs_alpha) win over these")
+    model.add_argument(
+        "--vlp", metavar="ID|DIR", help="vision-language model (Hugging Face id or folder)"
+    )
+    model.add_argument(
+        "--proposals", metavar="ID|DIR", help="proposal model (Hugging Face id or folder)"
+    )
+    model.add_argument(
+        "--device", choices=("auto", "cuda", "cpu"), help="compute device (default auto)"
+    )
+    model.add_argument(
+        "--fp32", action="store_true", help="full precision on CUDA (default: fp16)"
+    )
+    model.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any SegmenterSettings field, e.g. --set gradcam_layer=6; a row's own switches "
+        "(aggregation, igrs_iterations, igrs_alpha) win over these",
+    )
     world = _world_module()
-    p.add_argument("--world", action="store_true",
-                   help="evaluate on generated world scenes instead (iterprime_ros/tools/world/evaluate.py)"
-                        + ("" if world is not None else "; not available in this build"))
+    p.add_argument(
+        "--world",
+        action="store_true",
+        help="evaluate on generated world scenes instead (iterprime_ros/tools/world/evaluate.py)"
+        + ("" if world is not None else "; not available in this build"),
+    )
     if world is not None and hasattr(world, "add_world_eval_arguments"):
         try:
             world.add_world_eval_arguments(p.add_argument_group("world (with --world)"))
@@ -104,7 +181,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 def _rows(args: argparse.Namespace, settings: Any) -> list[AblationRow]:
     if args.table or args.ablation:
         if args.mask_image:
-            raise _user_error("--mask-image applies to a run without --table/--ablation (use --ablation mask-image)")
+            raise _user_error(
+                "--mask-image applies to a run without --table/--ablation (use --ablation "
+                "mask-image)"
+            )
         try:
             return select_rows(args.ablation, args.table)
         except ValueError as exc:
@@ -113,8 +193,12 @@ def _rows(args: argparse.Namespace, settings: Any) -> list[AblationRow]:
     return [AblationRow("default", 1, "this run's settings", config)]
 
 
-def _tasks_for_rows(args: argparse.Namespace, rows: list[AblationRow]) -> dict[tuple[str, str], list[AblationRow]]:
-    """(dataset, split) -> rows to run on it: explicit --dataset for every row, else each row's table data."""
+def _tasks_for_rows(
+    args: argparse.Namespace, rows: list[AblationRow]
+) -> dict[tuple[str, str], list[AblationRow]]:
+    """(dataset, split) -> rows to run on it: explicit --dataset for every row, else each row's
+    table data.
+    """
     out: dict[tuple[str, str], list[AblationRow]] = {}
     if args.dataset:
         try:
@@ -127,7 +211,9 @@ def _tasks_for_rows(args: argparse.Namespace, rows: list[AblationRow]) -> dict[t
     if args.split:
         raise _user_error("--split needs --dataset")
     if all(r.name == "default" for r in rows):
-        raise _user_error("say what to evaluate: --dataset NAME[:SPLIT] or --table N (see --list-ablations)")
+        raise _user_error(
+            "say what to evaluate: --dataset NAME[:SPLIT] or --table N (see --list-ablations)"
+        )
     for r in rows:
         for pair in TABLE_DATASETS[r.table]:
             out.setdefault(pair, []).append(r)
@@ -136,12 +222,13 @@ def _tasks_for_rows(args: argparse.Namespace, rows: list[AblationRow]) -> dict[t
 
 def _user_error(message: str) -> Exception:
     from ..cli import UserError
+
     return UserError(message)
 
 
 def _base_settings(args: argparse.Namespace) -> Any:
-    from ..cli import model_settings
     from ...pipeline import SegmenterSettings
+    from ..cli import model_settings
     from .predictors import eval_settings
 
     return eval_settings(model_settings(args, SegmenterSettings()))
@@ -149,7 +236,11 @@ def _base_settings(args: argparse.Namespace) -> Any:
 
 def _identity(settings: Any, config: AblationConfig) -> dict[str, Any]:
     values = dataclasses.asdict(settings.replace(**config.settings_changes()))
-    ident = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if k not in NOT_IDENTITY}
+    ident = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in values.items()
+        if k not in NOT_IDENTITY
+    }
     ident["masking"] = config.normalised().masking
     ident["predictor"] = "segmenter"
     return ident
@@ -163,7 +254,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.world:
         world = _world_module()
         if world is None or not hasattr(world, "run_world_eval"):
-            raise _user_error("world evaluation is not available in this build (iterprime_ros/tools/world/evaluate.py)")
+            raise _user_error(
+                "world evaluation is not available in this build "
+                "(iterprime_ros/tools/world/evaluate.py)"
+            )
         return int(world.run_world_eval(args) or 0)
     if args.limit is not None and args.limit < 1:
         raise _user_error("--limit must be at least 1")
@@ -174,26 +268,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     configs: dict[str, AblationConfig] = {}
     for r in rows:
         configs.setdefault(r.config.key(), r.config.normalised())
-    overridden = {k for k in ("aggregation", "igrs_iterations", "igrs_alpha")
-                  if any(o.split("=", 1)[0].strip().replace("-", "_") == k for o in args.overrides)}
+    overridden = {
+        k
+        for k in ("aggregation", "igrs_iterations", "igrs_alpha")
+        if any(o.split("=", 1)[0].strip().replace("-", "_") == k for o in args.overrides)
+    }
     if overridden and any(r.name != "default" for r in rows):
-        print(f"note: the rows set {', '.join(sorted(overridden))} themselves; --set for them is ignored",
-              file=sys.stderr)
+        print(
+            f"note: the rows set {', '.join(sorted(overridden))} themselves; --set for them is "
+            "ignored",
+            file=sys.stderr,
+        )
 
     # Data first (fast, and the usual mistake): fail before loading any model.
-    loader = DatasetLoader(DataPaths(args.data_root, args.coco_images, args.phrasecut_root, args.phrasecut_images))
+    loader = DatasetLoader(
+        DataPaths(args.data_root, args.coco_images, args.phrasecut_root, args.phrasecut_images)
+    )
     tasks: list[EvalTask] = []
     only: dict[str, list[str]] = {}
     try:
         for (dataset, split), task_rows in assignment.items():
             samples = loader.samples(dataset, split)
             if args.limit is not None:
-                samples = samples[:args.limit]
+                samples = samples[: args.limit]
             if not samples:
                 raise DatasetError(f"{dataset} {split}: no samples")
             if not samples[0].image_path.is_file() and not args.report_only:
-                raise DatasetError(f"{dataset} {split}: image not found: {samples[0].image_path} "
-                                   f"(set --coco-images / --phrasecut-images)")
+                raise DatasetError(
+                    f"{dataset} {split}: image not found: {samples[0].image_path} "
+                    f"(set --coco-images / --phrasecut-images)"
+                )
             task = EvalTask(dataset, split, samples)
             tasks.append(task)
             only[task.name] = sorted({r.config.key() for r in task_rows})
@@ -201,12 +305,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise _user_error(str(exc)) from None
 
     identity = {key: _identity(settings, cfg) for key, cfg in configs.items()}
-    plan = RunPlan(tasks=tasks, predictors=dict.fromkeys(configs), out_dir=args.out, identity=identity,
-                   overwrite=args.overwrite, only=only)
-    meta = {"vlp_model": settings.vlp_model, "proposal_model": settings.proposal_model, "device": settings.device,
-            "limit": args.limit, "out": str(args.out), "command": " ".join(sys.argv[1:]),
-            "settings": {k: v for k, v in identity[next(iter(identity))].items()
-                         if k not in ("aggregation", "igrs_iterations", "igrs_alpha", "masking")}}
+    plan = RunPlan(
+        tasks=tasks,
+        predictors=dict.fromkeys(configs),
+        out_dir=args.out,
+        identity=identity,
+        overwrite=args.overwrite,
+        only=only,
+    )
+    meta = {
+        "vlp_model": settings.vlp_model,
+        "proposal_model": settings.proposal_model,
+        "device": settings.device,
+        "limit": args.limit,
+        "out": str(args.out),
+        "command": " ".join(sys.argv[1:]),
+        "settings": {
+            k: v
+            for k, v in identity[next(iter(identity))].items()
+            if k not in ("aggregation", "igrs_iterations", "igrs_alpha", "masking")
+        },
+    }
     row_refs = [RowRef.of(r) for r in rows]
     status = 0
     if not args.report_only:
@@ -230,8 +349,11 @@ def _run(plan: RunPlan, settings: Any, configs: dict[str, AblationConfig], progr
     except DatasetError as exc:
         raise _user_error(f"{exc} (finished samples are saved; rerun to resume)") from None
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished samples are saved in {plan.out_dir}; run the same command again to resume",
-              file=sys.stderr)
+        print(
+            f"\ninterrupted: finished samples are saved in {plan.out_dir}; run the same command "
+            "again to resume",
+            file=sys.stderr,
+        )
         return 130
     log.info("evaluated %d samples", ran)
     return 0
@@ -242,10 +364,14 @@ def _report(plan: RunPlan, rows: list[RowRef], meta: dict[str, Any]) -> int:
     report = build_report(summaries, rows, meta)
     markdown = render_markdown(summaries, rows, meta)
     plan.out_dir.mkdir(parents=True, exist_ok=True)
-    (plan.out_dir / "results.json").write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
+    (plan.out_dir / "results.json").write_text(
+        json.dumps(_finite(report), indent=2, allow_nan=False) + "\n"
+    )
     (plan.out_dir / "results.md").write_text(markdown)
     print(markdown)
-    print(f"results: {plan.out_dir / 'results.json'}, {plan.out_dir / 'results.md'}", file=sys.stderr)
+    print(
+        f"results: {plan.out_dir / 'results.json'}, {plan.out_dir / 'results.md'}", file=sys.stderr
+    )
     return 0
 
 

@@ -5,7 +5,8 @@
 
       DATA_ROOT/refcoco/refs(unc).p        (or .pickle) list of refs: ref_id, ann_id, image_id,
       DATA_ROOT/refcoco/instances.json     split, sentences [{sent, raw, tokens, sent_id}], ...
-      IMAGE_ROOT/COCO_train2014_000000xxxxxx.jpg   (default DATA_ROOT/images/mscoco/images/train2014)
+      IMAGE_ROOT/COCO_train2014_000000xxxxxx.jpg   (default
+      DATA_ROOT/images/mscoco/images/train2014)
 
   One sample per (ref, sentence); the expression is the sentence's ``sent`` (the lower-cased,
   tokenised form every published number uses); the target is the ref's annotation mask.
@@ -23,6 +24,7 @@
 Images are decoded with PIL *without* applying EXIF orientation: the annotations are in the
 stored pixel grid (cv2.imread would rotate a few COCO images and misalign their masks).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,16 +43,86 @@ log = logging.getLogger(__name__)
 
 # The 80 COCO "things" categories, as named in COCO's instances_*.json.
 COCO_CATEGORY_NAMES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 _COCO_NAMES = frozenset(COCO_CATEGORY_NAMES)
 
@@ -72,8 +144,12 @@ class ReferSpec:
 
 
 REFER_DATASETS: dict[str, ReferSpec] = {
-    "refcoco": ReferSpec("refcoco", "unc", ("val", "testA", "testB"), ("train", "val", "testA", "testB")),
-    "refcoco+": ReferSpec("refcoco+", "unc", ("val", "testA", "testB"), ("train", "val", "testA", "testB")),
+    "refcoco": ReferSpec(
+        "refcoco", "unc", ("val", "testA", "testB"), ("train", "val", "testA", "testB")
+    ),
+    "refcoco+": ReferSpec(
+        "refcoco+", "unc", ("val", "testA", "testB"), ("train", "val", "testA", "testB")
+    ),
     "refcocog": ReferSpec("refcocog", "umd", ("val", "test"), ("train", "val", "test")),
 }
 PHRASECUT = "phrasecut"
@@ -95,7 +171,9 @@ def _refer_spec(dataset: str) -> ReferSpec:
     try:
         return REFER_DATASETS[dataset]
     except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_NAMES)}") from None
+        raise ValueError(
+            f"unknown dataset {dataset!r}; known: {', '.join(DATASET_NAMES)}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- targets
@@ -109,8 +187,10 @@ class CocoTarget:
 
     def mask(self, height: int, width: int) -> np.ndarray:
         if (height, width) != (self.height, self.width):
-            raise DatasetError(f"the image is {width} x {height} but instances.json says "
-                               f"{self.width} x {self.height}")
+            raise DatasetError(
+                f"the image is {width} x {height} but instances.json says "
+                f"{self.width} x {self.height}"
+            )
         return coco_segmentation_to_mask(self.segmentation, height, width)
 
 
@@ -150,7 +230,9 @@ class Sample:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """H x W x 3 uint8 RGB in the stored pixel grid (no EXIF rotation: see the module docstring)."""
+    """H x W x 3 uint8 RGB in the stored pixel grid (no EXIF rotation: see the module
+    docstring).
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"image not found: {path}")
@@ -164,10 +246,13 @@ def load_image(path: str | Path) -> np.ndarray:
 # ---------------------------------------------------------------------------- refer
 class _PlainDataUnpickler(pickle.Unpickler):
     """Loads only plain containers and scalars: a refs file needs no classes, and refusing them
-    means a tampered pickle cannot run code."""
+    means a tampered pickle cannot run code.
+    """
 
     def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refs file references {module}.{name}; only plain data is allowed")
+        raise pickle.UnpicklingError(
+            f"refs file references {module}.{name}; only plain data is allowed"
+        )
 
 
 def _load_refs(path: Path) -> list[dict[str, Any]]:
@@ -189,21 +274,32 @@ def _text(value: Any) -> str:
 class ReferDataset:
     """RefCOCO / RefCOCO+ / RefCOCOg from the refer layout; files are read once per dataset."""
 
-    def __init__(self, data_root: str | Path, dataset: str, image_root: str | Path | None = None) -> None:
+    def __init__(
+        self, data_root: str | Path, dataset: str, image_root: str | Path | None = None
+    ) -> None:
         self.name = dataset
         self.spec = _refer_spec(dataset)
         self.data_root = Path(data_root)
-        self.image_root = Path(image_root) if image_root else self.data_root / "images" / "mscoco" / "images" / "train2014"
+        self.image_root = (
+            Path(image_root)
+            if image_root
+            else self.data_root / "images" / "mscoco" / "images" / "train2014"
+        )
         folder = self.data_root / self.spec.folder
         stem = f"refs({self.spec.split_by})"
         candidates = [folder / f"{stem}.p", folder / f"{stem}.pickle"]
         refs_path = next((p for p in candidates if p.is_file()), None)
         if refs_path is None:
-            raise DatasetError(f"{dataset}: no {stem}.p or {stem}.pickle in {folder} (expected the refer layout: "
-                               f"DATA_ROOT/{self.spec.folder}/{stem}.p and instances.json; see docs/evaluation.md)")
+            raise DatasetError(
+                f"{dataset}: no {stem}.p or {stem}.pickle in {folder} (expected the refer layout: "
+                f"DATA_ROOT/{self.spec.folder}/{stem}.p and instances.json; see "
+                "docs/evaluation.md)"
+            )
         instances_path = folder / "instances.json"
         if not instances_path.is_file():
-            raise DatasetError(f"{dataset}: {instances_path} not found (the COCO annotations of the refer layout)")
+            raise DatasetError(
+                f"{dataset}: {instances_path} not found (the COCO annotations of the refer layout)"
+            )
         self.refs = _load_refs(refs_path)
         try:
             instances = json.loads(instances_path.read_text())
@@ -211,7 +307,9 @@ class ReferDataset:
             raise DatasetError(f"{instances_path}: {exc}") from exc
         self.images = {int(im["id"]): im for im in instances.get("images", [])}
         self.annotations = {int(a["id"]): a for a in instances.get("annotations", [])}
-        self.categories = {int(c["id"]): c.get("name", "") for c in instances.get("categories", [])}
+        self.categories = {
+            int(c["id"]): c.get("name", "") for c in instances.get("categories", [])
+        }
 
     def splits(self) -> list[str]:
         return sorted({_text(r.get("split", "")) for r in self.refs})
@@ -220,8 +318,10 @@ class ReferDataset:
         """All (ref, sentence) pairs of `split`, ordered by image so per-image work is reused."""
         present = self.splits()
         if split not in present:
-            raise DatasetError(f"{self.name} ({self.spec.split_by}) has no split {split!r}; "
-                               f"the refs file has: {', '.join(present)}")
+            raise DatasetError(
+                f"{self.name} ({self.spec.split_by}) has no split {split!r}; "
+                f"the refs file has: {', '.join(present)}"
+            )
         out: list[Sample] = []
         for ref in self.refs:
             if _text(ref.get("split", "")) != split:
@@ -229,25 +329,39 @@ class ReferDataset:
             ann = self.annotations.get(int(ref["ann_id"]))
             image = self.images.get(int(ref["image_id"]))
             if ann is None or image is None:
-                raise DatasetError(f"{self.name}: ref {ref.get('ref_id')} points to annotation {ref.get('ann_id')} / "
-                                   f"image {ref.get('image_id')} missing from instances.json")
+                raise DatasetError(
+                    f"{self.name}: ref {ref.get('ref_id')} points to annotation "
+                    f"{ref.get('ann_id')} / "
+                    f"image {ref.get('image_id')} missing from instances.json"
+                )
             file_name = image.get("file_name") or f"COCO_train2014_{int(ref['image_id']):012d}.jpg"
             target = CocoTarget(ann["segmentation"], int(image["height"]), int(image["width"]))
-            category = self.categories.get(int(ref.get("category_id", ann.get("category_id", -1))), "")
+            category = self.categories.get(
+                int(ref.get("category_id", ann.get("category_id", -1))), ""
+            )
             for k, sent in enumerate(ref.get("sentences", [])):
                 sent_id = sent.get("sent_id", k)
-                out.append(Sample(
-                    sample_id=f"{ref['ref_id']}/{sent_id}", dataset=self.name, split=split,
-                    image_id=int(ref["image_id"]), image_path=self.image_root / _text(file_name),
-                    expression=_text(sent.get("sent", sent.get("raw", ""))).strip(), category=category,
-                    target=target))
+                out.append(
+                    Sample(
+                        sample_id=f"{ref['ref_id']}/{sent_id}",
+                        dataset=self.name,
+                        split=split,
+                        image_id=int(ref["image_id"]),
+                        image_path=self.image_root / _text(file_name),
+                        expression=_text(sent.get("sent", sent.get("raw", ""))).strip(),
+                        category=category,
+                        target=target,
+                    )
+                )
         out.sort(key=lambda s: (int(s.image_id), s.sample_id))
         return out
 
 
 # ---------------------------------------------------------------------------- PhraseCut
 def is_unseen_category(name: str) -> bool:
-    """PhraseCut "Unseen": the category name is not exactly one of the 80 COCO names (module docstring)."""
+    """PhraseCut "Unseen": the category name is not exactly one of the 80 COCO names (module
+    docstring).
+    """
     return " ".join(name.lower().split()) not in _COCO_NAMES
 
 
@@ -260,13 +374,15 @@ class PhraseCutDataset:
         self.image_root = Path(image_root) if image_root else self.root / "images"
 
     def splits(self) -> list[str]:
-        return sorted(p.stem[len("refer_"):] for p in self.root.glob("refer_*.json"))
+        return sorted(p.stem[len("refer_") :] for p in self.root.glob("refer_*.json"))
 
     def samples(self, split: str) -> list[Sample]:
         path = self.root / f"refer_{split}.json"
         if not path.is_file():
             found = ", ".join(self.splits()) or "none"
-            raise DatasetError(f"phrasecut: {path} not found (splits found in {self.root}: {found})")
+            raise DatasetError(
+                f"phrasecut: {path} not found (splits found in {self.root}: {found})"
+            )
         try:
             tasks = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
@@ -280,11 +396,19 @@ class PhraseCutDataset:
                 continue
             structure = task.get("phrase_structure") or {}
             category = " ".join(str(structure.get("name") or "").lower().split())
-            out.append(Sample(
-                sample_id=str(task["task_id"]), dataset=PHRASECUT, split=split, image_id=task["image_id"],
-                image_path=self.image_root / f"{task['image_id']}.jpg", expression=str(task.get("phrase", "")).strip(),
-                category=category, subsets=(UNSEEN,) if is_unseen_category(category) else (),
-                target=PhraseCutTarget(polygons)))
+            out.append(
+                Sample(
+                    sample_id=str(task["task_id"]),
+                    dataset=PHRASECUT,
+                    split=split,
+                    image_id=task["image_id"],
+                    image_path=self.image_root / f"{task['image_id']}.jpg",
+                    expression=str(task.get("phrase", "")).strip(),
+                    category=category,
+                    subsets=(UNSEEN,) if is_unseen_category(category) else (),
+                    target=PhraseCutTarget(polygons),
+                )
+            )
         if skipped:
             log.warning("phrasecut %s: skipped %d tasks without a polygon", split, skipped)
         out.sort(key=lambda s: (str(s.image_id), s.sample_id))
@@ -313,13 +437,22 @@ class DatasetLoader:
         if name not in self._open:
             if name == PHRASECUT:
                 if self.paths.phrasecut_root is None:
-                    raise DatasetError("phrasecut needs --phrasecut-root (the folder with refer_test.json and images/)")
-                self._open[name] = PhraseCutDataset(self.paths.phrasecut_root, self.paths.phrasecut_images)
+                    raise DatasetError(
+                        "phrasecut needs --phrasecut-root (the folder with refer_test.json and "
+                        "images/)"
+                    )
+                self._open[name] = PhraseCutDataset(
+                    self.paths.phrasecut_root, self.paths.phrasecut_images
+                )
             else:
                 _refer_spec(name)
                 if self.paths.refer_root is None:
-                    raise DatasetError(f"{name} needs --data-root (the refer data folder holding {name}/)")
-                self._open[name] = ReferDataset(self.paths.refer_root, name, self.paths.coco_images)
+                    raise DatasetError(
+                        f"{name} needs --data-root (the refer data folder holding {name}/)"
+                    )
+                self._open[name] = ReferDataset(
+                    self.paths.refer_root, name, self.paths.coco_images
+                )
         return self._open[name]
 
     def samples(self, name: str, split: str) -> list[Sample]:
@@ -342,7 +475,9 @@ def parse_dataset_arg(values: Iterable[str], splits: Iterable[str] = ()) -> list
         chosen = [split] if split else (extra or list(eval_splits(name)))
         for s in chosen:
             if s not in all_splits(name):
-                raise ValueError(f"{name} has no split {s!r}; its splits: {', '.join(all_splits(name))}")
+                raise ValueError(
+                    f"{name} has no split {s!r}; its splits: {', '.join(all_splits(name))}"
+                )
             if (name, s) not in out:
                 out.append((name, s))
     return out

@@ -17,6 +17,7 @@ resized to exactly that size (bicubic, as BLIP's preprocessing) and the patches 
 the exact patch grid; the inner backend's own resize is then the identity. Otherwise the patch
 rectangles are painted at the original resolution (edges blur by a pixel in the resize).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -37,7 +38,9 @@ class MaskedImageEmbedding:
     """The inner embedding of the untouched image plus what re-encoding a masked copy needs."""
 
     inner: Any
-    image: np.ndarray  # the image the patch grid is painted on (resized to the backend input when known)
+    image: (
+        np.ndarray
+    )  # the image the patch grid is painted on (resized to the backend input when known)
     masked: OrderedDict[bytes, Any] = field(default_factory=OrderedDict)
 
 
@@ -49,14 +52,19 @@ class ImageMaskingBackend:
     kept per image (one per IGRS pass, so 4 covers T = 5).
     """
 
-    def __init__(self, inner: VLPBackend, fill: tuple[int, int, int] | None = None, cache_size: int = 4) -> None:
+    def __init__(
+        self, inner: VLPBackend, fill: tuple[int, int, int] | None = None, cache_size: int = 4
+    ) -> None:
         self.inner = inner
         self.grid = int(inner.grid)
         if fill is None:
             mean = getattr(inner, "image_mean", None)
             if mean is None:
                 mean = getattr(inner, "_mean", CLIP_MEAN)
-            fill = tuple(int(round(float(m) * 255)) for m in np.asarray(mean, dtype=np.float64).reshape(-1)[:3])
+            fill = tuple(
+                int(round(float(m) * 255))
+                for m in np.asarray(mean, dtype=np.float64).reshape(-1)[:3]
+            )
         self.fill = np.asarray(fill, dtype=np.uint8)
         self.cache_size = cache_size
         self.encodes = 0  # vision-encoder runs on masked copies (tests, timing)
@@ -90,15 +98,17 @@ class ImageMaskingBackend:
         cols = np.round(np.linspace(0, w, g + 1)).astype(int)
         out = image.copy()
         for i, j in zip(*np.nonzero(~keep_grid)):
-            out[rows[i]:rows[i + 1], cols[j]:cols[j + 1]] = self.fill
+            out[rows[i] : rows[i + 1], cols[j] : cols[j + 1]] = self.fill
         return out
 
-    def text_pass(self, image_embedding: MaskedImageEmbedding, text: str, keep: torch.Tensor | None) -> PassOutput:
+    def text_pass(
+        self, image_embedding: MaskedImageEmbedding, text: str, keep: torch.Tensor | None
+    ) -> PassOutput:
         if keep is None:
             return self.inner.text_pass(image_embedding.inner, text, None)
         keep = torch.as_tensor(keep).reshape(-1).to(torch.bool).cpu()
-        if keep.numel() != self.grid ** 2:
-            raise ValueError(f"keep has {keep.numel()} entries, expected g*g = {self.grid ** 2}")
+        if keep.numel() != self.grid**2:
+            raise ValueError(f"keep has {keep.numel()} entries, expected g*g = {self.grid**2}")
         if bool(keep.all()):
             return self.inner.text_pass(image_embedding.inner, text, None)
         key = np.packbits(keep.numpy()).tobytes()

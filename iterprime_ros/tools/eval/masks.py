@@ -7,7 +7,8 @@ So each format is decoded with its tool's convention:
 * COCO polygons (RefCOCO/+/g): pycocotools keeps a pixel when its centre (c + 0.5, r + 0.5) is
   inside the polygon (even-odd rule, half-open on the boundary; it finds the crossings on a
   1/5-pixel grid, so pixels whose centre lies within 0.2 px of an edge may differ), so a 10 x 10
-  square with integer corners covers exactly 100 pixels, not cv2's 121. ``coco_polygons_to_mask`` does the same with a
+  square with integer corners covers exactly 100 pixels, not cv2's 121. ``coco_polygons_to_mask``
+  does the same with a
   vectorised scan line; the polygons of one object are united.
 * COCO RLE, uncompressed (``counts`` a list) and compressed (``counts`` a string, the COCO
   LEB128-style code): column-major runs starting with zeros.
@@ -15,6 +16,7 @@ So each format is decoded with its tool's convention:
   its outline* using PIL's ``ImageDraw.polygon(outline=1, fill=1)``; ``phrasecut_polygons_to_mask``
   calls the same PIL routine (cv2.fillPoly differs from it on ~3 % of a small polygon's pixels).
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -23,8 +25,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
-def coco_polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
-    """COCO polygons ([x0, y0, x1, y1, ...] each) -> H x W bool, pixel centres inside (pycocotools rule)."""
+def coco_polygons_to_mask(
+    polygons: Sequence[Sequence[float]], height: int, width: int
+) -> np.ndarray:
+    """COCO polygons ([x0, y0, x1, y1, ...] each) -> H x W bool, pixel centres inside (pycocotools
+    rule).
+    """
     mask = np.zeros((height, width), dtype=bool)
     for poly in polygons:
         pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
@@ -48,9 +54,9 @@ def _scanline_fill(pts: np.ndarray, height: int, width: int) -> np.ndarray:
     toggles = np.zeros((height, width + 1), dtype=np.int32)
     if len(x0) == 0:
         return np.zeros((height, width), dtype=bool)
-    ys = np.arange(height, dtype=np.float64)[:, None] + 0.5           # H x 1
-    lo, hi = np.minimum(y0, y1)[None], np.maximum(y0, y1)[None]        # 1 x E
-    crosses = (ys >= lo) & (ys < hi)                                   # H x E
+    ys = np.arange(height, dtype=np.float64)[:, None] + 0.5  # H x 1
+    lo, hi = np.minimum(y0, y1)[None], np.maximum(y0, y1)[None]  # 1 x E
+    crosses = (ys >= lo) & (ys < hi)  # H x E
     rows, edges = np.nonzero(crosses)
     t = (ys[rows, 0] - y0[edges]) / (y1[edges] - y0[edges])
     xs = x0[edges] + t * (x1[edges] - x0[edges])
@@ -91,10 +97,16 @@ def rle_counts_from_string(counts: str | bytes) -> list[int]:
 
 
 def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE ({"size": [h, w], "counts": list | str}) -> H x W bool (column-major runs, zeros first)."""
+    """COCO RLE ({"size": [h, w], "counts": list | str}) -> H x W bool (column-major runs, zeros
+    first).
+    """
     height, width = (int(v) for v in rle["size"])
     counts = rle["counts"]
-    runs = rle_counts_from_string(counts) if isinstance(counts, (str, bytes)) else [int(c) for c in counts]
+    runs = (
+        rle_counts_from_string(counts)
+        if isinstance(counts, (str, bytes))
+        else [int(c) for c in counts]
+    )
     if any(r < 0 for r in runs):
         raise ValueError("negative run length in RLE")
     total = height * width
@@ -107,7 +119,9 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
 
 
 def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """An annotation's ``segmentation`` (polygon list, RLE dict, or a list of RLE dicts) -> H x W bool."""
+    """An annotation's ``segmentation`` (polygon list, RLE dict, or a list of RLE dicts) -> H x W
+    bool.
+    """
     if isinstance(segmentation, dict):
         mask = rle_to_mask(segmentation)
     elif isinstance(segmentation, list) and segmentation and isinstance(segmentation[0], dict):
@@ -123,9 +137,11 @@ def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.
     return mask
 
 
-def phrasecut_polygons_to_mask(instances: Sequence[Sequence[Sequence[Sequence[float]]]], height: int,
-                               width: int) -> np.ndarray:
-    """PhraseCut ``Polygons`` (per instance, a list of polygons of [x, y] points) -> H x W bool union.
+def phrasecut_polygons_to_mask(
+    instances: Sequence[Sequence[Sequence[Sequence[float]]]], height: int, width: int
+) -> np.ndarray:
+    """PhraseCut ``Polygons`` (per instance, a list of polygons of [x, y] points) -> H x W bool
+    union.
 
     PhraseCut API convention: points truncated to int, polygon filled together with its outline
     (polygons with fewer than two points are skipped, as there).

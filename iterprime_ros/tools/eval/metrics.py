@@ -1,4 +1,5 @@
-"""Referring-segmentation metrics (method.md §7), general enough for RefCOCO/PhraseCut and the world.
+"""Referring-segmentation metrics (method.md §7), general enough for RefCOCO/PhraseCut and the
+world.
 
 - IoU of one expression: (I + 1e-6) / (U + 1e-6) at the original resolution, so two empty
   masks score 1 and an empty prediction against a non-empty truth scores ~0.
@@ -12,6 +13,7 @@
 A failed expression (no mask) is scored with an empty prediction: IoU ~ 0 unless the truth
 is empty too. Accumulate with MetricAccumulator, or call the functions on arrays.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +26,9 @@ import numpy as np
 EPS = 1e-6
 PRECISION_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 POSITION_WORDS: frozenset[str] = frozenset({"left", "right", "up", "down", "top", "bottom"})
-POSITION_DERIVED: frozenset[str] = frozenset({"leftmost", "rightmost", "topmost", "bottommost", "upper",
-                                              "uppermost"})
+POSITION_DERIVED: frozenset[str] = frozenset(
+    {"leftmost", "rightmost", "topmost", "bottommost", "upper", "uppermost"}
+)
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -36,8 +39,10 @@ def intersection_union(pred: np.ndarray | None, gt: np.ndarray) -> tuple[int, in
         return 0, int(gt.sum())
     pred = np.asarray(pred, bool)
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape; "
-                         "score at the original resolution")
+        raise ValueError(
+            f"prediction {pred.shape} and ground truth {gt.shape} differ in shape; "
+            "score at the original resolution"
+        )
     return int(np.logical_and(pred, gt).sum()), int(np.logical_or(pred, gt).sum())
 
 
@@ -58,7 +63,9 @@ def overall_iou(intersections: Iterable[int], unions: Iterable[int]) -> float:
     return float(si / su) if su > 0 else float("nan")
 
 
-def precision_at(ious: Iterable[float], thresholds: Sequence[float] = PRECISION_THRESHOLDS) -> dict[float, float]:
+def precision_at(
+    ious: Iterable[float], thresholds: Sequence[float] = PRECISION_THRESHOLDS
+) -> dict[float, float]:
     """{X: fraction of IoU > X} (strict)."""
     vals = np.asarray(list(ious), float)
     if vals.size == 0:
@@ -83,8 +90,12 @@ class SplitMetrics:
     precision: dict[float, float]
 
     def as_dict(self) -> dict:
-        return {"count": self.count, "mIoU": self.miou, "oIoU": self.oiou,
-                **{f"Prec@{t:g}": v for t, v in self.precision.items()}}
+        return {
+            "count": self.count,
+            "mIoU": self.miou,
+            "oIoU": self.oiou,
+            **{f"Prec@{t:g}": v for t, v in self.precision.items()},
+        }
 
 
 @dataclass
@@ -97,30 +108,53 @@ class MetricAccumulator:
     def add(self, pred: np.ndarray | None, gt: np.ndarray, text: str, **info) -> float:
         i, u = intersection_union(pred, gt)
         value = (i + EPS) / (u + EPS)
-        self.records.append({"text": text, "intersection": i, "union": u, "iou": value,
-                             "position": is_position_expression(text), **info})
+        self.records.append(
+            {
+                "text": text,
+                "intersection": i,
+                "union": u,
+                "iou": value,
+                "position": is_position_expression(text),
+                **info,
+            }
+        )
         return value
 
     def add_values(self, intersection: int, union: int, text: str, **info) -> float:
         value = (intersection + EPS) / (union + EPS)
-        self.records.append({"text": text, "intersection": int(intersection), "union": int(union), "iou": value,
-                             "position": is_position_expression(text), **info})
+        self.records.append(
+            {
+                "text": text,
+                "intersection": int(intersection),
+                "union": int(union),
+                "iou": value,
+                "position": is_position_expression(text),
+                **info,
+            }
+        )
         return value
 
     def _split(self, rows: list[dict]) -> SplitMetrics:
         ious = [r["iou"] for r in rows]
-        return SplitMetrics(count=len(rows), miou=mean_iou(ious),
-                            oiou=overall_iou([r["intersection"] for r in rows], [r["union"] for r in rows]),
-                            precision=precision_at(ious, self.thresholds))
+        return SplitMetrics(
+            count=len(rows),
+            miou=mean_iou(ious),
+            oiou=overall_iou([r["intersection"] for r in rows], [r["union"] for r in rows]),
+            precision=precision_at(ious, self.thresholds),
+        )
 
     def summary(self, key: str | None = None) -> dict[str, SplitMetrics]:
         """{"overall", "position", "others"} (and one entry per value of record[key] if given)."""
-        out = {"overall": self._split(self.records),
-               "position": self._split([r for r in self.records if r["position"]]),
-               "others": self._split([r for r in self.records if not r["position"]])}
+        out = {
+            "overall": self._split(self.records),
+            "position": self._split([r for r in self.records if r["position"]]),
+            "others": self._split([r for r in self.records if not r["position"]]),
+        }
         if key is not None:
             for value in sorted({str(r.get(key)) for r in self.records}):
-                out[f"{key}={value}"] = self._split([r for r in self.records if str(r.get(key)) == value])
+                out[f"{key}={value}"] = self._split(
+                    [r for r in self.records if str(r.get(key)) == value]
+                )
         return out
 
 

@@ -9,6 +9,7 @@ depend on the row, and the image embedding only on the masking variant. ``Shared
 wraps the proposal and VLP backends with a small per-image memo (content hash), so running 15
 rows costs one Mask2Former pass per image, not 15.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,8 +37,12 @@ class Prediction:
 
 
 class Predictor(Protocol):
-    def predict(self, image: np.ndarray, expression: str, frame_id: Hashable | None = None) -> Prediction:
-        """Segment `expression` in `image` (H x W x 3 uint8 RGB). frame_id: a stable id of the image."""
+    def predict(
+        self, image: np.ndarray, expression: str, frame_id: Hashable | None = None
+    ) -> Prediction:
+        """Segment `expression` in `image` (H x W x 3 uint8 RGB). frame_id: a stable id of the
+        image.
+        """
 
 
 class SegmenterPredictor:
@@ -46,18 +51,30 @@ class SegmenterPredictor:
     def __init__(self, segmenter: Any) -> None:
         self.segmenter = segmenter
 
-    def predict(self, image: np.ndarray, expression: str, frame_id: Hashable | None = None) -> Prediction:
+    def predict(
+        self, image: np.ndarray, expression: str, frame_id: Hashable | None = None
+    ) -> Prediction:
         r = self.segmenter.segment(image, expression, frame_id=frame_id)
-        extras = {"primary_word": r.primary_word, "itm_score": float(r.itm_score), "stop_reason": r.stop_reason,
-                  "score": float(r.score)}
+        extras = {
+            "primary_word": r.primary_word,
+            "itm_score": float(r.itm_score),
+            "stop_reason": r.stop_reason,
+            "score": float(r.score),
+        }
         if r.flagged:
             extras["flagged"] = True
-        return Prediction(mask=r.mask if r.success else None, error="" if r.success else r.error,
-                          iterations=int(r.iterations), time_s=float(r.timings.get("total", 0.0)), extras=extras)
+        return Prediction(
+            mask=r.mask if r.success else None,
+            error="" if r.success else r.error,
+            iterations=int(r.iterations),
+            time_s=float(r.timings.get("total", 0.0)),
+            extras=extras,
+        )
 
 
 def _image_key(image: np.ndarray) -> str:
     from ...pipeline import image_key
+
     return image_key(image)
 
 
@@ -96,13 +113,16 @@ class CachedProposals:
             props = np.asarray(self.inner.propose(image), dtype=bool)
             props.setflags(write=False)
             return props
+
         return self.memo.get(image, compute)
 
 
 class CachedVLP:
     """VLPBackend wrapper: encode_image memoised per image; text passes go straight through."""
 
-    _FORWARDED = frozenset({"token_valid", "tokens", "input_size", "image_mean", "_mean", "device", "dtype", "name"})
+    _FORWARDED = frozenset(
+        {"token_valid", "tokens", "input_size", "image_mean", "_mean", "device", "dtype", "name"}
+    )
 
     def __init__(self, inner: VLPBackend, size: int = 2) -> None:
         self.inner = inner
@@ -137,17 +157,24 @@ class SharedBackends:
         return cls(CachedVLP(vlp, size=2), CachedProposals(proposals, size=1))
 
     def vlp_for(self, config: AblationConfig) -> VLPBackend:
-        return ImageMaskingBackend(self.vlp) if config.normalised().masking == "image" else self.vlp
+        return (
+            ImageMaskingBackend(self.vlp) if config.normalised().masking == "image" else self.vlp
+        )
 
 
 def eval_settings(settings: Any) -> Any:
     """Dataset expressions are already referring expressions: no command normalisation, no
-    language check (typos in RefCOCO would trip it), one cached frame per configuration."""
+    language check (typos in RefCOCO would trip it), one cached frame per configuration.
+    """
     return settings.replace(normalize_commands=False, check_language=False, frame_cache_size=1)
 
 
-def build_segmenter_predictors(base_settings: Any, configs: dict[str, AblationConfig], backends: SharedBackends,
-                               raise_unexpected: bool = False) -> dict[str, SegmenterPredictor]:
+def build_segmenter_predictors(
+    base_settings: Any,
+    configs: dict[str, AblationConfig],
+    backends: SharedBackends,
+    raise_unexpected: bool = False,
+) -> dict[str, SegmenterPredictor]:
     """One Segmenter per configuration key, all on the shared backends."""
     from ...pipeline import Segmenter
 
@@ -156,8 +183,13 @@ def build_segmenter_predictors(base_settings: Any, configs: dict[str, AblationCo
     out: dict[str, SegmenterPredictor] = {}
     for key, config in configs.items():
         settings = base.replace(**config.settings_changes())
-        seg = Segmenter.from_backends(backends.vlp_for(config), backends.proposals, settings, parser=parser,
-                                      raise_unexpected=raise_unexpected)
+        seg = Segmenter.from_backends(
+            backends.vlp_for(config),
+            backends.proposals,
+            settings,
+            parser=parser,
+            raise_unexpected=raise_unexpected,
+        )
         parser = seg.parser  # one parser (and its expression cache) for every configuration
         out[key] = SegmenterPredictor(seg)
     return out

@@ -6,6 +6,7 @@ paper, never from memory. A "†" marks a figure taken from the main results for
 configuration *is* the main configuration (e.g. Table 4's "mask feature" row is the full
 method), not a figure printed in that ablation table.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -16,9 +17,11 @@ from typing import Any, Iterable, Mapping, Sequence
 from .ablations import FULL, ROWS_BY_NAME, TABLE_DATASETS, TABLE_TITLES, AblationRow
 from .runner import TaskSummary
 
-PAPER_SOURCE = ("Wang et al., \"IteRPrimE: Zero-shot Referring Image Segmentation with Iterative Grad-CAM "
-                "Refinement and Primary Word Emphasis\", AAAI 2025 (arXiv 2503.00936); figures as quoted in "
-                "docs/method.md §7")
+PAPER_SOURCE = (
+    'Wang et al., "IteRPrimE: Zero-shot Referring Image Segmentation with Iterative Grad-CAM '
+    'Refinement and Primary Word Emphasis", AAAI 2025 (arXiv 2503.00936); figures as quoted in '
+    "docs/method.md §7"
+)
 
 # Full method (PWEM + IGRS, mask feature): (dataset, split, group, metric) -> %.
 MAIN_FIGURES: dict[tuple[str, str, str, str], float] = {
@@ -36,15 +39,22 @@ MAIN_FIGURES: dict[tuple[str, str, str, str], float] = {
 
 # Table 3 (aggregation, IGRS on), mIoU %: (row, dataset, split) -> %.
 ROW_FIGURES: dict[tuple[str, str, str], float] = {
-    ("agg-mean", "refcoco", "testA"): 43.4, ("agg-mean", "refcocog", "test"): 41.3,
-    ("agg-gvlp", "refcoco", "testA"): 45.0, ("agg-gvlp", "refcocog", "test"): 41.9,
-    ("agg-global", "refcoco", "testA"): 46.5, ("agg-global", "refcocog", "test"): 45.7,
-    ("agg-local", "refcoco", "testA"): 45.3, ("agg-local", "refcocog", "test"): 42.3,
-    ("agg-pwem", "refcoco", "testA"): 46.5, ("agg-pwem", "refcocog", "test"): 45.8,
+    ("agg-mean", "refcoco", "testA"): 43.4,
+    ("agg-mean", "refcocog", "test"): 41.3,
+    ("agg-gvlp", "refcoco", "testA"): 45.0,
+    ("agg-gvlp", "refcocog", "test"): 41.9,
+    ("agg-global", "refcoco", "testA"): 46.5,
+    ("agg-global", "refcocog", "test"): 45.7,
+    ("agg-local", "refcoco", "testA"): 45.3,
+    ("agg-local", "refcocog", "test"): 42.3,
+    ("agg-pwem", "refcoco", "testA"): 46.5,
+    ("agg-pwem", "refcocog", "test"): 45.8,
 }
 
-PAPER_NOTES = ("IGRS adds about +0.3 to +0.7 mIoU over a single pass (method.md §7); per-row figures of "
-               "Tables 4 and 5 are not quoted there.")
+PAPER_NOTES = (
+    "IGRS adds about +0.3 to +0.7 mIoU over a single pass (method.md §7); per-row figures of "
+    "Tables 4 and 5 are not quoted there."
+)
 
 PRIMARY_METRIC = {"phrasecut": "oIoU"}  # the paper's metric per dataset (mIoU otherwise)
 
@@ -53,11 +63,24 @@ def primary_metric(dataset: str) -> str:
     return PRIMARY_METRIC.get(dataset, "mIoU")
 
 
-def paper_figure(row: str | None, config: str, dataset: str, split: str, group: str = "all",
-                 metric: str | None = None) -> tuple[float | None, str]:
-    """(published %, mark) for a row/config on (dataset, split, group); (None, "") when not quoted."""
+def paper_figure(
+    row: str | None,
+    config: str,
+    dataset: str,
+    split: str,
+    group: str = "all",
+    metric: str | None = None,
+) -> tuple[float | None, str]:
+    """(published %, mark) for a row/config on (dataset, split, group); (None, "") when not
+    quoted.
+    """
     metric = metric or primary_metric(dataset)
-    if row is not None and group == "all" and metric == "mIoU" and (row, dataset, split) in ROW_FIGURES:
+    if (
+        row is not None
+        and group == "all"
+        and metric == "mIoU"
+        and (row, dataset, split) in ROW_FIGURES
+    ):
         return ROW_FIGURES[(row, dataset, split)], ""
     if config == FULL.key() and (dataset, split, group, metric) in MAIN_FIGURES:
         table = ROWS_BY_NAME[row].table if row in ROWS_BY_NAME else 1
@@ -80,8 +103,12 @@ class RowRef:
         return cls(row.name, row.table, row.label, config or row.config.key())
 
 
-def build_report(summaries: Sequence[TaskSummary], rows: Sequence[RowRef], meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The results JSON: every (dataset, split, config) summary, the rows that use it, paper figures."""
+def build_report(
+    summaries: Sequence[TaskSummary], rows: Sequence[RowRef], meta: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The results JSON: every (dataset, split, config) summary, the rows that use it, paper
+    figures.
+    """
     results = []
     for s in summaries:
         users = [r for r in rows if r.config == s.config]
@@ -90,10 +117,14 @@ def build_report(summaries: Sequence[TaskSummary], rows: Sequence[RowRef], meta:
         paper: dict[str, Any] = {}
         for r in users or [None]:
             for group in s.groups:
-                value, mark = paper_figure(r.name if r else None, s.config, s.dataset, s.split, group)
+                value, mark = paper_figure(
+                    r.name if r else None, s.config, s.dataset, s.split, group
+                )
                 if value is not None:
-                    paper[f"{r.name if r else s.config}/{group}/{primary_metric(s.dataset)}"] = \
-                        {"value": value, "derived_from_main_table": mark == "†"}
+                    paper[f"{r.name if r else s.config}/{group}/{primary_metric(s.dataset)}"] = {
+                        "value": value,
+                        "derived_from_main_table": mark == "†",
+                    }
         entry["paper"] = paper
         results.append(entry)
     return {
@@ -109,7 +140,9 @@ def build_report(summaries: Sequence[TaskSummary], rows: Sequence[RowRef], meta:
 
 # ---------------------------------------------------------------------------- Markdown
 def _pct(x: Any) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.1f}"
+    return (
+        "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.1f}"
+    )
 
 
 def _paper(value: float | None, mark: str = "") -> str:
@@ -142,22 +175,51 @@ class _Index:
 
 def _main_table(idx: _Index, row: RowRef, title: str) -> list[str]:
     body = []
-    for (d, sp) in TABLE_DATASETS[1]:
+    for d, sp in TABLE_DATASETS[1]:
         s = idx.get(d, sp, row.config)
         if s is None:
             continue
         paper, mark = paper_figure(row.name, row.config, d, sp)
         ours = s.metric("all", "mIoU")
-        body.append([d, sp, _n(s), _pct(ours), _paper(paper, mark), _delta(ours, paper), _pct(s.metric("all", "oIoU")),
-                     _pct(s.metric("all", "Prec@0.5")), _pct(s.metric("all", "Prec@0.7")),
-                     _pct(s.metric("all", "Prec@0.9")),
-                     f"{_pct(s.metric('position'))} ({int(s.groups['position']['count'])})",
-                     f"{_pct(s.metric('others'))} ({int(s.groups['others']['count'])})"])
+        body.append(
+            [
+                d,
+                sp,
+                _n(s),
+                _pct(ours),
+                _paper(paper, mark),
+                _delta(ours, paper),
+                _pct(s.metric("all", "oIoU")),
+                _pct(s.metric("all", "Prec@0.5")),
+                _pct(s.metric("all", "Prec@0.7")),
+                _pct(s.metric("all", "Prec@0.9")),
+                f"{_pct(s.metric('position'))} ({int(s.groups['position']['count'])})",
+                f"{_pct(s.metric('others'))} ({int(s.groups['others']['count'])})",
+            ]
+        )
     if not body:
         return []
-    return [f"### {title} — {row.label} `{row.config}`", ""] + _table(
-        ["dataset", "split", "n", "mIoU", "paper", "Δ", "oIoU", "P@0.5", "P@0.7", "P@0.9", "Position mIoU (n)",
-         "Others mIoU (n)"], body) + [""]
+    return (
+        [f"### {title} — {row.label} `{row.config}`", ""]
+        + _table(
+            [
+                "dataset",
+                "split",
+                "n",
+                "mIoU",
+                "paper",
+                "Δ",
+                "oIoU",
+                "P@0.5",
+                "P@0.7",
+                "P@0.9",
+                "Position mIoU (n)",
+                "Others mIoU (n)",
+            ],
+            body,
+        )
+        + [""]
+    )
 
 
 def _phrasecut_table(idx: _Index, row: RowRef, title: str) -> list[str]:
@@ -170,19 +232,40 @@ def _phrasecut_table(idx: _Index, row: RowRef, title: str) -> list[str]:
             continue
         paper, mark = paper_figure(row.name, row.config, "phrasecut", "test", group, "oIoU")
         ours = s.metric(group, "oIoU")
-        body.append([label, str(int(s.groups[group]["count"])), _pct(ours), _paper(paper, mark), _delta(ours, paper),
-                     _pct(s.metric(group, "mIoU"))])
-    return [f"### {title} — {row.label} `{row.config}`" + ("" if s.complete else f" (partial {s.count}/{s.expected})"),
-            ""] + _table(["subset", "n", "oIoU", "paper", "Δ", "mIoU"], body) + [""]
+        body.append(
+            [
+                label,
+                str(int(s.groups[group]["count"])),
+                _pct(ours),
+                _paper(paper, mark),
+                _delta(ours, paper),
+                _pct(s.metric(group, "mIoU")),
+            ]
+        )
+    return (
+        [
+            f"### {title} — {row.label} `{row.config}`"
+            + ("" if s.complete else f" (partial {s.count}/{s.expected})"),
+            "",
+        ]
+        + _table(["subset", "n", "oIoU", "paper", "Δ", "mIoU"], body)
+        + [""]
+    )
 
 
 def _ablation_table(idx: _Index, rows: Sequence[RowRef], table: int) -> list[str]:
     configs = {r.config for r in rows}
     ran = list(dict.fromkeys((d, sp) for (d, sp, c) in idx.by if c in configs))
-    data = [pair for pair in TABLE_DATASETS[table] if pair in ran] or ran  # the paper's columns, else what ran
+    data = [
+        pair for pair in TABLE_DATASETS[table] if pair in ran
+    ] or ran  # the paper's columns, else what ran
     header = ["row", "config"]
     for d, sp in data:
-        header += [f"{d} {sp}", "paper"] if table != 5 else [f"{d} {sp} Position (n)", "Others (n)", "All", "paper"]
+        header += (
+            [f"{d} {sp}", "paper"]
+            if table != 5
+            else [f"{d} {sp} Position (n)", "Others (n)", "All", "paper"]
+        )
     body = []
     for r in rows:
         line = [r.label, f"`{r.config}`"]
@@ -194,8 +277,12 @@ def _ablation_table(idx: _Index, rows: Sequence[RowRef], table: int) -> list[str
                 continue
             ours = _pct(s.metric("all")) + ("" if s.complete else "*")
             if table == 5:
-                line += [f"{_pct(s.metric('position'))} ({int(s.groups['position']['count'])})",
-                         f"{_pct(s.metric('others'))} ({int(s.groups['others']['count'])})", ours, _paper(paper, mark)]
+                line += [
+                    f"{_pct(s.metric('position'))} ({int(s.groups['position']['count'])})",
+                    f"{_pct(s.metric('others'))} ({int(s.groups['others']['count'])})",
+                    ours,
+                    _paper(paper, mark),
+                ]
             else:
                 line += [ours, _paper(paper, mark)]
         body.append(line)
@@ -207,18 +294,54 @@ def _detail_table(summaries: Sequence[TaskSummary], rows: Sequence[RowRef]) -> l
     for s in summaries:
         names = ", ".join(r.name for r in rows if r.config == s.config) or "-"
         unseen = _pct(s.metric("unseen", "oIoU")) if "unseen" in s.groups else ""
-        body.append([s.dataset, s.split, f"`{s.config}`", names, _n(s), str(s.failed), _pct(s.metric("all")),
-                     _pct(s.metric("all", "oIoU")),
-                     *(_pct(s.metric("all", f"Prec@{t:g}")) for t in (0.5, 0.6, 0.7, 0.8, 0.9)),
-                     f"{_pct(s.metric('position'))} ({int(s.groups['position']['count'])})",
-                     f"{_pct(s.metric('others'))} ({int(s.groups['others']['count'])})", unseen,
-                     "—" if math.isnan(s.mean_time_s) else f"{s.mean_time_s:.2f}"])
-    return ["### All results", ""] + _table(
-        ["dataset", "split", "config", "rows", "n", "failed", "mIoU", "oIoU", "P@0.5", "P@0.6", "P@0.7", "P@0.8",
-         "P@0.9", "Position mIoU (n)", "Others mIoU (n)", "Unseen oIoU", "s/expr"], body) + [""]
+        body.append(
+            [
+                s.dataset,
+                s.split,
+                f"`{s.config}`",
+                names,
+                _n(s),
+                str(s.failed),
+                _pct(s.metric("all")),
+                _pct(s.metric("all", "oIoU")),
+                *(_pct(s.metric("all", f"Prec@{t:g}")) for t in (0.5, 0.6, 0.7, 0.8, 0.9)),
+                f"{_pct(s.metric('position'))} ({int(s.groups['position']['count'])})",
+                f"{_pct(s.metric('others'))} ({int(s.groups['others']['count'])})",
+                unseen,
+                "—" if math.isnan(s.mean_time_s) else f"{s.mean_time_s:.2f}",
+            ]
+        )
+    return (
+        ["### All results", ""]
+        + _table(
+            [
+                "dataset",
+                "split",
+                "config",
+                "rows",
+                "n",
+                "failed",
+                "mIoU",
+                "oIoU",
+                "P@0.5",
+                "P@0.6",
+                "P@0.7",
+                "P@0.8",
+                "P@0.9",
+                "Position mIoU (n)",
+                "Others mIoU (n)",
+                "Unseen oIoU",
+                "s/expr",
+            ],
+            body,
+        )
+        + [""]
+    )
 
 
-def render_markdown(summaries: Sequence[TaskSummary], rows: Sequence[RowRef], meta: Mapping[str, Any]) -> str:
+def render_markdown(
+    summaries: Sequence[TaskSummary], rows: Sequence[RowRef], meta: Mapping[str, Any]
+) -> str:
     """Paper-style tables (ours next to the paper's figures), then every number in one table."""
     idx = _Index(summaries)
     lines = ["## IteRPrimE evaluation", ""]
@@ -237,8 +360,12 @@ def render_markdown(summaries: Sequence[TaskSummary], rows: Sequence[RowRef], me
         if chosen:
             lines += _ablation_table(idx, chosen, t)
     lines += _detail_table(summaries, rows)
-    lines += ["mIoU, oIoU and Prec@X in %; Position = expressions with left/right/up/down/top/bottom "
-              "(eval/metrics.py). \"*\" / \"partial\": not every selected sample is done yet. "
-              "\"†\": the paper's main-table figure for the same configuration.", "",
-              f"Paper figures: {PAPER_SOURCE}. {PAPER_NOTES}", ""]
+    lines += [
+        "mIoU, oIoU and Prec@X in %; Position = expressions with left/right/up/down/top/bottom "
+        '(eval/metrics.py). "*" / "partial": not every selected sample is done yet. '
+        '"†": the paper\'s main-table figure for the same configuration.',
+        "",
+        f"Paper figures: {PAPER_SOURCE}. {PAPER_NOTES}",
+        "",
+    ]
     return "\n".join(lines)

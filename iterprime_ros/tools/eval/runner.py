@@ -1,4 +1,5 @@
-"""The evaluation loop: resumable, image-major, one results file per (dataset, split, configuration).
+"""The evaluation loop: resumable, image-major, one results file per (dataset, split,
+configuration).
 
 Why this shape:
 * **Resumable.** Every finished sample is one JSON line appended to
@@ -13,6 +14,7 @@ Why this shape:
 * **Summaries come from the files**, never from memory, so a resumed run reports exactly what
   an uninterrupted one would.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,7 +85,9 @@ class ResultStore:
             if header is None:
                 header = obj.get("header") if isinstance(obj, dict) else None
                 if header is None:
-                    raise ResumeMismatchError(f"{self.path} is not an iterprime results file (no header line)")
+                    raise ResumeMismatchError(
+                        f"{self.path} is not an iterprime results file (no header line)"
+                    )
                 continue
             self.records[str(obj["id"])] = obj
         if header is None:
@@ -93,15 +97,20 @@ class ResultStore:
                 fh.write(json.dumps({"header": self.header}) + "\n")
             return
         if good_end < len(raw):
-            log.warning("%s: cutting a torn last line (%d bytes) left by an interrupted run",
-                        self.path, len(raw) - good_end)
+            log.warning(
+                "%s: cutting a torn last line (%d bytes) left by an interrupted run",
+                self.path,
+                len(raw) - good_end,
+            )
             with self.path.open("r+b") as fh:
                 fh.truncate(good_end)
         diff = _header_diff(header, self.header)
         if diff:
             raise ResumeMismatchError(
-                f"{self.path} holds results made with other settings ({'; '.join(diff)}); use another --out "
-                f"folder, or --overwrite to discard them")
+                f"{self.path} holds results made with other settings ({'; '.join(diff)}); use "
+                "another --out "
+                f"folder, or --overwrite to discard them"
+            )
 
     def _write(self, obj: Mapping[str, Any]) -> None:
         self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
@@ -168,14 +177,18 @@ class EvalTask:
 
 @dataclass
 class RunPlan:
-    """What to run: tasks x configurations. identity: what must match to resume (per config key)."""
+    """What to run: tasks x configurations. identity: what must match to resume (per config
+    key).
+    """
 
     tasks: list[EvalTask]
     predictors: Mapping[str, Predictor]
     out_dir: Path
     identity: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     overwrite: bool = False
-    only: Mapping[str, Sequence[str]] | None = None  # task name -> config keys (None: every config)
+    only: Mapping[str, Sequence[str]] | None = (
+        None  # task name -> config keys (None: every config)
+    )
 
     def configs(self, task: EvalTask) -> list[str]:
         if self.only is None or task.name not in self.only:
@@ -186,19 +199,33 @@ class RunPlan:
         return self.out_dir / task.name / f"{key}.jsonl"
 
     def header(self, task: EvalTask, key: str) -> dict[str, Any]:
-        return {"format": FORMAT, "dataset": task.dataset, "split": task.split, "config": key,
-                "identity": dict(self.identity.get(key, {}))}
+        return {
+            "format": FORMAT,
+            "dataset": task.dataset,
+            "split": task.split,
+            "config": key,
+            "identity": dict(self.identity.get(key, {})),
+        }
 
 
 def score_sample(sample: Sample, prediction: Any, gt: np.ndarray) -> dict[str, Any]:
-    """One results line: I, U, IoU (metrics.py), the Position flag and the prediction's diagnostics."""
+    """One results line: I, U, IoU (metrics.py), the Position flag and the prediction's
+    diagnostics.
+    """
     i, u = intersection_union(prediction.mask, gt)
     record: dict[str, Any] = {
-        "id": sample.sample_id, "image_id": sample.image_id, "expression": sample.expression,
-        "intersection": i, "union": u, "iou": (i + EPS) / (u + EPS),
-        "gt_area": int(gt.sum()), "pred_area": int(prediction.mask.sum()) if prediction.mask is not None else 0,
-        "position": is_position_expression(sample.expression), "ok": prediction.mask is not None,
-        "iterations": int(prediction.iterations), "time_s": round(float(prediction.time_s), 4),
+        "id": sample.sample_id,
+        "image_id": sample.image_id,
+        "expression": sample.expression,
+        "intersection": i,
+        "union": u,
+        "iou": (i + EPS) / (u + EPS),
+        "gt_area": int(gt.sum()),
+        "pred_area": int(prediction.mask.sum()) if prediction.mask is not None else 0,
+        "position": is_position_expression(sample.expression),
+        "ok": prediction.mask is not None,
+        "iterations": int(prediction.iterations),
+        "time_s": round(float(prediction.time_s), 4),
     }
     if sample.category:
         record["category"] = sample.category
@@ -224,7 +251,9 @@ def _groups(samples: Sequence[Sample]) -> Iterator[list[Sample]]:
 
 
 class Progress:
-    """tqdm on stderr (counts, rate, ETA); a plain line every 5 s when tqdm is missing or not a TTY."""
+    """tqdm on stderr (counts, rate, ETA); a plain line every 5 s when tqdm is missing or not a
+    TTY.
+    """
 
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.total, self.count, self.enabled = total, 0, enabled and total > 0
@@ -235,8 +264,15 @@ class Progress:
             return
         try:
             from tqdm import tqdm
-            self.bar = tqdm(total=total, unit="expr", dynamic_ncols=True, file=sys.stderr, smoothing=0.05,
-                            mininterval=0.5 if sys.stderr.isatty() else 10.0)
+
+            self.bar = tqdm(
+                total=total,
+                unit="expr",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                smoothing=0.05,
+                mininterval=0.5 if sys.stderr.isatty() else 10.0,
+            )
         except ImportError:  # pragma: no cover - tqdm is a dependency of transformers
             self.bar = None
 
@@ -255,15 +291,21 @@ class Progress:
             self._last = now
             rate = self.count / max(now - self._t0, 1e-9)
             eta = (self.total - self.count) / rate if rate > 0 else float("inf")
-            print(f"{description}: {self.count}/{self.total} ({rate:.2f}/s, ETA {eta / 60:.1f} min) {postfix}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{description}: {self.count}/{self.total} ({rate:.2f}/s, ETA {eta / 60:.1f} min) "
+                f"{postfix}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def run(plan: RunPlan, progress: bool = True, on_record: Callable[[str, str, dict], None] | None = None) -> int:
+def run(
+    plan: RunPlan, progress: bool = True, on_record: Callable[[str, str, dict], None] | None = None
+) -> int:
     """Evaluate every pending (task, config, sample); returns how many samples were run now.
 
     KeyboardInterrupt propagates after the files are closed: everything finished is on disk.
@@ -272,11 +314,19 @@ def run(plan: RunPlan, progress: bool = True, on_record: Callable[[str, str, dic
     try:
         for task in plan.tasks:
             for key in plan.configs(task):
-                stores[(task.name, key)] = ResultStore(plan.path(task, key), plan.header(task, key)).open(
-                    overwrite=plan.overwrite)
-        pending = sum(1 for task in plan.tasks for key in plan.configs(task) for s in task.samples
-                      if not stores[(task.name, key)].done(s.sample_id))
-        finished = sum(len(task.samples) * len(plan.configs(task)) for task in plan.tasks) - pending
+                stores[(task.name, key)] = ResultStore(
+                    plan.path(task, key), plan.header(task, key)
+                ).open(overwrite=plan.overwrite)
+        pending = sum(
+            1
+            for task in plan.tasks
+            for key in plan.configs(task)
+            for s in task.samples
+            if not stores[(task.name, key)].done(s.sample_id)
+        )
+        finished = (
+            sum(len(task.samples) * len(plan.configs(task)) for task in plan.tasks) - pending
+        )
         if finished:
             log.info("resuming: %d samples already done, %d to go", finished, pending)
         bar = Progress(pending, progress)
@@ -285,8 +335,10 @@ def run(plan: RunPlan, progress: bool = True, on_record: Callable[[str, str, dic
         try:
             for task in plan.tasks:
                 for group in _groups(task.samples):
-                    todo = {key: [s for s in group if not stores[(task.name, key)].done(s.sample_id)]
-                            for key in plan.configs(task)}
+                    todo = {
+                        key: [s for s in group if not stores[(task.name, key)].done(s.sample_id)]
+                        for key in plan.configs(task)
+                    }
                     if not any(todo.values()):
                         continue
                     image = load_image(group[0].image_path)
@@ -298,7 +350,9 @@ def run(plan: RunPlan, progress: bool = True, on_record: Callable[[str, str, dic
                         for sample in samples:
                             if sample.sample_id not in gts:
                                 gts[sample.sample_id] = sample.gt_mask(h, w)
-                            pred = predictor.predict(image, sample.expression, frame_id=(task.dataset, sample.image_id))
+                            pred = predictor.predict(
+                                image, sample.expression, frame_id=(task.dataset, sample.image_id)
+                            )
                             record = score_sample(sample, pred, gts[sample.sample_id])
                             store.append(record)
                             ran += 1
@@ -306,7 +360,9 @@ def run(plan: RunPlan, progress: bool = True, on_record: Callable[[str, str, dic
                             ious.append(record["iou"])
                             if on_record is not None:
                                 on_record(task.name, key, record)
-                            bar.update(f"{task.name} {key}", f"mIoU {100 * float(np.mean(ious)):.1f}")
+                            bar.update(
+                                f"{task.name} {key}", f"mIoU {100 * float(np.mean(ious)):.1f}"
+                            )
         finally:
             bar.close()
         return ran
@@ -326,7 +382,9 @@ class TaskSummary:
     expected: int
     count: int
     failed: int
-    groups: dict[str, dict[str, Any]]  # "all", "position", "others" (+ "unseen"): SplitMetrics.as_dict()
+    groups: dict[
+        str, dict[str, Any]
+    ]  # "all", "position", "others" (+ "unseen"): SplitMetrics.as_dict()
     mean_time_s: float
 
     @property
@@ -337,35 +395,65 @@ class TaskSummary:
         return float(self.groups.get(group, {}).get(name, float("nan")))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "split": self.split, "config": self.config, "expected": self.expected,
-                "count": self.count, "complete": self.complete, "failed": self.failed,
-                "mean_time_s": self.mean_time_s, "groups": self.groups}
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "config": self.config,
+            "expected": self.expected,
+            "count": self.count,
+            "complete": self.complete,
+            "failed": self.failed,
+            "mean_time_s": self.mean_time_s,
+            "groups": self.groups,
+        }
 
 
-def summarise_records(records: Iterable[Mapping[str, Any]], dataset: str, split: str, config: str,
-                      expected: int, subsets: Sequence[str] = ()) -> TaskSummary:
-    """Aggregate results lines with metrics.MetricAccumulator (overall, Position, Others, subsets)."""
+def summarise_records(
+    records: Iterable[Mapping[str, Any]],
+    dataset: str,
+    split: str,
+    config: str,
+    expected: int,
+    subsets: Sequence[str] = (),
+) -> TaskSummary:
+    """Aggregate results lines with metrics.MetricAccumulator (overall, Position, Others,
+    subsets).
+    """
     rows = list(records)
     acc = MetricAccumulator()
     for r in rows:
         acc.add_values(int(r["intersection"]), int(r["union"]), str(r.get("expression", "")))
     summary = acc.summary()
-    groups = {"all": summary["overall"].as_dict(), "position": summary["position"].as_dict(),
-              "others": summary["others"].as_dict()}
+    groups = {
+        "all": summary["overall"].as_dict(),
+        "position": summary["position"].as_dict(),
+        "others": summary["others"].as_dict(),
+    }
     for name in subsets:
         sub = MetricAccumulator()
         for r in rows:
             if name in r.get("subsets", ()):
-                sub.add_values(int(r["intersection"]), int(r["union"]), str(r.get("expression", "")))
+                sub.add_values(
+                    int(r["intersection"]), int(r["union"]), str(r.get("expression", ""))
+                )
         groups[name] = sub.summary()["overall"].as_dict()
     times = [float(r.get("time_s", 0.0)) for r in rows]
-    return TaskSummary(dataset=dataset, split=split, config=config, expected=expected, count=len(rows),
-                       failed=sum(1 for r in rows if not r.get("ok", True)), groups=groups,
-                       mean_time_s=float(np.mean(times)) if times else float("nan"))
+    return TaskSummary(
+        dataset=dataset,
+        split=split,
+        config=config,
+        expected=expected,
+        count=len(rows),
+        failed=sum(1 for r in rows if not r.get("ok", True)),
+        groups=groups,
+        mean_time_s=float(np.mean(times)) if times else float("nan"),
+    )
 
 
 def summarise(plan: RunPlan) -> list[TaskSummary]:
-    """Summaries of every (task, config) from the results files, restricted to the plan's samples."""
+    """Summaries of every (task, config) from the results files, restricted to the plan's
+    samples.
+    """
     out: list[TaskSummary] = []
     for task in plan.tasks:
         wanted = {s.sample_id for s in task.samples}
@@ -374,5 +462,9 @@ def summarise(plan: RunPlan) -> list[TaskSummary]:
             path = plan.path(task, key)
             records = read_records(path)[1] if path.exists() else []
             chosen = {str(r["id"]): r for r in records if str(r["id"]) in wanted}
-            out.append(summarise_records(chosen.values(), task.dataset, task.split, key, len(wanted), subsets))
+            out.append(
+                summarise_records(
+                    chosen.values(), task.dataset, task.split, key, len(wanted), subsets
+                )
+            )
     return out

@@ -14,13 +14,16 @@ Rows: aggregation mode (mean, gvlp, global, local, pwem) x IGRS off (T = 1) / on
 Columns: mIoU overall, Position, Others (method.md §7: position = the expression contains
 left/right/up/down/top/bottom), oIoU, Prec@0.5/0.9, pointing (heat-map peak on the target).
 
-    python -m iterprime_ros.tools.world.evaluate              # 500 expressions, all rows (~1.5 min on one CPU core)
+    python -m iterprime_ros.tools.world.evaluate              # 500 expressions, all rows (~1.5 min
+    on one CPU core)
     python -m iterprime_ros.tools.world.evaluate -n 40 --modes pwem mean
     iterprime eval --world                              # the same through the CLI
-    python -m iterprime_ros.tools.world.evaluate --select-gradcam-layer   # choose the layer on VALIDATION scenes
+    python -m iterprime_ros.tools.world.evaluate --select-gradcam-layer   # choose the layer on
+    VALIDATION scenes
 
 Results of the committed model: docs/world_results.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,14 +53,17 @@ EVAL_COMMAND_PROB = 0.3
 
 def world_model_folder() -> Path:
     """The committed world model: $ITERPRIME_WORLD_MODEL, else <repo>/models/world_blip (else the
-    installed package's share/iterprime_ros/models/world_blip)."""
+    installed package's share/iterprime_ros/models/world_blip).
+    """
     env = os.environ.get("ITERPRIME_WORLD_MODEL")
     if env:
         return Path(env).expanduser()
     source = Path(__file__).resolve().parents[3] / "models" / "world_blip"
     if source.is_dir():
         return source
-    try:  # a colcon install: <prefix>/share/iterprime_ros/models/world_blip (when CMake installs models/)
+    # a colcon install: <prefix>/share/iterprime_ros/models/world_blip (when CMake installs
+    # models/)
+    try:
         from ament_index_python.packages import get_package_share_directory
 
         shared = Path(get_package_share_directory("iterprime_ros")) / "models" / "world_blip"
@@ -69,7 +75,9 @@ def world_model_folder() -> Path:
 
 
 def recommended_gradcam_layer(folder: Path, default: int = 8) -> int:
-    """The layer chosen on validation scenes at training time (world_config.json), else `default`."""
+    """The layer chosen on validation scenes at training time (world_config.json), else
+    `default`.
+    """
     try:
         cfg = json.loads((Path(folder) / "world_config.json").read_text())
         layer = cfg.get("gradcam_layer")
@@ -79,7 +87,9 @@ def recommended_gradcam_layer(folder: Path, default: int = 8) -> int:
 
 
 def _display_path(folder: Path) -> str:
-    """The model folder relative to the repository when it is inside it (stable in saved results)."""
+    """The model folder relative to the repository when it is inside it (stable in saved
+    results).
+    """
     repo = Path(__file__).resolve().parents[3]
     try:
         return str(Path(folder).resolve().relative_to(repo))
@@ -93,8 +103,9 @@ class EvalItem:
     ref: Referring
 
 
-def eval_set(n_expressions: int = 500, split: str = "test", seed: int = EVAL_SEED,
-             per_scene: int = 2) -> tuple[list[Scene], list[EvalItem]]:
+def eval_set(
+    n_expressions: int = 500, split: str = "test", seed: int = EVAL_SEED, per_scene: int = 2
+) -> tuple[list[Scene], list[EvalItem]]:
     """The fixed held-out set: scenes of `split` in seed order, `per_scene` expressions each."""
     scenes: list[Scene] = []
     items: list[EvalItem] = []
@@ -103,8 +114,13 @@ def eval_set(n_expressions: int = 500, split: str = "test", seed: int = EVAL_SEE
         (s,) = scene_seeds(split, 1, offset=i)
         i += 1
         scene = generate_scene(s)
-        refs = scene_expressions(scene, np.random.default_rng([seed, s]), per_scene=per_scene,
-                                 kind_weights=EVAL_KIND_WEIGHTS, command_prob=EVAL_COMMAND_PROB)
+        refs = scene_expressions(
+            scene,
+            np.random.default_rng([seed, s]),
+            per_scene=per_scene,
+            kind_weights=EVAL_KIND_WEIGHTS,
+            command_prob=EVAL_COMMAND_PROB,
+        )
         if not refs:
             continue
         scenes.append(scene)
@@ -114,12 +130,13 @@ def eval_set(n_expressions: int = 500, split: str = "test", seed: int = EVAL_SEE
 
 
 def perfect_patch_heat_miou(scenes: list[Scene], items: list[EvalItem], grid: int) -> float:
-    """mIoU of the selection step fed the best heat map a model with a `grid` x `grid` patch grid
+    """MIoU of the selection step fed the best heat map a model with a `grid` x `grid` patch grid
     can give: each patch's exact coverage by the target, through the same minmax + bicubic
     upsampling (core.igrs) and selection (core.selection) as the pipeline, among the oracle's
     proposals. The ceiling of these figures for this model: the half-mask distractors that
     contain the upsampled peak have a higher mean heat than the whole target, so even this map
-    picks them often."""
+    picks them often.
+    """
     import torch
 
     from ...core.igrs import minmax, upsample
@@ -149,9 +166,17 @@ def _segmenter(backend, oracle, parser, mode: str, igrs: bool, base_settings):
     return Segmenter.from_backends(backend, oracle, settings, parser=parser)
 
 
-def evaluate_world(model_folder: Path | None = None, n_expressions: int = 500, modes=MODES,
-                   igrs_options=(False, True), gradcam_layer: int | None = None, device: str = "cpu",
-                   seed: int = EVAL_SEED, progress: bool = False, split: str = "test") -> dict:
+def evaluate_world(
+    model_folder: Path | None = None,
+    n_expressions: int = 500,
+    modes=MODES,
+    igrs_options=(False, True),
+    gradcam_layer: int | None = None,
+    device: str = "cpu",
+    seed: int = EVAL_SEED,
+    progress: bool = False,
+    split: str = "test",
+) -> dict:
     """Run the rows; returns {"rows": [...], "meta": {...}} (see format_table).
 
     split: "test" (the held-out set) or "val" (for choices such as the Grad-CAM layer, so the
@@ -165,7 +190,9 @@ def evaluate_world(model_folder: Path | None = None, n_expressions: int = 500, m
     layer = recommended_gradcam_layer(folder) if gradcam_layer is None else int(gradcam_layer)
     backend = BlipITMBackend(folder, device=device, gradcam_layer=layer)
     oracle = OracleProposals(max_scenes=4)
-    base = SegmenterSettings(vlp_model=str(folder), device=device, gradcam_layer=layer, half_precision=False)
+    base = SegmenterSettings(
+        vlp_model=str(folder), device=device, gradcam_layer=layer, half_precision=False
+    )
     parser = ExpressionParser(primary_tags=base.primary_tags, parser=base.parser)
     scenes, items = eval_set(n_expressions, split=split, seed=seed)
     by_scene: dict[int, list[EvalItem]] = defaultdict(list)
@@ -186,8 +213,13 @@ def evaluate_world(model_folder: Path | None = None, n_expressions: int = 500, m
                 for it in its:
                     r = seg.segment(scene.image, it.ref.command)
                     gt = scene.masks[it.ref.target]
-                    acc.add(r.mask if r.success else None, gt, it.ref.text, kind=it.ref.kind,
-                            command=it.ref.is_command)
+                    acc.add(
+                        r.mask if r.success else None,
+                        gt,
+                        it.ref.text,
+                        kind=it.ref.kind,
+                        command=it.ref.is_command,
+                    )
                     if r.heatmap is not None:
                         y, x = np.unravel_index(int(np.argmax(r.heatmap)), r.heatmap.shape)
                         pointing.append(bool(gt[y, x]))
@@ -201,36 +233,67 @@ def evaluate_world(model_folder: Path | None = None, n_expressions: int = 500, m
                         k = r.proposal_index
                         kind, members = oset.kinds[k], oset.objects[k]
                         if kind == "object":
-                            chosen["target" if members == (it.ref.target,) else "other object"] += 1
+                            chosen[
+                                "target" if members == (it.ref.target,) else "other object"
+                            ] += 1
                         else:
-                            chosen[f"{kind} ({'with' if it.ref.target in members else 'without'} target)"] += 1
+                            chosen[
+                                f"{kind} ({'with' if it.ref.target in members else 'without'} "
+                                "target)"
+                            ] += 1
                     if mode == modes[0] and igrs == igrs_options[0]:
                         noun = it.ref.expr.target.noun
                         primary_hits.append(int(r.primary_word == noun))
             summ = acc.summary(key="kind")
-            rows.append({"mode": mode, "igrs": igrs, "seconds": round(time.perf_counter() - t0, 1),
-                         "splits": {k: v.as_dict() for k, v in summ.items()},
-                         "pointing": float(np.mean(pointing)), "chosen": dict(chosen),
-                         "failures": dict(failures), "mean_iterations": float(np.mean(iters))})
+            rows.append(
+                {
+                    "mode": mode,
+                    "igrs": igrs,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "splits": {k: v.as_dict() for k, v in summ.items()},
+                    "pointing": float(np.mean(pointing)),
+                    "chosen": dict(chosen),
+                    "failures": dict(failures),
+                    "mean_iterations": float(np.mean(iters)),
+                }
+            )
             if progress:
                 o = summ["overall"]
-                print(f"  {mode:6s} IGRS {'on ' if igrs else 'off'}  mIoU {100 * o.miou:5.1f}  "
-                      f"({rows[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"  {mode:6s} IGRS {'on ' if igrs else 'off'}  mIoU {100 * o.miou:5.1f}  "
+                    f"({rows[-1]['seconds']:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     n_objects = [len(scenes[it.scene_index].objects) for it in items]
     kinds = Counter(it.ref.kind for it in items)
-    meta = {"model": _display_path(folder), "gradcam_layer": layer, "expressions": len(items), "scenes": len(scenes),
-            "split": "test (scene seeds 30000000 + i)" if split == "test" else split, "seed": seed, "proposals": "ORACLE (world.oracle)",
-            "parser": parser.kind, "kinds": dict(kinds),
-            "position_expressions": int(sum(r["position"] for r in acc.records)),
-            "commands": int(sum(it.ref.is_command for it in items)),
-            "random_object_miou": float(np.mean([1.0 / n for n in n_objects])),
-            "perfect_patch_heat_miou": perfect_patch_heat_miou(scenes, items, backend.grid), "grid": backend.grid,
-            "primary_word_is_target_noun": float(np.mean(primary_hits)) if primary_hits else None}
+    meta = {
+        "model": _display_path(folder),
+        "gradcam_layer": layer,
+        "expressions": len(items),
+        "scenes": len(scenes),
+        "split": "test (scene seeds 30000000 + i)" if split == "test" else split,
+        "seed": seed,
+        "proposals": "ORACLE (world.oracle)",
+        "parser": parser.kind,
+        "kinds": dict(kinds),
+        "position_expressions": int(sum(r["position"] for r in acc.records)),
+        "commands": int(sum(it.ref.is_command for it in items)),
+        "random_object_miou": float(np.mean([1.0 / n for n in n_objects])),
+        "perfect_patch_heat_miou": perfect_patch_heat_miou(scenes, items, backend.grid),
+        "grid": backend.grid,
+        "primary_word_is_target_noun": float(np.mean(primary_hits)) if primary_hits else None,
+    }
     return {"rows": rows, "meta": meta}
 
 
-def select_gradcam_layer(model_folder: Path | None = None, n_expressions: int = 150, device: str = "cpu",
-                         mode: str = "pwem", progress: bool = False) -> dict:
+def select_gradcam_layer(
+    model_folder: Path | None = None,
+    n_expressions: int = 150,
+    device: str = "cpu",
+    mode: str = "pwem",
+    progress: bool = False,
+) -> dict:
     """The Grad-CAM layer with the best mIoU on VALIDATION scenes (never the test set).
 
     Runs `mode` with IGRS off for every text-encoder layer on the first `n_expressions` of the
@@ -247,11 +310,23 @@ def select_gradcam_layer(model_folder: Path | None = None, n_expressions: int = 
         row = res["rows"][0]
         per_layer[layer] = {"mIoU": row["splits"]["overall"]["mIoU"], "pointing": row["pointing"]}
         if progress:
-            print(f"  layer {layer:2d}: mIoU {100 * per_layer[layer]['mIoU']:5.1f}  "
-                  f"pointing {100 * row['pointing']:5.1f}", file=sys.stderr, flush=True)
-    best = max(per_layer, key=lambda k: (round(per_layer[k]["mIoU"], 6), per_layer[k]["pointing"], k))
-    return {"best": best, "per_layer": per_layer, "mode": mode, "igrs": False, "split": "val",
-            "expressions": n_expressions}
+            print(
+                f"  layer {layer:2d}: mIoU {100 * per_layer[layer]['mIoU']:5.1f}  "
+                f"pointing {100 * row['pointing']:5.1f}",
+                file=sys.stderr,
+                flush=True,
+            )
+    best = max(
+        per_layer, key=lambda k: (round(per_layer[k]["mIoU"], 6), per_layer[k]["pointing"], k)
+    )
+    return {
+        "best": best,
+        "per_layer": per_layer,
+        "mode": mode,
+        "igrs": False,
+        "split": "val",
+        "expressions": n_expressions,
+    }
 
 
 def write_gradcam_layer(folder: Path, selection: dict) -> None:
@@ -266,61 +341,115 @@ def write_gradcam_layer(folder: Path, selection: dict) -> None:
 def format_table(result: dict) -> str:
     meta, rows = result["meta"], result["rows"]
     lines = [
-        "IteRPrimE on the synthetic tabletop WORLD (not RefCOCO: a from-scratch model that knows this world only)",
-        f"model {meta['model']} (Grad-CAM layer {meta['gradcam_layer']}), parser {meta['parser']}, "
+        "IteRPrimE on the synthetic tabletop WORLD (not RefCOCO: a from-scratch model that knows "
+        "this world only)",
+        f"model {meta['model']} (Grad-CAM layer {meta['gradcam_layer']}), parser "
+        f"{meta['parser']}, "
         f"proposals: {meta['proposals']} -- true instance masks + distractors",
         f"{meta['expressions']} held-out expressions on {meta['scenes']} {meta['split']}: "
-        f"{meta['position_expressions']} position / {meta['expressions'] - meta['position_expressions']} others; "
+        f"{meta['position_expressions']} position / "
+        f"{meta['expressions'] - meta['position_expressions']} others; "
         f"kinds {meta['kinds']}; {meta['commands']} said as commands",
         "",
-        "mode    IGRS |  mIoU  Position  Others |  oIoU  P@0.5  P@0.9 | pointing  attribute absolute relation",
+        "mode    IGRS |  mIoU  Position  Others |  oIoU  P@0.5  P@0.9 | pointing  attribute "
+        "absolute relation",
         "-------------+--------------------------+----------------------+--------------------------------------",
     ]
     for r in rows:
         s = r["splits"]
         o, p, q = s["overall"], s["position"], s["others"]
-        k = {n: s.get(f"kind={n}", {}).get("mIoU", float("nan")) for n in ("attribute", "absolute", "relation")}
+        k = {
+            n: s.get(f"kind={n}", {}).get("mIoU", float("nan"))
+            for n in ("attribute", "absolute", "relation")
+        }
         lines.append(
             f"{r['mode']:7s} {'on ' if r['igrs'] else 'off'}  | {format_percent(o['mIoU'])}    "
-            f"{format_percent(p['mIoU'])}   {format_percent(q['mIoU'])} | {format_percent(o['oIoU'])}  "
-            f"{format_percent(o['Prec@0.5'])}  {format_percent(o['Prec@0.9'])} |   {format_percent(r['pointing'])}"
+            f"{format_percent(p['mIoU'])}   {format_percent(q['mIoU'])} | "
+            f"{format_percent(o['oIoU'])}  "
+            f"{format_percent(o['Prec@0.5'])}  {format_percent(o['Prec@0.9'])} |   "
+            f"{format_percent(r['pointing'])}"
             f"     {format_percent(k['attribute'])}    {format_percent(k['absolute'])}   "
-            f"{format_percent(k['relation'])}")
-    lines += ["",
-              f"reference: a random object of the scene scores mIoU {100 * meta['random_object_miou']:.1f}; "
-              "the oracle's best proposal scores 100 by construction.",
-              *([f"ceiling: a perfect heat map at this model's {meta['grid']} x {meta['grid']} patch grid (each "
-                 f"patch's exact coverage by the target) scores mIoU {100 * meta['perfect_patch_heat_miou']:.1f} "
-                 "through the same upsampling and selection."] if "perfect_patch_heat_miou" in meta else []),
-              "Table 3 = the five modes with IGRS on; Table 5 = Position/Others with IGRS off vs on."]
+            f"{format_percent(k['relation'])}"
+        )
+    lines += [
+        "",
+        "reference: a random object of the scene scores mIoU "
+        f"{100 * meta['random_object_miou']:.1f}; "
+        "the oracle's best proposal scores 100 by construction.",
+        *(
+            [
+                f"ceiling: a perfect heat map at this model's {meta['grid']} x {meta['grid']} "
+                "patch grid (each "
+                "patch's exact coverage by the target) scores mIoU "
+                f"{100 * meta['perfect_patch_heat_miou']:.1f} "
+                "through the same upsampling and selection."
+            ]
+            if "perfect_patch_heat_miou" in meta
+            else []
+        ),
+        "Table 3 = the five modes with IGRS on; Table 5 = Position/Others with IGRS off vs on.",
+    ]
     if meta.get("primary_word_is_target_noun") is not None:
-        lines.append(f"primary word (core.text) = the target's noun in {100 * meta['primary_word_is_target_noun']:.0f} % "
-                     "of the expressions.")
+        lines.append(
+            "primary word (core.text) = the target's noun in "
+            f"{100 * meta['primary_word_is_target_noun']:.0f} % "
+            "of the expressions."
+        )
     full = [r for r in rows if r["mode"] == "pwem" and r["igrs"]]
     if full:
-        lines.append("full method, chosen proposal: " + ", ".join(f"{k} {v}" for k, v in
-                                                                     sorted(full[0]["chosen"].items())))
+        lines.append(
+            "full method, chosen proposal: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(full[0]["chosen"].items()))
+        )
     return "\n".join(lines)
 
 
 def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--world-model", "--model", dest="world_model", type=Path, default=None,
-                        help="world model folder (default: $ITERPRIME_WORLD_MODEL or <repo>/models/world_blip)")
-    parser.add_argument("-n", "--expressions", type=int, default=500, help="held-out expressions (first N)")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="aggregation modes")
-    parser.add_argument("--igrs", choices=("both", "on", "off"), default="both", help="IGRS rows to run")
-    parser.add_argument("--gradcam-layer", type=int, default=None,
-                        help="text-encoder layer for Grad-CAM (default: the one in the model's world_config.json)")
-    parser.add_argument("--eval-seed", type=int, default=EVAL_SEED, help="seed of the held-out expression set")
-    parser.add_argument("--world-split", dest="world_split", choices=("test", "val"), default="test",
-                        help="test: the held-out set the figures are reported on; val: validation scenes, for "
-                             "choosing between models or settings without looking at the test set")
+    parser.add_argument(
+        "--world-model",
+        "--model",
+        dest="world_model",
+        type=Path,
+        default=None,
+        help="world model folder (default: $ITERPRIME_WORLD_MODEL or <repo>/models/world_blip)",
+    )
+    parser.add_argument(
+        "-n", "--expressions", type=int, default=500, help="held-out expressions (first N)"
+    )
+    parser.add_argument(
+        "--modes", nargs="+", default=list(MODES), choices=MODES, help="aggregation modes"
+    )
+    parser.add_argument(
+        "--igrs", choices=("both", "on", "off"), default="both", help="IGRS rows to run"
+    )
+    parser.add_argument(
+        "--gradcam-layer",
+        type=int,
+        default=None,
+        help="text-encoder layer for Grad-CAM (default: the one in the model's world_config.json)",
+    )
+    parser.add_argument(
+        "--eval-seed", type=int, default=EVAL_SEED, help="seed of the held-out expression set"
+    )
+    parser.add_argument(
+        "--world-split",
+        dest="world_split",
+        choices=("test", "val"),
+        default="test",
+        help="test: the held-out set the figures are reported on; val: validation scenes, for "
+        "choosing between models or settings without looking at the test set",
+    )
     parser.add_argument("--world-device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json-out", type=Path, default=None, help="also write the full results as JSON")
-    parser.add_argument("--select-gradcam-layer", action="store_true",
-                        help="instead: choose the Grad-CAM layer on VALIDATION scenes (pwem, IGRS off, first N "
-                             "val expressions, default 150) and record it in the model's world_config.json")
+    parser.add_argument(
+        "--json-out", type=Path, default=None, help="also write the full results as JSON"
+    )
+    parser.add_argument(
+        "--select-gradcam-layer",
+        action="store_true",
+        help="instead: choose the Grad-CAM layer on VALIDATION scenes (pwem, IGRS off, first N "
+        "val expressions, default 150) and record it in the model's world_config.json",
+    )
     return parser
 
 
@@ -334,18 +463,34 @@ def run_world_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     igrs = {"both": (False, True), "on": (True,), "off": (False,)}[args.igrs]
     folder = args.world_model or world_model_folder()
-    print("NOTE: world evaluation -- synthetic scenes, a model trained only on them, ORACLE proposals. "
-          "These figures are not comparable to the paper's RefCOCO numbers.", file=sys.stderr)
+    print(
+        "NOTE: world evaluation -- synthetic scenes, a model trained only on them, ORACLE "
+        "proposals. "
+        "These figures are not comparable to the paper's RefCOCO numbers.",
+        file=sys.stderr,
+    )
     try:
         if getattr(args, "select_gradcam_layer", False):
             n = args.expressions if args.expressions != 500 else 150
             sel = select_gradcam_layer(folder, n, args.world_device, progress=True)
             write_gradcam_layer(folder, sel)
-            print(f"Grad-CAM layer {sel['best']} (best pwem mIoU, IGRS off, on {n} validation expressions) "
-                  f"written to {Path(folder) / 'world_config.json'}")
+            print(
+                f"Grad-CAM layer {sel['best']} (best pwem mIoU, IGRS off, on {n} validation "
+                "expressions) "
+                f"written to {Path(folder) / 'world_config.json'}"
+            )
             return 0
-        result = evaluate_world(folder, args.expressions, tuple(args.modes), igrs, args.gradcam_layer,
-                                args.world_device, args.eval_seed, progress=True, split=args.world_split)
+        result = evaluate_world(
+            folder,
+            args.expressions,
+            tuple(args.modes),
+            igrs,
+            args.gradcam_layer,
+            args.world_device,
+            args.eval_seed,
+            progress=True,
+            split=args.world_split,
+        )
     except ModelNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -357,8 +502,10 @@ def run_world_eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m iterprime_ros.tools.world.evaluate",
-                                description="IteRPrimE ablations (Tables 3 and 5) on the synthetic world.")
+    p = argparse.ArgumentParser(
+        prog="python -m iterprime_ros.tools.world.evaluate",
+        description="IteRPrimE ablations (Tables 3 and 5) on the synthetic world.",
+    )
     add_world_eval_arguments(p)
     logging.basicConfig(level=logging.WARNING)
     return run_world_eval(p.parse_args(argv))

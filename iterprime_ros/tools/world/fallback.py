@@ -1,4 +1,4 @@
-"""Run the main job on the synthetic world when no real weights are installed.
+r"""Run the main job on the synthetic world when no real weights are installed.
 
 The real models (BLIP ITM, Mask2Former) cannot be downloaded on an offline machine. Rather
 than stopping there, the main-job command can fall back to this world: a generated tabletop
@@ -15,11 +15,12 @@ Typical wiring (cli ``segment``):
 
     ok, why = real_weights_available(settings.vlp_model, settings.proposal_model)
     if not ok:
-        print(WORLD_BANNER + "\\n  (" + why + ")", file=sys.stderr)
-        image, scene = load_world_image(path)          # or scene = world_sample(); image = scene.image
+        print(WORLD_BANNER + "\n  (" + why + ")", file=sys.stderr)
+        image, scene = load_world_image(path)  # or scene = world_sample(); image = scene.image
         segmenter = world_segmenter(settings, scene)
         result = segmenter.segment(image, command)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,10 +42,11 @@ DEFAULT_SAMPLE_COMMAND = "grab the cup left of the big blue block"
 WORLD_BANNER = (
     "=" * 78 + "\n"
     "!! NO REAL WEIGHTS INSTALLED -- RUNNING ON THE SYNTHETIC TABLETOP WORLD !!\n"
-    "!! VLP: models/world_blip, a small BLIP-architecture model trained from scratch on generated\n"
+    "!! VLP: models/world_blip, a small BLIP-architecture model trained from scratch on "
+    "generated\n"
     "!! scenes (it knows that world only); proposals: ORACLE masks from the scene generator.\n"
-    "!! Install the real models with `iterprime download` on a machine with internet.\n"
-    + "=" * 78)
+    "!! Install the real models with `iterprime download` on a machine with internet.\n" + "=" * 78
+)
 
 
 class NotAWorldImageError(ValueError):
@@ -80,15 +82,19 @@ def save_world_image(path: str | Path, seed: int = DEFAULT_SAMPLE_SEED) -> Scene
 
 
 def load_world_image(path: str | Path) -> tuple[np.ndarray, Scene]:
-    """(RGB image, its scene) for a PNG written by save_world_image; NotAWorldImageError otherwise."""
+    """(RGB image, its scene) for a PNG written by save_world_image; NotAWorldImageError
+    otherwise.
+    """
     from PIL import Image
 
     with Image.open(str(path)) as im:
         seed_text = (getattr(im, "text", None) or {}).get(SEED_KEY)
         image = np.asarray(im.convert("RGB"))
     if seed_text is None:
-        raise NotAWorldImageError(f"{path} is not a world scene (no {SEED_KEY} in it); without real weights only "
-                                  "generated world scenes can be segmented")
+        raise NotAWorldImageError(
+            f"{path} is not a world scene (no {SEED_KEY} in it); without real weights only "
+            "generated world scenes can be segmented"
+        )
     scene = scene_for_image(image, int(seed_text))
     return image, scene
 
@@ -96,12 +102,18 @@ def load_world_image(path: str | Path) -> tuple[np.ndarray, Scene]:
 def scene_for_image(image: np.ndarray, seed: int) -> Scene:
     scene = generate_scene(seed, image.shape[0], image.shape[1])
     if scene.image.shape != image.shape or not np.array_equal(scene.image, image):
-        raise NotAWorldImageError(f"the image does not match world scene {seed} (edited or re-encoded?)")
+        raise NotAWorldImageError(
+            f"the image does not match world scene {seed} (edited or re-encoded?)"
+        )
     return scene
 
 
-def world_backends(scene: Scene | None = None, device: str = "cpu", gradcam_layer: int | None = None,
-                   model_folder: str | Path | None = None) -> tuple[Any, OracleProposals]:
+def world_backends(
+    scene: Scene | None = None,
+    device: str = "cpu",
+    gradcam_layer: int | None = None,
+    model_folder: str | Path | None = None,
+) -> tuple[Any, OracleProposals]:
     """(BlipITMBackend on the world model, OracleProposals with `scene` registered)."""
     from ...models.blip import BlipITMBackend
 
@@ -126,6 +138,11 @@ def world_segmenter(settings: Any = None, scene: Scene | None = None, device: st
     folder = world_model_folder()
     dev = device or ("cpu" if settings.device == "auto" else settings.device)
     vlp, oracle = world_backends(scene, dev, None, folder)
-    s = settings.replace(vlp_model=str(folder), proposal_model="world-oracle", device=dev,
-                         gradcam_layer=vlp.gradcam_layer, half_precision=False)
+    s = settings.replace(
+        vlp_model=str(folder),
+        proposal_model="world-oracle",
+        device=dev,
+        gradcam_layer=vlp.gradcam_layer,
+        half_precision=False,
+    )
     return Segmenter.from_backends(vlp, oracle, s)

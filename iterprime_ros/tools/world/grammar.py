@@ -2,25 +2,34 @@
 
 Grammar (surface forms; synonyms chosen at random):
 
-    DESC     := "the" [SIZE] [COLOUR] NOUN            SIZE: big|large|small|little, NOUN: a shape or "one"
+    DESC     := "the" [SIZE] [COLOUR] NOUN            SIZE: big|large|small|little, NOUN: a shape
+    or "one"
     ATTR     := DESC                                   "the small blue mug"
-    ABSOLUTE := "the" SUPER [SIZE] [COLOUR] NOUN       "the leftmost ball"      SUPER: leftmost|rightmost|topmost|bottommost
-              | DESC PLACE                             "the one at the top"     PLACE: on the left|on the right|at the top|at the bottom
-    RELATION := DESC REL DESC                          "the cup left of the red box", "the block next to the bowl"
-                REL: left of|to the left of|right of|to the right of|above|below|next to|near|beside
-    COMMAND  := VERB EXPR [please]                     "grab the ...", "could you pick up the ... please"
+    ABSOLUTE := "the" SUPER [SIZE] [COLOUR] NOUN       "the leftmost ball"      SUPER:
+    leftmost|rightmost|topmost|bottommost
+              | DESC PLACE                             "the one at the top"     PLACE: on the
+              left|on the right|at the top|at the bottom
+    RELATION := DESC REL DESC                          "the cup left of the red box", "the block
+    next to the bowl"
+                REL: left of|to the left of|right of|to the right of|above|below|next
+                to|near|beside
+    COMMAND  := VERB EXPR [please]                     "grab the ...", "could you pick up the ...
+    please"
 
 Meaning (pixels of a 128 px scene; margins scale with the image):
 - a DESC's candidates are the objects with its shape (any for "one") and the stated colour/size;
 - SUPER: the candidate extreme along the axis, ahead of every other candidate by a margin;
-- PLACE: as SUPER, and in that half of the image (with a margin); a lone candidate only needs the half;
+- PLACE: as SUPER, and in that half of the image (with a margin); a lone candidate only needs the
+half;
 - REL left/right/above/below: centroid beyond the anchor's centroid by a margin on that axis;
-  near: the gap between the two bounding boxes is small and every other candidate is clearly farther.
+  near: the gap between the two bounding boxes is small and every other candidate is clearly
+  farther.
 Each test has a strict form (used to state a positive) and a lenient form (what a listener
 might still accept). An expression is only emitted when exactly one object satisfies the
 strict form and no other object satisfies the lenient form, so it refers to exactly one
 object. A hard negative is only used when no object satisfies even the lenient form.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +41,18 @@ import numpy as np
 from .scenes import COLOURS, SHAPES, SIZES, Scene
 
 SIZE_WORDS: dict[str, tuple[str, ...]] = {"big": ("big", "large"), "small": ("small", "little")}
-SUPERLATIVES: dict[str, str] = {"left": "leftmost", "right": "rightmost", "top": "topmost", "bottom": "bottommost"}
-PLACES: dict[str, str] = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
+SUPERLATIVES: dict[str, str] = {
+    "left": "leftmost",
+    "right": "rightmost",
+    "top": "topmost",
+    "bottom": "bottommost",
+}
+PLACES: dict[str, str] = {
+    "left": "on the left",
+    "right": "on the right",
+    "top": "at the top",
+    "bottom": "at the bottom",
+}
 RELATION_WORDS: dict[str, tuple[str, ...]] = {
     "left": ("left of", "to the left of"),
     "right": ("right of", "to the right of"),
@@ -41,21 +60,43 @@ RELATION_WORDS: dict[str, tuple[str, ...]] = {
     "below": ("below",),
     "near": ("next to", "near", "beside"),
 }
-OPPOSITE: dict[str, str] = {"left": "right", "right": "left", "top": "bottom", "bottom": "top",
-                            "above": "below", "below": "above"}
+OPPOSITE: dict[str, str] = {
+    "left": "right",
+    "right": "left",
+    "top": "bottom",
+    "bottom": "top",
+    "above": "below",
+    "below": "above",
+}
 COMMAND_TEMPLATES: tuple[str, ...] = (
-    "grab {}", "pick up {}", "could you pick up {} please", "hand me {}", "bring me {}", "get {}",
-    "please grab {}", "pick {} up", "can you get me {}", "find {}",
+    "grab {}",
+    "pick up {}",
+    "could you pick up {} please",
+    "hand me {}",
+    "bring me {}",
+    "get {}",
+    "please grab {}",
+    "pick {} up",
+    "can you get me {}",
+    "find {}",
 )
 KINDS: tuple[str, ...] = ("attribute", "absolute", "relation")
 
 # Every word the grammar (and its command forms) can produce, for the tokenizer's vocabulary.
-GRAMMAR_WORDS: tuple[str, ...] = tuple(sorted(set(
-    "the one there is a an".split() + list(SHAPES) + list(COLOURS) + [w for ws in SIZE_WORDS.values() for w in ws]
-    + list(SUPERLATIVES.values()) + " ".join(PLACES.values()).split()
-    + " ".join(w for ws in RELATION_WORDS.values() for w in ws).split()
-    + " ".join(t.replace("{}", "") for t in COMMAND_TEMPLATES).split()
-)))
+GRAMMAR_WORDS: tuple[str, ...] = tuple(
+    sorted(
+        set(
+            "the one there is a an".split()
+            + list(SHAPES)
+            + list(COLOURS)
+            + [w for ws in SIZE_WORDS.values() for w in ws]
+            + list(SUPERLATIVES.values())
+            + " ".join(PLACES.values()).split()
+            + " ".join(w for ws in RELATION_WORDS.values() for w in ws).split()
+            + " ".join(t.replace("{}", "") for t in COMMAND_TEMPLATES).split()
+        )
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -77,9 +118,11 @@ class Desc:
         return out
 
     def matches(self, obj) -> bool:
-        return ((self.noun == "one" or self.noun == obj.shape)
-                and (self.colour is None or self.colour == obj.colour)
-                and (self.size is None or self.size == obj.size))
+        return (
+            (self.noun == "one" or self.noun == obj.shape)
+            and (self.colour is None or self.colour == obj.colour)
+            and (self.size is None or self.size == obj.size)
+        )
 
 
 @dataclass(frozen=True)
@@ -88,7 +131,9 @@ class Expr:
 
     kind: str  # attribute | absolute | relation
     target: Desc
-    direction: str | None = None  # absolute: left/right/top/bottom; relation: left/right/above/below/near
+    direction: str | None = (
+        None  # absolute: left/right/top/bottom; relation: left/right/above/below/near
+    )
     form: str | None = None  # absolute: "super" | "place"; relation: the surface phrase
     anchor: Desc | None = None
 
@@ -101,8 +146,14 @@ class Expr:
                 return "the " + " ".join([SUPERLATIVES[self.direction]] + self.target.words())
             return "the " + " ".join(self.target.words()) + " " + PLACES[self.direction]
         assert self.anchor is not None
-        return ("the " + " ".join(self.target.words()) + " " + str(self.form) + " the "
-                + " ".join(self.anchor.words()))
+        return (
+            "the "
+            + " ".join(self.target.words())
+            + " "
+            + str(self.form)
+            + " the "
+            + " ".join(self.anchor.words())
+        )
 
 
 @dataclass(frozen=True)
@@ -161,8 +212,12 @@ def candidates(desc: Desc, scene: Scene, exclude: Iterable[int] = ()) -> list[in
 def _in_half(obj, direction: str, scene: Scene, margin: float) -> bool:
     cx, cy = obj.centroid
     w, h = scene.width, scene.height
-    return {"left": cx <= w / 2 - margin, "right": cx >= w / 2 + margin,
-            "top": cy <= h / 2 - margin, "bottom": cy >= h / 2 + margin}[direction]
+    return {
+        "left": cx <= w / 2 - margin,
+        "right": cx >= w / 2 + margin,
+        "top": cy <= h / 2 - margin,
+        "bottom": cy >= h / 2 + margin,
+    }[direction]
 
 
 def _relation_holds(o, a, relation: str, strict: bool, m: Margins, s: float) -> bool:
@@ -170,10 +225,17 @@ def _relation_holds(o, a, relation: str, strict: bool, m: Margins, s: float) -> 
         return _gap(o, a) <= (m.near if strict else m.lenient_near) * s
     d = (m.relation if strict else -m.lenient_relation) * s
     (ox, oy), (ax, ay) = o.centroid, a.centroid
-    return {"left": ox <= ax - d, "right": ox >= ax + d, "above": oy <= ay - d, "below": oy >= ay + d}[relation]
+    return {
+        "left": ox <= ax - d,
+        "right": ox >= ax + d,
+        "above": oy <= ay - d,
+        "below": oy >= ay + d,
+    }[relation]
 
 
-def referents(expr: Expr, scene: Scene, strict: bool = True, margins: Margins = Margins()) -> list[int]:
+def referents(
+    expr: Expr, scene: Scene, strict: bool = True, margins: Margins = Margins()
+) -> list[int]:
     """Indices of the objects that satisfy `expr` (strict or lenient reading)."""
     s, m, objs = _scale(scene), margins, scene.objects
     if expr.kind == "attribute":
@@ -233,10 +295,16 @@ def is_false(expr: Expr, scene: Scene, margins: Margins = Margins()) -> bool:
 
 
 # ----------------------------------------------------------------------------- generation
-def _desc(rng: np.random.Generator, obj, colour: bool, size: bool, noun: str | None = None) -> Desc:
+def _desc(
+    rng: np.random.Generator, obj, colour: bool, size: bool, noun: str | None = None
+) -> Desc:
     sz = obj.size if size else None
-    return Desc(noun=noun or obj.shape, colour=obj.colour if colour else None, size=sz,
-                size_word=str(rng.choice(SIZE_WORDS[sz])) if sz else None)
+    return Desc(
+        noun=noun or obj.shape,
+        colour=obj.colour if colour else None,
+        size=sz,
+        size_word=str(rng.choice(SIZE_WORDS[sz])) if sz else None,
+    )
 
 
 def _all_descs(rng: np.random.Generator, obj, allow_bare_one: bool) -> list[Desc]:
@@ -265,13 +333,16 @@ def _absolute(scene: Scene, t: int, rng: np.random.Generator) -> Expr | None:
         for direction in ("left", "right", "top", "bottom"):
             for form in ("super", "place"):
                 if form == "super" and d.noun == "one":
-                    continue  # "the leftmost one" is fine English but rare; keep "the one on the left"
+                    # "the leftmost one" is fine English but rare; keep "the one on the left"
+                    continue
                 e = Expr("absolute", d, direction, form)
                 if refers_uniquely(e, scene, t):
                     options.append(e)
     if not options:
         return None
-    needed = [e for e in options if len(candidates(e.target, scene)) >= 2]  # the position is needed
+    needed = [
+        e for e in options if len(candidates(e.target, scene)) >= 2
+    ]  # the position is needed
     return _pick(rng, needed if needed and rng.random() < 0.85 else options)
 
 
@@ -280,7 +351,11 @@ def _relation(scene: Scene, t: int, rng: np.random.Generator) -> Expr | None:
     for a, aobj in enumerate(scene.objects):
         if a == t:
             continue
-        anchors = [d for d in _all_descs(rng, aobj, False) if candidates(d, scene) == [a] and d.noun != "one"]
+        anchors = [
+            d
+            for d in _all_descs(rng, aobj, False)
+            if candidates(d, scene) == [a] and d.noun != "one"
+        ]
         if not anchors:
             continue
         anchor = min(anchors, key=lambda d: len(d.words()) + rng.random())  # a short unique name
@@ -296,24 +371,31 @@ def _relation(scene: Scene, t: int, rng: np.random.Generator) -> Expr | None:
     return e
 
 
-def make_expression(scene: Scene, target: int, kind: str, rng: np.random.Generator,
-                    command_prob: float = 0.0) -> Referring | None:
+def make_expression(
+    scene: Scene, target: int, kind: str, rng: np.random.Generator, command_prob: float = 0.0
+) -> Referring | None:
     """An expression of `kind` for object `target`, or None if this scene allows none."""
     fn = {"attribute": _attribute, "absolute": _absolute, "relation": _relation}[kind]
     e = fn(scene, target, rng)
     if e is None:
         return None
     text = e.text
-    command = str(rng.choice(COMMAND_TEMPLATES)).format(text) if rng.random() < command_prob else text
+    command = (
+        str(rng.choice(COMMAND_TEMPLATES)).format(text) if rng.random() < command_prob else text
+    )
     anchor = None
     if e.kind == "relation":
         anchor = candidates(e.anchor, scene)[0]
     return Referring(text=text, command=command, target=target, kind=e.kind, expr=e, anchor=anchor)
 
 
-def scene_expressions(scene: Scene, rng: np.random.Generator, per_scene: int = 2,
-                      kind_weights: tuple[float, float, float] = (0.34, 0.33, 0.33),
-                      command_prob: float = 0.3) -> list[Referring]:
+def scene_expressions(
+    scene: Scene,
+    rng: np.random.Generator,
+    per_scene: int = 2,
+    kind_weights: tuple[float, float, float] = (0.34, 0.33, 0.33),
+    command_prob: float = 0.3,
+) -> list[Referring]:
     """Up to `per_scene` expressions for distinct targets, kinds drawn by `kind_weights`."""
     out: list[Referring] = []
     order = list(rng.permutation(len(scene.objects)))
@@ -339,13 +421,19 @@ def _scene_values(scene: Scene, attr: str, exclude: str | None) -> list[str]:
     return vals
 
 
-def _negative_candidates(expr: Expr, scene: Scene, kind: str, rng: np.random.Generator) -> list[Expr]:
+def _negative_candidates(
+    expr: Expr, scene: Scene, kind: str, rng: np.random.Generator
+) -> list[Expr]:
     """Edits of `expr` of one negative type (not yet checked to be false)."""
     out: list[Expr] = []
-    descs = [("target", expr.target)] + ([("anchor", expr.anchor)] if expr.anchor is not None else [])
+    descs = [("target", expr.target)] + (
+        [("anchor", expr.anchor)] if expr.anchor is not None else []
+    )
     for role, d in descs:
         if kind == "colour":
-            present = _scene_values(scene, "colour", d.colour)  # colours in the scene: a binding test
+            present = _scene_values(
+                scene, "colour", d.colour
+            )  # colours in the scene: a binding test
             others = [c for c in COLOURS if c != d.colour]
             for c in present + others:
                 out.append(replace(expr, **{role: replace(d, colour=c)}))
@@ -357,7 +445,12 @@ def _negative_candidates(expr: Expr, scene: Scene, kind: str, rng: np.random.Gen
             flip = "big" if d.size == "small" else "small"
             if d.size is None:
                 flip = str(rng.choice(SIZES))
-            out.append(replace(expr, **{role: replace(d, size=flip, size_word=str(rng.choice(SIZE_WORDS[flip])))}))
+            out.append(
+                replace(
+                    expr,
+                    **{role: replace(d, size=flip, size_word=str(rng.choice(SIZE_WORDS[flip])))},
+                )
+            )
     if kind == "relation" and expr.kind == "relation" and expr.direction in OPPOSITE:
         opp = OPPOSITE[expr.direction]
         out.append(replace(expr, direction=opp, form=str(rng.choice(RELATION_WORDS[opp]))))
@@ -373,15 +466,20 @@ def _negative_candidates(expr: Expr, scene: Scene, kind: str, rng: np.random.Gen
     return out
 
 
-def hard_negative_expr(expr: Expr, scene: Scene, rng: np.random.Generator,
-                       types: tuple[str, ...] = NEGATIVE_TYPES) -> tuple[Expr, str] | None:
+def hard_negative_expr(
+    expr: Expr, scene: Scene, rng: np.random.Generator, types: tuple[str, ...] = NEGATIVE_TYPES
+) -> tuple[Expr, str] | None:
     """(edited expression, type): an edit of `expr` that no object of `scene` satisfies, or None.
 
     Types are tried in the given order when it is given, else in a random order; within a type,
     edits that use a colour/shape present in the scene come first most of the time (so the
     model must bind attributes to the right object, not just spot a colour).
     """
-    order = types if types is not NEGATIVE_TYPES else tuple(types[i] for i in rng.permutation(len(types)))
+    order = (
+        types
+        if types is not NEGATIVE_TYPES
+        else tuple(types[i] for i in rng.permutation(len(types)))
+    )
     for kind in order:
         cands = _negative_candidates(expr, scene, kind, rng)
         if kind in ("colour", "shape") and len(cands) > 1:
@@ -394,8 +492,9 @@ def hard_negative_expr(expr: Expr, scene: Scene, rng: np.random.Generator,
     return None
 
 
-def hard_negative(expr: Expr, scene: Scene, rng: np.random.Generator,
-                  types: tuple[str, ...] = NEGATIVE_TYPES) -> tuple[str, str] | None:
+def hard_negative(
+    expr: Expr, scene: Scene, rng: np.random.Generator, types: tuple[str, ...] = NEGATIVE_TYPES
+) -> tuple[str, str] | None:
     """(text, type) of hard_negative_expr, or None."""
     got = hard_negative_expr(expr, scene, rng, types)
     return (got[0].text, got[1]) if got else None

@@ -17,6 +17,7 @@ breaks ties by the lowest index). Because the true masks are always among the pr
 the best-proposal IoU is 1 by construction: world mIoU measures the heat map and the
 selection, not the proposals. Never report world figures as if a proposal network made them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ def image_digest(image: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class OracleSet:
-    """The proposals of one scene: masks (N x H x W bool), a name, a kind and the object of each."""
+    """The proposals of one scene: masks (N x H x W bool), a name, a kind and the object of
+    each.
+    """
 
     masks: np.ndarray
     names: tuple[str, ...]
@@ -106,8 +109,12 @@ def oracle_proposals(scene: Scene, distractors: bool = True) -> OracleSet:
     order = np.random.default_rng([scene.seed, 11]).permutation(len(masks))
     h, w = scene.height, scene.width
     arr = np.stack([masks[k] for k in order]) if masks else np.zeros((0, h, w), bool)
-    return OracleSet(masks=arr, names=tuple(names[k] for k in order), kinds=tuple(kinds[k] for k in order),
-                     objects=tuple(objs[k] for k in order))
+    return OracleSet(
+        masks=arr,
+        names=tuple(names[k] for k in order),
+        kinds=tuple(kinds[k] for k in order),
+        objects=tuple(objs[k] for k in order),
+    )
 
 
 class OracleProposals:
@@ -137,8 +144,11 @@ class OracleProposals:
     def lookup(self, image: np.ndarray) -> OracleSet:
         key = image_digest(image)
         if key not in self._sets:
-            raise KeyError("OracleProposals: this image is not a registered world scene; the oracle only knows "
-                           "scenes passed to register() (it is not a proposal network)")
+            raise KeyError(
+                "OracleProposals: this image is not a registered world scene; the oracle only "
+                "knows "
+                "scenes passed to register() (it is not a proposal network)"
+            )
         return self._sets[key]
 
     def propose(self, image: np.ndarray) -> np.ndarray:

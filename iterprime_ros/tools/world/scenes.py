@@ -10,6 +10,7 @@ of an earlier one (same shape in another colour, same colour and shape in anothe
 exact duplicates), which is what forces a referring expression to use attributes, relations
 or positions. Everything is a pure function of the seed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,8 +29,13 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SIZES: tuple[str, ...] = ("small", "big")
 # Linear scale (pixels, at 128 x 128) of each size class; shapes are drawn relative to it.
 SIZE_SCALE: dict[str, tuple[float, float]] = {"small": (18.0, 21.0), "big": (28.0, 33.0)}
-TABLE_TONES: tuple[tuple[int, int, int], ...] = ((150, 110, 75), (120, 120, 126), (172, 140, 100),
-                                                 (105, 85, 70), (140, 135, 120))
+TABLE_TONES: tuple[tuple[int, int, int], ...] = (
+    (150, 110, 75),
+    (120, 120, 126),
+    (172, 140, 100),
+    (105, 85, 70),
+    (140, 135, 120),
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class Scene:
 
 def _shape_mask(shape: str, s: float, rng: np.random.Generator) -> np.ndarray:
     """The object's silhouette on its own tight canvas (bool, h x w), scale s pixels."""
+
     def grid(w: float, h: float) -> tuple[np.ndarray, np.ndarray, int, int]:
         W, H = int(np.ceil(w)) + 2, int(np.ceil(h)) + 2
         ys, xs = np.mgrid[0:H, 0:W]
@@ -113,7 +120,7 @@ def _shape_mask(shape: str, s: float, rng: np.random.Generator) -> np.ndarray:
     else:
         raise ValueError(f"unknown shape {shape!r}")
     ys, xs = np.nonzero(m)
-    return m[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    return m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
 def _sample_specs(rng: np.random.Generator, n: int) -> list[tuple[str, str, str]]:
@@ -142,8 +149,13 @@ def _sample_specs(rng: np.random.Generator, n: int) -> list[tuple[str, str, str]
     return specs
 
 
-def generate_scene(seed: int, height: int = 128, width: int = 128, n_objects: tuple[int, int] = (3, 6),
-                   margin: int = 3) -> Scene:
+def generate_scene(
+    seed: int,
+    height: int = 128,
+    width: int = 128,
+    n_objects: tuple[int, int] = (3, 6),
+    margin: int = 3,
+) -> Scene:
     """A scene as a pure function of `seed` (numpy PCG64). n_objects: inclusive range."""
     rng = np.random.default_rng(int(seed))
     scale = min(height, width) / 128.0
@@ -169,7 +181,7 @@ def generate_scene(seed: int, height: int = 128, width: int = 128, n_objects: tu
         grown = np.zeros((h + 2 * margin, w + 2 * margin), bool)
         for dy in range(2 * margin + 1):
             for dx in range(2 * margin + 1):
-                grown[dy:dy + h, dx:dx + w] |= sil
+                grown[dy : dy + h, dx : dx + w] |= sil
         placed = False
         for _ in range(200):
             y0 = int(rng.integers(1, height - h))
@@ -177,26 +189,33 @@ def generate_scene(seed: int, height: int = 128, width: int = 128, n_objects: tu
             gy0, gx0 = y0 - margin, x0 - margin
             ys0, xs0 = max(gy0, 0), max(gx0, 0)
             ys1, xs1 = min(gy0 + h + 2 * margin, height), min(gx0 + w + 2 * margin, width)
-            g = grown[ys0 - gy0:ys1 - gy0, xs0 - gx0:xs1 - gx0]
+            g = grown[ys0 - gy0 : ys1 - gy0, xs0 - gx0 : xs1 - gx0]
             if not (occupied[ys0:ys1, xs0:xs1] & g).any():
                 placed = True
                 break
         if not placed:
             continue
         mask = np.zeros((height, width), bool)
-        mask[y0:y0 + h, x0:x0 + w] = sil
+        mask[y0 : y0 + h, x0 : x0 + w] = sil
         occupied |= mask
         rgb = np.asarray(COLOURS[colour], np.float32) * rng.uniform(0.9, 1.05)
         # A soft top-left light: up to 15 % darker towards the bottom right of the object.
-        ly = (yy[y0:y0 + h, x0:x0 + w] - y0) / max(h, 1)
-        lx = (xx[y0:y0 + h, x0:x0 + w] - x0) / max(w, 1)
+        ly = (yy[y0 : y0 + h, x0 : x0 + w] - y0) / max(h, 1)
+        lx = (xx[y0 : y0 + h, x0 : x0 + w] - x0) / max(w, 1)
         light = (1.0 - 0.15 * (0.5 * lx + 0.5 * ly))[..., None]
-        patch = image[y0:y0 + h, x0:x0 + w]
+        patch = image[y0 : y0 + h, x0 : x0 + w]
         patch[sil] = (rgb[None, None, :] * light)[sil]
         ys, xs = np.nonzero(mask)
-        objects.append(WorldObject(shape=shape, colour=colour, size=size,
-                                   bbox=(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1),
-                                   centroid=(float(xs.mean() + 0.5), float(ys.mean() + 0.5)), area=int(mask.sum())))
+        objects.append(
+            WorldObject(
+                shape=shape,
+                colour=colour,
+                size=size,
+                bbox=(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1),
+                centroid=(float(xs.mean() + 0.5), float(ys.mean() + 0.5)),
+                area=int(mask.sum()),
+            )
+        )
         masks.append(mask)
 
     image += rng.normal(0.0, 4.0, size=image.shape).astype(np.float32)
@@ -207,7 +226,8 @@ def generate_scene(seed: int, height: int = 128, width: int = 128, n_objects: tu
 
 def patch_coverage(masks: np.ndarray, grid: int) -> np.ndarray:
     """(..., H, W) bool masks -> (..., grid*grid) float32: the fraction of each patch of a
-    grid x grid split that a mask covers (what a patch-based model can see of it)."""
+    grid x grid split that a mask covers (what a patch-based model can see of it).
+    """
     *lead, h, w = masks.shape
     cover = masks.reshape(*lead, grid, h // grid, grid, w // grid).mean((-3, -1), dtype=np.float32)
     return cover.reshape(*lead, grid * grid)

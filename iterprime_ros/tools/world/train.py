@@ -25,6 +25,7 @@ range), the text sampling RNG is seeded by (seed, step), erased negatives by (se
 and torch by `seed`. Run with ``python scripts/train_world_model.py --out models/world_blip``
 (see --help and that script's docstring for the committed model's command).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,6 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-
 from typing import NamedTuple
 
 import numpy as np
@@ -67,8 +67,15 @@ def prompt_text(expression: str, template: str = PROMPT) -> str:
     return template.format(expression)
 
 
-def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
-               easy_negative_prob: float = 0.15, erase_prob: float = 0.0, data_offset: int = 0):
+def make_batch(
+    images_per_step: int,
+    step: int,
+    seed: int,
+    image_size: int,
+    easy_negative_prob: float = 0.15,
+    erase_prob: float = 0.0,
+    data_offset: int = 0,
+):
     """Scenes, images and ``Row``s (image-text pairs) of one training step.
 
     erase_prob > 0: for that fraction of the positives, the scene with the target
@@ -80,18 +87,33 @@ def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
     With erase_prob = 0 and data_offset = 0 the rows are those of a plain ITM run.
     """
     rng = np.random.default_rng([seed, step])
-    seeds = scene_seeds("train", images_per_step, offset=(data_offset + step * images_per_step) % 9_000_000)
+    seeds = scene_seeds(
+        "train", images_per_step, offset=(data_offset + step * images_per_step) % 9_000_000
+    )
     scenes = [generate_scene(s, image_size, image_size) for s in seeds]
-    exprs = [scene_expressions(sc, rng, per_scene=2, kind_weights=TRAIN_KIND_WEIGHTS, command_prob=0.0)
-             for sc in scenes]
+    exprs = [
+        scene_expressions(sc, rng, per_scene=2, kind_weights=TRAIN_KIND_WEIGHTS, command_prob=0.0)
+        for sc in scenes
+    ]
     images = [sc.image for sc in scenes]
     rows: list[Row] = []
     erase_rng = np.random.default_rng([seed, step, 1])  # separate stream: the other rows unchanged
     for i, (sc, ex) in enumerate(zip(scenes, exprs)):
         for r in ex:
-            anchor_words = 1 + len(r.expr.anchor.words()) if r.anchor is not None and r.expr.anchor else 0
-            rows.append(Row(r.text, 1, i, "pos:" + r.kind, r.target,
-                            -1 if r.anchor is None else r.anchor, anchor_words))
+            anchor_words = (
+                1 + len(r.expr.anchor.words()) if r.anchor is not None and r.expr.anchor else 0
+            )
+            rows.append(
+                Row(
+                    r.text,
+                    1,
+                    i,
+                    "pos:" + r.kind,
+                    r.target,
+                    -1 if r.anchor is None else r.anchor,
+                    anchor_words,
+                )
+            )
             neg = None
             if rng.random() >= easy_negative_prob:
                 neg = hard_negative(r.expr, sc, rng, types=_negative_order(r.expr.kind, rng))
@@ -115,13 +137,19 @@ def make_batch(images_per_step: int, step: int, seed: int, image_size: int,
 def without_object(scene: Scene, index: int) -> Scene:
     """The scene's description with object `index` removed (for the grammar's truth tests)."""
     keep = [k for k in range(len(scene.objects)) if k != index]
-    return Scene(image=scene.image, masks=scene.masks[keep], objects=tuple(scene.objects[k] for k in keep),
-                 seed=scene.seed, table=scene.table)
+    return Scene(
+        image=scene.image,
+        masks=scene.masks[keep],
+        objects=tuple(scene.objects[k] for k in keep),
+        seed=scene.seed,
+        table=scene.table,
+    )
 
 
 def erase_object(scene: Scene, index: int, rng: np.random.Generator, ring: int = 3) -> np.ndarray:
     """A copy of the image with object `index` painted over with the table: the median of the
-    table pixels in a `ring`-pixel band around it, plus the generator's pixel noise (sd 4)."""
+    table pixels in a `ring`-pixel band around it, plus the generator's pixel noise (sd 4).
+    """
     img = scene.image.copy()
     mask = scene.masks[index]
     grown = mask.copy()
@@ -145,7 +173,9 @@ def target_patch_distribution(mask: np.ndarray, grid: int) -> torch.Tensor:
     return m / m.sum().clamp_min(1e-8)
 
 
-def grounding_loss(attention: torch.Tensor, targets: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+def grounding_loss(
+    attention: torch.Tensor, targets: torch.Tensor, token_mask: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy between the target-patch distribution and the cross-attention.
 
     attention: R x K x L x (1 + g*g) post-softmax probabilities of the grounded layer (key 0 is
@@ -167,9 +197,11 @@ def anchor_token_count(tokenizer, text: str, anchor_words: int) -> int:
     return sum(len(tokenizer.tokenize(w)) for w in text.split()[-anchor_words:])
 
 
-def token_grounding_targets(rows: list[Row], scenes: list[Scene], att: torch.Tensor, grid: int,
-                            tokenizer=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token target distributions (R x L x g*g) and the grounded tokens (R x L) of positive rows.
+def token_grounding_targets(
+    rows: list[Row], scenes: list[Scene], att: torch.Tensor, grid: int, tokenizer=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token target distributions (R x L x g*g) and the grounded tokens (R x L) of positive
+    rows.
 
     Every token but [SEP] and padding is grounded on the referred object, except -- when a
     tokenizer is given -- the tokens of a relation's anchor phrase ("... left of *the red box*"),
@@ -188,18 +220,25 @@ def token_grounding_targets(rows: list[Row], scenes: list[Scene], att: torch.Ten
         if tokenizer is not None and r.anchor >= 0:
             m = anchor_token_count(tokenizer, r.text, r.anchor_words)
             if 0 < m < sep:
-                targets[k, sep - m:sep] = target_patch_distribution(sc.masks[r.anchor], grid)
+                targets[k, sep - m : sep] = target_patch_distribution(sc.masks[r.anchor], grid)
     return targets, tok
 
 
 # Dense attribute supervision of the vision encoder (training only; the heads are not saved).
-PATCH_ATTRIBUTES: dict[str, tuple[str, ...]] = {"shape": SHAPES, "colour": tuple(COLOURS), "size": SIZES}
+PATCH_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "shape": SHAPES,
+    "colour": tuple(COLOURS),
+    "size": SIZES,
+}
 
 
-def patch_attribute_labels(scene: Scene, grid: int, min_cover: float = 0.3) -> dict[str, torch.Tensor]:
+def patch_attribute_labels(
+    scene: Scene, grid: int, min_cover: float = 0.3
+) -> dict[str, torch.Tensor]:
     """Per patch (g*g), the index of the shape / colour / size of the object covering most of it
     (at least `min_cover` of the patch), or len(values) for the table; "centre": that object's
-    centroid (x, y) in patch units (g*g x 2, NaN for the table)."""
+    centroid (x, y) in patch units (g*g x 2, NaN for the table).
+    """
     cover = patch_coverage(scene.masks, grid)
     best = cover.argmax(0)
     table = cover.max(0) < min_cover
@@ -208,8 +247,12 @@ def patch_attribute_labels(scene: Scene, grid: int, min_cover: float = 0.3) -> d
         idx = np.array([values.index(getattr(o, attr)) for o in scene.objects])[best]
         idx[table] = len(values)
         out[attr] = torch.from_numpy(idx.astype(np.int64))
-    # WorldObject.centroid is the mean of pixel centres (+0.5); in patch units from the image corner
-    centres = (np.array([o.centroid for o in scene.objects]) - 0.5) * (grid / scene.width, grid / scene.height)
+    # WorldObject.centroid is the mean of pixel centres (+0.5); in patch units from the image
+    # corner
+    centres = (np.array([o.centroid for o in scene.objects]) - 0.5) * (
+        grid / scene.width,
+        grid / scene.height,
+    )
     centres = centres[best]
     centres[table] = np.nan
     out["centre"] = torch.from_numpy(centres.astype(np.float32))
@@ -229,20 +272,27 @@ class PatchAttributeHeads(torch.nn.Module):
 
     def __init__(self, hidden: int, position_weight: float = 0.0):
         super().__init__()
-        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(v) + 1)
-                                          for a, v in PATCH_ATTRIBUTES.items()})
+        self.heads = torch.nn.ModuleDict(
+            {a: torch.nn.Linear(hidden, len(v) + 1) for a, v in PATCH_ATTRIBUTES.items()}
+        )
         self.position_weight = position_weight
         self.centre = torch.nn.Linear(hidden, 2) if position_weight > 0 else None
 
-    def loss(self, patch_embeds: torch.Tensor, labels: list[dict[str, torch.Tensor]]) -> torch.Tensor:
-        """patch_embeds: N x g*g x D (no [CLS]); labels: one ``patch_attribute_labels`` per image."""
+    def loss(
+        self, patch_embeds: torch.Tensor, labels: list[dict[str, torch.Tensor]]
+    ) -> torch.Tensor:
+        """patch_embeds: N x g*g x D (no [CLS]); labels: one ``patch_attribute_labels`` per
+        image.
+        """
         total = patch_embeds.new_zeros(())
         for attr, head in self.heads.items():
             target = torch.stack([lab[attr] for lab in labels])
             total = total + F.cross_entropy(head(patch_embeds).flatten(0, 1), target.flatten())
         total = total / len(self.heads)
         if self.centre is not None:
-            target = torch.stack([lab["centre"] for lab in labels])  # N x g*g x 2, NaN on the table
+            target = torch.stack(
+                [lab["centre"] for lab in labels]
+            )  # N x g*g x 2, NaN on the table
             on_object = ~torch.isnan(target[..., 0])
             if on_object.any():
                 pred = self.centre(patch_embeds)[on_object]
@@ -267,18 +317,35 @@ def encode_texts(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tenso
     return ids, enc["attention_mask"]
 
 
-def itm_logits(model, pixel_values: torch.Tensor, ids: torch.Tensor, att: torch.Tensor,
-               img_index: torch.Tensor, return_image: bool = False):
+def itm_logits(
+    model,
+    pixel_values: torch.Tensor,
+    ids: torch.Tensor,
+    att: torch.Tensor,
+    img_index: torch.Tensor,
+    return_image: bool = False,
+):
     image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
-    out = model.text_encoder(input_ids=ids, attention_mask=att,
-                             encoder_hidden_states=image_embeds[img_index]).last_hidden_state
+    out = model.text_encoder(
+        input_ids=ids, attention_mask=att, encoder_hidden_states=image_embeds[img_index]
+    ).last_hidden_state
     logits = model.itm_head(out[:, 0])
     return (logits, image_embeds) if return_image else logits
 
 
-def itc_loss(model, tokenizer, image_embeds: torch.Tensor, ids: torch.Tensor, att: torch.Tensor,
-             img_index: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
-    """BLIP's image-text contrastive loss on the positive captions (text-only pass, [CLS] first)."""
+def itc_loss(
+    model,
+    tokenizer,
+    image_embeds: torch.Tensor,
+    ids: torch.Tensor,
+    att: torch.Tensor,
+    img_index: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.07,
+) -> torch.Tensor:
+    """BLIP's image-text contrastive loss on the positive captions (text-only pass, [CLS]
+    first).
+    """
     pos = labels == 1
     ids = ids[pos].clone()
     ids[:, 0] = tokenizer.cls_token_id
@@ -299,8 +366,14 @@ def itc_loss(model, tokenizer, image_embeds: torch.Tensor, ids: torch.Tensor, at
 
 
 @torch.no_grad()
-def evaluate_pairs(model, tokenizer, cfg: WorldModelConfig, n_scenes: int = 200, split: str = "val",
-                   seed: int = 12345) -> dict[str, float]:
+def evaluate_pairs(
+    model,
+    tokenizer,
+    cfg: WorldModelConfig,
+    n_scenes: int = 200,
+    split: str = "val",
+    seed: int = 12345,
+) -> dict[str, float]:
     """ITM accuracy on held-out scenes: positives and their hard negatives, by type."""
     model.eval()
     rng = np.random.default_rng(seed)
@@ -327,13 +400,30 @@ def evaluate_pairs(model, tokenizer, cfg: WorldModelConfig, n_scenes: int = 200,
     return out
 
 
-def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 32, lr: float = 5e-4,
-          warmup: int = 400, seed: int = 0, threads: int = 1, checkpoint_every: int = 500,
-          log_every: int = 50, max_minutes: float | None = None, card: str | None = None,
-          itc_weight: float = 0.0, stop_after: int | None = None, init_from: Path | None = None,
-          grounding_weight: float = 0.0, grounding_layer: int | tuple[int, ...] = 3, erase_prob: float = 0.0,
-          data_offset: int = 0, ground_anchor: bool = False, vision_aux_weight: float = 0.0,
-          vision_aux_position: float = 0.0) -> dict:
+def train(
+    out: Path,
+    cfg: WorldModelConfig,
+    steps: int,
+    images_per_step: int = 32,
+    lr: float = 5e-4,
+    warmup: int = 400,
+    seed: int = 0,
+    threads: int = 1,
+    checkpoint_every: int = 500,
+    log_every: int = 50,
+    max_minutes: float | None = None,
+    card: str | None = None,
+    itc_weight: float = 0.0,
+    stop_after: int | None = None,
+    init_from: Path | None = None,
+    grounding_weight: float = 0.0,
+    grounding_layer: int | tuple[int, ...] = 3,
+    erase_prob: float = 0.0,
+    data_offset: int = 0,
+    ground_anchor: bool = False,
+    vision_aux_weight: float = 0.0,
+    vision_aux_position: float = 0.0,
+) -> dict:
     """Train; the learning-rate schedule spans `steps`. `max_minutes` (wall clock) or `stop_after`
     (a step count) end the run early; a run stopped by time at step N is reproduced exactly by the
     same command with ``stop_after=N`` in place of ``max_minutes``.
@@ -350,7 +440,8 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
     erase_prob: erased-target negatives (see make_batch); data_offset: first training scene
     index (e.g. past the scenes an earlier run used);
     vision_aux_weight: weight of ``PatchAttributeHeads``' loss on the training scenes' patches;
-    vision_aux_position: within it, the weight of the object-centroid regression."""
+    vision_aux_position: within it, the weight of the object-centroid regression.
+    """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(cfg.max_positions)
@@ -366,17 +457,29 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
     hooks = []
     if grounding_weight > 0:
         for li in layers:
-            def capture(module, args, li=li):  # the post-softmax, pre-dropout probabilities (as models/blip.py)
+
+            def capture(
+                module, args, li=li
+            ):  # the post-softmax, pre-dropout probabilities (as models/blip.py)
                 captured[li] = args[0]
 
             dropout = model.text_encoder.encoder.layer[li].crossattention.self.dropout
             hooks.append(dropout.register_forward_pre_hook(capture))
-    aux = PatchAttributeHeads(cfg.vision_hidden, vision_aux_position) if vision_aux_weight > 0 else None
-    params = list(model.named_parameters()) + (list(aux.named_parameters()) if aux is not None else [])
+    aux = (
+        PatchAttributeHeads(cfg.vision_hidden, vision_aux_position)
+        if vision_aux_weight > 0
+        else None
+    )
+    params = list(model.named_parameters()) + (
+        list(aux.named_parameters()) if aux is not None else []
+    )
     decay = [p for n, p in params if p.ndim >= 2 and "embeddings" not in n]
     no_decay = [p for n, p in params if not (p.ndim >= 2 and "embeddings" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.98),
+    )
 
     def lr_at(step: int) -> float:
         if step < warmup:
@@ -391,8 +494,14 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        scenes, images, rows = make_batch(images_per_step, step, seed, cfg.image_size,
-                                          erase_prob=erase_prob, data_offset=data_offset)
+        scenes, images, rows = make_batch(
+            images_per_step,
+            step,
+            seed,
+            cfg.image_size,
+            erase_prob=erase_prob,
+            data_offset=data_offset,
+        )
         px = preprocess(images, cfg.image_size)
         ids, att = encode_texts(tokenizer, [prompt_text(r[0]) for r in rows])
         labels = torch.tensor([r[1] for r in rows])
@@ -401,9 +510,16 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
         loss = F.cross_entropy(logits, labels)
         if grounding_weight > 0:
             pos = [k for k, r in enumerate(rows) if r.label == 1 and r.target >= 0]
-            tgt, tok = token_grounding_targets([rows[k] for k in pos], scenes, att[pos], cfg.grid,
-                                               tokenizer if ground_anchor else None)
-            l_g = sum(grounding_loss(captured.pop(li)[pos], tgt, tok) for li in layers) / len(layers)
+            tgt, tok = token_grounding_targets(
+                [rows[k] for k in pos],
+                scenes,
+                att[pos],
+                cfg.grid,
+                tokenizer if ground_anchor else None,
+            )
+            l_g = sum(grounding_loss(captured.pop(li)[pos], tgt, tok) for li in layers) / len(
+                layers
+            )
             window["ground"].append(float(l_g.detach()))
             loss = loss + grounding_weight * l_g
         if aux is not None:
@@ -427,22 +543,43 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
             window["acc"].append(c)
         if (step + 1) % log_every == 0:
             summ = {k: round(float(np.mean(v)), 4) for k, v in sorted(window.items())}
-            summ.update(step=step + 1, lr=round(lr_at(step), 7), minutes=round((time.time() - t0) / 60, 2))
+            summ.update(
+                step=step + 1, lr=round(lr_at(step), 7), minutes=round((time.time() - t0) / 60, 2)
+            )
             log.info(json.dumps(summ))
             history.append(summ)
             window.clear()
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-            save_world_model(model.eval(), tokenizer, out, cfg, card=card,
-                             extra={"training": {"steps_done": step + 1, "steps": steps, "seed": seed,
-                                                 "images_per_step": images_per_step, "lr": lr, "warmup": warmup,
-                                                 "threads": threads,
-                                                 "minutes": round((time.time() - t0) / 60, 2)}},
-                             tie_cls_to_enc=itc_weight == 0)
+            save_world_model(
+                model.eval(),
+                tokenizer,
+                out,
+                cfg,
+                card=card,
+                extra={
+                    "training": {
+                        "steps_done": step + 1,
+                        "steps": steps,
+                        "seed": seed,
+                        "images_per_step": images_per_step,
+                        "lr": lr,
+                        "warmup": warmup,
+                        "threads": threads,
+                        "minutes": round((time.time() - t0) / 60, 2),
+                    }
+                },
+                tie_cls_to_enc=itc_weight == 0,
+            )
             model.train()
             log.info("checkpoint at step %d -> %s", step + 1, out)
         if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
-            log.warning("stopping at step %d: time budget of %.1f min used (reproduce with --stop-after %d)",
-                        step + 1, max_minutes, step + 1)
+            log.warning(
+                "stopping at step %d: time budget of %.1f min used (reproduce with --stop-after "
+                "%d)",
+                step + 1,
+                max_minutes,
+                step + 1,
+            )
             break
         if stop_after is not None and step + 1 >= stop_after:
             log.info("stopping at step %d (--stop-after)", step + 1)
@@ -452,23 +589,56 @@ def train(out: Path, cfg: WorldModelConfig, steps: int, images_per_step: int = 3
     minutes = (time.time() - t0) / 60
     val = evaluate_pairs(model, tokenizer, cfg)
     log.info("validation ITM: %s", json.dumps(val))
-    summary = {"steps_done": step + 1, "steps": steps, "minutes": round(minutes, 2), "seed": seed,
-               "images_per_step": images_per_step, "lr": lr, "warmup": warmup, "threads": threads,
-               "itc_weight": itc_weight, "last_log": history[-1] if history else None, "validation_itm": val}
-    if init_from is not None or grounding_weight > 0 or erase_prob > 0 or data_offset or vision_aux_weight > 0:
-        summary.update(init_from=str(init_from) if init_from else None, grounding_weight=grounding_weight,
-                       grounding_layer=layers[0] if len(layers) == 1 else list(layers), erase_prob=erase_prob,
-                       data_offset=data_offset, ground_anchor=ground_anchor, vision_aux_weight=vision_aux_weight,
-                       vision_aux_position=vision_aux_position)
-    save_world_model(model.eval(), tokenizer, out, cfg, card=card, extra={"training": summary},
-                     tie_cls_to_enc=itc_weight == 0)
+    summary = {
+        "steps_done": step + 1,
+        "steps": steps,
+        "minutes": round(minutes, 2),
+        "seed": seed,
+        "images_per_step": images_per_step,
+        "lr": lr,
+        "warmup": warmup,
+        "threads": threads,
+        "itc_weight": itc_weight,
+        "last_log": history[-1] if history else None,
+        "validation_itm": val,
+    }
+    if (
+        init_from is not None
+        or grounding_weight > 0
+        or erase_prob > 0
+        or data_offset
+        or vision_aux_weight > 0
+    ):
+        summary.update(
+            init_from=str(init_from) if init_from else None,
+            grounding_weight=grounding_weight,
+            grounding_layer=layers[0] if len(layers) == 1 else list(layers),
+            erase_prob=erase_prob,
+            data_offset=data_offset,
+            ground_anchor=ground_anchor,
+            vision_aux_weight=vision_aux_weight,
+            vision_aux_position=vision_aux_position,
+        )
+    save_world_model(
+        model.eval(),
+        tokenizer,
+        out,
+        cfg,
+        card=card,
+        extra={"training": summary},
+        tie_cls_to_enc=itc_weight == 0,
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="folder to save the model into (overwritten)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder to save the model into (overwritten)"
+    )
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--images-per-step", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -477,37 +647,108 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop early after this long (the step reached "
-                   "is logged; --stop-after that step reproduces the run exactly)")
-    p.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (the learning-rate "
-                   "schedule still spans --steps)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop early after this long (the step reached "
+        "is logged; --stop-after that step reproduces the run exactly)",
+    )
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop after this many steps (the learning-rate schedule still spans --steps)",
+    )
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of WorldModelConfig")
-    p.add_argument("--itc-weight", type=float, default=0.0, help="weight of BLIP's image-text contrastive loss")
+    p.add_argument(
+        "--itc-weight",
+        type=float,
+        default=0.0,
+        help="weight of BLIP's image-text contrastive loss",
+    )
     p.add_argument("--card", type=Path, default=None, help="MODEL_CARD.md to copy into --out")
-    p.add_argument("--init-from", type=Path, default=None, help="fine-tune a saved world model "
-                   "instead of training from a fresh initialisation; --config must match its architecture")
-    p.add_argument("--grounding-weight", type=float, default=0.0, help="weight of the cross-attention grounding "
-                   "loss on positive pairs (target masks of training scenes)")
-    p.add_argument("--grounding-layer", "--grounding-layers", dest="grounding_layer", type=int, nargs="+", default=[3],
-                   help="text layer(s) whose cross-attention is grounded (the loss is their mean)")
-    p.add_argument("--ground-anchor", action="store_true", help="ground a relation's anchor phrase on the anchor "
-                   "object (each word on what it names) instead of every token on the target")
-    p.add_argument("--erase-prob", type=float, default=0.0, help="fraction of positives that also give an "
-                   "erased-target negative (the same expression on the image with the target painted over)")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="fine-tune a saved world model "
+        "instead of training from a fresh initialisation; --config must match its architecture",
+    )
+    p.add_argument(
+        "--grounding-weight",
+        type=float,
+        default=0.0,
+        help="weight of the cross-attention grounding "
+        "loss on positive pairs (target masks of training scenes)",
+    )
+    p.add_argument(
+        "--grounding-layer",
+        "--grounding-layers",
+        dest="grounding_layer",
+        type=int,
+        nargs="+",
+        default=[3],
+        help="text layer(s) whose cross-attention is grounded (the loss is their mean)",
+    )
+    p.add_argument(
+        "--ground-anchor",
+        action="store_true",
+        help="ground a relation's anchor phrase on the anchor "
+        "object (each word on what it names) instead of every token on the target",
+    )
+    p.add_argument(
+        "--erase-prob",
+        type=float,
+        default=0.0,
+        help="fraction of positives that also give an "
+        "erased-target negative (the same expression on the image with the target painted over)",
+    )
     p.add_argument("--data-offset", type=int, default=0, help="index of the first training scene")
-    p.add_argument("--vision-aux-weight", type=float, default=0.0, help="weight of a dense auxiliary loss that "
-                   "reads each patch's shape/colour/size from the vision encoder (training scenes; heads not saved)")
-    p.add_argument("--vision-aux-position", type=float, default=0.0, help="weight, within that loss, of "
-                   "regressing each object patch's object centroid (patch units, smooth L1)")
+    p.add_argument(
+        "--vision-aux-weight",
+        type=float,
+        default=0.0,
+        help="weight of a dense auxiliary loss that "
+        "reads each patch's shape/colour/size from the vision encoder (training scenes; heads not "
+        "saved)",
+    )
+    p.add_argument(
+        "--vision-aux-position",
+        type=float,
+        default=0.0,
+        help="weight, within that loss, of "
+        "regressing each object patch's object centroid (patch units, smooth L1)",
+    )
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = WorldModelConfig(**json.loads(a.config))
     log.info("config %s", json.dumps(asdict(cfg)))
     card = a.card.read_text() if a.card else None
-    summary = train(a.out, cfg, a.steps, a.images_per_step, a.lr, a.warmup, a.seed, a.threads,
-                    a.checkpoint_every, a.log_every, a.max_minutes, card, a.itc_weight, a.stop_after,
-                    a.init_from, a.grounding_weight, tuple(a.grounding_layer), a.erase_prob, a.data_offset,
-                    a.ground_anchor, a.vision_aux_weight, a.vision_aux_position)
+    summary = train(
+        a.out,
+        cfg,
+        a.steps,
+        a.images_per_step,
+        a.lr,
+        a.warmup,
+        a.seed,
+        a.threads,
+        a.checkpoint_every,
+        a.log_every,
+        a.max_minutes,
+        card,
+        a.itc_weight,
+        a.stop_after,
+        a.init_from,
+        a.grounding_weight,
+        tuple(a.grounding_layer),
+        a.erase_prob,
+        a.data_offset,
+        a.ground_anchor,
+        a.vision_aux_weight,
+        a.vision_aux_position,
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
