@@ -74,7 +74,7 @@ done
 # 5. messages and services, built with the wheels' ament_cmake into the environment
 SITE=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 STAMP="$VENV/.iterprime_interfaces.sha"
-want=$(cat "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv "$ROOT/CMakeLists.txt" "$ROOT/package.xml" | sha256sum | cut -d' ' -f1)
+want=$(cat "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv "$ROOT"/action/*.action "$ROOT/CMakeLists.txt" "$ROOT/package.xml" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ] || [ ! -d "$SITE/iterprime_ros/msg" ]; then
   say "building msg/ and srv/ into $VENV"
   BUILD="$VENV/.build/iterprime_ros"
