@@ -54,6 +54,7 @@ from .bags import (
     BagMessage,
     BagReader,
     BagWriter,
+    appended_segmentation_fields,
     check_replaceable,
     header,
     image_message,
@@ -660,6 +661,7 @@ def segmentation_message(
         itm_score=v["itm_score"],
         iterations=v["iterations"],
         latency_s=float(latency_s),
+        **appended_segmentation_fields(),
     )
 
 
