@@ -92,7 +92,7 @@ def check_file(path: str | Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
         with Image.open(path) as im:  # lazy: reads the header, not the pixels
             width, height = im.size
     except Image.DecompressionBombError as exc:  # PIL's own guard fires on some headers
-        raise ImageTooLargeError(f"{path}: {exc}") from None
+        raise ImageTooLargeError(f"{path}: {exc} Refused.") from None
     return plan(height, width, max_image_pixels)
 
 
@@ -108,7 +108,7 @@ def check_bytes(data: bytes, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
         with Image.open(BytesIO(data)) as im:
             width, height = im.size
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(str(exc)) from None
+        raise ImageTooLargeError(f"{exc} Refused.") from None
     except (UnidentifiedImageError, OSError, ValueError):
         return None
     return plan(height, width, max_image_pixels)
