@@ -210,12 +210,14 @@ def _sqlite_messages(
         for name, msgtype in kinds.values():
             topics.setdefault(name, TopicInfo(msgtype))
         rows = _sqlite_row_ids(con, path, problems)
+        lost: list[tuple[int, int]] = []  # consecutive rows whose topic is unreadable
         for row_id, stamp in rows:
             try:
                 tid, ts, data = con.execute(
                     "SELECT topic_id, timestamp, data FROM messages WHERE id = ?", (row_id,)
                 ).fetchone()
                 name, msgtype = kinds.get(int(tid), ("", ""))
+                _report_lost(path, lost, problems)
                 yield SalvagedMessage(name, msgtype, int(ts), bytes(data))
                 continue
             except (sqlite3.Error, TypeError) as exc:
@@ -231,10 +233,27 @@ def _sqlite_messages(
                 problems.append(f"{path}: {reason}; its time is unreadable, skipped")
                 continue
             if not name:
-                problems.append(f"{path}: {reason}; its topic is unreadable")
+                lost.append((row_id, stamp))
+            else:
+                _report_lost(path, lost, problems)
             yield SalvagedMessage(name, msgtype, int(stamp), b"", reason)
+        _report_lost(path, lost, problems)
     finally:
         con.close()
+
+
+def _report_lost(path: Path, lost: list[tuple[int, int]], problems: list[str]) -> None:
+    """One problem line for a run of rows whose page is unreadable (their bag times known)."""
+    if not lost:
+        return
+    (first, t0), (last, t1) = lost[0], lost[-1]
+    rows = f"row {first}" if first == last else f"rows {first}-{last}"
+    problems.append(
+        f"{path}: {rows} damaged (database disk image is malformed): {len(lost)} message(s) "
+        f"of unreadable topic at bag times {t0} .. {t1} are lost; if commands were among them "
+        "they get no result"
+    )
+    lost.clear()
 
 
 def _sqlite_row_ids(
