@@ -259,10 +259,13 @@ class _PlainDataUnpickler(pickle.Unpickler):
 def _load_refs(path: Path) -> list[dict[str, Any]]:
     with path.open("rb") as f:
         try:
-            refs = _PlainDataUnpickler(f).load()
-        except UnicodeDecodeError:  # Python 2 pickles with non-ASCII byte strings
-            f.seek(0)
-            refs = _PlainDataUnpickler(f, encoding="latin1").load()
+            try:
+                refs = _PlainDataUnpickler(f).load()
+            except UnicodeDecodeError:  # Python 2 pickles with non-ASCII byte strings
+                f.seek(0)
+                refs = _PlainDataUnpickler(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            raise DatasetError(f"{path}: not a plain refs pickle: {exc}") from None
     if not isinstance(refs, list):
         raise DatasetError(f"{path}: expected a list of refs, got {type(refs).__name__}")
     return refs
