@@ -238,6 +238,29 @@ def test_damaged_db3_row_costs_only_its_command(tmp_path: Path) -> None:
     assert summary.exit_code() == 1
 
 
+def test_damaged_db3_page_of_an_image_costs_only_the_commands_on_it(tmp_path: Path) -> None:
+    # a whole page of image 3's pixels (an overflow page): command 3 fails, the rest answered
+    rgb = small_rgb(120, 160)
+    marker = np.ascontiguousarray(rgb[60:62]).tobytes()[:64]
+    src = scene_bag(tmp_path / "in.db3", rgb=rgb)
+    con = sqlite3.connect(src)
+    (page,) = con.execute("PRAGMA page_size").fetchone()
+    con.close()
+    raw = bytearray(src.read_bytes())
+    hits = [i for i in range(len(raw)) if raw.startswith(marker, i)]
+    assert len(hits) == N
+    start = (hits[3] // page) * page
+    raw[start : start + page] = b"\xa5" * page
+    bad = tmp_path / "bad.db3"
+    bad.write_bytes(bytes(raw))
+    summary = replay_bag(bad, tmp_path / "out.mcap", StubSegmenter(), echo=lambda _: None)
+    got = results(tmp_path / "out.mcap")
+    assert [r.command_id for r in got] == list(range(1, N + 1))
+    failed = [r.command_id for r in got if not r.success]
+    assert failed == [4], [r.error for r in got]
+    assert summary.problems and summary.exit_code() == 1
+
+
 def test_damaged_db3_page_of_rows_does_not_stop_the_replay(tmp_path: Path) -> None:
     # the whole page holding command 4's row (and its neighbours' rows): what is in it is named
     # in the problems; every command whose row is readable gets a result, also after the damage
