@@ -214,6 +214,38 @@ def test_truncated_mcap_is_read_up_to_the_cut_with_a_warning(tmp_path: Path) -> 
             assert [c for c, _ in stub.seen] == [f"the cup number {i}" for i in range(len(got))]
 
 
+def test_damaged_mcap_chunk_costs_only_the_commands_in_it(tmp_path: Path) -> None:
+    # zstd chunks of about two VGA frames each; the second chunk's frame header is destroyed
+    from mcap.reader import make_reader
+
+    src = tmp_path / "in.mcap"
+    with BagWriter(src, compress=True) as bag:
+        bag.add_topic(IMAGE, "sensor_msgs/msg/Image")
+        bag.add_topic(COMMAND, "std_msgs/msg/String")
+        for i in range(N):
+            bag.write(IMAGE, image_msg(T0 + i * S, small_rgb(480, 640)), T0 + i * S)
+            bag.write(COMMAND, string_message(f"the cup number {i}"), T0 + i * S + S // 10)
+    with src.open("rb") as fh:
+        chunk = make_reader(fh).get_summary().chunk_indexes[1]
+    raw = bytearray(src.read_bytes())
+    data = chunk.chunk_start_offset + 53  # opcode, length, times, sizes, crc, "zstd", length
+    assert raw[data : data + 4] == b"\x28\xb5\x2f\xfd"  # the zstd frame magic
+    raw[data : data + 8] = b"\xa5" * 8
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(bytes(raw))
+    summary = replay_bag(bad, tmp_path / "out.mcap", StubSegmenter(), echo=lambda _: None)
+    got = results(tmp_path / "out.mcap")
+    assert [r.command_id for r in got] == list(range(1, N + 1)), "every command answered"
+    lost_window = range(chunk.message_start_time, chunk.message_end_time + 1)
+    for i, r in enumerate(got):
+        command_lost = T0 + i * S + S // 10 in lost_window
+        image_lost = T0 + i * S in lost_window
+        assert r.success == (not command_lost and not image_lost), (i, r.error)
+        if not r.success:
+            assert "damaged chunk" in r.error, r.error
+    assert any("damaged chunk at byte" in p for p in summary.problems), summary.problems
+
+
 def _db3_with_damage(tmp_path: Path, find: bytes, offset: int, length: int) -> Path:
     src = scene_bag(tmp_path / "in.db3", rgb=small_rgb(120, 160))
     (page,) = sqlite3.connect(src).execute("PRAGMA page_size").fetchone()
