@@ -69,6 +69,7 @@ class Mask2FormerProposals:
     """
 
     name = "mask2former"
+    model_types = ("mask2former",)  # config.json model_type of the folders it can load
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ __all__ = [
     "DEPTH_ENCODINGS",
     "ImageConversionError",
     "camera_info_intrinsics",
+    "check_image",
     "depth_to_array",
     "depth_to_fields",
     "image_to_rgb",
@@ -97,6 +98,20 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     rows, height, width = _rows(msg, channels)
     pixels = rows.reshape(height, width, channels)
     return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def check_image(msg: Any) -> None:
+    """Raise ImageConversionError if image_to_rgb would: the checks only, without copying pixels.
+
+    Why: an explicit image in a service or action request is checked when the request arrives,
+    so a malformed one is answered at once, about that image.
+    """
+    encoding = str(msg.encoding)
+    if encoding not in _COLOR:
+        raise ImageConversionError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(COLOR_ENCODINGS)}"
+        )
+    _rows(msg, _COLOR[encoding][0])
 
 
 def depth_to_array(msg: Any) -> np.ndarray:

@@ -342,6 +342,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         high=10.0,
         setting=False,
     ),
+    P(
+        "autostart",
+        "bool",
+        "configure and activate at start (false: wait for a lifecycle manager)",
+        default=True,
+        setting=False,
+    ),
 )
 del P
 
@@ -357,12 +364,18 @@ class NodeSettings:
     publish_debug_image: bool = True
     depth_erosion_px: int = 3
     depth_sync_tolerance_s: float = 0.1
+    autostart: bool = True
 
 
 @dataclass(frozen=True)
 class Parameters:
     segmenter: SegmenterSettings
     node: NodeSettings
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "Parameters":
+        """Validated parameters from raw values (see validate)."""
+        return validate(values)
 
 
 def validate(values: Mapping[str, Any]) -> Parameters:
@@ -433,6 +446,11 @@ def declare_and_read(node: Any) -> Parameters:
         ):
             values[name] = overrides[name]
     return validate(values)
+
+
+def current_values(node: Any) -> dict[str, Any]:
+    """The values of the table's parameters on a node now (they may have been set since start)."""
+    return {spec.name: node.get_parameter(spec.name).value for spec in PARAMETERS}
 
 
 def yaml_defaults() -> dict[str, Any]:
