@@ -330,6 +330,36 @@ class Segmenter:
     ) -> "Segmenter":
         return cls(settings, vlp=vlp, proposals=proposals, **kwargs)
 
+    def update_settings(self, settings: SegmenterSettings) -> None:
+        """Take settings changed at run time (the node's `ros2 param set`) between two commands.
+
+        Only what needs no reload may differ: the method's thresholds, IGRS, aggregation, prompt,
+        selection and command normalising, the Grad-CAM layer and the proposal threshold (the
+        cached proposals are dropped then). ValueError for anything else, nothing changed.
+        """
+        reload = ("device", "half_precision", "vlp_model", "proposal_model", "vlp_backend")
+        reload += ("proposal_backend", "first_token", "max_text_tokens", "primary_tags")
+        reload += ("parser", "frame_cache_size", "proposal_shortest_edge", "proposal_longest_edge")
+        changed = [n for n in reload if getattr(settings, n) != getattr(self.settings, n)]
+        if changed:
+            raise ValueError(f"these settings need the models reloaded: {', '.join(changed)}")
+        layers = getattr(self.vlp, "num_layers", None)
+        if layers is not None and not 0 <= settings.gradcam_layer < layers:
+            raise ValueError(
+                f"gradcam_layer {settings.gradcam_layer} out of range: the model has {layers} "
+                "text layers"
+            )
+        igrs, normaliser = settings.igrs_settings(), settings.normaliser_settings()
+        with self._lock:
+            if hasattr(self.vlp, "gradcam_layer"):
+                self.vlp.gradcam_layer = settings.gradcam_layer
+            if settings.proposal_threshold != self.settings.proposal_threshold:
+                set_threshold = getattr(self.proposals, "set_threshold", None)
+                if callable(set_threshold):
+                    set_threshold(settings.proposal_threshold)
+                    self._frames.clear()
+            self.settings, self._igrs, self._normaliser = settings, igrs, normaliser
+
     # ------------------------------------------------------------------ caches
     def warmup(self) -> str:
         """Load the parser now (spaCy/benepar take seconds) instead of on the first command."""

@@ -143,8 +143,10 @@ def test_declared_on_a_node_with_descriptors_and_file_overrides(tmp_path):
             "cpu",
         )
         desc = node.describe_parameter("queue_size")
-        assert desc.read_only and "commands that may wait" in desc.description
+        assert not desc.read_only and "commands that may wait" in desc.description
         assert desc.additional_constraints == "an integer >= 1 and <= 1000"
+        desc = node.describe_parameter("vlp_model")  # the node's callback decides, and says why
+        assert not desc.read_only and "change while unconfigured" in desc.description
         node.destroy_node()
         bad = Node(
             "iterprime_segmenter", context=ctx, cli_args=["--ros-args", "-p", "queue_sise:=3"]

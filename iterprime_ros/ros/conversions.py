@@ -85,9 +85,12 @@ def _rows(msg: Any, bytes_per_pixel: int) -> tuple[np.ndarray, int, int]:
     return rows, height, width
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any, size: tuple[int, int] | None = None) -> np.ndarray:
     """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> H x W x 3 uint8 RGB (alpha
     dropped).
+
+    size (height, width): resize on the way (INTER_AREA, straight from the message's bytes), so a
+    huge frame is never copied at full size (image_size.py decides the size).
     """
     encoding = str(msg.encoding)
     if encoding not in _COLOR:
@@ -97,6 +100,14 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     channels, order = _COLOR[encoding]
     rows, height, width = _rows(msg, channels)
     pixels = rows.reshape(height, width, channels)
+    if size is not None and tuple(size) != (height, width):
+        import cv2
+
+        pixels = cv2.resize(
+            pixels if channels > 1 else pixels[:, :, 0],
+            (int(size[1]), int(size[0])),
+            interpolation=cv2.INTER_AREA,
+        ).reshape(int(size[0]), int(size[1]), channels)
     return np.ascontiguousarray(pixels[:, :, list(order)])
 
 

@@ -7,12 +7,12 @@ cleanup and shutdown answer everything pending. With autostart (the default) the
 configures and activates itself; autostart:=false leaves that to a lifecycle manager.
 
 Threads: a multi-threaded executor runs the callbacks in groups (camera, topic commands,
-service/action requests, lifecycle), so images, commands and parameter/lifecycle requests keep flowing while a command
-is computed; callbacks only store messages or enqueue commands. One worker thread loads the
-models and runs each command. Every command (topic or service) gets exactly one result on
-~/result, also at shutdown; a service call also gets it as its response. Commands are only ever
-text to segment: nothing in a command is run, formatted into code, or used to pick a model,
-file or parameter (docs/robustness.md).
+service/action requests, lifecycle), so images, commands and parameter/lifecycle requests keep
+flowing while a command is computed; callbacks only store messages or enqueue commands. One
+worker thread loads the models and runs each command. Every command (topic, service or action)
+gets exactly one result on ~/result, also at shutdown; a service call also gets it as its
+response. Commands are only ever text to segment: nothing in a command is run, formatted into
+code, or used to pick a model, file or parameter (docs/robustness.md).
 
     ros2 run iterprime_ros segmenter --ros-args --params-file config/segment.yaml -r
     image:=/camera/image
@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import rclpy
 from geometry_msgs.msg import PointStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
@@ -43,11 +44,20 @@ from iterprime_ros.msg import Segmentation
 from iterprime_ros.srv import Segment
 
 from ..core.command import CommandError, normalise_command
+from ..image_size import ImageTooLargeError
 from ..pipeline import ModelLoadError, Segmenter, is_out_of_memory
 from . import messages
-from .conversions import ImageConversionError, check_image, image_to_rgb
-from .params import PARAMETERS, ParameterError, Parameters, current_values, declare_and_read
+from .conversions import ImageConversionError, check_image
+from .params import (
+    PARAMETERS,
+    SPECS,
+    ParameterError,
+    Parameters,
+    current_values,
+    declare_and_read,
+)
 from .sensors import Frame, SensorCache, compute_centroid_3d, stamp_ns
+from .sizing import result_at_source, rgb_for_models, size_plan
 from .worker import JobQueue, Worker
 
 NODE_NAME = "iterprime_segmenter"
@@ -158,6 +168,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._answered = {"succeeded": 0, "failed": 0}
         self._sensor_subs: list[Any] = []
 
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._create_outputs()
         self.create_subscription(
             String, "command", self._on_command, COMMAND_QOS, callback_group=self._command_group
@@ -312,6 +323,8 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             return
         group = self._camera_group
         qos = qos_profile_sensor_data
+        if self.settings.image_qos == "reliable":  # e.g. depth cameras that publish reliable only
+            qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         self._sensor_subs = [
             self.create_subscription(Image, "image", self._on_image, qos, callback_group=group),
             self.create_subscription(
@@ -326,6 +339,58 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         for sub in self._sensor_subs:
             self.destroy_subscription(sub)
         self._sensor_subs = []
+
+    # ------------------------------------------------------------------ parameters at run time
+    def _on_set_parameters(self, changes: list[Any]) -> SetParametersResult:
+        """`ros2 param set`: checked by the table in params.py, all or nothing, with the reason.
+
+        Live settings apply at once (the models take theirs between two commands); the others are
+        read at configure, so they may change only while the node is unconfigured.
+        """
+        new = {p.name: p.value for p in changes}
+        state = self.state
+        fixed = sorted(n for n in new if n in SPECS and not SPECS[n].live)
+        if fixed and state != "unconfigured":
+            name = self.get_fully_qualified_name()
+            return SetParametersResult(
+                successful=False,
+                reason=(
+                    f"{', '.join(fixed)}: read at configure; the node is {state}: ros2 lifecycle "
+                    f"set {name} deactivate, then cleanup; set it; then configure and activate"
+                ),
+            )
+        try:
+            parameters = Parameters.from_values({**current_values(self), **new})
+            segmenter = self._segmenter
+            if segmenter is not None:
+                layers = getattr(segmenter.vlp, "num_layers", None)
+                layer = parameters.segmenter.gradcam_layer
+                if layers is not None and not 0 <= layer < layers:
+                    raise ParameterError(
+                        f"parameter 'gradcam_layer' = {layer}: too large; the loaded model has "
+                        f"text layers 0..{layers - 1}"
+                    )
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if state != "unconfigured":
+            self._apply_live(parameters)
+        self.get_logger().info(
+            "parameters set: " + ", ".join(f"{k}={v!r}" for k, v in sorted(new.items()))
+        )
+        return SetParametersResult(successful=True)
+
+    def _apply_live(self, parameters: Parameters) -> None:
+        """Use new live settings: node limits now, the models' between two commands."""
+        self.parameters = parameters
+        self._normaliser = parameters.segmenter.normaliser_settings()
+        for dropped in self._queue.resize(parameters.node.queue_size):
+            self._fail(dropped, "dropped: queue_size was made smaller")
+
+        def to_models() -> None:
+            if self._segmenter is not None:
+                self._segmenter.update_settings(parameters.segmenter)
+
+        self._worker.call(to_models)
 
     # ------------------------------------------------------------------ models (worker thread)
     def _load_models(self) -> str | None:
@@ -441,7 +506,8 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         if explicit_image is not None and _image_given(explicit_image):
             try:
                 check_image(explicit_image)
-            except ImageConversionError as exc:
+                size_plan(explicit_image, self.settings.max_image_pixels)
+            except (ImageConversionError, ImageTooLargeError, ValueError) as exc:
                 self._fail(job, f"the request's image cannot be used: {exc}")
                 return
             job.image, job.use_depth = explicit_image, False
@@ -582,8 +648,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                 self._fail(job, error)
                 return
         try:
-            rgb = image_to_rgb(job.image)
-        except ImageConversionError as exc:
+            check_image(job.image)  # its own message first: encoding, empty, step, size
+            sizes = size_plan(job.image, self.settings.max_image_pixels)
+            rgb = rgb_for_models(job.image, sizes)
+        except (ImageConversionError, ImageTooLargeError, ValueError) as exc:
             self._fail(job, f"cannot use the image: {exc}")
             return
         header = job.image.header
@@ -592,7 +660,8 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             if (job.use_depth and stamp_ns(header) > 0)
             else None
         )
-        result = segmenter.segment(rgb, job.text, frame_id=key)
+        model_result = segmenter.segment(rgb, job.text, frame_id=key)
+        result = result_at_source(model_result, sizes)
         point = None
         if result.success and job.use_depth and result.mask is not None:
             depth = self._sensors.depth_for(header, self.settings.depth_sync_tolerance_s)
@@ -606,7 +675,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         msg = messages.segmentation(result, self._answer_info(job, point))
         mask = msg.mask if msg.success else None
         self._answer(job, msg, mask, messages.centroid_point(msg))
-        self._publish_debug(rgb, result, msg.header)
+        self._publish_debug(rgb, model_result, msg.header)  # at the size the models saw
 
     def _publish_debug(self, rgb: Any, result: Any, header: Header) -> None:
         """Heat map, mask, centroid and expression over the image; rendered only when someone

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
+from ..image_size import DEFAULT_MAX_IMAGE_PIXELS
 from ..pipeline import SegmenterSettings
 
 _DEFAULTS = {f.name: f.default for f in fields(SegmenterSettings)}
@@ -43,6 +44,11 @@ class ParamSpec:
     check: Callable[[Any], str | None] | None = None  # extra rule: returns what is wrong, or None
     setting: bool = True
     hint: str | None = None  # allowed values in words, when the rule is not a range or a list
+
+    @property
+    def live(self) -> bool:
+        """Safe to change while the node runs (`ros2 param set`); else only while unconfigured."""
+        return self.name in LIVE
 
     def __post_init__(self) -> None:
         if self.default is None and self.setting:
@@ -349,10 +355,57 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         default=True,
         setting=False,
     ),
+    P(
+        "max_image_pixels",
+        "int",
+        "bigger images are downscaled for the models (mask at full size); over 16x this, "
+        "refused; 0: no limit",
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        low=0,
+        high=400_000_000,
+        setting=False,
+    ),
+    P(
+        "image_qos",
+        "str",
+        "reliability of the image, depth and camera_info subscriptions",
+        default="best_effort",
+        choices=("best_effort", "reliable"),
+        setting=False,
+    ),
 )
 del P
 
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+
+# Method and node settings that need no reload: `ros2 param set` changes them on a running node,
+# validated by the rows above. The rest (models, device, backends, input sizes, parser, caches,
+# QoS) are read at configure/activate: change them while the node is unconfigured.
+LIVE: frozenset[str] = frozenset(
+    {
+        "gradcam_layer",
+        "prompt_template",
+        "aggregation",
+        "no_primary",
+        "igrs_iterations",
+        "igrs_alpha",
+        "binarize_threshold",
+        "stop_rule",
+        "proposal_threshold",
+        "max_components",
+        "empty_selection",
+        "normalize_commands",
+        "extra_command_phrases",
+        "check_language",
+        "queue_size",
+        "max_image_age_s",
+        "publish_debug_image",
+        "depth_erosion_px",
+        "depth_sync_tolerance_s",
+        "max_image_pixels",
+    }
+)
+assert LIVE <= set(SPECS), sorted(LIVE - set(SPECS))
 
 
 @dataclass(frozen=True)
@@ -365,6 +418,8 @@ class NodeSettings:
     depth_erosion_px: int = 3
     depth_sync_tolerance_s: float = 0.1
     autostart: bool = True
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    image_qos: str = "best_effort"
 
 
 @dataclass(frozen=True)
@@ -412,15 +467,17 @@ def descriptor(spec: ParamSpec) -> Any:
     describe`.
 
     dynamic_typing lets this module give its own message for a wrong type (rclpy's would not name
-    what is allowed) and accept 2 for a float. read_only: the models load once; restart to change.
+    what is allowed) and accept 2 for a float. Nothing is read_only: the node's set-parameters
+    callback decides (live settings any time, the rest while unconfigured), with the reason.
     """
     from rcl_interfaces.msg import ParameterDescriptor
 
     return ParameterDescriptor(
         name=spec.name,
-        description=spec.description,
+        description=spec.description
+        + ("" if spec.live else " (read at configure: change while unconfigured)"),
         additional_constraints=spec.allowed,
-        read_only=True,
+        read_only=False,
         dynamic_typing=True,
     )
 
