@@ -240,6 +240,81 @@ def test_commands_flow_during_a_long_service_request(busy):
     assert "Traceback" not in proc.log
 
 
+def _goal(h: Harness, client, text: str, image=None, feedback=None):
+    from iterprime_ros.action import Segment as SegmentAction
+
+    goal = SegmentAction.Goal(text=text)
+    if image is not None:
+        goal.image = image
+    future = client.send_goal_async(goal, feedback_callback=feedback)
+    assert h.until(future.done, 30.0)
+    handle = future.result()
+    assert handle.accepted
+    return handle
+
+
+def test_action_feedback_result_and_cancel(busy):
+    from action_msgs.msg import GoalStatus
+    from rclpy.action import ActionClient
+
+    from iterprime_ros.action import Segment as SegmentAction
+
+    h, proc = busy
+    h.restamp = False
+    h.show(image_msg(70), settle=0.5)
+    client = ActionClient(h.node, SegmentAction, f"{proc.out}/segment")
+    assert client.wait_for_server(timeout_sec=20)
+    feedback: list = []
+    handle = _goal(h, client, "the red cup by action", feedback=lambda f: feedback.append(f))
+    result = handle.get_result_async()
+    assert h.until(result.done, LOAD_TIMEOUT)
+    res = result.result()
+    assert res.status == GoalStatus.STATUS_SUCCEEDED and res.result.result.success
+    assert res.result.result.header.stamp.sec == 70
+    stages = [f.feedback.stage for f in feedback]
+    passes = [f.feedback.igrs_pass for f in feedback if f.feedback.stage == "igrs"]
+    assert stages[0] == "queued" and "started" in stages and stages[-1] == "selection", stages
+    assert passes == list(range(1, res.result.result.iterations + 1)), passes
+    assert h.until(lambda: bool(h.results_for("the red cup by action")), 10.0), "also on ~/result"
+
+    # a goal waiting behind a long request is cancelled: one answer, status CANCELED
+    big = image_msg(71, 3000, 4000)
+    long = h.client.call_async(Segment.Request(text="the red cup holding the worker", image=big))
+    waiting = _goal(h, client, "the red cup to cancel")
+    cancel = waiting.cancel_goal_async()
+    assert h.until(cancel.done, 30.0) and cancel.result().goals_canceling
+    result = waiting.get_result_async()
+    assert h.until(result.done, LOAD_TIMEOUT)
+    res = result.result()
+    assert res.status == GoalStatus.STATUS_CANCELED, res.status
+    assert not res.result.result.success and "cancelled" in res.result.result.error
+    assert h.until(long.done, LOAD_TIMEOUT)
+    assert h.until(lambda: bool(h.results_for("the red cup to cancel")), 10.0)
+    assert len(h.results_for("the red cup to cancel")) == 1
+
+
+def test_malformed_explicit_image_is_a_failure_about_it(busy):
+    """Width 80, height 0 and 14 KB of data (the issue's case): never the camera image instead."""
+    from sensor_msgs.msg import Image
+
+    h, proc = busy
+    h.show(image_msg(80), settle=0.5)
+    bad = Image(width=80, height=0, encoding="rgb8", step=240, data=bytes(14 * 1024))
+    res = h.call("the red cup in a malformed image", bad)
+    assert not res.success and "the request's image cannot be used" in res.error, res.error
+    assert "empty image" in res.error and res.header.stamp.sec != 80
+    from rclpy.action import ActionClient
+
+    from iterprime_ros.action import Segment as SegmentAction
+
+    client = ActionClient(h.node, SegmentAction, f"{proc.out}/segment")
+    assert client.wait_for_server(timeout_sec=20)
+    result = _goal(h, client, "the red cup in a malformed image by action", bad).get_result_async()
+    assert h.until(result.done, 30.0)
+    out = result.result().result.result
+    assert not out.success and "the request's image cannot be used" in out.error
+
+
 @pytest.mark.parametrize("count", [150, 1000])
 def test_burst_gets_one_result_per_command(busy, count):
     h, proc = busy

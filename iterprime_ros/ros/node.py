@@ -31,6 +31,7 @@ from typing import Any, Callable
 import rclpy
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
@@ -40,12 +41,13 @@ from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
+from iterprime_ros.action import Segment as SegmentAction
 from iterprime_ros.msg import Segmentation
 from iterprime_ros.srv import Segment
 
 from ..core.command import CommandError, normalise_command
 from ..image_size import ImageTooLargeError
-from ..pipeline import ModelLoadError, Segmenter, is_out_of_memory
+from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_memory
 from . import messages
 from .conversions import ImageConversionError, check_image
 from .params import (
@@ -76,6 +78,7 @@ EXECUTOR_THREADS = 6  # camera, commands, lifecycle and parameter services, with
 MAX_COMMAND_CHARS = 1000
 LOG_TEXT_CHARS = 200  # commands are quoted in the log up to this length
 SHUTTING_DOWN = "the node is shutting down"
+CANCELLED = "cancelled: the action goal was cancelled by its client"
 DOWNLOAD_HINT = (
     "fetch the default weights with `iterprime download` on a machine with internet, or point "
     "vlp_model / proposal_model at local model folders"
@@ -132,6 +135,8 @@ class Job:
     image: Any = None  # sensor_msgs/Image: chosen on arrival, or when the models are ready
     use_depth: bool = True  # False for an image that came with a request
     on_answer: Callable[[Segmentation], None] | None = None  # service/action: hand the answer on
+    feedback: Callable[[str, int, int], None] | None = None  # action: (stage, IGRS pass, place)
+    cancelled: threading.Event | None = None  # action: the client cancelled the goal
     answered: bool = False
 
 
@@ -176,6 +181,16 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self.create_service(
             Segment, "~/segment", self._on_segment, callback_group=self._request_group
         )
+        self._action = ActionServer(
+            self,
+            SegmentAction,
+            "~/segment",
+            execute_callback=self._execute_goal,
+            goal_callback=lambda _goal: GoalResponse.ACCEPT,
+            cancel_callback=self._on_cancel,
+            callback_group=self._request_group,
+        )
+        self._goals: dict[bytes, Job] = {}  # goal id -> its job, while it has no answer
         self._queue: JobQueue[Job] = JobQueue(self.parameters.node.queue_size)
         self._queue.hold()  # nothing runs before the node is active
         self._worker: Worker[Job] = Worker(self._queue, self._process, self._on_job_error)
@@ -464,26 +479,68 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         response.result = await future
         return response
 
+    async def _execute_goal(self, goal_handle: Any) -> Any:
+        """Action: the same queue as every command; feedback says the stage and IGRS pass."""
+        goal = goal_handle.request
+        future: Future = Future(executor=self.executor)
+        future.add_done_callback(lambda _f: None)  # wakes the executor (see _on_segment)
+
+        def feedback(stage: str, igrs_pass: int, place: int) -> None:
+            msg = SegmentAction.Feedback(stage=stage, igrs_pass=igrs_pass, queue_position=place)
+            goal_handle.publish_feedback(msg)
+
+        key = bytes(goal_handle.goal_id.uuid)
+        job = Job(0, goal.text, 0, 0.0, on_answer=future.set_result, feedback=feedback)
+        job.cancelled = threading.Event()
+        self._goals[key] = job
+        try:
+            self._submit(goal.text, goal.image, job=job)
+            result = await future
+        finally:
+            self._goals.pop(key, None)
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif result.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return SegmentAction.Result(result=result)
+
+    def _on_cancel(self, goal_handle: Any) -> CancelResponse:
+        """A waiting goal is answered "cancelled" at once; a running one at its next stage."""
+        job = self._goals.get(bytes(goal_handle.goal_id.uuid))
+        if job is None or job.cancelled is None:
+            return CancelResponse.REJECT
+        job.cancelled.set()
+        if self._queue.remove(job):
+            self._fail(job, CANCELLED)
+        return CancelResponse.ACCEPT
+
     def _submit(
         self,
         text: str,
         explicit_image: Image | None,
         on_answer: Callable[[Segmentation], None] | None = None,
+        job: Job | None = None,
     ) -> None:
         """Answer at once what needs no model, else queue the command (one lock: ids in order)."""
         with self._submit_lock:
-            self._submit_locked(text, explicit_image, on_answer)
+            self._submit_locked(text, explicit_image, on_answer, job)
 
     def _submit_locked(
         self,
         text: str,
         explicit_image: Image | None,
         on_answer: Callable[[Segmentation], None] | None,
+        job: Job | None,
     ) -> None:
         command_id = self._next_id
         self._next_id += 1
         now = self.get_clock().now().nanoseconds
-        job = Job(command_id, text, now, time.monotonic(), on_answer=on_answer)
+        if job is None:
+            job = Job(command_id, text, now, time.monotonic(), on_answer=on_answer)
+        else:  # made by the action, with its feedback and cancel hooks
+            job.command_id, job.arrived_ns, job.arrived_mono = command_id, now, time.monotonic()
         self.get_logger().info(f"command {command_id}: {_short(text)}")
         # Failures known before any model work are answered at once, without queueing.
         if len(text) > MAX_COMMAND_CHARS:
@@ -519,7 +576,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._enqueue(job)
 
     def _enqueue(self, job: Job) -> None:
-        for dropped in self._queue.put(job):
+        dropped_list = self._queue.put(job)
+        if job.feedback is not None and job not in dropped_list:
+            job.feedback("queued", 0, self._queue.position(job))
+        for dropped in dropped_list:
             if dropped is job:  # the queue is closed: the node is shutting down
                 self._fail(job, SHUTTING_DOWN)
             else:
@@ -654,13 +714,28 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         except (ImageConversionError, ImageTooLargeError, ValueError) as exc:
             self._fail(job, f"cannot use the image: {exc}")
             return
+        progress = None
+        if job.feedback is not None or job.cancelled is not None:
+
+            def progress(stage: str, igrs_pass: int) -> None:
+                if job.cancelled is not None and job.cancelled.is_set():
+                    raise CommandCancelled(CANCELLED)
+                if job.feedback is not None:
+                    job.feedback(stage, igrs_pass, 0)
+
         header = job.image.header
         key = (
             (header.frame_id, stamp_ns(header), rgb.shape)
             if (job.use_depth and stamp_ns(header) > 0)
             else None
         )
-        model_result = segmenter.segment(rgb, job.text, frame_id=key)
+        try:
+            if progress is not None:
+                progress("started", 0)
+            model_result = segmenter.segment(rgb, job.text, frame_id=key, progress=progress)
+        except CommandCancelled:
+            self._fail(job, CANCELLED)
+            return
         result = result_at_source(model_result, sizes)
         point = None
         if result.success and job.use_depth and result.mask is not None:

@@ -110,6 +110,23 @@ class JobQueue(Generic[J]):
     def held(self) -> bool:
         return self._held
 
+    def remove(self, job: J) -> bool:
+        """Take one waiting job out (a cancelled goal); False when it is not waiting any more."""
+        with self._cond:
+            try:
+                self._jobs.remove(job)
+            except ValueError:
+                return False
+            return True
+
+    def position(self, job: J) -> int:
+        """1 for the next job to run, ...; 0 when the job is not waiting."""
+        with self._cond:
+            for i, waiting in enumerate(self._jobs):
+                if waiting is job:
+                    return i + 1
+            return 0
+
     def drain(self) -> list[J]:
         """Take every waiting job out (oldest first), to be answered by the caller."""
         with self._cond:
