@@ -315,6 +315,74 @@ def test_malformed_explicit_image_is_a_failure_about_it(busy):
     assert not out.success and "the request's image cannot be used" in out.error
 
 
+def _set_live(h: Harness, name: str, value) -> object:
+    from rcl_interfaces.msg import Parameter
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter as P
+
+    client = h.node.create_client(SetParameters, f"{h.target.out}/set_parameters")
+    assert client.wait_for_service(timeout_sec=20)
+    msg = P(name, value=value).to_parameter_msg()
+    future = client.call_async(
+        SetParameters.Request(parameters=[Parameter(name=msg.name, value=msg.value)])
+    )
+    assert h.until(future.done, 20.0)
+    return future.result().results[0]
+
+
+def test_diagnostics_enable_and_live_parameters(busy):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from std_srvs.srv import SetBool
+
+    h, proc = busy
+    h.restamp = True
+    h.show(image_msg(90), settle=0.5)
+    statuses: list = []
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        statuses.extend(s for s in msg.status if s.name.startswith(proc.out + ":"))
+
+    h.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+
+    def next_status(level: bytes, timeout: float = 15.0):
+        start = len(statuses)
+        assert h.until(lambda: any(s.level == level for s in statuses[start:]), timeout), [
+            (s.level, s.message) for s in statuses[-3:]
+        ]
+        return next(s for s in statuses[start:] if s.level == level)
+
+    ok = next_status(DiagnosticStatus.OK)
+    values = {kv.key: kv.value for kv in ok.values}
+    assert values["lifecycle state"] == "active" and values["models"] == "loaded"
+    assert float(values["image rate (Hz)"]) > 0 and "command latency p95 (s)" in values
+
+    enable = h.node.create_client(SetBool, f"{proc.out}/enable")
+    assert enable.wait_for_service(timeout_sec=20)
+    future = enable.call_async(SetBool.Request(data=False))
+    assert h.until(future.done, 10.0) and future.result().success
+    res = h.command("the red cup while disabled")
+    assert not res.success and "the node is disabled" in res.error and "/enable" in res.error
+    assert "disabled" in next_status(DiagnosticStatus.WARN).message
+    future = enable.call_async(SetBool.Request(data=True))
+    assert h.until(future.done, 10.0)
+    assert h.command("the red cup enabled again").success
+
+    # a live parameter: checked by the table, applied at once (here: the image age limit)
+    bad = _set_live(h, "max_image_age_s", -1.0)
+    assert not bad.successful and "'max_image_age_s' = -1.0: too small" in bad.reason
+    assert _set_live(h, "max_image_age_s", 1.0).successful
+    h.image = None  # the camera stops
+    assert "no camera image for" in next_status(DiagnosticStatus.STALE).message
+    res = h.command("the red cup with the camera stopped", timeout=20.0)
+    assert not res.success and "no image newer than 1 s" in res.error
+    assert _set_live(h, "max_image_age_s", 30.0).successful
+    assert _set_live(h, "igrs_iterations", 1).successful
+    h.show(image_msg(91), settle=0.5)
+    res = h.command("the red cup with one pass")
+    assert res.success and res.iterations == 1, "the models took the live setting"
+    assert _set_live(h, "igrs_iterations", 3).successful
+
+
 @pytest.mark.parametrize("count", [150, 1000])
 def test_burst_gets_one_result_per_command(busy, count):
     h, proc = busy

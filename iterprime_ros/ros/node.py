@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -40,6 +41,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
+from std_srvs.srv import SetBool
 
 from iterprime_ros.action import Segment as SegmentAction
 from iterprime_ros.msg import Segmentation
@@ -48,7 +50,7 @@ from iterprime_ros.srv import Segment
 from ..core.command import CommandError, normalise_command
 from ..image_size import ImageTooLargeError
 from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_memory
-from . import messages
+from . import diagnostics, messages
 from .conversions import ImageConversionError, check_image
 from .params import (
     PARAMETERS,
@@ -79,6 +81,9 @@ MAX_COMMAND_CHARS = 1000
 LOG_TEXT_CHARS = 200  # commands are quoted in the log up to this length
 SHUTTING_DOWN = "the node is shutting down"
 CANCELLED = "cancelled: the action goal was cancelled by its client"
+DISABLED = (
+    "the node is disabled: ros2 service call {}/enable std_srvs/srv/SetBool '{{data: true}}'"
+)
 DOWNLOAD_HINT = (
     "fetch the default weights with `iterprime download` on a machine with internet, or point "
     "vlp_model / proposal_model at local model folders"
@@ -137,6 +142,7 @@ class Job:
     on_answer: Callable[[Segmentation], None] | None = None  # service/action: hand the answer on
     feedback: Callable[[str, int, int], None] | None = None  # action: (stage, IGRS pass, place)
     cancelled: threading.Event | None = None  # action: the client cancelled the goal
+    ran: bool = False  # the models ran it (its latency counts in /diagnostics)
     answered: bool = False
 
 
@@ -172,6 +178,9 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self.image_stats = ImageStats()
         self._answered = {"succeeded": 0, "failed": 0}
         self._sensor_subs: list[Any] = []
+        self._enabled = True
+        self._latencies = diagnostics.Latencies()
+        self._images_at_last_status = (0, time.monotonic())
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._create_outputs()
@@ -191,6 +200,14 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             callback_group=self._request_group,
         )
         self._goals: dict[bytes, Job] = {}  # goal id -> its job, while it has no answer
+        self.create_service(
+            SetBool, "~/enable", self._on_enable, callback_group=self._request_group
+        )
+        self.create_timer(
+            self.parameters.node.diagnostics_period_s,
+            self._publish_diagnostics,
+            callback_group=MutuallyExclusiveCallbackGroup(),
+        )
         self._queue: JobQueue[Job] = JobQueue(self.parameters.node.queue_size)
         self._queue.hold()  # nothing runs before the node is active
         self._worker: Worker[Job] = Worker(self._queue, self._process, self._on_job_error)
@@ -219,6 +236,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._mask_pub = self.create_publisher(Image, "~/mask", OUTPUT_QOS)
         self._centroid_pub = self.create_publisher(PointStamped, "~/centroid", OUTPUT_QOS)
         self._debug_pub = self.create_publisher(Image, "~/debug_image", OUTPUT_QOS)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     @property
     def settings(self) -> Any:
@@ -354,6 +372,68 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         for sub in self._sensor_subs:
             self.destroy_subscription(sub)
         self._sensor_subs = []
+
+    # ------------------------------------------------------------------ enable, diagnostics
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> Any:
+        """~/enable: pause answering without tearing anything down (models stay loaded)."""
+        self._enabled = bool(request.data)
+        if not self._enabled:
+            self._fail_waiting(DISABLED.format(self.get_fully_qualified_name()))
+        response.success = True
+        response.message = "enabled" if self._enabled else "disabled: commands are refused"
+        self.get_logger().info(f"~/enable: {response.message}")
+        return response
+
+    def snapshot(self) -> diagnostics.Snapshot:
+        """The figures /diagnostics reports (also handy in tests)."""
+        frame = self._sensors.latest_image()
+        now_ns = self.get_clock().now().nanoseconds
+        count, since = self._images_at_last_status
+        now = time.monotonic()
+        images = self.image_stats.count
+        self._images_at_last_status = (images, now)
+        segmenter = self._segmenter
+        device = self.parameters.segmenter.device
+        if segmenter is not None:
+            device = str(getattr(segmenter.vlp, "device", device))
+        with self._submit_lock:
+            received = self._next_id - 1
+        with self._answer_lock:
+            ok, failed = self._answered["succeeded"], self._answered["failed"]
+        return diagnostics.Snapshot(
+            state=self.state,
+            enabled=self._enabled,
+            models_ready=segmenter is not None,
+            unavailable=self._unavailable,
+            device=device,
+            queue_depth=len(self._queue),
+            queue_size=self._queue.maxsize,
+            running=self._worker.busy,
+            images_received=images,
+            image_rate_hz=(images - count) / max(now - since, 1e-6),
+            image_age_s=None if frame is None else (now_ns - frame.received_ns) / 1e9,
+            max_image_age_s=self.settings.max_image_age_s,
+            latencies_s=self._latencies.values(),
+            succeeded=ok,
+            failed=failed,
+            received=received,
+            gpu_memory_mb=diagnostics.gpu_memory_mb(device),
+        )
+
+    def _publish_diagnostics(self) -> None:
+        status = diagnostics.assess(self.snapshot())
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [
+            DiagnosticStatus(
+                level=bytes([status.level]),
+                name=f"{self.get_fully_qualified_name()}: referring segmentation",
+                message=status.message,
+                hardware_id="",
+                values=[KeyValue(key=k, value=v) for k, v in status.values.items()],
+            )
+        ]
+        self._diagnostics_pub.publish(msg)
 
     # ------------------------------------------------------------------ parameters at run time
     def _on_set_parameters(self, changes: list[Any]) -> SetParametersResult:
@@ -560,6 +640,9 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         if state != "active" and not waiting:
             self._fail(job, self._not_answering())
             return
+        if not self._enabled:
+            self._fail(job, DISABLED.format(self.get_fully_qualified_name()))
+            return
         if explicit_image is not None and _image_given(explicit_image):
             try:
                 check_image(explicit_image)
@@ -668,6 +751,8 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                 return
             job.answered = True
             self._answered["succeeded" if result.success else "failed"] += 1
+            if job.ran:
+                self._latencies.add(result.latency_s)
             try:
                 if mask is not None:
                     self._mask_pub.publish(mask)
@@ -736,6 +821,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         except CommandCancelled:
             self._fail(job, CANCELLED)
             return
+        job.ran = True
         result = result_at_source(model_result, sizes)
         point = None
         if result.success and job.use_depth and result.mask is not None:

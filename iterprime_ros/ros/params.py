@@ -366,6 +366,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         setting=False,
     ),
     P(
+        "diagnostics_period_s",
+        "float",
+        "period of the /diagnostics status (state, queue, image rate and age, latency)",
+        default=1.0,
+        low=0.1,
+        high=60.0,
+        setting=False,
+    ),
+    P(
         "image_qos",
         "str",
         "reliability of the image, depth and camera_info subscriptions",
@@ -419,6 +428,7 @@ class NodeSettings:
     depth_sync_tolerance_s: float = 0.1
     autostart: bool = True
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    diagnostics_period_s: float = 1.0
     image_qos: str = "best_effort"
 
 
