@@ -120,7 +120,16 @@ def _set_parameter(h: Harness, name: str, value: str) -> bool:
 
 
 def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
+    from rcl_interfaces.msg import Log
+
     h, proc = managed
+    rosout: list[Log] = []
+    h.node.create_subscription(
+        Log,
+        "/rosout",
+        rosout.append,
+        QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE),
+    )
     lc = Lifecycle(h)
     h.show(image_msg(1))
     assert lc.state() == "unconfigured"
@@ -149,6 +158,14 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     h.show(image_msg(2), settle=1.0)
     res = h.command("the red cup while active", timeout=LOAD_TIMEOUT)
     assert res.success and res.header.stamp.sec == 2, res.error
+    # the model loading's Python logging went through the node's ROS logger (/rosout)
+    node_logger = f"{proc.namespace}.iterprime_segmenter"
+    assert h.until(
+        lambda: any(
+            m.name == f"{node_logger}.models_loading" and "loading" in m.msg for m in rosout
+        ),
+        10.0,
+    ), sorted({m.name for m in rosout})
     assert not _set_parameter(h, "vlp_model", "/etc"), "no model change while active"
 
     assert lc.set(Transition.TRANSITION_DEACTIVATE) and lc.state() == "inactive"

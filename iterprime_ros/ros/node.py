@@ -50,7 +50,7 @@ from iterprime_ros.srv import Segment
 from ..core.command import CommandError, normalise_command
 from ..image_size import ImageTooLargeError
 from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_memory
-from . import diagnostics, messages
+from . import diagnostics, logs, messages
 from .conversions import ImageConversionError, check_image
 from .params import (
     PARAMETERS,
@@ -163,6 +163,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._command_group = MutuallyExclusiveCallbackGroup()
         self._request_group = ReentrantCallbackGroup()
         LifecycleNodeMixin.__init__(self, callback_group=self._lifecycle_group)
+        self._log_bridge = logs.bridge(self.get_logger())  # pipeline/worker/loading logs
         self.parameters: Parameters = declare_and_read(self)  # ParameterError: main() exits 2
         self._sensors = SensorCache()
         self._submit_lock = threading.Lock()  # ids are given in queue order
@@ -903,6 +904,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                 file=sys.stderr,
                 flush=True,
             )
+
+    def destroy_node(self) -> None:
+        logs.unbridge(self._log_bridge)
+        super().destroy_node()
 
 
 def _image_given(image: Image) -> bool:
