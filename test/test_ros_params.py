@@ -208,3 +208,42 @@ def test_config_file_applies_in_any_namespace(tmp_path):
             node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("/**/iterprime_segmenter:\n  ros__parameters:\n    queue_size: '7'\n", "'7': wrong type"),
+        ("/**:\n  ros__parameters:\n    queue_size: 7.0\n", "7.0: wrong type"),
+        (
+            "iterprime_segmenter:\n  ros__parameters:\n    max_image_age_s: fast\n",
+            "'max_image_age_s' = 'fast': wrong type",
+        ),
+        ("/**/iterprime_segmenter:\n  ros__parameters:\n    igrs_alpha: 2.0\n", "too large"),
+        ("iterprime_segmenter:\n  ros__parameters:\n    queue_size: [\n", "not valid YAML"),
+        ("- just a list\n", "expected 'node_name: {ros__parameters"),
+    ],
+)
+def test_a_bad_value_in_any_params_file_stops_the_start(tmp_path, text, words):
+    """Also in a second file with the same key as the first, which rcl's merge would silently
+    drop (it keeps the first file's value when the type differs), and a malformed file (rcl:
+    traceback, exit 1).
+    """
+    second = tmp_path / "second.yaml"
+    second.write_text(text)
+    proc = _run_node("--ros-args", "--params-file", str(CONFIG), "--params-file", str(second))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "bad parameters" in out and words in out, out
+    assert "Traceback" not in out
+
+
+def test_params_file_keys_match_the_node_as_rcl_does():
+    from iterprime_ros.ros.params import _matches
+
+    fqn = "/robot1/iterprime_segmenter"
+    assert _matches("/**", fqn) and _matches("/**/iterprime_segmenter", fqn)
+    assert _matches("/robot1/iterprime_segmenter", fqn) and _matches("/*/iterprime_segmenter", fqn)
+    assert not _matches("iterprime_segmenter", fqn) and not _matches("/robot2/*", fqn)
+    assert _matches("iterprime_segmenter", "/iterprime_segmenter")
+    assert _matches("/**/iterprime_segmenter", "/iterprime_segmenter")

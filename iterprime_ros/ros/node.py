@@ -57,8 +57,11 @@ from .params import (
     SPECS,
     ParameterError,
     Parameters,
+    check_params_files,
     current_values,
     declare_and_read,
+    params_files,
+    read_params_file,
 )
 from .sensors import Frame, SensorCache, compute_centroid_3d, stamp_ns
 from .sizing import result_at_source, rgb_for_models, size_plan
@@ -935,9 +938,17 @@ def main(args: list[str] | None = None) -> None:
     # waiting could be answered.
     from rclpy.signals import SignalHandlerOptions
 
+    files = params_files(argv)
+    try:
+        for path in files:  # rcl would answer a malformed file with a traceback
+            read_params_file(path)
+    except ParameterError as exc:
+        print(f"[FATAL] [{NODE_NAME}]: bad parameters: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = SegmenterNode()
+        check_params_files(files, node.get_fully_qualified_name())  # every file, not the merge
     except ParameterError as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"bad parameters: {exc}")
         rclpy.try_shutdown()

@@ -386,6 +386,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 del P
 
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+_ROS_OWN = ("use_sim_time", "start_type_description_service", "qos_overrides")  # rclpy's own
 
 # Method and node settings that need no reload: `ros2 param set` changes them on a running node,
 # validated by the rows above. The rest (models, device, backends, input sizes, parser, caches,
@@ -506,11 +507,7 @@ def declare_and_read(node: Any) -> Parameters:
         ).value
     overrides = getattr(node, "_parameter_overrides", {}) or {}
     for name in overrides:
-        if (
-            name not in SPECS
-            and name not in ("use_sim_time", "start_type_description_service", "qos_overrides")
-            and not name.startswith("qos_overrides.")
-        ):
+        if name not in SPECS and name not in _ROS_OWN and not name.startswith("qos_overrides."):
             values[name] = overrides[name]
     return validate(values)
 
@@ -518,6 +515,90 @@ def declare_and_read(node: Any) -> Parameters:
 def current_values(node: Any) -> dict[str, Any]:
     """The values of the table's parameters on a node now (they may have been set since start)."""
     return {spec.name: node.get_parameter(spec.name).value for spec in PARAMETERS}
+
+
+def params_files(argv: list[str]) -> list[str]:
+    """The --params-file paths among a node's ROS arguments, in order."""
+    files, in_ros = [], False
+    for i, arg in enumerate(argv):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg == "--params-file" and i + 1 < len(argv):
+            files.append(argv[i + 1])
+    return files
+
+
+def read_params_file(path: str) -> dict[str, Any]:
+    """A params file as a mapping; ParameterError with the file and the reason if unreadable.
+
+    Why before rclpy.init: rcl answers a malformed file with a traceback and exit status 1.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ParameterError(f"params file {path}: cannot read it ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParameterError(f"params file {path}: not valid YAML{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("ros__parameters", {}), dict)
+        for v in data.values()
+    ):
+        raise ParameterError(
+            f"params file {path}: expected 'node_name: {{ros__parameters: {{name: value}}}}'"
+        )
+    return data
+
+
+def _matches(key: str, node_fqn: str) -> bool:
+    """Whether a params-file key names this node (rcl: '/**' any namespaces, '*' one name)."""
+    pattern = key if key.startswith("/") else "/" + key
+    regex = ""
+    for part in re.split(r"(/\*\*|\*)", pattern):
+        if part == "/**":
+            regex += "(/[^/]+)*"
+        elif part == "*":
+            regex += "[^/]+"
+        else:
+            regex += re.escape(part)
+    return re.fullmatch(regex, node_fqn) is not None
+
+
+def check_params_files(paths: list[str], node_fqn: str) -> None:
+    """Validate every value each file gives this node, by the table; ParameterError lists all.
+
+    Why: rcl merges the files and silently keeps an earlier value when a later file gives the
+    same parameter with another type (queue_size: '7' after queue_size: 5), so the node would
+    never see the bad value. Unknown names are reported too.
+    """
+    errors = []
+    for path in paths:
+        for key, entry in read_params_file(path).items():
+            if not _matches(str(key), node_fqn):
+                continue
+            for name, value in (entry.get("ros__parameters") or {}).items():
+                where = f"params file {path} ({key})"
+                if name in _ROS_OWN or str(name).startswith("qos_overrides"):
+                    continue
+                spec = SPECS.get(name)
+                if spec is None:
+                    errors.append(f"{where}: unknown parameter {name!r}")
+                    continue
+                try:
+                    spec.validate(value)
+                except ParameterError as exc:
+                    errors.append(f"{where}: {exc}")
+    if errors:
+        raise ParameterError("; ".join(errors))
 
 
 def yaml_defaults() -> dict[str, Any]:
