@@ -103,7 +103,15 @@ def test_launch_file_builds_its_description_where_launch_is_installed(workspace:
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     names = {a.name for a in description.get_launch_arguments()}
-    assert {"config_file", "device", "image", "command", "depth", "camera_info"} <= names
+    assert {
+        "config_file",
+        "device",
+        "image",
+        "command",
+        "depth",
+        "camera_info",
+        "autostart",
+    } <= names
 
 
 def _run_installed(workspace: Path, tmp_path: Path, *extra: str) -> tuple[list, set, str]:

@@ -183,6 +183,10 @@ def test_help_lists_the_parameters():
     assert proc.returncode == 0
     for p in PARAMETERS:
         assert p.name in proc.stdout
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("  ")}
+    assert "[live]" in lines["igrs_alpha"] and "[live]" not in lines["vlp_model"]
+    for word in ("lifecycle", "~/enable", "/diagnostics", "action", "keep-all"):
+        assert word in proc.stdout, word
 
 
 def test_config_file_applies_in_any_namespace(tmp_path):

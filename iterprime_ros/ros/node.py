@@ -14,9 +14,17 @@ gets exactly one result on ~/result, also at shutdown; a service call also gets 
 response. Commands are only ever text to segment: nothing in a command is run, formatted into
 code, or used to pick a model, file or parameter (docs/robustness.md).
 
+Inputs: image, depth, camera_info (while active; QoS image_qos), command (reliable, keep-all: a
+voice front end publishes reliable, keep-all). Outputs: ~/result (one per command), ~/mask,
+~/centroid, ~/debug_image, /diagnostics. Services: ~/segment (also an action with feedback and
+cancel), ~/enable (std_srvs/SetBool), the lifecycle services. `ros2 param set` changes the
+parameters marked [live] at run time; the others while the node is unconfigured.
+
     ros2 run iterprime_ros segmenter --ros-args --params-file config/segment.yaml -r
     image:=/camera/image
     iterprime-node --ros-args ...        (the same, installed with pip)
+    ros2 lifecycle set /iterprime_segmenter deactivate     (with -p autostart:=false: configure,
+                                                            activate)
 """
 
 from __future__ import annotations
@@ -921,7 +929,10 @@ def _image_given(image: Image) -> bool:
 def usage() -> str:
     lines = [__doc__.strip(), "", "Parameters (config/segment.yaml; -p name:=value):"]
     for p in PARAMETERS:
-        lines.append(f"  {p.name:<24} {p.description}; {p.allowed} (default {p.ros_default()!r})")
+        live = " [live]" if p.live else ""
+        lines.append(
+            f"  {p.name:<24} {p.description}{live}; {p.allowed} (default {p.ros_default()!r})"
+        )
     return "\n".join(lines)
 
 
