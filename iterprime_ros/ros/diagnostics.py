@@ -39,6 +39,7 @@ class Snapshot:
     failed: int
     received: int
     gpu_memory_mb: float | None = None
+    image_gap_max_s: float = 0.0  # longest gap between two images since the last status
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def assess(s: Snapshot) -> Status:
         "images received": str(s.images_received),
         "image rate (Hz)": f"{s.image_rate_hz:.1f}",
         "image age (s)": "none" if s.image_age_s is None else f"{s.image_age_s:.2f}",
+        "longest image gap since last status (s)": f"{s.image_gap_max_s:.3f}",
         "commands received": str(s.received),
         "answered succeeded": str(s.succeeded),
         "answered failed": str(s.failed),

@@ -123,14 +123,22 @@ class ImageStats:
         self.count = 0
         self.max_callback_s = 0.0
         self.max_gap_s = 0.0
+        self.window_gap_s = 0.0  # longest gap since the last diagnostics status
         self._last: float | None = None
 
     def record(self, start: float, end: float) -> None:
         self.count += 1
         self.max_callback_s = max(self.max_callback_s, end - start)
         if self._last is not None:
-            self.max_gap_s = max(self.max_gap_s, start - self._last)
+            gap = start - self._last
+            self.max_gap_s = max(self.max_gap_s, gap)
+            self.window_gap_s = max(self.window_gap_s, gap)
         self._last = start
+
+    def take_window_gap(self) -> float:
+        """The longest gap since the last call, then start a new window (diagnostics)."""
+        gap, self.window_gap_s = self.window_gap_s, 0.0
+        return gap
 
     def summary(self) -> str:
         return (
@@ -424,6 +432,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             images_received=images,
             image_rate_hz=(images - count) / max(now - since, 1e-6),
             image_age_s=None if frame is None else (now_ns - frame.received_ns) / 1e9,
+            image_gap_max_s=self.image_stats.take_window_gap(),
             max_image_age_s=self.settings.max_image_age_s,
             latencies_s=self._latencies.values(),
             succeeded=ok,
