@@ -400,6 +400,23 @@ def test_diagnostics_enable_and_live_parameters(busy):
     assert _set_live(h, "igrs_iterations", 3).successful
 
 
+def test_max_image_pixels_shrinks_or_refuses(busy):
+    """max_image_pixels (set live here): a bigger image is shrunk for the models and answered at
+    its own size; one over 16 times the limit is refused with the sizes.
+    """
+    h, proc = busy
+    assert _set_live(h, "max_image_pixels", 1200).successful
+    try:
+        res = h.call("the red cup shrunk", image_msg(95, 48, 64))  # 3072 px: shrunk
+        assert res.success and (res.mask.width, res.mask.height) == (64, 48), res.error
+        assert "shrunk" not in res.error
+        res = h.call("the red cup too big", image_msg(96, 100, 200))  # 20000 px > 16 x 1200
+        assert not res.success and "the request's image cannot be used" in res.error
+        assert "200 x 100" in res.error and "refused" in res.error, res.error
+    finally:
+        assert _set_live(h, "max_image_pixels", 16777216).successful
+
+
 @pytest.mark.parametrize("count", [150, 1000])
 def test_burst_gets_one_result_per_command(busy, count):
     h, proc = busy
