@@ -114,10 +114,45 @@ def check_bytes(data: bytes, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
     return plan(height, width, max_image_pixels)
 
 
-def result_to_source(result: Any, size_plan: SizePlan) -> Any:
+def _centroid(mask: np.ndarray) -> tuple[float, float]:
+    """Mean column and row of a mask's pixels from row and column sums (no index arrays: an
+    8000 x 8000 mask would need 1 GB of them).
+    """
+    rows = mask.sum(axis=1, dtype=np.int64)
+    cols = mask.sum(axis=0, dtype=np.int64)
+    n = float(rows.sum())
+    return (
+        float(cols @ np.arange(mask.shape[1], dtype=np.int64)) / n,
+        float(rows @ np.arange(mask.shape[0], dtype=np.int64)) / n,
+    )
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    x, y = int(cols[0]), int(rows[0])
+    return x, y, int(cols[-1]) - x + 1, int(rows[-1]) - y + 1
+
+
+def _inside(mask: np.ndarray, u: int, v: int, radius: int) -> tuple[int, int]:
+    """(u, v) if it is a mask pixel, else the nearest mask pixel within `radius` (else (u, v))."""
+    h, w = mask.shape
+    if mask[v, u]:
+        return u, v
+    y0, y1 = max(0, v - radius), min(h, v + radius + 1)
+    x0, x1 = max(0, u - radius), min(w, u + radius + 1)
+    vs, us = np.nonzero(mask[y0:y1, x0:x1])
+    if not len(us):
+        return u, v
+    k = int(np.argmin((us + x0 - u) ** 2 + (vs + y0 - v) ** 2))
+    return int(us[k] + x0), int(vs[k] + y0)
+
+
+def result_to_source(result: Any, size_plan: SizePlan, heatmap: bool = True) -> Any:
     """A pipeline SegmentationResult computed on the downscaled image, at the source size:
-    mask back by nearest neighbour, then centroid and bbox from that mask; the grasp point and
-    the heat map scaled.
+    mask back by nearest neighbour, then centroid and bbox from that mask (memory-light sums);
+    the grasp point scaled and kept inside the mask; the heat map scaled (heatmap=False: dropped,
+    as the node does, which never sends it).
     """
     if not size_plan.downscaled:
         return result
@@ -128,18 +163,23 @@ def result_to_source(result: Any, size_plan: SizePlan) -> Any:
     sx, sy = w / mw, h / mh
     changes: dict[str, Any] = {"image_size": (h, w)}
     mask = getattr(result, "mask", None)
+    full = None
     if mask is not None:
         full = mask_to_source(mask, size_plan)
         changes["mask"] = full
-        v, u = np.nonzero(full)
-        if u.size:
-            changes["centroid"] = (float(u.mean()), float(v.mean()))
-            x0, y0 = int(u.min()), int(v.min())
-            changes["bbox"] = (x0, y0, int(u.max()) - x0 + 1, int(v.max()) - y0 + 1)
+        if full.any():
+            changes["centroid"] = _centroid(full)
+            changes["bbox"] = _bbox(full)
     if getattr(result, "grasp_point", None) is not None:
         gu, gv = result.grasp_point
-        changes["grasp_point"] = (min(w - 1, int(gu * sx)), min(h - 1, int(gv * sy)))
+        u = min(w - 1, max(0, round((gu + 0.5) * sx - 0.5)))
+        v = min(h - 1, max(0, round((gv + 0.5) * sy - 0.5)))
+        if full is not None and full.any():
+            u, v = _inside(full, int(u), int(v), radius=int(max(sx, sy)) + 1)
+        changes["grasp_point"] = (int(u), int(v))
     heat = getattr(result, "heatmap", None)
     if heat is not None:
-        changes["heatmap"] = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
+        changes["heatmap"] = (
+            cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR) if heatmap else None
+        )
     return dataclasses.replace(result, **changes)
