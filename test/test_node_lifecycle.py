@@ -97,6 +97,15 @@ def managed(ros, tiny_model_dirs, tmp_path_factory):
     h = None
     try:
         h = Harness(rclpy, proc, "lifecycle_test")
+        # a reliable camera: it reaches the node whether its subscription is best-effort or
+        # reliable (the test sets image_qos reliable before configuring)
+        from sensor_msgs.msg import Image
+
+        h.image_pub = h.node.create_publisher(
+            Image,
+            proc.topics["image"],
+            QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE),
+        )
         h.wait_ready()
         yield h, proc
     finally:
@@ -149,12 +158,17 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     assert _set_parameter(h, "proposal_model", str(tiny_model_dirs.mask2former)), (
         "model parameters can change while unconfigured"
     )
+    assert _set_parameter(h, "image_qos", "reliable")  # a depth camera that publishes reliable
     assert lc.set(Transition.TRANSITION_CONFIGURE) and lc.state() == "inactive"
     res = h.command("the red cup while inactive")
     assert not res.success and "the node is inactive" in res.error, res.error
 
     assert lc.set(Transition.TRANSITION_ACTIVATE) and lc.state() == "active"
     assert h.until(lambda: len(camera_inputs(h)) == 2, 20.0), "activate subscribes the camera"
+    from rclpy.qos import ReliabilityPolicy as R
+
+    subs = h.node.get_subscriptions_info_by_topic(proc.topics["image"])
+    assert [i.qos_profile.reliability for i in subs] == [R.RELIABLE], "image_qos applied"
     h.show(image_msg(2), settle=1.0)
     res = h.command("the red cup while active", timeout=LOAD_TIMEOUT)
     assert res.success and res.header.stamp.sec == 2, res.error
@@ -440,9 +454,13 @@ def test_burst_gets_one_result_per_command(busy, count):
 
 
 # ---------------------------------------------------------------- shutdown
-def test_ctrl_c_answers_every_waiting_command(ros, tiny_model_dirs, tmp_path_factory):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_answers_every_waiting_command(ros, tiny_model_dirs, tmp_path_factory, sig):
+    """SIGINT (Ctrl-C) and SIGTERM (what launch and systemd send next) alike."""
+    import signal
+
     proc = NodeProcess(
-        "lc_stop",
+        f"lc_stop_{sig.lower()}",
         tiny_params(tiny_model_dirs, queue_size=100),
         tmp_path_factory.mktemp("stop"),
     )
@@ -459,7 +477,7 @@ def test_ctrl_c_answers_every_waiting_command(ros, tiny_model_dirs, tmp_path_fac
         for text in texts:
             pub.publish(String(data=text))
         assert h.until(lambda: any(r.command == texts[0] for r in results), 60.0)
-        proc.interrupt()  # SIGINT while most of them wait
+        proc.proc.send_signal(getattr(signal, sig))  # while most of them wait
         assert h.until(lambda: len(results) >= 1 + len(texts), 30.0), (
             f"{len(results)} results\n" + proc.log[-3000:]
         )
