@@ -152,6 +152,7 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     assert lc.state() == "unconfigured"
     line = next(x for x in proc.lines if "configure failed" in x)
     assert "'proposal_model'" in line and "'blip' model" in line and "mask2former" in line, line
+    assert "iterprime download" not in line, "a wrong kind of model is not a download problem"
     res = h.command("the red cup after a refused configure")
     assert not res.success and "'proposal_model'" in res.error and "'blip'" in res.error
 
@@ -197,6 +198,9 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     assert lc.state() == "unconfigured"
     res = h.command("the red cup after cleanup")
     assert not res.success and "unconfigured" in res.error
+    assert lc.set(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) and lc.state() == "finalized"
+    res = h.command("the red cup after shutdown")
+    assert not res.success and "shut down" in res.error
 
     ids = [r.command_id for r in h.results]
     assert ids == list(range(1, len(ids) + 1)) and len(ids) == h.sent

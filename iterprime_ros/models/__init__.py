@@ -74,6 +74,10 @@ class ModelCheckError(ValueError):
     """A model folder cannot serve its backend; the message names the parameter and the fix."""
 
 
+class ModelTypeError(ModelCheckError):
+    """The folder holds another kind of model (its config.json model_type)."""
+
+
 def check_model_folder(parameter: str, name: str, kind: str, backend: str) -> str:
     """Find the folder of a model parameter and check its config.json model_type; returns it.
 
@@ -98,7 +102,7 @@ def check_model_folder(parameter: str, name: str, kind: str, backend: str) -> st
     expected = tuple(getattr(factory, "model_types", ()) or ())
     if expected and model_type not in expected:
         found = repr(model_type) if model_type else "no model_type"
-        raise ModelCheckError(
+        raise ModelTypeError(
             f"parameter {parameter!r} = {name!r}: the folder holds a {found} model; the "
             f"{backend} backend needs model_type {' or '.join(map(repr, expected))}"
         )
@@ -110,6 +114,7 @@ register_proposal_backend("mask2former", Mask2FormerProposals)
 
 __all__ = [
     "ModelCheckError",
+    "ModelTypeError",
     "check_model_folder",
     "BlipITMBackend",
     "BlipImageEmbedding",

@@ -307,7 +307,12 @@ class SegmenterNode(LifecycleNodeMixin, Node):
 
     def _check_models(self, parameters: Parameters) -> None:
         """Each model folder exists and holds the kind of model its backend loads (no loading)."""
-        from ..models import ModelCheckError, ModelNotFoundError, check_model_folder
+        from ..models import (
+            ModelCheckError,
+            ModelNotFoundError,
+            ModelTypeError,
+            check_model_folder,
+        )
 
         s = parameters.segmenter
         try:
@@ -315,7 +320,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             check_model_folder("proposal_model", s.proposal_model, "proposals", s.proposal_backend)
         except (ModelNotFoundError, ModelCheckError) as exc:
             text = _first_line(exc)
-            if "iterprime download" not in text:
+            if "iterprime download" not in text and not isinstance(exc, ModelTypeError):
                 text = f"{text}; {DOWNLOAD_HINT}"
             raise ModelLoadError(f"models not loaded: {text}") from None
 
