@@ -1,8 +1,9 @@
 """Model backends behind the core's protocols, and a registry that picks them by name.
 
-Registered: VLP "blip_itm" (BLIP ITM, transformers); proposals "mask2former" (transformers
-Mask2Former). The registry is the seam for other networks -- a detectron2 Mask2Former or a
-SAM-family proposal generator, an ALBEF VLP -- which implement ``ProposalBackend`` /
+Registered: VLP "blip_itm" (BLIP ITM, transformers), "albef_itm" (ALBEF ITM from the official
+.pth, the paper's model); proposals "mask2former" (transformers Mask2Former). The registry is
+the seam for other networks -- a detectron2 Mask2Former or a SAM-family proposal generator --
+which implement ``ProposalBackend`` /
 ``VLPBackend`` (core/backend.py) and call ``register_proposal_backend`` /
 ``register_vlp_backend``; nothing else changes. transformers is imported only when a model is
 loaded (after its folder was found), so missing weights are reported quickly.
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..core.backend import ProposalBackend, VLPBackend
+from .albef import AlbefImageEmbedding, AlbefITMBackend
 from .blip import BlipImageEmbedding, BlipITMBackend
 from .loading import (
     DEFAULT_PROPOSAL_MODEL,
@@ -70,9 +72,12 @@ def create_proposal_backend(name: str, **kwargs: Any) -> ProposalBackend:
 
 
 register_vlp_backend("blip_itm", BlipITMBackend)
+register_vlp_backend("albef_itm", AlbefITMBackend)
 register_proposal_backend("mask2former", Mask2FormerProposals)
 
 __all__ = [
+    "AlbefITMBackend",
+    "AlbefImageEmbedding",
     "BlipITMBackend",
     "BlipImageEmbedding",
     "Mask2FormerProposals",
