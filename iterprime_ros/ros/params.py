@@ -180,7 +180,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "mask-proposal model: Hugging Face id or local folder",
         check=_nonempty,
     ),
-    P("vlp_backend", "str", "VLP backend in the model registry", choices=("blip_itm",)),
+    P(
+        "vlp_backend",
+        "str",
+        "VLP backend in the model registry",
+        choices=("blip_itm", "albef_itm"),
+    ),
     P(
         "proposal_backend",
         "str",
