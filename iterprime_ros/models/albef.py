@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import re
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -348,7 +347,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # an old (non-zip) file cannot be memory-mapped
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except Exception as exc:  # refused class (UnpicklingError), truncated or foreign file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelNotFoundError(
             f"{path} cannot be read with torch.load(weights_only=True): {first}"
