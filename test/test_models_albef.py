@@ -109,6 +109,14 @@ def test_tiny_official_checkpoint_loads_through_the_real_loader(tiny_albef, tiny
     assert again.model is b.model and again.dtype == torch.float32
 
 
+def test_node_model_check_accepts_an_albef_checkpoint_folder(tiny_albef_dir, tmp_path):
+    from iterprime_ros.models import check_model_folder
+
+    assert check_model_folder("vlp_model", str(tiny_albef_dir), "vlp", "albef_itm") == "albef"
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        check_model_folder("vlp_model", str(tmp_path / "none"), "vlp", "albef_itm")
+
+
 def test_layers_without_cross_attention_are_refused(tiny_albef_dir):
     with pytest.raises(ValueError, match="fusion layers are 6..11"):
         AlbefITMBackend(tiny_albef_dir, device="cpu", gradcam_layer=5)

@@ -457,6 +457,14 @@ class AlbefITMBackend:
 
     name = "albef_itm"
 
+    @staticmethod
+    def check_model(model: str | Path) -> str:
+        """Cheap check before loading (node configure): the checkpoint exists; returns "albef".
+        ModelNotFoundError (one line) otherwise. Not a transformers folder: no config.json.
+        """
+        find_checkpoint(model)
+        return "albef"
+
     def __init__(
         self,
         model: str | Path,
