@@ -310,3 +310,22 @@ def test_segmenter_runs_end_to_end_on_albef_random_weights(
     assert r.mask.shape == sample_image.shape[:2] and r.mask.any()
     assert r.heatmap.shape == sample_image.shape[:2]
     assert 1 <= r.iterations <= 3 and 0 < r.itm_score < 1
+
+
+def test_half_precision_pass_is_finite_and_close(tiny_albef, sample_image):
+    """fp16 (as the node runs on CUDA), emulated on CPU with an fp16 copy of the model: the
+    dtype-min key mask and the captured attention stay finite. Random weights: plumbing only.
+    """
+    from iterprime_ros.tools.bench.precision import half_copy
+
+    half = half_copy(tiny_albef)
+    keep = torch.ones(256, dtype=torch.bool)
+    keep[::3] = False
+    text = "there is a red cup"
+    out16 = half.text_pass(half.encode_image(sample_image), text, keep)
+    out32 = tiny_albef.text_pass(tiny_albef.encode_image(sample_image), text, keep)
+    for t in (out16.attention, out16.gradient, out16.itm_logits):
+        assert torch.isfinite(t).all()
+    assert out16.attention[..., 1:][..., ~keep].abs().max() == 0.0
+    assert torch.allclose(out16.itm_logits, out32.itm_logits, atol=0.05)
+    assert torch.allclose(out16.attention, out32.attention, atol=0.01)
