@@ -18,6 +18,7 @@ __all__ = [
     "DEPTH_ENCODINGS",
     "ImageConversionError",
     "camera_info_intrinsics",
+    "compressed_to_rgb",
     "depth_to_array",
     "depth_to_fields",
     "image_to_rgb",
@@ -97,6 +98,22 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     rows, height, width = _rows(msg, channels)
     pixels = rows.reshape(height, width, channels)
     return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG, PNG: what OpenCV's imdecode reads) -> H x W x 3 RGB.
+
+    One decoder for the live node (image_transport "compressed") and offline bag replay.
+    """
+    import cv2
+
+    data = _raw_bytes(msg.data)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ImageConversionError(
+            f"compressed image ({str(msg.format) or 'unknown format'}) cannot be decoded"
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def depth_to_array(msg: Any) -> np.ndarray:

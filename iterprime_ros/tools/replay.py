@@ -31,6 +31,7 @@ import numpy as np
 
 from ..ros.conversions import (
     ImageConversionError,
+    compressed_to_rgb,
     image_to_rgb,
     mask_to_fields,
     segmentation_values,
@@ -210,7 +211,7 @@ class _Replayer:
         try:
             msg = self.bag.deserialize(m)
             rgb = (
-                _decode_compressed(msg)
+                compressed_to_rgb(msg)
                 if m.msgtype.endswith("CompressedImage")
                 else image_to_rgb(msg)
             )
@@ -439,19 +440,6 @@ def segmentation_message(
 def _point_stamped(msg: Any) -> Any:
     types = typestore().types
     return types["geometry_msgs/msg/PointStamped"](header=msg.header, point=msg.centroid_3d)
-
-
-def _decode_compressed(msg: Any) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> RGB; the live node takes raw images only."""
-    import cv2
-
-    data = np.asarray(msg.data, dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise ImageConversionError(
-            f"compressed image ({msg.format or 'unknown format'!s}) cannot be decoded"
-        )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _slug(text: str) -> str:
