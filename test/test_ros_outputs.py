@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
@@ -124,3 +125,45 @@ def test_vision_msgs_detections():
     assert arr3.header.frame_id == "base_link"
     assert arr3.detections[0].bbox.size.y == pytest.approx(0.2)
     assert detection_3d_array(_segmentation(), Located(error="x")).detections == []
+
+
+def test_standard_outputs_over_dds():
+    """Real rclpy nodes and DDS: one answer's markers arrive on ~/marker, reliable."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from iterprime_ros.ros.outputs import StandardOutputs
+
+    rclpy.init()
+    try:
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        pub_node = rclpy.create_node("outputs_test_pub", namespace="/h18out")
+        sub_node = rclpy.create_node("outputs_test_sub")
+        got: list[Marker] = []
+        sub_node.create_subscription(Marker, "/h18out/outputs_test_pub/marker", got.append, qos)
+        outputs = StandardOutputs(pub_node, qos)
+        assert (outputs.detections_2d_pub is None) == (outputs.missing is not None)
+        from rclpy.executors import SingleThreadedExecutor
+        from ros_helpers import spin_until
+
+        ex = SingleThreadedExecutor()
+        ex.add_node(pub_node)
+        ex.add_node(sub_node)
+        assert spin_until(
+            ex, lambda: pub_node.count_subscribers("/h18out/outputs_test_pub/marker") > 0, 10.0
+        )
+        outputs.publish(_segmentation(), Located(camera=CAM, target=BASE))
+        assert spin_until(ex, lambda: len(got) >= 3, 10.0)
+        assert [m.type for m in got[:3]] == [Marker.CUBE, Marker.SPHERE, Marker.SPHERE]
+        assert got[0].header.frame_id == "base_link" and got[0].header.stamp.sec == 9
+        failed = _segmentation(success=False)
+        failed.error_3d = ""
+        outputs.publish(failed)
+        assert spin_until(ex, lambda: len(got) >= 4, 10.0)
+        assert got[3].action == Marker.DELETEALL
+        outputs.destroy()
+        ex.shutdown()
+        pub_node.destroy_node()
+        sub_node.destroy_node()
+    finally:
+        rclpy.try_shutdown()

@@ -86,3 +86,15 @@ def test_real_tf2_buffer_agrees():
     ts = tf.lookup("cam", Time(seconds=5).to_msg())
     pts = np.array([[0.1, 0.2, 0.9], [-0.3, 0.0, 1.5]])
     assert tf.points(ts, pts) == pytest.approx(RigidTransform.from_msg(msg).apply(pts), abs=1e-9)
+
+
+def test_frame_transformer_setup():
+    from iterprime_ros.ros.transforms import frame_transformer
+
+    assert frame_transformer(None, "", 0.1) == (None, None), "empty target_frame: camera frame"
+    stand_in = StandInTransformBuffer()
+    tf, listener = frame_transformer(None, "base_link", 0.3, buffer=stand_in)
+    assert tf.buffer is stand_in and tf.target_frame == "base_link" and listener is None
+    if tf2_unavailable() is not None:
+        with pytest.raises(RuntimeError, match="target_frame 'base_link' is set but tf2_ros"):
+            frame_transformer(None, "base_link", 0.1)

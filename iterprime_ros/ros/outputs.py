@@ -150,3 +150,41 @@ def detection_3d_array(msg: Any, located: Located) -> Any:
     d.bbox.size.x, d.bbox.size.y, d.bbox.size.z = (float(v) for v in obj.box_size)
     out.detections.append(d)
     return out
+
+
+class StandardOutputs:
+    """The publishers of this module's messages on one node, and the one call per answer.
+
+    ~/marker always; ~/detections_2d and ~/detections_3d only where vision_msgs is importable
+    (`missing` then says why they are not there, for the start-up log).
+    """
+
+    def __init__(self, node: Any, qos: Any) -> None:
+        self._node = node
+        self.marker_pub = node.create_publisher(Marker, "~/marker", qos)
+        self.missing = vision_msgs_unavailable()
+        self.detections_2d_pub = self.detections_3d_pub = None
+        if self.missing is None:
+            import vision_msgs.msg as vm  # type: ignore[import-not-found]
+
+            self.detections_2d_pub = node.create_publisher(
+                vm.Detection2DArray, "~/detections_2d", qos
+            )
+            self.detections_3d_pub = node.create_publisher(
+                vm.Detection3DArray, "~/detections_3d", qos
+            )
+
+    def publish(self, result: Any, located: Located | None = None) -> None:
+        """Markers and detections for one Segmentation (`located`: its 3-D part, if any)."""
+        located = located if located is not None else Located(error=result.error_3d or "no 3-D")
+        for marker in markers(result.header, located):
+            self.marker_pub.publish(marker)
+        if self.detections_2d_pub is not None:
+            self.detections_2d_pub.publish(detection_2d_array(result))
+        if self.detections_3d_pub is not None:
+            self.detections_3d_pub.publish(detection_3d_array(result, located))
+
+    def destroy(self) -> None:
+        for pub in (self.marker_pub, self.detections_2d_pub, self.detections_3d_pub):
+            if pub is not None:
+                self._node.destroy_publisher(pub)

@@ -149,3 +149,23 @@ def enclosing_box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     return (lo + hi) / 2, hi - lo
+
+
+def frame_transformer(
+    node: Any, target_frame: str, timeout_s: float, buffer: Any = None
+) -> tuple[FrameTransformer | None, Any]:
+    """(transformer or None when target_frame is empty, the TransformListener to keep alive).
+
+    `buffer`: a tf2-style buffer given by the embedding code (tests pass a stand-in); otherwise a
+    tf2_ros Buffer + TransformListener on `node`. RuntimeError (saying why) where tf2_ros is
+    missing and no buffer was given: the node must not start answering in the wrong frame.
+    """
+    if not target_frame:
+        return None, None
+    listener = None
+    if buffer is None:
+        try:
+            buffer, listener = make_tf2_buffer(node)
+        except RuntimeError as exc:
+            raise RuntimeError(f"target_frame {target_frame!r} is set but {exc}") from None
+    return FrameTransformer(buffer, target_frame, timeout_s), listener
