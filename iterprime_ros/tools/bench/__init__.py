@@ -46,6 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..cli import device_argument
 from .architectures import (
     PROPOSAL_ARCHS,
     VLP_ARCHS,
@@ -700,8 +701,8 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device",
         default="auto",
-        choices=("auto", "cpu", "cuda"),
-        help="compute device (default auto)",
+        type=device_argument,
+        help="auto | cpu | cuda | cuda:N (default auto)",
     )
     p.add_argument(
         "--fp32", action="store_true", help="full precision on CUDA (default: fp16 weights)"
@@ -775,6 +776,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be at least 1")
     if args.warmup < 0 or args.naive_commands < 1:
         raise UserError("--warmup must be >= 0 and --naive-commands >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise UserError("--threads must be at least 1")
+    from ...pipeline import SegmenterSettings
+    from ..cli import apply_overrides
+
+    apply_overrides(SegmenterSettings(), args.overrides)  # the node's table, before any model
     cfg = BenchConfig(
         arch=args.arch,
         proposal_arch=args.proposal_arch,
