@@ -210,6 +210,7 @@ class Harness:
         if self.depth is not None:
             self.depth_pub.publish(self.depth)
         if self.info is not None:
+            self.info.header.stamp = self.image.header.stamp  # as drivers stamp camera_info
             self.info_pub.publish(self.info)
 
     def show(self, image: Any, depth: Any = None, info: Any = None, settle: float = 0.5) -> None:

@@ -456,6 +456,8 @@ LIVE: frozenset[str] = frozenset(
         "depth_erosion_px",
         "depth_sync_tolerance_s",
         "max_image_pixels",
+        "image_rectified",
+        "transform_timeout_s",
     }
 )
 assert LIVE <= set(SPECS), sorted(LIVE - set(SPECS))

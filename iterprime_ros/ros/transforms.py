@@ -17,6 +17,10 @@ from typing import Any
 import numpy as np
 
 
+class TransformSetupError(RuntimeError):
+    """target_frame is set but no transform buffer can be made (tf2_ros missing)."""
+
+
 class TransformUnavailable(RuntimeError):
     """No transform between the frames at that stamp (within the timeout)."""
 
@@ -158,7 +162,8 @@ def frame_transformer(
 
     `buffer`: a tf2-style buffer given by the embedding code (tests pass a stand-in); otherwise a
     tf2_ros Buffer + TransformListener on `node`. RuntimeError (saying why) where tf2_ros is
-    missing and no buffer was given: the node must not start answering in the wrong frame.
+    missing and no buffer was given: TransformSetupError says why (the node must not start
+    answering in the wrong frame).
     """
     if not target_frame:
         return None, None
@@ -167,5 +172,5 @@ def frame_transformer(
         try:
             buffer, listener = make_tf2_buffer(node)
         except RuntimeError as exc:
-            raise RuntimeError(f"target_frame {target_frame!r} is set but {exc}") from None
+            raise TransformSetupError(f"target_frame {target_frame!r} is set but {exc}") from None
     return FrameTransformer(buffer, target_frame, timeout_s), listener

@@ -36,19 +36,18 @@ from ..core.command import too_long
 from ..image_size import (
     DEFAULT_MAX_IMAGE_PIXELS,
     SizePlan,
-    check_bytes,
     downscale,
     plan,
     result_to_source,
 )
 from ..ros.conversions import (
     ImageConversionError,
-    compressed_to_rgb,
     image_to_rgb,
     mask_to_fields,
     segmentation_values,
 )
 from ..ros.sensors import SensorCache, compute_centroid_3d
+from ..ros.sizing import compressed_for_models
 from .bags import (
     SEGMENTATION_TYPE,
     BagError,
@@ -261,17 +260,12 @@ class _Replayer:
         try:
             msg = self.bag.deserialize(m)
             if m.msgtype.endswith("CompressedImage"):
-                size = check_bytes(
-                    np.asarray(msg.data, np.uint8).tobytes(), self.cfg.max_image_pixels
-                )
-                rgb = compressed_to_rgb(msg)
-                if size is None:
-                    size = plan(*rgb.shape[:2], self.cfg.max_image_pixels)
+                rgb, size = compressed_for_models(msg, self.cfg.max_image_pixels)
             else:
                 size = plan(int(msg.height), int(msg.width), self.cfg.max_image_pixels)
                 rgb = image_to_rgb(msg)
-            if size.downscaled:
-                rgb = downscale(rgb, size)
+                if size.downscaled:
+                    rgb = downscale(rgb, size)
             return rgb, msg, "", size
         except BagError as exc:
             text = str(exc)
