@@ -711,11 +711,12 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                 self._fail(job, f"the request's image cannot be used: {exc}")
                 return
             job.image, job.use_depth = explicit_image, False
-        elif not waiting:  # the camera image current on arrival; a starting node picks it later
+        else:  # the camera image current on arrival
             error = self._pick_image(job)
-            if error:
+            if error and not waiting:
                 self._fail(job, error)
                 return
+            # a node still starting may have no (fresh) frame yet: picked when the models are ready
         self._enqueue(job)
 
     def _enqueue(self, job: Job) -> None:
