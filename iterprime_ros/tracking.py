@@ -368,8 +368,8 @@ class MaskTracker:
 
         With a mask: the best IoU with it among proposals that look like the object. Without
         (lost): among proposals that look like it, of a similar size and within
-        ``reassociate_gate`` object sizes of the predicted box, the one whose box overlaps the
-        predicted box most.
+        ``reassociate_gate`` object sizes of the predicted box and at least half inside it, the
+        one whose box overlaps the predicted box most.
         """
         s = self.settings
         h, w = mask.shape
@@ -396,7 +396,10 @@ class MaskTracker:
                 ix = max(min(px1, bx1) - max(px0, bx0), 0.0)
                 iy = max(min(py1, by1) - max(py0, by0), 0.0)
                 inter = ix * iy
-                union = (px1 - px0) * (py1 - py0) + (bx1 - bx0) * (by1 - by0) - inter
+                own = (px1 - px0) * (py1 - py0)
+                if inter < 0.5 * own:  # mostly outside where the object should be (a merge)
+                    continue
+                union = own + (bx1 - bx0) * (by1 - by0) - inter
                 score = inter / union if union > 0 else 0.0
                 score -= 1e-3 * d  # ties: the nearer one
             if score <= best_score:
