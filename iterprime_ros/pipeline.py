@@ -391,6 +391,25 @@ class Segmenter:
             self._fill_frame(frame, image, timings)
         return timings
 
+    def frame_proposals(
+        self, image: np.ndarray, frame_id: Hashable | None = None
+    ) -> tuple[np.ndarray, bool]:
+        """(N x H x W bool proposals of the frame, whether they came from the frame cache).
+
+        For the tracker's re-association (tracking.py): a frame a command ran on costs nothing
+        more; another frame costs one proposal pass (no image encoding).
+        """
+        image = _check_image(image)
+        timings: dict[str, float] = {}
+        with self._lock:
+            frame, _ = self._frame(self._frame_key(image, frame_id), image)
+            cached = frame.proposals is not None
+            if not cached:
+                frame.proposals = self._stage(timings, "proposals", lambda: self._propose(image))
+                frame.proposals_tensor = None
+                frame.components = {}
+            return frame.proposals, cached
+
     def _fill_frame(self, frame: _Frame, image: np.ndarray, timings: dict[str, float]) -> bool:
         """Compute what the frame lacks; True when nothing had to be computed."""
         cached = True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import cv2
 import numpy as np
@@ -76,7 +77,8 @@ class TrackerSettings:
 
 @dataclass
 class TrackResult:
-    """The track on one frame. mask/bbox/centroid/grasp_point are None unless TRACKING.
+    """The track on one frame. mask/bbox/centroid/grasp_point are None unless TRACKING;
+    reason is "" while TRACKING, else why the object is lost or the track ended.
 
     source: what gave this frame's mask: start | flow | proposal | none.
     box: the predicted (x0, y0, x1, y1) box, floats, possibly outside the image (LOST too).
@@ -252,7 +254,7 @@ class MaskTracker:
         self._t_start = float(stamp)
         self._lost_since = None
         self.status = TrackStatus.TRACKING
-        self.last = self._result(stamp, "started", "start", 1.0)
+        self.last = self._result(stamp, "", "start", 1.0)
         return self.last
 
     def end(self, reason: str, stamp: float | None = None) -> TrackResult | None:
@@ -357,7 +359,7 @@ class MaskTracker:
         self._lost_since = None
         self._ref_area += s.area_memory * (area - self._ref_area)
         self.status = TrackStatus.TRACKING
-        self.last = self._result(stamp, "tracking", source, appearance, timings)
+        self.last = self._result(stamp, "", source, appearance, timings)
         self.last.timings["total"] = time.perf_counter() - t0
         return self.last
 
@@ -436,3 +438,27 @@ class MaskTracker:
             box=self._box,
             timings=timings or {},
         )
+
+
+def track_result_view(track: TrackResult, command: Any | None = None) -> Any:
+    """The track on one frame as a pipeline.SegmentationResult, so the node and the replay build
+    its Segmentation with the same field mapping as a command's answer: success = TRACKING,
+    error = why not (lost / ended), the command's expression and primary word, score = 1 +
+    appearance similarity (a tracked frame has no heat map).
+    """
+    from .pipeline import SegmentationResult
+
+    ok = track.status == TrackStatus.TRACKING and track.mask is not None
+    return SegmentationResult(
+        success=ok,
+        error="" if ok else (track.reason or track.status.name.lower()),
+        command=getattr(command, "command", ""),
+        expression=getattr(command, "expression", ""),
+        primary_word=getattr(command, "primary_word", ""),
+        mask=track.mask if ok else None,
+        centroid=track.centroid,
+        grasp_point=track.grasp_point,
+        bbox=track.bbox,
+        score=1.0 + track.appearance if ok and np.isfinite(track.appearance) else 0.0,
+        timings=dict(track.timings),
+    )

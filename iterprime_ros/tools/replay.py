@@ -84,6 +84,9 @@ class ReplayConfig:
     include_input: bool = False  # copy the input topics into the output bag too
     storage: str | None = None  # output storage when OUT is a folder: mcap (default) | sqlite3
     overwrite: bool = False
+    track: bool = False  # follow each answered object on later images (replay_track.py)
+    track_settings: Any = None  # tracking.TrackerSettings (None: defaults)
+    track_proposals_every: int = 0  # re-associate with proposals every N tracked frames (0: never)
 
 
 @dataclass
@@ -145,6 +148,7 @@ class _Replayer:
         )
         self._last_out_ns = 0
         self.image_problem = ""  # set when the image topic cannot serve at all
+        self.track: Any = None  # replay_track.TrackReplay when cfg.track
 
     def warn(self, text: str) -> None:
         if self.summary.problem(text):
@@ -163,6 +167,8 @@ class _Replayer:
                 self.out.write_raw(m.topic, self.bag.cdr(m), m.timestamp_ns)
             if m.topic == cfg.image_topic and not self.image_problem:
                 latest_image = m
+                if self.track is not None:
+                    self.track.image(m)
             elif m.topic == cfg.depth_topic:
                 self._keep(m, self.sensors.add_depth)
             elif m.topic == cfg.camera_info_topic:
@@ -277,6 +283,8 @@ class _Replayer:
         if self.cfg.overlays is not None and rgb is not None:
             self._overlay(job, rgb, result)
         self.echo(_line(job, (job.t_ns - self.bag.start_ns) / 1e9, result, latency, point, note))
+        if self.track is not None:
+            self.track.command(job.index, job.text, result, rgb, image_msg, out_ns)
         return bool(result.success)
 
     def _overlay(self, job: _Job, rgb: np.ndarray, result: Any) -> None:
@@ -330,12 +338,18 @@ def replay_bag(
                 if image_problem:
                     run.image_problem = image_problem
                     summary.problem(image_problem)
+                if cfg.track:
+                    from .replay_track import start_track_replay
+
+                    run.track = start_track_replay(run, out, segmenter)
                 try:
                     for job in run.jobs():
                         summary.commands += 1
                         summary.succeeded += run.answer(job)
                 except BagError as exc:  # the file is damaged part-way: keep what was answered
                     run.warn(f"{exc}; stopped reading after {summary.commands} command(s)")
+                if run.track is not None:
+                    run.track.finish(max(bag.end_ns, run._last_out_ns))
     except BagError as exc:
         raise ReplayError(str(exc)) from None
     summary.wall_s = time.perf_counter() - t_start
@@ -533,6 +547,19 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "--include-input", action="store_true", help="copy the input topics into OUT_BAG as well"
     )
     p.add_argument("--force", action="store_true", help="overwrite OUT_BAG if it exists")
+    p.add_argument(
+        "--track",
+        action="store_true",
+        help="after each answered command, follow the object on later images and write "
+        "/iterprime_segmenter/track (one Segmentation per image, as the node)",
+    )
+    p.add_argument(
+        "--track-proposals-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --track: re-associate with mask proposals every N tracked images (0: never)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when any command failed")
     p.set_defaults(func=cmd_replay)
 
@@ -603,6 +630,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         include_input=args.include_input,
         storage=args.storage,
         overwrite=args.force,
+        track=args.track,
+        track_proposals_every=max(0, args.track_proposals_every),
     )
 
     # Check the input and the output name before loading models (seconds to minutes).
