@@ -323,7 +323,7 @@ class MaskTracker:
             appearance_similarity(self._hist, appearance_histogram(image, mask)) if area else 0.0
         )
         if (
-            area >= 0.85 * self._ref_area
+            area >= 0.9 * self._ref_area
             and appearance >= s.min_appearance
             and not _touches_border(_box_of(mask), h, w)
         ):
@@ -332,7 +332,8 @@ class MaskTracker:
         reason = ""
         if inside < s.min_inside_fraction:
             reason = "left the image"
-        elif area < s.min_area_fraction * self._ref_area or not area:
+        elif not area or (source != "proposal" and area < s.min_area_fraction * self._ref_area):
+            # (a proposal that matched is the object, however much of it is hidden)
             if inside < 0.99:  # the predicted box is cut by the frame: it is leaving
                 reason = "left the image"
             else:
@@ -399,7 +400,10 @@ class MaskTracker:
                 iy = max(min(py1, by1) - max(py0, by0), 0.0)
                 inter = ix * iy
                 own = (px1 - px0) * (py1 - py0)
-                if inter < 0.5 * own:  # mostly outside where the object should be (a merge)
+                gx, gy = 0.25 * (bx1 - bx0), 0.25 * (by1 - by0)  # the prediction is not exact
+                cx = max(min(px1, bx1 + gx) - max(px0, bx0 - gx), 0.0)
+                cy = max(min(py1, by1 + gy) - max(py0, by0 - gy), 0.0)
+                if cx * cy < 0.5 * own:  # mostly outside where the object should be (a merge)
                     continue
                 union = own + (bx1 - bx0) * (by1 - by0) - inter
                 score = inter / union if union > 0 else 0.0
