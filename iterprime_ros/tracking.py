@@ -162,7 +162,7 @@ class FlowEstimator:
             flow = self._dis.calc(grey_cur, grey_prev, None)
         else:
             flow = cv2.calcOpticalFlowFarneback(
-                grey_cur, grey_prev, None, 0.5, 3, 15, 3, 5, 1.2, 0
+                grey_cur, grey_prev, None, 0.5, 3, 7, 3, 5, 1.1, 0
             )
         h, w = size
         fh, fw = flow.shape[:2]
