@@ -161,9 +161,7 @@ class FlowEstimator:
         if self.method == "dis":
             flow = self._dis.calc(grey_cur, grey_prev, None)
         else:
-            flow = cv2.calcOpticalFlowFarneback(
-                grey_cur, grey_prev, None, 0.5, 3, 7, 3, 5, 1.1, 0
-            )
+            flow = cv2.calcOpticalFlowFarneback(grey_cur, grey_prev, None, 0.5, 3, 7, 3, 5, 1.1, 0)
         h, w = size
         fh, fw = flow.shape[:2]
         if (fh, fw) != (h, w):
