@@ -172,8 +172,10 @@ def _aggregate(results: list[dict]) -> dict:
 
 
 def flow_cost(sizes=((120, 160), (480, 640)), repeats: int = 20) -> dict[str, dict[str, float]]:
-    """CPU ms per frame of the propagation step (grey + flow + mask warp) at typical sizes,
-    on a smooth random texture shifted by 3 px (flow cost hardly depends on the content).
+    """CPU ms per frame of the propagation (grey + flow + mask warp) and of the whole tracking
+    step (MaskTracker.update: also the appearance check, bbox, centroid and grasp point) at
+    typical sizes, on a smooth random texture shifted by 3 px (the cost hardly depends on the
+    content).
     """
     import cv2
 
@@ -195,6 +197,16 @@ def flow_cost(sizes=((120, 160), (480, 640)), repeats: int = 20) -> dict[str, di
                 warp_mask(mask, fe.backward(ga, fe.grey(b), (h, w)))
                 times.append(time.perf_counter() - t0)
             out.setdefault(method, {})[f"{w}x{h}"] = 1000 * float(np.median(times))
+            # the whole tracking step as the node runs it (flow, warp, appearance, geometry)
+            tracker = MaskTracker(TrackerSettings(flow=method))
+            times = []
+            for k in range(repeats):
+                tracker.start(a, mask, 0.0)
+                t0 = time.perf_counter()
+                tracker.update(b, 0.03)
+                times.append(time.perf_counter() - t0)
+            key = f"{w}x{h} whole step"
+            out[method][key] = 1000 * float(np.median(times))
     return out
 
 
@@ -235,7 +247,8 @@ def format_tracking_table(result: dict) -> str:
     cost = meta.get("flow_cost_ms")
     if cost:
         lines.append(
-            "propagation CPU cost per frame (grey + flow + mask warp, median ms): "
+            "CPU cost per frame (median ms; propagation = grey + flow + mask warp; whole step = "
+            "MaskTracker.update): "
             + "; ".join(
                 f"{m} " + ", ".join(f"{size} {ms:.1f}" for size, ms in sizes.items())
                 for m, sizes in cost.items()
