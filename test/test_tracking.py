@@ -182,3 +182,18 @@ def test_appearance_change_loses_the_track():
 def test_start_rejects_an_empty_mask():
     with pytest.raises(ValueError, match="non-empty"):
         MaskTracker().start(background(), np.zeros((H, W), bool), 0.0)
+
+
+def test_reassociation_skips_a_better_placed_proposal_that_looks_different():
+    bg = background()
+    target = square_mask(60, 50)
+    tracker = MaskTracker(TrackerSettings(flow="none"))
+    tracker.start(frame(bg, (target, RED)), target, 0.0)
+    lost = tracker.update(bg, 0.1)  # the object is gone
+    assert lost.status == TrackStatus.LOST
+    # back: a blue square exactly where it was, the red one (the object) 8 px to the right
+    blue, red = square_mask(60, 50), square_mask(68, 50)
+    img = frame(bg, (blue, BLUE), (red & ~blue, RED))
+    r = tracker.update(img, 0.2, np.stack([blue, red & ~blue]))
+    assert r.status == TrackStatus.TRACKING and r.source == "proposal"
+    assert mask_iou(r.mask, red & ~blue) == 1.0
