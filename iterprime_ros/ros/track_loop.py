@@ -92,10 +92,12 @@ class TrackLoop:
             return self._end_locked(reason, None)
 
     def offer(self, msg: Any, stamp_s: float) -> None:
-        """A new image (from the image callback: cheap). Replaces any frame not yet processed."""
+        """A new image (from the image callback: cheap). Replaces any frame not yet processed;
+        frames not newer than the last one taken are ignored.
+        """
         with self._cond:
             if not self._active or stamp_s <= self._min_stamp:
-                return
+                return  # no track, or not newer than the last frame tracked (a repeat)
             if self._pending is not None:
                 self.stats["dropped"] += 1
             self._pending = TrackFrame(msg, stamp_s)
@@ -148,6 +150,8 @@ class TrackLoop:
             if frame is None or not self.tracker.active or frame.stamp_s <= self._min_stamp:
                 return  # the track ended or was replaced while the frame waited
             self._last_update = time.monotonic()
+            with self._cond:
+                self._min_stamp = frame.stamp_s  # frames are tracked in time order only
             try:
                 frame.rgb = self.convert(frame.msg)
             except Exception as exc:  # noqa: BLE001 - a bad frame is skipped, not fatal
