@@ -10,7 +10,8 @@ the real models run in test_replay.py and the node tests). What the tracker then
 from __future__ import annotations
 
 import numpy as np
-from test_bags import COMMAND, IMAGE, T0, S, image_msg, write_bag
+import pytest
+from test_bags import COMMAND, IMAGE, SAMPLE, T0, S, image_msg, write_bag
 
 from iterprime_ros.pipeline import SegmentationResult
 from iterprime_ros.tools.bags import BagReader, string_message
@@ -73,3 +74,41 @@ def test_replay_writes_the_track_and_ends_it_when_the_target_leaves(tmp_path):
     assert track[-1].track_reason.startswith("lost for more than 0.1 s: left the image")
     lost = [m for m in track if m.track_status == TrackStatus.LOST]
     assert lost and all(m.track_reason == "left the image" and not m.success for m in lost)
+
+
+@pytest.mark.slow
+def test_cli_replay_track_with_tiny_models_and_proposals(tiny_model_dirs, tmp_path, capsys):
+    """`iterprime replay --track --track-proposals-every 2` end to end on the sample bag with the
+    real Segmenter (tiny random weights: plumbing only): every successful command starts a track
+    that ends (replaced, or at the end of the bag) and every track message has its own image's
+    stamp, with re-association (Segmenter.frame_proposals) switched on.
+    """
+    from iterprime_ros.tools.cli import main
+
+    out = tmp_path / "tracked.mcap"
+    code = main(
+        ["replay", str(SAMPLE), str(out), "--vlp", str(tiny_model_dirs.blip),
+         "--proposals", str(tiny_model_dirs.mask2former), "--device", "cpu",
+         "--set", "proposal_shortest_edge=120", "--set", "proposal_longest_edge=160",
+         "--set", "empty_selection=best_heat", "--track", "--track-proposals-every", "2"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().out
+    with BagReader(out) as bag:
+        results = [bag.deserialize(m) for m in bag.messages([RESULT_TOPIC])]
+        track = [bag.deserialize(m) for m in bag.messages([TRACK_TOPIC])]
+        images = set(_image_stamps(SAMPLE))
+    ok = [r.command_id for r in results if r.success]
+    assert ok, "the tiny models answered nothing"
+    ended = [m.track_id for m in track if m.track_status == TrackStatus.ENDED]
+    assert sorted(ended) == sorted(ok)  # every track ends exactly once
+    assert {m.track_id for m in track} == set(ok)
+    per_frame = [m for m in track if m.track_status != TrackStatus.ENDED]
+    assert all(m.header.stamp.sec * S + m.header.stamp.nanosec in images for m in per_frame)
+
+
+def _image_stamps(path):
+    with BagReader(path) as bag:
+        return [
+            (lambda h: h.stamp.sec * S + h.stamp.nanosec)(bag.deserialize(m).header)
+            for m in bag.messages([IMAGE])
+        ]
