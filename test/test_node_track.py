@@ -22,6 +22,11 @@ from std_srvs.srv import Trigger
 
 from iterprime_ros.msg import Segmentation
 from iterprime_ros.ros.conversions import rgb_to_fields
+from iterprime_ros.ros.params import SPECS
+
+pytestmark = pytest.mark.skipif(
+    "track" not in SPECS, reason="the node is not wired to the tracker yet (waits for issue 14)"
+)
 
 W, H = 160, 120
 STEP = 8  # pixels the camera pans per frame
