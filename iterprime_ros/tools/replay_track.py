@@ -16,8 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..image_size import result_to_source
 from ..ros.sensors import compute_centroid_3d
-from ..tracking import MaskTracker, TrackerSettings, TrackResult, TrackStatus, track_result_view
+from ..tracking import MaskTracker, TrackerSettings, TrackResult, track_result_view
 from .bags import BagMessage, stamp_ns
 
 TRACK_TOPIC = "/iterprime_segmenter/track"
@@ -29,7 +30,7 @@ class TrackReplay:
     def __init__(
         self,
         write: Callable[[str, Any, int], None],
-        decode: Callable[[BagMessage], tuple[np.ndarray | None, Any, str]],
+        decode: Callable[[BagMessage], tuple[np.ndarray | None, Any, str, Any]],
         segmentation_message: Callable[..., Any],
         settings: TrackerSettings | None = None,
         proposals: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -45,26 +46,34 @@ class TrackReplay:
         self._text = ""
         self._frames = 0
         self._last_ns = 0  # record time of the last message: one worker publishes in order
+        self._size: Any = None  # image_size.py plan of the latest frame
         self.written = 0
 
-    def command(self, index: int, text: str, result: Any, rgb: Any, image_msg: Any, t_ns: int):
-        """A command was answered: end the running track, start one on success."""
+    def command(
+        self, index: int, text: str, result: Any, rgb: Any, image_msg: Any, t_ns: int, size: Any
+    ) -> None:
+        """A command was answered: end the running track, start one on success. rgb and the
+        result's mask are at the model's size (image_size.py plan `size`); messages are written
+        at the source size.
+        """
         self._last_ns = max(self._last_ns, t_ns)
         reason = f"replaced by command {index}" if result.success else f"command {index} failed"
         self._end(reason, t_ns, image_msg)
         if not (result.success and result.mask is not None and rgb is not None):
             return
         self._command, self._command_id, self._text, self._frames = result, index, text, 0
+        self._size = size
         self.tracker.start(rgb, result.mask, stamp_ns(image_msg.header) / 1e9, track_id=index)
 
     def image(self, m: BagMessage) -> None:
         """An image arrived (record time order): one track message while a track runs."""
         if not self.tracker.active:
             return
-        rgb, msg, error = self.decode(m)
+        rgb, msg, error, size = self.decode(m)
         if rgb is None:
             return  # the replay reported the problem; the track skips the frame like the node
         self._frames += 1
+        self._size = size
         t0 = time.perf_counter()
         proposals = None
         if self.proposals is not None and self.proposals_every:
@@ -92,10 +101,12 @@ class TrackReplay:
             hdr_ns, frame = stamp_ns(image_msg.header), str(image_msg.header.frame_id)
         else:
             hdr_ns, frame = int(r.stamp * 1e9), ""
-        point = None
-        if r.status == TrackStatus.TRACKING and self.centroid_3d is not None and image_msg:
-            point = self.centroid_3d(r.mask, image_msg.header)
         view = track_result_view(r, self._command)
+        if self._size is not None and self._size.downscaled:
+            view = result_to_source(view, self._size)
+        point = None
+        if view.success and self.centroid_3d is not None and image_msg:
+            point = self.centroid_3d(view.mask, image_msg.header)
         msg = self.message(view, self._command_id, self._text, hdr_ns, frame, latency, point)
         msg = dataclasses.replace(
             msg, track_id=int(r.track_id), track_status=int(r.status), track_reason=r.reason
@@ -128,7 +139,7 @@ def start_track_replay(run: Any, out: Any, segmenter: Any) -> TrackReplay:
     cfg = run.cfg
     out.add_topic(TRACK_TOPIC, SEGMENTATION_TYPE, qos="reliable")
 
-    def decode(m: BagMessage) -> tuple[np.ndarray | None, Any, str]:
+    def decode(m: BagMessage) -> tuple[np.ndarray | None, Any, str, Any]:
         if run._decoded is None or run._decoded[0] is not m:
             run._decoded = (m, *run._decode(m))
         return run._decoded[1:]
