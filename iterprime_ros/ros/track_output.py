@@ -52,7 +52,9 @@ class NodeTracking:
         proposals: Callable[[np.ndarray], np.ndarray] | None = None,
         callback_group: Any = None,
     ) -> None:
-        self.node, self.settings, self.sensors = node, settings, sensors
+        # settings: params.NodeSettings, or a callable giving the ones in force now
+        self.node, self._settings, self.sensors = node, settings, sensors
+        settings = self.settings
         self.mask_pub, self.centroid_pub = mask_pub, centroid_pub
         self.track_pub = node.create_publisher(Segmentation, "~/track", qos)
         node.create_service(
@@ -68,6 +70,10 @@ class NodeTracking:
         )
         self.published = 0
         self._frame_id = ""
+
+    @property
+    def settings(self) -> Any:
+        return self._settings() if callable(self._settings) else self._settings
 
     # ------------------------------------------------------------------ hooks for the node
     def on_image(self, msg: Image, received_ns: int) -> None:
