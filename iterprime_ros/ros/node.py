@@ -73,6 +73,7 @@ from .params import (
 )
 from .sensors import Frame, SensorCache, compute_centroid_3d, stamp_ns
 from .sizing import result_at_source, rgb_for_models, size_plan
+from .track_output import NodeTracking
 from .worker import JobQueue, Worker
 
 NODE_NAME = "iterprime_segmenter"
@@ -256,6 +257,16 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._mask_pub = self.create_publisher(Image, "~/mask", OUTPUT_QOS)
         self._centroid_pub = self.create_publisher(PointStamped, "~/centroid", OUTPUT_QOS)
         self._debug_pub = self.create_publisher(Image, "~/debug_image", OUTPUT_QOS)
+        self._tracking = NodeTracking(  # ~/track, ~/cancel_track (track_output.py)
+            self,
+            lambda: self.settings,
+            self._sensors,
+            self._mask_pub,
+            self._centroid_pub,
+            OUTPUT_QOS,
+            proposals=self._track_proposals,
+            callback_group=self._request_group,
+        )
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     @property
@@ -341,6 +352,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._set_state("deactivating")
         self._queue.hold()
         self._fail_waiting("the node was deactivated before this command ran")
+        self._tracking.cancel("the node was deactivated")
         self._unsubscribe_sensors()
         self._worker.call(self._unload_models).result()  # after the running command
         self._set_state("inactive")
@@ -552,6 +564,13 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         clear_model_cache()  # also empties the CUDA cache
         gc.collect()
 
+    def _track_proposals(self, rgb: Any) -> Any:
+        """Track thread: the frame's mask proposals for re-association (one proposal pass)."""
+        segmenter = self._segmenter
+        if segmenter is None:
+            raise RuntimeError("models are not loaded")
+        return segmenter.frame_proposals(rgb)[0]
+
     @property
     def models_ready(self) -> bool:
         return self._segmenter is not None
@@ -560,7 +579,9 @@ class SegmenterNode(LifecycleNodeMixin, Node):
     def _on_image(self, msg: Image) -> None:
         """Camera group: a new frame arrives (stored only; the worker converts what it uses)."""
         start = time.monotonic()
-        self._sensors.set_image(msg, self.get_clock().now().nanoseconds)
+        now = self.get_clock().now().nanoseconds
+        self._sensors.set_image(msg, now)
+        self._tracking.on_image(msg, now)  # hands the frame over; the track thread does the work
         self.image_stats.record(start, time.monotonic())
 
     def _on_command(self, msg: String) -> None:
@@ -608,7 +629,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         return SegmentAction.Result(result=result)
 
     def _on_cancel(self, goal_handle: Any) -> CancelResponse:
-        """A waiting goal is answered "cancelled" at once; a running one at its next stage."""
+        """A waiting goal is answered "cancelled" at once; a running one at its next stage.
+        A cancel also ends the running track (README "Following the object").
+        """
+        self._tracking.cancel("cancelled (action goal cancelled)")
         job = self._goals.get(bytes(goal_handle.goal_id.uuid))
         if job is None or job.cancelled is None:
             return CancelResponse.REJECT
@@ -798,6 +822,8 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             )
         else:
             self.get_logger().warning(f"command {job.command_id} failed: {_short(result.error)}")
+        if not result.success:  # a new command that failed ends the running track too
+            self._tracking.on_answer(job.command_id, job.text, result, None, None, False)
         if job.on_answer is not None:
             job.on_answer(result)
 
@@ -857,6 +883,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         msg = messages.segmentation(result, self._answer_info(job, point))
         mask = msg.mask if msg.success else None
         self._answer(job, msg, mask, messages.centroid_point(msg))
+        if msg.success:  # follow the object on the next frames (a failure ended the old track)
+            self._tracking.on_answer(
+                job.command_id, job.text, result, job.image, None, job.use_depth
+            )
         self._publish_debug(rgb, model_result, msg.header)  # at the size the models saw
 
     def _publish_debug(self, rgb: Any, result: Any, header: Header) -> None:
@@ -909,6 +939,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         with self._submit_lock:  # no command slips in between
             self._closing = True
             left = self._queue.close()
+        self._tracking.close()
         running = self._worker.current
         for job in ([running] if running is not None else []) + left:
             self._fail(job, SHUTTING_DOWN)

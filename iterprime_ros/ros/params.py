@@ -382,6 +382,77 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         choices=("best_effort", "reliable"),
         setting=False,
     ),
+    # following the object after a command (tracking.py, ~/track)
+    P(
+        "track",
+        "bool",
+        "after a successful command, follow its object on later frames (~/track)",
+        default=True,
+        setting=False,
+    ),
+    P(
+        "track_rate_hz",
+        "float",
+        "most track updates per second (0: every frame it can afford)",
+        default=0.0,
+        low=0.0,
+        high=1000.0,
+        setting=False,
+    ),
+    P(
+        "track_timeout_s",
+        "float",
+        "a track ends this long after its command (0: never)",
+        default=0.0,
+        low=0.0,
+        high=86400.0,
+        setting=False,
+    ),
+    P(
+        "track_lost_timeout_s",
+        "float",
+        "a track lost for longer than this ends",
+        default=3.0,
+        low=0.0,
+        high=3600.0,
+        setting=False,
+    ),
+    P(
+        "track_flow",
+        "str",
+        "optical flow that carries the mask between frames (none: only proposals)",
+        default="dis",
+        choices=("dis", "farneback", "none"),
+        setting=False,
+    ),
+    P(
+        "track_flow_max_side",
+        "int",
+        "flow is computed on frames scaled to at most this side",
+        default=320,
+        low=16,
+        high=4096,
+        setting=False,
+    ),
+    P(
+        "track_min_appearance",
+        "float",
+        "colour-histogram similarity to the command's mask below which the object counts as lost",
+        default=0.5,
+        low=0.0,
+        high=1.0,
+        setting=False,
+    ),
+    P(
+        "track_proposals_period_s",
+        "float",
+        "re-associate with fresh mask proposals at most this often (a proposal pass on the "
+        "current frame; 0: never)",
+        default=0.0,
+        low=0.0,
+        high=3600.0,
+        setting=False,
+    ),
 )
 del P
 
@@ -431,6 +502,14 @@ class NodeSettings:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     diagnostics_period_s: float = 1.0
     image_qos: str = "best_effort"
+    track: bool = True
+    track_rate_hz: float = 0.0
+    track_timeout_s: float = 0.0
+    track_lost_timeout_s: float = 3.0
+    track_flow: str = "dis"
+    track_flow_max_side: int = 320
+    track_min_appearance: float = 0.5
+    track_proposals_period_s: float = 0.0
 
 
 @dataclass(frozen=True)
