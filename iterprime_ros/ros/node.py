@@ -882,11 +882,12 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                 )
         msg = messages.segmentation(result, self._answer_info(job, point))
         mask = msg.mask if msg.success else None
-        self._answer(job, msg, mask, messages.centroid_point(msg))
-        if msg.success:  # follow the object on the next frames (a failure ended the old track)
+        if msg.success:  # follow the object from the next frame on; the track exists before
+            # the answer leaves, so a client may cancel it as soon as it has the answer
             self._tracking.on_answer(
                 job.command_id, job.text, result, job.image, None, job.use_depth
             )
+        self._answer(job, msg, mask, messages.centroid_point(msg))
         self._publish_debug(rgb, model_result, msg.header)  # at the size the models saw
 
     def _publish_debug(self, rgb: Any, result: Any, header: Header) -> None:

@@ -77,9 +77,18 @@ class NodeTracking:
 
     # ------------------------------------------------------------------ hooks for the node
     def on_image(self, msg: Image, received_ns: int) -> None:
-        """Camera callback: hand the frame over (cheap; the loop converts what it uses)."""
-        if self.settings.track:
+        """Camera callback: hand the frame over (cheap; the loop converts what it uses). Only
+        while someone listens to ~/track, ~/mask or ~/centroid: a track nobody reads costs no
+        CPU (it resumes from the next frame, flow across the gap, when someone subscribes).
+        """
+        if self.settings.track and self._listened():
             self.loop.offer(msg, _stamp_s(msg, received_ns))
+
+    def _listened(self) -> bool:
+        return any(
+            pub.get_subscription_count() > 0
+            for pub in (self.track_pub, self.mask_pub, self.centroid_pub)
+        )
 
     def on_answer(
         self, command_id: int, text: str, result: Any, image: Image | None, rgb: Any, camera: bool
