@@ -20,9 +20,10 @@ from std_srvs.srv import Trigger
 
 from iterprime_ros.msg import Segmentation
 
+from ..image_size import check_bytes
 from ..tracking import TrackerSettings, TrackResult, TrackStatus, track_result_view
 from . import messages
-from .conversions import image_to_rgb
+from .conversions import compressed_to_rgb, image_to_rgb
 from .sensors import compute_centroid_3d, stamp_ns
 from .track_loop import TrackFrame, TrackLoop
 
@@ -62,7 +63,7 @@ class NodeTracking:
         )
         self.loop = TrackLoop(
             tracker_settings(settings),
-            image_to_rgb,
+            self._to_rgb,
             self._publish,
             rate_hz=settings.track_rate_hz,
             proposals=proposals,
@@ -115,6 +116,15 @@ class NodeTracking:
         self.loop.close()
 
     # ------------------------------------------------------------------ internals
+    def _to_rgb(self, msg: Any) -> np.ndarray:
+        """Track thread: a raw or compressed camera frame at its full size (the size the answer's
+        mask has); a compressed one is size-checked from its header before decoding.
+        """
+        if hasattr(msg, "format") and not hasattr(msg, "encoding"):  # CompressedImage
+            check_bytes(np.asarray(msg.data, np.uint8).tobytes(), self.settings.max_image_pixels)
+            return compressed_to_rgb(msg)
+        return image_to_rgb(msg)
+
     def _on_cancel(self, request: Trigger.Request, response: Trigger.Response) -> Any:
         response.success = self.cancel("cancelled (~/cancel_track)")
         response.message = "track ended" if response.success else "no track was running"
