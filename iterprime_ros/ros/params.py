@@ -165,7 +165,14 @@ P = ParamSpec
 PARAMETERS: tuple[ParamSpec, ...] = (
     # compute
     P("device", "str", "where the models run", check=_device, hint="auto, cpu, cuda or cuda:N"),
-    P("half_precision", "bool", "fp16 weights on CUDA (ignored on CPU)"),
+    P("half_precision", "bool", "fp16 weights on CUDA when autocast is off (ignored on CPU)"),
+    P(
+        "autocast",
+        "str",
+        "mixed precision with fp32 weights: auto (fp16 on CUDA, bf16 on a CPU with native bf16), "
+        "off, bf16 or fp16 (CUDA only)",
+        choices=("auto", "off", "bf16", "fp16"),
+    ),
     # models
     P(
         "vlp_model",
