@@ -251,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the `iterprime` program itself (not a call from Python): jemalloc first
+        from ..jemalloc import maybe_reexec
+
+        maybe_reexec()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
