@@ -313,22 +313,21 @@ class BlipITMBackend:
         if self.device.type == "cuda":  # pinned host memory: an asynchronous upload
             pixels = pixels.pin_memory()
         pixels = pixels.to(self.device, self.dtype, non_blocking=True)
-        with (
-            self._loaded.lock,
-            torch.no_grad(),
-            autocast(self.device, self.autocast_dtype),
-        ):
-            out = self.model.vision_model(
-                pixel_values=pixels, interpolate_pos_encoding=self._interpolate_pos
-            )
-            embeds = out.last_hidden_state.detach().to(self.dtype)
-            cross_kv = tuple(
-                (
-                    layer.crossattention.self.key(embeds).to(self.dtype),
-                    layer.crossattention.self.value(embeds).to(self.dtype),
+        with self._loaded.lock, torch.no_grad():
+            with autocast(self.device, self.autocast_dtype):
+                out = self.model.vision_model(
+                    pixel_values=pixels, interpolate_pos_encoding=self._interpolate_pos
                 )
-                for layer in self._layers()
-            )
+            embeds = out.last_hidden_state.detach().to(self.dtype)
+            # the keys/values at the text passes' precision: the same as a pass computing them
+            with autocast(self.device, self.text_autocast_dtype):
+                cross_kv = tuple(
+                    (
+                        layer.crossattention.self.key(embeds),
+                        layer.crossattention.self.value(embeds),
+                    )
+                    for layer in self._layers()
+                )
         return BlipImageEmbedding(embeds=embeds, image_size=image.shape[:2], cross_kv=cross_kv)
 
     # ------------------------------------------------------------------ text
