@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import device_argument
 from ..eval.metrics import MetricAccumulator, format_percent
 from .grammar import Referring, scene_expressions
 from .oracle import OracleProposals
@@ -439,7 +440,9 @@ def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
         help="test: the held-out set the figures are reported on; val: validation scenes, for "
         "choosing between models or settings without looking at the test set",
     )
-    parser.add_argument("--world-device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument(
+        "--world-device", default="cpu", type=device_argument, help="auto | cpu | cuda | cuda:N"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--json-out", type=Path, default=None, help="also write the full results as JSON"
