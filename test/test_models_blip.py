@@ -267,6 +267,7 @@ def test_autocast_gradcam_stays_close_to_fp32(tiny_model_dirs, sample_image):
     assert scale > 0
     assert float((cam_a - cam_b).abs().max()) / scale < 0.1
     assert torch.corrcoef(torch.stack([cam_a, cam_b]))[0, 1] > 0.98
+    assert not torch.equal(a.gradient, b.gradient), "autocast did not reach the text pass"
     # a CPU backend leaves the text passes in fp32 unless asked
     assert (
         BlipITMBackend(tiny_model_dirs.blip, device="cpu", autocast="bf16").text_autocast_dtype

@@ -154,5 +154,8 @@ def test_autocast_keeps_fp32_weights_and_close_masks(tiny_model_dirs, sample_ima
     a, b = fp32.propose(sample_image), bf16.propose(sample_image)
     assert a.shape == b.shape
     assert (a != b).mean() < 0.05
+    la, lb = fp32.mask_logits(sample_image)[0], bf16.mask_logits(sample_image)[0]
+    assert not torch.equal(la, lb), "autocast did not reach the network"
+    assert float((la - lb).abs().mean()) < 0.1 * float(la.abs().mean())
     with pytest.raises(ValueError, match="autocast"):
         Mask2FormerProposals(tiny_model_dirs.mask2former, device="cpu", autocast="int8")
