@@ -142,6 +142,9 @@ def test_prefetched_command_runs_no_per_image_network(report):
         assert rec["calls"]["vision_encoder"] == 0 and rec["calls"]["proposal_model"] == 0
         assert rec["calls"]["text_encoder"] == 3
         assert {"proposals", "image_encoding"} <= set(rec["prepare_ms"])
+    probe = report["preemption"]  # a command while a prefetch stage is in flight
+    assert probe["prefetched"] and probe["waited_at_most_one_stage"]
+    assert probe["prefetch_yields"] >= 1 and probe["stage_ms"] > 0
 
 
 def test_previous_path_and_knobs_side_by_side(report):

@@ -59,7 +59,15 @@ from .architectures import (
     build_vlp,
     frame_variant,
 )
-from .extras import compare_previous, device_report, format_compare, format_knobs, knob_table
+from .extras import (
+    compare_previous,
+    device_report,
+    format_compare,
+    format_knobs,
+    format_preemption,
+    knob_table,
+    preemption_probe,
+)
 from .measure import (
     Calls,
     Clock,
@@ -425,6 +433,14 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                 f"frame {f + 1}/{cfg.frames}: second command "
                 f"{rec['timings_ms']['end_to_end']:.0f} ms"
             )
+        sustained = _Phase()
+        img = frame_variant(image, cfg.frames - 1)
+        t0 = clock()
+        for i in range(cfg.commands):
+            sustained.records.append(run_command(img, COMMANDS[i % n_cmd], False))
+        sustained_s = clock() - t0
+        log(f"sustained: {cfg.commands} commands in {sustained_s:.2f} s")
+        # after the sustained run: the prefetched frames would push its frame out of the cache
         prefetched = _Phase()
         if cfg.prefetched:
             for f in range(cfg.frames):
@@ -437,13 +453,19 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                     f"frame {f + 1}/{cfg.frames}: command on a prefetched frame "
                     f"{rec['timings_ms']['end_to_end']:.0f} ms"
                 )
-        sustained = _Phase()
-        img = frame_variant(image, cfg.frames - 1)
-        t0 = clock()
-        for i in range(cfg.commands):
-            sustained.records.append(run_command(img, COMMANDS[i % n_cmd], False))
-        sustained_s = clock() - t0
-        log(f"sustained: {cfg.commands} commands in {sustained_s:.2f} s")
+        if cfg.prefetched:
+            # a command on the last prefetched frame while the prefetcher works on a new one
+            stage_s = statistics.fmean(
+                r["timings_ms"].get("proposals", 0.0) / 1000 for r in first.records
+            )
+            extra_probe = preemption_probe(
+                segmenter,
+                frame_variant(image, 100 + cfg.frames - 1),
+                frame_variant(image, 150),
+                stage_s,
+                clock,
+            )
+            log(format_preemption(extra_probe))
         probe = _selection_probe(
             segmenter,
             heatmaps[cfg.frames - 1],
@@ -460,6 +482,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             memory["gpu_peak_optimised_mib"] = mib(torch.cuda.max_memory_allocated(device))
 
         extra: dict[str, Any] = {}
+        if cfg.prefetched:
+            extra["preemption"] = extra_probe
         if cfg.compare:
             extra["compare_previous"] = compare_previous(
                 settings, vlp_dir, prop_dir, image, segmenter.parser, clock, log
@@ -701,6 +725,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"naive loop {pr['naive_loop_ms']:.1f} ms (same choice: "
             f"{'yes' if pr['same_as_naive'] else 'NO'})"
         )
+    if "preemption" in report:
+        lines.append(format_preemption(report["preemption"]))
     if "compare_previous" in report:
         lines += format_compare(report["compare_previous"])
     if "knobs" in report:

@@ -344,3 +344,74 @@ def device_report(cfg: Any, run: Callable[[Any], dict[str, Any]], log: Callable)
         "CPU (2 threads) prefetched <= 500 ms, first <= 10 s"
     )
     return "\n".join(lines)
+
+
+def preemption_probe(
+    segmenter: Any,
+    ready_image: np.ndarray,
+    new_image: np.ndarray,
+    stage_s: float,
+    clock: Callable[[], float],
+) -> dict[str, Any]:
+    """Time a command that arrives while the prefetcher is inside a proposal stage.
+
+    The command is on a prepared frame; the prefetch works on a newer one and is a third of the
+    way into its proposal stage (as expected from `stage_s`). Reports the wait and the stage.
+    """
+    import threading
+    import time
+
+    from ...prefetch import Prefetcher
+
+    pf = Prefetcher(segmenter, "latest").start()
+    try:
+        pf.offer(new_image)
+        deadline = time.monotonic() + 600
+        # the prefetch thread holds the segmenter's lock once its first stage is running
+        while time.monotonic() < deadline:
+            if segmenter._lock.acquire(blocking=False):
+                segmenter._lock.release()
+                time.sleep(0.002)
+            else:
+                break
+        stage_start = clock()
+        time.sleep(stage_s / 3)
+        done = threading.Event()
+        result: dict[str, Any] = {}
+
+        def command() -> None:
+            t0 = clock()
+            r = segmenter.segment(ready_image, "the white plate")
+            result.update(r=r, total=clock() - t0)
+            done.set()
+
+        arrive = clock()
+        threading.Thread(target=command, daemon=True).start()
+        done.wait(900)
+        pf.wait_idle(900)
+        r = result.get("r")
+        stage = pf.stats.last_timings.get("proposals", 0.0) or stage_s
+        wait = r.timings.get("wait", 0.0) if r is not None else float("nan")
+        return {
+            "command_wait_ms": _ms(wait),
+            "command_total_ms": _ms(result.get("total", float("nan"))),
+            "in_flight_stage": "proposals",
+            "stage_ms": _ms(stage),
+            "arrived_after_stage_start_ms": _ms(arrive - stage_start),
+            "prefetched": bool(r is not None and r.prefetched),
+            "waited_at_most_one_stage": bool(r is not None and wait <= stage + 0.05),
+            "prefetch_yields": int(segmenter.stats.get("prefetch_yields", 0)),
+        }
+    finally:
+        pf.stop(60)
+
+
+def format_preemption(p: dict[str, Any]) -> str:
+    into = f"{p['arrived_after_stage_start_ms']:.0f} ms into its {p['stage_ms']:.0f} ms"
+    waited = f"waited {p['command_wait_ms']:.0f} ms, answered in {p['command_total_ms']:.0f} ms"
+    prefetched = "yes" if p["prefetched"] else "no"
+    one = "yes" if p["waited_at_most_one_stage"] else "NO"
+    return (
+        f"command arriving during a prefetch ({into} {p['in_flight_stage']} stage): {waited} "
+        f"(prefetched frame: {prefetched}); at most one stage: {one}"
+    )
