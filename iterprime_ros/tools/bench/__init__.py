@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -379,6 +380,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         def run_command(img: np.ndarray, command: str, new_frame: bool) -> dict[str, Any]:
             before = calls.snapshot()
             msg = conversion.image_message(img) if new_frame else None  # the camera driver's work
+            usage0 = resource.getrusage(resource.RUSAGE_SELF)
             t0 = clock()
             if msg is not None:
                 img = conversion.incoming(msg)
@@ -387,6 +389,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             t2 = clock()
             conversion.outgoing(result, command)
             t3 = clock()
+            usage1 = resource.getrusage(resource.RUSAGE_SELF)
             timings = {k: v * 1000 for k, v in result.timings.items()}
             timings["conversion"] = ((t1 - t0) + (t3 - t2)) * 1000
             timings["end_to_end"] = (t3 - t0) * 1000
@@ -402,6 +405,12 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                 "proposal_index": result.proposal_index,
                 "calls": calls.since(before),
                 "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+                # process CPU time and minor page faults (the allocator's share: jemalloc)
+                "cpu": {
+                    "user_s": round(usage1.ru_utime - usage0.ru_utime, 3),
+                    "system_s": round(usage1.ru_stime - usage0.ru_stime, 3),
+                    "minor_faults": int(usage1.ru_minflt - usage0.ru_minflt),
+                },
             }
             record["selection"] = _selection_diagnostics(segmenter, result)
             record["_heatmap"] = result.heatmap
@@ -724,6 +733,15 @@ def format_report(report: dict[str, Any]) -> str:
             "components; "
             f"naive loop {pr['naive_loop_ms']:.1f} ms (same choice: "
             f"{'yes' if pr['same_as_naive'] else 'NO'})"
+        )
+    cpu = [r["cpu"] for r in report["records"]["first_command"] if "cpu" in r]
+    if cpu:
+        user = statistics.fmean(c["user_s"] for c in cpu)
+        system = statistics.fmean(c["system_s"] for c in cpu)
+        faults = statistics.fmean(c["minor_faults"] for c in cpu)
+        lines.append(
+            f"CPU time of a first command: user {user:.1f} s, system {system:.2f} s, "
+            f"{faults:.0f} minor page faults"
         )
     if "preemption" in report:
         lines.append(format_preemption(report["preemption"]))
