@@ -127,6 +127,7 @@ class Prefetcher:
         self._busy = False
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._carry: dict[str, float] = {}  # stage times of a frame cut short, until it resumes
 
     # ------------------------------------------------------------------ control
     def start(self) -> "Prefetcher":
@@ -163,6 +164,7 @@ class Prefetcher:
             if self._pending is not None:
                 self.stats.replaced += 1
             self._pending = (image, frame_id)
+            self._carry = {}
             self.stats.candidates += 1
             self._cond.notify_all()
             return True
@@ -204,11 +206,12 @@ class Prefetcher:
                 if self._stop:
                     return
                 image, frame_id = self._pending  # type: ignore[misc]
+                carry, self._carry = self._carry, {}
                 self._pending = None
                 self._busy = True
             try:
                 result = self.preparer.prepare_frame(image, frame_id, self._should_stop)
-                timings = dict(getattr(result, "timings", {}) or {})
+                timings = {**carry, **dict(getattr(result, "timings", {}) or {})}
                 self.stats.last_timings = timings
                 if getattr(result, "yielded", False) and not getattr(result, "complete", True):
                     self.stats.yielded += 1
@@ -216,6 +219,7 @@ class Prefetcher:
                         # resume this frame after the command unless a newer one came
                         if self._pending is None and not self._stop:
                             self._pending = (image, frame_id)
+                            self._carry = timings
                 elif getattr(result, "complete", True) and getattr(result, "computed", True):
                     self.stats.prepared += 1
                     if self.on_prepared is not None:

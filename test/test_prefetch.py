@@ -178,6 +178,8 @@ def test_a_command_waits_for_at_most_the_stage_in_flight(instrumented, sample_im
         ("image_encoding", a),
     ]
     assert pf.stats.yielded == 1 and pf.stats.prepared == 1
+    # the frame's stage times, both halves (before and after the command)
+    assert set(pf.stats.last_timings) == {"proposals", "image_encoding"}
     assert seg.stats["prefetch_yields"] == 1
     assert results[0].timings["wait"] > 0 and not results[0].prefetched
     with pf.command():
