@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import resource
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -84,9 +85,11 @@ def compare_previous(
         seg = Segmenter.from_backends(vlp, props, s.replace(autocast=autocast), parser=parser)
         seg.segment(frame_variant(image, 500), "the white plate")  # warm-up (kernels, allocator)
         img = frame_variant(image, 600)
+        u0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = clock()
         r = seg.segment(img, command)
         wall = clock() - t0
+        u1 = resource.getrusage(resource.RUSAGE_SELF)
         frames[name] = next(reversed(seg._frames.values()))
         results[name] = r
         out[name] = {
@@ -94,6 +97,8 @@ def compare_previous(
             "direct_resize": direct,
             "timings_ms": {k: _ms(v) for k, v in r.timings.items()},
             "wall_ms": _ms(wall),
+            # CPU seconds: on a shared machine a steadier measure than the wall clock
+            "cpu_s": round(u1.ru_utime - u0.ru_utime + u1.ru_stime - u0.ru_stime, 2),
         }
         log(f"compare: {name} path first command {wall * 1000:.0f} ms")
     # post-processing alone, both ways on the same logits
@@ -159,6 +164,11 @@ def format_compare(c: dict[str, Any]) -> list[str]:
             continue
         lines.append(
             f"  {stage:<16}{a:>12.1f} -> {b:>10.1f}   x{a / b if b else float('nan'):.2f}"
+        )
+    if "cpu_s" in prev and "cpu_s" in cur:
+        ratio = prev["cpu_s"] / cur["cpu_s"] if cur["cpu_s"] else float("nan")
+        lines.append(
+            f"  {'CPU time (s)':<16}{prev['cpu_s']:>12.1f} -> {cur['cpu_s']:>10.1f}   x{ratio:.2f}"
         )
     pp = c["postprocess"]
     lines.append(
