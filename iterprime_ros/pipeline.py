@@ -378,6 +378,7 @@ class Segmenter:
         self._progress: Progress | None = None  # set for the length of one segment() call
         self._waiting = 0  # commands waiting for the lock: prepare_frame gives way to them
         self._waiting_lock = threading.Lock()
+        self._waiting_changed = threading.Condition(self._waiting_lock)
         self.stats = {
             "commands": 0,
             "frames_computed": 0,
@@ -525,6 +526,9 @@ class Segmenter:
             if self._waiting > 0 or (should_stop is not None and should_stop()):
                 out.yielded = True
                 self.stats["prefetch_yields"] += 1
+                # let the waiting command take the lock before anyone calls again (no spinning)
+                with self._waiting_changed:
+                    self._waiting_changed.wait_for(lambda: self._waiting == 0, timeout=5.0)
                 break
             with self._lock:
                 frame, _ = self._frame(key, image)
@@ -611,6 +615,7 @@ class Segmenter:
         finally:
             with self._waiting_lock:
                 self._waiting -= 1
+                self._waiting_changed.notify_all()
         # time spent waiting for a stage in flight (a prefetch stage or another command)
         timings["wait"] = time.perf_counter() - t_start
         try:
