@@ -105,20 +105,26 @@ class Prefetcher:
 
     ``offer(image, frame_id)`` from the camera callback (cheap: keeps a reference); ``command()``
     as a context manager around every command; ``start()`` / ``stop()``. on_prepared(frame_id,
-    timings) is called after each completed frame (logs, diagnostics).
+    timings) is called after each completed frame. convert(image, frame_id) -> (RGB array,
+    cache key), run in the prefetch thread, turns what was offered (a camera message) into what
+    ``prepare_frame`` takes; idle() -> False holds new frames back (commands queued).
     """
 
     def __init__(
         self,
         preparer: Preparer,
         policy: PrefetchPolicy | str = "latest",
-        on_prepared: Callable[[Hashable | None, dict[str, float]], None] | None = None,
+        on_prepared: Callable[[Any, dict[str, float]], None] | None = None,
+        convert: Callable[[Any, Any], tuple[np.ndarray, Hashable | None]] | None = None,
+        idle: Callable[[], bool] | None = None,
     ) -> None:
         self.preparer = preparer
         self.policy = (
             policy if isinstance(policy, PrefetchPolicy) else PrefetchPolicy.parse(policy)
         )
         self.on_prepared = on_prepared
+        self.convert = convert
+        self.idle = idle
         self.stats = PrefetchStats()
         self._cond = threading.Condition()
         self._pending: tuple[np.ndarray, Hashable | None] | None = None
@@ -153,7 +159,7 @@ class Prefetcher:
         return self._thread is not None and self._thread.is_alive()
 
     # ------------------------------------------------------------------ inputs
-    def offer(self, image: np.ndarray, frame_id: Hashable | None = None) -> bool:
+    def offer(self, image: Any, frame_id: Any = None) -> bool:
         """A new camera frame; True when it became the frame to prepare next."""
         with self._cond:
             index = self._offered
@@ -193,16 +199,24 @@ class Prefetcher:
         return True
 
     # ------------------------------------------------------------------ the thread
+    def _idle(self) -> bool:
+        try:
+            return self.idle is None or bool(self.idle())
+        except Exception:  # an owner being torn down: not idle
+            return False
+
     def _should_stop(self) -> bool:
         # checked between stages: a command or a stop. A newer frame does not cut a frame short:
         # a complete frame is usable, one with proposals only is not.
-        return self._commands > 0 or self._stop
+        return self._commands > 0 or self._stop or not self._idle()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._stop and (self._pending is None or self._commands > 0):
-                    self._cond.wait()
+                while not self._stop and (
+                    self._pending is None or self._commands > 0 or not self._idle()
+                ):
+                    self._cond.wait(0.2 if self.idle is not None else None)
                 if self._stop:
                     return
                 image, frame_id = self._pending  # type: ignore[misc]
@@ -210,7 +224,11 @@ class Prefetcher:
                 self._pending = None
                 self._busy = True
             try:
-                result = self.preparer.prepare_frame(image, frame_id, self._should_stop)
+                if self.convert is not None:
+                    rgb, key = self.convert(image, frame_id)
+                else:
+                    rgb, key = image, frame_id
+                result = self.preparer.prepare_frame(rgb, key, self._should_stop)
                 timings = {**carry, **dict(getattr(result, "timings", {}) or {})}
                 self.stats.last_timings = timings
                 if getattr(result, "yielded", False) and not getattr(result, "complete", True):

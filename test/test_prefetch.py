@@ -197,3 +197,29 @@ def test_a_bad_frame_does_not_stop_the_prefetcher(instrumented, sample_image):
     pf.offer(sample_image, frame_id="good")
     assert pf.wait_idle(60) and pf.stats.prepared == 1 and pf.running
     pf.stop(10)
+
+
+def test_convert_in_the_thread_and_idle_holds_frames_back(instrumented, sample_image):
+    """What the node offers (a camera message) is converted in the prefetch thread; while the
+    owner says it is not idle (commands queued) no frame is started.
+    """
+    seg, _, log = instrumented
+    busy = threading.Event()
+    busy.set()
+    prepared = []
+    pf = Prefetcher(
+        seg,
+        "latest",
+        on_prepared=lambda fid, t: prepared.append(fid),
+        convert=lambda msg, fid: (msg["rgb"], ("cam", fid)),
+        idle=lambda: not busy.is_set(),
+    ).start()
+    pf.offer({"rgb": _variant(sample_image, 9)}, frame_id=42)
+    assert not pf.wait_idle(0.5)  # held back: the owner is busy
+    assert log == []
+    busy.clear()
+    assert pf.wait_idle(60)
+    assert prepared == [42] and any(k[1] == ("cam", 42) for k in seg._frames)
+    result = seg.segment(_variant(sample_image, 9), COMMAND, frame_id=("cam", 42))
+    assert result.prefetched
+    pf.stop(10)
