@@ -39,6 +39,9 @@ def _latencies(tiny_model_dirs, folder, prefetch: str) -> tuple[list, str]:
         tiny_params(
             tiny_model_dirs,
             prefetch=prefetch,
+            # shorter than a frame's preparation: the prepared frame is older than this when a
+            # command comes, and is still used (the limit applies to the newest image)
+            max_image_age_s=0.5,
             proposal_shortest_edge=800,
             proposal_longest_edge=1333,
         ),

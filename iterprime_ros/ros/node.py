@@ -585,11 +585,12 @@ class SegmenterNode(LifecycleNodeMixin, Node):
     def _on_prepared(self, frame: Frame, timings: dict[str, float]) -> None:
         self._prepared = frame
 
-    def _image_for_command(self) -> Frame | None:
-        """The latest prefetched frame when it is recent enough, else the newest image."""
-        latest = self._sensors.latest_image()
+    def _image_for_command(self, latest: Frame) -> Frame:
+        """The latest prefetched frame when it is recent enough, else the newest image (the
+        camera itself must be alive: `max_image_age_s` is checked on the newest image).
+        """
         prepared = self._prepared
-        if prepared is None or latest is None or self._prefetcher is None:
+        if prepared is None or self._prefetcher is None:
             return latest
         age = (self.get_clock().now().nanoseconds - prepared.received_ns) / 1e9
         return prepared if age <= self.settings.prefetch_max_age_s else latest
@@ -741,7 +742,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
 
     def _pick_image(self, job: Job) -> str | None:
         """Give the job the latest camera image; returns why not (none yet, or too old)."""
-        frame: Frame | None = self._image_for_command()
+        frame: Frame | None = self._sensors.latest_image()
         topic = self.resolve_topic_name("image")
         if frame is None:
             return f"no image received on {topic} yet"
@@ -752,7 +753,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             return (
                 f"no image newer than {limit:g} s on {topic} (the latest arrived {age:.1f} s ago)"
             )
-        job.image = frame.msg
+        job.image = self._image_for_command(frame).msg
         return None
 
     def _not_answering(self) -> str:
