@@ -590,8 +590,19 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         camera itself must be alive: `max_image_age_s` is checked on the newest image).
         """
         prepared = self._prepared
-        if prepared is None or self._prefetcher is None:
+        if prepared is None or self._prefetcher is None or prepared is latest:
             return latest
+        try:  # a broken newest image is answered as such, not covered by an older good one
+            check_image(latest.msg)
+        except (ImageConversionError, ValueError):
+            return latest
+        new, old = latest.msg, prepared.msg
+        if (new.header.frame_id, new.width, new.height) != (
+            old.header.frame_id,
+            old.width,
+            old.height,
+        ):
+            return latest  # another camera or resolution: the prepared frame is not this view
         age = (self.get_clock().now().nanoseconds - prepared.received_ns) / 1e9
         return prepared if age <= self.settings.prefetch_max_age_s else latest
 
