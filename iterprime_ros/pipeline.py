@@ -26,7 +26,8 @@ import torch
 from .core.backend import ProposalBackend, VLPBackend
 from .core.geometry import grasp_point, mask_bbox, mask_centroid
 from .core.igrs import IGRSSettings, run_igrs
-from .core.selection import select_proposal
+from .core.selection import SelectionSettings, select_proposal
+from .core.spatial import spatial_cues
 from .core.text import (
     CommandError,
     ExpressionParser,
@@ -72,6 +73,8 @@ class SegmenterSettings:
     proposal_longest_edge: int = 1333
     max_components: int = 12
     empty_selection: str = "fail"  # fail | best_heat
+    selection_score: str = "reference"  # reference | coverage | whole (core/selection.py)
+    spatial_prior: bool = False  # weigh proposals by the expression's spatial words
     # text
     primary_tags: tuple[str, ...] = ("NN",)
     parser: str = "auto"  # auto | benepar | spacy
@@ -99,6 +102,7 @@ class SegmenterSettings:
         if self.frame_cache_size < 1:
             raise ValueError("frame_cache_size must be at least 1")
         self.igrs_settings()  # validates aggregation, stop rule, alpha, iterations
+        self.selection_settings()  # validates the selection variant
 
     def igrs_settings(self) -> IGRSSettings:
         return IGRSSettings(
@@ -110,6 +114,9 @@ class SegmenterSettings:
             no_primary=self.no_primary,
             enabled=self.igrs_iterations > 1,
         )
+
+    def selection_settings(self) -> SelectionSettings:
+        return SelectionSettings(score=self.selection_score, spatial_prior=self.spatial_prior)
 
     def normaliser_settings(self) -> NormaliserSettings:
         base = NormaliserSettings()
@@ -210,6 +217,7 @@ class _Frame:
     components: dict[tuple[int, int], int] = field(
         default_factory=dict
     )  # connected components per proposal
+    areas: dict[int, int] = field(default_factory=dict)  # mask area per proposal
 
 
 def image_key(image: np.ndarray) -> str:
@@ -305,6 +313,7 @@ class Segmenter:
         self.raise_unexpected = raise_unexpected
         self._igrs = s.igrs_settings()
         self._normaliser = s.normaliser_settings()
+        self._selection = s.selection_settings()
         self._frames: OrderedDict[Hashable, _Frame] = OrderedDict()
         self._lock = threading.RLock()
         self.stats = {"commands": 0, "frames_computed": 0, "frame_hits": 0}
@@ -399,6 +408,7 @@ class Segmenter:
             frame.proposals = self._stage(timings, "proposals", lambda: self._propose(image))
             frame.proposals_tensor = None
             frame.components = {}
+            frame.areas = {}
             if self._selection_device is not None:
                 frame.proposals_tensor = self._stage(
                     timings,
@@ -522,6 +532,9 @@ class Segmenter:
             s.empty_selection,
             proposals_tensor=frame.proposals_tensor,
             component_cache=frame.components,
+            area_cache=frame.areas,
+            settings=self._selection,
+            cues=spatial_cues(expression) if s.spatial_prior else (),
         )
         result.score = float(sel.score)
         result.flagged = bool(sel.flagged)
