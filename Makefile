@@ -5,7 +5,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test colcon clean
+.PHONY: setup demo test colcon colcon-test clean
 
 setup:
 	@VENV=$(VENV) bash scripts/setup.sh
@@ -18,6 +18,10 @@ test: setup
 
 colcon: setup
 	@VENV=$(VENV) bash scripts/colcon_build.sh
+
+# colcon build && colcon test in a workspace: CTest runs the same suite (CI runs it too)
+colcon-test: setup
+	@VENV=$(VENV) bash scripts/colcon_test.sh
 
 clean:
 	rm -rf $(VENV) build install log out

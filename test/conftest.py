@@ -40,9 +40,9 @@ class TinyModelDirs:
 
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> TinyModelDirs:
-    """Tiny BLIP ITM (96 px, g = 6, 12 text layers of width 32) and Mask2Former (tiny Swin, 8
-    queries),
-    saved with save_pretrained into a session temp folder. Random weights: plumbing only.
+    """Tiny BLIP ITM (96 px, g = 6, 12 text layers of width 32) and Mask2Former (tiny Swin,
+    8 queries), saved with save_pretrained into a session temp folder. Random weights: plumbing
+    only.
     """
     import torch
 

@@ -21,6 +21,7 @@ from iterprime_ros.tools.bags import (
     BagError,
     BagReader,
     BagWriter,
+    appended_segmentation_fields,
     find_interface_file,
     header,
     image_message,
@@ -158,6 +159,7 @@ def _segmentation(t_ns: int) -> Any:
         itm_score=0.25,
         iterations=3,
         latency_s=0.125,
+        **appended_segmentation_fields(),
     )
 
 

@@ -182,3 +182,36 @@ def test_bad_settings_and_output_folder(image_file, tmp_path, capsys):
         ["segment", str(image_file), "the cup", "--out", str(tmp_path / "no" / "o.png")], capsys
     )
     assert rc == 2 and err.startswith("error: output folder does not exist")
+
+
+def test_debug_is_accepted_after_the_subcommand_and_shows_the_traceback(tmp_path, capsys):
+    missing = str(tmp_path / "missing.png")
+    assert main(["segment", missing, "the cup"]) == 2
+    assert "image file not found" in capsys.readouterr().err
+    # after the subcommand, as the error messages suggest: the exception propagates (traceback)
+    from iterprime_ros.tools.cli import UserError
+
+    with pytest.raises(UserError, match="image file not found"):
+        main(["segment", missing, "the cup", "--debug"])
+    with pytest.raises(UserError):
+        main(["--debug", "segment", missing, "the cup"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["segment", "x.png", "cup"],
+        ["eval", "--world"],
+        ["bench"],
+        ["demo"],
+        ["replay", "in", "out"],
+    ],
+)
+def test_every_device_flag_takes_the_same_values(argv, capsys):
+    from iterprime_ros.tools.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(argv + ["--device", "cuda:1"]).device == "cuda:1"
+    with pytest.raises(SystemExit):
+        parser.parse_args(argv + ["--device", "gpu"])
+    assert "not a device" in capsys.readouterr().err

@@ -107,6 +107,27 @@ def typestore() -> Any:
     return store
 
 
+def appended_segmentation_fields() -> dict[str, Any]:
+    """The fields appended to Segmentation after the first release (target frame, prefetch,
+    tracking), empty: rosbags message classes have no defaults, and replay fills none of them.
+    """
+    types = typestore().types
+    point = types["geometry_msgs/msg/Point"]
+    stamped = types["geometry_msgs/msg/PointStamped"]
+    return {
+        "depth_stamp": types["builtin_interfaces/msg/Time"](sec=0, nanosec=0),
+        "has_target_point": False,
+        "centroid_target": stamped(header=header(0, ""), point=point(0.0, 0.0, 0.0)),
+        "grasp_point_target": stamped(header=header(0, ""), point=point(0.0, 0.0, 0.0)),
+        "extent_3d": types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+        "error_3d": "",
+        "prefetched": False,
+        "track_id": 0,
+        "track_status": 0,
+        "track_reason": "",
+    }
+
+
 def qos_profile(kind: str) -> Qos:
     """The QoS a publisher of this kind offers, as rosbags records it in bag metadata.
 

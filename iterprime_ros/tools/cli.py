@@ -138,6 +138,18 @@ def add_segment_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_segment)
 
 
+def device_argument(value: str) -> str:
+    """Argparse type for every --device flag: the node's `device` rule (ros/params.py), so
+    auto | cpu | cuda | cuda:N are accepted by every command alike.
+    """
+    from ..ros.params import SPECS, ParameterError
+
+    try:
+        return SPECS["device"].validate(value)
+    except (ParameterError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """--vlp --proposals --device --fp32 --set: the model choice every model-running command
     offers.
@@ -149,7 +161,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         "--proposals", metavar="ID|DIR", help="proposal model (Hugging Face id or folder)"
     )
     p.add_argument(
-        "--device", help="auto | cpu | cuda | cuda:N (default: the settings' value, auto)"
+        "--device",
+        type=device_argument,
+        help="auto | cpu | cuda | cuda:N (default: the settings' value, auto)",
     )
     p.add_argument("--fp32", action="store_true", help="full precision on CUDA (default: fp16)")
     p.add_argument(
@@ -250,9 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _take_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
+    """--debug is accepted anywhere before a `--` (every error message suggests adding it)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    return [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)], debug
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv, debug = _take_debug_flag(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
+    args.debug = args.debug or debug
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import device_argument
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_BAG = ROOT / "data" / "sample.mcap"
 WORLD_FRAME = "world_camera"
@@ -183,7 +185,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config", metavar="YAML", help="node parameters file (default: the parameters' defaults)"
     )
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", type=device_argument, help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--world", action="store_true", help="use the synthetic world even when real weights exist"
     )

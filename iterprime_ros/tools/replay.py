@@ -42,6 +42,7 @@ from .bags import (
     BagMessage,
     BagReader,
     BagWriter,
+    appended_segmentation_fields,
     header,
     image_message,
     stamp_ns,
@@ -431,6 +432,7 @@ def segmentation_message(
         itm_score=v["itm_score"],
         iterations=v["iterations"],
         latency_s=float(latency_s),
+        **appended_segmentation_fields(),
     )
 
 

@@ -46,6 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..cli import device_argument
 from .architectures import (
     PROPOSAL_ARCHS,
     VLP_ARCHS,
@@ -700,8 +701,8 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device",
         default="auto",
-        choices=("auto", "cpu", "cuda"),
-        help="compute device (default auto)",
+        type=device_argument,
+        help="auto | cpu | cuda | cuda:N (default auto)",
     )
     p.add_argument(
         "--fp32", action="store_true", help="full precision on CUDA (default: fp16 weights)"

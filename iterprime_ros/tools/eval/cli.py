@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli import add_model_arguments
 from .ablations import TABLE_DATASETS, AblationConfig, AblationRow, describe_rows, select_rows
 from .datasets import DATASET_NAMES, DataPaths, DatasetError, DatasetLoader, parse_dataset_arg
 from .report import RowRef, build_report, render_markdown
@@ -140,28 +141,11 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "--report-only", action="store_true", help="summarise the results files, run nothing"
     )
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
-    model = p.add_argument_group("model")
-    model.add_argument(
-        "--vlp", metavar="ID|DIR", help="vision-language model (Hugging Face id or folder)"
+    model = p.add_argument_group(
+        "model",
+        "a row's own switches (aggregation, igrs_iterations, igrs_alpha) win over --set",
     )
-    model.add_argument(
-        "--proposals", metavar="ID|DIR", help="proposal model (Hugging Face id or folder)"
-    )
-    model.add_argument(
-        "--device", choices=("auto", "cuda", "cpu"), help="compute device (default auto)"
-    )
-    model.add_argument(
-        "--fp32", action="store_true", help="full precision on CUDA (default: fp16)"
-    )
-    model.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any SegmenterSettings field, e.g. --set gradcam_layer=6; a row's own switches "
-        "(aggregation, igrs_iterations, igrs_alpha) win over these",
-    )
+    add_model_arguments(model)
     world = _world_module()
     p.add_argument(
         "--world",

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.selection import SELECTION_SCORES
+from ..cli import device_argument
 from ..eval.metrics import MetricAccumulator, format_percent
 from .grammar import Referring, scene_expressions
 from .oracle import OracleProposals
@@ -499,7 +500,9 @@ def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
         default="off",
         help="on: weigh proposals by the expression's spatial words (core/spatial.py)",
     )
-    parser.add_argument("--world-device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument(
+        "--world-device", default="cpu", type=device_argument, help="auto | cpu | cuda | cuda:N"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--json-out", type=Path, default=None, help="also write the full results as JSON"
