@@ -9,9 +9,11 @@ before decoding where the format allows (`check_file`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,5 +92,54 @@ def check_file(path: str | Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
         with Image.open(path) as im:  # lazy: reads the header, not the pixels
             width, height = im.size
     except Image.DecompressionBombError as exc:  # PIL's own guard fires on some headers
-        raise ImageTooLargeError(f"{path}: {exc}") from None
+        raise ImageTooLargeError(f"{path}: {exc} Refused.") from None
     return plan(height, width, max_image_pixels)
+
+
+def check_bytes(data: bytes, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> SizePlan | None:
+    """`check_file` for an encoded image in memory (a CompressedImage); None when its header
+    is not one PIL knows (the decoder then says what is wrong).
+    """
+    from io import BytesIO
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(BytesIO(data)) as im:
+            width, height = im.size
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{exc} Refused.") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    return plan(height, width, max_image_pixels)
+
+
+def result_to_source(result: Any, size_plan: SizePlan) -> Any:
+    """A pipeline SegmentationResult computed on the downscaled image, at the source size:
+    mask back by nearest neighbour, then centroid and bbox from that mask; the grasp point and
+    the heat map scaled.
+    """
+    if not size_plan.downscaled:
+        return result
+    import cv2
+
+    h, w = size_plan.height, size_plan.width
+    mh, mw = size_plan.model_size
+    sx, sy = w / mw, h / mh
+    changes: dict[str, Any] = {"image_size": (h, w)}
+    mask = getattr(result, "mask", None)
+    if mask is not None:
+        full = mask_to_source(mask, size_plan)
+        changes["mask"] = full
+        v, u = np.nonzero(full)
+        if u.size:
+            changes["centroid"] = (float(u.mean()), float(v.mean()))
+            x0, y0 = int(u.min()), int(v.min())
+            changes["bbox"] = (x0, y0, int(u.max()) - x0 + 1, int(v.max()) - y0 + 1)
+    if getattr(result, "grasp_point", None) is not None:
+        gu, gv = result.grasp_point
+        changes["grasp_point"] = (min(w - 1, int(gu * sx)), min(h - 1, int(gv * sy)))
+    heat = getattr(result, "heatmap", None)
+    if heat is not None:
+        changes["heatmap"] = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
+    return dataclasses.replace(result, **changes)

@@ -239,6 +239,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
+def free_cuda_cache() -> None:
+    """Give the CUDA caching allocator's free blocks back after an OOM, so the next command
+    starts from what is really in use (a no-op without CUDA).
+    """
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class ModelLoadError(RuntimeError):
     """A model is there but cannot be loaded (corrupt weights, a broken config...); names which
     one.
@@ -309,6 +317,8 @@ class Segmenter:
                     )
         self.vlp = vlp
         self.proposals = proposals
+        # called after an out-of-memory error; an attribute so a test can watch the CUDA path run
+        self.free_gpu_memory: Callable[[], None] = free_cuda_cache
         self.parser = parser or ExpressionParser(primary_tags=s.primary_tags, parser=s.parser)
         self.raise_unexpected = raise_unexpected
         self._igrs = s.igrs_settings()
@@ -370,8 +380,7 @@ class Segmenter:
             return fn()
         except Exception as exc:
             if is_out_of_memory(exc):
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                self.free_gpu_memory()
                 raise _Failed(
                     f"out of GPU memory during {name.replace('_', ' ')}; try half_precision, a "
                     f"smaller proposal model or device cpu ({exc})".split("\n")[0]

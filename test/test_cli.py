@@ -177,7 +177,9 @@ def test_bad_settings_and_output_folder(image_file, tmp_path, capsys):
     rc, err = _error_of(
         ["segment", str(image_file), "the cup", "--set", "aggregation=max"], capsys
     )
-    assert rc == 2 and err.startswith("error: bad setting: mode must be one of")
+    assert rc == 2 and err.startswith(
+        "error: --set: parameter 'aggregation' = 'max': not allowed; allowed: one of: pwem"
+    )
     rc, err = _error_of(
         ["segment", str(image_file), "the cup", "--out", str(tmp_path / "no" / "o.png")], capsys
     )

@@ -251,12 +251,25 @@ def test_fake_backends_pick_the_peak_mask():
 )
 def test_out_of_memory_fails_the_command_only(exc):
     seg = _fake_segmenter(vlp=FakeVLP(fail=exc))
+    freed: list[str] = []  # the CUDA branch, watched without a GPU (free_cuda_cache in real use)
+    seg.free_gpu_memory = lambda: freed.append("emptied")
     r = seg.segment(np.zeros((40, 40, 3), np.uint8), "the cup")
     assert not r.success and r.error.startswith("out of GPU memory during igrs")
+    assert freed == ["emptied"], "the cache must be given back after an OOM"
     seg.vlp.fail = None
     assert seg.segment(
         np.zeros((40, 40, 3), np.uint8), "the cup"
     ).success  # the next command works
+    assert freed == ["emptied"], "only an OOM frees memory"
+
+
+def test_an_ordinary_error_is_not_taken_for_out_of_memory():
+    seg = _fake_segmenter(vlp=FakeVLP(fail=RuntimeError("CUDA error: device-side assert")))
+    freed: list[str] = []
+    seg.free_gpu_memory = lambda: freed.append("emptied")
+    with pytest.raises(RuntimeError, match="device-side assert"):  # raise_unexpected: a bug
+        seg.segment(np.zeros((40, 40, 3), np.uint8), "the cup")
+    assert freed == []
 
 
 def test_unexpected_errors_become_results_unless_asked_to_raise():

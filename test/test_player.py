@@ -7,6 +7,7 @@ The player and the node run as separate processes in this session's DDS domain
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -129,6 +130,48 @@ def test_player_publishes_with_scaled_timing_and_skips_corrupt_messages(tmp_path
     )  # best effort: the good one, never the bad
     assert "skipped corrupt sensor_msgs/msg/Image on /camera/color/image_raw at +1.000 s" in out
     assert "published 4 message(s)" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_recording_is_kept_as_a_partial_bag(tmp_path: Path, sig: int) -> None:
+    """The recorder writes through a temp name: Ctrl-C or SIGTERM while recording leaves the
+    messages so far as a valid OUT.partial.mcap, never a half-written OUT.mcap.
+    """
+    from std_msgs.msg import String
+
+    from iterprime_ros.tools.bags import TEMP_SUFFIX, partial_name
+
+    bag = write_bag(
+        tmp_path / "long.mcap",
+        [(T0 + i * S, COMMAND, string_message(f"command {i}")) for i in range(20)],
+    )
+    out = tmp_path / "rec.mcap"
+    rclpy.init()
+    node = rclpy.create_node("player_interrupt_test")
+    seen: list[str] = []
+    node.create_subscription(String, COMMAND, lambda m: seen.append(m.data), 10)
+    proc = spawn_python(
+        [*PLAYER, str(bag), "--rate", "2", "--wait-for-subscribers", "20"]
+        + ["--record", COMMAND, "--record-to", str(out)]
+    )
+    try:
+        # two commands published (and so recorded: the recorder subscribed before playing)
+        assert spin_until(node, lambda: len(seen) >= 2 or proc.poll() is not None, 60.0)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        printed = proc.stdout.read()
+    finally:
+        stop(proc)
+        node.destroy_node()
+        rclpy.shutdown()
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), printed
+    assert not out.exists(), "nothing half-written under the final name"
+    partial = partial_name(out)
+    assert f"kept in {partial}" in printed, printed
+    with BagReader(partial) as rec:
+        got = [rec.deserialize(m).data for m in rec.messages()]
+    assert got[:2] == ["command 0", "command 1"] and len(got) < 20, got
+    assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}")), "the temp folder is gone"
 
 
 @pytest.fixture(scope="module")

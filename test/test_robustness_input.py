@@ -11,8 +11,8 @@ test checks that it wrote nothing there. One node for the whole module.
 from __future__ import annotations
 
 import json
-import os
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -495,7 +495,16 @@ def test_node_wrote_no_files(harness, node, sandbox):
     (ROS_LOG_DIR).
     """
     assert node.proc.poll() is None, "the node is still running\n" + node.log
+    # The sandbox must really be where the node works, else "empty" proves nothing.
+    pid = node.proc.pid
+    assert Path(f"/proc/{pid}/cwd").resolve() == sandbox["cwd"].resolve()
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert f"TMPDIR={sandbox['tmp']}".encode() in environ
     assert sorted(p.name for p in sandbox["cwd"].iterdir()) == []
     assert sorted(p.name for p in sandbox["tmp"].iterdir()) == []
     assert "Traceback" not in node.log, node.log
-    assert os.path.isdir(sandbox["ros_log"])
+    # Its only files are ROS's own log: the log is there (ROS_LOG_DIR was honoured, so the node
+    # writes where this test looks) and nothing else is.
+    written = [p for p in sandbox["ros_log"].rglob("*") if p.is_file()]
+    assert written, "no ROS log in ROS_LOG_DIR: the node logged elsewhere"
+    assert all(p.suffix == ".log" for p in written), written

@@ -2,11 +2,13 @@
 10 bursts of 10 (real node in its own process, real DDS, tiny models, CPU).
 
 Checked (behaviour, never speed): every command gets exactly one result, in command-id order,
-and all succeed (queue_size 100 holds every burst: nothing is dropped; overflow is
-test_node_segmenter's business); the node's resident memory grows by less than RSS_GROWTH_MB;
+and all succeed (queue_size 100 holds every burst: nothing is dropped); the node's resident
+memory grows by less than RSS_GROWTH_MB;
 the image callback never waits for model work (the node's own figure, logged at shutdown: the
 longest time spent in it). How many frames reach the node is reported, not asserted: on a loaded
 2-core machine best-effort DDS loses many 2.8 MB frames whether or not the node is working.
+A second node with queue_size 2 gets a burst of 20 under the same stream: the queue must
+overflow (checked), and every command still gets exactly one answer.
 Reported, with -s and in robustness_load.json under pytest's temp
 folder: commands sent, results received, RSS at start/end/peak, latency percentiles, images
 published and received, the longest gap between two received images.
@@ -158,4 +160,61 @@ def test_stream_and_bursts(node, tmp_path_factory):
         "the image callback must never wait for model work"
     )
     assert stats["images_received"] > 0
+    assert "Traceback" not in log
+
+
+OVERFLOW_QUEUE, OVERFLOW_BURST = 2, 20
+
+
+@pytest.fixture(scope="module")
+def small_queue_node(tiny_model_dirs, tmp_path_factory):
+    proc = NodeProcess(
+        "rob_overflow",
+        tiny_params(tiny_model_dirs, queue_size=OVERFLOW_QUEUE, max_image_age_s=10.0),
+        tmp_path_factory.mktemp("robustness_overflow"),
+    )
+    yield proc
+    proc.stop()
+
+
+def test_overflow_under_load_answers_every_command_once(small_queue_node):
+    """The same 30 Hz stream, and a burst of 20 commands into a queue of 2: the queue must
+    overflow (the test checks it did), and still every command gets exactly one answer -- the
+    pushed-out ones a 'queue full' failure, the newest ones a result.
+    """
+    node = small_queue_node
+    rclpy.init()
+    h = Harness(rclpy, node, "robustness_overflow_test", rate_hz=RATE_HZ)
+    try:
+        h.wait_ready()
+        h.restamp = True
+        h.show(frame(), settle=1.0)
+        deadline = time.monotonic() + LOAD_TIMEOUT
+        while True:  # warm-up (model load); frames can be lost in transport for a while
+            warm = h.command("the cup", timeout=LOAD_TIMEOUT)
+            if warm.success or "no image" not in warm.error or time.monotonic() > deadline:
+                break
+            h.spin(1.0)
+        assert warm.success, warm.error + "\n" + node.log
+        texts = [f"the red cup number {i}" for i in range(OVERFLOW_BURST)]
+        before = len(h.results)
+        for text in texts:
+            h.send(text)
+        h.until(lambda: len(h.results) - before >= len(texts), ALL_RESULTS_TIMEOUT)
+        h.spin(1.0)  # anything extra would arrive now
+        results = h.results[before:]
+        h.image = None
+    finally:
+        h.close()
+        rclpy.shutdown()
+    log = node.stop()
+    stats = node.stats()
+    assert sorted(r.command for r in results) == sorted(texts), "exactly one answer per command"
+    dropped = [r for r in results if not r.success]
+    assert dropped, "the burst must overflow the queue, else this test checks nothing"
+    assert all("queue full" in r.error for r in dropped), {r.error for r in dropped}
+    assert len(dropped) >= OVERFLOW_BURST - 1 - OVERFLOW_QUEUE - 2
+    by_text = {r.command: r for r in results}
+    assert all(by_text[t].success for t in texts[-OVERFLOW_QUEUE:]), "the newest are kept"
+    assert stats["answered"] == stats["commands_received"]
     assert "Traceback" not in log

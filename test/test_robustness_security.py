@@ -137,6 +137,46 @@ def test_unpickling_only_of_the_users_refcoco_file_and_only_plain_data():
     assert not loads, f"plain pickle.load in eval/datasets.py at lines {loads}"
 
 
+class _MakesADirectory:
+    """Pickles to a call of os.mkdir(marker): what a tampered refs file could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_a_refs_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    """The behaviour, not the shape: an unpickler whose find_class accepts classes fails here."""
+    import pickle
+
+    import pytest
+    from eval_fixtures import write_refer
+
+    from iterprime_ros.tools.eval.datasets import DatasetError, ReferDataset
+
+    root = write_refer(tmp_path / "refer")
+    refs_path = root / "refcoco" / "refs(unc).p"
+    plain = ReferDataset(root, "refcoco").refs  # the plain file loads
+    assert plain and all(isinstance(r, dict) for r in plain)
+    for payload in (
+        [{"ref_id": 1, "evil": _MakesADirectory(tmp_path / "pwned")}],
+        {"not": "a list"},
+    ):
+        refs_path.write_bytes(pickle.dumps(payload, protocol=2))
+        with pytest.raises(DatasetError, match=r"refs\(unc\).p"):
+            ReferDataset(root, "refcoco")
+    assert not (tmp_path / "pwned").exists(), "the pickle ran code"
+    import collections
+
+    refs_path.write_bytes(pickle.dumps([collections.OrderedDict(a=1)], protocol=2))
+    with pytest.raises(DatasetError, match="collections.OrderedDict; only plain data"):
+        ReferDataset(root, "refcoco")
+
+
 def _node_modules() -> list[str]:
     """Source files of every iterprime_ros module the node imports (and the lazily imported
     overlay).

@@ -26,6 +26,20 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+# Longest command the node and the replay accept: one spoken sentence is far shorter, and a
+# megabyte of text would only cost tokeniser time. ros/node.py refuses at the same length.
+MAX_COMMAND_CHARS = 1000
+
+
+def too_long(text: str) -> str | None:
+    """The node's refusal for an over-long command, or None when the length is fine."""
+    if len(text) <= MAX_COMMAND_CHARS:
+        return None
+    return (
+        f"the command is too long ({len(text)} characters; at most {MAX_COMMAND_CHARS}): "
+        "send one spoken sentence"
+    )
+
 
 class CommandError(ValueError):
     """The command cannot be turned into a referring expression."""

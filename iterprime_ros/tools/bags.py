@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ __all__ = [
     "SEGMENTATION_TYPE",
     "STORAGE_IDS",
     "bag_summary",
+    "check_replaceable",
+    "clean_stale_temps",
+    "partial_name",
     "find_interface_file",
     "header",
     "image_message",
@@ -50,6 +54,12 @@ PACKAGE = "iterprime_ros"
 SEGMENTATION_TYPE = "iterprime_ros/msg/Segmentation"
 # Single-file suffixes rosbag2 (and rosbags) open without a metadata.yaml.
 STORAGE_IDS: dict[str, str] = {".mcap": "mcap", ".db3": "sqlite3"}
+# First bytes of the storage files this module writes: what --force may replace.
+MAGIC: dict[str, bytes] = {".mcap": b"\x89MCAP0\r\n", ".db3": b"SQLite format 3\x00"}
+# Files a rosbag2 folder written here can hold (sqlite keeps its journal beside the .db3).
+_BAG_FOLDER_SUFFIXES = (".mcap", ".db3", ".db3-shm", ".db3-wal", ".db3-journal")
+TEMP_SUFFIX = ".iterprime-tmp"  # a bag being written: .{name}.XXXX.iterprime-tmp beside it
+_OWNER = "owner.pid"  # inside a temp folder: the writing process, to tell stale ones apart
 
 
 class BagError(RuntimeError):
@@ -166,7 +176,8 @@ class BagMessage:
     msgtype: str
     timestamp_ns: int
     raw: bytes
-    connection: Connection = field(repr=False, compare=False)
+    connection: Connection | None = field(default=None, repr=False, compare=False)
+    damage: str = ""  # set when the bytes are lost (a damaged chunk or row): why
 
 
 class BagReader:
@@ -180,6 +191,9 @@ class BagReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._reader: Any = None
+        self._salvage: Any = None  # bag_salvage.Salvage when rosbags cannot read the file
+        self._store: Any = None
+        self.problems: list[str] = []  # damage found while opening or reading (one line each)
 
     def __enter__(self) -> "BagReader":
         from rosbags.highlevel import AnyReader
@@ -194,12 +208,31 @@ class BagReader:
             reader = AnyReader([self.path], default_typestore=typestore())
             reader.open()
         except Exception as exc:  # noqa: BLE001 - rosbags raises many types; all mean "unreadable"
-            raise BagError(f"cannot open bag {self.path}: {_one_line(exc)}") from exc
+            self._open_salvage(f"cannot open bag {self.path}: {_one_line(exc)}")
+            return self
         self._reader = reader
         return self
 
+    def _open_salvage(self, why: str) -> None:
+        """Fall back on reading message by message (bag_salvage); BagError when that finds
+        nothing either.
+        """
+        from .bag_salvage import salvage, storage_files
+
+        if not storage_files(self.path):
+            raise BagError(why)
+        try:
+            found = salvage(self.path)
+        except Exception as exc:  # noqa: BLE001
+            raise BagError(f"{why}; reading it message by message failed too: {exc}") from exc
+        if not found.topics:
+            raise BagError(f"{why} ({'; '.join(found.problems) or 'no messages'})")
+        self._salvage = found
+        self.problems.extend(found.problems)
+
     def __exit__(self, *exc: object) -> None:
         reader, self._reader = self._reader, None
+        self._salvage = None
         if reader is not None:
             try:
                 reader.close()
@@ -213,34 +246,53 @@ class BagReader:
         return self._reader
 
     @property
+    def salvaged(self) -> bool:
+        """True when the bag is read message by message because it is damaged."""
+        return self._salvage is not None
+
+    @property
     def topics(self) -> dict[str, str]:
         """Topic -> message type ("" when one topic holds several types)."""
+        if self._salvage is not None:
+            return {name: info.msgtype for name, info in self._salvage.topics.items()}
         return {name: info.msgtype or "" for name, info in self._open.topics.items()}
 
     @property
     def counts(self) -> dict[str, int]:
         """Topic -> number of messages."""
+        if self._salvage is not None:
+            return {name: info.msgcount for name, info in self._salvage.topics.items()}
         return {name: info.msgcount for name, info in self._open.topics.items()}
 
     @property
     def start_ns(self) -> int:
+        if self._salvage is not None:
+            return int(self._salvage.start_ns)
         return int(self._open.start_time)
 
     @property
     def end_ns(self) -> int:
+        if self._salvage is not None:
+            return int(self._salvage.end_ns)
         return int(self._open.end_time)
 
     @property
     def typestore(self) -> Any:
         """The types this bag's messages are decoded with (its embedded definitions)."""
+        if self._salvage is not None:
+            return self._salvage_store()
         return self._open.typestore
 
     @property
     def is_ros1(self) -> bool:
+        if self._salvage is not None:
+            return False
         return not self._open.is2
 
     def connections_qos(self, topic: str) -> list[Qos]:
         """QoS profiles the recorded publishers offered on a topic ([] when not recorded)."""
+        if self._salvage is not None:
+            return []
         out: list[Qos] = []
         for conn in self._open.connections:
             if conn.topic == topic:
@@ -250,35 +302,86 @@ class BagReader:
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
         """Messages in time order, optionally only those on some topics.
 
-        A damaged file surfaces as BagError part-way through the iteration.
+        Damage part-way through switches to reading message by message from where rosbags
+        stopped (bag_salvage): the problem goes to ``problems``, a message whose bytes are lost
+        comes back with ``damage`` set, and everything still readable is yielded.
         """
-        reader = self._open
         wanted = set(topics) if topics is not None else None
+        if self._salvage is not None:
+            yield from self._salvaged(wanted, None, 0)
+            return
+        reader = self._open
         conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
         if wanted is not None and not conns:
             return
+        last_ns, same = None, 0  # where rosbags stopped: time and messages yielded at that time
         try:
             for conn, stamp, raw in reader.messages(connections=conns):
-                yield BagMessage(conn.topic, conn.msgtype, int(stamp), bytes(raw), conn)
+                stamp = int(stamp)
+                same = same + 1 if stamp == last_ns else 1
+                last_ns = stamp
+                yield BagMessage(conn.topic, conn.msgtype, stamp, bytes(raw), conn)
         except BagError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise BagError(f"bag {self.path} is damaged: {_one_line(exc)}") from exc
+            why = f"bag {self.path} is damaged: {_one_line(exc)}"
+            try:
+                self._open_salvage(why)
+            except BagError:
+                raise BagError(why) from exc
+            self.problems.append(f"{why}; reading on message by message")
+            yield from self._salvaged(wanted, last_ns, same)
+
+    def _salvaged(
+        self, wanted: set[str] | None, after_ns: int | None, same: int
+    ) -> Iterator[BagMessage]:
+        """Salvaged messages, skipping those rosbags already gave (up to after_ns)."""
+        for m in self._salvage.messages(wanted):
+            if after_ns is not None:
+                if m.timestamp_ns < after_ns:
+                    continue
+                if m.timestamp_ns == after_ns and same > 0:
+                    same -= 1
+                    continue
+            yield BagMessage(m.topic, m.msgtype, m.timestamp_ns, m.raw, None, m.damage)
+
+    def _salvage_store(self) -> Any:
+        """typestore() plus the definitions embedded in the damaged file (best effort)."""
+        if self._store is None:
+            from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+            store = get_typestore(Stores.ROS2_KILTED)
+            store.register({SEGMENTATION_TYPE: typestore().fielddefs[SEGMENTATION_TYPE]})
+            for name, info in self._salvage.topics.items():
+                if info.definition and info.encoding in ("ros2msg", "") and info.msgtype:
+                    try:
+                        store.register(get_types_from_msg(info.definition, info.msgtype))
+                    except Exception:  # noqa: BLE001 - the built-in definition is used instead
+                        pass
+            self._store = store
+        return self._store
 
     def deserialize(self, message: BagMessage) -> Any:
         """Raw bytes -> rosbags message object; a corrupt message raises BagError naming it."""
-        reader = self._open
+        at = (message.timestamp_ns - self.start_ns) / 1e9
+        where = f"{message.msgtype} message on {message.topic} at +{at:.3f} s"
+        if message.damage:
+            raise BagError(f"damaged {where} (bag time {message.timestamp_ns}): {message.damage}")
         try:
-            return reader.deserialize(message.raw, message.msgtype)
+            if self._salvage is not None:
+                return self._salvage_store().deserialize_cdr(message.raw, message.msgtype)
+            return self._open.deserialize(message.raw, message.msgtype)
         except Exception as exc:  # noqa: BLE001 - truncated CDR gives struct/index errors, not SerdeError
-            at = (message.timestamp_ns - reader.start_time) / 1e9
             raise BagError(
-                f"corrupt {message.msgtype} message on {message.topic} at +{at:.3f} s "
-                f"(bag time {message.timestamp_ns}): {_one_line(exc)}"
+                f"corrupt {where} (bag time {message.timestamp_ns}): {_one_line(exc)}"
             ) from exc
 
     def cdr(self, message: BagMessage) -> bytes:
         """The message as ROS 2 CDR bytes (ROS 1 bags are converted), e.g. for rclpy."""
+        if message.damage:
+            raise BagError(
+                f"damaged {message.msgtype} message on {message.topic}: {message.damage}"
+            )
         if not self.is_ros1:
             return message.raw
         try:
@@ -308,15 +411,133 @@ def _storage_for(path: Path, storage: str | None) -> tuple[str, bool]:
     return storage, False
 
 
+def partial_name(path: str | os.PathLike[str]) -> Path:
+    """Where an interrupted write keeps its finished messages: out.mcap -> out.partial.mcap,
+    folder out -> out.partial (a bag of its own, readable by every tool).
+    """
+    p = Path(path)
+    if p.suffix in STORAGE_IDS:
+        return p.with_name(f"{p.stem}.partial{p.suffix}")
+    return p.with_name(f"{p.name}.partial")
+
+
+def _looks_like_written_bag(path: Path) -> str:
+    """Why `path` is not a bag this module could have written ("" when it is one)."""
+    if path.is_symlink():
+        return "it is a symbolic link"
+    if path.is_file():
+        magic = MAGIC.get(path.suffix)
+        if magic is None:
+            return "it is not a .mcap or .db3 file"
+        with path.open("rb") as fh:
+            if fh.read(len(magic)) != magic:
+                return f"it is not a {path.suffix} bag (its first bytes say otherwise)"
+        return ""
+    if path.is_dir():
+        if not (path / "metadata.yaml").is_file():
+            return "it is a folder without a rosbag2 metadata.yaml"
+        other = sorted(
+            e.name
+            for e in path.iterdir()
+            if not (
+                e.is_file()
+                and not e.is_symlink()
+                and (e.name == "metadata.yaml" or e.name.endswith(_BAG_FOLDER_SUFFIXES))
+            )
+        )
+        if other:
+            shown = ", ".join(other[:5]) + (" ..." if len(other) > 5 else "")
+            return f"it is a folder holding more than a bag ({shown})"
+        return ""
+    return "it is neither a file nor a folder"
+
+
+def check_replaceable(
+    path: str | os.PathLike[str], protect: Iterable[str | os.PathLike[str]] = ()
+) -> None:
+    """BagError unless `path` may be replaced: never one of `protect` (the inputs) nor a folder
+    holding one, and only a bag this module could have written (so --force never deletes data).
+    """
+    target = Path(path)
+    resolved = target.resolve()
+    for other in protect:
+        theirs = Path(other).resolve()
+        if theirs == resolved or resolved in theirs.parents:
+            raise BagError(
+                f"refusing to replace {target}: it is or holds the input {other}; "
+                "choose another output name"
+            )
+    if not target.exists() and not target.is_symlink():
+        return
+    why = _looks_like_written_bag(target)
+    if why:
+        raise BagError(
+            f"refusing to replace {target}: {why}; only a bag this tool writes is replaced "
+            "(remove it yourself or choose another output name)"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def clean_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove temp folders a killed writer of `path` left behind (SIGKILL cannot clean up).
+
+    Only folders named like ours (.{name}.*.iterprime-tmp) whose owner process is gone; returns
+    what was removed, so the caller can say so.
+    """
+    target = Path(path)
+    removed: list[Path] = []
+    if not target.parent.is_dir():
+        return removed
+    for folder in target.parent.glob(f".{target.name}.*{TEMP_SUFFIX}"):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        try:
+            pid = int((folder / _OWNER).read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and pid != os.getpid() and _pid_alive(pid):
+            continue  # another writer is at work on the same name
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+class _SignalsHeld:
+    """Hold SIGINT/SIGTERM while a bag is being closed and moved into place (no half-done
+    rename); a signal that arrives meanwhile is delivered right after.
+    """
+
+    SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+    def __enter__(self) -> None:
+        self._old = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._old)
+
+
 class BagWriter:
     """Context manager that writes a rosbag2 bag: ``x.mcap``/``x.db3`` -> one self-contained
     file; any other path -> a rosbag2 directory (metadata.yaml + one storage file).
 
-    The bag is built in a temporary folder beside the target and moved into place on a
-    clean close, so a crash never leaves a half-written bag under the requested name.
-    On an exception inside the ``with`` block the messages written so far are still
-    closed into a valid bag (the caller decides whether partial output is useful).
-    Types must be in ``typestore()`` or given to ``add_topic`` via ``store``.
+    The bag is built in a temporary folder beside the target (.{name}.XXXX.iterprime-tmp) and
+    moved into place on a clean close, so nothing half-written ever has the requested name.
+    On an exception inside the ``with`` block (Ctrl-C, SIGTERM turned into one, an error) the
+    messages written so far are closed into a valid bag under ``partial_name(path)`` (nothing is
+    kept when nothing was written). A SIGKILL leaves only the temp folder, which the next writer
+    of the same name removes (``clean_stale_temps``; ``cleaned`` lists them).
+    ``overwrite`` replaces only a bag this module could have written and never one of
+    ``protect`` (``check_replaceable``). Types must be in ``typestore()`` or given to
+    ``add_topic`` via ``store``.
     """
 
     def __init__(
@@ -326,11 +547,16 @@ class BagWriter:
         storage: str | None = None,
         overwrite: bool = False,
         compress: bool = False,
+        protect: Iterable[str | os.PathLike[str]] = (),
     ) -> None:
         self.path = Path(path)
         self.storage, self.single_file = _storage_for(self.path, storage)
         self.overwrite = overwrite
         self.compress = compress
+        self.protect = tuple(protect)
+        self.partial_path = partial_name(self.path)
+        self.kept: Path | None = None  # where the bag ended up (final or partial name)
+        self.cleaned: list[Path] = []
         self._writer: Any = None
         self._tmp: Path | None = None
         self._connections: dict[str, Connection] = {}
@@ -340,14 +566,20 @@ class BagWriter:
         from rosbags.rosbag2 import StoragePlugin, Writer
         from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
-        if self.path.exists() and not self.overwrite:
-            raise BagError(
-                f"output {self.path} exists already (choose another name or allow overwriting)"
-            )
+        if self.path.exists() or self.path.is_symlink():
+            if not self.overwrite:
+                raise BagError(
+                    f"output {self.path} exists already (choose another name or allow overwriting)"
+                )
+        check_replaceable(self.path, self.protect)
         parent = self.path.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=parent))
+            self.cleaned = clean_stale_temps(self.path)
+            self._tmp = Path(
+                tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=TEMP_SUFFIX, dir=parent)
+            )
+            (self._tmp / _OWNER).write_text(f"{os.getpid()}\n")
         except OSError as exc:
             raise BagError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
         plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
@@ -411,25 +643,37 @@ class BagWriter:
         tmp, self._tmp = self._tmp, None
         if writer is None or tmp is None:
             return
-        try:
-            writer.close()
-            built = tmp / self.path.stem
-            source = (
-                next(built.glob(f"*{'.mcap' if self.storage == 'mcap' else '.db3'}"))
-                if self.single_file
-                else built
-            )
-            if self.path.exists():  # overwrite was allowed (checked on enter)
-                if self.path.is_dir():
-                    shutil.rmtree(self.path)
+        with _SignalsHeld():
+            try:
+                writer.close()
+                if exc_type is None:
+                    target = self.path
+                elif sum(self.counts.values()):
+                    target = self.partial_path
                 else:
-                    self.path.unlink()
-            os.replace(source, self.path)
-        except Exception as err:  # noqa: BLE001
-            if exc_type is None:
-                raise BagError(f"cannot finish bag {self.path}: {_one_line(err)}") from err
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+                    return  # interrupted before anything was written: nothing to keep
+                built = tmp / self.path.stem
+                source = (
+                    next(built.glob(f"*{'.mcap' if self.storage == 'mcap' else '.db3'}"))
+                    if self.single_file
+                    else built
+                )
+                _move_into_place(source, target, tmp)
+                self.kept = target
+            except Exception as err:  # noqa: BLE001
+                if exc_type is None:
+                    raise BagError(f"cannot finish bag {self.path}: {_one_line(err)}") from err
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_into_place(source: Path, target: Path, tmp: Path) -> None:
+    """Rename `source` to `target`; an existing target (checked replaceable) goes first into the
+    temp folder, so the old bag is never half-deleted under the final name.
+    """
+    if target.exists() or target.is_symlink():
+        os.replace(target, tmp / "replaced")
+    os.replace(source, target)
 
 
 # --------------------------------------------------------------------------------------

@@ -51,45 +51,87 @@ def read_image_rgb(path: str | Path) -> Any:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def _parse_value(raw: str, default: Any, name: str) -> Any:
-    if isinstance(default, bool):
+def _parse_value(raw: str, kind: str, name: str) -> Any:
+    """KEY=VALUE text -> a value of the parameter's kind (ros/params.py); UserError if it is
+    not one.
+    """
+    if kind == "bool":
         low = raw.strip().lower()
         if low in ("1", "true", "yes", "on"):
             return True
         if low in ("0", "false", "no", "off"):
             return False
         raise UserError(f"--set {name}: expected true/false, got {raw!r}")
-    if isinstance(default, tuple):
-        return tuple(v.strip() for v in raw.split(",") if v.strip())
+    if kind == "str_list":
+        return [v.strip() for v in raw.split(",") if v.strip()]
     try:
-        if isinstance(default, int):
+        if kind == "int":
             return int(raw)
-        if isinstance(default, float):
+        if kind == "float":
             return float(raw)
     except ValueError:
-        kind = "an integer" if isinstance(default, int) else "a number"
-        raise UserError(f"--set {name}: expected {kind}, got {raw!r}") from None
+        what = "an integer" if kind == "int" else "a number"
+        raise UserError(f"--set {name}: expected {what}, got {raw!r}") from None
     return raw
 
 
+def checked_changes(changes: dict[str, Any], flag: str = "--set") -> dict[str, Any]:
+    """Setting changes checked against the node's parameter table (ros/params.py): the same
+    ranges and choices as the node and --config, the parameter named in the refusal.
+    """
+    from ..ros.params import SPECS, ParameterError
+
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        spec = SPECS.get(key)
+        if spec is None or not spec.setting:
+            known = ", ".join(sorted(n for n, s in SPECS.items() if s.setting))
+            raise UserError(f"{flag}: unknown setting {key!r}; known: {known}")
+        try:
+            clean = spec.validate(value)
+        except ParameterError as exc:
+            raise UserError(f"{flag}: {exc}") from None
+        out[key] = tuple(clean) if spec.kind == "str_list" else clean
+    return out
+
+
+def _check_pairs(settings: Any) -> None:
+    """The table's rules that relate two settings (longest >= shortest edge)."""
+    from ..ros.params import ParameterError, validate
+
+    try:
+        validate(
+            {
+                "proposal_shortest_edge": settings.proposal_shortest_edge,
+                "proposal_longest_edge": settings.proposal_longest_edge,
+            }
+        )
+    except ParameterError as exc:
+        raise UserError(f"bad setting: {exc}") from None
+
+
 def apply_overrides(settings: Any, overrides: Sequence[str]) -> Any:
-    """KEY=VALUE strings -> a new SegmenterSettings (types from the field defaults)."""
-    defaults = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    """KEY=VALUE strings -> a new SegmenterSettings, each value checked by the node's table."""
+    from ..ros.params import SPECS
+
+    defaults = {f.name for f in fields(settings)}
     changes: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        if key not in defaults:
+        if key not in defaults or key not in SPECS:
             raise UserError(
                 f"--set: unknown setting {key!r}; known: {', '.join(sorted(defaults))}"
             )
-        changes[key] = _parse_value(raw, defaults[key], key)
+        changes[key] = _parse_value(raw, SPECS[key].kind, key)
     try:
-        return settings.replace(**changes)
+        settings = settings.replace(**checked_changes(changes))
     except ValueError as exc:
         raise UserError(f"bad setting: {exc}") from None
+    _check_pairs(settings)
+    return settings
 
 
 def _print_summary(result: Any, overlay: str | None) -> None:
@@ -134,6 +176,19 @@ def add_segment_subparser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--mask", metavar="PNG", help="write the mask here (255 = object)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        help="node parameters file, e.g. config/segment.yaml (checked like the node does)",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bigger images are downscaled for the models, more than 16x bigger refused "
+        "(default: iterprime_ros/image_size.py)",
+    )
     add_model_arguments(p)
     p.set_defaults(func=cmd_segment)
 
@@ -190,25 +245,63 @@ def model_settings(args: argparse.Namespace, settings: Any) -> Any:
     if args.fp32:
         changes["half_precision"] = False
     try:
-        settings = settings.replace(**changes)
+        settings = settings.replace(**checked_changes(changes, "--vlp/--proposals/--device"))
     except ValueError as exc:
         raise UserError(f"bad setting: {exc}") from None
     return apply_overrides(settings, args.overrides)
 
 
+def read_image_planned(path: str | Path, max_image_pixels: int | None = None) -> tuple[Any, Any]:
+    """(full-size RGB, image_size.SizePlan) of an image file: the header is checked first, so
+    an image over the limit is refused before a single pixel is decoded.
+    """
+    from .. import image_size
+
+    limit = image_size.DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
+    p = Path(path)
+    if p.is_file():
+        try:
+            image_size.check_file(p, limit)
+        except image_size.ImageTooLargeError as exc:
+            raise UserError(str(exc)) from None
+        except OSError:
+            pass  # not an image PIL knows: read_image_rgb says so
+    image = read_image_rgb(path)
+    try:
+        size = image_size.plan(image.shape[0], image.shape[1], limit)
+    except image_size.ImageTooLargeError as exc:
+        raise UserError(str(exc)) from None
+    return image, size
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
-    image = read_image_rgb(args.image)  # before loading models: fail fast on a bad path
+    from .. import image_size
+    from .replay import load_parameters
+
+    if args.max_image_pixels is not None and args.max_image_pixels < 1:
+        raise UserError("--max-image-pixels must be at least 1")
+    # before loading models: fail fast on a bad path, a huge image or a bad setting
+    image, size = read_image_planned(args.image, args.max_image_pixels)
     for target in (args.out, args.mask):
         if target and not Path(target).resolve().parent.is_dir():
             raise UserError(f"output folder does not exist: {Path(target).parent}")
+    settings = model_settings(args, load_parameters(args.config).segmenter)
+    if size.downscaled:
+        h, w = size.model_size
+        print(
+            f"note: {args.image} is {image.shape[1]} x {image.shape[0]}; the models see it "
+            f"downscaled to {w} x {h} (the mask is scaled back)",
+            file=sys.stderr,
+        )
 
     from ..models.loading import quiet_transformers
-    from ..pipeline import Segmenter, SegmenterSettings
+    from ..pipeline import Segmenter
 
-    settings = model_settings(args, SegmenterSettings())
     quiet_transformers()
     segmenter = Segmenter(settings)
-    result = segmenter.segment(image, args.text)
+    result = image_size.result_to_source(
+        segmenter.segment(image_size.downscale(image, size), args.text), size
+    )
 
     overlay_path = None
     if args.out:

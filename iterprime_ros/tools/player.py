@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import threading
 import time
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .bags import BagError, BagMessage, BagReader, BagWriter, bag_summary
+from .bags import BagError, BagMessage, BagReader, BagWriter, bag_summary, check_replaceable
 
 # Message types published with sensor-data QoS (best effort) when the bag recorded no QoS.
 SENSOR_TYPES = frozenset(
@@ -290,11 +291,17 @@ class Recorder:
     """
 
     def __init__(
-        self, node: Any, topics: list[str], out: str | Path, *, overwrite: bool = False
+        self,
+        node: Any,
+        topics: list[str],
+        out: str | Path,
+        *,
+        overwrite: bool = False,
+        protect: tuple[str | Path, ...] = (),
     ) -> None:
         self.node = node
         self.topics = topics
-        self.writer = BagWriter(out, overwrite=overwrite)
+        self.writer = BagWriter(out, overwrite=overwrite, protect=protect)
         self.counts: dict[str, int] = {t: 0 for t in topics}
         self.last_ns = time.monotonic_ns()
         self._lock = threading.Lock()
@@ -350,13 +357,20 @@ class Recorder:
             self.counts[topic] += 1
             self.last_ns = time.monotonic_ns()
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> Path | None:
+        """Finish the bag: under its name, or (interrupted) under the .partial name; returns
+        where it is (None when nothing was recorded before an interruption).
+        """
         with self._lock:
             if self._open:
                 self._open = False
                 for sub in self._subs:
                     self.node.destroy_subscription(sub)
-                self.writer.__exit__(None, None, None)
+                if interrupted:
+                    self.writer.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
+                else:
+                    self.writer.__exit__(None, None, None)
+        return self.writer.kept
 
 
 def check_bag(path: str | Path, topics: tuple[str, ...] = ()) -> None:
@@ -457,7 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="after playing, stop recording as soon as N messages arrived on the first --record "
         "topic",
     )
-    p.add_argument("--force", action="store_true", help="overwrite the --record-to bag")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the --record-to bag (only a bag, never other files or the played bag)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="print only warnings and errors")
     return p
 
@@ -480,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
             quiet=args.quiet,
         )
         if args.record_to and Path(args.record_to).exists() and not args.force:
-            raise PlayerError(f"{args.record_to} exists already (use --force to overwrite)")
+            raise PlayerError(f"{args.record_to} exists already (use --force to replace it)")
+        if args.record_to:
+            check_replaceable(args.record_to, [args.bag])
         if args.loop and args.record:
             raise PlayerError("--loop never ends, so it cannot be combined with --record")
         if not options.rate > 0:
@@ -493,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
+    signal.signal(signal.SIGTERM, _on_sigterm)  # like Ctrl-C: the recording is kept (partial)
     rclpy.init()
     node = rclpy.create_node("iterprime_bag_player")
     recorder: Recorder | None = None
@@ -506,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         player.prepare()
         if args.record:
-            recorder = Recorder(node, list(args.record), args.record_to, overwrite=args.force)
+            recorder = Recorder(
+                node, list(args.record), args.record_to, overwrite=args.force, protect=(args.bag,)
+            )
             missing = recorder.start(timeout_s=max(args.wait_for_subscribers, 2.0))
             for topic in missing:
                 player.warn(f"no publisher on {topic} yet: it is not recorded")
@@ -537,22 +560,32 @@ def main(argv: list[str] | None = None) -> int:
     except (PlayerError, BagError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         player.stop()
         print("interrupted", file=sys.stderr)
-        code = 130
+        code = 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
     finally:
         if executor is not None:
             executor.shutdown(timeout_sec=1.0)
         if spinner is not None:
             spinner.join(timeout=2.0)
         if recorder is not None:
-            recorder.close()
-            if Path(args.record_to).exists():
-                player.log(bag_summary(args.record_to))
+            kept = recorder.close(interrupted=code >= 128)
+            if kept is not None and code >= 128:
+                print(f"the recording so far is kept in {kept}", file=sys.stderr)
+            elif kept is not None:
+                player.log(bag_summary(kept))
         node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 def _finish_recording(recorder: Recorder, idle_s: float, count: int, player: BagPlayer) -> None:

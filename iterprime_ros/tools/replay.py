@@ -19,8 +19,11 @@ or command topic, output exists, bad settings, missing weights).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import re
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +32,15 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..core.command import too_long
+from ..image_size import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    SizePlan,
+    check_bytes,
+    downscale,
+    plan,
+    result_to_source,
+)
 from ..ros.conversions import (
     ImageConversionError,
     image_to_rgb,
@@ -43,8 +55,10 @@ from .bags import (
     BagReader,
     BagWriter,
     appended_segmentation_fields,
+    check_replaceable,
     header,
     image_message,
+    partial_name,
     stamp_ns,
     typestore,
 )
@@ -83,7 +97,12 @@ class ReplayConfig:
     overlays: Path | None = None  # write one PNG per result here
     include_input: bool = False  # copy the input topics into the output bag too
     storage: str | None = None  # output storage when OUT is a folder: mcap (default) | sqlite3
-    overwrite: bool = False
+    overwrite: bool = False  # replace OUT when it is a bag this tool could have written
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # image_size.py: downscale, then refuse
+    restart: bool = False  # ignore the finished results an interrupted run left
+    # what a resumed run must share with the interrupted one (settings, input): any difference
+    # refuses to resume, so one output bag never mixes two configurations
+    fingerprint: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +116,8 @@ class ReplaySummary:
     overlays: list[Path] = field(default_factory=list)
     wall_s: float = 0.0
     segment_s: float = 0.0
+    resumed: int = 0  # results taken over from an interrupted run
+    interrupted: bool = False
 
     @property
     def failed(self) -> int:
@@ -140,11 +161,14 @@ class _Replayer:
         self.bag, self.out, self.segmenter, self.cfg = bag, out, segmenter, cfg
         self.summary, self.echo = summary, echo
         self.sensors = SensorCache()
-        self._decoded: tuple[BagMessage, np.ndarray | None, Any, str] | None = (
-            None  # last image decoded
+        # last image decoded: (bag message, model-size RGB, message, error, size plan)
+        self._decoded: tuple[BagMessage, np.ndarray | None, Any, str, SizePlan | None] | None = (
+            None
         )
         self._last_out_ns = 0
         self.image_problem = ""  # set when the image topic cannot serve at all
+        self.done: dict[int, bool] = {}  # command_id -> success, taken over from a partial run
+        self._unreadable_row: BagMessage | None = None  # a damaged row of unknown topic
 
     def warn(self, text: str) -> None:
         if self.summary.problem(text):
@@ -158,8 +182,13 @@ class _Replayer:
         read = set(topics) if cfg.include_input else wanted & set(topics)
         latest_image: BagMessage | None = None
         index = 0
+        self._bag_problems()
         for m in self.bag.messages(read):
-            if cfg.include_input:
+            self._bag_problems()
+            if not m.topic:  # a damaged row whose topic is unreadable: it may be an image
+                self._unreadable_row = m
+                continue
+            if cfg.include_input and not m.damage:
                 self.out.write_raw(m.topic, self.bag.cdr(m), m.timestamp_ns)
             if m.topic == cfg.image_topic and not self.image_problem:
                 latest_image = m
@@ -176,19 +205,35 @@ class _Replayer:
                     self.warn(str(exc))
                 yield _Job(index, m.timestamp_ns, text, error, latest_image)
 
+    def _bag_problems(self) -> None:
+        for text in self.bag.problems:
+            self.warn(text)
+
     def _keep(self, m: BagMessage, store: Callable[[Any], None]) -> None:
         try:
             store(self.bag.deserialize(m))
         except BagError as exc:
             self.warn(f"{exc} (skipped)")
 
-    def image_for(self, job: _Job) -> tuple[np.ndarray | None, Any, str]:
-        """(RGB, the deserialized image message, "") for the job, or (None, None, why not)."""
+    def image_for(self, job: _Job) -> tuple[np.ndarray | None, Any, str, SizePlan | None]:
+        """(model-size RGB, the image message, "", size plan) for the job, or (None, None, why
+        not, None).
+        """
         cfg = self.cfg
         if self.image_problem:
-            return None, None, self.image_problem
+            return None, None, self.image_problem, None
+        lost = self._unreadable_row
+        if lost is not None and (job.image is None or job.image.timestamp_ns < lost.timestamp_ns):
+            at = (lost.timestamp_ns - self.bag.start_ns) / 1e9
+            return (
+                None,
+                None,
+                f"a damaged message at +{at:.3f} s (topic unreadable: {lost.damage}) may be a "
+                "newer image; not answering with an older one",
+                None,
+            )
         if job.image is None:
-            return None, None, f"no image received on {cfg.image_topic} before this command"
+            return None, None, f"no image received on {cfg.image_topic} before this command", None
         age = (job.t_ns - job.image.timestamp_ns) / 1e9
         if age > cfg.max_image_age_s:
             return (
@@ -198,34 +243,49 @@ class _Replayer:
                     f"no recent image: the latest on {cfg.image_topic} is {age:.1f} s old "
                     f"(max_image_age_s {cfg.max_image_age_s:g})"
                 ),
+                None,
             )
         if (
             self._decoded is None or self._decoded[0] is not job.image
         ):  # several commands often share one
             self._decoded = (job.image, *self._decode(job.image))
-        _, rgb, msg, error = self._decoded
-        return rgb, msg, error
+        _, rgb, msg, error, size = self._decoded
+        return rgb, msg, error, size
 
-    def _decode(self, m: BagMessage) -> tuple[np.ndarray | None, Any, str]:
+    def _decode(self, m: BagMessage) -> tuple[np.ndarray | None, Any, str, SizePlan | None]:
+        """The image the models see (downscaled by image_size.py when too big; sizes checked
+        from the message fields or the encoded header, before any pixels are decoded).
+        """
+        offset_s = (m.timestamp_ns - self.bag.start_ns) / 1e9
         try:
             msg = self.bag.deserialize(m)
-            rgb = (
-                _decode_compressed(msg)
-                if m.msgtype.endswith("CompressedImage")
-                else image_to_rgb(msg)
-            )
-            return rgb, msg, ""
+            if m.msgtype.endswith("CompressedImage"):
+                size = check_bytes(
+                    np.asarray(msg.data, np.uint8).tobytes(), self.cfg.max_image_pixels
+                )
+                rgb = _decode_compressed(msg)
+                if size is None:
+                    size = plan(*rgb.shape[:2], self.cfg.max_image_pixels)
+            else:
+                size = plan(int(msg.height), int(msg.width), self.cfg.max_image_pixels)
+                rgb = image_to_rgb(msg)
+            if size.downscaled:
+                rgb = downscale(rgb, size)
+            return rgb, msg, "", size
         except BagError as exc:
             text = str(exc)
-        except ImageConversionError as exc:
-            offset_s = (m.timestamp_ns - self.bag.start_ns) / 1e9
+        except (ImageConversionError, ValueError) as exc:  # ImageTooLargeError is a ValueError
             text = f"cannot use the image on {m.topic} at +{offset_s:.3f} s: {exc}"
         self.warn(text)
-        return None, None, text
+        return None, None, text, None
 
     # ---- output
     def answer(self, job: _Job) -> bool:
-        rgb, image_msg, error = (None, None, job.error) if job.error else self.image_for(job)
+        refusal = job.error or too_long(job.text)
+        if refusal:
+            rgb, image_msg, error, size = None, None, refusal, None
+        else:
+            rgb, image_msg, error, size = self.image_for(job)
         from ..pipeline import SegmentationResult
 
         t0 = time.perf_counter()
@@ -242,6 +302,9 @@ class _Replayer:
                     command=job.text,
                 )
         elapsed = time.perf_counter() - t0
+        model_result = result
+        if size is not None and size.downscaled:
+            result = result_to_source(result, size)
         self.summary.segment_s += elapsed
         latency = float(result.latency_s or elapsed)
         # Record time as a single worker would publish: after the command and after the previous
@@ -275,7 +338,7 @@ class _Replayer:
             if point is not None:
                 self.out.write(CENTROID_TOPIC, _point_stamped(msg), out_ns)
         if self.cfg.overlays is not None and rgb is not None:
-            self._overlay(job, rgb, result)
+            self._overlay(job, rgb, model_result)
         self.echo(_line(job, (job.t_ns - self.bag.start_ns) / 1e9, result, latency, point, note))
         return bool(result.success)
 
@@ -291,6 +354,99 @@ class _Replayer:
             self.warn(f"cannot write overlay {path}")
 
 
+def resume_marker(out_bag: str | Path) -> Path:
+    """The file beside an interrupted run's partial bag that says what made it."""
+    partial = partial_name(out_bag)
+    return partial.with_name(partial.name + ".resume.json")
+
+
+def _fingerprint(in_bag: Path, cfg: ReplayConfig) -> dict[str, Any]:
+    st = in_bag.stat()
+    size = (
+        st.st_size
+        if in_bag.is_file()
+        else sum(p.stat().st_size for p in in_bag.rglob("*") if p.is_file())
+    )
+    return {
+        "input": str(in_bag.resolve()),
+        "input_bytes": size,
+        "topics": [cfg.image_topic, cfg.command_topic, cfg.depth_topic, cfg.camera_info_topic],
+        "max_image_age_s": cfg.max_image_age_s,
+        "depth": [cfg.depth_sync_tolerance_s, cfg.depth_erosion_px],
+        "max_image_pixels": cfg.max_image_pixels,
+        "include_input": cfg.include_input,
+        "settings": cfg.fingerprint,
+    }
+
+
+def _resume_source(in_bag: Path, out_bag: Path, cfg: ReplayConfig, echo: Callable) -> Path | None:
+    """The partial bag an interrupted run left, when this run continues it (same input and
+    settings); ReplayError when it was made differently (never discarded silently).
+    """
+    partial, marker = partial_name(out_bag), resume_marker(out_bag)
+    if not partial.exists():
+        return None
+    if cfg.restart:
+        try:
+            check_replaceable(partial, [in_bag])
+        except BagError as exc:
+            raise ReplayError(str(exc)) from None
+        _remove(partial)
+        marker.unlink(missing_ok=True)
+        echo(f"note: --restart: discarded the partial results in {partial}")
+        return None
+    try:
+        made = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        made = None
+    now = _fingerprint(in_bag, cfg)
+    if made != now:
+        diff = (
+            "no readable resume marker " + str(marker)
+            if not isinstance(made, dict)
+            else ", ".join(k for k in now if made.get(k) != now[k])
+        )
+        raise ReplayError(
+            f"{partial} holds results of an interrupted run made differently ({diff}); "
+            "rerun with the same input and settings to resume, or --restart to discard them"
+        )
+    return partial
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _take_over(partial: Path, out: BagWriter, run: "_Replayer") -> int:
+    """Copy the finished results of an interrupted run into the new bag; returns how many."""
+    taken = 0
+    with BagReader(partial) as old:
+        for m in old.messages([RESULT_TOPIC, MASK_TOPIC, CENTROID_TOPIC]):
+            if m.topic == RESULT_TOPIC:
+                try:
+                    result = old.deserialize(m)
+                except BagError:
+                    continue  # that command is simply answered again
+                run.done[int(result.command_id)] = bool(result.success)
+                taken += 1
+            out.write_raw(m.topic, m.raw, m.timestamp_ns)
+            run._last_out_ns = max(run._last_out_ns, m.timestamp_ns)
+    return taken
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: finished results are kept, the run can be resumed."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 def replay_bag(
     in_bag: str | Path,
     out_bag: str | Path,
@@ -303,10 +459,18 @@ def replay_bag(
     `segmenter` is anything with ``segment(rgb, command) -> SegmentationResult``
     (pipeline.Segmenter).
     Raises ReplayError before writing anything when there is nothing to answer.
+
+    Interruption (Ctrl-C, SIGTERM in the main thread): the finished results are closed into
+    ``partial_name(OUT_BAG)`` with a resume marker beside it and KeyboardInterrupt propagates;
+    the same call again takes them over and answers only the rest (``cfg.restart``: start
+    over). A killed run leaves only a temp folder, removed by the next run.
     """
     cfg = cfg or ReplayConfig()
     t_start = time.perf_counter()
-    summary = ReplaySummary(output=Path(out_bag))
+    in_path, out_path = Path(in_bag), Path(out_bag)
+    summary = ReplaySummary(output=out_path)
+    in_main = _main_thread()
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
     try:
         with BagReader(in_bag) as bag:
             image_problem = check_topics(bag, cfg, echo)
@@ -317,29 +481,94 @@ def replay_bag(
                     raise ReplayError(
                         f"cannot create the overlay folder {cfg.overlays}: {exc.strerror}"
                     ) from None
-            with BagWriter(out_bag, storage=cfg.storage, overwrite=cfg.overwrite) as out:
-                out.add_topic(RESULT_TOPIC, SEGMENTATION_TYPE, qos="reliable")
-                out.add_topic(MASK_TOPIC, "sensor_msgs/msg/Image", qos="reliable")
-                out.add_topic(CENTROID_TOPIC, "geometry_msgs/msg/PointStamped", qos="reliable")
-                if cfg.include_input:
-                    store = bag.typestore
-                    for topic, msgtype in bag.topics.items():
-                        if topic not in (RESULT_TOPIC, MASK_TOPIC, CENTROID_TOPIC) and msgtype:
-                            out.add_topic(topic, msgtype, store=store)
-                run = _Replayer(bag, out, segmenter, cfg, summary, echo)
-                if image_problem:
-                    run.image_problem = image_problem
-                    summary.problem(image_problem)
-                try:
-                    for job in run.jobs():
-                        summary.commands += 1
-                        summary.succeeded += run.answer(job)
-                except BagError as exc:  # the file is damaged part-way: keep what was answered
-                    run.warn(f"{exc}; stopped reading after {summary.commands} command(s)")
+            resume = _resume_source(in_path, out_path, cfg, echo)
+            writer = BagWriter(
+                out_bag, storage=cfg.storage, overwrite=cfg.overwrite, protect=[in_bag]
+            )
+            try:
+                with writer as out:
+                    for stale in writer.cleaned:
+                        echo(f"note: removed {stale}, left by a killed run")
+                    _replay_into(bag, out, segmenter, cfg, summary, echo, image_problem, resume)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                _keep_partial(writer, in_path, cfg, summary, echo)
+                raise
+            if resume is not None:
+                _remove(resume)
+                resume_marker(out_path).unlink(missing_ok=True)
     except BagError as exc:
         raise ReplayError(str(exc)) from None
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     summary.wall_s = time.perf_counter() - t_start
     return summary
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _replay_into(
+    bag: BagReader,
+    out: BagWriter,
+    segmenter: Any,
+    cfg: ReplayConfig,
+    summary: ReplaySummary,
+    echo: Callable[[str], None],
+    image_problem: str,
+    resume: Path | None,
+) -> None:
+    out.add_topic(RESULT_TOPIC, SEGMENTATION_TYPE, qos="reliable")
+    out.add_topic(MASK_TOPIC, "sensor_msgs/msg/Image", qos="reliable")
+    out.add_topic(CENTROID_TOPIC, "geometry_msgs/msg/PointStamped", qos="reliable")
+    if cfg.include_input:
+        store = bag.typestore
+        for topic, msgtype in bag.topics.items():
+            if topic not in (RESULT_TOPIC, MASK_TOPIC, CENTROID_TOPIC) and msgtype:
+                out.add_topic(topic, msgtype, store=store)
+    run = _Replayer(bag, out, segmenter, cfg, summary, echo)
+    if resume is not None:
+        summary.resumed = _take_over(resume, out, run)
+        echo(f"resuming: {summary.resumed} command(s) already answered in {resume}")
+    if image_problem:
+        run.image_problem = image_problem
+        summary.problem(image_problem)
+    try:
+        for job in run.jobs():
+            summary.commands += 1
+            if job.index in run.done:
+                summary.succeeded += run.done[job.index]
+                continue
+            summary.succeeded += run.answer(job)
+    except BagError as exc:  # the file is damaged past repair: keep what was answered
+        run.warn(f"{exc}; stopped reading after {summary.commands} command(s)")
+    run._bag_problems()
+
+
+def _keep_partial(
+    writer: BagWriter,
+    in_bag: Path,
+    cfg: ReplayConfig,
+    summary: ReplaySummary,
+    echo: Callable[[str], None],
+) -> None:
+    """After an interruption: say where the finished results are and write the resume marker."""
+    if writer.kept is None:
+        echo("interrupted before any result was written: nothing kept")
+        return
+    marker = resume_marker(summary.output)
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(_fingerprint(in_bag, cfg), indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, marker)
+    done = writer.counts.get(RESULT_TOPIC, 0)
+    echo(
+        f"interrupted: {done} finished result(s) kept in {writer.kept}; run the same command "
+        "again to resume (--restart to start over)"
+    )
 
 
 def check_topics(bag: BagReader, cfg: ReplayConfig, echo: Callable[[str], None] = print) -> str:
@@ -532,7 +761,26 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--include-input", action="store_true", help="copy the input topics into OUT_BAG as well"
     )
-    p.add_argument("--force", action="store_true", help="overwrite OUT_BAG if it exists")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace OUT_BAG if it exists and is a bag (never another file or folder, never "
+        "the input)",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the finished results an interrupted run left (OUT_BAG's .partial bag) "
+        "instead of resuming from them",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        metavar="N",
+        help="bigger images are downscaled for the models, more than 16x bigger refused "
+        f"(default {DEFAULT_MAX_IMAGE_PIXELS}; iterprime_ros/image_size.py)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when any command failed")
     p.set_defaults(func=cmd_replay)
 
@@ -582,6 +830,16 @@ def _ros_parameters(doc: Any, path: str) -> dict[str, Any]:
     return dict(doc)
 
 
+def settings_fingerprint(settings: Any) -> dict[str, Any]:
+    """The settings that change results, as JSON values (device and caches do not)."""
+    import dataclasses
+
+    values = dataclasses.asdict(settings)
+    for key in ("device", "frame_cache_size"):
+        values.pop(key, None)
+    return json.loads(json.dumps(values, default=list))
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from .cli import UserError, model_settings
 
@@ -591,6 +849,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     max_age = node.max_image_age_s if args.max_image_age is None else args.max_image_age
     if not max_age > 0:
         raise UserError("--max-image-age must be positive")
+    if args.max_image_pixels < 1:
+        raise UserError("--max-image-pixels must be at least 1")
     cfg = ReplayConfig(
         image_topic=args.image_topic,
         command_topic=args.command_topic,
@@ -603,14 +863,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
         include_input=args.include_input,
         storage=args.storage,
         overwrite=args.force,
+        max_image_pixels=args.max_image_pixels,
+        restart=args.restart,
+        fingerprint=settings_fingerprint(settings),
     )
 
     # Check the input and the output name before loading models (seconds to minutes).
     out = Path(args.out_bag)
     if out.exists() and not args.force:
-        raise UserError(f"output {out} exists already (use --force to overwrite)")
-    if out.resolve() == Path(args.in_bag).resolve():
-        raise UserError("the output bag must differ from the input bag")
+        raise UserError(f"output {out} exists already (use --force to replace it)")
+    try:
+        check_replaceable(out, [args.in_bag])
+        if partial_name(out).exists():
+            check_replaceable(partial_name(out), [args.in_bag])
+            if not args.restart:
+                _resume_source(Path(args.in_bag), out, cfg, echo=print)  # refuses a mismatch
+    except BagError as exc:
+        raise UserError(str(exc)) from None
+    except ReplayError as exc:
+        raise UserError(str(exc)) from None
     try:
         with BagReader(args.in_bag) as bag:
             check_topics(bag, cfg, echo=lambda _line: None)
@@ -639,6 +910,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         summary = replay_bag(args.in_bag, out, segmenter, cfg)
     except ReplayError as exc:
         raise UserError(str(exc)) from None
+    except _Terminated:
+        return 128 + signal.SIGTERM
+    except KeyboardInterrupt:
+        return 130
+    if summary.resumed:
+        print(f"{summary.resumed} result(s) taken over from the interrupted run")
     print(
         f"{summary.commands} command(s): {summary.succeeded} answered, {summary.failed} failed; "
         f"{summary.commands} result(s) written to {summary.output} in {summary.wall_s:.1f} s "

@@ -776,6 +776,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be at least 1")
     if args.warmup < 0 or args.naive_commands < 1:
         raise UserError("--warmup must be >= 0 and --naive-commands >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise UserError("--threads must be at least 1")
+    from ...pipeline import SegmenterSettings
+    from ..cli import apply_overrides
+
+    apply_overrides(SegmenterSettings(), args.overrides)  # the node's table, before any model
     cfg = BenchConfig(
         arch=args.arch,
         proposal_arch=args.proposal_arch,

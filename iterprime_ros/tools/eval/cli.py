@@ -28,7 +28,14 @@ from ..cli import add_model_arguments
 from .ablations import TABLE_DATASETS, AblationConfig, AblationRow, describe_rows, select_rows
 from .datasets import DATASET_NAMES, DataPaths, DatasetError, DatasetLoader, parse_dataset_arg
 from .report import RowRef, build_report, render_markdown
-from .runner import EvalTask, ResumeMismatchError, RunPlan, run, summarise
+from .runner import (
+    EvalTask,
+    OutputLockedError,
+    ResumeMismatchError,
+    RunPlan,
+    run,
+    summarise,
+)
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +286,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     only: dict[str, list[str]] = {}
     try:
         for (dataset, split), task_rows in assignment.items():
-            samples = loader.samples(dataset, split)
-            if args.limit is not None:
-                samples = samples[: args.limit]
+            samples = loader.samples(dataset, split, args.limit)  # limited before building
             if not samples:
                 raise DatasetError(f"{dataset} {split}: no samples")
             if not samples[0].image_path.is_file() and not args.report_only:
@@ -335,7 +340,7 @@ def _run(plan: RunPlan, settings: Any, configs: dict[str, AblationConfig], progr
     plan.predictors = build_segmenter_predictors(settings, configs, backends)
     try:
         ran = run(plan, progress=progress)
-    except ResumeMismatchError as exc:
+    except (ResumeMismatchError, OutputLockedError) as exc:
         raise _user_error(str(exc)) from None
     except DatasetError as exc:
         raise _user_error(f"{exc} (finished samples are saved; rerun to resume)") from None

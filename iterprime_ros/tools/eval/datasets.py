@@ -27,6 +27,7 @@ stored pixel grid (cv2.imread would rotate a few COCO images and misalign their 
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import pickle
@@ -258,10 +259,13 @@ class _PlainDataUnpickler(pickle.Unpickler):
 def _load_refs(path: Path) -> list[dict[str, Any]]:
     with path.open("rb") as f:
         try:
-            refs = _PlainDataUnpickler(f).load()
-        except UnicodeDecodeError:  # Python 2 pickles with non-ASCII byte strings
-            f.seek(0)
-            refs = _PlainDataUnpickler(f, encoding="latin1").load()
+            try:
+                refs = _PlainDataUnpickler(f).load()
+            except UnicodeDecodeError:  # Python 2 pickles with non-ASCII byte strings
+                f.seek(0)
+                refs = _PlainDataUnpickler(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            raise DatasetError(f"{path}: not a plain refs pickle: {exc}") from None
     if not isinstance(refs, list):
         raise DatasetError(f"{path}: expected a list of refs, got {type(refs).__name__}")
     return refs
@@ -314,47 +318,52 @@ class ReferDataset:
     def splits(self) -> list[str]:
         return sorted({_text(r.get("split", "")) for r in self.refs})
 
-    def samples(self, split: str) -> list[Sample]:
-        """All (ref, sentence) pairs of `split`, ordered by image so per-image work is reused."""
+    def samples(self, split: str, limit: int | None = None) -> list[Sample]:
+        """The (ref, sentence) pairs of `split`, ordered by image so per-image work is reused;
+        with `limit`, only the first `limit` of that order.
+
+        The limit is applied to light (image id, sample id) keys before any Sample is built:
+        a refs file can share one sentence list between many refs (pickle memo), so a few KB
+        may stand for millions of pairs, and --limit 100 must not build them all.
+        """
         present = self.splits()
         if split not in present:
             raise DatasetError(
                 f"{self.name} ({self.spec.split_by}) has no split {split!r}; "
                 f"the refs file has: {', '.join(present)}"
             )
-        out: list[Sample] = []
-        for ref in self.refs:
-            if _text(ref.get("split", "")) != split:
-                continue
-            ann = self.annotations.get(int(ref["ann_id"]))
-            image = self.images.get(int(ref["image_id"]))
-            if ann is None or image is None:
-                raise DatasetError(
-                    f"{self.name}: ref {ref.get('ref_id')} points to annotation "
-                    f"{ref.get('ann_id')} / "
-                    f"image {ref.get('image_id')} missing from instances.json"
-                )
-            file_name = image.get("file_name") or f"COCO_train2014_{int(ref['image_id']):012d}.jpg"
-            target = CocoTarget(ann["segmentation"], int(image["height"]), int(image["width"]))
-            category = self.categories.get(
-                int(ref.get("category_id", ann.get("category_id", -1))), ""
+        keys = (
+            (int(ref["image_id"]), f"{ref['ref_id']}/{sent.get('sent_id', k)}", r, k)
+            for r, ref in enumerate(self.refs)
+            if _text(ref.get("split", "")) == split
+            for k, sent in enumerate(ref.get("sentences", []))
+        )
+        chosen = sorted(keys) if limit is None else heapq.nsmallest(limit, keys)
+        return [self._sample(self.refs[r], k, split) for _, _, r, k in chosen]
+
+    def _sample(self, ref: dict[str, Any], k: int, split: str) -> Sample:
+        ann = self.annotations.get(int(ref["ann_id"]))
+        image = self.images.get(int(ref["image_id"]))
+        if ann is None or image is None:
+            raise DatasetError(
+                f"{self.name}: ref {ref.get('ref_id')} points to annotation "
+                f"{ref.get('ann_id')} / "
+                f"image {ref.get('image_id')} missing from instances.json"
             )
-            for k, sent in enumerate(ref.get("sentences", [])):
-                sent_id = sent.get("sent_id", k)
-                out.append(
-                    Sample(
-                        sample_id=f"{ref['ref_id']}/{sent_id}",
-                        dataset=self.name,
-                        split=split,
-                        image_id=int(ref["image_id"]),
-                        image_path=self.image_root / _text(file_name),
-                        expression=_text(sent.get("sent", sent.get("raw", ""))).strip(),
-                        category=category,
-                        target=target,
-                    )
-                )
-        out.sort(key=lambda s: (int(s.image_id), s.sample_id))
-        return out
+        file_name = image.get("file_name") or f"COCO_train2014_{int(ref['image_id']):012d}.jpg"
+        target = CocoTarget(ann["segmentation"], int(image["height"]), int(image["width"]))
+        category = self.categories.get(int(ref.get("category_id", ann.get("category_id", -1))), "")
+        sent = ref["sentences"][k]
+        return Sample(
+            sample_id=f"{ref['ref_id']}/{sent.get('sent_id', k)}",
+            dataset=self.name,
+            split=split,
+            image_id=int(ref["image_id"]),
+            image_path=self.image_root / _text(file_name),
+            expression=_text(sent.get("sent", sent.get("raw", ""))).strip(),
+            category=category,
+            target=target,
+        )
 
 
 # ---------------------------------------------------------------------------- PhraseCut
@@ -376,7 +385,8 @@ class PhraseCutDataset:
     def splits(self) -> list[str]:
         return sorted(p.stem[len("refer_") :] for p in self.root.glob("refer_*.json"))
 
-    def samples(self, split: str) -> list[Sample]:
+    def samples(self, split: str, limit: int | None = None) -> list[Sample]:
+        """The tasks of `split` with a polygon, ordered by image; with `limit`, the first."""
         path = self.root / f"refer_{split}.json"
         if not path.is_file():
             found = ", ".join(self.splits()) or "none"
@@ -412,7 +422,7 @@ class PhraseCutDataset:
         if skipped:
             log.warning("phrasecut %s: skipped %d tasks without a polygon", split, skipped)
         out.sort(key=lambda s: (str(s.image_id), s.sample_id))
-        return out
+        return out if limit is None else out[:limit]
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -455,8 +465,8 @@ class DatasetLoader:
                 )
         return self._open[name]
 
-    def samples(self, name: str, split: str) -> list[Sample]:
-        return self.dataset(name).samples(split)
+    def samples(self, name: str, split: str, limit: int | None = None) -> list[Sample]:
+        return self.dataset(name).samples(split, limit)
 
 
 def parse_dataset_arg(values: Iterable[str], splits: Iterable[str] = ()) -> list[tuple[str, str]]:

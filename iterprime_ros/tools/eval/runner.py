@@ -5,9 +5,12 @@ Why this shape:
 * **Resumable.** Every finished sample is one JSON line appended to
   ``OUT/{dataset}_{split}/{config}.jsonl`` and flushed + fsync'ed before the next starts, so a
   crash, a kill or Ctrl-C loses at most the sample in flight. On restart the finished sample ids
-  are skipped; a torn last line (killed mid-write) is cut off. The first line is a header with
-  the configuration and model settings; resuming with different ones is refused, because mixing
-  them would silently report numbers of no configuration.
+  are skipped; a torn last line (killed mid-write) is cut off, and a corrupt line anywhere else
+  is skipped and reported by its line number -- every valid record is kept. The first line is a
+  header with the configuration and model settings; resuming with different ones (or with a
+  header that cannot be read) is refused, never erased, because mixing them would silently
+  report numbers of no configuration. A lock file (``OUT/.iterprime-eval.lock``, flock) stops a
+  second run on the same folder.
 * **Image-major.** For each image, every configuration's samples on it run back to back, so the
   proposals and the image embedding (SharedBackends in predictors.py) are computed once per
   image for all ablation rows.
@@ -17,6 +20,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -28,6 +32,13 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ...image_size import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ImageTooLargeError,
+    check_file,
+    downscale,
+    mask_to_source,
+)
 from .datasets import Sample, load_image
 from .metrics import EPS, MetricAccumulator, intersection_union, is_position_expression
 from .predictors import Predictor
@@ -38,7 +49,91 @@ FORMAT = "iterprime-eval-v1"
 
 
 class ResumeMismatchError(RuntimeError):
-    """An existing results file was made with other settings."""
+    """An existing results file was made with other settings (or its header is unreadable)."""
+
+
+class OutputLockedError(RuntimeError):
+    """Another run is writing to the same results folder."""
+
+
+LOCK_NAME = ".iterprime-eval.lock"
+
+
+class OutputLock:
+    """An exclusive flock on OUT/.iterprime-eval.lock for the whole run: the kernel drops it
+    when the process ends however it ends, so a killed run never leaves a stale lock.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / LOCK_NAME
+        self._fh: Any = None
+
+    def __enter__(self) -> "OutputLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise OutputLockedError(
+                f"another evaluation (pid {holder}) is writing to {self.path.parent}; wait for "
+                "it or use another --out"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def parse_lines(
+    raw: bytes, path: Path
+) -> tuple[dict[str, Any] | None, list[dict], list[int], int]:
+    """(header, records, corrupt line numbers, end of the last complete line) of a results file.
+
+    The header must be the first non-empty line; a line that is not a JSON object with an id
+    (other than a torn last one, without its newline) is corrupt: skipped, never fatal.
+    """
+    header: dict[str, Any] | None = None
+    records: list[dict[str, Any]] = []
+    corrupt: list[int] = []
+    pos, lineno, seen_first = 0, 0, False
+    while pos < len(raw):
+        nl = raw.find(b"\n", pos)
+        if nl < 0:
+            break  # a torn last line: no newline
+        lineno += 1
+        line = raw[pos:nl]
+        pos = nl + 1
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if not seen_first:
+            seen_first = True
+            if isinstance(obj, dict) and isinstance(obj.get("header"), dict):
+                header = obj["header"]
+                continue
+            if not (isinstance(obj, dict) and "id" in obj):
+                corrupt.append(lineno)
+                continue
+            raise ResumeMismatchError(f"{path} is not an iterprime results file (no header line)")
+        if isinstance(obj, dict) and "id" in obj and "header" not in obj:
+            records.append(obj)
+        else:
+            corrupt.append(lineno)
+    return header, records, corrupt, pos
 
 
 # ---------------------------------------------------------------------------- results files
@@ -49,6 +144,7 @@ class ResultStore:
         self.path = Path(path)
         self.header = dict(header)
         self.records: dict[str, dict[str, Any]] = {}
+        self.corrupt_lines: list[int] = []
         self._fh: Any = None
 
     def open(self, overwrite: bool = False) -> "ResultStore":
@@ -66,44 +162,21 @@ class ResultStore:
 
     def _load_existing(self) -> None:
         raw = self.path.read_bytes()
-        good_end = 0
-        pos = 0
-        header: dict[str, Any] | None = None
-        while pos < len(raw):
-            nl = raw.find(b"\n", pos)
-            if nl < 0:
-                break  # torn last line: no newline
-            line = raw[pos:nl]
-            try:
-                obj = json.loads(line) if line.strip() else None
-            except ValueError:
-                break  # torn or corrupt: keep everything before it
-            pos = nl + 1
-            good_end = pos
-            if obj is None:
-                continue
-            if header is None:
-                header = obj.get("header") if isinstance(obj, dict) else None
-                if header is None:
-                    raise ResumeMismatchError(
-                        f"{self.path} is not an iterprime results file (no header line)"
-                    )
-                continue
-            self.records[str(obj["id"])] = obj
-        if header is None:
-            # empty or torn before the header finished: start the file again
-            self.path.write_bytes(b"")
+        if not raw.strip():  # created, then killed before the header was written: nothing lost
             with self.path.open("w", encoding="utf-8") as fh:
                 fh.write(json.dumps({"header": self.header}) + "\n")
             return
-        if good_end < len(raw):
-            log.warning(
-                "%s: cutting a torn last line (%d bytes) left by an interrupted run",
-                self.path,
-                len(raw) - good_end,
+        header, records, corrupt, good_end = parse_lines(raw, self.path)
+        if header is None and not records and not corrupt:  # only a torn header: nothing lost
+            with self.path.open("w", encoding="utf-8") as fh:
+                fh.write(json.dumps({"header": self.header}) + "\n")
+            return
+        if header is None:
+            raise ResumeMismatchError(
+                f"{self.path}: line 1 is not a readable header, so the {len(records)} record(s) "
+                "in it cannot be checked against these settings; nothing was changed -- repair "
+                "the header, use another --out, or --overwrite to discard them"
             )
-            with self.path.open("r+b") as fh:
-                fh.truncate(good_end)
         diff = _header_diff(header, self.header)
         if diff:
             raise ResumeMismatchError(
@@ -111,6 +184,26 @@ class ResultStore:
                 "another --out "
                 f"folder, or --overwrite to discard them"
             )
+        for obj in records:
+            self.records[str(obj["id"])] = obj
+        if corrupt:
+            log.warning(
+                "%s: skipped %d corrupt line(s) (line %s); their samples run again, every "
+                "other record is kept",
+                self.path,
+                len(corrupt),
+                ", ".join(map(str, corrupt)),
+            )
+        self.corrupt_lines = corrupt
+        if good_end < len(raw):
+            log.warning(
+                "%s: cutting a torn last line (line %d, %d bytes) left by an interrupted run",
+                self.path,
+                raw[:good_end].count(b"\n") + 1,
+                len(raw) - good_end,
+            )
+            with self.path.open("r+b") as fh:
+                fh.truncate(good_end)
 
     def _write(self, obj: Mapping[str, Any]) -> None:
         self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
@@ -143,22 +236,10 @@ def _header_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 
 def read_records(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(header, records) of a results file; a torn last line is ignored."""
-    header: dict[str, Any] = {}
-    records: list[dict[str, Any]] = []
-    with Path(path).open("r", encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                break
-            if "header" in obj:
-                header = obj["header"]
-            else:
-                records.append(obj)
-    return header, records
+    """(header, records) of a results file; corrupt lines and a torn last line are skipped."""
+    p = Path(path)
+    header, records, _, _ = parse_lines(p.read_bytes(), p)
+    return header or {}, records
 
 
 # ---------------------------------------------------------------------------- the run
@@ -189,6 +270,7 @@ class RunPlan:
     only: Mapping[str, Sequence[str]] | None = (
         None  # task name -> config keys (None: every config)
     )
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # image_size.py: downscale, then refuse
 
     def configs(self, task: EvalTask) -> list[str]:
         if self.only is None or task.name not in self.only:
@@ -311,6 +393,16 @@ def run(
     KeyboardInterrupt propagates after the files are closed: everything finished is on disk.
     """
     stores: dict[tuple[str, str], ResultStore] = {}
+    with OutputLock(plan.out_dir):
+        return _run_locked(plan, stores, progress, on_record)
+
+
+def _run_locked(
+    plan: RunPlan,
+    stores: dict[tuple[str, str], "ResultStore"],
+    progress: bool,
+    on_record: Callable[[str, str, dict], None] | None,
+) -> int:
     try:
         for task in plan.tasks:
             for key in plan.configs(task):
@@ -341,8 +433,22 @@ def run(
                     }
                     if not any(todo.values()):
                         continue
-                    image = load_image(group[0].image_path)
-                    h, w = image.shape[:2]
+                    try:
+                        size = check_file(group[0].image_path, plan.max_image_pixels)
+                    except ImageTooLargeError as exc:
+                        log.warning(
+                            "%s: %d sample(s) on %s skipped: %s",
+                            task.name,
+                            sum(map(len, todo.values())),
+                            group[0].image_path,
+                            exc,
+                        )
+                        continue
+                    except OSError:
+                        size = None  # not an image PIL knows: load_image says what is wrong
+                    full = load_image(group[0].image_path)
+                    h, w = full.shape[:2]
+                    image = full if size is None else downscale(full, size)
                     gts: dict[str, np.ndarray] = {}
                     for key, samples in todo.items():
                         store = stores[(task.name, key)]
@@ -353,6 +459,8 @@ def run(
                             pred = predictor.predict(
                                 image, sample.expression, frame_id=(task.dataset, sample.image_id)
                             )
+                            if size is not None and size.downscaled and pred.mask is not None:
+                                pred.mask = mask_to_source(pred.mask, size)
                             record = score_sample(sample, pred, gts[sample.sample_id])
                             store.append(record)
                             ran += 1
