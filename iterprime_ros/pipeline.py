@@ -271,6 +271,30 @@ class _Failed(Exception):
     """Internal: stop the current command with a reason (becomes success=False)."""
 
 
+class CommandCancelled(Exception):
+    """Raised by a progress callback to stop the command (an action goal cancelled); it passes
+    through Segmenter.segment to the caller instead of becoming a failure result.
+    """
+
+
+Progress = Callable[[str, int], None]  # (stage, IGRS pass number from 1; 0 outside IGRS)
+
+
+class _ReportingVLP:
+    """The VLP backend with a progress report before each IGRS text pass."""
+
+    def __init__(self, vlp: Any, report: Progress) -> None:
+        self._vlp, self._report, self._passes = vlp, report, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._vlp, name)
+
+    def text_pass(self, *args: Any, **kwargs: Any) -> Any:
+        self._passes += 1
+        self._report("igrs", self._passes)
+        return self._vlp.text_pass(*args, **kwargs)
+
+
 class Segmenter:
     """Image + spoken command -> SegmentationResult, with models loaded once and per-frame caching.
 
@@ -326,6 +350,7 @@ class Segmenter:
         self._selection = s.selection_settings()
         self._frames: OrderedDict[Hashable, _Frame] = OrderedDict()
         self._lock = threading.RLock()
+        self._progress: Progress | None = None  # set for the length of one segment() call
         self.stats = {"commands": 0, "frames_computed": 0, "frame_hits": 0}
         # CUDA kernels run asynchronously: wait for them before reading the clock, so each stage's
         # time is its own (the next stage would wait for them anyway)
@@ -348,6 +373,36 @@ class Segmenter:
         **kwargs: Any,
     ) -> "Segmenter":
         return cls(settings, vlp=vlp, proposals=proposals, **kwargs)
+
+    def update_settings(self, settings: SegmenterSettings) -> None:
+        """Take settings changed at run time (the node's `ros2 param set`) between two commands.
+
+        Only what needs no reload may differ: the method's thresholds, IGRS, aggregation, prompt,
+        selection and command normalising, the Grad-CAM layer and the proposal threshold (the
+        cached proposals are dropped then). ValueError for anything else, nothing changed.
+        """
+        reload = ("device", "half_precision", "vlp_model", "proposal_model", "vlp_backend")
+        reload += ("proposal_backend", "first_token", "max_text_tokens", "primary_tags")
+        reload += ("parser", "frame_cache_size", "proposal_shortest_edge", "proposal_longest_edge")
+        changed = [n for n in reload if getattr(settings, n) != getattr(self.settings, n)]
+        if changed:
+            raise ValueError(f"these settings need the models reloaded: {', '.join(changed)}")
+        layers = getattr(self.vlp, "num_layers", None)
+        if layers is not None and not 0 <= settings.gradcam_layer < layers:
+            raise ValueError(
+                f"gradcam_layer {settings.gradcam_layer} out of range: the model has {layers} "
+                "text layers"
+            )
+        igrs, normaliser = settings.igrs_settings(), settings.normaliser_settings()
+        with self._lock:
+            if hasattr(self.vlp, "gradcam_layer"):
+                self.vlp.gradcam_layer = settings.gradcam_layer
+            if settings.proposal_threshold != self.settings.proposal_threshold:
+                set_threshold = getattr(self.proposals, "set_threshold", None)
+                if callable(set_threshold):
+                    set_threshold(settings.proposal_threshold)
+                    self._frames.clear()
+            self.settings, self._igrs, self._normaliser = settings, igrs, normaliser
 
     # ------------------------------------------------------------------ caches
     def warmup(self) -> str:
@@ -375,6 +430,8 @@ class Segmenter:
         return frame, False
 
     def _stage(self, timings: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+        if self._progress is not None and name != "igrs":  # IGRS reports each pass itself
+            self._progress(name, 0)
         t0 = time.perf_counter()
         try:
             return fn()
@@ -440,12 +497,18 @@ class Segmenter:
 
     # ------------------------------------------------------------------ the command
     def segment(
-        self, image: np.ndarray, command: str, frame_id: Hashable | None = None
+        self,
+        image: np.ndarray,
+        command: str,
+        frame_id: Hashable | None = None,
+        progress: Progress | None = None,
     ) -> SegmentationResult:
         """Segment the object `command` refers to in `image` (H x W x 3 uint8 RGB).
 
         frame_id: an explicit frame identity (e.g. the ROS header stamp); without it the image
-        content is hashed. Never raises for bad input or model failures: see SegmentationResult.
+        content is hashed. progress(stage, igrs_pass) is called as each stage starts (the node's
+        action feedback); it may raise CommandCancelled, which is the only exception that leaves
+        this method. Never raises for bad input or model failures: see SegmentationResult.
         """
         t_start = time.perf_counter()
         result = SegmentationResult(
@@ -454,9 +517,12 @@ class Segmenter:
         timings = result.timings
         with self._lock:
             self.stats["commands"] += 1
+            self._progress = progress
             try:
                 self._run(image, command, frame_id, result)
                 result.success = True
+            except CommandCancelled:
+                raise
             except _Failed as exc:
                 result.error = str(exc)
             except CommandError as exc:
@@ -470,6 +536,7 @@ class Segmenter:
                     log.exception("command %r failed", command)
                     result.error = f"internal error: {type(exc).__name__}: {exc}".split("\n")[0]
             finally:
+                self._progress = None
                 timings["total"] = time.perf_counter() - t_start
         if not result.success:
             log.info("command %r failed: %s", command, result.error)
@@ -515,12 +582,11 @@ class Segmenter:
             start,
             token_valid_fn(text) if callable(token_valid_fn) else None,
         )
+        vlp = self.vlp if self._progress is None else _ReportingVLP(self.vlp, self._progress)
         heat = self._stage(
             timings,
             "igrs",
-            lambda: run_igrs(
-                self.vlp, frame.embedding, text, roles, result.image_size, self._igrs
-            ),
+            lambda: run_igrs(vlp, frame.embedding, text, roles, result.image_size, self._igrs),
         )
         for i, dt in enumerate(heat.pass_times_s):
             timings[f"igrs_pass_{i}"] = dt
@@ -533,6 +599,8 @@ class Segmenter:
         result.stop_reason = heat.stop_reason
 
         # 4. selection and where the object is
+        if self._progress is not None:
+            self._progress("selection", 0)
         t0 = time.perf_counter()
         sel = select_proposal(
             heat.heatmap,

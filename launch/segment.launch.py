@@ -11,6 +11,8 @@ inputs to your camera and voice front end. Arguments:
   namespace     node namespace (outputs become /<ns>/iterprime_segmenter/result ...)
   use_sim_time  true when replaying a bag with `ros2 bag play --clock`
   log_level     debug | info | warn | error
+  autostart     true (default): the node configures and activates itself; false: leave the
+                lifecycle transitions to a lifecycle manager
 
 Equivalent without launch (what this file makes launch_ros run):
   ros2 run iterprime_ros segmenter --ros-args --params-file config/segment.yaml \
@@ -46,7 +48,10 @@ def _segmenter(context, *args, **kwargs):
     def value(name: str) -> str:
         return LaunchConfiguration(name).perform(context).strip()
 
-    overrides = {"use_sim_time": value("use_sim_time").lower() in ("true", "1", "yes")}
+    overrides = {
+        "use_sim_time": value("use_sim_time").lower() in ("true", "1", "yes"),
+        "autostart": value("autostart").lower() in ("true", "1", "yes"),
+    }
     if value("device"):
         overrides["device"] = value("device")
     return [
@@ -84,6 +89,11 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument(
             "log_level", default_value="info", description="debug | info | warn | error"
+        ),
+        DeclareLaunchArgument(
+            "autostart",
+            default_value="true",
+            description="configure and activate at start (false: a lifecycle manager does)",
         ),
     ]
     args += [

@@ -235,6 +235,10 @@ class Harness:
             timeout,
         )
         assert ok, "node did not come up:\n" + self.target.log
+        # Seeing the node's writer does not mean the node's writer has matched our reader yet
+        # (discovery is symmetric, not simultaneous); a node that fails fast (bad models) would
+        # publish its first answer into that gap, and a volatile topic does not resend it.
+        self.spin(1.0)
 
     def send(self, text: str) -> int:
         """Publish a command; returns how many results had arrived before it (for result_after)."""

@@ -103,14 +103,21 @@ def test_launch_file_builds_its_description_where_launch_is_installed(workspace:
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     names = {a.name for a in description.get_launch_arguments()}
-    assert {"config_file", "device", "image", "command", "depth", "camera_info"} <= names
+    assert {
+        "config_file",
+        "device",
+        "image",
+        "command",
+        "depth",
+        "camera_info",
+        "autostart",
+    } <= names
 
 
-def test_installed_executable_runs_as_the_launch_file_starts_it(workspace: Path, tmp_path: Path):
-    """What `ros2 launch iterprime_ros segment.launch.py` runs, without launch: the installed
-    `segmenter` executable with the installed config file and the launch file's default remappings.
-    The default models are not on this machine, so the node must come up anyway and answer a
-    command with a failure that names the download command.
+def _run_installed(workspace: Path, tmp_path: Path, *extra: str) -> tuple[list, set, str]:
+    """Run the installed `segmenter` as the launch file starts it (installed config file, the
+    launch file's default remappings, `extra` ros-args), send "the red cup" while a camera
+    streams into the remapped image topic; returns (results, topics it subscribed, its log).
     """
     import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID before rclpy starts)
     from ros_helpers import spin_until, stop
@@ -146,6 +153,7 @@ def test_installed_executable_runs_as_the_launch_file_starts_it(workspace: Path,
         str(share / "config" / "segment.yaml"),
         "-p",
         "device:=cpu",
+        *extra,
     ]
     for name, topic in remaps.items():
         args += ["-r", f"{name}:={topic}"]
@@ -162,9 +170,13 @@ def test_installed_executable_runs_as_the_launch_file_starts_it(workspace: Path,
     rclpy.init()
     node = rclpy.create_node("launch_equivalence_test")
     results: list = []
+    topics: set = set()
     try:
         node.create_subscription(Segmentation, "/iterprime_segmenter/result", results.append, 10)
         pub = node.create_publisher(String, remaps["command"], 10)
+        image_pub = node.create_publisher(Image, remaps["image"], qos_profile_sensor_data)
+        frame = Image(height=4, width=6, encoding="rgb8", step=18, data=bytes(72))
+        node.create_timer(0.1, lambda: image_pub.publish(frame))
 
         def subscribed() -> set:
             if "iterprime_segmenter" not in node.get_node_names():
@@ -172,20 +184,55 @@ def test_installed_executable_runs_as_the_launch_file_starts_it(workspace: Path,
             names = node.get_subscriber_names_and_types_by_node("iterprime_segmenter", "/")
             return {t for t, _ in names}
 
-        assert spin_until(node, lambda: set(remaps.values()) <= subscribed(), 90.0), subscribed()
+        assert spin_until(node, lambda: remaps["command"] in subscribed(), 90.0), subscribed()
         assert spin_until(node, lambda: pub.get_subscription_count() > 0, 10.0)
-        image_pub = node.create_publisher(Image, remaps["image"], qos_profile_sensor_data)
-        frame = Image(height=4, width=6, encoding="rgb8", step=18, data=bytes(72))
-        node.create_timer(0.1, lambda: image_pub.publish(frame))
-        spin_until(
-            node, lambda: False, 1.0
-        )  # the camera is streaming into the remapped image topic
+        # The camera inputs exist once the node is active: wait for them when it can be.
+        spin_until(node, lambda: set(remaps.values()) <= subscribed(), 60.0 if extra else 2.0)
+        spin_until(node, lambda: False, 1.0)  # the camera is streaming into the remapped topic
         pub.publish(String(data="the red cup"))
-        assert spin_until(node, lambda: bool(results), 60.0)
-        assert not results[0].success
-        assert "models not loaded" in results[0].error and "iterprime download" in results[0].error
+        assert spin_until(node, lambda: bool(results), 120.0)
+        topics = subscribed()
     finally:
         node.destroy_node()
         rclpy.shutdown()
         out = stop(proc)
-    assert "listening: image=/camera/color/image_raw" in out, out[-3000:]
+    expected = " ".join(f"{name}={topic}" for name, topic in remaps.items())
+    assert f"listening: {expected};" in out, out[-3000:]
+    return results, topics, out
+
+
+def test_installed_executable_runs_as_the_launch_file_starts_it(workspace: Path, tmp_path: Path):
+    """What `ros2 launch iterprime_ros segment.launch.py` runs, without launch: the installed
+    `segmenter` executable with the installed config file and the launch file's default remappings.
+    The default models are not on this machine, so the node must come up anyway (configure fails:
+    it stays unconfigured, with no camera inputs) and answer a command with a failure that names
+    the download command.
+    """
+    results, topics, out = _run_installed(workspace, tmp_path)
+    assert not results[0].success
+    assert "models not loaded" in results[0].error and "iterprime download" in results[0].error
+    assert "configure failed: models not loaded" in out and "Traceback" not in out
+
+
+def test_installed_executable_with_models_subscribes_to_every_remapped_input(
+    workspace: Path, tmp_path: Path, tiny_model_dirs
+):
+    """The same run with (tiny, random-weight) models: the node activates and subscribes to the
+    launch file's four remapped inputs, and the command is answered by the models.
+    """
+    results, topics, out = _run_installed(
+        workspace,
+        tmp_path,
+        "-p",
+        f"vlp_model:={tiny_model_dirs.blip}",
+        "-p",
+        f"proposal_model:={tiny_model_dirs.mask2former}",
+        "-p",
+        "empty_selection:=best_heat",
+    )
+    remaps = launch_file_remaps(
+        workspace / "share" / "iterprime_ros" / "launch" / "segment.launch.py"
+    )
+    assert set(remaps.values()) <= topics, topics
+    assert results[0].success, results[0].error + out[-3000:]
+    assert results[0].header.frame_id == "" and results[0].mask.width == 6

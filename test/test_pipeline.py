@@ -352,3 +352,31 @@ def test_itm_score_is_that_of_the_pass_whose_map_is_returned():
     )
     r = seg.segment(np.zeros((40, 40, 3), np.uint8), "the cup")
     assert r.itm_scores == pytest.approx([0.5, 0.6, 0.4]) and r.itm_score == pytest.approx(0.4)
+
+
+def test_progress_reports_stages_and_each_igrs_pass(tiny_segmenter, sample_image):
+    seen: list[tuple[str, int]] = []
+    r = tiny_segmenter.segment(
+        sample_image, "the red cup", progress=lambda s, p: seen.append((s, p))
+    )
+    assert r.success, r.error
+    stages = [s for s, _ in seen]
+    assert stages[:2] == ["proposals", "image_encoding"] and stages[-1] == "selection"
+    assert [p for s, p in seen if s == "igrs"] == list(range(1, r.iterations + 1))
+    seen.clear()
+    again = tiny_segmenter.segment(
+        sample_image, "the red cup", progress=lambda s, p: seen.append((s, p))
+    )
+    assert again.frame_cached and "proposals" not in [s for s, _ in seen], "cached: not reported"
+
+
+def test_progress_can_cancel_and_the_segmenter_stays_usable(tiny_segmenter, sample_image):
+    from iterprime_ros.pipeline import CommandCancelled
+
+    def cancel(stage: str, igrs_pass: int) -> None:
+        if stage == "igrs" and igrs_pass == 2:
+            raise CommandCancelled("cancelled")
+
+    with pytest.raises(CommandCancelled):
+        tiny_segmenter.segment(sample_image, "the red cup", progress=cancel)
+    assert tiny_segmenter.segment(sample_image, "the red cup").success

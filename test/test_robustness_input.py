@@ -465,19 +465,35 @@ def test_command_text_is_never_code_nor_configuration(harness, node, sandbox, ti
     )
 
 
-def test_parameters_are_read_only(harness):
-    """Nor can anyone on the network repoint the models at run time: every parameter is
-    read-only.
-    """
-    client = harness.node.create_client(SetParameters, f"{harness.target.out}/set_parameters")
+def _set(h: Harness, name: str, value: ParameterValue) -> Any:
+    client = h.node.create_client(SetParameters, f"{h.target.out}/set_parameters")
     assert client.wait_for_service(timeout_sec=20)
-    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="/etc")
     future = client.call_async(
-        SetParameters.Request(parameters=[Parameter(name="vlp_model", value=value)])
+        SetParameters.Request(parameters=[Parameter(name=name, value=value)])
     )
-    assert harness.until(future.done, 20.0)
-    assert not future.result().results[0].successful
+    assert h.until(future.done, 20.0)
+    return future.result().results[0]
+
+
+def test_parameters_models_fixed_while_running_live_ones_checked(harness):
+    """Nor can anyone on the network repoint the models at run time: model and device parameters
+    are refused while the node is configured, with the reason; live settings are checked by the
+    same table as at start, and a bad value changes nothing.
+    """
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="/etc")
+    out = _set(harness, "vlp_model", value)
+    assert not out.successful and "read at configure" in out.reason, out.reason
     assert _parameters(harness, ["vlp_model"]) != ["/etc"]
+    text = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="fast")
+    out = _set(harness, "igrs_iterations", text)
+    assert not out.successful and "'igrs_iterations' = 'fast': wrong type" in out.reason
+    big = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=99)
+    out = _set(harness, "igrs_iterations", big)
+    assert not out.successful and "too large" in out.reason, out.reason
+    client = harness.node.create_client(GetParameters, f"{harness.target.out}/get_parameters")
+    future = client.call_async(GetParameters.Request(names=["igrs_iterations"]))
+    assert harness.until(future.done, 20.0)
+    assert future.result().values[0].integer_value == 3, "a refused value changes nothing"
 
 
 def test_every_command_was_answered_once(harness):

@@ -143,8 +143,10 @@ def test_declared_on_a_node_with_descriptors_and_file_overrides(tmp_path):
             "cpu",
         )
         desc = node.describe_parameter("queue_size")
-        assert desc.read_only and "commands that may wait" in desc.description
+        assert not desc.read_only and "commands that may wait" in desc.description
         assert desc.additional_constraints == "an integer >= 1 and <= 1000"
+        desc = node.describe_parameter("vlp_model")  # the node's callback decides, and says why
+        assert not desc.read_only and "change while unconfigured" in desc.description
         node.destroy_node()
         bad = Node(
             "iterprime_segmenter", context=ctx, cli_args=["--ros-args", "-p", "queue_sise:=3"]
@@ -181,6 +183,10 @@ def test_help_lists_the_parameters():
     assert proc.returncode == 0
     for p in PARAMETERS:
         assert p.name in proc.stdout
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("  ")}
+    assert "[live]" in lines["igrs_alpha"] and "[live]" not in lines["vlp_model"]
+    for word in ("lifecycle", "~/enable", "/diagnostics", "action", "keep-all"):
+        assert word in proc.stdout, word
 
 
 def test_config_file_applies_in_any_namespace(tmp_path):
@@ -206,3 +212,42 @@ def test_config_file_applies_in_any_namespace(tmp_path):
             node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("/**/iterprime_segmenter:\n  ros__parameters:\n    queue_size: '7'\n", "'7': wrong type"),
+        ("/**:\n  ros__parameters:\n    queue_size: 7.0\n", "7.0: wrong type"),
+        (
+            "iterprime_segmenter:\n  ros__parameters:\n    max_image_age_s: fast\n",
+            "'max_image_age_s' = 'fast': wrong type",
+        ),
+        ("/**/iterprime_segmenter:\n  ros__parameters:\n    igrs_alpha: 2.0\n", "too large"),
+        ("iterprime_segmenter:\n  ros__parameters:\n    queue_size: [\n", "not valid YAML"),
+        ("- just a list\n", "expected 'node_name: {ros__parameters"),
+    ],
+)
+def test_a_bad_value_in_any_params_file_stops_the_start(tmp_path, text, words):
+    """Also in a second file with the same key as the first, which rcl's merge would silently
+    drop (it keeps the first file's value when the type differs), and a malformed file (rcl:
+    traceback, exit 1).
+    """
+    second = tmp_path / "second.yaml"
+    second.write_text(text)
+    proc = _run_node("--ros-args", "--params-file", str(CONFIG), "--params-file", str(second))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "bad parameters" in out and words in out, out
+    assert "Traceback" not in out
+
+
+def test_params_file_keys_match_the_node_as_rcl_does():
+    from iterprime_ros.ros.params import _matches
+
+    fqn = "/robot1/iterprime_segmenter"
+    assert _matches("/**", fqn) and _matches("/**/iterprime_segmenter", fqn)
+    assert _matches("/robot1/iterprime_segmenter", fqn) and _matches("/*/iterprime_segmenter", fqn)
+    assert not _matches("iterprime_segmenter", fqn) and not _matches("/robot2/*", fqn)
+    assert _matches("iterprime_segmenter", "/iterprime_segmenter")
+    assert _matches("/**/iterprime_segmenter", "/iterprime_segmenter")

@@ -19,6 +19,7 @@ from .loading import (
     DEFAULT_VLP_MODEL,
     ModelNotFoundError,
     clear_model_cache,
+    read_json,
     resolve,
     resolve_device,
 )
@@ -69,10 +70,47 @@ def create_proposal_backend(name: str, **kwargs: Any) -> ProposalBackend:
     return factory(**kwargs)
 
 
+class ModelCheckError(ValueError):
+    """A model folder cannot serve its backend; the message names the parameter and the fix."""
+
+
+def check_model_folder(parameter: str, name: str, kind: str, backend: str) -> str:
+    """Find the folder of a model parameter and check its config.json model_type; returns it.
+
+    Why before loading: `transformers` loads a folder of the wrong kind (a BLIP folder given as
+    the proposal model) with random weights and only a warning; this refuses it by name, reading
+    one small file. Raises ModelNotFoundError (missing weights) or ModelCheckError.
+    """
+    registry = _VLP if kind == "vlp" else _PROPOSALS
+    factory = registry.get(backend)
+    if factory is None:
+        raise ModelCheckError(f"parameter {parameter!r}: unknown backend {backend!r}")
+    folder = resolve(name, kind=kind)
+    what = "VLP" if kind == "vlp" else "proposal"
+    try:
+        model_type = str(read_json(folder, "config.json").get("model_type", ""))
+    except (ValueError, OSError) as exc:  # json.JSONDecodeError is a ValueError
+        detail = (str(exc).splitlines() or [""])[0]
+        raise ModelCheckError(
+            f"cannot load the {what} model {name!r} (parameter {parameter!r}): config.json "
+            f"is not readable JSON ({detail})"
+        ) from None
+    expected = tuple(getattr(factory, "model_types", ()) or ())
+    if expected and model_type not in expected:
+        found = repr(model_type) if model_type else "no model_type"
+        raise ModelCheckError(
+            f"parameter {parameter!r} = {name!r}: the folder holds a {found} model; the "
+            f"{backend} backend needs model_type {' or '.join(map(repr, expected))}"
+        )
+    return model_type
+
+
 register_vlp_backend("blip_itm", BlipITMBackend)
 register_proposal_backend("mask2former", Mask2FormerProposals)
 
 __all__ = [
+    "ModelCheckError",
+    "check_model_folder",
     "BlipITMBackend",
     "BlipImageEmbedding",
     "Mask2FormerProposals",

@@ -136,6 +136,7 @@ class BlipITMBackend:
     """
 
     name = "blip_itm"
+    model_types = ("blip",)  # config.json model_type of the folders this backend can load
 
     def __init__(
         self,

@@ -69,6 +69,7 @@ class Mask2FormerProposals:
     """
 
     name = "mask2former"
+    model_types = ("mask2former",)  # config.json model_type of the folders it can load
 
     def __init__(
         self,
@@ -95,10 +96,7 @@ class Mask2FormerProposals:
         )
         self.model = self._loaded.model
         self.num_queries = int(self.model.config.num_queries)
-        self.threshold = threshold
-        self._logit_threshold = math.log(
-            threshold / (1.0 - threshold)
-        )  # sigmoid(x) > t  <=>  x > logit(t)
+        self.set_threshold(threshold)
         self.shortest_edge = shortest_edge
         self.longest_edge = longest_edge
         self.chunk = max(1, chunk)
@@ -141,6 +139,13 @@ class Mask2FormerProposals:
         with self._loaded.lock, torch.no_grad():
             out = self.model(pixel_values=pixels.to(self.device, self.dtype))
         return out.masks_queries_logits[0].float(), tuple(pixels.shape[-2:]), valid
+
+    def set_threshold(self, threshold: float) -> None:
+        """The sigmoid cut for each query mask (also changed at run time by the node)."""
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        self.threshold = threshold
+        self._logit_threshold = math.log(threshold / (1.0 - threshold))  # sigmoid(x) > t
 
     def propose(self, image: np.ndarray) -> np.ndarray:
         """H x W x 3 uint8 RGB -> Q x H x W bool: every query's mask at sigmoid > threshold."""

@@ -18,6 +18,7 @@ __all__ = [
     "DEPTH_ENCODINGS",
     "ImageConversionError",
     "camera_info_intrinsics",
+    "check_image",
     "depth_to_array",
     "depth_to_fields",
     "image_to_rgb",
@@ -84,9 +85,12 @@ def _rows(msg: Any, bytes_per_pixel: int) -> tuple[np.ndarray, int, int]:
     return rows, height, width
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any, size: tuple[int, int] | None = None) -> np.ndarray:
     """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> H x W x 3 uint8 RGB (alpha
     dropped).
+
+    size (height, width): resize on the way (INTER_AREA, straight from the message's bytes), so a
+    huge frame is never copied at full size (image_size.py decides the size).
     """
     encoding = str(msg.encoding)
     if encoding not in _COLOR:
@@ -96,7 +100,29 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     channels, order = _COLOR[encoding]
     rows, height, width = _rows(msg, channels)
     pixels = rows.reshape(height, width, channels)
+    if size is not None and tuple(size) != (height, width):
+        import cv2
+
+        pixels = cv2.resize(
+            pixels if channels > 1 else pixels[:, :, 0],
+            (int(size[1]), int(size[0])),
+            interpolation=cv2.INTER_AREA,
+        ).reshape(int(size[0]), int(size[1]), channels)
     return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def check_image(msg: Any) -> None:
+    """Raise ImageConversionError if image_to_rgb would: the checks only, without copying pixels.
+
+    Why: an explicit image in a service or action request is checked when the request arrives,
+    so a malformed one is answered at once, about that image.
+    """
+    encoding = str(msg.encoding)
+    if encoding not in _COLOR:
+        raise ImageConversionError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(COLOR_ENCODINGS)}"
+        )
+    _rows(msg, _COLOR[encoding][0])
 
 
 def depth_to_array(msg: Any) -> np.ndarray:

@@ -7,6 +7,7 @@ between callbacks.
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,16 +40,28 @@ def copy_header(header: Any) -> Header:
     return out
 
 
+def image_message(fields: dict[str, Any]) -> Image:
+    """sensor_msgs/Image from conversions' fields, its data as array('B').
+
+    Why: the generated setter checks a bytes value element by element in Python (seconds and
+    hundreds of MB for an 8000 x 8000 mask); an array('B') is taken as it is.
+    """
+    data = fields["data"]
+    if not isinstance(data, array.array):
+        data = array.array("B", data)
+    return Image(**{**fields, "data": data})
+
+
 def mask_image(mask: Any, header: Header) -> Image:
     """mono8 Image, 255 = object, with the source image's header."""
-    msg = Image(**mask_to_fields(mask))
+    msg = image_message(mask_to_fields(mask))
     msg.header = copy_header(header)
     return msg
 
 
 def debug_image(overlay_bgr: Any, header: Header) -> Image:
     """bgr8 Image from an H x W x 3 BGR overlay (render_overlay's output)."""
-    msg = Image(**rgb_to_bgr8(overlay_bgr[:, :, ::-1]))
+    msg = image_message(rgb_to_bgr8(overlay_bgr[:, :, ::-1]))
     msg.header = copy_header(header)
     return msg
 

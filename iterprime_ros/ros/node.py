@@ -1,56 +1,100 @@
 """The iterprime_segmenter node: camera image + spoken command in, the referred object out.
 
-Threads: the executor thread runs every callback, and callbacks only store messages or
-enqueue commands; one worker thread loads the models and runs each command, so images keep
-flowing while the models work. Every command (topic or service) gets exactly one result on
-~/result; a service call also gets it as its response. Commands are only ever text to segment:
-nothing in a command is run, formatted into code, or used to pick a model, file or parameter
-(docs/robustness.md).
+A managed (lifecycle) node. configure checks the parameters and that each model folder holds
+the expected kind of model; activate loads the models and subscribes to the camera; deactivate
+stops answering (commands get a failure saying the node is inactive) and frees the models;
+cleanup and shutdown answer everything pending. With autostart (the default) the node
+configures and activates itself; autostart:=false leaves that to a lifecycle manager.
+
+Threads: a multi-threaded executor runs the callbacks in groups (camera, topic commands,
+service/action requests, lifecycle), so images, commands and parameter/lifecycle requests keep
+flowing while a command is computed; callbacks only store messages or enqueue commands. One
+worker thread loads the models and runs each command. Every command (topic, service or action)
+gets exactly one result on ~/result, also at shutdown; a service call also gets it as its
+response. Commands are only ever text to segment: nothing in a command is run, formatted into
+code, or used to pick a model, file or parameter (docs/robustness.md).
+
+Inputs: image, depth, camera_info (while active; QoS image_qos), command (reliable, keep-all: a
+voice front end publishes reliable, keep-all). Outputs: ~/result (one per command), ~/mask,
+~/centroid, ~/debug_image, /diagnostics. Services: ~/segment (also an action with feedback and
+cancel), ~/enable (std_srvs/SetBool), the lifecycle services. `ros2 param set` changes the
+parameters marked [live] at run time; the others while the node is unconfigured.
 
     ros2 run iterprime_ros segmenter --ros-args --params-file config/segment.yaml -r
     image:=/camera/image
     iterprime-node --ros-args ...        (the same, installed with pip)
+    ros2 lifecycle set /iterprime_segmenter deactivate     (with -p autostart:=false: configure,
+                                                            activate)
 """
 
 from __future__ import annotations
 
-import logging
+import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
+from std_srvs.srv import SetBool
 
+from iterprime_ros.action import Segment as SegmentAction
 from iterprime_ros.msg import Segmentation
 from iterprime_ros.srv import Segment
 
 from ..core.command import CommandError, normalise_command
-from ..pipeline import ModelLoadError, Segmenter, is_out_of_memory
-from . import messages
-from .conversions import ImageConversionError, image_to_rgb
-from .params import PARAMETERS, ParameterError, declare_and_read
-from .sensors import SensorCache, compute_centroid_3d, stamp_ns
+from ..image_size import ImageTooLargeError
+from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_memory
+from . import diagnostics, logs, messages
+from .conversions import ImageConversionError, check_image
+from .params import (
+    PARAMETERS,
+    SPECS,
+    ParameterError,
+    Parameters,
+    check_params_files,
+    current_values,
+    declare_and_read,
+    params_files,
+    read_params_file,
+)
+from .sensors import Frame, SensorCache, compute_centroid_3d, stamp_ns
+from .sizing import result_at_source, rgb_for_models, size_plan
 from .worker import JobQueue, Worker
 
 NODE_NAME = "iterprime_segmenter"
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# Commands are tiny and must not be lost: a burst of them waits in DDS until the executor takes
-# them.
-COMMAND_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Commands are tiny and must not be lost: the subscription keeps every command DDS delivered
+# until the executor takes it (a burst of 1000 arrives whole). The sender must be reliable too
+# (README "ROS 2 interface": the QoS a voice front end uses).
+COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+# Results of a burst are published faster than a subscriber may take them: a deep writer
+# history keeps one from overwriting another before it is delivered.
+RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+EXECUTOR_THREADS = 6  # camera, commands, lifecycle and parameter services, with room to spare
 # A spoken command is one sentence. Longer text is refused at once (not queued): the parser's cost
 # grows with the length, BLIP reads only the first max_text_tokens tokens anyway, and one
 # megabyte-long string must not hold the worker for minutes.
 MAX_COMMAND_CHARS = 1000
 LOG_TEXT_CHARS = 200  # commands are quoted in the log up to this length
+SHUTTING_DOWN = "the node is shutting down"
+CANCELLED = "cancelled: the action goal was cancelled by its client"
+DISABLED = (
+    "the node is disabled: ros2 service call {}/enable std_srvs/srv/SetBool '{{data: true}}'"
+)
 DOWNLOAD_HINT = (
     "fetch the default weights with `iterprime download` on a machine with internet, or point "
     "vlp_model / proposal_model at local model folders"
@@ -64,8 +108,12 @@ def _short(text: str) -> str:
     return f"{text[:LOG_TEXT_CHARS]!r}... ({len(text)} characters)"
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class ImageStats:
-    """What the image callback costs and how regularly images arrive (executor thread only).
+    """What the image callback costs and how regularly images arrive (camera group only).
 
     Why: the image callback must never wait for model work; the longest time spent in it and the
     longest gap between two images are the evidence, logged at shutdown (docs/robustness.md).
@@ -75,14 +123,22 @@ class ImageStats:
         self.count = 0
         self.max_callback_s = 0.0
         self.max_gap_s = 0.0
+        self.window_gap_s = 0.0  # longest gap since the last diagnostics status
         self._last: float | None = None
 
     def record(self, start: float, end: float) -> None:
         self.count += 1
         self.max_callback_s = max(self.max_callback_s, end - start)
         if self._last is not None:
-            self.max_gap_s = max(self.max_gap_s, start - self._last)
+            gap = start - self._last
+            self.max_gap_s = max(self.max_gap_s, gap)
+            self.window_gap_s = max(self.window_gap_s, gap)
         self._last = start
+
+    def take_window_gap(self) -> float:
+        """The longest gap since the last call, then start a new window (diagnostics)."""
+        gap, self.window_gap_s = self.window_gap_s, 0.0
+        return gap
 
     def summary(self) -> str:
         return (
@@ -100,69 +156,361 @@ class Job:
     text: str
     arrived_ns: int  # node clock
     arrived_mono: float  # for latency
-    image: Any = None  # sensor_msgs/Image chosen when the command arrived
-    use_depth: bool = True  # False for an image that came with a service request
-    future: Future | None = None
+    image: Any = None  # sensor_msgs/Image: chosen on arrival, or when the models are ready
+    use_depth: bool = True  # False for an image that came with a request
+    on_answer: Callable[[Segmentation], None] | None = None  # service/action: hand the answer on
+    feedback: Callable[[str, int, int], None] | None = None  # action: (stage, IGRS pass, place)
+    cancelled: threading.Event | None = None  # action: the client cancelled the goal
+    ran: bool = False  # the models ran it (its latency counts in /diagnostics)
     answered: bool = False
 
 
-class SegmenterNode(Node):
-    """See the module docstring; parameters are in params.py, topics in README "ROS 2
-    interface".
+class SegmenterNode(LifecycleNodeMixin, Node):
+    """See the module docstring; parameters are in params.py, topics in README "ROS 2 interface".
+
+    Hooks for features (keep them single): a new camera frame arrives in `_on_image`; a result
+    is built in `_process` and published only by `_answer`; outputs are created in
+    `_create_outputs`; parameters are rows of the table in params.py (`self.parameters`).
     """
 
     def __init__(self, **node_kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **node_kwargs)
-        self.parameters = declare_and_read(self)  # ParameterError: main() reports it and exits 2
-        self.settings = self.parameters.node
+        Node.__init__(self, NODE_NAME, **node_kwargs)
+        self._lifecycle_group = MutuallyExclusiveCallbackGroup()
+        self._camera_group = MutuallyExclusiveCallbackGroup()
+        # Topic commands one at a time, in the order DDS delivered them; service and action
+        # requests may wait on their answers side by side (an awaiting request holds its group).
+        self._command_group = MutuallyExclusiveCallbackGroup()
+        self._request_group = ReentrantCallbackGroup()
+        LifecycleNodeMixin.__init__(self, callback_group=self._lifecycle_group)
+        self._log_bridge = logs.bridge(self.get_logger())  # pipeline/worker/loading logs
+        self.parameters: Parameters = declare_and_read(self)  # ParameterError: main() exits 2
         self._sensors = SensorCache()
-        self._id_lock = threading.Lock()
+        self._submit_lock = threading.Lock()  # ids are given in queue order
         self._answer_lock = threading.Lock()
+        self._state_lock = threading.Lock()
         self._next_id = 1
         self._segmenter: Segmenter | None = None
-        self._model_error: str | None = None
+        self._state = "unconfigured"  # this node's view of the lifecycle state
+        self._starting = self.parameters.node.autostart  # commands wait for the autostart
+        self._unavailable: str | None = None  # why the last configure/activate failed
+        self._closing = False
         self._normaliser = self.parameters.segmenter.normaliser_settings()
         self.image_stats = ImageStats()
         self._answered = {"succeeded": 0, "failed": 0}
+        self._sensor_subs: list[Any] = []
+        self._enabled = True
+        self._latencies = diagnostics.Latencies()
+        self._images_at_last_status = (0, time.monotonic())
 
-        self._image_sub = self.create_subscription(
-            Image, "image", self._on_image, qos_profile_sensor_data
-        )
-        self.create_subscription(String, "command", self._on_command, COMMAND_QOS)
-        self.create_subscription(Image, "depth", self._sensors.add_depth, qos_profile_sensor_data)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._create_outputs()
         self.create_subscription(
-            CameraInfo, "camera_info", self._sensors.set_camera_info, qos_profile_sensor_data
+            String, "command", self._on_command, COMMAND_QOS, callback_group=self._command_group
         )
-        self._result_pub = self.create_publisher(Segmentation, "~/result", RELIABLE)
-        self._mask_pub = self.create_publisher(Image, "~/mask", RELIABLE)
-        self._centroid_pub = self.create_publisher(PointStamped, "~/centroid", RELIABLE)
-        self._debug_pub = (
-            self.create_publisher(Image, "~/debug_image", RELIABLE)
-            if self.settings.publish_debug_image
-            else None
+        self.create_service(
+            Segment, "~/segment", self._on_segment, callback_group=self._request_group
         )
-        self.create_service(Segment, "~/segment", self._on_segment)
-
-        self._queue: JobQueue[Job] = JobQueue(self.settings.queue_size)
-        self._worker: Worker[Job] = Worker(
-            self._queue, self._process, self._on_job_error, setup=self._load_models
+        self._action = ActionServer(
+            self,
+            SegmentAction,
+            "~/segment",
+            execute_callback=self._execute_goal,
+            goal_callback=lambda _goal: GoalResponse.ACCEPT,
+            cancel_callback=self._on_cancel,
+            callback_group=self._request_group,
         )
+        self._goals: dict[bytes, Job] = {}  # goal id -> its job, while it has no answer
+        self.create_service(
+            SetBool, "~/enable", self._on_enable, callback_group=self._request_group
+        )
+        self.create_timer(
+            self.parameters.node.diagnostics_period_s,
+            self._publish_diagnostics,
+            callback_group=MutuallyExclusiveCallbackGroup(),
+        )
+        self._queue: JobQueue[Job] = JobQueue(self.parameters.node.queue_size)
+        self._queue.hold()  # nothing runs before the node is active
+        self._worker: Worker[Job] = Worker(self._queue, self._process, self._on_job_error)
         self._worker.start()
         self.get_logger().info(
-            f"listening: image={self._image_sub.topic_name} "
+            f"listening: image={self.resolve_topic_name('image')} "
             f"command={self.resolve_topic_name('command')} "
             f"depth={self.resolve_topic_name('depth')} "
             f"camera_info={self.resolve_topic_name('camera_info')}; "
-            f"queue_size={self.settings.queue_size} "
-            f"max_image_age_s={self.settings.max_image_age_s:g}; "
-            "loading models in the background"
+            f"queue_size={self.parameters.node.queue_size} "
+            f"max_image_age_s={self.parameters.node.max_image_age_s:g}; "
+            + (
+                "configuring and activating (autostart)"
+                if self._starting
+                else "unconfigured: waiting for a lifecycle manager (autostart false)"
+            )
+        )
+        if self._starting:
+            self._autostart_timer = self.create_timer(
+                0.0, self._autostart, callback_group=self._lifecycle_group
+            )
+
+    def _create_outputs(self) -> None:
+        """Publishers, created once: failures are answered in every lifecycle state."""
+        self._result_pub = self.create_publisher(Segmentation, "~/result", RESULT_QOS)
+        self._mask_pub = self.create_publisher(Image, "~/mask", OUTPUT_QOS)
+        self._centroid_pub = self.create_publisher(PointStamped, "~/centroid", OUTPUT_QOS)
+        self._debug_pub = self.create_publisher(Image, "~/debug_image", OUTPUT_QOS)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    @property
+    def settings(self) -> Any:
+        """The node-only settings (params.NodeSettings) in force now."""
+        return self.parameters.node
+
+    @property
+    def state(self) -> str:
+        with self._state_lock:
+            return self._state
+
+    def _set_state(self, state: str) -> None:
+        with self._state_lock:
+            self._state = state
+
+    # ------------------------------------------------------------------ lifecycle
+    def _autostart(self) -> None:
+        """Lifecycle group, once: configure and activate, as a lifecycle manager would."""
+        self._autostart_timer.cancel()
+        self.destroy_timer(self._autostart_timer)
+        try:
+            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                self.trigger_activate()
+        finally:
+            self._starting = False
+            if self.state != "active":
+                self._fail_waiting(self._not_answering())
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate the parameters (as they are now) and check the model folders."""
+        self._set_state("configuring")
+        try:
+            parameters = Parameters.from_values(current_values(self))
+            self._check_models(parameters)
+        except (ParameterError, ModelLoadError) as exc:
+            self._unavailable = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            self._set_state("unconfigured")
+            return TransitionCallbackReturn.FAILURE
+        self.parameters = parameters
+        self._normaliser = parameters.segmenter.normaliser_settings()
+        for dropped in self._queue.resize(parameters.node.queue_size):
+            self._fail(dropped, "dropped: queue_size was made smaller")
+        self._unavailable = None
+        self._set_state("inactive")
+        self.get_logger().info("configured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _check_models(self, parameters: Parameters) -> None:
+        """Each model folder exists and holds the kind of model its backend loads (no loading)."""
+        from ..models import ModelCheckError, ModelNotFoundError, check_model_folder
+
+        s = parameters.segmenter
+        try:
+            check_model_folder("vlp_model", s.vlp_model, "vlp", s.vlp_backend)
+            check_model_folder("proposal_model", s.proposal_model, "proposals", s.proposal_backend)
+        except (ModelNotFoundError, ModelCheckError) as exc:
+            text = _first_line(exc)
+            if "iterprime download" not in text:
+                text = f"{text}; {DOWNLOAD_HINT}"
+            raise ModelLoadError(f"models not loaded: {text}") from None
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the models (on the worker thread), subscribe to the camera, start answering."""
+        self._set_state("activating")
+        self._subscribe_sensors()
+        error = self._worker.call(self._load_models).result()
+        if error is not None:
+            self._unavailable = error
+            self._unsubscribe_sensors()
+            self._set_state("inactive")
+            if not self._starting:
+                self._fail_waiting(error)
+            return TransitionCallbackReturn.FAILURE
+        self._unavailable = None
+        self._set_state("active")
+        self._queue.release()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop answering: waiting commands fail; the running one finishes; the models go."""
+        self._set_state("deactivating")
+        self._queue.hold()
+        self._fail_waiting("the node was deactivated before this command ran")
+        self._unsubscribe_sensors()
+        self._worker.call(self._unload_models).result()  # after the running command
+        self._set_state("inactive")
+        self.get_logger().info("deactivated: models unloaded")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._fail_waiting("the node was cleaned up before this command ran")
+        self._set_state("unconfigured")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Answer everything pending with "shutting down", free the models."""
+        self._set_state("finalized")
+        self._queue.hold()
+        self._fail_waiting(SHUTTING_DOWN)
+        self._unsubscribe_sensors()
+        self._worker.call(self._unload_models).result()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"lifecycle error while {state.label}; back to unconfigured")
+        self._queue.hold()
+        self._fail_waiting("the node hit an error")
+        self._unsubscribe_sensors()
+        self._worker.call(self._unload_models).result()
+        self._set_state("unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _subscribe_sensors(self) -> None:
+        """Camera inputs exist only while active: an inactive node takes no frames."""
+        if self._sensor_subs:
+            return
+        group = self._camera_group
+        qos = qos_profile_sensor_data
+        if self.settings.image_qos == "reliable":  # e.g. depth cameras that publish reliable only
+            qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self._sensor_subs = [
+            self.create_subscription(Image, "image", self._on_image, qos, callback_group=group),
+            self.create_subscription(
+                Image, "depth", self._sensors.add_depth, qos, callback_group=group
+            ),
+            self.create_subscription(
+                CameraInfo, "camera_info", self._sensors.set_camera_info, qos, callback_group=group
+            ),
+        ]
+
+    def _unsubscribe_sensors(self) -> None:
+        for sub in self._sensor_subs:
+            self.destroy_subscription(sub)
+        self._sensor_subs = []
+
+    # ------------------------------------------------------------------ enable, diagnostics
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> Any:
+        """~/enable: pause answering without tearing anything down (models stay loaded)."""
+        self._enabled = bool(request.data)
+        if not self._enabled:
+            self._fail_waiting(DISABLED.format(self.get_fully_qualified_name()))
+        response.success = True
+        response.message = "enabled" if self._enabled else "disabled: commands are refused"
+        self.get_logger().info(f"~/enable: {response.message}")
+        return response
+
+    def snapshot(self) -> diagnostics.Snapshot:
+        """The figures /diagnostics reports (also handy in tests)."""
+        frame = self._sensors.latest_image()
+        now_ns = self.get_clock().now().nanoseconds
+        count, since = self._images_at_last_status
+        now = time.monotonic()
+        images = self.image_stats.count
+        self._images_at_last_status = (images, now)
+        segmenter = self._segmenter
+        device = self.parameters.segmenter.device
+        if segmenter is not None:
+            device = str(getattr(segmenter.vlp, "device", device))
+        with self._submit_lock:
+            received = self._next_id - 1
+        with self._answer_lock:
+            ok, failed = self._answered["succeeded"], self._answered["failed"]
+        return diagnostics.Snapshot(
+            state=self.state,
+            enabled=self._enabled,
+            models_ready=segmenter is not None,
+            unavailable=self._unavailable,
+            device=device,
+            queue_depth=len(self._queue),
+            queue_size=self._queue.maxsize,
+            running=self._worker.busy,
+            images_received=images,
+            image_rate_hz=(images - count) / max(now - since, 1e-6),
+            image_age_s=None if frame is None else (now_ns - frame.received_ns) / 1e9,
+            image_gap_max_s=self.image_stats.take_window_gap(),
+            max_image_age_s=self.settings.max_image_age_s,
+            latencies_s=self._latencies.values(),
+            succeeded=ok,
+            failed=failed,
+            received=received,
+            gpu_memory_mb=diagnostics.gpu_memory_mb(device),
         )
 
-    # ------------------------------------------------------------------ models
-    def _load_models(self) -> None:
-        """Worker thread: load the models once. A failure does not stop the node: every command is
-        then answered with a failure that says why (missing weights and how to fetch them).
+    def _publish_diagnostics(self) -> None:
+        status = diagnostics.assess(self.snapshot())
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [
+            DiagnosticStatus(
+                level=bytes([status.level]),
+                name=f"{self.get_fully_qualified_name()}: referring segmentation",
+                message=status.message,
+                hardware_id="",
+                values=[KeyValue(key=k, value=v) for k, v in status.values.items()],
+            )
+        ]
+        self._diagnostics_pub.publish(msg)
+
+    # ------------------------------------------------------------------ parameters at run time
+    def _on_set_parameters(self, changes: list[Any]) -> SetParametersResult:
+        """`ros2 param set`: checked by the table in params.py, all or nothing, with the reason.
+
+        Live settings apply at once (the models take theirs between two commands); the others are
+        read at configure, so they may change only while the node is unconfigured.
         """
+        new = {p.name: p.value for p in changes}
+        state = self.state
+        fixed = sorted(n for n in new if n in SPECS and not SPECS[n].live)
+        if fixed and state != "unconfigured":
+            name = self.get_fully_qualified_name()
+            return SetParametersResult(
+                successful=False,
+                reason=(
+                    f"{', '.join(fixed)}: read at configure; the node is {state}: ros2 lifecycle "
+                    f"set {name} deactivate, then cleanup; set it; then configure and activate"
+                ),
+            )
+        try:
+            parameters = Parameters.from_values({**current_values(self), **new})
+            segmenter = self._segmenter
+            if segmenter is not None:
+                layers = getattr(segmenter.vlp, "num_layers", None)
+                layer = parameters.segmenter.gradcam_layer
+                if layers is not None and not 0 <= layer < layers:
+                    raise ParameterError(
+                        f"parameter 'gradcam_layer' = {layer}: too large; the loaded model has "
+                        f"text layers 0..{layers - 1}"
+                    )
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if state != "unconfigured":
+            self._apply_live(parameters)
+        self.get_logger().info(
+            "parameters set: " + ", ".join(f"{k}={v!r}" for k, v in sorted(new.items()))
+        )
+        return SetParametersResult(successful=True)
+
+    def _apply_live(self, parameters: Parameters) -> None:
+        """Use new live settings: node limits now, the models' between two commands."""
+        self.parameters = parameters
+        self._normaliser = parameters.segmenter.normaliser_settings()
+        for dropped in self._queue.resize(parameters.node.queue_size):
+            self._fail(dropped, "dropped: queue_size was made smaller")
+
+        def to_models() -> None:
+            if self._segmenter is not None:
+                self._segmenter.update_settings(parameters.segmenter)
+
+        self._worker.call(to_models)
+
+    # ------------------------------------------------------------------ models (worker thread)
+    def _load_models(self) -> str | None:
+        """Load the models; returns why not (also logged) or None when they are ready."""
         s = self.parameters.segmenter
         t0 = time.monotonic()
         try:
@@ -171,10 +519,10 @@ class SegmenterNode(Node):
             quiet_transformers()
             segmenter = Segmenter(s)
             parser = segmenter.warmup()
-        except Exception as exc:  # noqa: BLE001 - any load failure becomes the answer to every command
+        except Exception as exc:  # noqa: BLE001 - any load failure becomes the answer to commands
             from ..models.loading import ModelNotFoundError
 
-            text = str(exc).split("\n")[0]
+            text = _first_line(exc)
             if "iterprime download" not in text:
                 text = f"{text}; {DOWNLOAD_HINT}"
             kind = (
@@ -182,50 +530,118 @@ class SegmenterNode(Node):
                 if isinstance(exc, (ModelLoadError, ModelNotFoundError))
                 else f" ({type(exc).__name__})"
             )
-            self._model_error = f"models not loaded{kind}: {text}"
-            self.get_logger().error(self._model_error)
-            return
+            error = f"models not loaded{kind}: {text}"
+            self.get_logger().error(error)
+            return error
         self._segmenter = segmenter
         self.get_logger().info(
             f"models ready in {time.monotonic() - t0:.1f} s: vlp={s.vlp_model} "
             f"proposals={s.proposal_model} device={s.device} parser={parser}"
         )
+        return None
+
+    def _unload_models(self) -> None:
+        """Drop the models and give their (GPU) memory back."""
+        if self._segmenter is None:
+            return
+        self._segmenter = None
+        import gc
+
+        from ..models.loading import clear_model_cache
+
+        clear_model_cache()  # also empties the CUDA cache
+        gc.collect()
 
     @property
     def models_ready(self) -> bool:
-        return self._worker.ready.is_set()
+        return self._segmenter is not None
 
-    # ------------------------------------------------------------------ callbacks (executor
-    # thread)
+    # ------------------------------------------------------------------ callbacks
     def _on_image(self, msg: Image) -> None:
+        """Camera group: a new frame arrives (stored only; the worker converts what it uses)."""
         start = time.monotonic()
         self._sensors.set_image(msg, self.get_clock().now().nanoseconds)
         self.image_stats.record(start, time.monotonic())
 
     def _on_command(self, msg: String) -> None:
-        self._submit(msg.data, None, None)
+        self._submit(msg.data, None)
 
     async def _on_segment(
         self, request: Segment.Request, response: Segment.Response
     ) -> Segment.Response:
-        """Service: the request goes through the same queue as topic commands; awaiting keeps the
-        executor free while the worker runs it.
+        """Service: the request goes through the same queue as topic commands; awaiting leaves
+        every executor thread free while the worker runs it.
         """
         future: Future = Future(executor=self.executor)
         # A done callback makes set_result (from the worker thread) wake the executor; without one
         # rclpy leaves this coroutine parked until some other event arrives.
         future.add_done_callback(lambda _f: None)
-        image = request.image if request.image.width > 0 and request.image.height > 0 else None
-        self._submit(request.text, image, future)
+        self._submit(request.text, request.image, future.set_result)
         response.result = await future
         return response
 
-    def _submit(self, text: str, explicit_image: Image | None, future: Future | None) -> None:
-        with self._id_lock:
-            command_id = self._next_id
-            self._next_id += 1
+    async def _execute_goal(self, goal_handle: Any) -> Any:
+        """Action: the same queue as every command; feedback says the stage and IGRS pass."""
+        goal = goal_handle.request
+        future: Future = Future(executor=self.executor)
+        future.add_done_callback(lambda _f: None)  # wakes the executor (see _on_segment)
+
+        def feedback(stage: str, igrs_pass: int, place: int) -> None:
+            msg = SegmentAction.Feedback(stage=stage, igrs_pass=igrs_pass, queue_position=place)
+            goal_handle.publish_feedback(msg)
+
+        key = bytes(goal_handle.goal_id.uuid)
+        job = Job(0, goal.text, 0, 0.0, on_answer=future.set_result, feedback=feedback)
+        job.cancelled = threading.Event()
+        self._goals[key] = job
+        try:
+            self._submit(goal.text, goal.image, job=job)
+            result = await future
+        finally:
+            self._goals.pop(key, None)
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif result.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return SegmentAction.Result(result=result)
+
+    def _on_cancel(self, goal_handle: Any) -> CancelResponse:
+        """A waiting goal is answered "cancelled" at once; a running one at its next stage."""
+        job = self._goals.get(bytes(goal_handle.goal_id.uuid))
+        if job is None or job.cancelled is None:
+            return CancelResponse.REJECT
+        job.cancelled.set()
+        if self._queue.remove(job):
+            self._fail(job, CANCELLED)
+        return CancelResponse.ACCEPT
+
+    def _submit(
+        self,
+        text: str,
+        explicit_image: Image | None,
+        on_answer: Callable[[Segmentation], None] | None = None,
+        job: Job | None = None,
+    ) -> None:
+        """Answer at once what needs no model, else queue the command (one lock: ids in order)."""
+        with self._submit_lock:
+            self._submit_locked(text, explicit_image, on_answer, job)
+
+    def _submit_locked(
+        self,
+        text: str,
+        explicit_image: Image | None,
+        on_answer: Callable[[Segmentation], None] | None,
+        job: Job | None,
+    ) -> None:
+        command_id = self._next_id
+        self._next_id += 1
         now = self.get_clock().now().nanoseconds
-        job = Job(command_id, text, now, time.monotonic(), future=future)
+        if job is None:
+            job = Job(command_id, text, now, time.monotonic(), on_answer=on_answer)
+        else:  # made by the action, with its feedback and cancel hooks
+            job.command_id, job.arrived_ns, job.arrived_mono = command_id, now, time.monotonic()
         self.get_logger().info(f"command {command_id}: {_short(text)}")
         # Failures known before any model work are answered at once, without queueing.
         if len(text) > MAX_COMMAND_CHARS:
@@ -240,37 +656,78 @@ class SegmenterNode(Node):
         except CommandError as exc:
             self._fail(job, str(exc))
             return
-        if self._model_error is not None:
-            self._fail(job, self._model_error)
+        state = self.state
+        waiting = self._starting or state == "activating"
+        if state != "active" and not waiting:
+            self._fail(job, self._not_answering())
             return
-        if explicit_image is not None:
+        if not self._enabled:
+            self._fail(job, DISABLED.format(self.get_fully_qualified_name()))
+            return
+        if explicit_image is not None and _image_given(explicit_image):
+            try:
+                check_image(explicit_image)
+                size_plan(explicit_image, self.settings.max_image_pixels)
+            except (ImageConversionError, ImageTooLargeError, ValueError) as exc:
+                self._fail(job, f"the request's image cannot be used: {exc}")
+                return
             job.image, job.use_depth = explicit_image, False
-        else:
-            frame = self._sensors.latest_image()
-            topic = self._image_sub.topic_name
-            if frame is None:
-                self._fail(job, f"no image received on {topic} yet")
+        elif not waiting:  # the camera image current on arrival; a starting node picks it later
+            error = self._pick_image(job)
+            if error:
+                self._fail(job, error)
                 return
-            age = (now - frame.received_ns) / 1e9
-            if age > self.settings.max_image_age_s:
-                self._fail(
-                    job,
-                    f"no image newer than {self.settings.max_image_age_s:g} s on {topic} "
-                    f"(the latest arrived {age:.1f} s ago)",
-                )
-                return
-            job.image = frame.msg
-        for dropped in self._queue.put(job):
+        self._enqueue(job)
+
+    def _enqueue(self, job: Job) -> None:
+        dropped_list = self._queue.put(job)
+        if job.feedback is not None and job not in dropped_list:
+            job.feedback("queued", 0, self._queue.position(job))
+        for dropped in dropped_list:
             if dropped is job:  # the queue is closed: the node is shutting down
-                self._fail(job, "the node is shutting down")
+                self._fail(job, SHUTTING_DOWN)
             else:
                 self._fail(
                     dropped,
-                    f"dropped: queue full ({self.settings.queue_size} commands waiting); "
-                    f"command {command_id} arrived after it",
+                    f"dropped: queue full ({self._queue.maxsize} commands waiting); "
+                    f"command {job.command_id} arrived after it",
                 )
 
-    # ------------------------------------------------------------------ answers (either thread)
+    def _pick_image(self, job: Job) -> str | None:
+        """Give the job the latest camera image; returns why not (none yet, or too old)."""
+        frame: Frame | None = self._sensors.latest_image()
+        topic = self.resolve_topic_name("image")
+        if frame is None:
+            return f"no image received on {topic} yet"
+        now = self.get_clock().now().nanoseconds
+        age = (now - frame.received_ns) / 1e9
+        limit = self.settings.max_image_age_s
+        if age > limit:
+            return (
+                f"no image newer than {limit:g} s on {topic} (the latest arrived {age:.1f} s ago)"
+            )
+        job.image = frame.msg
+        return None
+
+    def _not_answering(self) -> str:
+        """Why a command cannot be run now, with what to do about it."""
+        if self._closing:
+            return SHUTTING_DOWN
+        state = self.state
+        if self._unavailable:
+            return self._unavailable
+        name = self.get_fully_qualified_name()
+        if state == "unconfigured":
+            return f"the node is unconfigured: ros2 lifecycle set {name} configure, then activate"
+        if state == "finalized":
+            return "the node has shut down (lifecycle finalized)"
+        return f"the node is {state}: ros2 lifecycle set {name} activate"
+
+    def _fail_waiting(self, error: str) -> None:
+        for job in self._queue.drain():
+            self._fail(job, error)
+
+    # ------------------------------------------------------------------ answers (any thread)
     def _header(self, job: Job) -> Header:
         if job.image is not None and (stamp_ns(job.image.header) > 0 or job.image.header.frame_id):
             return messages.copy_header(job.image.header)
@@ -301,20 +758,31 @@ class SegmenterNode(Node):
         mask: Image | None = None,
         centroid: PointStamped | None = None,
     ) -> None:
-        """Publish the one answer to `job` (a second answer is a bug: logged, not sent)."""
+        """Publish the one answer to `job`: THE place a result leaves the node.
+
+        A second answer is dropped: silently for a command already answered "shutting down"
+        whose model work ended afterwards, as a logged bug otherwise.
+        """
         with self._answer_lock:
             if job.answered:
-                self.get_logger().error(
-                    f"command {job.command_id} answered twice; second answer dropped"
-                )
+                if not self._closing:
+                    self.get_logger().error(
+                        f"command {job.command_id} answered twice; second answer dropped"
+                    )
                 return
             job.answered = True
-            if mask is not None:
-                self._mask_pub.publish(mask)
-            if centroid is not None:
-                self._centroid_pub.publish(centroid)
-            self._result_pub.publish(result)
             self._answered["succeeded" if result.success else "failed"] += 1
+            if job.ran:
+                self._latencies.add(result.latency_s)
+            try:
+                if mask is not None:
+                    self._mask_pub.publish(mask)
+                if centroid is not None:
+                    self._centroid_pub.publish(centroid)
+                self._result_pub.publish(result)
+            except Exception as exc:  # noqa: BLE001 - the context is gone (killed mid-shutdown)
+                print(f"command {job.command_id}: result not published: {exc}", file=sys.stderr)
+                return
         if result.success:
             self.get_logger().info(
                 f"command {job.command_id}: {result.expression!r} -> mask at "
@@ -330,27 +798,52 @@ class SegmenterNode(Node):
             )
         else:
             self.get_logger().warning(f"command {job.command_id} failed: {_short(result.error)}")
-        if job.future is not None and not job.future.done():
-            job.future.set_result(result)
+        if job.on_answer is not None:
+            job.on_answer(result)
 
-    # ------------------------------------------------------------------ the model work (worker
-    # thread)
+    # ------------------------------------------------------------------ model work (worker)
     def _process(self, job: Job) -> None:
-        if self._model_error is not None or self._segmenter is None:
-            self._fail(job, self._model_error or "models are not loaded")
+        """Worker thread: run one command and answer it (the per-command work)."""
+        segmenter = self._segmenter
+        if segmenter is None:
+            self._fail(job, self._not_answering() or "models are not loaded")
             return
+        if job.image is None:  # arrived while the node was starting
+            error = self._pick_image(job)
+            if error:
+                self._fail(job, error)
+                return
         try:
-            rgb = image_to_rgb(job.image)
-        except ImageConversionError as exc:
+            check_image(job.image)  # its own message first: encoding, empty, step, size
+            sizes = size_plan(job.image, self.settings.max_image_pixels)
+            rgb = rgb_for_models(job.image, sizes)
+        except (ImageConversionError, ImageTooLargeError, ValueError) as exc:
             self._fail(job, f"cannot use the image: {exc}")
             return
+        progress = None
+        if job.feedback is not None or job.cancelled is not None:
+
+            def progress(stage: str, igrs_pass: int) -> None:
+                if job.cancelled is not None and job.cancelled.is_set():
+                    raise CommandCancelled(CANCELLED)
+                if job.feedback is not None:
+                    job.feedback(stage, igrs_pass, 0)
+
         header = job.image.header
         key = (
             (header.frame_id, stamp_ns(header), rgb.shape)
             if (job.use_depth and stamp_ns(header) > 0)
             else None
         )
-        result = self._segmenter.segment(rgb, job.text, frame_id=key)
+        try:
+            if progress is not None:
+                progress("started", 0)
+            model_result = segmenter.segment(rgb, job.text, frame_id=key, progress=progress)
+        except CommandCancelled:
+            self._fail(job, CANCELLED)
+            return
+        job.ran = True
+        result = result_at_source(model_result, sizes)
         point = None
         if result.success and job.use_depth and result.mask is not None:
             depth = self._sensors.depth_for(header, self.settings.depth_sync_tolerance_s)
@@ -364,13 +857,17 @@ class SegmenterNode(Node):
         msg = messages.segmentation(result, self._answer_info(job, point))
         mask = msg.mask if msg.success else None
         self._answer(job, msg, mask, messages.centroid_point(msg))
-        self._publish_debug(rgb, result, msg.header)
+        self._publish_debug(rgb, model_result, msg.header)  # at the size the models saw
 
     def _publish_debug(self, rgb: Any, result: Any, header: Header) -> None:
         """Heat map, mask, centroid and expression over the image; rendered only when someone
         listens.
         """
-        if self._debug_pub is None or self._debug_pub.get_subscription_count() == 0:
+        if (
+            self._closing
+            or not self.settings.publish_debug_image
+            or self._debug_pub.get_subscription_count() == 0
+        ):
             return
         try:
             from ..overlay import render_overlay
@@ -394,10 +891,8 @@ class SegmenterNode(Node):
 
     # ------------------------------------------------------------------ shutdown
     def stats(self) -> str:
-        """One line: commands received and answered, and the image callback figures
-        (ImageStats).
-        """
-        with self._id_lock:
+        """One line: commands received and answered, and the image callback figures."""
+        with self._submit_lock:
             received = self._next_id - 1
         with self._answer_lock:
             ok, failed = self._answered["succeeded"], self._answered["failed"]
@@ -407,20 +902,19 @@ class SegmenterNode(Node):
             f"{self.image_stats.summary()}"
         )
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker; commands still waiting are answered with a failure. Logs stats()."""
-        for job in self._worker.stop(timeout):
-            try:
-                self._fail(job, "the node is shutting down")
-            except Exception as exc:  # noqa: BLE001 - the context may already be shut down (Ctrl-C)
-                self.get_logger().warning(
-                    f"command {job.command_id} not answered at shutdown: {exc}"
-                )
+    def close(self) -> None:
+        """Ctrl-C / SIGTERM, while the context still works: every command not yet answered (the
+        running one too) gets "shutting down"; then the stats line. Later model work is dropped.
+        """
+        with self._submit_lock:  # no command slips in between
+            self._closing = True
+            left = self._queue.close()
+        running = self._worker.current
+        for job in ([running] if running is not None else []) + left:
+            self._fail(job, SHUTTING_DOWN)
         line = self.stats()
         try:
-            if (
-                not self.context.ok()
-            ):  # after Ctrl-C: /rosout is gone, the logger would complain about it
+            if not self.context.ok():  # /rosout is gone: the logger would complain about it
                 raise RuntimeError("context shut down")
             self.get_logger().info(line)
         except Exception:  # noqa: BLE001 - stderr is always there
@@ -431,11 +925,23 @@ class SegmenterNode(Node):
                 flush=True,
             )
 
+    def destroy_node(self) -> None:
+        logs.unbridge(self._log_bridge)
+        super().destroy_node()
+
+
+def _image_given(image: Image) -> bool:
+    """A request carries an image when any of its fields is set (an all-default one is none)."""
+    return bool(image.width or image.height or image.encoding or image.step or len(image.data))
+
 
 def usage() -> str:
     lines = [__doc__.strip(), "", "Parameters (config/segment.yaml; -p name:=value):"]
     for p in PARAMETERS:
-        lines.append(f"  {p.name:<24} {p.description}; {p.allowed} (default {p.ros_default()!r})")
+        live = " [live]" if p.live else ""
+        lines.append(
+            f"  {p.name:<24} {p.description}{live}; {p.allowed} (default {p.ros_default()!r})"
+        )
     return "\n".join(lines)
 
 
@@ -448,24 +954,44 @@ def main(args: list[str] | None = None) -> None:
     if "-h" in own or "--help" in own:
         print(usage())
         return
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
-    rclpy.init(args=argv)
+    # Our own signal handling: rclpy's would shut the context down before the commands still
+    # waiting could be answered.
+    from rclpy.signals import SignalHandlerOptions
+
+    files = params_files(argv)
+    try:
+        for path in files:  # rcl would answer a malformed file with a traceback
+            read_params_file(path)
+    except ParameterError as exc:
+        print(f"[FATAL] [{NODE_NAME}]: bad parameters: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = SegmenterNode()
+        check_params_files(files, node.get_fully_qualified_name())  # every file, not the merge
     except ParameterError as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"bad parameters: {exc}")
         rclpy.try_shutdown()
         raise SystemExit(2) from None
-    executor = SingleThreadedExecutor()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.close()
-        executor.remove_node(node)
+        flush_until = time.monotonic() + 0.5  # service responses of the last answers go out
+        try:
+            while time.monotonic() < flush_until and rclpy.ok():
+                executor.spin_once(timeout_sec=0.05)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
 

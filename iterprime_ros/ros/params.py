@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
+from ..image_size import DEFAULT_MAX_IMAGE_PIXELS
 from ..pipeline import SegmenterSettings
 
 _DEFAULTS = {f.name: f.default for f in fields(SegmenterSettings)}
@@ -43,6 +44,11 @@ class ParamSpec:
     check: Callable[[Any], str | None] | None = None  # extra rule: returns what is wrong, or None
     setting: bool = True
     hint: str | None = None  # allowed values in words, when the rule is not a range or a list
+
+    @property
+    def live(self) -> bool:
+        """Safe to change while the node runs (`ros2 param set`); else only while unconfigured."""
+        return self.name in LIVE
 
     def __post_init__(self) -> None:
         if self.default is None and self.setting:
@@ -354,10 +360,74 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         high=10.0,
         setting=False,
     ),
+    P(
+        "autostart",
+        "bool",
+        "configure and activate at start (false: wait for a lifecycle manager)",
+        default=True,
+        setting=False,
+    ),
+    P(
+        "max_image_pixels",
+        "int",
+        "bigger images are downscaled for the models (mask at full size); over 16x this, "
+        "refused; 0: no limit",
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        low=0,
+        high=400_000_000,
+        setting=False,
+    ),
+    P(
+        "diagnostics_period_s",
+        "float",
+        "period of the /diagnostics status (state, queue, image rate and age, latency)",
+        default=1.0,
+        low=0.1,
+        high=60.0,
+        setting=False,
+    ),
+    P(
+        "image_qos",
+        "str",
+        "reliability of the image, depth and camera_info subscriptions",
+        default="best_effort",
+        choices=("best_effort", "reliable"),
+        setting=False,
+    ),
 )
 del P
 
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+_ROS_OWN = ("use_sim_time", "start_type_description_service", "qos_overrides")  # rclpy's own
+
+# Method and node settings that need no reload: `ros2 param set` changes them on a running node,
+# validated by the rows above. The rest (models, device, backends, input sizes, parser, caches,
+# QoS) are read at configure/activate: change them while the node is unconfigured.
+LIVE: frozenset[str] = frozenset(
+    {
+        "gradcam_layer",
+        "prompt_template",
+        "aggregation",
+        "no_primary",
+        "igrs_iterations",
+        "igrs_alpha",
+        "binarize_threshold",
+        "stop_rule",
+        "proposal_threshold",
+        "max_components",
+        "empty_selection",
+        "normalize_commands",
+        "extra_command_phrases",
+        "check_language",
+        "queue_size",
+        "max_image_age_s",
+        "publish_debug_image",
+        "depth_erosion_px",
+        "depth_sync_tolerance_s",
+        "max_image_pixels",
+    }
+)
+assert LIVE <= set(SPECS), sorted(LIVE - set(SPECS))
 
 
 @dataclass(frozen=True)
@@ -369,12 +439,21 @@ class NodeSettings:
     publish_debug_image: bool = True
     depth_erosion_px: int = 3
     depth_sync_tolerance_s: float = 0.1
+    autostart: bool = True
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    diagnostics_period_s: float = 1.0
+    image_qos: str = "best_effort"
 
 
 @dataclass(frozen=True)
 class Parameters:
     segmenter: SegmenterSettings
     node: NodeSettings
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "Parameters":
+        """Validated parameters from raw values (see validate)."""
+        return validate(values)
 
 
 def validate(values: Mapping[str, Any]) -> Parameters:
@@ -411,15 +490,17 @@ def descriptor(spec: ParamSpec) -> Any:
     describe`.
 
     dynamic_typing lets this module give its own message for a wrong type (rclpy's would not name
-    what is allowed) and accept 2 for a float. read_only: the models load once; restart to change.
+    what is allowed) and accept 2 for a float. Nothing is read_only: the node's set-parameters
+    callback decides (live settings any time, the rest while unconfigured), with the reason.
     """
     from rcl_interfaces.msg import ParameterDescriptor
 
     return ParameterDescriptor(
         name=spec.name,
-        description=spec.description,
+        description=spec.description
+        + ("" if spec.live else " (read at configure: change while unconfigured)"),
         additional_constraints=spec.allowed,
-        read_only=True,
+        read_only=False,
         dynamic_typing=True,
     )
 
@@ -438,13 +519,98 @@ def declare_and_read(node: Any) -> Parameters:
         ).value
     overrides = getattr(node, "_parameter_overrides", {}) or {}
     for name in overrides:
-        if (
-            name not in SPECS
-            and name not in ("use_sim_time", "start_type_description_service", "qos_overrides")
-            and not name.startswith("qos_overrides.")
-        ):
+        if name not in SPECS and name not in _ROS_OWN and not name.startswith("qos_overrides."):
             values[name] = overrides[name]
     return validate(values)
+
+
+def current_values(node: Any) -> dict[str, Any]:
+    """The values of the table's parameters on a node now (they may have been set since start)."""
+    return {spec.name: node.get_parameter(spec.name).value for spec in PARAMETERS}
+
+
+def params_files(argv: list[str]) -> list[str]:
+    """The --params-file paths among a node's ROS arguments, in order."""
+    files, in_ros = [], False
+    for i, arg in enumerate(argv):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg == "--params-file" and i + 1 < len(argv):
+            files.append(argv[i + 1])
+    return files
+
+
+def read_params_file(path: str) -> dict[str, Any]:
+    """A params file as a mapping; ParameterError with the file and the reason if unreadable.
+
+    Why before rclpy.init: rcl answers a malformed file with a traceback and exit status 1.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ParameterError(f"params file {path}: cannot read it ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParameterError(f"params file {path}: not valid YAML{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("ros__parameters", {}), dict)
+        for v in data.values()
+    ):
+        raise ParameterError(
+            f"params file {path}: expected 'node_name: {{ros__parameters: {{name: value}}}}'"
+        )
+    return data
+
+
+def _matches(key: str, node_fqn: str) -> bool:
+    """Whether a params-file key names this node (rcl: '/**' any namespaces, '*' one name)."""
+    pattern = key if key.startswith("/") else "/" + key
+    regex = ""
+    for part in re.split(r"(/\*\*|\*)", pattern):
+        if part == "/**":
+            regex += "(/[^/]+)*"
+        elif part == "*":
+            regex += "[^/]+"
+        else:
+            regex += re.escape(part)
+    return re.fullmatch(regex, node_fqn) is not None
+
+
+def check_params_files(paths: list[str], node_fqn: str) -> None:
+    """Validate every value each file gives this node, by the table; ParameterError lists all.
+
+    Why: rcl merges the files and silently keeps an earlier value when a later file gives the
+    same parameter with another type (queue_size: '7' after queue_size: 5), so the node would
+    never see the bad value. Unknown names are reported too.
+    """
+    errors = []
+    for path in paths:
+        for key, entry in read_params_file(path).items():
+            if not _matches(str(key), node_fqn):
+                continue
+            for name, value in (entry.get("ros__parameters") or {}).items():
+                where = f"params file {path} ({key})"
+                if name in _ROS_OWN or str(name).startswith("qos_overrides"):
+                    continue
+                spec = SPECS.get(name)
+                if spec is None:
+                    errors.append(f"{where}: unknown parameter {name!r}")
+                    continue
+                try:
+                    spec.validate(value)
+                except ParameterError as exc:
+                    errors.append(f"{where}: {exc}")
+    if errors:
+        raise ParameterError("; ".join(errors))
 
 
 def yaml_defaults() -> dict[str, Any]:
