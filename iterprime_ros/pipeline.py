@@ -56,7 +56,7 @@ class SegmenterSettings:
     vlp_backend: str = "blip_itm"  # registry name (models/__init__.py)
     proposal_backend: str = "mask2former"
     # VLP / Grad-CAM
-    gradcam_layer: int = 8
+    gradcam_layer: int = 6  # BLIP (LAVIS compute_gradcam); ALBEF uses 8 (method.md §1)
     prompt_template: str = "there is a {}"
     first_token: str = "enc"  # "enc": BLIP's [ENC] as the ITM's first token; "cls": keep [CLS]
     max_text_tokens: int = 35

@@ -8,6 +8,10 @@ inputs to your camera and voice front end. Arguments:
   config_file   parameters file (default: the package's config/segment.yaml)
   device        auto | cpu | cuda | cuda:N; empty (default) keeps the config file's value
   image, command, depth, camera_info   topics remapped to the node's inputs
+  image_compressed   topic remapped to image/compressed (used with image_transport:=compressed)
+  image_transport    raw | compressed; empty (default) keeps the config file's value
+  target_frame       frame of the 3-D outputs, e.g. base_link (needs tf2_ros); empty (default)
+                     keeps the config file's value
   namespace     node namespace (outputs become /<ns>/iterprime_segmenter/result ...)
   use_sim_time  true when replaying a bag with `ros2 bag play --clock`
   log_level     debug | info | warn | error
@@ -33,6 +37,8 @@ REMAPS = (
     ("depth", "/camera/aligned_depth_to_color/image_raw"),
     ("camera_info", "/camera/color/camera_info"),
 )
+# launch arguments whose remap target has a slash in it (image_transport's naming)
+COMPRESSED = ("image_compressed", "image/compressed", "/camera/color/image_raw/compressed")
 
 
 def _default_config() -> str:
@@ -52,8 +58,12 @@ def _segmenter(context, *args, **kwargs):
         "use_sim_time": value("use_sim_time").lower() in ("true", "1", "yes"),
         "autostart": value("autostart").lower() in ("true", "1", "yes"),
     }
-    if value("device"):
-        overrides["device"] = value("device")
+    for name in ("device", "image_transport", "target_frame"):
+        if value(name):
+            overrides[name] = value(name)
+    remappings = [(name, value(name)) for name, _ in REMAPS if value(name)]
+    if value(COMPRESSED[0]):
+        remappings.append((COMPRESSED[1], value(COMPRESSED[0])))
     return [
         Node(
             package="iterprime_ros",
@@ -61,7 +71,7 @@ def _segmenter(context, *args, **kwargs):
             name="iterprime_segmenter",
             namespace=value("namespace"),
             parameters=[value("config_file"), overrides],
-            remappings=[(name, value(name)) for name, _ in REMAPS if value(name)],
+            remappings=remappings,
             ros_arguments=["--log-level", value("log_level")],
             output="screen",
             emulate_tty=True,
@@ -101,5 +111,22 @@ def generate_launch_description() -> LaunchDescription:
             name, default_value=topic, description=f"topic remapped to the node's '{name}'"
         )
         for name, topic in REMAPS
+    ]
+    args += [
+        DeclareLaunchArgument(
+            COMPRESSED[0],
+            default_value=COMPRESSED[2],
+            description="topic remapped to the node's 'image/compressed'",
+        ),
+        DeclareLaunchArgument(
+            "image_transport",
+            default_value="",
+            description="raw | compressed (empty: the config file's value)",
+        ),
+        DeclareLaunchArgument(
+            "target_frame",
+            default_value="",
+            description="frame of the 3-D outputs, e.g. base_link (empty: the config file's)",
+        ),
     ]
     return LaunchDescription([*args, OpaqueFunction(function=_segmenter)])

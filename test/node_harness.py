@@ -60,6 +60,7 @@ class NodeProcess:
         fault_node: bool = False,
         topics: Iterable[str] = ("image", "command", "depth", "camera_info"),
         cwd: Path | None = None,
+        program: list[str] | None = None,
         **env: str,
     ) -> None:
         self.namespace = namespace.strip("/")
@@ -70,7 +71,8 @@ class NodeProcess:
             yaml.safe_dump({f"/{self.namespace}/{NODE_NAME}": {"ros__parameters": params}})
         )
         remaps = [a for name, topic in self.topics.items() for a in ("-r", f"{name}:={topic}")]
-        program = [str(FAULT_NODE)] if fault_node else ["-m", "iterprime_ros.ros.node"]
+        if program is None:  # another test-only launcher may be given (e.g. frame_node.py)
+            program = [str(FAULT_NODE)] if fault_node else ["-m", "iterprime_ros.ros.node"]
         args = [
             *program,
             "--ros-args",
@@ -210,6 +212,7 @@ class Harness:
         if self.depth is not None:
             self.depth_pub.publish(self.depth)
         if self.info is not None:
+            self.info.header.stamp = self.image.header.stamp  # as drivers stamp camera_info
             self.info_pub.publish(self.info)
 
     def show(self, image: Any, depth: Any = None, info: Any = None, settle: float = 0.5) -> None:

@@ -1,5 +1,7 @@
 """IGRS (Eq. 5–7) driven through the VLPBackend protocol by a scripted fake backend."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -166,7 +168,7 @@ def test_disabled_runs_one_pass_and_max_iterations_is_respected():
     fake = ScriptedFakeBackend([N0, N1, N2], [0.5, 0.6, 0.7])
     res = run_igrs(fake, "embedding", "t", ROLES, (2, 2), IGRSSettings(mode="mean", enabled=False))
     assert len(fake.keeps) == 1 and res.stop_reason == "disabled"
-    assert np.allclose(res.heatmap, np.array(N0), atol=1e-6)
+    assert np.allclose(res.heatmap, sigmoid_stretched(N0), atol=1e-6)
     fake = ScriptedFakeBackend([N0, N1, N2], [0.5, 0.6, 0.7])
     run_igrs(fake, "embedding", "t", ROLES, (2, 2), IGRSSettings(mode="mean", max_iterations=2))
     assert len(fake.keeps) == 2
@@ -274,7 +276,8 @@ def test_default_mode_is_pwem_on_the_worked_example():
             return PassOutput(torch.tensor([0.0, 1.0]), ATT, GRAD, torch.ones(5, dtype=torch.bool))
 
     fake = ScriptedFixedPassBackend([], [])
-    res = run_igrs(fake, "embedding", "t", PWEM_ROLES, (2, 2), IGRSSettings(enabled=False))
+    one_pass = IGRSSettings(enabled=False, single_pass="plain")
+    res = run_igrs(fake, "embedding", "t", PWEM_ROLES, (2, 2), one_pass)
     assert np.allclose(res.heatmap.ravel(), [1.0, 0.0, 0.1 / 3.8, 0.5 / 3.8], atol=1e-5)
 
 
@@ -283,3 +286,41 @@ def test_grid_mismatch_is_reported():
     fake.grid = 3
     with pytest.raises(ValueError, match="grid"):
         run_igrs(fake, "embedding", "t", ROLES, (2, 2), SETTINGS)
+
+
+def sigmoid_stretched(m):
+    """S(x) = σ(20(x − 0.5)) / max σ, written out with math.exp (independent of steep_sigmoid)."""
+    flat = [1.0 / (1.0 + math.exp(-20.0 * (x - 0.5))) for row in m for x in row]
+    top = max(flat)
+    return np.array([v / top for v in flat]).reshape(len(m), -1)
+
+
+def test_one_pass_returns_the_steep_sigmoid_of_the_first_map():
+    # N0 = [1 .6 / .2 0]: σ(20(x − .5)) = [σ(10) σ(2) / σ(−6) σ(−10)], over σ(10)
+    # ≈ [1 .88084 / .0024727 .0000454]: the reference's T = 1 output (w/o IGRS rows).
+    expected = np.array([[1.0, 0.880837], [0.0024727, 0.0000454]])
+    assert np.allclose(sigmoid_stretched(N0), expected, atol=1e-6)
+    for settings in (
+        IGRSSettings(mode="mean", max_iterations=1),
+        IGRSSettings(mode="mean", enabled=False),
+    ):
+        fake = ScriptedFakeBackend([N0], [0.5])
+        res = run_igrs(fake, "embedding", "t", ROLES, (2, 2), settings)
+        assert res.iterations == 1
+        assert np.allclose(res.heatmap, expected, atol=1e-5)
+    # the switch keeps O_0 itself
+    fake = ScriptedFakeBackend([N0], [0.5])
+    plain = IGRSSettings(mode="mean", max_iterations=1, single_pass="plain")
+    res = run_igrs(fake, "embedding", "t", ROLES, (2, 2), plain)
+    assert np.allclose(res.heatmap, np.array(N0), atol=1e-6)
+    with pytest.raises(ValueError, match="single_pass"):
+        IGRSSettings(single_pass="stretch")
+
+
+def test_several_passes_never_stretch_the_returned_map():
+    # T = 3 stopping at pass 1 returns O_1 = minmax(.8 N0 + .2 N1), not its sigmoid.
+    fake = ScriptedFakeBackend([N0, N1, N2], [0.6, 0.5, 0.7])
+    res = run_igrs(fake, "embedding", "t", ROLES, (2, 2), SETTINGS)
+    blend = 0.8 * np.array(N0) + 0.2 * np.array(N1)
+    blend = (blend - blend.min()) / (blend.max() - blend.min())
+    assert res.returned_pass == 1 and np.allclose(res.heatmap, blend, atol=1e-5)

@@ -122,13 +122,21 @@ def test_aggregation_modes(mode, expected):
     assert torch.allclose(aggregate(ATT, GRAD, ROLES, mode=mode), grid(expected), atol=1e-6)
 
 
-def test_no_primary_reference_averages_all_valid_tokens_and_gvlp_switch_does_not():
+def test_no_primary_reference_multiplies_head_means_over_all_valid_tokens():
+    # Reference (released code): (mean_k relu ∇A) ⊙ (mean_k A) per token, then the mean over
+    # all valid tokens 0..3 (not the [SEP]), even though E = (2, 3) is non-empty.
+    #  mean_k A:   t0 [.05 .1 .15 .2]  t1 [.2 .2 .2 .2]  t2 [.3 .2 .15 .25]  t3 [.25 .1 .25 .25]
+    #  mean_k g+:  t0 [1 1 1 1]        t1 [1 1 1 1]      t2 [1.5 .5 1 .5]    t3 [1 1 .5 1]
+    #  products:   t0 [.05 .1 .15 .2]  t1 [.2 .2 .2 .2]  t2 [.45 .1 .15 .125] t3 [.25 .1 .125 .25]
+    #  sum [.95 .5 .625 .775] / 4 tokens. (Per-head products would give [2.0 1.0 1.2 1.5] / 8.)
     roles = TokenRoles(effective=(2, 3), primary=(), valid=VALID)
     for mode in ("pwem", "global", "local"):
-        # reference bug: the overall mean even though E is non-empty
         assert torch.allclose(
-            aggregate(ATT, GRAD, roles, mode=mode), grid([2.0, 1.0, 1.2, 1.5]) / 8, atol=1e-6
+            aggregate(ATT, GRAD, roles, mode=mode),
+            grid([0.95, 0.5, 0.625, 0.775]) / 4,
+            atol=1e-6,
         )
+        # the switch: per-head mean over [CLS] ∪ E (the gvlp mode's map)
         assert torch.allclose(
             aggregate(ATT, GRAD, roles, mode=mode, no_primary="gvlp"),
             grid([1.6, 0.6, 0.8, 1.1]) / 6,
@@ -136,21 +144,62 @@ def test_no_primary_reference_averages_all_valid_tokens_and_gvlp_switch_does_not
         )
 
 
-def test_no_effective_word_falls_back_to_overall_mean_in_every_mode():
-    roles = TokenRoles(effective=(), primary=(), valid=VALID)
-    for mode in ("mean", "gvlp", "global", "local", "pwem"):
-        for no_primary in ("reference", "gvlp"):
-            out = aggregate(ATT, GRAD, roles, mode=mode, no_primary=no_primary)
-            assert torch.allclose(out, grid([2.0, 1.0, 1.2, 1.5]) / 8, atol=1e-6)
+# Two heads whose [CLS] gradients differ, so "head means first" and "per head" disagree.
+CLS_ATT = torch.tensor(
+    [
+        [[0.1, 0.2, 0.4, 0.0, 0.6], [0.1, 9.0, 9.0, 9.0, 9.0], [0.0, 9.0, 9.0, 9.0, 9.0]],
+        [[0.1, 0.6, 0.0, 0.2, 0.2], [0.1, 7.0, 7.0, 7.0, 7.0], [0.0, 7.0, 7.0, 7.0, 7.0]],
+    ]
+)
+CLS_GRAD = torch.tensor(
+    [
+        [[5.0, 1.0, 0.0, 2.0, 1.0], [5.0, 1.0, 1.0, 1.0, 1.0], [5.0, 1.0, 1.0, 1.0, 1.0]],
+        [[5.0, 3.0, 1.0, 0.0, -1.0], [5.0, 1.0, 1.0, 1.0, 1.0], [5.0, 1.0, 1.0, 1.0, 1.0]],
+    ]
+)
+CLS_VALID = torch.tensor([True, True, False])  # token 1: a prompt word; token 2: [SEP]
 
 
-def test_empty_context_gives_one_all_zero_local_map():
-    # E = P = (2,): C empty -> one zero map. pwem per head: [G0, 0, G2, G2] (E' = (2, 2)).
-    #  head0 sum [.1+0+1.6, .2, .3+.2, .4] = [1.7 .2 .5 .4]; head1 sum [0+.4, .4, .4, .4]
-    #  -> ([1.7 .2 .5 .4] + [.4 .4 .4 .4]) / 8
+def test_no_effective_word_reference_uses_the_cls_map_alone():
+    # [CLS]: mean_k A = [.4 .2 .1 .4], mean_k relu ∇A = [2 .5 1 .5] -> [.8 .1 .1 .2].
+    # (Per head: h0 [.2 0 0 .6], h1 [1.8 0 0 0] -> [1.0 0 0 .3]; the prompt word's huge maps
+    # would dominate any mean over tokens.)
+    roles = TokenRoles(effective=(), primary=(), valid=CLS_VALID)
+    for mode in ("pwem", "global", "local"):
+        out = aggregate(CLS_ATT, CLS_GRAD, roles, mode=mode)
+        assert torch.allclose(out, grid([0.8, 0.1, 0.1, 0.2]), atol=1e-6)
+
+
+def test_no_effective_word_overall_mean_in_mean_and_gvlp_modes_and_gvlp_switch():
+    # mean over valid tokens 0, 1 per head: h0 ([.2 0 0 .6] + 9·[1 1 1 1]) / 2,
+    # h1 ([1.8 0 0 0] + 7·[1 1 1 1]) / 2 -> ([2.0 0 0 .6] + 16) / 4
+    overall = (grid([2.0, 0.0, 0.0, 0.6]) + 16.0) / 4
+    roles = TokenRoles(effective=(), primary=(), valid=CLS_VALID)
+    for mode, no_primary in (("mean", "reference"), ("gvlp", "reference"), ("pwem", "gvlp")):
+        out = aggregate(CLS_ATT, CLS_GRAD, roles, mode=mode, no_primary=no_primary)
+        assert torch.allclose(out, overall, atol=1e-6)
+
+
+def test_empty_context_uses_one_all_zero_context_map():
+    # E = P = (2,): C empty -> the reference's one zero context: D = A_m, D̂ = 1 where A_m > 0,
+    # G_loc = g_m ⊙ g_m ⊙ A_m. head0: A2 [.4 .2 .1 .3], g2 [2 0 1 0] -> [1.6 0 .1 0];
+    # head1: A2 = .2, g = 1 -> [.2 .2 .2 .2].
+    # pwem per head: [G0, G_loc, G2, G2] (E' = (2, 2)):
+    #  head0 sum [.1+1.6+1.6, .2+0+0, .3+.1+.2, .4+0+0] = [3.3 .2 .6 .4]; head1 [.6 .6 .6 .6]
+    #  -> [3.9 .8 1.2 1.0] / 8 (a zero local map would give [2.1 .6 .9 .8] / 8)
     roles = TokenRoles(effective=(2,), primary=(2,), valid=VALID)
     out = aggregate(ATT, GRAD, roles, mode="pwem")
-    assert torch.allclose(out, grid([2.1, 0.6, 0.9, 0.8]) / 8, atol=1e-6)
+    assert torch.allclose(out, grid([3.9, 0.8, 1.2, 1.0]) / 8, atol=1e-6)
+
+
+def test_local_map_without_context_is_gm_squared_am_with_eps_at_tiny_attention():
+    # One head, primary = token 1, no context. A_m = [.5 0 5e-9 .2], g_m = [2 3 1 0].
+    # D̂ = A_m / max(|A_m|, 1e-8) = [1 0 .5 1]; G_loc = D̂·g_m·(A_m·g_m) = [2 0 2.5e-9 0].
+    a = torch.stack([grid([0.0] * 4), grid([0.5, 0.0, 5e-9, 0.2])])[None]
+    g = torch.stack([grid([0.0] * 4), grid([2.0, 3.0, 1.0, 0.0])])[None]
+    loc = local_maps(a, g, primary=(1,), context=())
+    assert loc.shape == (1, 1, 2, 2)
+    assert torch.allclose(loc[0, 0], grid([2.0, 0.0, 2.5e-9, 0.0]), atol=1e-12, rtol=1e-5)
 
 
 def test_invalid_tokens_never_take_part_even_if_listed():

@@ -51,9 +51,10 @@ def test_spacy_fallback_real_parses(parser, expression, primary, effective):
 
 
 def test_spacy_two_men_on_the_left(parser):
-    # spaCy tags "left" JJ and makes only "two men" a noun chunk (NNS, not NN): no chunk has an NN,
-    # so the NOUN fallback gives "men" (benepar's tree gives "left", see test_core_tree.py).
-    assert parser.parse("two men on the left").primary_word == "men"
+    # spaCy tags "left" JJ and makes only "two men" a noun chunk (NNS, not NN); the fallback's
+    # correction makes "the left" an NP with "left" as NN, as a constituency parse has it
+    # (test_core_tree.py), so Algorithm 1 gives "left" like the reference.
+    assert parser.parse("two men on the left").primary_word == "left"
     plural = ExpressionParser(primary_tags=("NN", "NNS"), parser="spacy")
     assert plural.parse("two men on the left").primary_word == "men"
 
@@ -87,7 +88,7 @@ def test_auto_parser_falls_back_to_spacy_and_logs_it(caplog):
     with pytest.raises(RuntimeError):
         ExpressionParser(parser="benepar").parse("the cup")
     with pytest.raises(ValueError):
-        ExpressionParser(parser="stanza")
+        ExpressionParser(parser="constituency")
 
 
 # ---------------------------------------------------------------- pure assembly (no spaCy)

@@ -113,3 +113,98 @@ def test_user_errors_are_one_line(data, tmp_path, capsys):
     assert main(["eval", "--dataset", "refcocog:testA"]) == 2
     assert main(["eval", "--list-ablations"]) == 0
     assert "position-igrs" in capsys.readouterr().out
+
+
+def test_sweep_runs_each_value_and_compares_them(data, tiny_model_dirs, tmp_path, capsys):
+    """--sweep gradcam_layer=4,8: one resumable run per layer, one comparison table. Random
+    weights: plumbing only.
+    """
+    out = tmp_path / "sweep"
+    args = _args(
+        data,
+        tiny_model_dirs,
+        out,
+        "--dataset",
+        "refcoco:val",
+        "--ablation",
+        "no-igrs",
+        "--limit",
+        "2",
+        "--sweep",
+        "gradcam_layer=4,8",
+    )
+    assert main(args) == 0
+    md = capsys.readouterr().out
+    for layer in (4, 8):
+        header = read_records(out / f"gradcam_layer={layer}" / "refcoco_val" / "pwem-T1.jsonl")[0]
+        assert header["identity"]["gradcam_layer"] == layer
+    table = json.loads((out / "sweep.json").read_text())
+    assert table["key"] == "gradcam_layer" and list(table["values"]) == ["4", "8"]
+    col = "refcoco val pwem-T1 mIoU"
+    assert set(table["values"]["4"]) == {col} and table["best"][col] in ("4", "8")
+    assert "| gradcam_layer | refcoco val pwem-T1 mIoU |" in md and "| 8 | " in md
+
+
+def test_sweep_table_marks_the_best_value_per_column(tmp_path):
+    from iterprime_ros.tools.eval.cli import sweep_table
+
+    def report(path, miou, oiou):
+        path.parent.mkdir(parents=True)
+        results = [
+            {
+                "dataset": "refcoco",
+                "split": "val",
+                "config": "c",
+                "groups": {"all": {"mIoU": miou}},
+            },
+            {
+                "dataset": "phrasecut",
+                "split": "test",
+                "config": "c",
+                "groups": {"all": {"oIoU": oiou}},
+            },
+        ]
+        path.write_text(json.dumps({"results": results}))
+        return path
+
+    runs = [
+        ("6", report(tmp_path / "a" / "results.json", 0.40, 0.30)),
+        ("8", report(tmp_path / "b" / "results.json", 0.45, None)),
+        ("9", tmp_path / "missing" / "results.json"),
+    ]
+    t = sweep_table("gradcam_layer", runs)
+    assert t["best"] == {"refcoco val c mIoU": "8", "phrasecut test c oIoU": "6"}
+    assert "| 8 | **45.0** | — |" in t["markdown"] and "| 9 | — | — |" in t["markdown"]
+
+
+def test_sweep_errors_are_one_line(data, capsys, tmp_path):
+    base = ["eval", "--data-root", str(data[0]), "--dataset", "refcoco:val"]
+    assert main([*base, "--sweep", "gradcam_layer=6"]) == 2
+    assert "at least two values" in capsys.readouterr().err
+    assert main([*base, "--sweep", "no_such_field=1,2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "no_such_field" in err and "Traceback" not in err
+    assert main([*base, "--sweep", "gradcam_layer=six,seven"]) == 2
+    assert "expected an integer" in capsys.readouterr().err
+
+
+def test_fp16_sweep_on_cpu_says_both_rows_are_fp32(data, tiny_model_dirs, tmp_path, capsys):
+    out = tmp_path / "fp16"
+    args = _args(
+        data,
+        tiny_model_dirs,
+        out,
+        "--dataset",
+        "refcoco:val",
+        "--ablation",
+        "no-igrs",
+        "--limit",
+        "1",
+        "--sweep",
+        "half_precision=false,true",
+    )
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "fp16 runs only on CUDA; on cpu every value runs in fp32" in captured.err
+    assert "| half_precision |" in captured.out
+    assert (out / "half_precision=true" / "results.json").is_file()

@@ -134,7 +134,9 @@ class Harness:
         self.image_pub.publish(image)
         if depth is not None:
             self.depth_pub.publish(depth)
-        self.info_pub.publish(_camera_info())
+        info = _camera_info()
+        info.header.stamp = image.header.stamp  # drivers stamp camera_info like the image
+        self.info_pub.publish(info)
 
     def show(
         self,

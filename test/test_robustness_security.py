@@ -3,7 +3,7 @@
 A command is text to segment and nothing more. This reads the source (AST, not grep, so
 comments and docstrings do not count):
 - nothing in iterprime_ros evaluates text as code: no eval/exec/compile/__import__ call, no
-  yaml.load (only safe_load), no trust_remote_code, no torch.load;
+  yaml.load (only safe_load), no trust_remote_code, no torch.load but with weights_only=True;
 - the only unpickling is the eval harness reading the RefCOCO refs file from the user's own
   dataset folder (a file the user supplies, never message data), through an Unpickler that
   refuses every class;
@@ -95,6 +95,16 @@ def _imports(tree: ast.AST) -> set[str]:
     return names
 
 
+def _weights_only(call: ast.Call) -> bool:
+    """torch.load(..., weights_only=True) literally: tensors and plain containers only, no class
+    is ever built from the file (the ALBEF checkpoint reader, models/albef.py).
+    """
+    return any(
+        k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+        for k in call.keywords
+    )
+
+
 def test_no_text_is_evaluated_as_code():
     found = []
     for path, tree in _sources().items():
@@ -103,8 +113,8 @@ def test_no_text_is_evaluated_as_code():
                 found.append(f"{path}:{node.lineno} {name}()")
             if owner == "yaml" and name in ("load", "unsafe_load", "full_load", "load_all"):
                 found.append(f"{path}:{node.lineno} yaml.{name}()")
-            if owner == "torch" and name == "load":
-                found.append(f"{path}:{node.lineno} torch.load()")
+            if owner == "torch" and name == "load" and not _weights_only(node):
+                found.append(f"{path}:{node.lineno} torch.load() without weights_only=True")
             if any(k.arg == "trust_remote_code" for k in node.keywords):
                 found.append(f"{path}:{node.lineno} trust_remote_code")
     assert not found, found

@@ -214,6 +214,25 @@ def test_config_file_applies_in_any_namespace(tmp_path):
         rclpy.shutdown(context=ctx)
 
 
+def test_robot_frame_parameters():
+    node = validate(
+        {
+            "target_frame": "base_link",
+            "transform_timeout_s": 0.5,
+            "image_transport": "compressed",
+            "image_rectified": True,
+        }
+    ).node
+    assert (node.target_frame, node.transform_timeout_s) == ("base_link", 0.5)
+    assert (node.image_transport, node.image_rectified) == ("compressed", True)
+    assert validate({}).node.target_frame == "", "default: the camera frame"
+    for bad in ("/base_link", "base link", " base_link"):
+        with pytest.raises(ParameterError, match="'target_frame'.*not a tf2 frame id"):
+            validate({"target_frame": bad})
+    with pytest.raises(ParameterError, match="'image_transport'.*raw, compressed"):
+        validate({"image_transport": "theora"})
+
+
 @pytest.mark.parametrize(
     "text, words",
     [

@@ -139,3 +139,33 @@ def test_latest_image_and_info():
     assert cache.latest_image().msg == "b" and cache.latest_image().received_ns == 20
     cache.set_camera_info("info")
     assert cache.camera_info() == "info"
+
+
+def _stamped(sec: int, nanosec: int, tag: str):
+    return SimpleNamespace(header=_header(sec, nanosec), tag=tag)
+
+
+def test_match_follows_approximate_time():
+    """message_filters' ApproximateTime rule: every stamp of the set within the slop of each other,
+    the candidates nearest the image first.
+    """
+    cache = SensorCache(depth_frames=5)
+    assert cache.match(_header(5), 0.1).reason == "no depth received"
+    cache.add_depth(_stamped(5, 30_000_000, "d30"))
+    assert cache.match(_header(5), 0.1).reason == "no camera_info received"
+    cache.set_camera_info(_stamped(4, 900_000_000, "i-100"))
+    cache.set_camera_info(_stamped(5, 60_000_000, "i60"))
+    m = cache.match(_header(5), 0.1)
+    assert (m.depth.tag, m.info.tag) == ("d30", "i60"), "nearest candidates that fit together"
+    cache.add_depth(_stamped(4, 920_000_000, "d-80"))
+    m = cache.match(_header(5), 0.1)
+    assert (m.depth.tag, m.info.tag) == ("d30", "i60")
+    # depth at -80 ms and info at +60 ms are each within 0.1 s of the image, but 140 ms apart
+    cache2 = SensorCache()
+    cache2.add_depth(_stamped(4, 920_000_000, "d-80"))
+    cache2.set_camera_info(_stamped(5, 60_000_000, "i60"))
+    assert "more than 0.1 s apart" in cache2.match(_header(5), 0.1).reason
+    cache2.set_camera_info(_stamped(4, 950_000_000, "i-50"))
+    assert cache2.match(_header(5), 0.1).info.tag == "i-50", "a further info that fits is taken"
+    far = cache2.match(_header(9), 0.1)
+    assert far.depth is None and "no depth within 0.1 s" in far.reason and "4.080 s" in far.reason

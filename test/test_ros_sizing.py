@@ -71,3 +71,29 @@ def test_result_is_given_at_the_source_resolution():
     assert out.mask[v, u], "the grasp point stays inside the full-size mask"
     assert out.image_size == (200, 320) and out.heatmap is None
     assert result_at_source(result, size_plan(Msg(np.zeros((50, 80, 3), np.uint8)), 0)) is result
+
+
+def test_compressed_images_follow_the_same_size_rule():
+    """A PNG CompressedImage: sized from its header, decoded, shrunk like a raw frame, refused
+    when far too big (before decoding), and garbage is a clear error.
+    """
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from iterprime_ros.ros.conversions import ImageConversionError
+    from iterprime_ros.ros.sizing import compressed_for_models
+
+    rgb = np.zeros((300, 400, 3), np.uint8)
+    rgb[:150] = (200, 40, 10)
+    msg = CompressedImage(format="png")
+    msg.data = cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes()
+    same, sizes = compressed_for_models(msg, 10**6)
+    assert not sizes.downscaled
+    np.testing.assert_array_equal(same, rgb)
+    small, sizes = compressed_for_models(msg, 300 * 400 // 4)
+    assert sizes.downscaled and small.shape == (150, 200, 3)
+    np.testing.assert_array_equal(small[10, 10], (200, 40, 10))
+    with pytest.raises(ImageTooLargeError, match="refused"):
+        compressed_for_models(msg, 300 * 400 // 17)
+    with pytest.raises(ImageConversionError, match="cannot be decoded"):
+        compressed_for_models(CompressedImage(format="jpeg", data=b"\x00" * 10), 10**6)

@@ -68,6 +68,20 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     return out
 
 
+def mask_core(mask: np.ndarray, erode_px: int) -> np.ndarray:
+    """The mask eroded by a (2e+1)^2 square (outside the image is background), or the mask itself
+    when the erosion would empty it: where depth belongs to the object, not to what is behind.
+    """
+    m = _check_mask(mask)
+    if erode_px <= 0:
+        return m
+    kernel = np.ones((2 * erode_px + 1, 2 * erode_px + 1), np.uint8)
+    eroded = cv2.erode(
+        m.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0
+    ).astype(bool)
+    return eroded if eroded.any() else m
+
+
 def centroid_3d(
     mask: np.ndarray,
     depth_m: np.ndarray,
@@ -89,15 +103,7 @@ def centroid_3d(
     d = np.asarray(depth_m, dtype=np.float32)
     if d.shape != m.shape:
         raise ValueError(f"depth {d.shape} and mask {m.shape} differ in size")
-    region = m
-    if erode_px > 0:
-        kernel = np.ones((2 * erode_px + 1, 2 * erode_px + 1), np.uint8)
-        eroded = cv2.erode(
-            m.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0
-        ).astype(bool)
-        if eroded.any():
-            region = eroded
-    values = d[region]
+    values = d[mask_core(m, erode_px)]
     values = values[np.isfinite(values) & (values > 0)]
     if values.size == 0:
         return None

@@ -20,6 +20,7 @@ from .pwem import MODES, NO_PRIMARY, aggregate
 from .text import TokenRoles
 
 STOP_RULES = ("reference", "soft_itm", "none")
+SINGLE_PASS = ("sigmoid", "plain")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class IGRSSettings:
     mode: str = "pwem"
     no_primary: str = "reference"
     enabled: bool = True
+    # one pass only (enabled=False or max_iterations=1): "sigmoid" returns S(O_0), the
+    # reference's steep-sigmoid stretch of the first map; "plain" returns O_0 itself
+    single_pass: str = "sigmoid"
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1:
@@ -48,6 +52,8 @@ class IGRSSettings:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         if self.no_primary not in NO_PRIMARY:
             raise ValueError(f"no_primary must be one of {NO_PRIMARY}, not {self.no_primary!r}")
+        if self.single_pass not in SINGLE_PASS:
+            raise ValueError(f"single_pass must be one of {SINGLE_PASS}, not {self.single_pass!r}")
 
 
 @dataclass
@@ -115,7 +121,9 @@ def run_igrs(
     t = 0 passes keep=None (all patches). Stop rules: "reference" — t ≥ 1 and p_t < p_{t−1}:
     return O_t; "soft_itm" — S_t = p_t·r_t, r_t = mean(1 − O_{t−1}), r_0 = 1; S_t < S_{t−1}:
     return O_{t−1}; "none" — never stops early (a fixed pass count, for benchmarks). A keep
-    mask with no patch left (e.g. an all-zero map) stops the loop.
+    mask with no patch left (e.g. an all-zero map) stops the loop. One pass (T = 1) returns
+    S(O_0), the steep sigmoid of the first map over its maximum (the reference), unless
+    single_pass="plain".
     """
     s = settings or IGRSSettings()
     passes = s.max_iterations if s.enabled else 1
@@ -170,7 +178,10 @@ def run_igrs(
         else:
             prev_soft = p  # r_0 = 1
         if t == passes - 1:
-            return finish(o_t(), t, "max_iterations" if s.enabled else "disabled")
+            o = o_t()
+            if passes == 1 and s.single_pass == "sigmoid":
+                o = steep_sigmoid(o, s.steepness, s.threshold)  # the reference's T = 1 output
+            return finish(o, t, "max_iterations" if s.enabled else "disabled")
         if s.stop_rule == "soft_itm":
             prev_o = o_t()
 

@@ -53,6 +53,16 @@ log = logging.getLogger(__name__)
 
 EFFECTIVE_UPOS = frozenset({"NOUN", "VERB", "ADJ", "PROPN", "NUM"})
 BENEPAR_MODEL = "benepar_en3"
+# Position words stay effective whatever spaCy tags them (it often says ADV, INTJ or VBD:
+# "person in back", "guy on right", "left one"); a constituency parse makes them nouns or
+# adjectives, which are effective.
+SPATIAL_WORDS = frozenset(
+    "left right top bottom front back middle center centre near far upper lower behind "
+    "closest nearest farthest furthest leftmost rightmost topmost side corner edge "
+    "up down above below".split()
+)
+_DETERMINERS = frozenset({"DT", "PDT", "PRP$", "WDT"})
+_PHRASE_INNER_UPOS = frozenset({"ADJ", "ADV", "NUM", "NOUN", "PROPN", "VERB"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,7 @@ class ParsedExpression:
     words: tuple[Word, ...]
     effective: tuple[int, ...]
     primary: int | None
-    parser: str  # "benepar" | "spacy"
+    parser: str  # "stanza" | "benepar" | "spacy"
 
     @property
     def primary_word(self) -> str | None:
@@ -97,6 +107,7 @@ class TokenRoles:
 
 
 # ---------------------------------------------------------------- spaCy / benepar loading
+PARSERS = ("auto", "stanza", "benepar", "spacy")
 _SPACY: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
@@ -152,15 +163,100 @@ def _load_benepar() -> tuple[Any | None, str]:
         return result
 
 
+def _load_stanza() -> tuple[Any | None, str]:
+    """A stanza English pipeline with the constituency parser (the reference's parser), or
+    (None, why not). Never downloads: the model must already be in stanza's resources folder.
+    """
+    with _LOCK:
+        if "stanza" in _SPACY:
+            return _SPACY["stanza"]
+        result: tuple[Any | None, str]
+        try:
+            import stanza  # type: ignore[import-not-found]
+        except ImportError:
+            result = (None, "stanza not installed")
+        else:
+            try:
+                nlp = stanza.Pipeline(
+                    "en",
+                    processors="tokenize,pos,constituency",
+                    download_method=None,
+                    logging_level="WARN",
+                )
+                result = (nlp, "")
+            except Exception as exc:  # model missing or broken: fall back, do not stop the node
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                result = (None, f"stanza English constituency model not available ({first})")
+        _SPACY["stanza"] = result
+        return result
+
+
 # ---------------------------------------------------------------- trees from parses
+def spacy_tag(tok: Any) -> tuple[str, str]:
+    """(UPOS, PTB tag) of a spaCy token with the fallback's two corrections.
+
+    The small English model calls many lowercase object nouns proper nouns ("cup", "ball",
+    "kid" -> PROPN/NNP), which Algorithm 1 (NN only) would never pick: a lowercase PROPN is
+    a NOUN and NNP/NNPS become NN/NNS. A position word standing as the head of a phrase that
+    a determiner opens ("on the left", "the far right") is a noun (NN), as a constituency
+    parse makes it, whatever spaCy said (JJ, RB, VBD ...).
+    """
+    upos, tag = tok.pos_, tok.tag_ or "XX"
+    if tok.text.islower() and (upos == "PROPN" or tag in ("NNP", "NNPS")):
+        upos = "NOUN"
+        tag = "NNS" if tag == "NNPS" else ("NN" if tag == "NNP" else tag)
+    if _spatial_head(tok):
+        upos, tag = "NOUN", "NN"
+    return upos, tag
+
+
+def _spatial_head(tok: Any) -> bool:
+    """A position word that heads its phrase: a determiner before it (over adjectives and
+    adverbs only: "the far left") and no noun or adjective after it ("the left cup" is an
+    adjective use).
+    """
+    if tok.text.lower() not in SPATIAL_WORDS or tok.tag_ in ("NN", "NNS"):
+        return False
+    nxt = tok.nbor(1) if tok.i + 1 < len(tok.doc) else None
+    if nxt is not None and (nxt.pos_ in ("NOUN", "PROPN", "ADJ", "NUM") or nxt.tag_ == "NN"):
+        return False
+    j = tok.i - 1
+    while j >= 0:
+        prev = tok.doc[j]
+        if prev.tag_ in _DETERMINERS:
+            return True
+        if prev.pos_ not in ("ADJ", "ADV") and prev.text.lower() not in SPATIAL_WORDS:
+            return False
+        j -= 1
+    return False
+
+
+def _chunks(doc: Any) -> list[tuple[int, int]]:
+    """Noun chunks of spaCy as (start, end) token spans, plus determiner-opened spans ending in a
+    position word that spaCy left out ("the left" in "two men on the left").
+    """
+    spans = [(c.start, c.end) for c in doc.noun_chunks]
+    covered = {i for a, b in spans for i in range(a, b)}
+    for tok in doc:
+        if tok.i in covered or not _spatial_head(tok):
+            continue
+        start = tok.i
+        while start > 0 and doc[start].tag_ not in _DETERMINERS:
+            start -= 1
+        if not any(i in covered for i in range(start, tok.i + 1)):
+            spans.append((start, tok.i + 1))
+            covered.update(range(start, tok.i + 1))
+    return sorted(spans)
+
+
 def spacy_tree(doc: Any) -> tuple[Tree, list[int]]:
     """Shallow tree from a spaCy Doc: each noun chunk is a base NP, other tokens hang off the
-    root; preterminal tags are token.tag_. Returns the tree and the token index of each leaf.
+    root; preterminal tags are token.tag_ with spacy_tag's corrections. Returns the tree and the
+    token index of each leaf.
     """
     chunk_of: dict[int, int] = {}
-    chunks = list(doc.noun_chunks)
-    for c, span in enumerate(chunks):
-        for i in range(span.start, span.end):
+    for c, (start, end) in enumerate(_chunks(doc)):
+        for i in range(start, end):
             chunk_of[i] = c
     children: list[Tree] = []
     leaf_tokens: list[int] = []
@@ -168,7 +264,7 @@ def spacy_tree(doc: Any) -> tuple[Tree, list[int]]:
     for tok in doc:
         if tok.is_space:
             continue
-        leaf = Tree(tok.tag_ or "XX", (tok.text,))
+        leaf = Tree(spacy_tag(tok)[1], (tok.text,))
         leaf_tokens.append(tok.i)
         c = chunk_of.get(tok.i)
         if current is not None and current[0] != c:
@@ -201,20 +297,43 @@ def benepar_tree(doc: Any) -> tuple[Tree, list[int]]:
     return tree, tokens
 
 
+def stanza_parse(doc: Any) -> tuple[list[tuple[int, str, str, str]], Tree]:
+    """Pieces (char offset, text, UPOS, PTB tag) and the constituency tree of a stanza Document
+    (sentences joined under one root). Leaves are the stanza words, in order.
+    """
+    pieces: list[tuple[int, str, str, str]] = []
+    trees: list[Tree] = []
+    for sent in doc.sentences:
+        for token in sent.tokens:
+            for word in token.words:
+                start = getattr(word, "start_char", None)
+                if start is None:
+                    start = token.start_char
+                pieces.append((int(start), word.text, word.upos, word.xpos or "XX"))
+        trees.append(parse_tree(str(sent.constituency)))
+    tree = trees[0] if len(trees) == 1 else Tree("ROOT", tuple(trees))
+    if len(tree.leaves()) != len(pieces):
+        raise ValueError(f"stanza tree has {len(tree.leaves())} leaves for {len(pieces)} words")
+    return pieces, tree
+
+
 # ---------------------------------------------------------------- parser
 class ExpressionParser:
     """Tag an expression, find its effective words and its primary word (method.md §2).
 
     primary_tags: PTB tags that can be the primary word (reference: ("NN",); add "NNS" to
-    let plurals count). parser: "auto" (benepar when benepar_en3 is installed, else spaCy),
-    "benepar" (fails if unavailable) or "spacy". Results are cached per expression.
+    let plurals count). parser: "auto" (stanza -- the reference's parser -- when stanza and its
+    English constituency model are installed, else benepar when benepar_en3 is, else spaCy),
+    "stanza" / "benepar" (fail if unavailable) or "spacy". Results are cached per expression.
+    On spaCy tags (spacy and benepar paths) position words are always effective (SPATIAL_WORDS)
+    and spaCy's lowercase proper nouns count as nouns (spacy_tag).
     """
 
     def __init__(
         self, primary_tags: Sequence[str] = ("NN",), parser: str = "auto", cache_size: int = 1024
     ):
-        if parser not in ("auto", "benepar", "spacy"):
-            raise ValueError(f"parser must be auto, benepar or spacy, not {parser!r}")
+        if parser not in PARSERS:
+            raise ValueError(f"parser must be one of {', '.join(PARSERS)}, not {parser!r}")
         self.primary_tags = tuple(primary_tags)
         self.requested = parser
         self.cache_size = cache_size
@@ -224,7 +343,7 @@ class ExpressionParser:
 
     @property
     def kind(self) -> str:
-        """The parser actually in use ("benepar" or "spacy"); loads it on first use."""
+        """The parser actually in use ("stanza", "benepar" or "spacy"); loads it on first use."""
         self._ensure()
         assert self._kind is not None
         return self._kind
@@ -232,6 +351,15 @@ class ExpressionParser:
     def _ensure(self) -> None:
         if self._kind is not None:
             return
+        if self.requested in ("auto", "stanza"):
+            nlp, why = _load_stanza()
+            if nlp is not None:
+                self._nlp, self._kind = nlp, "stanza"
+                log.info("expression parser: stanza constituency (the reference's parser)")
+                return
+            if self.requested == "stanza":
+                raise RuntimeError(f"parser='stanza' requested but {why}")
+            log.info("expression parser: no stanza (%s)", why)
         if self.requested in ("auto", "benepar"):
             nlp, why = _load_benepar()
             if nlp is not None:
@@ -252,6 +380,12 @@ class ExpressionParser:
             self._cache.move_to_end(expression)
             return hit
         self._ensure()
+        if self._kind == "stanza":
+            pieces, tree = stanza_parse(self._nlp(expression))
+            parsed = assemble(
+                expression, pieces, tree, list(range(len(pieces))), self.primary_tags, "stanza"
+            )
+            return self._remember(expression, parsed)
         doc = self._nlp(expression)
         if self._kind == "benepar":
             try:
@@ -265,12 +399,16 @@ class ExpressionParser:
             tree, leaf_tokens = spacy_tree(doc)
         parsed = assemble(
             expression,
-            [(t.idx, t.text, t.pos_, t.tag_) for t in doc if not t.is_space],
+            [(t.idx, t.text, *spacy_tag(t)) for t in doc if not t.is_space],
             tree,
             leaf_tokens_to_pieces(doc, leaf_tokens),
             self.primary_tags,
             self._kind or "spacy",
+            spatial_effective=True,
         )
+        return self._remember(expression, parsed)
+
+    def _remember(self, expression: str, parsed: ParsedExpression) -> ParsedExpression:
         self._cache[expression] = parsed
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -290,10 +428,12 @@ def assemble(
     leaf_pieces: Sequence[int],
     primary_tags: Sequence[str],
     parser: str,
+    spatial_effective: bool = False,
 ) -> ParsedExpression:
     """Combine tagger pieces (char offset, text, UPOS, PTB tag) and a tree into a ParsedExpression.
 
     Pure function (no spaCy) so the word/piece bookkeeping is testable on its own.
+    spatial_effective: position words (SPATIAL_WORDS) are effective whatever their tag.
     """
     spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", expression)]
     owner = words_of_tokens([(s, s + len(t)) for s, t, _, _ in pieces], spans)
@@ -304,7 +444,7 @@ def assemble(
         eff = [p for p in mine if p[2] in EFFECTIVE_UPOS]
         rep = eff[0] if eff else (mine[0] if mine else (ws, expression[ws:we], "X", "XX"))
         words.append(Word(expression[ws:we], ws, we, rep[2], rep[3]))
-        if eff:
+        if eff or (spatial_effective and _word_key(expression[ws:we]) in SPATIAL_WORDS):
             effective.append(w)
     upos = [pieces[k][2] for k in leaf_pieces]
     leaf = primary_leaf(tree, primary_tags, upos)

@@ -1,8 +1,9 @@
 """Model backends behind the core's protocols, and a registry that picks them by name.
 
-Registered: VLP "blip_itm" (BLIP ITM, transformers); proposals "mask2former" (transformers
-Mask2Former). The registry is the seam for other networks -- a detectron2 Mask2Former or a
-SAM-family proposal generator, an ALBEF VLP -- which implement ``ProposalBackend`` /
+Registered: VLP "blip_itm" (BLIP ITM, transformers), "albef_itm" (ALBEF ITM from the official
+.pth, the paper's model); proposals "mask2former" (transformers Mask2Former). The registry is
+the seam for other networks -- a detectron2 Mask2Former or a SAM-family proposal generator --
+which implement ``ProposalBackend`` /
 ``VLPBackend`` (core/backend.py) and call ``register_proposal_backend`` /
 ``register_vlp_backend``; nothing else changes. transformers is imported only when a model is
 loaded (after its folder was found), so missing weights are reported quickly.
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..core.backend import ProposalBackend, VLPBackend
+from .albef import AlbefImageEmbedding, AlbefITMBackend
 from .blip import BlipImageEmbedding, BlipITMBackend
 from .loading import (
     DEFAULT_PROPOSAL_MODEL,
@@ -85,6 +87,9 @@ def check_model_folder(parameter: str, name: str, kind: str, backend: str) -> st
     factory = registry.get(backend)
     if factory is None:
         raise ModelCheckError(f"parameter {parameter!r}: unknown backend {backend!r}")
+    own_check = getattr(factory, "check_model", None)
+    if callable(own_check):  # not a transformers folder (ALBEF: an official .pth)
+        return str(own_check(name))
     folder = resolve(name, kind=kind)
     what = "VLP" if kind == "vlp" else "proposal"
     try:
@@ -106,9 +111,12 @@ def check_model_folder(parameter: str, name: str, kind: str, backend: str) -> st
 
 
 register_vlp_backend("blip_itm", BlipITMBackend)
+register_vlp_backend("albef_itm", AlbefITMBackend)
 register_proposal_backend("mask2former", Mask2FormerProposals)
 
 __all__ = [
+    "AlbefITMBackend",
+    "AlbefImageEmbedding",
     "ModelCheckError",
     "check_model_folder",
     "BlipITMBackend",

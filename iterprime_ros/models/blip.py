@@ -130,9 +130,10 @@ class BlipITMBackend:
     """VLPBackend on ``BlipForImageTextRetrieval`` (the ITM head), see the module docstring.
 
     gradcam_layer: the text-encoder layer whose cross-attention is explained (0-based; BLIP
-    has cross-attention in all 12 layers). 8 is the node default (design.md); the BLIP
-    authors' own Grad-CAM used 6. max_text_tokens: BLIP's ITM was trained on 35 tokens;
-    longer prompts are truncated (token_offsets shows what was kept).
+    has cross-attention in all 12 layers). 6 is the default: the BLIP authors' own Grad-CAM
+    (LAVIS compute_gradcam, block_num=6) explains that layer (method.md §1).
+    max_text_tokens: BLIP's ITM was trained on 35 tokens; longer prompts are truncated
+    (token_offsets shows what was kept).
     """
 
     name = "blip_itm"
@@ -142,7 +143,7 @@ class BlipITMBackend:
         self,
         model: str | Path = DEFAULT_VLP_MODEL,
         device: str | torch.device = "auto",
-        gradcam_layer: int = 8,
+        gradcam_layer: int = 6,
         half_precision: bool = False,
         first_token: str = "enc",
         max_text_tokens: int = 35,

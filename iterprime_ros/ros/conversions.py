@@ -18,6 +18,7 @@ __all__ = [
     "DEPTH_ENCODINGS",
     "ImageConversionError",
     "camera_info_intrinsics",
+    "compressed_to_rgb",
     "check_image",
     "depth_to_array",
     "depth_to_fields",
@@ -109,6 +110,22 @@ def image_to_rgb(msg: Any, size: tuple[int, int] | None = None) -> np.ndarray:
             interpolation=cv2.INTER_AREA,
         ).reshape(int(size[0]), int(size[1]), channels)
     return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG, PNG: what OpenCV's imdecode reads) -> H x W x 3 RGB.
+
+    One decoder for the live node (image_transport "compressed") and offline bag replay.
+    """
+    import cv2
+
+    data = _raw_bytes(msg.data)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ImageConversionError(
+            f"compressed image ({str(msg.format) or 'unknown format'}) cannot be decoded"
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def check_image(msg: Any) -> None:

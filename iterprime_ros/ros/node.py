@@ -16,9 +16,12 @@ code, or used to pick a model, file or parameter (docs/robustness.md).
 
 Inputs: image, depth, camera_info (while active; QoS image_qos), command (reliable, keep-all: a
 voice front end publishes reliable, keep-all). Outputs: ~/result (one per command), ~/mask,
-~/centroid, ~/debug_image, /diagnostics. Services: ~/segment (also an action with feedback and
-cancel), ~/enable (std_srvs/SetBool), the lifecycle services. `ros2 param set` changes the
-parameters marked [live] at run time; the others while the node is unconfigured.
+~/centroid, ~/debug_image, /diagnostics, and (outputs.py) ~/marker and, with vision_msgs,
+~/detections_2d and ~/detections_3d; with target_frame the 3-D part is also given in that frame
+(tf2 at the image stamp; README "Robot-frame outputs"). Services: ~/segment (also an action
+with feedback and cancel), ~/enable (std_srvs/SetBool), the lifecycle services. `ros2 param
+set` changes the parameters marked [live] at run time; the others while the node is
+unconfigured.
 
     ros2 run iterprime_ros segmenter --ros-args --params-file config/segment.yaml -r
     image:=/camera/image
@@ -47,7 +50,7 @@ from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallba
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool
 
@@ -60,6 +63,7 @@ from ..image_size import ImageTooLargeError
 from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_memory
 from . import diagnostics, logs, messages
 from .conversions import ImageConversionError, check_image
+from .outputs import StandardOutputs, fill_3d
 from .params import (
     PARAMETERS,
     SPECS,
@@ -71,8 +75,10 @@ from .params import (
     params_files,
     read_params_file,
 )
-from .sensors import Frame, SensorCache, compute_centroid_3d, stamp_ns
-from .sizing import result_at_source, rgb_for_models, size_plan
+from .sensors import Frame, SensorCache, stamp_ns
+from .sizing import compressed_for_models, result_at_source, rgb_for_models, size_plan
+from .spatial import Located, locate
+from .transforms import FrameTransformer, TransformSetupError, frame_transformer
 from .worker import JobQueue, Worker
 
 NODE_NAME = "iterprime_segmenter"
@@ -173,8 +179,12 @@ class SegmenterNode(LifecycleNodeMixin, Node):
     `_create_outputs`; parameters are rows of the table in params.py (`self.parameters`).
     """
 
-    def __init__(self, **node_kwargs: Any) -> None:
+    def __init__(self, transform_buffer: Any = None, **node_kwargs: Any) -> None:
+        """transform_buffer: a tf2-style buffer from embedding code (else tf2_ros at configure)."""
         Node.__init__(self, NODE_NAME, **node_kwargs)
+        self._transform_buffer = transform_buffer
+        self._transformer: FrameTransformer | None = None  # set at configure when target_frame
+        self._tf_listener: Any = None
         self._lifecycle_group = MutuallyExclusiveCallbackGroup()
         self._camera_group = MutuallyExclusiveCallbackGroup()
         # Topic commands one at a time, in the order DDS delivered them; service and action
@@ -257,6 +267,9 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._centroid_pub = self.create_publisher(PointStamped, "~/centroid", OUTPUT_QOS)
         self._debug_pub = self.create_publisher(Image, "~/debug_image", OUTPUT_QOS)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._outputs = StandardOutputs(self, OUTPUT_QOS)  # ~/marker, vision_msgs detections
+        if self._outputs.missing:
+            self.get_logger().info(f"~/detections_2d and ~/detections_3d: {self._outputs.missing}")
 
     @property
     def settings(self) -> Any:
@@ -290,8 +303,9 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._set_state("configuring")
         try:
             parameters = Parameters.from_values(current_values(self))
+            self._configure_frames(parameters)
             self._check_models(parameters)
-        except (ParameterError, ModelLoadError) as exc:
+        except (ParameterError, ModelLoadError, TransformSetupError) as exc:
             self._unavailable = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
             self._set_state("unconfigured")
@@ -304,6 +318,15 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._set_state("inactive")
         self.get_logger().info("configured")
         return TransitionCallbackReturn.SUCCESS
+
+    def _configure_frames(self, parameters: Parameters) -> None:
+        """target_frame: a tf2 buffer (or the embedder's); TransformSetupError says why not."""
+        node = parameters.node
+        self._transformer, self._tf_listener = frame_transformer(
+            self, node.target_frame, node.transform_timeout_s, self._transform_buffer
+        )
+        if self._transformer is not None:
+            self.get_logger().info(f"3-D outputs in {node.target_frame!r} (tf2 at image stamps)")
 
     def _check_models(self, parameters: Parameters) -> None:
         """Each model folder exists and holds the kind of model its backend loads (no loading)."""
@@ -349,6 +372,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._fail_waiting("the node was cleaned up before this command ran")
+        unregister = getattr(self._tf_listener, "unregister", None)  # tf2_ros's listener
+        if unregister is not None:
+            unregister()
+        self._transformer, self._tf_listener = None, None
         self._set_state("unconfigured")
         return super().on_cleanup(state)
 
@@ -378,8 +405,15 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         qos = qos_profile_sensor_data
         if self.settings.image_qos == "reliable":  # e.g. depth cameras that publish reliable only
             qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        image_type, image_topic = (
+            (CompressedImage, "image/compressed")
+            if self.settings.image_transport == "compressed"
+            else (Image, "image")
+        )
         self._sensor_subs = [
-            self.create_subscription(Image, "image", self._on_image, qos, callback_group=group),
+            self.create_subscription(
+                image_type, image_topic, self._on_image, qos, callback_group=group
+            ),
             self.create_subscription(
                 Image, "depth", self._sensors.add_depth, qos, callback_group=group
             ),
@@ -696,7 +730,8 @@ class SegmenterNode(LifecycleNodeMixin, Node):
     def _pick_image(self, job: Job) -> str | None:
         """Give the job the latest camera image; returns why not (none yet, or too old)."""
         frame: Frame | None = self._sensors.latest_image()
-        topic = self.resolve_topic_name("image")
+        compressed = self.settings.image_transport == "compressed"
+        topic = self.resolve_topic_name("image/compressed" if compressed else "image")
         if frame is None:
             return f"no image received on {topic} yet"
         now = self.get_clock().now().nanoseconds
@@ -757,8 +792,12 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         result: Segmentation,
         mask: Image | None = None,
         centroid: PointStamped | None = None,
+        located: Located | None = None,
     ) -> None:
         """Publish the one answer to `job`: THE place a result leaves the node.
+
+        Beside ~/result: ~/mask, ~/centroid and the standard outputs (outputs.py) from `located`,
+        the answer's 3-D part.
 
         A second answer is dropped: silently for a command already answered "shutting down"
         whose model work ended afterwards, as a logged bug otherwise.
@@ -780,6 +819,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                 if centroid is not None:
                     self._centroid_pub.publish(centroid)
                 self._result_pub.publish(result)
+                self._outputs.publish(result, located)
             except Exception as exc:  # noqa: BLE001 - the context is gone (killed mid-shutdown)
                 print(f"command {job.command_id}: result not published: {exc}", file=sys.stderr)
                 return
@@ -792,6 +832,13 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                     f", ({result.centroid_3d.x:.3f}, {result.centroid_3d.y:.3f}, "
                     f"{result.centroid_3d.z:.3f}) m"
                     if result.has_centroid_3d
+                    else ""
+                )
+                + (
+                    f", ({result.centroid_target.point.x:.3f}, "
+                    f"{result.centroid_target.point.y:.3f}, {result.centroid_target.point.z:.3f})"
+                    f" m in {result.centroid_target.header.frame_id}"
+                    if result.has_target_point and self._transformer is not None
                     else ""
                 )
                 + f" in {result.latency_s:.2f} s"
@@ -814,9 +861,12 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                 self._fail(job, error)
                 return
         try:
-            check_image(job.image)  # its own message first: encoding, empty, step, size
-            sizes = size_plan(job.image, self.settings.max_image_pixels)
-            rgb = rgb_for_models(job.image, sizes)
+            if isinstance(job.image, CompressedImage):
+                rgb, sizes = compressed_for_models(job.image, self.settings.max_image_pixels)
+            else:
+                check_image(job.image)  # its own message first: encoding, empty, step, size
+                sizes = size_plan(job.image, self.settings.max_image_pixels)
+                rgb = rgb_for_models(job.image, sizes)
         except (ImageConversionError, ImageTooLargeError, ValueError) as exc:
             self._fail(job, f"cannot use the image: {exc}")
             return
@@ -844,20 +894,48 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             return
         job.ran = True
         result = result_at_source(model_result, sizes)
-        point = None
-        if result.success and job.use_depth and result.mask is not None:
-            depth = self._sensors.depth_for(header, self.settings.depth_sync_tolerance_s)
-            info = self._sensors.camera_info()
-            c3 = compute_centroid_3d(result.mask, depth, info, self.settings.depth_erosion_px)
-            point = c3.point
-            if point is None and (self._sensors.has_depth or info is not None):
-                self.get_logger().warning(
-                    f"command {job.command_id}: no 3-D centroid: {c3.reason}"
-                )
+        located = None
+        if result.success and result.mask is not None:
+            located = (
+                self._locate(job, result)
+                if job.use_depth
+                else Located(error="no depth for an image given with the request")
+            )
+        point = located.camera.centroid if located and located.camera else None
         msg = messages.segmentation(result, self._answer_info(job, point))
+        if msg.success and located is not None:
+            fill_3d(msg, located)
         mask = msg.mask if msg.success else None
-        self._answer(job, msg, mask, messages.centroid_point(msg))
+        self._answer(job, msg, mask, messages.centroid_point(msg), located)
         self._publish_debug(rgb, model_result, msg.header)  # at the size the models saw
+
+    def _locate(self, job: Job, result: Any) -> Located:
+        """The answer's 3-D part: depth and camera_info matched to the image, the camera model,
+        target_frame (spatial.py). Its failure is logged and kept in error_3d; 2-D stands.
+        """
+        s = self.settings
+        header = job.image.header
+        match = self._sensors.match(header, s.depth_sync_tolerance_s)
+        transformer = self._transformer
+        if transformer is not None:  # transform_timeout_s may have changed since configure
+            transformer = FrameTransformer(
+                transformer.buffer, transformer.target_frame, s.transform_timeout_s
+            )
+        located = locate(
+            result.mask,
+            result.grasp_point,
+            header,
+            match.depth,
+            match.info,
+            s.depth_erosion_px,
+            s.image_rectified,
+            transformer,
+            match.reason,
+        )
+        if located.error and (self._sensors.has_depth or self._sensors.camera_info() is not None):
+            what = "no 3-D centroid" if located.camera is None else "no 3-D in target_frame"
+            self.get_logger().warning(f"command {job.command_id}: {what}: {located.error}")
+        return located
 
     def _publish_debug(self, rgb: Any, result: Any, header: Header) -> None:
         """Heat map, mask, centroid and expression over the image; rendered only when someone

@@ -160,6 +160,12 @@ def _device(v: str) -> str | None:
     return None if _DEVICE.match(v.strip().lower()) else "not a device"
 
 
+def _frame_id(v: str) -> str | None:
+    if v and (v != v.strip() or " " in v or v.startswith("/")):
+        return "not a tf2 frame id"
+    return None
+
+
 def _tags(v: list[str]) -> str | None:
     if not v:
         return "empty (at least NN is needed)"
@@ -186,7 +192,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "mask-proposal model: Hugging Face id or local folder",
         check=_nonempty,
     ),
-    P("vlp_backend", "str", "VLP backend in the model registry", choices=("blip_itm",)),
+    P(
+        "vlp_backend",
+        "str",
+        "VLP backend in the model registry",
+        choices=("blip_itm", "albef_itm"),
+    ),
     P(
         "proposal_backend",
         "str",
@@ -315,6 +326,43 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         low=1,
         high=64,
     ),
+    # camera, frames and standard outputs (README "Robot-frame outputs")
+    P(
+        "image_transport",
+        "str",
+        "raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage on "
+        "`image/compressed` (JPEG/PNG, decoded with OpenCV)",
+        choices=("raw", "compressed"),
+        default="raw",
+        setting=False,
+    ),
+    P(
+        "image_rectified",
+        "bool",
+        "the image and its aligned depth are rectified: back-project through camera_info P "
+        "(false: through K, the distortion undone)",
+        default=False,
+        setting=False,
+    ),
+    P(
+        "target_frame",
+        "str",
+        "frame of centroid_target, grasp_point_target, extent_3d, the markers and 3-D "
+        "detections, looked up with tf2 at the image stamp ('' = the camera frame)",
+        default="",
+        check=_frame_id,
+        setting=False,
+        hint="'' or a tf2 frame id (no spaces, no leading '/')",
+    ),
+    P(
+        "transform_timeout_s",
+        "float",
+        "how long to wait for the transform into target_frame at the image stamp",
+        default=0.1,
+        low=0.0,
+        high=10.0,
+        setting=False,
+    ),
     # node behaviour (not pipeline settings)
     P(
         "queue_size",
@@ -354,7 +402,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P(
         "depth_sync_tolerance_s",
         "float",
-        "largest stamp difference between the image and the depth frame used",
+        "largest stamp difference among the image, the depth and the camera_info used",
         default=0.1,
         low=0.0,
         high=10.0,
@@ -425,6 +473,8 @@ LIVE: frozenset[str] = frozenset(
         "depth_erosion_px",
         "depth_sync_tolerance_s",
         "max_image_pixels",
+        "image_rectified",
+        "transform_timeout_s",
     }
 )
 assert LIVE <= set(SPECS), sorted(LIVE - set(SPECS))
@@ -434,6 +484,10 @@ assert LIVE <= set(SPECS), sorted(LIVE - set(SPECS))
 class NodeSettings:
     """The node-only parameters, validated."""
 
+    image_transport: str = "raw"
+    image_rectified: bool = False
+    target_frame: str = ""
+    transform_timeout_s: float = 0.1
     queue_size: int = 5
     max_image_age_s: float = 2.0
     publish_debug_image: bool = True

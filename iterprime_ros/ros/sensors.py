@@ -2,13 +2,18 @@
 
 Why: image callbacks run on the executor thread at camera rate; converting or copying there
 would compete with the model work for nothing (most frames are never segmented). The worker
-converts only the frame a command uses. Depth keeps a few frames so the one whose stamp
-matches the chosen colour image can be found (depth often arrives a little after colour).
+converts only the frame a command uses. Depth and camera_info keep a few frames so the ones
+whose stamps match the chosen colour image can be found (depth often arrives a little after
+colour): match() follows message_filters' ApproximateTime policy (all stamps of the set within
+the slop of each other, the candidates nearest the image first). message_filters' synchroniser
+itself is not used even where it is installed: it only fires for complete sets, and a command
+must be answered in 2-D from an image that has no depth.
 No rclpy here: messages are duck-typed.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -16,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.geometry import centroid_3d, depth_to_metres
-from .conversions import ImageConversionError, depth_to_array
+from .camera import camera_model
+from .spatial import object_in_camera
 
 
 def stamp_ns(header: Any) -> int:
@@ -33,6 +38,15 @@ class Frame:
     received_ns: int
 
 
+@dataclass(frozen=True)
+class Match:
+    """The depth and camera_info matched to an image, or the reason there are none."""
+
+    depth: Any
+    info: Any
+    reason: str = ""
+
+
 class SensorCache:
     """Thread-safe store of the latest image, recent depth frames and the latest camera info."""
 
@@ -40,7 +54,7 @@ class SensorCache:
         self._lock = threading.Lock()
         self._image: Frame | None = None
         self._depth: deque[Any] = deque(maxlen=depth_frames)
-        self._info: Any = None
+        self._infos: deque[Any] = deque(maxlen=depth_frames)
 
     def set_image(self, msg: Any, received_ns: int) -> None:
         with self._lock:
@@ -56,11 +70,12 @@ class SensorCache:
 
     def set_camera_info(self, msg: Any) -> None:
         with self._lock:
-            self._info = msg
+            self._infos.append(msg)
 
     def camera_info(self) -> Any:
+        """The latest camera_info (None before the first)."""
         with self._lock:
-            return self._info
+            return self._infos[-1] if self._infos else None
 
     def depth_for(self, image_header: Any, tolerance_s: float) -> Any | None:
         """The depth frame whose stamp is closest to the image's, if within tolerance_s (newest on
@@ -74,6 +89,43 @@ class SensorCache:
         best = min(reversed(frames), key=lambda m: abs(stamp_ns(m.header) - target))
         return best if abs(stamp_ns(best.header) - target) <= tolerance_s * 1e9 else None
 
+    def match(self, image_header: Any, slop_s: float) -> Match:
+        """Depth and camera_info for the image, by message_filters' ApproximateTime rule.
+
+        Candidates are the frames within slop_s of the image, nearest first (newest on a tie);
+        the first (depth, info) pair whose stamps and the image's all lie within slop_s of each
+        other is the match. No match says which stream had nothing close enough.
+        """
+        target = stamp_ns(image_header)
+        slop = int(round(slop_s * 1e9))
+        with self._lock:
+            streams = {"depth": list(self._depth), "camera_info": list(self._infos)}
+        near: dict[str, list[Any]] = {}
+        for name, frames in streams.items():
+            if not frames:
+                return Match(None, None, f"no {name} received")
+            ranked = sorted(reversed(frames), key=lambda m: abs(stamp_ns(m.header) - target))
+            close = [m for m in ranked if abs(stamp_ns(m.header) - target) <= slop]
+            if not close:
+                gap = abs(stamp_ns(ranked[0].header) - target) / 1e9
+                return Match(
+                    None,
+                    None,
+                    f"no {name} within {slop_s:g} s of the image stamp (nearest is {gap:.3f} s "
+                    "away; depth_sync_tolerance_s sets the limit)",
+                )
+            near[name] = close
+        for depth, info in itertools.product(near["depth"], near["camera_info"]):
+            stamps = (target, stamp_ns(depth.header), stamp_ns(info.header))
+            if max(stamps) - min(stamps) <= slop:
+                return Match(depth, info)
+        return Match(
+            None,
+            None,
+            f"depth and camera_info near the image are more than {slop_s:g} s apart from each "
+            "other",
+        )
+
     @property
     def has_depth(self) -> bool:
         with self._lock:
@@ -81,20 +133,11 @@ class SensorCache:
 
 
 def intrinsics_for(info: Any, width: int, height: int) -> tuple[float, float, float, float]:
-    """(fx, fy, cx, cy) from CameraInfo K, scaled when the info's resolution differs from the
-    image's
-    (a driver publishing a resized stream with the full-resolution calibration).
+    """(fx, fy, cx, cy) of K for a raw image of width x height: binning, ROI and a resized stream
+    applied (camera.camera_model's rules).
     """
-    from .conversions import camera_info_intrinsics
-
-    fx, fy, cx, cy = camera_info_intrinsics(info)
-    iw, ih = int(getattr(info, "width", 0) or 0), int(getattr(info, "height", 0) or 0)
-    if iw > 0 and ih > 0 and (iw, ih) != (width, height):
-        sx, sy = width / iw, height / ih
-        # pixel centres at integers: u' = (u + 0.5) * s - 0.5
-        fx, cx = fx * sx, (cx + 0.5) * sx - 0.5
-        fy, cy = fy * sy, (cy + 0.5) * sy - 0.5
-    return fx, fy, cx, cy
+    cam = camera_model(info, width, height, rectified=False)
+    return cam.fx, cam.fy, cam.cx, cam.cy
 
 
 @dataclass(frozen=True)
@@ -105,27 +148,13 @@ class Centroid3D:
     reason: str = ""
 
 
-def compute_centroid_3d(mask: np.ndarray, depth_msg: Any, info: Any, erode_px: int) -> Centroid3D:
-    """Median valid depth over the eroded mask, back-projected through the camera intrinsics.
+def compute_centroid_3d(
+    mask: np.ndarray, depth_msg: Any, info: Any, erode_px: int, rectified: bool = False
+) -> Centroid3D:
+    """Median valid depth over the eroded mask, back-projected through the camera model.
 
-    The documented rule is core.geometry.centroid_3d; this adds the message handling: depth
-    units by encoding (16UC1 mm, 32FC1 m), size checks and the reasons for no answer.
+    The documented rule is core.geometry.centroid_3d; spatial.object_in_camera adds the message
+    handling (depth units by encoding, size checks, camera model) and the reasons for no answer.
     """
-    if depth_msg is None:
-        return Centroid3D(None, "no depth frame matching the image")
-    if info is None:
-        return Centroid3D(None, "no camera_info received")
-    try:
-        depth_m = depth_to_metres(depth_to_array(depth_msg), str(depth_msg.encoding))
-        h, w = mask.shape
-        if depth_m.shape != (h, w):
-            return Centroid3D(
-                None,
-                f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but the image is {w}x{h} "
-                "(use depth aligned to the colour image)",
-            )
-        fx, fy, cx, cy = intrinsics_for(info, w, h)
-    except (ImageConversionError, ValueError) as exc:
-        return Centroid3D(None, str(exc))
-    point = centroid_3d(mask, depth_m, fx, fy, cx, cy, erode_px=erode_px)
-    return Centroid3D(point, "" if point is not None else "no valid depth inside the mask")
+    obj, reason = object_in_camera(mask, None, depth_msg, info, erode_px, rectified)
+    return Centroid3D(obj.centroid if obj is not None else None, reason)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from ..core.geometry import mask_bbox
-from ..image_size import SizePlan, mask_to_source, plan
+from ..image_size import SizePlan, check_bytes, downscale, mask_to_source, plan
 from ..pipeline import SegmentationResult
-from .conversions import image_to_rgb
+from .conversions import compressed_to_rgb, image_to_rgb
 
 
 def size_plan(msg: Any, max_image_pixels: int) -> SizePlan:
@@ -27,6 +27,18 @@ def size_plan(msg: Any, max_image_pixels: int) -> SizePlan:
 def rgb_for_models(msg: Any, sizes: SizePlan) -> np.ndarray:
     """The RGB image the models see: the message itself, or shrunk on the way (INTER_AREA)."""
     return image_to_rgb(msg, sizes.model_size if sizes.downscaled else None)
+
+
+def compressed_for_models(msg: Any, max_image_pixels: int) -> tuple[np.ndarray, SizePlan]:
+    """A CompressedImage -> (the RGB the models see, its size plan). The size is read from the
+    encoded header before decoding (a decompression bomb is refused: ImageTooLargeError), then
+    OpenCV decodes it (ImageConversionError if it cannot) and it is shrunk like a raw frame.
+    """
+    sizes = check_bytes(np.asarray(msg.data, np.uint8).tobytes(), max_image_pixels)
+    rgb = compressed_to_rgb(msg)
+    if sizes is None:
+        sizes = plan(*rgb.shape[:2], max_image_pixels)
+    return (downscale(rgb, sizes) if sizes.downscaled else rgb), sizes
 
 
 def _centroid(mask: np.ndarray) -> tuple[float, float]:

@@ -36,7 +36,6 @@ from ..core.command import too_long
 from ..image_size import (
     DEFAULT_MAX_IMAGE_PIXELS,
     SizePlan,
-    check_bytes,
     downscale,
     plan,
     result_to_source,
@@ -48,6 +47,7 @@ from ..ros.conversions import (
     segmentation_values,
 )
 from ..ros.sensors import SensorCache, compute_centroid_3d
+from ..ros.sizing import compressed_for_models
 from .bags import (
     SEGMENTATION_TYPE,
     BagError,
@@ -260,17 +260,12 @@ class _Replayer:
         try:
             msg = self.bag.deserialize(m)
             if m.msgtype.endswith("CompressedImage"):
-                size = check_bytes(
-                    np.asarray(msg.data, np.uint8).tobytes(), self.cfg.max_image_pixels
-                )
-                rgb = _decode_compressed(msg)
-                if size is None:
-                    size = plan(*rgb.shape[:2], self.cfg.max_image_pixels)
+                rgb, size = compressed_for_models(msg, self.cfg.max_image_pixels)
             else:
                 size = plan(int(msg.height), int(msg.width), self.cfg.max_image_pixels)
                 rgb = image_to_rgb(msg)
-            if size.downscaled:
-                rgb = downscale(rgb, size)
+                if size.downscaled:
+                    rgb = downscale(rgb, size)
             return rgb, msg, "", size
         except BagError as exc:
             text = str(exc)
@@ -668,19 +663,6 @@ def segmentation_message(
 def _point_stamped(msg: Any) -> Any:
     types = typestore().types
     return types["geometry_msgs/msg/PointStamped"](header=msg.header, point=msg.centroid_3d)
-
-
-def _decode_compressed(msg: Any) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> RGB; the live node takes raw images only."""
-    import cv2
-
-    data = np.asarray(msg.data, dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise ImageConversionError(
-            f"compressed image ({msg.format or 'unknown format'!s}) cannot be decoded"
-        )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _slug(text: str) -> str:

@@ -203,3 +203,167 @@ def build_tiny_mask2former(folder: str | Path, seed: int = 0, *, num_queries: in
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
     (folder / "TINY_RANDOM_WEIGHTS.txt").write_text("Random weights: for plumbing tests only.\n")
     return folder
+
+
+def albef_official_shapes(
+    *,
+    vision_width: int = 768,
+    vision_layers: int = 12,
+    patch_size: int = 16,
+    image_size: int = 256,
+    text_width: int = 768,
+    text_layers: int = 12,
+    fusion_layer: int = 6,
+    intermediate_size: int = 3072,
+    vocab_size: int = 30522,
+    max_positions: int = 512,
+    embed_dim: int = 256,
+    queue_size: int = 65536,
+) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of an official ALBEF pre-training checkpoint's ``model`` state dict
+    (ALBEF.pth, 14M; defaults = the official sizes), written from ALBEF's code
+    (models/model_pretrain.py, models/vit.py, models/xbert.py, configs/config_bert.json):
+    timm ViT, BertForMaskedLM text encoder (``text_encoder.bert.*`` + ``text_encoder.cls.*``),
+    projections, ITM head, momentum copies and queues.
+    """
+    d, t, i_size, g = vision_width, text_width, intermediate_size, image_size // patch_size
+    vis: dict[str, tuple[int, ...]] = {
+        "cls_token": (1, 1, d),
+        "pos_embed": (1, 1 + g * g, d),
+        "patch_embed.proj.weight": (d, 3, patch_size, patch_size),
+        "patch_embed.proj.bias": (d,),
+    }
+    for b in range(vision_layers):
+        p = f"blocks.{b}."
+        vis.update(
+            {
+                p + "norm1.weight": (d,),
+                p + "norm1.bias": (d,),
+                p + "attn.qkv.weight": (3 * d, d),
+                p + "attn.qkv.bias": (3 * d,),
+                p + "attn.proj.weight": (d, d),
+                p + "attn.proj.bias": (d,),
+                p + "norm2.weight": (d,),
+                p + "norm2.bias": (d,),
+                p + "mlp.fc1.weight": (4 * d, d),
+                p + "mlp.fc1.bias": (4 * d,),
+                p + "mlp.fc2.weight": (d, 4 * d),
+                p + "mlp.fc2.bias": (d,),
+            }
+        )
+    vis.update({"norm.weight": (d,), "norm.bias": (d,)})
+
+    def attention(p: str, key_width: int) -> dict[str, tuple[int, ...]]:
+        return {
+            p + "self.query.weight": (t, t),
+            p + "self.query.bias": (t,),
+            p + "self.key.weight": (t, key_width),
+            p + "self.key.bias": (t,),
+            p + "self.value.weight": (t, key_width),
+            p + "self.value.bias": (t,),
+            p + "output.dense.weight": (t, t),
+            p + "output.dense.bias": (t,),
+            p + "output.LayerNorm.weight": (t,),
+            p + "output.LayerNorm.bias": (t,),
+        }
+
+    bert: dict[str, tuple[int, ...]] = {
+        "embeddings.position_ids": (1, max_positions),
+        "embeddings.word_embeddings.weight": (vocab_size, t),
+        "embeddings.position_embeddings.weight": (max_positions, t),
+        "embeddings.token_type_embeddings.weight": (2, t),
+        "embeddings.LayerNorm.weight": (t,),
+        "embeddings.LayerNorm.bias": (t,),
+    }
+    for n in range(text_layers):
+        p = f"encoder.layer.{n}."
+        bert.update(attention(p + "attention.", t))
+        if n >= fusion_layer:
+            bert.update(attention(p + "crossattention.", d))
+        bert.update(
+            {
+                p + "intermediate.dense.weight": (i_size, t),
+                p + "intermediate.dense.bias": (i_size,),
+                p + "output.dense.weight": (t, i_size),
+                p + "output.dense.bias": (t,),
+                p + "output.LayerNorm.weight": (t,),
+                p + "output.LayerNorm.bias": (t,),
+            }
+        )
+    mlm = {
+        "cls.predictions.bias": (vocab_size,),
+        "cls.predictions.transform.dense.weight": (t, t),
+        "cls.predictions.transform.dense.bias": (t,),
+        "cls.predictions.transform.LayerNorm.weight": (t,),
+        "cls.predictions.transform.LayerNorm.bias": (t,),
+        "cls.predictions.decoder.weight": (vocab_size, t),
+        "cls.predictions.decoder.bias": (vocab_size,),
+    }
+    out: dict[str, tuple[int, ...]] = {}
+    for suffix in ("", "_m"):
+        out.update({f"visual_encoder{suffix}.{k}": v for k, v in vis.items()})
+        out.update({f"text_encoder{suffix}.bert.{k}": v for k, v in bert.items()})
+        out.update({f"text_encoder{suffix}.{k}": v for k, v in mlm.items()})
+        out.update(
+            {
+                f"vision_proj{suffix}.weight": (embed_dim, d),
+                f"vision_proj{suffix}.bias": (embed_dim,),
+                f"text_proj{suffix}.weight": (embed_dim, t),
+                f"text_proj{suffix}.bias": (embed_dim,),
+            }
+        )
+    out.update(
+        {
+            "temp": (),
+            "itm_head.weight": (2, t),
+            "itm_head.bias": (2,),
+            "image_queue": (embed_dim, queue_size),
+            "text_queue": (embed_dim, queue_size),
+            "queue_ptr": (1,),
+        }
+    )
+    return out
+
+
+def build_tiny_albef(folder: str | Path, seed: int = 0, *, width: int = 128) -> Path:
+    """Save a random ALBEF checkpoint with the official key names (albef_official_shapes) at a
+    tiny width (2 heads of 64), the official 256 px / 16 px patches, 12 text layers with fusion
+    from layer 6, as ``ALBEF.pth`` (``{"model": state_dict}``) plus a tiny BERT tokenizer.
+
+    Random weights: plumbing tests only.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    vocab_size = len(tiny_vocab())
+    from transformers import BertTokenizer
+
+    tok = BertTokenizer(vocab={t: i for i, t in enumerate(tiny_vocab())}, do_lower_case=True)
+    tok.model_max_length = 64
+    tok.save_pretrained(str(folder))
+    shapes = albef_official_shapes(
+        vision_width=width,
+        vision_layers=2,
+        text_width=width,
+        intermediate_size=2 * width,
+        vocab_size=vocab_size,
+        max_positions=64,
+        embed_dim=16,
+        queue_size=8,
+    )
+    state: dict[str, torch.Tensor] = {}
+    for key, shape in shapes.items():
+        if key.endswith("position_ids"):
+            state[key] = torch.arange(shape[1]).reshape(shape)
+        elif "LayerNorm.weight" in key or _is_norm_weight(key):
+            state[key] = 1.0 + 0.1 * torch.randn(shape, generator=gen)
+        else:
+            state[key] = 0.05 * torch.randn(shape, generator=gen)
+    torch.save({"model": state, "epoch": 29}, folder / "ALBEF.pth")
+    (folder / "TINY_RANDOM_WEIGHTS.txt").write_text("Random weights: for plumbing tests only.\n")
+    return folder
+
+
+def _is_norm_weight(key: str) -> bool:
+    """LayerNorm weights (timm norm1/norm2/norm) start near 1, like trained ones."""
+    return key.endswith(("norm1.weight", "norm2.weight", "norm.weight"))

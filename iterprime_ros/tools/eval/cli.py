@@ -7,10 +7,18 @@ Examples (docs/evaluation.md has the full walk-through)::
     iterprime eval --table 3 --table 4 --data-root data/refer      # the ablations
     iterprime eval --dataset phrasecut --phrasecut-root data/PhraseCut
     iterprime eval --list-ablations
+    iterprime eval --dataset refcoco:val --limit 500 --sweep gradcam_layer=4,5,6,7,8
+    iterprime eval --dataset refcoco:val --limit 500 --sweep half_precision=false,true
 
 Results go to ``--out`` (default ``eval_results/``): one resumable ``.jsonl`` per
 (dataset, split, configuration), ``results.json`` and ``results.md``; the Markdown is also printed.
 Rerunning the same command resumes; ``--overwrite`` starts again.
+
+``--sweep KEY=V1,V2,...`` runs the same evaluation once per value of one SegmenterSettings
+field (each in ``--out``/KEY=V, resumable) and prints one table, value by value, with the best
+value per column -- to pick e.g. the Grad-CAM layer on a *validation* split, or to see what fp16
+changes against fp32 (``half_precision=false,true``; fp16 is CUDA only: on CPU both rows run in
+fp32 and the command says so).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,6 +162,12 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "a row's own switches (aggregation, igrs_iterations, igrs_alpha) win over --set",
     )
     add_model_arguments(model)
+    model.add_argument(
+        "--sweep",
+        metavar="KEY=V1,V2,...",
+        help="run once per value of one SegmenterSettings field (e.g. gradcam_layer=4,5,6,7,8 "
+        "or half_precision=false,true), each in OUT/KEY=V, and compare them in one table",
+    )
     world = _world_module()
     p.add_argument(
         "--world",
@@ -259,6 +274,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return int(world.run_world_eval(args) or 0)
     if args.limit is not None and args.limit < 1:
         raise _user_error("--limit must be at least 1")
+    if getattr(args, "sweep", None):
+        return _sweep(args)
 
     settings = _base_settings(args)
     rows = _rows(args, settings)
@@ -327,6 +344,95 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.report_only:
         status = _run(plan, settings, configs, progress=not args.no_progress)
     return _report(plan, row_refs, meta) or status
+
+
+def parse_sweep(text: str) -> tuple[str, list[str]]:
+    """Split KEY=V1,V2,... ("gradcam_layer=4,5,6" -> key, ["4", "5", "6"]); UserError if bad."""
+    key, sep, values = text.partition("=")
+    key = key.strip().replace("-", "_")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not key or len(items) < 2:
+        raise _user_error(f"--sweep {text!r}: expected KEY=V1,V2,... with at least two values")
+    if len(set(items)) != len(items):
+        raise _user_error(f"--sweep {text!r}: a value is repeated")
+    return key, items
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """One evaluation per value (OUT/KEY=V), then one comparison table (sweep.md, sweep.json)."""
+    key, values = parse_sweep(args.sweep)
+    runs: list[tuple[str, Any]] = []
+    for value in values:  # validate every value before the first (long) run
+        sub = argparse.Namespace(**vars(args))
+        sub.sweep = None
+        sub.overrides = [*args.overrides, f"{key}={value}"]
+        sub.out = args.out / f"{key}={value}"
+        _base_settings(sub)  # UserError for a bad key or value
+        runs.append((value, sub))
+    if key == "half_precision":
+        from ...models.loading import resolve_device
+
+        device = resolve_device(_base_settings(runs[0][1]).device)
+        if device.type != "cuda":
+            print(
+                f"note: fp16 runs only on CUDA; on {device.type} every value runs in fp32",
+                file=sys.stderr,
+            )
+    status = 0
+    for value, sub in runs:
+        print(f"== {key}={value} ==", file=sys.stderr)
+        status = cmd_eval(sub) or status
+    table = sweep_table(key, [(v, sub.out / "results.json") for v, sub in runs])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sweep.md").write_text(table["markdown"])
+    (args.out / "sweep.json").write_text(
+        json.dumps(_finite({k: v for k, v in table.items() if k != "markdown"}), indent=2) + "\n"
+    )
+    print(table["markdown"])
+    print(f"sweep: {args.out / 'sweep.md'}, {args.out / 'sweep.json'}", file=sys.stderr)
+    return status
+
+
+def sweep_table(key: str, runs: list[tuple[str, Path]]) -> dict[str, Any]:
+    """Rows = the swept values, columns = (dataset split, configuration) with each dataset's
+    main metric (mIoU; oIoU for PhraseCut) over all its expressions; the best value per column.
+    """
+    from .report import primary_metric
+
+    values: dict[str, dict[str, float]] = {}
+    columns: list[str] = []
+    for value, path in runs:
+        report = json.loads(path.read_text()) if path.is_file() else {"results": []}
+        row: dict[str, float] = {}
+        for r in report["results"]:
+            metric = primary_metric(r["dataset"])
+            col = f"{r['dataset']} {r['split']} {r['config']} {metric}"
+            got = (r.get("groups") or {}).get("all", {}).get(metric)
+            row[col] = float("nan") if got is None else float(got)
+            if col not in columns:
+                columns.append(col)
+        values[value] = row
+    best = {}
+    for col in columns:
+        scored = [
+            (v, row[col]) for v, row in values.items() if row.get(col, math.nan) == row.get(col)
+        ]
+        if scored:
+            best[col] = max(scored, key=lambda vx: vx[1])[0]  # ties: the first value
+    lines = [
+        f"Sweep over {key} (main metric, %, all expressions; best per column in bold)",
+        "",
+        "| " + key + " | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for value, row in values.items():
+        cells = []
+        for col in columns:
+            x = row.get(col, math.nan)
+            cell = "—" if x != x else f"{100 * x:.1f}"
+            cells.append(f"**{cell}**" if best.get(col) == value and x == x else cell)
+        lines.append(f"| {value} | " + " | ".join(cells) + " |")
+    return {"key": key, "values": values, "best": best, "markdown": "\n".join(lines) + "\n"}
 
 
 def _run(plan: RunPlan, settings: Any, configs: dict[str, AblationConfig], progress: bool) -> int:
