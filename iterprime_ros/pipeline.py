@@ -4,6 +4,11 @@ Why a class: the models load once, and the per-image work (proposals, image enco
 cross-attention keys/values of the image, the proposals' connected-component counts, on CUDA
 a GPU copy of the proposals for selection) is cached and reused by later commands on the same
 frame, as is the parse of an expression. docs/performance.md has the figures.
+Prefetch (prefetch.py): ``prepare_frame`` fills a frame's cache ahead of a command, one stage at
+a time, and gives way to a command between stages, so a command waits for at most the one stage
+in flight (``timings["wait"]``); the result says whether its frame was prefetched.
+On CUDA nothing inside a command waits for the device except the final result: stage times come
+from CUDA events read once at the end, the proposals stay on the device for selection.
 Every failure a user can cause or a robot can meet (empty or non-English command, nothing
 selected, CUDA out of memory, a bad image) comes back as ``success=False`` with a reason,
 never as an exception, so the node can answer every command.
@@ -49,7 +54,10 @@ class SegmenterSettings:
 
     # compute
     device: str = "auto"  # auto | cuda | cpu
-    half_precision: bool = True  # fp16 weights on CUDA; ignored on CPU
+    half_precision: bool = True  # fp16 weights on CUDA when autocast is off; ignored on CPU
+    # mixed precision with fp32 weights (models/precision.py): auto = fp16 on CUDA, bf16 on a CPU
+    # with native bf16 (AVX512-BF16/AMX), else off; off | bf16 | fp16
+    autocast: str = "auto"
     # models (Hugging Face id resolved from the local cache, or a local folder)
     vlp_model: str = DEFAULT_VLP_MODEL
     proposal_model: str = DEFAULT_PROPOSAL_MODEL
@@ -101,6 +109,12 @@ class SegmenterSettings:
             raise ValueError("max_components must be at least 1")
         if self.frame_cache_size < 1:
             raise ValueError("frame_cache_size must be at least 1")
+        from .models.precision import AUTOCAST_MODES
+
+        if self.autocast not in AUTOCAST_MODES:
+            raise ValueError(
+                f"autocast must be one of {', '.join(AUTOCAST_MODES)}, not {self.autocast!r}"
+            )
         self.igrs_settings()  # validates aggregation, stop rule, alpha, iterations
         self.selection_settings()  # validates the selection variant
 
@@ -187,6 +201,7 @@ class SegmentationResult:
     itm_scores: list[float] = field(default_factory=list)
     stop_reason: str = ""
     frame_cached: bool = False  # proposals and image embedding came from the frame cache
+    prefetched: bool = False  # ... and were computed ahead of the command (prepare_frame)
     image_size: tuple[int, int] | None = None
 
     @property
@@ -218,6 +233,23 @@ class _Frame:
         default_factory=dict
     )  # connected components per proposal
     areas: dict[int, int] = field(default_factory=dict)  # mask area per proposal
+    prefetched: bool = False  # filled by prepare_frame, not by a command
+
+    @property
+    def complete(self) -> bool:
+        return self.proposals is not None and self.embedding is not None
+
+
+@dataclass
+class PrepareResult:
+    """What one ``prepare_frame`` call did: stage times (s), whether the frame is now complete,
+    whether anything was computed, and whether it stopped early to let a command run.
+    """
+
+    timings: dict[str, float] = field(default_factory=dict)
+    complete: bool = False
+    computed: bool = False
+    yielded: bool = False
 
 
 def image_key(image: np.ndarray) -> str:
@@ -325,6 +357,7 @@ class Segmenter:
                         device=s.device,
                         gradcam_layer=s.gradcam_layer,
                         half_precision=s.half_precision,
+                        autocast=s.autocast,
                         first_token=s.first_token,
                         max_text_tokens=s.max_text_tokens,
                     )
@@ -335,6 +368,7 @@ class Segmenter:
                         model=s.proposal_model,
                         device=s.device,
                         half_precision=s.half_precision,
+                        autocast=s.autocast,
                         threshold=s.proposal_threshold,
                         shortest_edge=s.proposal_shortest_edge,
                         longest_edge=s.proposal_longest_edge,
@@ -351,12 +385,22 @@ class Segmenter:
         self._frames: OrderedDict[Hashable, _Frame] = OrderedDict()
         self._lock = threading.RLock()
         self._progress: Progress | None = None  # set for the length of one segment() call
-        self.stats = {"commands": 0, "frames_computed": 0, "frame_hits": 0}
-        # CUDA kernels run asynchronously: wait for them before reading the clock, so each stage's
-        # time is its own (the next stage would wait for them anyway)
-        self._cuda_sync = any(
+        self._waiting = 0  # commands waiting for the lock: prepare_frame gives way to them
+        self._waiting_lock = threading.Lock()
+        self._waiting_changed = threading.Condition(self._waiting_lock)
+        self.stats = {
+            "commands": 0,
+            "frames_computed": 0,
+            "frame_hits": 0,
+            "prefetch_stages": 0,
+            "prefetch_yields": 0,
+        }
+        # CUDA kernels run asynchronously: stage times come from CUDA events, read once the
+        # command's result is on the host (no synchronize per stage)
+        self._cuda_events = any(
             getattr(getattr(b, "device", None), "type", None) == "cuda" for b in (vlp, proposals)
         )
+        self._events: dict[str, list[Any]] = {}
         # selection sums over every proposal (N x H x W): on the GPU when the proposals come from
         # one
         prop_device = getattr(proposals, "device", None)
@@ -384,6 +428,7 @@ class Segmenter:
         reload = ("device", "half_precision", "vlp_model", "proposal_model", "vlp_backend")
         reload += ("proposal_backend", "first_token", "max_text_tokens", "primary_tags")
         reload += ("parser", "frame_cache_size", "proposal_shortest_edge", "proposal_longest_edge")
+        reload += ("autocast",)
         changed = [n for n in reload if getattr(settings, n) != getattr(self.settings, n)]
         if changed:
             raise ValueError(f"these settings need the models reloaded: {', '.join(changed)}")
@@ -433,6 +478,10 @@ class Segmenter:
         if self._progress is not None and name != "igrs":  # IGRS reports each pass itself
             self._progress(name, 0)
         t0 = time.perf_counter()
+        events = None
+        if self._cuda_events:
+            events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            events[0].record()
         try:
             return fn()
         except Exception as exc:
@@ -444,56 +493,130 @@ class Segmenter:
                 ) from exc
             raise
         finally:
-            if self._cuda_sync:
-                try:
-                    torch.cuda.synchronize()
-                except (
-                    Exception
-                ):  # pragma: no cover - a failed device reports through the stage's error
-                    pass
-            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+            if events is not None:
+                events[1].record()
+                self._events.setdefault(name, []).append(events)
+            else:
+                timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+    def _read_events(self, timings: dict[str, float]) -> None:
+        """CUDA: the stage times recorded since the last call, once the device has finished."""
+        if not self._events:
+            return
+        try:
+            last = list(self._events.values())[-1][-1][1]
+            last.synchronize()
+            for name, pairs in self._events.items():
+                timings[name] = timings.get(name, 0.0) + sum(
+                    a.elapsed_time(b) / 1000.0 for a, b in pairs
+                )
+        except Exception:  # pragma: no cover - a failed device reports through the stage's error
+            pass
+        finally:
+            self._events = {}
 
     def prepare_frame(
+        self,
+        image: np.ndarray,
+        frame_id: Hashable | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> PrepareResult:
+        """Compute (or find) a frame's proposals and image embedding ahead of a command.
+
+        One stage at a time, each under the lock: before each stage it gives way (returns with
+        ``yielded``) when a command is waiting for the segmenter or `should_stop` says so, so a
+        command never waits for more than the one stage in flight. A frame it completes is
+        marked prefetched.
+        """
+        image = _check_image(image)
+        out = PrepareResult()
+        key = self._frame_key(image, frame_id)
+        for stage in ("proposals", "image_encoding"):
+            if self._waiting > 0 or (should_stop is not None and should_stop()):
+                out.yielded = True
+                self.stats["prefetch_yields"] += 1
+                # let the waiting command take the lock before anyone calls again (no spinning)
+                with self._waiting_changed:
+                    self._waiting_changed.wait_for(lambda: self._waiting == 0, timeout=5.0)
+                break
+            with self._lock:
+                frame, _ = self._frame(key, image)
+                done = frame.proposals if stage == "proposals" else frame.embedding
+                if done is None:
+                    self._fill_stage(frame, image, out.timings, stage)
+                    self._read_events(out.timings)
+                    out.computed = True
+                    self.stats["prefetch_stages"] += 1
+                if frame.complete and out.computed:
+                    frame.prefetched = True
+                    self.stats["frames_computed"] += 1
+        with self._lock:
+            frame = self._frames.get(key)
+            out.complete = frame is not None and frame.complete
+        return out
+
+    def _fill_stage(
+        self, frame: _Frame, image: np.ndarray, timings: dict[str, float], stage: str
+    ) -> None:
+        if stage == "proposals":
+            frame.proposals_tensor = None
+            frame.components = {}
+            frame.areas = {}
+            frame.proposals, frame.proposals_tensor = self._stage(
+                timings, "proposals", lambda: self._propose(image)
+            )
+        else:
+            frame.embedding = self._stage(
+                timings, "image_encoding", lambda: self.vlp.encode_image(image)
+            )
+
+    def frame_proposals(
         self, image: np.ndarray, frame_id: Hashable | None = None
-    ) -> dict[str, float]:
-        """Compute (or find) a frame's proposals and image embedding ahead of a command; returns
-        timings.
+    ) -> tuple[np.ndarray, bool]:
+        """(N x H x W bool proposals of the frame, whether they came from the frame cache).
+
+        For the tracker's re-association (tracking.py): a frame a command ran on costs nothing
+        more; another frame costs one proposal pass (no image encoding).
         """
         image = _check_image(image)
         timings: dict[str, float] = {}
         with self._lock:
             frame, _ = self._frame(self._frame_key(image, frame_id), image)
-            self._fill_frame(frame, image, timings)
-        return timings
+            cached = frame.proposals is not None
+            if not cached:
+                frame.proposals = self._stage(timings, "proposals", lambda: self._propose(image))
+                frame.proposals_tensor = None
+                frame.components = {}
+                frame.areas = {}
+            return frame.proposals, cached
 
     def _fill_frame(self, frame: _Frame, image: np.ndarray, timings: dict[str, float]) -> bool:
         """Compute what the frame lacks; True when nothing had to be computed."""
         cached = True
         if frame.proposals is None:
             cached = False
-            frame.proposals = self._stage(timings, "proposals", lambda: self._propose(image))
-            frame.proposals_tensor = None
-            frame.components = {}
-            frame.areas = {}
-            if self._selection_device is not None:
-                frame.proposals_tensor = self._stage(
-                    timings,
-                    "proposals",
-                    lambda: torch.from_numpy(frame.proposals).to(self._selection_device),
-                )
+            frame.prefetched = False
+            self._fill_stage(frame, image, timings, "proposals")
         if frame.embedding is None:
             cached = False
-            frame.embedding = self._stage(
-                timings, "image_encoding", lambda: self.vlp.encode_image(image)
-            )
+            frame.prefetched = False
+            self._fill_stage(frame, image, timings, "image_encoding")
         if cached:
             self.stats["frame_hits"] += 1
         else:
             self.stats["frames_computed"] += 1
         return cached
 
-    def _propose(self, image: np.ndarray) -> np.ndarray:
-        return np.asarray(self.proposals.propose(image), dtype=bool)
+    def _propose(self, image: np.ndarray) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Host masks, and on CUDA the device copy the backend made them in (for selection)."""
+        if self._selection_device is not None:
+            tensor_fn = getattr(self.proposals, "propose_tensor", None)
+            if callable(tensor_fn):
+                tensor = tensor_fn(image).to(self._selection_device, torch.bool)
+                return tensor.cpu().numpy(), tensor  # one host copy per frame
+            masks = np.asarray(self.proposals.propose(image), dtype=bool)
+            return masks, torch.from_numpy(masks).to(self._selection_device)
+        return np.asarray(self.proposals.propose(image), dtype=bool), None
 
     # ------------------------------------------------------------------ the command
     def segment(
@@ -515,7 +638,17 @@ class Segmenter:
             success=False, error="", command=command if isinstance(command, str) else ""
         )
         timings = result.timings
-        with self._lock:
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+                self._waiting_changed.notify_all()
+        # time spent waiting for a stage in flight (a prefetch stage or another command)
+        timings["wait"] = time.perf_counter() - t_start
+        try:
             self.stats["commands"] += 1
             self._progress = progress
             try:
@@ -537,7 +670,10 @@ class Segmenter:
                     result.error = f"internal error: {type(exc).__name__}: {exc}".split("\n")[0]
             finally:
                 self._progress = None
+                self._read_events(timings)
                 timings["total"] = time.perf_counter() - t_start
+        finally:
+            self._lock.release()
         if not result.success:
             log.info("command %r failed: %s", command, result.error)
         return result
@@ -569,6 +705,7 @@ class Segmenter:
         # 2. per-frame work: proposals + image embedding (cached per frame)
         frame, _ = self._frame(self._frame_key(image, frame_id), image)
         result.frame_cached = self._fill_frame(frame, image, timings)
+        result.prefetched = result.frame_cached and frame.prefetched
         proposals = frame.proposals
         assert proposals is not None
         result.num_proposals = int(proposals.shape[0])

@@ -105,6 +105,9 @@ if [ ! -x "$VENV/bin/iterprime" ] || ! "$PY" -m pip show -q iterprime_ros >/dev/
     || { cat "$VENV/.editable_install.log" >&2; exit 1; }
 fi
 
+# 7. jemalloc for the node and the CLI (optional; ITERPRIME_INSTALL_JEMALLOC=0 skips installing)
+bash "$ROOT/scripts/jemalloc_setup.sh"
+
 "$PY" - <<'EOF'
 import rclpy, spacy, torch, transformers
 from iterprime_ros.msg import Segmentation

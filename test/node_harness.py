@@ -41,6 +41,9 @@ def tiny_params(tiny_model_dirs: Any, **overrides: Any) -> dict[str, Any]:
         "empty_selection": "best_heat",
         "max_components": 10000,  # random weights: always select something
         "publish_debug_image": False,
+        # these tests pin down what a command does with the newest image; prefetching (which
+        # answers on a prepared frame) is tested on its own in test_node_prefetch.py
+        "prefetch": "off",
     }
     params.update(overrides)
     return params

@@ -51,6 +51,10 @@ def report(tmp_path_factory):
             "--commands",
             "2",
             "--naive",
+            "--compare-previous",
+            "--knobs",
+            "--threads",
+            "1",
             "--json",
             str(out),
         ]
@@ -61,10 +65,16 @@ def report(tmp_path_factory):
 
 def test_bench_reports_every_stage(report, capsys):
     stages = report["stages"]
-    assert set(stages) == {"first_command", "second_command", "sustained", "naive"}
+    assert set(stages) == {
+        "first_command",
+        "prefetched_command",
+        "second_command",
+        "sustained",
+        "naive",
+    }
     assert FIRST_STAGES <= set(stages["first_command"])
     assert FIRST_STAGES <= set(stages["naive"])
-    for phase in ("second_command", "sustained"):
+    for phase in ("prefetched_command", "second_command", "sustained"):
         assert FIRST_STAGES - {"proposals", "image_encoding"} <= set(stages[phase])
     for phase in stages.values():
         for v in phase.values():
@@ -123,6 +133,65 @@ def test_cache_hit_runs_no_per_image_network_and_naive_runs_them_every_pass(repo
         "proposal_model": passes,
         "parse": passes,
     }
+
+
+def test_prefetched_command_runs_no_per_image_network(report):
+    """A command on a frame prepare_frame filled: text encoder only, and says it was prefetched."""
+    for rec in report["records"]["prefetched_command"]:
+        assert rec["success"] and rec["prefetched"] and rec["frame_cached"]
+        assert rec["calls"]["vision_encoder"] == 0 and rec["calls"]["proposal_model"] == 0
+        assert rec["calls"]["text_encoder"] == 3
+        assert {"proposals", "image_encoding"} <= set(rec["prepare_ms"])
+    probe = report["preemption"]  # a command while a prefetch stage is in flight
+    assert probe["prefetched"] and probe["waited_at_most_one_stage"]
+    assert probe["prefetch_yields"] >= 1 and probe["stage_ms"] > 0
+
+
+def test_previous_path_and_knobs_side_by_side(report):
+    """--compare-previous: both paths timed on one frame, the composed resize gives the same
+    masks, the autocast drift is reported; --knobs: one row per knob, each with a prefetched
+    command. Figures are printed, not asserted.
+    """
+    c = report["compare_previous"]
+    assert c["previous"]["autocast"] == "fp32" and not c["previous"]["direct_resize"]
+    assert c["current"]["direct_resize"]
+    for path in ("previous", "current"):
+        assert {"proposals", "image_encoding", "igrs", "total"} <= set(c[path]["timings_ms"])
+    assert c["postprocess"]["pixels_differing"] == 0 and c["postprocess"]["pixels"] > 0
+    drift = c["drift"]
+    assert 0.0 <= drift["mask_pixels_flipped"] <= 1.0
+    assert -1.0 <= drift["gradcam_corr"] <= 1.0 and drift["gradcam_max_rel_diff"] >= 0
+    knobs = {r["knob"]: r for r in report["knobs"]}
+    assert {"defaults", "proposal shortest edge 480", "IGRS passes 1 (off)"} <= set(knobs)
+    assert all(r["prefetched"] and r["first_ms"] > 0 for r in knobs.values())
+    text = bench.format_report(report)
+    assert "previous path (fp32, two-step resize)" in text and "speed knob" in text
+
+
+def test_gpu_check_dry_run_on_the_cpu():
+    """scripts/gpu_check.sh --device cpu: the device report on tiny models, one table."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        ["bash", str(root / "scripts" / "gpu_check.sh"), "--device", "cpu"],
+        env={**__import__("os").environ, "PYTHON": sys.executable, "ITERPRIME_JEMALLOC": "off"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("swin-tiny-test")]
+    # 2 backbones x (fp32, bf16) x (first, prefetched, same frame)
+    assert len(rows) == 12
+    assert {(r[0], r[1]) for r in rows} == {
+        (f"swin-tiny-test#{n}", p) for n in (1, 2) for p in ("fp32", "bf16")
+    }
+    first = [r for r in rows if r[2] == "first"]
+    assert all(r[3].endswith("ms") and float(r[3][:-2]) > 0 for r in first)  # proposals timed
+    assert "targets (issue 17)" in out.stdout
 
 
 def test_naive_mode_computes_the_same_answer(report):

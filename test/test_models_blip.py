@@ -238,3 +238,59 @@ def test_half_precision_path(tiny_model_dirs, sample_image, monkeypatch):
     assert out.attention.dtype == torch.float32 and out.gradient.dtype == torch.float32
     assert torch.all(out.attention[:, :, torch.nonzero(~keep).flatten() + 1] == 0.0)
     assert torch.isfinite(out.gradient).all()
+
+
+def _gradcam(out: PassOutput) -> torch.Tensor:
+    """Plain Grad-CAM over the patch keys: relu(A * dA) averaged over heads and tokens."""
+    return (out.attention * out.gradient).clamp(min=0)[:, :, 1:].mean(dim=(0, 1))
+
+
+def test_autocast_gradcam_stays_close_to_fp32(tiny_model_dirs, sample_image):
+    """bf16 autocast (weights stay float32) on the vision encoder and the text pass: the masked
+    keys still get exactly zero attention and the Grad-CAM map stays close to fp32's. Tiny
+    random model: plumbing and numerics only; the real-size drift is printed by the bench.
+    """
+    from iterprime_ros.models.blip import BlipITMBackend
+
+    fp32 = BlipITMBackend(tiny_model_dirs.blip, device="cpu")
+    bf16 = BlipITMBackend(tiny_model_dirs.blip, device="cpu", autocast="bf16", autocast_text=True)
+    assert bf16.autocast_dtype == bf16.text_autocast_dtype == torch.bfloat16
+    assert next(bf16.model.parameters()).dtype == torch.float32
+    keep = _keep_half(fp32.grid)
+    a = fp32.text_pass(fp32.encode_image(sample_image), TEXT, keep)
+    b = bf16.text_pass(bf16.encode_image(sample_image), TEXT, keep)
+    assert b.attention.dtype == b.gradient.dtype == torch.float32
+    assert torch.all(b.attention[:, :, torch.nonzero(~keep).flatten() + 1] == 0.0)
+    assert torch.isfinite(b.gradient).all()
+    cam_a, cam_b = _gradcam(a), _gradcam(b)
+    scale = float(cam_a.abs().max())
+    assert scale > 0
+    assert float((cam_a - cam_b).abs().max()) / scale < 0.1
+    assert torch.corrcoef(torch.stack([cam_a, cam_b]))[0, 1] > 0.98
+    assert not torch.equal(a.gradient, b.gradient), "autocast did not reach the text pass"
+    # a CPU backend leaves the text passes in fp32 unless asked
+    assert (
+        BlipITMBackend(tiny_model_dirs.blip, device="cpu", autocast="bf16").text_autocast_dtype
+        is None
+    )
+
+
+def test_hooks_are_installed_once_not_per_pass(tiny_blip, embedding):
+    """The mask and capture hooks live on the model from loading on: passes add and remove none."""
+    layers = list(tiny_blip._layers())
+
+    def hook_ids():
+        return [
+            (
+                tuple(layer.crossattention.self._forward_pre_hooks),
+                tuple(layer.crossattention.self.dropout._forward_pre_hooks),
+            )
+            for layer in layers
+        ]
+
+    before = hook_ids()
+    assert all(len(a) == 1 and len(d) == 1 for a, d in before)
+    tiny_blip.text_pass(embedding, TEXT, _keep_half(tiny_blip.grid))
+    tiny_blip.itm_logits(embedding, TEXT, _keep_half(tiny_blip.grid))
+    assert hook_ids() == before
+    assert tiny_blip._hooks.mask is None and tiny_blip._hooks.capture_layer is None

@@ -107,3 +107,55 @@ def test_half_precision_path(tiny_model_dirs, sample_image, monkeypatch):
     )
     assert next(half.model.parameters()).dtype == torch.float16
     assert half.propose(sample_image).shape == (8, 120, 200)
+
+
+def test_direct_resize_gives_the_two_step_masks(small_proposals):
+    """The composed per-axis resize equals x4 -> crop -> resize: same masks, logits to rounding.
+
+    Random logits at the real VGA shapes (800 x 1067 valid in 800 x 1088, logits at 1/4) and at
+    an odd small shape; plumbing only, no model.
+    """
+    gen = torch.Generator().manual_seed(0)
+    for q, padded, valid, out in (
+        (6, (800, 1088), (800, 1067), (480, 640)),
+        (5, (64, 128), (60, 100), (90, 150)),
+    ):
+        logits = torch.randn(q, padded[0] // 4, padded[1] // 4, generator=gen) * 3
+        direct = small_proposals._masks_direct(logits, padded, valid, out)
+        two_step = small_proposals._masks_two_step(logits, padded, valid, out)
+        assert direct.shape == (q, *out) and direct.dtype == torch.bool
+        assert torch.equal(direct, two_step)
+        rows, cols = small_proposals._resizer(logits, padded, valid, out)
+        composed = rows.rows(cols.cols(logits))
+        reference = F.interpolate(logits[None], size=padded, mode="bilinear", align_corners=False)
+        reference = F.interpolate(
+            reference[:, :, : valid[0], : valid[1]], size=out, mode="bilinear", align_corners=False
+        )[0]
+        assert torch.allclose(composed, reference, atol=1e-5)
+
+
+def test_autocast_keeps_fp32_weights_and_close_masks(tiny_model_dirs, sample_image):
+    """bf16 autocast on the CPU: weights stay float32, masks nearly the fp32 ones (tiny random
+    model, plumbing; the real-size drift is printed by the bench).
+    """
+    fp32 = Mask2FormerProposals(
+        tiny_model_dirs.mask2former, device="cpu", shortest_edge=64, longest_edge=100
+    )
+    bf16 = Mask2FormerProposals(
+        tiny_model_dirs.mask2former,
+        device="cpu",
+        shortest_edge=64,
+        longest_edge=100,
+        autocast="bf16",
+        half_precision=True,
+    )
+    assert bf16.autocast_dtype == torch.bfloat16 and fp32.autocast_dtype is None
+    assert next(bf16.model.parameters()).dtype == torch.float32
+    a, b = fp32.propose(sample_image), bf16.propose(sample_image)
+    assert a.shape == b.shape
+    assert (a != b).mean() < 0.05
+    la, lb = fp32.mask_logits(sample_image)[0], bf16.mask_logits(sample_image)[0]
+    assert not torch.equal(la, lb), "autocast did not reach the network"
+    assert float((la - lb).abs().mean()) < 0.1 * float(la.abs().mean())
+    with pytest.raises(ValueError, match="autocast"):
+        Mask2FormerProposals(tiny_model_dirs.mask2former, device="cpu", autocast="int8")

@@ -194,6 +194,7 @@ def node_process(tiny_model_dirs, tmp_path_factory):
                         "queue_size": QUEUE,
                         "max_image_age_s": MAX_AGE,
                         "depth_erosion_px": ERODE,
+                        "prefetch": "off",  # the newest image's semantics (prefetch: its own test)
                     }
                 }
             }

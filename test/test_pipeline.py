@@ -380,3 +380,20 @@ def test_progress_can_cancel_and_the_segmenter_stays_usable(tiny_segmenter, samp
     with pytest.raises(CommandCancelled):
         tiny_segmenter.segment(sample_image, "the red cup", progress=cancel)
     assert tiny_segmenter.segment(sample_image, "the red cup").success
+
+
+def test_frame_proposals_come_from_the_frame_cache_when_a_command_ran_on_it():
+    """The tracker's re-association asks for a frame's proposals: free after a command on the
+    same frame, one proposal pass (no image encoding) on a new frame.
+    """
+    seg = _fake_segmenter()
+    props, vlp = Counting(seg.proposals), Counting(seg.vlp)
+    seg.proposals, seg.vlp = props, vlp
+    a, b = np.zeros((40, 40, 3), np.uint8), np.full((40, 40, 3), 9, np.uint8)
+    assert seg.segment(a, "the cup").success
+    masks, cached = seg.frame_proposals(a.copy())
+    assert cached and masks.shape == (2, 40, 40) and props.calls["propose"] == 1
+    masks, cached = seg.frame_proposals(b)
+    assert not cached and props.calls["propose"] == 2 and vlp.calls["encode_image"] == 1
+    assert seg.segment(b, "the cup").frame_cached is False  # the embedding was still missing
+    assert props.calls["propose"] == 2  # but the proposals were reused

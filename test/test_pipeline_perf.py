@@ -213,7 +213,7 @@ def test_pipeline_keeps_no_device_copy_on_cpu(tiny_blip, tiny_proposals, sample_
     seg = Segmenter.from_backends(
         tiny_blip, tiny_proposals, SegmenterSettings(device="cpu", parser="spacy")
     )
-    assert seg._selection_device is None and not seg._cuda_sync
+    assert seg._selection_device is None and not seg._cuda_events
     seg.prepare_frame(sample_image)
     frame = next(iter(seg._frames.values()))
     assert frame.proposals is not None and frame.proposals_tensor is None

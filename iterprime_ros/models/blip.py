@@ -20,7 +20,9 @@ transformers 5.24, ``models/blip/modeling_blip_text.py``):
   an additive mask (0 kept, dtype-min dropped) as ``encoder_attention_mask``; the module adds
   it to the scores before the softmax, so dropped keys get exactly zero probability. A test
   (``test_models_blip.py``) proves zero attention and a changed ITM logit, so an upstream
-  change in this code path is noticed.
+  change in this code path is noticed. The mask hook and the capture hook are installed once
+  per loaded model (``_HookState``) and read the current call's mask / capture layer from it:
+  no hook is registered or removed per pass.
 * **[ENC].** The original BLIP ITM replaces the first token ([CLS]) by ``[ENC]``
   (``tokenizer.enc_token_id``) -- the weights were trained that way. transformers'
   ``BlipForImageTextRetrieval.forward`` feeds the tokenizer's ids unchanged. We follow the
@@ -36,8 +38,15 @@ transformers 5.24, ``models/blip/modeling_blip_text.py``):
   on the scores, not on the keys, so the cached values serve every IGRS pass and every
   command on the frame; the result is the same computation (a test checks equality).
 
-Hooks and swaps are in place for the length of one call and undone in ``finally``; a per-model
-lock keeps concurrent calls on a shared cached model from seeing each other's hooks.
+* **Precision.** ``autocast`` (models/precision.py) runs the vision encoder (and, on CUDA, the
+  text passes) under ``torch.autocast`` with float32 weights instead of casting the weights:
+  the Grad-CAM gradient then drifts little from fp32 (a test compares the maps). On a CPU the
+  text passes stay fp32 by default: their 10-row products stream the weights, and autocast
+  would recast every weight in every pass.
+
+The swaps are in place for the length of one call and undone in ``finally``, the hook state is
+reset there; a per-model lock keeps concurrent calls on a shared cached model apart. On CUDA
+the pass results stay on the device (no copy to the host per pass).
 """
 
 from __future__ import annotations
@@ -64,6 +73,7 @@ from .loading import (
     resolve_device,
     resolve_dtype,
 )
+from .precision import autocast, resolve_autocast
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +91,50 @@ class BlipImageEmbedding:
     # per text layer: (key, value) projections of `embeds` by that layer's cross-attention
     # (1 x (1 + g*g) x D' each); None: computed inside every pass (e.g. a hand-made embedding)
     cross_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+
+class _HookState:
+    """What the hooks installed once on a loaded model apply during the current call.
+
+    mask: additive 1 x 1 x 1 x K mask for every cross-attention layer (None: no masking);
+    capture_layer: the layer whose attention probabilities become the Grad-CAM leaf (None: no
+    capture); captured: that leaf after the forward pass.
+    """
+
+    def __init__(self) -> None:
+        self.mask: torch.Tensor | None = None
+        self.capture_layer: int | None = None
+        self.captured: torch.Tensor | None = None
+
+    @classmethod
+    def install(cls, layers: Any) -> "_HookState":
+        """Register the two hooks on every text layer (once per loaded model)."""
+        state = cls()
+        for index, layer in enumerate(layers):
+            layer.crossattention.self.register_forward_pre_hook(
+                state._inject_mask, with_kwargs=True
+            )
+            layer.crossattention.self.dropout.register_forward_pre_hook(state._capture(index))
+        return state
+
+    def _inject_mask(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
+        if self.mask is None:
+            return None
+        kwargs = dict(kwargs)
+        kwargs["encoder_attention_mask"] = self.mask
+        return args, kwargs
+
+    def _capture(self, index: int) -> Any:
+        def hook(module: torch.nn.Module, args: tuple) -> Any:
+            if self.capture_layer != index:
+                return None
+            # args[0] = softmax output before dropout; the forward pass continues from a
+            # grad-requiring copy, so the graph starts here
+            probs = args[0].detach().requires_grad_(True)
+            self.captured = probs
+            return (probs, *args[1:])
+
+        return hook
 
 
 class _Projected(torch.nn.Module):
@@ -148,9 +202,16 @@ class BlipITMBackend:
         first_token: str = "enc",
         max_text_tokens: int = 35,
         token_cache_size: int = 64,
+        autocast: str = "off",
+        autocast_text: bool | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(self.device, half_precision)
+        self.autocast_dtype = resolve_autocast(self.device, autocast)
+        # text passes under autocast: on CUDA by default; on a CPU only when asked (see module doc)
+        if autocast_text is None:
+            autocast_text = self.device.type == "cuda"
+        self.text_autocast_dtype = self.autocast_dtype if autocast_text else None
+        self.dtype = resolve_dtype(self.device, half_precision and self.autocast_dtype is None)
         folder = resolve(model, kind="vlp")
         if not any((folder / f).is_file() for f in TOKENIZER_FILES):
             raise ModelNotFoundError(
@@ -166,6 +227,10 @@ class BlipITMBackend:
         )
         self.model = self._loaded.model
         self.tokenizer = self._loaded.extras["tokenizer"]
+        with self._loaded.lock:
+            if "hooks" not in self._loaded.extras:
+                self._loaded.extras["hooks"] = _HookState.install(self._layers())
+        self._hooks: _HookState = self._loaded.extras["hooks"]
         cfg = self.model.config
         self.num_layers: int = int(cfg.text_config.num_hidden_layers)
         self.num_heads: int = int(cfg.text_config.num_attention_heads)
@@ -240,17 +305,31 @@ class BlipITMBackend:
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
 
     def encode_image(self, image: np.ndarray) -> BlipImageEmbedding:
-        """Vision encoder once per image, without gradient (IGRS never needs one through it)."""
-        pixels = self.preprocess(image).to(self.device, self.dtype)
+        """Vision encoder once per image, without gradient (IGRS never needs one through it).
+
+        ``no_grad``, not ``inference_mode``: the text passes build a graph on these tensors,
+        which inference tensors forbid. Under autocast the outputs are cast back to the
+        weights' dtype, which the text passes run in.
+        """
+        pixels = self.preprocess(image)
+        if self.device.type == "cuda":  # pinned host memory: an asynchronous upload
+            pixels = pixels.pin_memory()
+        pixels = pixels.to(self.device, self.dtype, non_blocking=True)
         with self._loaded.lock, torch.no_grad():
-            out = self.model.vision_model(
-                pixel_values=pixels, interpolate_pos_encoding=self._interpolate_pos
-            )
-            embeds = out.last_hidden_state.detach()
-            cross_kv = tuple(
-                (layer.crossattention.self.key(embeds), layer.crossattention.self.value(embeds))
-                for layer in self._layers()
-            )
+            with autocast(self.device, self.autocast_dtype):
+                out = self.model.vision_model(
+                    pixel_values=pixels, interpolate_pos_encoding=self._interpolate_pos
+                )
+            embeds = out.last_hidden_state.detach().to(self.dtype)
+            # the keys/values at the text passes' precision: the same as a pass computing them
+            with autocast(self.device, self.text_autocast_dtype):
+                cross_kv = tuple(
+                    (
+                        layer.crossattention.self.key(embeds),
+                        layer.crossattention.self.value(embeds),
+                    )
+                    for layer in self._layers()
+                )
         return BlipImageEmbedding(embeds=embeds, image_size=image.shape[:2], cross_kv=cross_kv)
 
     # ------------------------------------------------------------------ text
@@ -306,15 +385,17 @@ class BlipITMBackend:
     def _key_mask(self, keep: torch.Tensor | None, n_keys: int) -> torch.Tensor | None:
         if keep is None:
             return None
-        keep = torch.as_tensor(keep).reshape(-1).to(torch.bool)
+        keep = torch.as_tensor(keep).reshape(-1)
         if keep.numel() != n_keys - 1:
             raise ValueError(f"keep has {keep.numel()} entries, expected g*g = {n_keys - 1}")
-        full = torch.cat(
-            [torch.ones(1, dtype=torch.bool), keep.cpu()]
-        )  # the image CLS key is always kept
-        additive = torch.zeros(n_keys, dtype=self.dtype)
-        additive[~full] = torch.finfo(self.dtype).min
-        return additive.view(1, 1, 1, n_keys).to(self.device)
+        # built where the model runs (no host copy per pass); the image CLS key is always kept
+        keep = keep.to(self.device, torch.bool, non_blocking=True)
+        full = torch.cat([torch.ones(1, dtype=torch.bool, device=self.device), keep])
+        dropped = torch.tensor(torch.finfo(self.dtype).min, dtype=self.dtype, device=self.device)
+        additive = torch.where(
+            full, torch.zeros((), dtype=self.dtype, device=self.device), dropped
+        )
+        return additive.view(1, 1, 1, n_keys)
 
     def _layers(self) -> Any:
         return self.model.text_encoder.encoder.layer
@@ -354,30 +435,20 @@ class BlipITMBackend:
         """Within the block, every text cross-attention layer sees only the image keys where keep
         is True.
 
-        Patches the transformers bug described in the module docstring by injecting an additive
-        mask
-        (0 kept / dtype-min dropped) as BlipTextSelfAttention's ``encoder_attention_mask``.
-        keep=None: no-op.
+        Patches the transformers bug described in the module docstring: the hook installed once
+        per model injects an additive mask (0 kept / dtype-min dropped) as
+        BlipTextSelfAttention's ``encoder_attention_mask``. keep=None: no-op.
         """
         additive = self._key_mask(keep, n_keys if n_keys is not None else self.grid**2 + 1)
         if additive is None:
             yield
             return
-
-        def inject_mask(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-            kwargs = dict(kwargs)
-            kwargs["encoder_attention_mask"] = additive
-            return args, kwargs
-
-        handles = [
-            layer.crossattention.self.register_forward_pre_hook(inject_mask, with_kwargs=True)
-            for layer in self._layers()
-        ]
+        previous = self._hooks.mask
+        self._hooks.mask = additive
         try:
             yield
         finally:
-            for h in handles:
-                h.remove()
+            self._hooks.mask = previous
 
     def text_pass(
         self, image_embedding: BlipImageEmbedding, text: str, keep: torch.Tensor | None = None
@@ -387,24 +458,15 @@ class BlipITMBackend:
         """
         toks = self._tokens(text)
         embeds = image_embedding.embeds
-        captured: dict[str, torch.Tensor] = {}
-
-        def capture_probs(module: torch.nn.Module, args: tuple) -> tuple:
-            # args[0] = softmax output before dropout; continue the forward pass from a
-            # grad-requiring copy
-            probs = args[0].detach().requires_grad_(True)
-            captured["A"] = probs
-            return (probs, *args[1:])
-
-        dropout = self._layers()[self.gradcam_layer].crossattention.self.dropout
+        hooks = self._hooks
         with (
             self._loaded.lock,
             self.masked_cross_attention(keep, embeds.shape[1]),
             self.cached_cross_kv(image_embedding),
         ):
-            handle = dropout.register_forward_pre_hook(capture_probs)
+            hooks.capture_layer, hooks.captured = self.gradcam_layer, None
             try:
-                with torch.enable_grad():
+                with torch.enable_grad(), autocast(self.device, self.text_autocast_dtype):
                     out = self.model.text_encoder(
                         input_ids=toks.input_ids,
                         attention_mask=toks.attention_mask,
@@ -412,7 +474,7 @@ class BlipITMBackend:
                         return_dict=True,
                     )
                     logits = self.model.itm_head(out.last_hidden_state[:, 0, :])[0]
-                    attention = captured.get("A")
+                    attention = hooks.captured
                     if attention is None:
                         raise RuntimeError(
                             "the cross-attention hook did not fire: transformers' BLIP text "
@@ -420,11 +482,12 @@ class BlipITMBackend:
                         )
                     (gradient,) = torch.autograd.grad(logits[1], attention)
             finally:
-                handle.remove()
+                hooks.capture_layer, hooks.captured = None, None
+        # on CUDA the results stay on the device: IGRS and PWEM continue there without a copy
         return PassOutput(
-            itm_logits=logits.detach().float().cpu(),
-            attention=attention.detach()[0].float().cpu(),
-            gradient=gradient.detach()[0].float().cpu(),
+            itm_logits=logits.detach().float(),
+            attention=attention.detach()[0].float(),
+            gradient=gradient.detach()[0].float(),
             token_valid=toks.valid.clone(),
         )
 
@@ -440,7 +503,8 @@ class BlipITMBackend:
             self._loaded.lock,
             self.masked_cross_attention(keep, embeds.shape[1]),
             self.cached_cross_kv(image_embedding),
-            torch.no_grad(),
+            torch.inference_mode(),
+            autocast(self.device, self.text_autocast_dtype),
         ):
             out = self.model.text_encoder(
                 input_ids=toks.input_ids,
@@ -448,4 +512,4 @@ class BlipITMBackend:
                 encoder_hidden_states=embeds,
                 return_dict=True,
             )
-            return self.model.itm_head(out.last_hidden_state[:, 0, :])[0].float().cpu()
+            return self.model.itm_head(out.last_hidden_state[:, 0, :])[0].float()

@@ -61,6 +61,7 @@ from iterprime_ros.srv import Segment
 from ..core.command import CommandError, normalise_command
 from ..image_size import ImageTooLargeError
 from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_memory
+from ..prefetch import Prefetcher
 from . import diagnostics, logs, messages
 from .conversions import ImageConversionError, check_image
 from .outputs import StandardOutputs, fill_3d
@@ -78,6 +79,7 @@ from .params import (
 from .sensors import Frame, SensorCache, stamp_ns
 from .sizing import compressed_for_models, result_at_source, rgb_for_models, size_plan
 from .spatial import Located, locate
+from .track_output import NodeTracking
 from .transforms import FrameTransformer, TransformSetupError, frame_transformer
 from .worker import JobQueue, Worker
 
@@ -200,6 +202,8 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._state_lock = threading.Lock()
         self._next_id = 1
         self._segmenter: Segmenter | None = None
+        self._prefetcher: Prefetcher | None = None  # prepares frames while idle (prefetch.py)
+        self._prepared: Frame | None = None  # the latest frame the prefetcher completed
         self._state = "unconfigured"  # this node's view of the lifecycle state
         self._starting = self.parameters.node.autostart  # commands wait for the autostart
         self._unavailable: str | None = None  # why the last configure/activate failed
@@ -266,6 +270,16 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._mask_pub = self.create_publisher(Image, "~/mask", OUTPUT_QOS)
         self._centroid_pub = self.create_publisher(PointStamped, "~/centroid", OUTPUT_QOS)
         self._debug_pub = self.create_publisher(Image, "~/debug_image", OUTPUT_QOS)
+        self._tracking = NodeTracking(  # ~/track, ~/cancel_track (track_output.py)
+            self,
+            lambda: self.settings,
+            self._sensors,
+            self._mask_pub,
+            self._centroid_pub,
+            OUTPUT_QOS,
+            proposals=self._track_proposals,
+            callback_group=self._request_group,
+        )
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._outputs = StandardOutputs(self, OUTPUT_QOS)  # ~/marker, vision_msgs detections
         if self._outputs.missing:
@@ -364,6 +378,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._set_state("deactivating")
         self._queue.hold()
         self._fail_waiting("the node was deactivated before this command ran")
+        self._tracking.cancel("the node was deactivated")
         self._unsubscribe_sensors()
         self._worker.call(self._unload_models).result()  # after the running command
         self._set_state("inactive")
@@ -568,6 +583,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             self.get_logger().error(error)
             return error
         self._segmenter = segmenter
+        self._start_prefetch(segmenter)
         self.get_logger().info(
             f"models ready in {time.monotonic() - t0:.1f} s: vlp={s.vlp_model} "
             f"proposals={s.proposal_model} device={s.device} parser={parser}"
@@ -576,6 +592,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
 
     def _unload_models(self) -> None:
         """Drop the models and give their (GPU) memory back."""
+        self._stop_prefetch()
         if self._segmenter is None:
             return
         self._segmenter = None
@@ -586,6 +603,65 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         clear_model_cache()  # also empties the CUDA cache
         gc.collect()
 
+    def _track_proposals(self, rgb: Any) -> Any:
+        """Track thread: the frame's mask proposals for re-association (one proposal pass)."""
+        segmenter = self._segmenter
+        if segmenter is None:
+            raise RuntimeError("models are not loaded")
+        return segmenter.frame_proposals(rgb)[0]
+
+    # ------------------------------------------------------------------ prefetch (issue 17)
+    def _start_prefetch(self, segmenter: Segmenter) -> None:
+        """Prepare the latest camera frame while no command runs (parameter `prefetch`)."""
+        self._stop_prefetch()
+        if self.settings.prefetch == "off":
+            return
+        self._prefetcher = Prefetcher(
+            segmenter,
+            self.settings.prefetch,
+            on_prepared=self._on_prepared,
+            convert=self._prefetch_input,
+            idle=lambda: len(self._queue) == 0 and not self._worker.busy,
+        ).start()
+
+    def _stop_prefetch(self) -> None:
+        prefetcher, self._prefetcher, self._prepared = self._prefetcher, None, None
+        if prefetcher is not None:
+            prefetcher.stop(timeout=60.0)  # after the stage in flight
+
+    def _prefetch_input(self, frame: Frame, _: Any) -> tuple[Any, Any]:
+        """Prefetch thread: the camera frame as the models will see it, and its cache key."""
+        msg, limit = frame.msg, self.settings.max_image_pixels
+        if isinstance(msg, CompressedImage):  # as _process converts it
+            rgb, _ = compressed_for_models(msg, limit)
+        else:
+            check_image(msg)
+            rgb = rgb_for_models(msg, size_plan(msg, limit))
+        return rgb, camera_frame_key(msg.header, rgb)
+
+    def _on_prepared(self, frame: Frame, timings: dict[str, float]) -> None:
+        self._prepared = frame
+
+    def _image_for_command(self, latest: Frame) -> Frame:
+        """The latest prefetched frame when it is recent enough, else the newest image (the
+        camera itself must be alive: `max_image_age_s` is checked on the newest image).
+        """
+        prepared = self._prepared
+        if prepared is None or self._prefetcher is None or prepared is latest:
+            return latest
+        new, old = latest.msg, prepared.msg
+        if type(new) is not type(old) or new.header.frame_id != old.header.frame_id:
+            return latest  # another camera: the prepared frame is not this view
+        if isinstance(new, Image):
+            try:  # a broken newest image is answered as such, not covered by an older good one
+                check_image(new)
+            except (ImageConversionError, ValueError):
+                return latest
+            if (new.width, new.height) != (old.width, old.height):
+                return latest
+        age = (self.get_clock().now().nanoseconds - prepared.received_ns) / 1e9
+        return prepared if age <= self.settings.prefetch_max_age_s else latest
+
     @property
     def models_ready(self) -> bool:
         return self._segmenter is not None
@@ -594,7 +670,13 @@ class SegmenterNode(LifecycleNodeMixin, Node):
     def _on_image(self, msg: Image) -> None:
         """Camera group: a new frame arrives (stored only; the worker converts what it uses)."""
         start = time.monotonic()
-        self._sensors.set_image(msg, self.get_clock().now().nanoseconds)
+        now = self.get_clock().now().nanoseconds
+        self._sensors.set_image(msg, now)
+        self._tracking.on_image(msg, now)  # hands the frame over; the track thread does the work
+        prefetcher = self._prefetcher
+        if prefetcher is not None:  # keeps a reference only; converted in its own thread
+            frame = self._sensors.latest_image()
+            prefetcher.offer(frame, frame)
         self.image_stats.record(start, time.monotonic())
 
     def _on_command(self, msg: String) -> None:
@@ -642,7 +724,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         return SegmentAction.Result(result=result)
 
     def _on_cancel(self, goal_handle: Any) -> CancelResponse:
-        """A waiting goal is answered "cancelled" at once; a running one at its next stage."""
+        """A waiting goal is answered "cancelled" at once; a running one at its next stage.
+        A cancel also ends the running track (README "Following the object").
+        """
+        self._tracking.cancel("cancelled (action goal cancelled)")
         job = self._goals.get(bytes(goal_handle.goal_id.uuid))
         if job is None or job.cancelled is None:
             return CancelResponse.REJECT
@@ -741,7 +826,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             return (
                 f"no image newer than {limit:g} s on {topic} (the latest arrived {age:.1f} s ago)"
             )
-        job.image = frame.msg
+        job.image = self._image_for_command(frame).msg
         return None
 
     def _not_answering(self) -> str:
@@ -845,6 +930,8 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             )
         else:
             self.get_logger().warning(f"command {job.command_id} failed: {_short(result.error)}")
+        if not result.success:  # a new command that failed ends the running track too
+            self._tracking.on_answer(job.command_id, job.text, result, None, None, False)
         if job.on_answer is not None:
             job.on_answer(result)
 
@@ -880,15 +967,18 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                     job.feedback(stage, igrs_pass, 0)
 
         header = job.image.header
-        key = (
-            (header.frame_id, stamp_ns(header), rgb.shape)
-            if (job.use_depth and stamp_ns(header) > 0)
-            else None
-        )
+        key = camera_frame_key(header, rgb) if job.use_depth else None
+        prefetcher = self._prefetcher
         try:
             if progress is not None:
                 progress("started", 0)
-            model_result = segmenter.segment(rgb, job.text, frame_id=key, progress=progress)
+            if prefetcher is not None:
+                with prefetcher.command():  # no prefetch stage starts while this runs
+                    model_result = segmenter.segment(
+                        rgb, job.text, frame_id=key, progress=progress
+                    )
+            else:
+                model_result = segmenter.segment(rgb, job.text, frame_id=key, progress=progress)
         except CommandCancelled:
             self._fail(job, CANCELLED)
             return
@@ -903,9 +993,15 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             )
         point = located.camera.centroid if located and located.camera else None
         msg = messages.segmentation(result, self._answer_info(job, point))
+        msg.prefetched = bool(getattr(model_result, "prefetched", False))
         if msg.success and located is not None:
             fill_3d(msg, located)
         mask = msg.mask if msg.success else None
+        if msg.success:  # follow the object from the next frame on; the track exists before
+            # the answer leaves, so a client may cancel it as soon as it has the answer
+            self._tracking.on_answer(
+                job.command_id, job.text, result, job.image, None, job.use_depth
+            )
         self._answer(job, msg, mask, messages.centroid_point(msg), located)
         self._publish_debug(rgb, model_result, msg.header)  # at the size the models saw
 
@@ -984,9 +1080,13 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         """Ctrl-C / SIGTERM, while the context still works: every command not yet answered (the
         running one too) gets "shutting down"; then the stats line. Later model work is dropped.
         """
+        prefetcher = self._prefetcher
+        if prefetcher is not None:
+            prefetcher.stop(timeout=0.0)  # no new stage; the one in flight ends on its own
         with self._submit_lock:  # no command slips in between
             self._closing = True
             left = self._queue.close()
+        self._tracking.close()
         running = self._worker.current
         for job in ([running] if running is not None else []) + left:
             self._fail(job, SHUTTING_DOWN)
@@ -1006,6 +1106,14 @@ class SegmenterNode(LifecycleNodeMixin, Node):
     def destroy_node(self) -> None:
         logs.unbridge(self._log_bridge)
         super().destroy_node()
+
+
+def camera_frame_key(header: Header, rgb: Any) -> Any:
+    """Frame-cache key of a camera image: its frame and stamp (None without a stamp: the pipeline
+    hashes the pixels). The prefetcher and the commands must use the same key.
+    """
+    stamp = stamp_ns(header)
+    return (header.frame_id, stamp, rgb.shape) if stamp > 0 else None
 
 
 def _image_given(image: Image) -> bool:

@@ -160,6 +160,16 @@ def _device(v: str) -> str | None:
     return None if _DEVICE.match(v.strip().lower()) else "not a device"
 
 
+def _prefetch(v: str) -> str | None:
+    from ..prefetch import PrefetchPolicy
+
+    try:
+        PrefetchPolicy.parse(v)
+    except ValueError:
+        return "not a prefetch policy"
+    return None
+
+
 def _frame_id(v: str) -> str | None:
     if v and (v != v.strip() or " " in v or v.startswith("/")):
         return "not a tf2 frame id"
@@ -177,7 +187,14 @@ P = ParamSpec
 PARAMETERS: tuple[ParamSpec, ...] = (
     # compute
     P("device", "str", "where the models run", check=_device, hint="auto, cpu, cuda or cuda:N"),
-    P("half_precision", "bool", "fp16 weights on CUDA (ignored on CPU)"),
+    P("half_precision", "bool", "fp16 weights on CUDA when autocast is off (ignored on CPU)"),
+    P(
+        "autocast",
+        "str",
+        "mixed precision with fp32 weights: auto (fp16 on CUDA, bf16 on a CPU with native bf16), "
+        "off, bf16 or fp16 (CUDA only)",
+        choices=("auto", "off", "bf16", "fp16"),
+    ),
     # models
     P(
         "vlp_model",
@@ -384,6 +401,26 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         setting=False,
     ),
     P(
+        "prefetch",
+        "str",
+        "prepare the latest camera frame (proposals + image embedding) while no command runs: "
+        "off, latest, or every:N (every N-th frame)",
+        default="latest",
+        check=_prefetch,
+        setting=False,
+        hint="off, latest or every:N with N >= 1",
+    ),
+    P(
+        "prefetch_max_age_s",
+        "float",
+        "a command uses the latest prefetched frame instead of the newest image when that frame "
+        "was received at most this long ago (node clock); 0 always takes the newest image",
+        default=30.0,
+        low=0.0,
+        high=3600.0,
+        setting=False,
+    ),
+    P(
         "publish_debug_image",
         "bool",
         "publish ~/debug_image (heat map, mask, centroid, expression)",
@@ -442,6 +479,77 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         choices=("best_effort", "reliable"),
         setting=False,
     ),
+    # following the object after a command (tracking.py, ~/track)
+    P(
+        "track",
+        "bool",
+        "after a successful command, follow its object on later frames (~/track)",
+        default=True,
+        setting=False,
+    ),
+    P(
+        "track_rate_hz",
+        "float",
+        "most track updates per second (0: every frame it can afford)",
+        default=0.0,
+        low=0.0,
+        high=1000.0,
+        setting=False,
+    ),
+    P(
+        "track_timeout_s",
+        "float",
+        "a track ends this long after its command (0: never)",
+        default=0.0,
+        low=0.0,
+        high=86400.0,
+        setting=False,
+    ),
+    P(
+        "track_lost_timeout_s",
+        "float",
+        "a track lost for longer than this ends",
+        default=3.0,
+        low=0.0,
+        high=3600.0,
+        setting=False,
+    ),
+    P(
+        "track_flow",
+        "str",
+        "optical flow that carries the mask between frames (none: only proposals)",
+        default="dis",
+        choices=("dis", "farneback", "none"),
+        setting=False,
+    ),
+    P(
+        "track_flow_max_side",
+        "int",
+        "flow is computed on frames scaled to at most this side",
+        default=320,
+        low=16,
+        high=4096,
+        setting=False,
+    ),
+    P(
+        "track_min_appearance",
+        "float",
+        "colour-histogram similarity to the command's mask below which the object counts as lost",
+        default=0.5,
+        low=0.0,
+        high=1.0,
+        setting=False,
+    ),
+    P(
+        "track_proposals_period_s",
+        "float",
+        "re-associate with fresh mask proposals at most this often (a proposal pass on the "
+        "current frame; 0: never)",
+        default=0.0,
+        low=0.0,
+        high=3600.0,
+        setting=False,
+    ),
 )
 del P
 
@@ -469,6 +577,7 @@ LIVE: frozenset[str] = frozenset(
         "check_language",
         "queue_size",
         "max_image_age_s",
+        "prefetch_max_age_s",
         "publish_debug_image",
         "depth_erosion_px",
         "depth_sync_tolerance_s",
@@ -490,6 +599,8 @@ class NodeSettings:
     transform_timeout_s: float = 0.1
     queue_size: int = 5
     max_image_age_s: float = 2.0
+    prefetch: str = "latest"
+    prefetch_max_age_s: float = 30.0
     publish_debug_image: bool = True
     depth_erosion_px: int = 3
     depth_sync_tolerance_s: float = 0.1
@@ -497,6 +608,14 @@ class NodeSettings:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     diagnostics_period_s: float = 1.0
     image_qos: str = "best_effort"
+    track: bool = True
+    track_rate_hz: float = 0.0
+    track_timeout_s: float = 0.0
+    track_lost_timeout_s: float = 3.0
+    track_flow: str = "dis"
+    track_flow_max_side: int = 320
+    track_min_appearance: float = 0.5
+    track_proposals_period_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -365,6 +365,10 @@ def _take_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the `iterprime` program itself (not a call from Python): jemalloc first
+        from ..jemalloc import maybe_reexec
+
+        maybe_reexec()
     parser = build_parser()
     argv, debug = _take_debug_flag(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)

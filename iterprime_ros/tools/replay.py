@@ -103,6 +103,9 @@ class ReplayConfig:
     # what a resumed run must share with the interrupted one (settings, input): any difference
     # refuses to resume, so one output bag never mixes two configurations
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    track: bool = False  # follow each answered object on later images (replay_track.py)
+    track_settings: Any = None  # tracking.TrackerSettings (None: defaults)
+    track_proposals_every: int = 0  # re-associate with proposals every N tracked frames (0: never)
 
 
 @dataclass
@@ -167,6 +170,7 @@ class _Replayer:
         )
         self._last_out_ns = 0
         self.image_problem = ""  # set when the image topic cannot serve at all
+        self.track: Any = None  # replay_track.TrackReplay when cfg.track
         self.done: dict[int, bool] = {}  # command_id -> success, taken over from a partial run
         self._unreadable_row: BagMessage | None = None  # a damaged row of unknown topic
 
@@ -192,6 +196,8 @@ class _Replayer:
                 self.out.write_raw(m.topic, self.bag.cdr(m), m.timestamp_ns)
             if m.topic == cfg.image_topic and not self.image_problem:
                 latest_image = m
+                if self.track is not None:
+                    self.track.image(m)
             elif m.topic == cfg.depth_topic:
                 self._keep(m, self.sensors.add_depth)
             elif m.topic == cfg.camera_info_topic:
@@ -335,6 +341,8 @@ class _Replayer:
         if self.cfg.overlays is not None and rgb is not None:
             self._overlay(job, rgb, model_result)
         self.echo(_line(job, (job.t_ns - self.bag.start_ns) / 1e9, result, latency, point, note))
+        if self.track is not None:  # the track runs at the model's image size, like the command
+            self.track.command(job.index, job.text, model_result, rgb, image_msg, out_ns, size)
         return bool(result.success)
 
     def _overlay(self, job: _Job, rgb: np.ndarray, result: Any) -> None:
@@ -532,6 +540,10 @@ def _replay_into(
     if image_problem:
         run.image_problem = image_problem
         summary.problem(image_problem)
+    if cfg.track:
+        from .replay_track import start_track_replay
+
+        run.track = start_track_replay(run, out, segmenter)
     try:
         for job in run.jobs():
             summary.commands += 1
@@ -541,6 +553,8 @@ def _replay_into(
             summary.succeeded += run.answer(job)
     except BagError as exc:  # the file is damaged past repair: keep what was answered
         run.warn(f"{exc}; stopped reading after {summary.commands} command(s)")
+    if run.track is not None:
+        run.track.finish(max(bag.end_ns, run._last_out_ns))
     run._bag_problems()
 
 
@@ -750,6 +764,19 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "the input)",
     )
     p.add_argument(
+        "--track",
+        action="store_true",
+        help="after each answered command, follow the object on later images and write "
+        "/iterprime_segmenter/track (one Segmentation per image, as the node)",
+    )
+    p.add_argument(
+        "--track-proposals-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --track: re-associate with mask proposals every N tracked images (0: never)",
+    )
+    p.add_argument(
         "--restart",
         action="store_true",
         help="discard the finished results an interrupted run left (OUT_BAG's .partial bag) "
@@ -848,6 +875,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         max_image_pixels=args.max_image_pixels,
         restart=args.restart,
         fingerprint=settings_fingerprint(settings),
+        track=args.track,
+        track_proposals_every=max(0, args.track_proposals_every),
     )
 
     # Check the input and the output name before loading models (seconds to minutes).

@@ -16,6 +16,9 @@ many tokens as with BERT's vocabulary.
 Phases (each on the same photograph, skimage's "coffee", resized to --size):
 
 * first command on a new frame: proposals + image encoding + IGRS passes + selection;
+* command on a prefetched frame: ``Segmenter.prepare_frame`` ran on the frame before (untimed,
+  as the node's prefetcher does while the robot is idle), so the command costs parse + text
+  passes + selection;
 * second command on the same frame: the frame cache serves proposals and image encoding;
 * sustained: --commands commands in a row on one frame (an operator's follow-ups);
 * naive (--naive): what the reference code does per IGRS pass -- parse again, recompute the
@@ -36,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -56,6 +60,15 @@ from .architectures import (
     build_vlp,
     frame_variant,
 )
+from .extras import (
+    compare_previous,
+    device_report,
+    format_compare,
+    format_knobs,
+    format_preemption,
+    knob_table,
+    preemption_probe,
+)
 from .measure import (
     Calls,
     Clock,
@@ -66,6 +79,22 @@ from .measure import (
     peak_rss_bytes,
 )
 from .naive import naive_command, naive_select
+
+
+def dtype_name(dtype: Any) -> str:
+    from ...models.precision import dtype_name as name
+
+    return name(dtype)
+
+
+def jemalloc_active() -> bool:
+    """True when jemalloc is mapped into this process (preloaded by the entry point)."""
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="ignore") as f:
+            return "jemalloc" in f.read()
+    except OSError:  # pragma: no cover - not Linux
+        return False
+
 
 # Commands an operator might say about the coffee picture (every word is in the tiny vocabulary).
 COMMANDS: tuple[str, ...] = (
@@ -80,6 +109,7 @@ COMMANDS: tuple[str, ...] = (
 )
 
 STAGES: tuple[str, ...] = (
+    "wait",
     "normalise",
     "parse",
     "proposals",
@@ -114,7 +144,12 @@ class BenchConfig:
     warmup: int = 1  # untimed commands first (lazy init, allocator, cuDNN)
     naive: bool = True
     naive_commands: int = 1
-    fp32: bool = False  # CUDA: full precision instead of fp16 weights
+    fp32: bool = False  # full precision: no autocast, no fp16 weights
+    autocast: str = "auto"  # auto | off | bf16 | fp16 (SegmenterSettings.autocast)
+    prefetched: bool = True  # also time a command on a prefetched frame
+    compare: bool = False  # the previous CPU path (fp32, two-step resize) side by side
+    knobs: bool = False  # the speed-knob table
+    smaller_arch: str | None = None  # --report: the smaller backbone (default: swin-t)
     threads: int | None = None  # torch intra-op threads (default: torch's / OMP_NUM_THREADS)
     queries: int | None = None  # Mask2Former queries (default: the architecture's)
     model_dir: Path | None = None  # keep the built models here (reused by later runs)
@@ -313,6 +348,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         settings = SegmenterSettings(
             device=str(device),
             half_precision=not cfg.fp32,
+            autocast="off" if cfg.fp32 else cfg.autocast,
             vlp_model=str(vlp_dir),
             proposal_model=str(prop_dir),
             stop_rule="none",
@@ -344,6 +380,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         def run_command(img: np.ndarray, command: str, new_frame: bool) -> dict[str, Any]:
             before = calls.snapshot()
             msg = conversion.image_message(img) if new_frame else None  # the camera driver's work
+            usage0 = resource.getrusage(resource.RUSAGE_SELF)
             t0 = clock()
             if msg is not None:
                 img = conversion.incoming(msg)
@@ -352,6 +389,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             t2 = clock()
             conversion.outgoing(result, command)
             t3 = clock()
+            usage1 = resource.getrusage(resource.RUSAGE_SELF)
             timings = {k: v * 1000 for k, v in result.timings.items()}
             timings["conversion"] = ((t1 - t0) + (t3 - t2)) * 1000
             timings["end_to_end"] = (t3 - t0) * 1000
@@ -360,12 +398,19 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                 "success": result.success,
                 "error": result.error,
                 "frame_cached": result.frame_cached,
+                "prefetched": result.prefetched,
                 "iterations": result.iterations,
                 "stop_reason": result.stop_reason,
                 "num_proposals": result.num_proposals,
                 "proposal_index": result.proposal_index,
                 "calls": calls.since(before),
                 "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+                # process CPU time and minor page faults (the allocator's share: jemalloc)
+                "cpu": {
+                    "user_s": round(usage1.ru_utime - usage0.ru_utime, 3),
+                    "system_s": round(usage1.ru_stime - usage0.ru_stime, 3),
+                    "minor_faults": int(usage1.ru_minflt - usage0.ru_minflt),
+                },
             }
             record["selection"] = _selection_diagnostics(segmenter, result)
             record["_heatmap"] = result.heatmap
@@ -404,6 +449,32 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             sustained.records.append(run_command(img, COMMANDS[i % n_cmd], False))
         sustained_s = clock() - t0
         log(f"sustained: {cfg.commands} commands in {sustained_s:.2f} s")
+        # after the sustained run: the prefetched frames would push its frame out of the cache
+        prefetched = _Phase()
+        if cfg.prefetched:
+            for f in range(cfg.frames):
+                img = frame_variant(image, 100 + f)
+                prep = segmenter.prepare_frame(img)  # the idle robot's work, not timed
+                rec = run_command(img, COMMANDS[(2 * f) % n_cmd], True)
+                rec["prepare_ms"] = {k: round(v * 1000, 3) for k, v in prep.timings.items()}
+                prefetched.records.append(rec)
+                log(
+                    f"frame {f + 1}/{cfg.frames}: command on a prefetched frame "
+                    f"{rec['timings_ms']['end_to_end']:.0f} ms"
+                )
+        if cfg.prefetched:
+            # a command on the last prefetched frame while the prefetcher works on a new one
+            stage_s = statistics.fmean(
+                r["timings_ms"].get("proposals", 0.0) / 1000 for r in first.records
+            )
+            extra_probe = preemption_probe(
+                segmenter,
+                frame_variant(image, 100 + cfg.frames - 1),
+                frame_variant(image, 150),
+                stage_s,
+                clock,
+            )
+            log(format_preemption(extra_probe))
         probe = _selection_probe(
             segmenter,
             heatmaps[cfg.frames - 1],
@@ -418,6 +489,27 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         }
         if cuda:
             memory["gpu_peak_optimised_mib"] = mib(torch.cuda.max_memory_allocated(device))
+
+        extra: dict[str, Any] = {}
+        if cfg.prefetched:
+            extra["preemption"] = extra_probe
+        if cfg.compare:
+            extra["compare_previous"] = compare_previous(
+                settings, vlp_dir, prop_dir, image, segmenter.parser, clock, log
+            )
+        if cfg.knobs:
+            extra["knobs"] = knob_table(
+                settings,
+                vlp_dir,
+                prop_dir,
+                cfg.proposal_arch,
+                root,
+                cfg.seed,
+                image,
+                segmenter.parser,
+                clock,
+                log,
+            )
 
         naive = _Phase()
         naive_checks: list[dict[str, Any]] = []
@@ -465,14 +557,14 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         memory["rss_now_mib"] = mib(current_rss_bytes() or 0)
         calls.detach()
 
-        for phase in (first, second, sustained, naive):
+        for phase in (first, prefetched, second, sustained, naive):
             for r in phase.records:
                 r.pop("_heatmap", None)
-        stats = {
-            "first_command": _stats(first.records),
-            "second_command": _stats(second.records),
-            "sustained": _stats(sustained.records),
-        }
+        stats = {"first_command": _stats(first.records)}
+        if prefetched.records:
+            stats["prefetched_command"] = _stats(prefetched.records)
+        stats["second_command"] = _stats(second.records)
+        stats["sustained"] = _stats(sustained.records)
         if naive.records:
             stats["naive"] = _stats(naive.records)
         e2e = {k: v["end_to_end"]["mean_ms"] for k, v in stats.items()}
@@ -487,6 +579,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                 "proposal_params": _n_params(segmenter.proposals.model),
                 "device": str(device),
                 "dtype": str(segmenter.vlp.dtype).replace("torch.", ""),
+                "autocast": settings.autocast,
+                "autocast_dtype": dtype_name(getattr(segmenter.proposals, "autocast_dtype", None)),
+                "jemalloc": jemalloc_active(),
                 "image_size": list(cfg.size),
                 "frames": cfg.frames,
                 "commands": cfg.commands,
@@ -519,8 +614,10 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             },
             "memory": memory,
             "selection_probe": probe,
+            **extra,
             "records": {
                 "first_command": first.records,
+                "prefetched_command": prefetched.records,
                 "second_command": second.records,
                 "sustained": sustained.records,
                 "naive": naive.records,
@@ -545,7 +642,9 @@ def format_report(report: dict[str, Any]) -> str:
         f"iterprime bench -- {c['vlp']} [{c['vlp_arch']}, {c['vlp_params'] / 1e6:.1f} M params]",
         f"  + {c['proposals']} [{c['proposal_arch']}, {c['proposal_params'] / 1e6:.1f} M params], "
         "random weights",
-        f"device {c['device']} ({c['dtype']}){' ' + m['gpu'] if m['gpu'] else ''}, torch "
+        f"device {c['device']} ({c['dtype']} weights, autocast "
+        f"{c.get('autocast_dtype', 'fp32')}, jemalloc {'on' if c.get('jemalloc') else 'off'})"
+        f"{' ' + m['gpu'] if m['gpu'] else ''}, torch "
         f"{m['torch']}, "
         f"{m['torch_threads']} threads on {m['cpu_count']} CPUs, load average "
         f"{m['load_average_start'][0]:.2f} -> {m['load_average_end'][0]:.2f}",
@@ -558,6 +657,7 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     phases = [
         ("first_command", "first cmd"),
+        ("prefetched_command", "prefetched"),
         ("second_command", "same frame"),
         ("sustained", "sustained"),
         ("naive", "naive"),
@@ -610,7 +710,7 @@ def format_report(report: dict[str, Any]) -> str:
     sel = [
         r["selection"]
         for k in ("first_command", "second_command", "sustained")
-        for r in report["records"][k]
+        for r in report["records"].get(k, [])
         if "covering_peak" in r.get("selection", {})
     ]
     if sel:
@@ -634,6 +734,21 @@ def format_report(report: dict[str, Any]) -> str:
             f"naive loop {pr['naive_loop_ms']:.1f} ms (same choice: "
             f"{'yes' if pr['same_as_naive'] else 'NO'})"
         )
+    cpu = [r["cpu"] for r in report["records"]["first_command"] if "cpu" in r]
+    if cpu:
+        user = statistics.fmean(c["user_s"] for c in cpu)
+        system = statistics.fmean(c["system_s"] for c in cpu)
+        faults = statistics.fmean(c["minor_faults"] for c in cpu)
+        lines.append(
+            f"CPU time of a first command: user {user:.1f} s, system {system:.2f} s, "
+            f"{faults:.0f} minor page faults"
+        )
+    if "preemption" in report:
+        lines.append(format_preemption(report["preemption"]))
+    if "compare_previous" in report:
+        lines += format_compare(report["compare_previous"])
+    if "knobs" in report:
+        lines += ["", *format_knobs(report["knobs"])]
     calls = {
         k: report["records"][k][0]["calls"]
         for k in ("first_command", "second_command", "naive")
@@ -705,7 +820,44 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         help="auto | cpu | cuda | cuda:N (default auto)",
     )
     p.add_argument(
-        "--fp32", action="store_true", help="full precision on CUDA (default: fp16 weights)"
+        "--fp32",
+        action="store_true",
+        help="full precision: no autocast, no fp16 weights (default: --autocast auto)",
+    )
+    p.add_argument(
+        "--autocast",
+        default="auto",
+        choices=("auto", "off", "bf16", "fp16"),
+        help="mixed precision with fp32 weights (default auto: fp16 on CUDA, bf16 on a CPU "
+        "with native bf16)",
+    )
+    p.add_argument(
+        "--prefetched",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time a command on a prefetched frame (default on)",
+    )
+    p.add_argument(
+        "--compare-previous",
+        action="store_true",
+        help="also run the previous CPU path (fp32, two-step mask resize) on the same frame and "
+        "print both side by side, with the drift autocast causes",
+    )
+    p.add_argument(
+        "--knobs",
+        action="store_true",
+        help="also print the speed-knob table (proposal edge, backbone, passes, BLIP resolution)",
+    )
+    p.add_argument(
+        "--smaller-arch",
+        choices=list(PROPOSAL_ARCHS),
+        help="--report: the smaller proposal backbone to compare (default swin-t)",
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="device report (scripts/gpu_check.sh): first / prefetched / same-frame per stage, "
+        "fp32 vs autocast, the backbone vs a smaller one, peak GPU memory, in one table",
     )
     p.add_argument(
         "--size",
@@ -793,6 +945,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         naive=args.naive,
         naive_commands=args.naive_commands,
         fp32=args.fp32,
+        autocast=args.autocast,
+        prefetched=args.prefetched,
+        compare=args.compare_previous,
+        knobs=args.knobs,
+        smaller_arch=args.smaller_arch,
         threads=args.threads,
         queries=args.queries,
         model_dir=args.model_dir,
@@ -804,7 +961,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda requested but CUDA is not available")
-    report = run_bench(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.report:
+        print(device_report(cfg, lambda c: run_bench(c, log=log), log))
+        return 0
+    report = run_bench(cfg, log=log)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

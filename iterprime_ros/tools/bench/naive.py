@@ -37,6 +37,7 @@ def _naive_pass(
     import torch
 
     from ...core.backend import PassOutput
+    from ...models.precision import autocast
 
     vlp._token_cache.clear()  # tokenize again too
     toks = vlp._tokens(text)
@@ -51,14 +52,19 @@ def _naive_pass(
     with vlp._loaded.lock, _parameters_require_grad(model), torch.enable_grad():
         t0 = clock()
         pixels = vlp.preprocess(image).to(vlp.device, vlp.dtype)
-        embeds = model.vision_model(
-            pixel_values=pixels, interpolate_pos_encoding=vlp._interpolate_pos
-        ).last_hidden_state
+        # the same precision as the pipeline's backend (autocast with fp32 weights, if set)
+        with autocast(vlp.device, getattr(vlp, "autocast_dtype", None)):
+            embeds = model.vision_model(
+                pixel_values=pixels, interpolate_pos_encoding=vlp._interpolate_pos
+            ).last_hidden_state.to(vlp.dtype)
         t1 = clock()
         timings["image_encoding"] = timings.get("image_encoding", 0.0) + t1 - t0
         handle = dropout.register_forward_pre_hook(keep_probs)
         try:
-            with vlp.masked_cross_attention(keep, embeds.shape[1]):
+            with (
+                vlp.masked_cross_attention(keep, embeds.shape[1]),
+                autocast(vlp.device, getattr(vlp, "text_autocast_dtype", None)),
+            ):
                 out = model.text_encoder(
                     input_ids=toks.input_ids,
                     attention_mask=toks.attention_mask,

@@ -513,10 +513,17 @@ def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
         help="instead: choose the Grad-CAM layer on VALIDATION scenes (pwem, IGRS off, first N "
         "val expressions, default 150) and record it in the model's world_config.json",
     )
+    from .tracking_eval import add_tracking_arguments
+
+    add_tracking_arguments(parser)
     return parser
 
 
 def run_world_eval(args: argparse.Namespace) -> int:
+    if getattr(args, "tracking", False):
+        from .tracking_eval import run_tracking_eval
+
+        return run_tracking_eval(args)
     import torch
 
     from ...models.loading import ModelNotFoundError, quiet_transformers

@@ -1,0 +1,84 @@
+"""Prefetch in the node over real DDS (tiny random-weight models: plumbing, not masks).
+
+A camera streams a new frame (new stamp) ten times a second. With ``prefetch: latest`` the node
+prepares the latest frame while idle and a command uses that prepared frame: the answer says
+``prefetched`` and skips the proposal network and the image encoder. With ``prefetch: off`` every
+command on the stream computes its frame. The proposal input is the method's size (shortest edge
+800) so that the per-frame work is the larger part of a command, as on a real robot.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pytest
+from node_harness import Harness, NodeProcess, tiny_params
+
+rclpy = pytest.importorskip("rclpy")
+from sensor_msgs.msg import Image  # noqa: E402
+
+from iterprime_ros.ros.conversions import rgb_to_fields  # noqa: E402
+
+W, H = 96, 72
+TIMEOUT = 180.0
+
+
+def image_msg() -> Image:
+    rng = np.random.default_rng(3)
+    fields = rgb_to_fields(rng.integers(0, 255, (H, W, 3), dtype=np.uint8), "rgb8")
+    msg = Image(**fields)
+    msg.header.frame_id = "camera"
+    return msg
+
+
+def _latencies(tiny_model_dirs, folder, prefetch: str) -> tuple[list, str]:
+    """Start a node, stream the camera, send commands one after the other; the results."""
+    node = NodeProcess(
+        f"prefetch_{prefetch}",
+        tiny_params(
+            tiny_model_dirs,
+            prefetch=prefetch,
+            # shorter than a frame's preparation: the prepared frame is older than this when a
+            # command comes, and is still used (the limit applies to the newest image)
+            max_image_age_s=0.5,
+            proposal_shortest_edge=800,
+            proposal_longest_edge=1333,
+        ),
+        folder,
+    )
+    h = None
+    try:
+        rclpy.init()
+        h = Harness(rclpy, node, f"prefetch_test_{prefetch}")
+        h.wait_ready()
+        h.restamp = True  # every published image is a new frame, as from a camera
+        h.show(image_msg())
+        warm = h.command("the cup", timeout=TIMEOUT)
+        assert warm.success, warm.error + "\n" + node.log
+        results = []
+        for i in range(4):
+            h.spin(1.5)  # idle time: the prefetcher prepares the latest frame meanwhile
+            results.append(h.command(f"the red cup number {i}", timeout=TIMEOUT))
+        return results, node.log
+    finally:
+        if h is not None:
+            h.close()
+            rclpy.shutdown()
+        node.stop()
+
+
+def test_a_command_on_a_prefetched_frame_is_marked_and_faster(tiny_model_dirs, tmp_path):
+    fresh, _ = _latencies(tiny_model_dirs, tmp_path, "off")
+    assert all(r.success and not r.prefetched for r in fresh), [r.error for r in fresh]
+    prefetched, log = _latencies(tiny_model_dirs, tmp_path, "latest")
+    assert all(r.success for r in prefetched), [r.error for r in prefetched]
+    hits = [r for r in prefetched if r.prefetched]
+    assert len(hits) >= 3, f"{[r.prefetched for r in prefetched]}\n{log[-3000:]}"
+    fresh_s = statistics.median(r.latency_s for r in fresh)
+    hit_s = statistics.median(r.latency_s for r in hits)
+    print(
+        f"\n[tiny models, DDS] fresh frame {fresh_s * 1000:.0f} ms, "
+        f"prefetched {hit_s * 1000:.0f} ms"
+    )
+    assert hit_s < fresh_s
