@@ -584,10 +584,12 @@ class Segmenter:
             frame, _ = self._frame(self._frame_key(image, frame_id), image)
             cached = frame.proposals is not None
             if not cached:
-                frame.proposals = self._stage(timings, "proposals", lambda: self._propose(image))
-                frame.proposals_tensor = None
                 frame.components = {}
                 frame.areas = {}
+                # _propose returns (host masks, device copy or None) since issue 17
+                frame.proposals, frame.proposals_tensor = self._stage(
+                    timings, "proposals", lambda: self._propose(image)
+                )
             return frame.proposals, cached
 
     def _fill_frame(self, frame: _Frame, image: np.ndarray, timings: dict[str, float]) -> bool:
