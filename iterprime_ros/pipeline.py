@@ -31,7 +31,8 @@ import torch
 from .core.backend import ProposalBackend, VLPBackend
 from .core.geometry import grasp_point, mask_bbox, mask_centroid
 from .core.igrs import IGRSSettings, run_igrs
-from .core.selection import select_proposal
+from .core.selection import SelectionSettings, select_proposal
+from .core.spatial import spatial_cues
 from .core.text import (
     CommandError,
     ExpressionParser,
@@ -80,6 +81,8 @@ class SegmenterSettings:
     proposal_longest_edge: int = 1333
     max_components: int = 12
     empty_selection: str = "fail"  # fail | best_heat
+    selection_score: str = "reference"  # reference | coverage | whole (core/selection.py)
+    spatial_prior: bool = False  # weigh proposals by the expression's spatial words
     # text
     primary_tags: tuple[str, ...] = ("NN",)
     parser: str = "auto"  # auto | benepar | spacy
@@ -113,6 +116,7 @@ class SegmenterSettings:
                 f"autocast must be one of {', '.join(AUTOCAST_MODES)}, not {self.autocast!r}"
             )
         self.igrs_settings()  # validates aggregation, stop rule, alpha, iterations
+        self.selection_settings()  # validates the selection variant
 
     def igrs_settings(self) -> IGRSSettings:
         return IGRSSettings(
@@ -124,6 +128,9 @@ class SegmenterSettings:
             no_primary=self.no_primary,
             enabled=self.igrs_iterations > 1,
         )
+
+    def selection_settings(self) -> SelectionSettings:
+        return SelectionSettings(score=self.selection_score, spatial_prior=self.spatial_prior)
 
     def normaliser_settings(self) -> NormaliserSettings:
         base = NormaliserSettings()
@@ -225,6 +232,7 @@ class _Frame:
     components: dict[tuple[int, int], int] = field(
         default_factory=dict
     )  # connected components per proposal
+    areas: dict[int, int] = field(default_factory=dict)  # mask area per proposal
     prefetched: bool = False  # filled by prepare_frame, not by a command
 
     @property
@@ -373,6 +381,7 @@ class Segmenter:
         self.raise_unexpected = raise_unexpected
         self._igrs = s.igrs_settings()
         self._normaliser = s.normaliser_settings()
+        self._selection = s.selection_settings()
         self._frames: OrderedDict[Hashable, _Frame] = OrderedDict()
         self._lock = threading.RLock()
         self._progress: Progress | None = None  # set for the length of one segment() call
@@ -552,6 +561,7 @@ class Segmenter:
         if stage == "proposals":
             frame.proposals_tensor = None
             frame.components = {}
+            frame.areas = {}
             frame.proposals, frame.proposals_tensor = self._stage(
                 timings, "proposals", lambda: self._propose(image)
             )
@@ -574,9 +584,12 @@ class Segmenter:
             frame, _ = self._frame(self._frame_key(image, frame_id), image)
             cached = frame.proposals is not None
             if not cached:
-                frame.proposals = self._stage(timings, "proposals", lambda: self._propose(image))
-                frame.proposals_tensor = None
                 frame.components = {}
+                frame.areas = {}
+                # _propose returns (host masks, device copy or None) since issue 17
+                frame.proposals, frame.proposals_tensor = self._stage(
+                    timings, "proposals", lambda: self._propose(image)
+                )
             return frame.proposals, cached
 
     def _fill_frame(self, frame: _Frame, image: np.ndarray, timings: dict[str, float]) -> bool:
@@ -735,6 +748,9 @@ class Segmenter:
             s.empty_selection,
             proposals_tensor=frame.proposals_tensor,
             component_cache=frame.components,
+            area_cache=frame.areas,
+            settings=self._selection,
+            cues=spatial_cues(expression) if s.spatial_prior else (),
         )
         result.score = float(sel.score)
         result.flagged = bool(sel.flagged)

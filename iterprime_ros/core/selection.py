@@ -1,19 +1,77 @@
-"""Pick one proposal mask with the heat map (method.md §4, Eq. 8–10).
+"""Pick one proposal mask with the heat map (method.md §4, Eq. 8–10), and variants of it.
 
 Why: the heat map is coarse; the answer is the proposal that contains the heat peak and is
 hottest on average, excluding fragmented masks (too many connected components).
+
+Beyond the paper (switches; ``score="reference"`` with the prior off is the paper's rule,
+bit-identical to it):
+- ``score="coverage"``: the F-measure of heat precision (mean heat inside the mask) and heat
+  recall (heat mass inside / all heat), so a mask must cover the heat, not only sit on its
+  hottest part: the whole object beats a half of it that holds the peak.
+- ``score="whole"``: the reference's choice, then climb to a valid proposal that contains it
+  and keeps nearly its mean heat (the whole object over its parts).
+- ``spatial_prior=True`` with cues from core.spatial ("the leftmost cup"): proposals about as
+  hot as the best valid one, even off the peak, are candidates, and each candidate's score is
+  weighted by how far it lies in the named direction.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
 import torch
 
+from .spatial import SpatialCue
+
 EMPTY_SELECTION = ("fail", "best_heat")
-_BLOCK = 16  # masks per vectorised block: bounds the float64 copy to 16 x H x W
+SELECTION_SCORES = ("reference", "coverage", "whole")
+_BLOCK = 16  # masks per vectorised block: bounds the float copy to 16 x H x W
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """The selection variant (module doc). The numbers are the variants' only knobs, chosen on
+    the world's validation split (docs/world_results.md), not on real photographs.
+
+    beta: coverage's F_beta (1: precision and recall alike; < 1 favours precision; 0 would be
+    the reference's ranking). 0.2: at 1 the recall pulls in merged pairs and the table.
+    whole_containment: share of the current choice's area that a containing proposal must hold.
+    whole_heat_ratio: the containing proposal's mean heat must be at least this times the
+    mean heat of the first choice ("nearly its mean heat").
+    spatial_weight: the candidate placed least in the cue's direction keeps (1 - this) of its
+    score, the one placed most keeps all of it (linear in between).
+    spatial_candidates: with the prior, a proposal off the peak is a candidate when its mean
+    heat is at least this times the best valid proposal's mean heat.
+    """
+
+    score: str = "reference"
+    spatial_prior: bool = False
+    beta: float = 0.2
+    whole_containment: float = 0.9
+    whole_heat_ratio: float = 0.85
+    spatial_weight: float = 0.3
+    spatial_candidates: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.score not in SELECTION_SCORES:
+            raise ValueError(
+                f"selection_score must be one of {SELECTION_SCORES}, not {self.score!r}"
+            )
+        if not isinstance(self.spatial_prior, bool):
+            raise ValueError(f"spatial_prior must be true or false, not {self.spatial_prior!r}")
+        if not self.beta > 0:
+            raise ValueError("beta must be positive")
+        for name in ("whole_containment", "whole_heat_ratio", "spatial_weight"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1]")
+        if not 0.0 <= self.spatial_candidates <= 1.0:
+            raise ValueError("spatial_candidates must be in [0, 1]")
+
+
+REFERENCE = SelectionSettings()
 
 
 @dataclass
@@ -50,41 +108,182 @@ def _covers(
     return proposals.reshape(n, -1)[:, peak_idx].any(axis=1)
 
 
-def _sums(
+def _areas(
+    proposals: np.ndarray,
+    which: np.ndarray,
+    proposals_tensor: torch.Tensor | None,
+    area_cache: dict[int, int] | None,
+) -> np.ndarray:
+    """Area Σm (int64) of the proposals in `which`; from `area_cache` where known (an area does
+    not depend on the heat map, so later commands on the same frame reuse it), else counted.
+    """
+    area = np.zeros(len(which), np.int64)
+    missing = []
+    for k, i in enumerate(which):
+        known = area_cache.get(int(i)) if area_cache is not None else None
+        if known is None:
+            missing.append(k)
+        else:
+            area[k] = known
+    if not missing:
+        return area
+    todo = np.asarray(which)[missing]
+    n = proposals.shape[0]
+    if proposals_tensor is not None:
+        flat_t = proposals_tensor.reshape(n, -1)
+        idx_t = torch.from_numpy(np.asarray(todo, np.int64)).to(flat_t.device)
+        counts = flat_t.index_select(0, idx_t).sum(dim=1, dtype=torch.int64).cpu().numpy()
+    else:
+        flat = proposals.reshape(n, -1)
+        counts = np.concatenate(
+            [
+                np.count_nonzero(flat[todo[b : b + _BLOCK]], axis=1)
+                for b in range(0, len(todo), _BLOCK)
+            ]
+        )
+    area[missing] = counts
+    if area_cache is not None:
+        area_cache.update({int(i): int(c) for i, c in zip(todo, counts)})
+    return area
+
+
+def _heat_sums(
     proposals: np.ndarray,
     heat: np.ndarray,
     which: np.ndarray,
     proposals_tensor: torch.Tensor | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Area Σm (int64) and heat Σm·O (float64) of the proposals listed in `which`.
+    dtype: type = np.float64,
+) -> np.ndarray:
+    """Heat Σm·O of the proposals listed in `which`, in `dtype`.
 
     Vectorised over blocks of masks (memory stays at one block's float copy); on the tensor
-    copy's device when one is given (the GPU), with the same float64 arithmetic.
+    copy's device when one is given (the GPU), with the same arithmetic. float64 for the few
+    valid proposals (the reference's exact scores), float32 where every proposal is summed
+    (half the memory traffic; only the choice is read from it).
     """
     n = proposals.shape[0]
-    area = np.zeros(len(which), np.int64)
-    heat_sum = np.zeros(len(which), np.float64)
+    heat_sum = np.zeros(len(which), dtype)
     if len(which) == 0:
-        return area, heat_sum
+        return heat_sum
     if proposals_tensor is not None:
+        tdtype = torch.float64 if dtype == np.float64 else torch.float32
         flat_t = proposals_tensor.reshape(n, -1)
-        heat_t = torch.from_numpy(np.ascontiguousarray(heat.reshape(-1), dtype=np.float64)).to(
+        heat_t = torch.from_numpy(np.ascontiguousarray(heat.reshape(-1), dtype=dtype)).to(
             flat_t.device
         )
         idx_t = torch.from_numpy(np.asarray(which, np.int64)).to(flat_t.device)
         block = _BLOCK * 4
         for b in range(0, len(which), block):
             part = flat_t.index_select(0, idx_t[b : b + block])
-            area[b : b + block] = part.sum(dim=1, dtype=torch.int64).cpu().numpy()
-            heat_sum[b : b + block] = (part.to(torch.float64) @ heat_t).cpu().numpy()
-        return area, heat_sum
+            heat_sum[b : b + block] = (part.to(tdtype) @ heat_t).cpu().numpy()
+        return heat_sum
     flat = proposals.reshape(n, -1)
-    heat_flat = heat.reshape(-1).astype(np.float64)
+    heat_flat = heat.reshape(-1).astype(dtype)
     for b in range(0, len(which), _BLOCK):
         part = flat[which[b : b + _BLOCK]]
-        area[b : b + _BLOCK] = np.count_nonzero(part, axis=1)
-        heat_sum[b : b + _BLOCK] = part.astype(np.float64) @ heat_flat
-    return area, heat_sum
+        heat_sum[b : b + _BLOCK] = part.astype(dtype) @ heat_flat
+    return heat_sum
+
+
+def _reference_scores(area: np.ndarray, heat_sum: np.ndarray) -> np.ndarray:
+    """Eq. 10: s = Σ m(1 + O) / (Σ m + 1e-5) = 1 + mean heat."""
+    return (area + heat_sum) / (area + 1e-5)
+
+
+def _coverage_scores(
+    area: np.ndarray, heat_sum: np.ndarray, total_heat: float, beta: float
+) -> np.ndarray:
+    """F_beta of heat precision P = Σ m·O / Σ m and heat recall R = Σ m·O / Σ O."""
+    precision = heat_sum / (area + 1e-5)
+    recall = heat_sum / total_heat if total_heat > 0 else np.zeros_like(heat_sum)
+    b2 = beta * beta
+    denom = b2 * precision + recall
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(denom > 0, (1 + b2) * precision * recall / denom, 0.0)
+    return f
+
+
+def _cue_positions(cue: SpatialCue, masks: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """How far each mask lies in the cue's direction (larger = further), from its bounding
+    box: the extreme edge for left/right/top/bottom (a half of an object and the whole object
+    share it, so the prior does not favour halves), the centroid's distance from the image
+    centre for middle, the lowest row for nearest (a camera looking down at a table), the area
+    for biggest/smallest.
+    """
+    h, w = masks.shape[1:]
+    out = np.zeros(len(masks), np.float64)
+    for k, m in enumerate(masks):
+        rows = np.flatnonzero(m.any(axis=1))
+        cols = np.flatnonzero(m.any(axis=0))
+        if len(rows) == 0:
+            out[k] = -np.inf
+            continue
+        if cue.kind == "left":
+            out[k] = -cols[0] / w
+        elif cue.kind == "right":
+            out[k] = cols[-1] / w
+        elif cue.kind == "top":
+            out[k] = -rows[0] / h
+        elif cue.kind in ("bottom", "nearest"):
+            out[k] = rows[-1] / h
+        elif cue.kind == "farthest":
+            out[k] = -rows[0] / h
+        elif cue.kind == "middle":
+            ys, xs = np.nonzero(m)
+            out[k] = -np.hypot(xs.mean() / w - 0.5, ys.mean() / h - 0.5)
+        elif cue.kind == "biggest":
+            out[k] = float(area[k])
+        elif cue.kind == "smallest":
+            out[k] = -float(area[k])
+    return out
+
+
+def _spatial_weights(
+    cues: Sequence[SpatialCue], masks: np.ndarray, area: np.ndarray, weight: float
+) -> np.ndarray:
+    """Product over cues of (1 - weight) + weight · p̂, p̂ = the positions min-max scaled over
+    the candidates (all alike: 1).
+    """
+    total = np.ones(len(masks), np.float64)
+    for cue in cues:
+        pos = _cue_positions(cue, masks, area)
+        finite = np.isfinite(pos)
+        lo, hi = (pos[finite].min(), pos[finite].max()) if finite.any() else (0.0, 0.0)
+        scaled = np.where(finite, (pos - lo) / (hi - lo) if hi > lo else 1.0, 0.0)
+        total *= (1.0 - weight) + weight * scaled
+    return total
+
+
+def _climb_to_whole(
+    start: int,
+    candidates: np.ndarray,
+    props: np.ndarray,
+    area: dict[int, int],
+    mean_heat: dict[int, float],
+    scores: dict[int, float],
+    settings: SelectionSettings,
+) -> int:
+    """From `start`, move to the best-scoring candidate that contains the current choice
+    (holds ≥ whole_containment of its area), is larger, and has a mean heat of at least
+    whole_heat_ratio × start's; repeat until none does (each step grows the area).
+    """
+    floor = settings.whole_heat_ratio * mean_heat[start]
+    current = start
+    while True:
+        cur = props[current]
+        best, best_score = None, -np.inf
+        for c in candidates:
+            c = int(c)
+            if c == current or area[c] <= area[current] or mean_heat[c] < floor:
+                continue
+            inside = np.count_nonzero(props[c] & cur)
+            if inside < settings.whole_containment * area[current]:
+                continue
+            if scores[c] > best_score:
+                best, best_score = c, scores[c]
+        if best is None:
+            return current
+        current = best
 
 
 def select_proposal(
@@ -95,6 +294,9 @@ def select_proposal(
     connectivity: int = 4,
     proposals_tensor: torch.Tensor | None = None,
     component_cache: dict[tuple[int, int], int] | None = None,
+    area_cache: dict[int, int] | None = None,
+    settings: SelectionSettings | None = None,
+    cues: Sequence[SpatialCue] = (),
 ) -> Selection:
     """Choose the proposal for the heat map O (H x W) among N x H x W bool proposals.
 
@@ -104,20 +306,24 @@ def select_proposal(
     the peak (components, then the float64 sums of the valid ones), all batched.
     Score s_i = Σ m_i(1 + O) / (Σ m_i + 1e-5); invalid → 0; argmax, ties → lowest index.
     Nothing valid: index None with the reason, or with empty_selection="best_heat" the non-empty
-    proposal with the highest mean heat (flagged=True).
+    proposal with the highest mean heat (flagged=True; chosen on float32 sums over every
+    proposal, its score reported in float64).
 
+    settings: the variant (SelectionSettings; default the reference). cues: core.spatial's
+    cues of the expression, used only with settings.spatial_prior=True.
     proposals_tensor: the same proposals as an N x H x W bool torch tensor on the device that
-    should
-    compute the per-proposal sums (the pipeline keeps one on the GPU per frame); the connected
-    components still come from `proposals` (CPU), for the few proposals that cover the peak.
+    should compute the per-proposal sums (the pipeline keeps one on the GPU per frame); the
+    connected components still come from `proposals` (CPU), for the few proposals that cover
+    the peak.
     component_cache: {(proposal index, connectivity): count}, filled as counts are computed; a
     proposal's component count does not depend on the heat map, so later commands on the same
-    frame (same proposals) reuse it.
+    frame (same proposals) reuse it. area_cache: {proposal index: area}, likewise.
     """
     if empty_selection not in EMPTY_SELECTION:
         raise ValueError(
             f"empty_selection must be one of {EMPTY_SELECTION}, not {empty_selection!r}"
         )
+    cfg = settings or REFERENCE
     heat = np.asarray(heatmap)
     props = np.asarray(proposals)
     if props.ndim != 3 or props.shape[1:] != heat.shape:
@@ -136,24 +342,49 @@ def select_proposal(
             f"proposals_tensor {tuple(proposals_tensor.shape)} differs from proposals "
             f"{props.shape}"
         )
-    peak_idx = np.flatnonzero(heat == heat.max())
-    covers = _covers(props, peak_idx, proposals_tensor)
-    for i in np.flatnonzero(covers):  # few: only proposals that cover the peak
+
+    def components(i: int) -> int:
         key = (int(i), connectivity)
         count = component_cache.get(key) if component_cache is not None else None
         if count is None:
             count = count_components(props[i], connectivity)
             if component_cache is not None:
                 component_cache[key] = count
-        valid[i] = count <= max_components
+        return count
+
+    peak_idx = np.flatnonzero(heat == heat.max())
+    covers = _covers(props, peak_idx, proposals_tensor)
+    for i in np.flatnonzero(covers):  # few: only proposals that cover the peak
+        valid[i] = components(i) <= max_components
 
     if valid.any():
         # only valid proposals can score above 0: their sums are the only ones needed
         which = np.flatnonzero(valid)
-        area, heat_sum = _sums(props, heat, which, proposals_tensor)
-        scores[which] = (area + heat_sum) / (area + 1e-5)
-        best = int(np.argmax(scores))  # first maximum = lowest index on ties
-        return Selection(best, float(scores[best]), scores, False, "ok", valid)
+        area = _areas(props, which, proposals_tensor, area_cache)
+        heat_sum = _heat_sums(props, heat, which, proposals_tensor)
+        use_prior = cfg.spatial_prior and len(cues) > 0
+        if cfg.score in ("reference", "whole") and not use_prior:
+            scores[which] = _reference_scores(area, heat_sum)
+            best = int(np.argmax(scores))  # first maximum = lowest index on ties
+            if cfg.score == "whole":
+                best = _whole(best, which, area, heat_sum, props, scores, cfg)
+            return Selection(best, float(scores[best]), scores, False, "ok", valid)
+        return _variant(
+            heat,
+            props,
+            which,
+            area,
+            heat_sum,
+            valid,
+            scores,
+            cfg,
+            cues,
+            use_prior,
+            proposals_tensor,
+            area_cache,
+            components,
+            max_components,
+        )
 
     if not covers.any():
         reason = "no proposal covers the heat-map peak"
@@ -163,14 +394,17 @@ def select_proposal(
             f"connected components"
         )
     if empty_selection == "best_heat":
-        area, heat_sum = _sums(props, heat, np.arange(n), proposals_tensor)
+        every = np.arange(n)
+        area = _areas(props, every, proposals_tensor, area_cache)
+        heat_sum32 = _heat_sums(props, heat, every, proposals_tensor, np.float32)
         nonempty = area > 0
         if nonempty.any():
-            mean_heat = np.where(nonempty, heat_sum / np.maximum(area, 1), -np.inf)
+            mean_heat = np.where(nonempty, heat_sum32 / np.maximum(area, 1), -np.inf)
             best = int(np.argmax(mean_heat))
+            exact = _heat_sums(props, heat, np.array([best]), proposals_tensor)[0]
             return Selection(
                 best,
-                float((area[best] + heat_sum[best]) / (area[best] + 1e-5)),
+                float((area[best] + exact) / (area[best] + 1e-5)),
                 scores,
                 True,
                 f"{reason}; fell back to the proposal with the highest mean heat",
@@ -178,3 +412,74 @@ def select_proposal(
             )
         reason += "; no non-empty proposal to fall back to"
     return Selection(None, 0.0, scores, False, reason, valid)
+
+
+def _whole(
+    best: int,
+    which: np.ndarray,
+    area: np.ndarray,
+    heat_sum: np.ndarray,
+    props: np.ndarray,
+    scores: np.ndarray,
+    cfg: SelectionSettings,
+) -> int:
+    """The "whole" variant's climb among the proposals `which` (arrays aligned with it)."""
+    a = {int(i): int(x) for i, x in zip(which, area)}
+    mh = {int(i): float(s) / max(int(x), 1) for i, s, x in zip(which, heat_sum, area)}
+    sc = {int(i): float(scores[i]) for i in which}
+    return _climb_to_whole(best, which, props, a, mh, sc, cfg)
+
+
+def _variant(
+    heat: np.ndarray,
+    props: np.ndarray,
+    which: np.ndarray,
+    area: np.ndarray,
+    heat_sum: np.ndarray,
+    valid: np.ndarray,
+    scores: np.ndarray,
+    cfg: SelectionSettings,
+    cues: Sequence[SpatialCue],
+    use_prior: bool,
+    proposals_tensor: torch.Tensor | None,
+    area_cache: dict[int, int] | None,
+    components,
+    max_components: int,
+) -> Selection:
+    """The coverage score and/or the spatial prior (the reference path stays in the caller)."""
+    total_heat = float(heat.sum(dtype=np.float64))
+    if use_prior:
+        # candidates off the peak: about as hot as the best valid proposal, few components
+        n = props.shape[0]
+        every = np.arange(n)
+        all_area = _areas(props, every, proposals_tensor, area_cache)
+        all_sum = _heat_sums(props, heat, every, proposals_tensor, np.float32).astype(np.float64)
+        all_sum[which] = heat_sum  # the valid ones keep their exact sums
+        mean = np.where(all_area > 0, all_sum / np.maximum(all_area, 1), -np.inf)
+        floor = cfg.spatial_candidates * float(mean[which].max())
+        extra = [
+            int(i)
+            for i in np.flatnonzero((mean >= floor) & ~valid & (all_area > 0))
+            if components(i) <= max_components
+        ]
+        cand = np.union1d(which, np.asarray(extra, np.int64)).astype(np.int64)
+        area, heat_sum = all_area[cand], all_sum[cand]
+    else:
+        cand = which
+    if cfg.score == "coverage":
+        base = _coverage_scores(area, heat_sum, total_heat, cfg.beta)
+    elif use_prior:
+        # the mean heat itself, not 1 + it: the prior's weight then compares with heat ratios
+        base = heat_sum / (area + 1e-5)
+    else:
+        base = _reference_scores(area, heat_sum)
+    if use_prior:
+        base = base * _spatial_weights(cues, props[cand], area, cfg.spatial_weight)
+    scores[cand] = base
+    best = int(cand[int(np.argmax(base))])  # cand is sorted: ties → lowest index
+    if cfg.score == "whole":
+        best = _whole(best, cand, area, heat_sum, props, scores, cfg)
+    reason = (
+        "ok" if not use_prior else "ok (spatial prior: " + ", ".join(c.kind for c in cues) + ")"
+    )
+    return Selection(best, float(scores[best]), scores, False, reason, valid)

@@ -312,6 +312,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "nothing valid to select: fail, or take the proposal with the most heat (flagged)",
         choices=("fail", "best_heat"),
     ),
+    P(
+        "selection_score",
+        "str",
+        "selection rule: reference (paper), coverage (heat F-measure) or whole (whole object "
+        "over its parts)",
+        choices=("reference", "coverage", "whole"),
+    ),
+    P(
+        "spatial_prior",
+        "bool",
+        "prefer proposals placed as the expression's spatial words say (leftmost, top ...)",
+    ),
     # text
     P(
         "primary_tags",

@@ -296,12 +296,21 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from ..models.loading import quiet_transformers
     from ..pipeline import Segmenter
+    from .progress import StageLine
 
     quiet_transformers()
-    segmenter = Segmenter(settings)
-    result = image_size.result_to_source(
-        segmenter.segment(image_size.downscale(image, size), args.text), size
-    )
+    line = StageLine(passes=settings.igrs_iterations)
+    try:
+        line.show("loading models")
+        segmenter = Segmenter(settings)
+        result = image_size.result_to_source(
+            segmenter.segment(
+                image_size.downscale(image, size), args.text, progress=line.pipeline
+            ),
+            size,
+        )
+    finally:
+        line.done()
 
     overlay_path = None
     if args.out:

@@ -237,7 +237,14 @@ def _base_settings(args: argparse.Namespace) -> Any:
     from ..cli import model_settings
     from .predictors import eval_settings
 
-    return eval_settings(model_settings(args, SegmenterSettings()))
+    settings = eval_settings(model_settings(args, SegmenterSettings()))
+    # the selection variant flags (declared with the world's) apply to dataset runs too
+    changes: dict[str, Any] = {}
+    if getattr(args, "selection_score", "reference") != "reference":
+        changes["selection_score"] = args.selection_score
+    if getattr(args, "spatial_prior", "off") == "on":
+        changes["spatial_prior"] = True
+    return settings.replace(**changes) if changes else settings
 
 
 def _identity(settings: Any, config: AblationConfig) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.selection import SELECTION_SCORES
 from ..cli import device_argument
 from ..eval.metrics import MetricAccumulator, format_percent
 from .grammar import Referring, scene_expressions
@@ -130,22 +131,33 @@ def eval_set(
     return scenes, items
 
 
-def perfect_patch_heat_miou(scenes: list[Scene], items: list[EvalItem], grid: int) -> float:
+def perfect_patch_heat_miou(
+    scenes: list[Scene],
+    items: list[EvalItem],
+    grid: int,
+    selection_score: str = "reference",
+    spatial_prior: bool = False,
+    split_position: bool = False,
+) -> float | dict[str, float]:
     """MIoU of the selection step fed the best heat map a model with a `grid` x `grid` patch grid
     can give: each patch's exact coverage by the target, through the same minmax + bicubic
     upsampling (core.igrs) and selection (core.selection) as the pipeline, among the oracle's
     proposals. The ceiling of these figures for this model: the half-mask distractors that
     contain the upsampled peak have a higher mean heat than the whole target, so even this map
-    picks them often.
+    picks them often. selection_score / spatial_prior: the selection variant
+    (core.selection). split_position: return {"overall", "position", "others"} instead.
     """
     import torch
 
+    from ...core.command import normalise_command
     from ...core.igrs import minmax, upsample
-    from ...core.selection import select_proposal
-    from ..eval.metrics import iou
+    from ...core.selection import SelectionSettings, select_proposal
+    from ...core.spatial import spatial_cues
+    from ..eval.metrics import iou, is_position
     from .oracle import oracle_proposals
 
-    ious = []
+    variant = SelectionSettings(score=selection_score, spatial_prior=spatial_prior)
+    ious, position = [], []
     proposals_of: dict[int, np.ndarray] = {}  # one oracle set per scene (two expressions each)
     for it in items:
         scene = scenes[it.scene_index]
@@ -155,9 +167,19 @@ def perfect_patch_heat_miou(scenes: list[Scene], items: list[EvalItem], grid: in
         if it.scene_index not in proposals_of:
             proposals_of[it.scene_index] = oracle_proposals(scene).masks
         proposals = proposals_of[it.scene_index]
-        k = select_proposal(heat, proposals).index
+        # the cues come from the expression the pipeline would see (the normalised command)
+        cues = spatial_cues(normalise_command(it.ref.command)) if spatial_prior else ()
+        k = select_proposal(heat, proposals, settings=variant, cues=cues).index
         ious.append(iou(proposals[k] if k is not None else None, gt))
-    return float(np.mean(ious))
+        position.append(is_position(it.ref.text))
+    if not split_position:
+        return float(np.mean(ious))
+    arr, pos = np.asarray(ious), np.asarray(position, bool)
+    return {
+        "overall": float(arr.mean()),
+        "position": float(arr[pos].mean()) if pos.any() else float("nan"),
+        "others": float(arr[~pos].mean()) if (~pos).any() else float("nan"),
+    }
 
 
 def _segmenter(backend, oracle, parser, mode: str, igrs: bool, base_settings):
@@ -177,11 +199,15 @@ def evaluate_world(
     seed: int = EVAL_SEED,
     progress: bool = False,
     split: str = "test",
+    selection_score: str = "reference",
+    spatial_prior: bool = False,
 ) -> dict:
     """Run the rows; returns {"rows": [...], "meta": {...}} (see format_table).
 
     split: "test" (the held-out set) or "val" (for choices such as the Grad-CAM layer, so the
-    test set is never used to tune anything).
+    test set is never used to tune anything). selection_score / spatial_prior: the selection
+    variant (core.selection; the reference and off are the paper's rule), for every row and the
+    ceiling.
     """
     from ...core.text import ExpressionParser
     from ...models.blip import BlipITMBackend
@@ -192,7 +218,12 @@ def evaluate_world(
     backend = BlipITMBackend(folder, device=device, gradcam_layer=layer)
     oracle = OracleProposals(max_scenes=4)
     base = SegmenterSettings(
-        vlp_model=str(folder), device=device, gradcam_layer=layer, half_precision=False
+        vlp_model=str(folder),
+        device=device,
+        gradcam_layer=layer,
+        half_precision=False,
+        selection_score=selection_score,
+        spatial_prior=spatial_prior,
     )
     parser = ExpressionParser(primary_tags=base.primary_tags, parser=base.parser)
     scenes, items = eval_set(n_expressions, split=split, seed=seed)
@@ -267,6 +298,9 @@ def evaluate_world(
                     flush=True,
                 )
     n_objects = [len(scenes[it.scene_index].objects) for it in items]
+    ceiling = perfect_patch_heat_miou(
+        scenes, items, backend.grid, selection_score, spatial_prior, split_position=True
+    )
     kinds = Counter(it.ref.kind for it in items)
     meta = {
         "model": _display_path(folder),
@@ -281,7 +315,10 @@ def evaluate_world(
         "position_expressions": int(sum(r["position"] for r in acc.records)),
         "commands": int(sum(it.ref.is_command for it in items)),
         "random_object_miou": float(np.mean([1.0 / n for n in n_objects])),
-        "perfect_patch_heat_miou": perfect_patch_heat_miou(scenes, items, backend.grid),
+        "perfect_patch_heat_miou": ceiling["overall"],
+        "perfect_patch_heat_split": ceiling,
+        "selection_score": selection_score,
+        "spatial_prior": spatial_prior,
         "grid": backend.grid,
         "primary_word_is_target_noun": float(np.mean(primary_hits)) if primary_hits else None,
     }
@@ -351,6 +388,8 @@ def format_table(result: dict) -> str:
         f"{meta['position_expressions']} position / "
         f"{meta['expressions'] - meta['position_expressions']} others; "
         f"kinds {meta['kinds']}; {meta['commands']} said as commands",
+        f"selection: {meta.get('selection_score', 'reference')}, spatial prior "
+        f"{'on' if meta.get('spatial_prior') else 'off'}",
         "",
         "mode    IGRS |  mIoU  Position  Others |  oIoU  P@0.5  P@0.9 | pointing  attribute "
         "absolute relation",
@@ -383,7 +422,15 @@ def format_table(result: dict) -> str:
                 "patch grid (each "
                 "patch's exact coverage by the target) scores mIoU "
                 f"{100 * meta['perfect_patch_heat_miou']:.1f} "
-                "through the same upsampling and selection."
+                "through the same upsampling and selection"
+                + (
+                    " (position {:.1f}, others {:.1f}).".format(
+                        100 * meta["perfect_patch_heat_split"]["position"],
+                        100 * meta["perfect_patch_heat_split"]["others"],
+                    )
+                    if "perfect_patch_heat_split" in meta
+                    else "."
+                )
             ]
             if "perfect_patch_heat_miou" in meta
             else []
@@ -439,6 +486,19 @@ def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
         default="test",
         help="test: the held-out set the figures are reported on; val: validation scenes, for "
         "choosing between models or settings without looking at the test set",
+    )
+    parser.add_argument(
+        "--selection-score",
+        choices=SELECTION_SCORES,
+        default="reference",
+        help="selection rule (core/selection.py): reference (the paper's), coverage (heat "
+        "F-measure), whole (the whole object over its parts)",
+    )
+    parser.add_argument(
+        "--spatial-prior",
+        choices=("off", "on"),
+        default="off",
+        help="on: weigh proposals by the expression's spatial words (core/spatial.py)",
     )
     parser.add_argument(
         "--world-device", default="cpu", type=device_argument, help="auto | cpu | cuda | cuda:N"
@@ -500,6 +560,8 @@ def run_world_eval(args: argparse.Namespace) -> int:
             args.eval_seed,
             progress=True,
             split=args.world_split,
+            selection_score=args.selection_score,
+            spatial_prior=args.spatial_prior == "on",
         )
     except ModelNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
