@@ -28,15 +28,12 @@ import os
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
+from iterprime_ros.ros.names import DEFAULT_INPUT_TOPICS, NODE_NAME
 from launch import LaunchDescription
 
-# (launch argument = the node's input topic, default topic it is remapped to)
-REMAPS = (
-    ("image", "/camera/color/image_raw"),
-    ("command", "/iterprime/command"),
-    ("depth", "/camera/aligned_depth_to_color/image_raw"),
-    ("camera_info", "/camera/color/camera_info"),
-)
+# (launch argument = the node's input topic, default topic it is remapped to): the same defaults
+# as the offline replay (iterprime_ros/ros/names.py)
+REMAPS = tuple(DEFAULT_INPUT_TOPICS.items())
 # launch arguments whose remap target has a slash in it (image_transport's naming)
 COMPRESSED = ("image_compressed", "image/compressed", "/camera/color/image_raw/compressed")
 
@@ -68,7 +65,7 @@ def _segmenter(context, *args, **kwargs):
         Node(
             package="iterprime_ros",
             executable="segmenter",
-            name="iterprime_segmenter",
+            name=NODE_NAME,
             namespace=value("namespace"),
             parameters=[value("config_file"), overrides],
             remappings=remappings,

@@ -24,7 +24,7 @@ from ros_helpers import ros_env, spin_until
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "segment.yaml"
 FAULT_NODE = Path(__file__).resolve().parent / "fault_node.py"
-NODE_NAME = "iterprime_segmenter"
+from iterprime_ros.ros.names import NODE_NAME  # noqa: E402
 
 
 def tiny_params(tiny_model_dirs: Any, **overrides: Any) -> dict[str, Any]:

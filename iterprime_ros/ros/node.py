@@ -64,6 +64,7 @@ from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_me
 from ..prefetch import Prefetcher
 from . import diagnostics, logs, messages
 from .conversions import ImageConversionError, check_image
+from .names import NODE_NAME
 from .outputs import StandardOutputs, fill_3d
 from .params import (
     PARAMETERS,
@@ -83,7 +84,6 @@ from .track_output import NodeTracking
 from .transforms import FrameTransformer, TransformSetupError, frame_transformer
 from .worker import JobQueue, Worker
 
-NODE_NAME = "iterprime_segmenter"
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Commands are tiny and must not be lost: the subscription keeps every command DDS delivered
 # until the executor takes it (a burst of 1000 arrives whole). The sender must be reliable too

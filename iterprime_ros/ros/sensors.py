@@ -22,12 +22,8 @@ from typing import Any
 import numpy as np
 
 from .camera import camera_model
+from .names import stamp_ns  # noqa: F401 - re-exported: the node and tests import it here
 from .spatial import object_in_camera
-
-
-def stamp_ns(header: Any) -> int:
-    """builtin_interfaces/Time of a header as integer nanoseconds."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 @dataclass(frozen=True)

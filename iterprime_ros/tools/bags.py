@@ -50,6 +50,8 @@ __all__ = [
     "typestore",
 ]
 
+from ..ros.names import stamp_ns  # noqa: E402 - one definition, re-exported for the tools
+
 PACKAGE = "iterprime_ros"
 SEGMENTATION_TYPE = "iterprime_ros/msg/Segmentation"
 # Single-file suffixes rosbag2 (and rosbags) open without a metadata.yaml.
@@ -707,11 +709,6 @@ def image_message(fields: dict[str, Any], hdr: Any) -> Any:
 
 def string_message(text: str) -> Any:
     return typestore().types["std_msgs/msg/String"](data=text)
-
-
-def stamp_ns(hdr: Any) -> int:
-    """Nanoseconds of a rosbags std_msgs/Header stamp."""
-    return int(hdr.stamp.sec) * 1_000_000_000 + int(hdr.stamp.nanosec)
 
 
 # --------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from ..ros.conversions import (
     mask_to_fields,
     segmentation_values,
 )
+from ..ros.names import DEFAULT_INPUT_TOPICS, NODE_NAME, output_topic
 from ..ros.sensors import SensorCache, compute_centroid_3d
 from ..ros.sizing import compressed_for_models
 from .bags import (
@@ -66,14 +67,13 @@ from .bags import (
 log = logging.getLogger(__name__)
 
 # Defaults = the launch file's default remaps (launch/segment.launch.py) and the node's outputs.
-IMAGE_TOPIC = "/camera/color/image_raw"
-COMMAND_TOPIC = "/iterprime/command"
-DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
-CAMERA_INFO_TOPIC = "/camera/color/camera_info"
-NODE_NAME = "iterprime_segmenter"
-RESULT_TOPIC = f"/{NODE_NAME}/result"
-MASK_TOPIC = f"/{NODE_NAME}/mask"
-CENTROID_TOPIC = f"/{NODE_NAME}/centroid"
+IMAGE_TOPIC = DEFAULT_INPUT_TOPICS["image"]
+COMMAND_TOPIC = DEFAULT_INPUT_TOPICS["command"]
+DEPTH_TOPIC = DEFAULT_INPUT_TOPICS["depth"]
+CAMERA_INFO_TOPIC = DEFAULT_INPUT_TOPICS["camera_info"]
+RESULT_TOPIC = output_topic("result")
+MASK_TOPIC = output_topic("mask")
+CENTROID_TOPIC = output_topic("centroid")
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 STRING_TYPE = "std_msgs/msg/String"
