@@ -1070,10 +1070,14 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._fail(job, f"internal error: {type(exc).__name__}: {exc}".split("\n")[0])
 
     # ------------------------------------------------------------------ shutdown
+    @property
+    def commands_received(self) -> int:
+        with self._submit_lock:
+            return self._next_id - 1
+
     def stats(self) -> str:
         """One line: commands received and answered, and the image callback figures."""
-        with self._submit_lock:
-            received = self._next_id - 1
+        received = self.commands_received
         with self._answer_lock:
             ok, failed = self._answered["succeeded"], self._answered["failed"]
         return (
@@ -1084,7 +1088,8 @@ class SegmenterNode(LifecycleNodeMixin, Node):
 
     def close(self) -> None:
         """Ctrl-C / SIGTERM, while the context still works: every command not yet answered (the
-        running one too) gets "shutting down"; then the stats line. Later model work is dropped.
+        running one too) gets "shutting down". Later model work is dropped. Commands still in DDS
+        are answered the same way as the executor takes them; log_stats() comes after those.
         """
         prefetcher = self._prefetcher
         if prefetcher is not None:
@@ -1096,6 +1101,9 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         running = self._worker.current
         for job in ([running] if running is not None else []) + left:
             self._fail(job, SHUTTING_DOWN)
+
+    def log_stats(self) -> None:
+        """The shutdown stats line, once every command that reached the node is answered."""
         line = self.stats()
         try:
             if not self.context.ok():  # /rosout is gone: the logger would complain about it
@@ -1177,12 +1185,20 @@ def main(args: list[str] | None = None) -> None:
         pass
     finally:
         node.close()
-        flush_until = time.monotonic() + 0.5  # service responses of the last answers go out
+        # Service responses of the last answers go out, and commands still in DDS are taken and
+        # answered "shutting down": spin until none has come for 0.5 s (at most 3 s).
+        start = quiet_since = time.monotonic()
+        seen = node.commands_received
         try:
-            while time.monotonic() < flush_until and rclpy.ok():
+            while rclpy.ok() and time.monotonic() - quiet_since < 0.5:
+                if time.monotonic() - start > 3.0:
+                    break
                 executor.spin_once(timeout_sec=0.05)
+                if node.commands_received != seen:
+                    seen, quiet_since = node.commands_received, time.monotonic()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+        node.log_stats()  # after the flush: commands taken from DDS meanwhile were answered too
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -565,10 +566,17 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         code = 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
     finally:
+        # The recorder's spin thread must be out of rcl before its subscriptions, the node and
+        # the context go: destroying them under a thread still waiting in rcl can crash the
+        # process (seen as SIGSEGV after Ctrl-C on a loaded machine).
         if executor is not None:
-            executor.shutdown(timeout_sec=1.0)
+            executor.shutdown(timeout_sec=10.0)
         if spinner is not None:
-            spinner.join(timeout=2.0)
+            spinner.join(timeout=10.0)
+            if spinner.is_alive():
+                print("warning: the recorder thread did not stop; exiting", file=sys.stderr)
+                sys.stderr.flush()
+                os._exit(code or 1)
         if recorder is not None:
             kept = recorder.close(interrupted=code >= 128)
             if kept is not None and code >= 128:
