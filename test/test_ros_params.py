@@ -270,3 +270,25 @@ def test_params_file_keys_match_the_node_as_rcl_does():
     assert not _matches("iterprime_segmenter", fqn) and not _matches("/robot2/*", fqn)
     assert _matches("iterprime_segmenter", "/iterprime_segmenter")
     assert _matches("/**/iterprime_segmenter", "/iterprime_segmenter")
+
+
+def test_one_params_file_reader_for_node_and_tools(tmp_path):
+    """replay/segment/demo read a params file with the node's reader and rcl's key matching."""
+    from iterprime_ros.ros.params import node_parameters, read_params_file
+    from iterprime_ros.tools.errors import UserError
+    from iterprime_ros.tools.replay import load_parameters
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    igrs_iterations: 2\n    queue_size: 3\n"
+        "/**/iterprime_segmenter:\n  ros__parameters:\n    igrs_iterations: 1\n"
+        "other_node:\n  ros__parameters:\n    queue_size: 99\n"
+    )
+    data = read_params_file(str(path))
+    assert node_parameters(data, "/iterprime_segmenter") == {"igrs_iterations": 1, "queue_size": 3}
+    params = load_parameters(str(path))
+    assert params.segmenter.igrs_iterations == 1 and params.node.queue_size == 3
+    other = tmp_path / "other.yaml"
+    other.write_text("camera:\n  ros__parameters:\n    fps: 30\n")
+    with pytest.raises(UserError, match="no parameters for iterprime_segmenter"):
+        load_parameters(str(other))

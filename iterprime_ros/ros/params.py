@@ -758,6 +758,17 @@ def _matches(key: str, node_fqn: str) -> bool:
     return re.fullmatch(regex, node_fqn) is not None
 
 
+def node_parameters(data: Mapping[str, Any], node_fqn: str) -> dict[str, Any]:
+    """The ros__parameters a params file (read_params_file) gives one node, merged in file order
+    as rcl does (`/**`, `*` wildcards; later entries win).
+    """
+    values: dict[str, Any] = {}
+    for key, entry in data.items():
+        if _matches(str(key), node_fqn):
+            values.update(entry.get("ros__parameters") or {})
+    return values
+
+
 def check_params_files(paths: list[str], node_fqn: str) -> None:
     """Validate every value each file gives this node, by the table; ParameterError lists all.
 

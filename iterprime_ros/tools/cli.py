@@ -29,8 +29,7 @@ SUBCOMMAND_MODULES = (
 )
 
 
-class UserError(Exception):
-    """Something the user can fix; printed as one line, exit status 2."""
+from .errors import UserError  # noqa: E402 - re-exported: `from iterprime_ros.tools.cli import UserError`
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -798,45 +798,24 @@ def load_parameters(path: str | None) -> Any:
     """A node parameters YAML (or none) -> ros.params.Parameters; UserError naming what is
     wrong.
     """
-    import yaml
-
-    from ..ros.params import ParameterError, validate
-    from .cli import UserError
+    from ..ros.params import ParameterError, node_parameters, read_params_file, validate
+    from .errors import UserError
 
     values: dict[str, Any] = {}
     if path:
-        p = Path(path)
-        if not p.is_file():
+        if not Path(path).is_file():
             raise UserError(f"parameters file not found: {path}")
-        try:
-            doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"cannot parse {path}: {' '.join(str(exc).split())}") from None
-        values = _ros_parameters(doc, path)
+        try:  # the node's own reader and rcl's key matching: a file means what it means there
+            data = read_params_file(path)
+        except ParameterError as exc:
+            raise UserError(str(exc)) from None
+        values = node_parameters(data, f"/{NODE_NAME}")
+        if data and not values:
+            raise UserError(f"{path}: no parameters for {NODE_NAME} (found {', '.join(data)})")
     try:
         return validate(values)
     except ParameterError as exc:
         raise UserError(f"{path or 'defaults'}: {exc}") from None
-
-
-def _ros_parameters(doc: Any, path: str) -> dict[str, Any]:
-    """The node's ros__parameters from a params file (`iterprime_segmenter:`,
-    `/**/iterprime_segmenter:`, `/**:` or a flat mapping).
-    """
-    from .cli import UserError
-
-    if not isinstance(doc, dict):
-        raise UserError(f"{path}: expected a mapping of node names to ros__parameters")
-    for key in (NODE_NAME, f"/{NODE_NAME}", f"/**/{NODE_NAME}", "/**"):
-        entry = doc.get(key)
-        if isinstance(entry, dict) and isinstance(entry.get("ros__parameters"), dict):
-            return dict(entry["ros__parameters"])
-    nodes = [k for k, v in doc.items() if isinstance(v, dict) and "ros__parameters" in v]
-    if nodes:
-        raise UserError(
-            f"{path}: no parameters for {NODE_NAME} (found {', '.join(map(str, nodes))})"
-        )
-    return dict(doc)
 
 
 def settings_fingerprint(settings: Any) -> dict[str, Any]:
@@ -850,7 +829,8 @@ def settings_fingerprint(settings: Any) -> dict[str, Any]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .cli import UserError, model_settings
+    from .cli import model_settings
+    from .errors import UserError
 
     params = load_parameters(args.config)
     settings = model_settings(args, params.segmenter)

@@ -919,7 +919,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
 
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise UserError(f"output folder does not exist: {Path(args.json).parent}")

@@ -227,7 +227,7 @@ def _tasks_for_rows(
 
 
 def _user_error(message: str) -> Exception:
-    from ..cli import UserError
+    from ..errors import UserError
 
     return UserError(message)
 
