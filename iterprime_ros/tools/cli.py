@@ -220,6 +220,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         help="auto | cpu | cuda | cuda:N (default: the settings' value, auto)",
     )
     p.add_argument("--fp32", action="store_true", help="full precision on CUDA (default: fp16)")
+    add_set_argument(p)
+
+
+def add_set_argument(p: argparse.ArgumentParser) -> None:
+    """--set KEY=VALUE (repeatable): any pipeline setting, checked by the node's table."""
     p.add_argument(
         "--set",
         dest="overrides",

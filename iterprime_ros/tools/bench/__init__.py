@@ -50,7 +50,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..cli import device_argument
+from ..cli import add_set_argument, device_argument
 from .architectures import (
     PROPOSAL_ARCHS,
     VLP_ARCHS,
@@ -901,14 +901,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="keep the built random-weight models here and reuse them (default: a temp folder)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any pipeline setting, e.g. --set gradcam_layer=6 (repeatable)",
-    )
+    add_set_argument(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.add_argument(
         "--json",
