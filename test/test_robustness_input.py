@@ -24,8 +24,8 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa:
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
+from iterprime_ros.core.command import MAX_COMMAND_CHARS  # noqa: E402
 from iterprime_ros.ros.conversions import depth_to_fields, rgb_to_fields  # noqa: E402
-from iterprime_ros.ros.node import MAX_COMMAND_CHARS  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

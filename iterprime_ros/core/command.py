@@ -27,7 +27,7 @@ import unicodedata
 from dataclasses import dataclass
 
 # Longest command the node and the replay accept: one spoken sentence is far shorter, and a
-# megabyte of text would only cost tokeniser time. ros/node.py refuses at the same length.
+# megabyte of text would only cost tokeniser time. ros/node.py uses too_long() as well.
 MAX_COMMAND_CHARS = 1000
 
 

@@ -58,7 +58,7 @@ from iterprime_ros.action import Segment as SegmentAction
 from iterprime_ros.msg import Segmentation
 from iterprime_ros.srv import Segment
 
-from ..core.command import CommandError, normalise_command
+from ..core.command import CommandError, normalise_command, too_long
 from ..image_size import ImageTooLargeError
 from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_memory
 from ..prefetch import Prefetcher
@@ -93,10 +93,6 @@ COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=Reliability
 # history keeps one from overwriting another before it is delivered.
 RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
 EXECUTOR_THREADS = 6  # camera, commands, lifecycle and parameter services, with room to spare
-# A spoken command is one sentence. Longer text is refused at once (not queued): the parser's cost
-# grows with the length, BLIP reads only the first max_text_tokens tokens anyway, and one
-# megabyte-long string must not hold the worker for minutes.
-MAX_COMMAND_CHARS = 1000
 LOG_TEXT_CHARS = 200  # commands are quoted in the log up to this length
 SHUTTING_DOWN = "the node is shutting down"
 CANCELLED = "cancelled: the action goal was cancelled by its client"
@@ -768,12 +764,11 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             job.command_id, job.arrived_ns, job.arrived_mono = command_id, now, time.monotonic()
         self.get_logger().info(f"command {command_id}: {_short(text)}")
         # Failures known before any model work are answered at once, without queueing.
-        if len(text) > MAX_COMMAND_CHARS:
-            self._fail(
-                job,
-                f"the command is too long ({len(text)} characters; at most {MAX_COMMAND_CHARS}): "
-                "send one spoken sentence",
-            )
+        # A spoken command is one sentence; longer text is refused at once, not queued (the
+        # same rule as the offline replay: core/command.py).
+        refusal = too_long(text)
+        if refusal is not None:
+            self._fail(job, refusal)
             return
         try:  # microseconds: empty, non-English or naming no object needs no image and no model
             normalise_command(text, self._normaliser)
