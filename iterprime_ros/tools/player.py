@@ -518,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     node = rclpy.create_node("iterprime_bag_player")
     recorder: Recorder | None = None
+    stop_spinning = threading.Event()
     executor: SingleThreadedExecutor | None = None
     spinner: threading.Thread | None = None
     player = BagPlayer(node, args.bag, options)
@@ -537,7 +538,10 @@ def main(argv: list[str] | None = None) -> int:
             executor = SingleThreadedExecutor()
             executor.add_node(node)
             spinner = threading.Thread(
-                target=executor.spin, name="iterprime-recorder", daemon=True
+                target=_spin_until,
+                args=(executor, stop_spinning),
+                name="iterprime-recorder",
+                daemon=True,
             )
             spinner.start()
         if options.wait_for_subscribers_s > 0:
@@ -566,17 +570,18 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         code = 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
     finally:
-        # The recorder's spin thread must be out of rcl before its subscriptions, the node and
-        # the context go: destroying them under a thread still waiting in rcl can crash the
-        # process (seen as SIGSEGV after Ctrl-C on a loaded machine).
-        if executor is not None:
-            executor.shutdown(timeout_sec=10.0)
+        # The recorder's spin thread stops on its own before the executor is shut down here:
+        # Executor.shutdown() from another thread while spin() waits destroys the executor's
+        # SIGINT guard condition under it, and rclpy then segfaults (seen after Ctrl-C/SIGTERM).
+        stop_spinning.set()
         if spinner is not None:
             spinner.join(timeout=10.0)
             if spinner.is_alive():
                 print("warning: the recorder thread did not stop; exiting", file=sys.stderr)
                 sys.stderr.flush()
                 os._exit(code or 1)
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
         if recorder is not None:
             kept = recorder.close(interrupted=code >= 128)
             if kept is not None and code >= 128:
@@ -586,6 +591,14 @@ def main(argv: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+def _spin_until(executor: Any, stop: threading.Event) -> None:
+    """The recorder thread: spin in short steps until `stop` is set (then return, still owning
+    nothing the main thread is about to destroy).
+    """
+    while not stop.is_set():
+        executor.spin_once(timeout_sec=0.05)
 
 
 class _Terminated(KeyboardInterrupt):
