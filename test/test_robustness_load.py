@@ -213,8 +213,12 @@ def test_overflow_under_load_answers_every_command_once(small_queue_node):
     dropped = [r for r in results if not r.success]
     assert dropped, "the burst must overflow the queue, else this test checks nothing"
     assert all("queue full" in r.error for r in dropped), {r.error for r in dropped}
-    assert len(dropped) >= OVERFLOW_BURST - 1 - OVERFLOW_QUEUE - 2
+    # How many the worker takes while the burst arrives depends on the machine's load (a fixed
+    # bound failed once in a clean-clone run: 14 dropped where 15 were assumed); what does not:
+    # the queue keeps the newest, so only commands with a full queue behind them are dropped.
     by_text = {r.command: r for r in results}
     assert all(by_text[t].success for t in texts[-OVERFLOW_QUEUE:]), "the newest are kept"
+    last_dropped = max(texts.index(r.command) for r in dropped)
+    assert last_dropped <= len(texts) - 1 - OVERFLOW_QUEUE, "a command dropped with no newer ones"
     assert stats["answered"] == stats["commands_received"]
     assert "Traceback" not in log
