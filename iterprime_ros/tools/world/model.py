@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..tiny_models import CLIP_MEAN, CLIP_STD, wordpiece_vocab
+from ...models.pixel_norm import CLIP_MEAN, CLIP_STD
+from ..tiny_models import wordpiece_vocab
 from .grammar import GRAMMAR_WORDS
 
 # Words outside the grammar that commands and tests commonly use, so they stay whole tokens
