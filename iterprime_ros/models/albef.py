@@ -451,10 +451,11 @@ class AlbefITMBackend:
 
     model: an official ALBEF ``.pth`` (e.g. ALBEF.pth, the 14M pre-training checkpoint) or a
     folder holding it, with the bert-base-uncased tokenizer (vocab.txt) beside it.
-    gradcam_layer: 8 (the paper's; must be a fusion layer, 6..11 for ALBEF).
+    gradcam_layer: None takes 8 (the paper's); it must be a fusion layer, 6..11 for ALBEF.
     """
 
     name = "albef_itm"
+    default_gradcam_layer = 8
 
     @staticmethod
     def check_model(model: str | Path) -> str:
@@ -468,7 +469,7 @@ class AlbefITMBackend:
         self,
         model: str | Path,
         device: str | torch.device = "auto",
-        gradcam_layer: int = 8,
+        gradcam_layer: int | None = None,
         half_precision: bool = False,
         max_text_tokens: int = 50,
         num_heads: int | None = None,
@@ -492,7 +493,10 @@ class AlbefITMBackend:
         self.num_layers = arch.text_layers
         self.fusion_layer = arch.fusion_layer
         self.num_heads = arch.text_heads
-        if not arch.fusion_layer <= gradcam_layer < arch.text_layers:
+        self.gradcam_layers = range(arch.fusion_layer, arch.text_layers)  # cross-attending
+        if gradcam_layer is None:
+            gradcam_layer = self.default_gradcam_layer
+        if gradcam_layer not in self.gradcam_layers:
             raise ValueError(
                 f"gradcam_layer {gradcam_layer} has no cross-attention: ALBEF's fusion layers "
                 f"are {arch.fusion_layer}..{arch.text_layers - 1}"

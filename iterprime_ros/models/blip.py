@@ -183,7 +183,7 @@ class BlipITMBackend:
     """VLPBackend on ``BlipForImageTextRetrieval`` (the ITM head), see the module docstring.
 
     gradcam_layer: the text-encoder layer whose cross-attention is explained (0-based; BLIP
-    has cross-attention in all 12 layers). 6 is the default: the BLIP authors' own Grad-CAM
+    has cross-attention in all 12 layers). None takes 6: the BLIP authors' own Grad-CAM
     (LAVIS compute_gradcam, block_num=6) explains that layer (method.md §1).
     max_text_tokens: BLIP's ITM was trained on 35 tokens; longer prompts are truncated
     (token_offsets shows what was kept).
@@ -191,12 +191,13 @@ class BlipITMBackend:
 
     name = "blip_itm"
     model_types = ("blip",)  # config.json model_type of the folders this backend can load
+    default_gradcam_layer = 6
 
     def __init__(
         self,
         model: str | Path = DEFAULT_VLP_MODEL,
         device: str | torch.device = "auto",
-        gradcam_layer: int = 6,
+        gradcam_layer: int | None = None,
         half_precision: bool = False,
         first_token: str = "enc",
         max_text_tokens: int = 35,
@@ -233,7 +234,10 @@ class BlipITMBackend:
         cfg = self.model.config
         self.num_layers: int = int(cfg.text_config.num_hidden_layers)
         self.num_heads: int = int(cfg.text_config.num_attention_heads)
-        if not 0 <= gradcam_layer < self.num_layers:
+        self.gradcam_layers = range(self.num_layers)  # every BLIP text layer cross-attends
+        if gradcam_layer is None:
+            gradcam_layer = self.default_gradcam_layer
+        if gradcam_layer not in self.gradcam_layers:
             raise ValueError(
                 f"gradcam_layer {gradcam_layer} out of range: the BLIP text encoder in {folder} "
                 f"has layers 0..{self.num_layers - 1}"

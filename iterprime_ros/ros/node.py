@@ -59,7 +59,13 @@ from iterprime_ros.srv import Segment
 
 from ..core.command import CommandError, normalise_command, too_long
 from ..image_size import ImageTooLargeError
-from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_memory
+from ..pipeline import (
+    CommandCancelled,
+    ModelLoadError,
+    Segmenter,
+    gradcam_layer_for,
+    is_out_of_memory,
+)
 from ..prefetch import Prefetcher
 from . import diagnostics, logs, messages
 from .conversions import ImageConversionError, check_image
@@ -464,13 +470,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             parameters = Parameters.from_values({**current_values(self), **new})
             segmenter = self._segmenter
             if segmenter is not None:
-                layers = getattr(segmenter.vlp, "num_layers", None)
-                layer = parameters.segmenter.gradcam_layer
-                if layers is not None and not 0 <= layer < layers:
-                    raise ParameterError(
-                        f"parameter 'gradcam_layer' = {layer}: too large; the loaded model has "
-                        f"text layers 0..{layers - 1}"
-                    )
+                try:
+                    gradcam_layer_for(segmenter.vlp, parameters.segmenter.gradcam_layer)
+                except ValueError as exc:
+                    raise ParameterError(f"parameter {exc}") from None
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         if state != "unconfigured":
