@@ -52,7 +52,6 @@ the pass results stay on the device (no copy to the host per pass).
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,12 +72,12 @@ from .loading import (
     resolve_device,
     resolve_dtype,
 )
+from .lru import LruCache
+from .pixel_norm import CLIP_MEAN, CLIP_STD
 from .precision import autocast, resolve_autocast
 
 log = logging.getLogger(__name__)
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 
 
@@ -286,8 +285,7 @@ class BlipITMBackend:
             else:
                 self.first_token_id = int(enc_id)
         self.first_token = "enc" if self.first_token_id is not None else "cls"
-        self._token_cache: OrderedDict[str, _Tokens] = OrderedDict()
-        self._token_cache_size = token_cache_size
+        self._token_cache: LruCache[str, _Tokens] = LruCache(token_cache_size)
 
     # ------------------------------------------------------------------ image
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
@@ -334,10 +332,9 @@ class BlipITMBackend:
 
     # ------------------------------------------------------------------ text
     def _tokens(self, text: str) -> _Tokens:
-        hit = self._token_cache.get(text)
-        if hit is not None:
-            self._token_cache.move_to_end(text)
-            return hit
+        return self._token_cache.get_or_make(text, lambda: self._tokenize(text))
+
+    def _tokenize(self, text: str) -> _Tokens:
         enc = self.tokenizer(
             text,
             truncation=True,
@@ -364,9 +361,6 @@ class BlipITMBackend:
             valid=torch.tensor(valid, dtype=torch.bool),
             tokens=tuple(self.tokenizer.convert_ids_to_tokens(ids)),
         )
-        self._token_cache[text] = toks
-        if len(self._token_cache) > self._token_cache_size:
-            self._token_cache.popitem(last=False)
         return toks
 
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:

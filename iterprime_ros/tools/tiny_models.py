@@ -16,6 +16,8 @@ from typing import Any, Iterable
 
 import torch
 
+from ..models.pixel_norm import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+
 # Words the tiny tokenizer knows as whole tokens; anything else still tokenizes (into
 # letter pieces "w ##o ##r ##d"), which exercises the subword-to-word mapping.
 TINY_WORDS: tuple[str, ...] = (
@@ -38,12 +40,6 @@ BLIP_EXTRA_TOKENS: tuple[str, ...] = (
     "[DEC]",
     "[ENC]",
 )  # BLIP's decoder-BOS and encoder (ITM) tokens
-
-# CLIP normalisation, as the BLIP checkpoints' preprocessor_config.json carries it.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def wordpiece_vocab(words: Iterable[str], pieces: Iterable[str]) -> list[str]:

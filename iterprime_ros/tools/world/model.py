@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...models.pixel_norm import CLIP_MEAN, CLIP_STD
 from ..tiny_models import (
-    CLIP_MEAN,
-    CLIP_STD,
     blip_preprocessor_config,
     blip_token_ids,
     blip_tokenizer,
