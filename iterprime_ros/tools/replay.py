@@ -57,6 +57,7 @@ from .bags import (
     BagWriter,
     appended_segmentation_fields,
     check_replaceable,
+    current_segmentation,
     header,
     image_message,
     partial_name,
@@ -437,7 +438,10 @@ def _take_over(partial: Path, out: BagWriter, run: "_Replayer") -> int:
                     continue  # that command is simply answered again
                 run.done[int(result.command_id)] = bool(result.success)
                 taken += 1
-            out.write_raw(m.topic, m.raw, m.timestamp_ns)
+                # written again, not copied: the partial may hold an older definition
+                out.write(m.topic, current_segmentation(result), m.timestamp_ns)
+            else:  # standard messages (mask image, centroid point): the bytes stay valid
+                out.write_raw(m.topic, m.raw, m.timestamp_ns)
             run._last_out_ns = max(run._last_out_ns, m.timestamp_ns)
     return taken
 
