@@ -1,10 +1,11 @@
 """A replay in its own process for the interruption tests (real signals, real files).
 
-    python replay_child.py IN_BAG OUT_BAG [--restart]
+    python replay_child.py IN_BAG OUT_BAG [--restart] [--hold-after K]
 
-Answers with test_replay.StubSegmenter, slowed down (SLOW_S per command) so a signal lands
-mid-run; prints the replay's lines as they happen (the test waits for them, not for time).
-Exit: 0 done, 130 SIGINT, 143 SIGTERM.
+Answers with test_replay.StubSegmenter; with --hold-after K the (K+1)-th command blocks until a
+signal arrives (at most HOLD_S), so a signal the test sends after reading K answers always
+lands mid-run, however slowly the machine runs. Prints the replay's lines as they happen (the
+test waits for them, not for time). Exit: 0 done, 130 SIGINT, 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,20 +21,33 @@ from test_replay import StubSegmenter  # noqa: E402
 
 from iterprime_ros.tools.replay import ReplayConfig, _Terminated, replay_bag  # noqa: E402
 
-SLOW_S = 0.3
+HOLD_S = 600.0  # a safety bound only: the test's signal ends the hold
 
 
-class SlowStub(StubSegmenter):
+class HoldingStub(StubSegmenter):
+    """Answers the first `hold_after` commands, then waits for the test's signal."""
+
+    def __init__(self, hold_after: int | None) -> None:
+        super().__init__()
+        self.hold_after = hold_after
+
     def segment(self, image, command):  # noqa: ANN001, ANN201 - the stub's signature
-        time.sleep(SLOW_S)
+        if self.hold_after is not None and len(self.seen) >= self.hold_after:
+            deadline = time.monotonic() + HOLD_S
+            while time.monotonic() < deadline:  # a signal handler raises out of this sleep
+                time.sleep(0.05)
         return super().segment(image, command)
 
 
 def main() -> int:
     in_bag, out_bag = sys.argv[1], sys.argv[2]
+    hold = (
+        int(sys.argv[sys.argv.index("--hold-after") + 1]) if "--hold-after" in sys.argv else None
+    )
     cfg = ReplayConfig(restart="--restart" in sys.argv, fingerprint={"segmenter": "slow stub"})
+    stub = HoldingStub(hold)
     try:
-        summary = replay_bag(in_bag, out_bag, SlowStub(), cfg, echo=lambda s: print(s, flush=True))
+        summary = replay_bag(in_bag, out_bag, stub, cfg, echo=lambda s: print(s, flush=True))
     except _Terminated:
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:

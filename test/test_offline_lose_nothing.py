@@ -104,7 +104,11 @@ def test_force_replaces_only_a_bag_never_other_data_nor_the_input(
 # ----------------------------------------------------------------------------- interruptions
 
 
-def _start_child(src: Path, out: Path, *extra: str) -> subprocess.Popen:
+def _start_child(src: Path, out: Path, hold_after: int, *extra: str) -> subprocess.Popen:
+    """The replay in its own process; it answers `hold_after` commands, then waits for a
+    signal (so the signal lands mid-run on any machine).
+    """
+    extra = ("--hold-after", str(hold_after), *extra)
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{HERE}", PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [sys.executable, str(HERE / "replay_child.py"), str(src), str(out), *extra],
@@ -138,13 +142,13 @@ def test_interrupted_replay_keeps_a_partial_bag_and_resumes(
 ) -> None:
     src = scene_bag(tmp_path / "in.mcap")
     out = tmp_path / "out.mcap"
-    proc = _start_child(src, out)
+    proc = _start_child(src, out, 3)
     lines = _interrupt_after(proc, 3, sig)
     assert proc.returncode == code, lines
     partial = partial_name(out)
     assert not out.exists(), "nothing half-done under the final name"
     kept = _ids(partial)  # a valid bag: rosbags reads it
-    assert kept[:3] == [1, 2, 3] and kept == list(range(1, len(kept) + 1)), kept
+    assert kept == [1, 2, 3], kept  # the 4th command was held until the signal
     assert resume_marker(out).is_file()
     assert any("run the same command again to resume" in line for line in lines), lines
     assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}")), "the temp folder is gone"
@@ -186,7 +190,7 @@ def test_resume_takes_over_results_written_with_an_older_message_definition(
 
     src = scene_bag(tmp_path / "in.mcap")
     out = tmp_path / "out.mcap"
-    proc = _start_child(src, out)
+    proc = _start_child(src, out, 3)
     _interrupt_after(proc, 3, signal.SIGINT)
     partial = partial_name(out)
     old_store, old_cls = _first_release_store()
@@ -226,7 +230,7 @@ def test_resume_takes_over_results_written_with_an_older_message_definition(
 def test_killed_replay_leaves_only_a_temp_folder_the_next_run_removes(tmp_path: Path) -> None:
     src = scene_bag(tmp_path / "in.mcap")
     out = tmp_path / "out.mcap"
-    proc = _start_child(src, out)
+    proc = _start_child(src, out, 2)
     _interrupt_after(proc, 2, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     temps = list(tmp_path.glob(f".out.mcap.*{TEMP_SUFFIX}"))
@@ -240,7 +244,7 @@ def test_killed_replay_leaves_only_a_temp_folder_the_next_run_removes(tmp_path: 
 def test_resume_refuses_other_settings_and_restart_starts_over(tmp_path: Path) -> None:
     src = scene_bag(tmp_path / "in.mcap")
     out = tmp_path / "out.mcap"
-    proc = _start_child(src, out)
+    proc = _start_child(src, out, 2)
     _interrupt_after(proc, 2, signal.SIGINT)
     partial = partial_name(out)
     before = partial.read_bytes()
