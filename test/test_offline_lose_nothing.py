@@ -2,8 +2,9 @@
 huge images -- in the bag writer, the replay and the player.
 
 Real bags written with rosbags, real damage (bytes cut off or overwritten on disk), real
-signals sent to a real replay process (test/replay_child.py, a stub segmenter slowed down so
-the signal lands mid-run; the test waits for the replay's own output lines, not for time).
+signals sent to a real replay process (test/replay_child.py: a stub segmenter that holds the
+next command until the signal comes; the test waits for the replay's own output lines, not for
+time).
 """
 
 from __future__ import annotations
