@@ -8,6 +8,7 @@ other. The node's stdout/stderr is collected (log), and its resident memory can 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
 import yaml
@@ -156,6 +157,33 @@ class NodeProcess:
             "max_image_gap_ms",
         )
         return {k: float(v) for k, v in zip(keys, m.groups())}
+
+
+def running_node(
+    namespace: str, params: dict[str, Any], folder: Path, **kwargs: Any
+) -> Iterator[NodeProcess]:
+    """A started NodeProcess for a fixture to `yield from`; stopped after the fixture's tests."""
+    proc = NodeProcess(namespace, params, folder, **kwargs)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@contextlib.contextmanager
+def connected(
+    rclpy: Any, node: NodeProcess, name: str, rate_hz: float = 10.0
+) -> Iterator[Harness]:
+    """A Harness on `node` for the block, rclpy started for it; after the block (whatever it
+    raised) the harness is closed and rclpy shut down.
+    """
+    rclpy.init()
+    h = Harness(rclpy, node, name, rate_hz=rate_hz)
+    try:
+        yield h
+    finally:
+        h.close()
+        rclpy.shutdown()
 
 
 class Harness:
