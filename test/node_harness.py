@@ -186,7 +186,22 @@ def connected(
         rclpy.shutdown()
 
 
-class Harness:
+class Spinning:
+    """spin() and until() on `self.executor`, for the tests' own nodes."""
+
+    executor: Any
+    spin_step_s = 0.02  # how long one spin_once may wait
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=self.spin_step_s)
+
+    def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        return spin_until(self.executor, predicate, timeout)
+
+
+class Harness(Spinning):
     """The test's side for one node: publishes a camera stream on a timer (image, optional depth
     and
     camera_info) and collects the node's results (and masks).
@@ -251,14 +266,6 @@ class Harness:
         self.image, self.depth, self.info = image, depth, info
         self.publish()
         self.spin(settle)
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        return spin_until(self.executor, predicate, timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         ok = self.until(

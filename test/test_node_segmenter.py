@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
 import yaml
 from camera_fixtures import expected_centroid_3d, textured_picture
-from node_harness import tiny_params
-from ros_helpers import spawn_python, spin_until, stop
+from node_harness import Spinning, tiny_params
+from ros_helpers import spawn_python, stop
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import PointStamped  # noqa: E402
@@ -81,10 +80,12 @@ def mask_of(msg: Image) -> np.ndarray:
     return data == 255
 
 
-class Harness:
+class Harness(Spinning):
     """The test's side: publishes a camera stream (image, optional depth, camera info) at 10 Hz and
     collects everything the node publishes.
     """
+
+    spin_step_s = 0.05
 
     def __init__(self) -> None:
         self.node = rclpy.create_node("iterprime_node_test")
@@ -134,14 +135,6 @@ class Harness:
         self._publish()
         self.spin(0.6)
         return image
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        return spin_until(self.executor, predicate, timeout)
 
     def command(self, text: str, timeout: float = CMD_TIMEOUT) -> Segmentation:
         """Publish a spoken command and wait for its (one) result."""
