@@ -64,7 +64,8 @@ class SegmenterSettings:
     vlp_backend: str = "blip_itm"  # registry name (models/__init__.py)
     proposal_backend: str = "mask2former"
     # VLP / Grad-CAM
-    gradcam_layer: int = 6  # BLIP (LAVIS compute_gradcam); ALBEF uses 8 (method.md §1)
+    # -1: the backend's own layer, 6 for BLIP (LAVIS compute_gradcam), 8 for ALBEF (method.md §1)
+    gradcam_layer: int = -1
     prompt_template: str = "there is a {}"
     first_token: str = "enc"  # "enc": BLIP's [ENC] as the ITM's first token; "cls": keep [CLS]
     max_text_tokens: int = 35
@@ -105,6 +106,11 @@ class SegmenterSettings:
             raise ValueError(
                 f"empty_selection must be fail or best_heat, not {self.empty_selection!r}"
             )
+        if self.gradcam_layer < -1:
+            raise ValueError(
+                f"gradcam_layer must be -1 (the backend's own) or a layer index, "
+                f"not {self.gradcam_layer}"
+            )
         if self.max_components < 1:
             raise ValueError("max_components must be at least 1")
         if self.frame_cache_size < 1:
@@ -117,6 +123,10 @@ class SegmenterSettings:
             )
         self.igrs_settings()  # validates aggregation, stop rule, alpha, iterations
         self.selection_settings()  # validates the selection variant
+
+    def backend_gradcam_layer(self) -> int | None:
+        """The layer to build a VLP backend with; None lets the backend take its own default."""
+        return None if self.gradcam_layer < 0 else self.gradcam_layer
 
     def igrs_settings(self) -> IGRSSettings:
         return IGRSSettings(
@@ -327,6 +337,27 @@ class _ReportingVLP:
         return self._vlp.text_pass(*args, **kwargs)
 
 
+def gradcam_layer_for(vlp: Any, requested: int) -> int | None:
+    """The layer a loaded VLP backend should explain for the gradcam_layer setting.
+
+    -1 is the backend's own default. ValueError (one line) when the layer has no
+    cross-attention in this model, so a live change never breaks the next command. None for a
+    backend without a Grad-CAM layer (a caller-supplied stand-in).
+    """
+    if not hasattr(vlp, "gradcam_layer"):
+        return None
+    layer = (
+        getattr(vlp, "default_gradcam_layer", vlp.gradcam_layer) if requested < 0 else requested
+    )
+    layers = getattr(vlp, "gradcam_layers", None)
+    if layers is not None and layer not in layers:
+        raise ValueError(
+            f"gradcam_layer {layer} has no cross-attention in the loaded model: its "
+            f"cross-attention layers are {layers.start}..{layers.stop - 1}"
+        )
+    return int(layer)
+
+
 class Segmenter:
     """Image + spoken command -> SegmentationResult, with models loaded once and per-frame caching.
 
@@ -355,7 +386,7 @@ class Segmenter:
                         s.vlp_backend,
                         model=s.vlp_model,
                         device=s.device,
-                        gradcam_layer=s.gradcam_layer,
+                        gradcam_layer=s.backend_gradcam_layer(),
                         half_precision=s.half_precision,
                         autocast=s.autocast,
                         first_token=s.first_token,
@@ -432,16 +463,11 @@ class Segmenter:
         changed = [n for n in reload if getattr(settings, n) != getattr(self.settings, n)]
         if changed:
             raise ValueError(f"these settings need the models reloaded: {', '.join(changed)}")
-        layers = getattr(self.vlp, "num_layers", None)
-        if layers is not None and not 0 <= settings.gradcam_layer < layers:
-            raise ValueError(
-                f"gradcam_layer {settings.gradcam_layer} out of range: the model has {layers} "
-                "text layers"
-            )
+        layer = gradcam_layer_for(self.vlp, settings.gradcam_layer)
         igrs, normaliser = settings.igrs_settings(), settings.normaliser_settings()
         with self._lock:
-            if hasattr(self.vlp, "gradcam_layer"):
-                self.vlp.gradcam_layer = settings.gradcam_layer
+            if layer is not None:
+                self.vlp.gradcam_layer = layer
             if settings.proposal_threshold != self.settings.proposal_threshold:
                 set_threshold = getattr(self.proposals, "set_threshold", None)
                 if callable(set_threshold):

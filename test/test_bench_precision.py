@@ -6,6 +6,7 @@ and that the two runs really differ in precision, not a figure.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from iterprime_ros.models.blip import BlipITMBackend
@@ -30,3 +31,14 @@ def test_compare_precision_reports_every_figure():
     assert 0.0 < s["heat_max_abs_worst"] < 0.5  # fp16 rounding shows, but small
     assert 0.0 <= s["answer_iou"] <= 1.0 and 0.0 <= s["iou_fp16"] <= 1.0
     assert "mIoU vs ground truth" in format_summary(result)
+
+
+def test_device_flag_is_the_shared_one(capsys):
+    """--device takes what every other command takes (cuda:N included), checked before any
+    work starts.
+    """
+    from iterprime_ros.tools.bench.precision import main
+
+    with pytest.raises(SystemExit):
+        main(["--device", "gpu"])
+    assert "not a device; allowed: auto, cpu, cuda or cuda:N" in capsys.readouterr().err

@@ -299,10 +299,11 @@ def test_segmenter_runs_end_to_end_on_albef_random_weights(
         device="cpu",
         vlp_backend="albef_itm",
         vlp_model=str(tiny_albef_dir),
-        gradcam_layer=8,
         empty_selection="best_heat",
     )
     seg = Segmenter(s, proposals=tiny_proposals, raise_unexpected=True)
+    # gradcam_layer -1 (the default) takes ALBEF's own layer, the paper's 8, not BLIP's 6
+    assert s.gradcam_layer == -1
     assert seg.vlp.grid == 16 and seg.vlp.gradcam_layer == 8
     r = seg.segment(sample_image, "pick up the red cup on the left")
     assert r.success, r.error
@@ -329,3 +330,19 @@ def test_half_precision_pass_is_finite_and_close(tiny_albef, sample_image):
     assert out16.attention[..., 1:][..., ~keep].abs().max() == 0.0
     assert torch.allclose(out16.itm_logits, out32.itm_logits, atol=0.05)
     assert torch.allclose(out16.attention, out32.attention, atol=0.01)
+
+
+def test_live_gradcam_layer_must_cross_attend(tiny_albef_dir, tiny_proposals):
+    """A live gradcam_layer change is checked against ALBEF's fusion layers (6..11 here), not
+    just the layer count: layer 3 has no cross-attention and would break the next command.
+    -1 goes back to the backend's own layer.
+    """
+    s = SegmenterSettings(device="cpu", vlp_backend="albef_itm", vlp_model=str(tiny_albef_dir))
+    seg = Segmenter(s, proposals=tiny_proposals, raise_unexpected=True)
+    with pytest.raises(ValueError, match="gradcam_layer 3 has no cross-attention.*6..11"):
+        seg.update_settings(s.replace(gradcam_layer=3))
+    assert seg.vlp.gradcam_layer == 8 and seg.settings.gradcam_layer == -1
+    seg.update_settings(s.replace(gradcam_layer=10))
+    assert seg.vlp.gradcam_layer == 10
+    seg.update_settings(s.replace(gradcam_layer=-1))
+    assert seg.vlp.gradcam_layer == 8

@@ -419,6 +419,13 @@ def test_diagnostics_enable_and_live_parameters(busy):
     res = h.command("the red cup with one pass")
     assert res.success and res.iterations == 1, "the models took the live setting"
     assert _set_live(h, "igrs_iterations", 3).successful
+    # the Grad-CAM layer is checked against the loaded model (tiny BLIP: 12 text layers)
+    bad = _set_live(h, "gradcam_layer", 12)
+    assert not bad.successful and "gradcam_layer 12 has no cross-attention" in bad.reason
+    assert (
+        _set_live(h, "gradcam_layer", 3).successful
+        and _set_live(h, "gradcam_layer", -1).successful
+    )
 
 
 def test_max_image_pixels_shrinks_or_refuses(busy):

@@ -160,6 +160,69 @@ def test_interrupted_replay_keeps_a_partial_bag_and_resumes(
     assert not partial.exists() and not resume_marker(out).exists()
 
 
+def _first_release_store() -> tuple[Any, Any]:
+    """A typestore whose Segmentation is the first release's (before the appended fields)."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from iterprime_ros.tools.bags import SEGMENTATION_TYPE, find_interface_file
+
+    text = find_interface_file().read_text(encoding="utf-8")
+    first = text.split("# --- Added fields")[0]
+    assert "depth_stamp" not in first and "track_id" not in first
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg(first, SEGMENTATION_TYPE))
+    return store, store.types[SEGMENTATION_TYPE]
+
+
+def test_resume_takes_over_results_written_with_an_older_message_definition(
+    tmp_path: Path,
+) -> None:
+    """A partial bag from before the Segmentation fields were appended: its results are written
+    again under today's definition, so the finished bag decodes whole (copying the old bytes
+    under the new definition made a bag no reader could decode).
+    """
+    from iterprime_ros.tools.bags import SEGMENTATION_TYPE, message_fields
+    from iterprime_ros.tools.replay import RESULT_TOPIC
+
+    src = scene_bag(tmp_path / "in.mcap")
+    out = tmp_path / "out.mcap"
+    proc = _start_child(src, out)
+    _interrupt_after(proc, 3, signal.SIGINT)
+    partial = partial_name(out)
+    old_store, old_cls = _first_release_store()
+    old_bag = tmp_path / "old.mcap"
+    with BagReader(partial) as new, BagWriter(old_bag) as rewritten:
+        for topic, msgtype in new.topics.items():
+            store = old_store if topic == RESULT_TOPIC else None
+            rewritten.add_topic(topic, msgtype, store=store)
+        for m in new.messages():
+            if m.topic == RESULT_TOPIC:
+                msg = new.deserialize(m)
+                fields = {n: getattr(msg, n) for n in message_fields(old_cls)}
+                rewritten.write(m.topic, old_cls(**fields), m.timestamp_ns, store=old_store)
+            else:
+                rewritten.write_raw(m.topic, m.raw, m.timestamp_ns)
+    kept = _ids(old_bag)
+    assert len(kept) >= 3
+    os.replace(old_bag, partial)
+
+    summary = replay_bag(
+        src,
+        out,
+        StubSegmenter(),
+        ReplayConfig(fingerprint={"segmenter": "slow stub"}),
+        echo=lambda _: None,
+    )
+    assert summary.resumed == len(kept) and summary.commands == N
+    with BagReader(out) as bag:
+        got = [bag.deserialize(m) for m in bag.messages([RESULT_TOPIC])]
+        assert bag.topics[RESULT_TOPIC] == SEGMENTATION_TYPE
+    assert [r.command_id for r in got] == list(range(1, N + 1))
+    taken = got[: len(kept)]
+    assert all(r.command == f"the cup number {i}" for i, r in enumerate(got))
+    assert all(r.track_id == 0 and r.error_3d == "" and not r.prefetched for r in taken)
+
+
 def test_killed_replay_leaves_only_a_temp_folder_the_next_run_removes(tmp_path: Path) -> None:
     src = scene_bag(tmp_path / "in.mcap")
     out = tmp_path / "out.mcap"

@@ -107,6 +107,7 @@ def test_segment_end_to_end_from_saved_folders(tiny_model_dirs, sample_image):
         proposal_model=str(tiny_model_dirs.mask2former),
     )
     seg = Segmenter(s, raise_unexpected=True)
+    assert seg.vlp.gradcam_layer == 6  # gradcam_layer -1: BLIP's own layer (LAVIS)
     r = seg.segment(sample_image, "could you pick up the red cup on the left please")
     assert r.success, r.error
     h, w = sample_image.shape[:2]
@@ -296,6 +297,8 @@ def test_settings_validate_and_map_to_core():
     with pytest.raises(ValueError):
         SegmenterSettings(empty_selection="random")
     assert s.replace(gradcam_layer=6).gradcam_layer == 6
+    with pytest.raises(ValueError, match="gradcam_layer must be -1"):
+        SegmenterSettings(gradcam_layer=-2)
 
 
 def test_settings_from_the_node_config_file():

@@ -52,24 +52,18 @@ def proposal_backends() -> list[str]:
     return sorted(_PROPOSALS)
 
 
+def _create(kind: str, registry: dict[str, Callable[..., Any]], name: str, kwargs: dict) -> Any:
+    if name not in registry:
+        raise ValueError(f"unknown {kind} backend {name!r}; known: {', '.join(sorted(registry))}")
+    return registry[name](**kwargs)
+
+
 def create_vlp_backend(name: str, **kwargs: Any) -> VLPBackend:
-    try:
-        factory = _VLP[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown VLP backend {name!r}; known: {', '.join(vlp_backends())}"
-        ) from None
-    return factory(**kwargs)
+    return _create("VLP", _VLP, name, kwargs)
 
 
 def create_proposal_backend(name: str, **kwargs: Any) -> ProposalBackend:
-    try:
-        factory = _PROPOSALS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown proposal backend {name!r}; known: {', '.join(proposal_backends())}"
-        ) from None
-    return factory(**kwargs)
+    return _create("proposal", _PROPOSALS, name, kwargs)
 
 
 class ModelCheckError(ValueError):

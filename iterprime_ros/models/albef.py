@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +49,11 @@ from .loading import (
     resolve_device,
     resolve_dtype,
 )
+from .lru import LruCache
+from .pixel_norm import CLIP_MEAN, CLIP_STD
 
 log = logging.getLogger(__name__)
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_CHECKPOINT_NAMES = ("ALBEF.pth", "ALBEF_14M.pth", "ALBEF_4M.pth")
 # Official keys the ITM pass does not use (pre-training heads, momentum encoders, queues).
 IGNORED_PREFIXES = (
@@ -452,10 +451,11 @@ class AlbefITMBackend:
 
     model: an official ALBEF ``.pth`` (e.g. ALBEF.pth, the 14M pre-training checkpoint) or a
     folder holding it, with the bert-base-uncased tokenizer (vocab.txt) beside it.
-    gradcam_layer: 8 (the paper's; must be a fusion layer, 6..11 for ALBEF).
+    gradcam_layer: None takes 8 (the paper's); it must be a fusion layer, 6..11 for ALBEF.
     """
 
     name = "albef_itm"
+    default_gradcam_layer = 8
 
     @staticmethod
     def check_model(model: str | Path) -> str:
@@ -469,7 +469,7 @@ class AlbefITMBackend:
         self,
         model: str | Path,
         device: str | torch.device = "auto",
-        gradcam_layer: int = 8,
+        gradcam_layer: int | None = None,
         half_precision: bool = False,
         max_text_tokens: int = 50,
         num_heads: int | None = None,
@@ -493,7 +493,10 @@ class AlbefITMBackend:
         self.num_layers = arch.text_layers
         self.fusion_layer = arch.fusion_layer
         self.num_heads = arch.text_heads
-        if not arch.fusion_layer <= gradcam_layer < arch.text_layers:
+        self.gradcam_layers = range(arch.fusion_layer, arch.text_layers)  # cross-attending
+        if gradcam_layer is None:
+            gradcam_layer = self.default_gradcam_layer
+        if gradcam_layer not in self.gradcam_layers:
             raise ValueError(
                 f"gradcam_layer {gradcam_layer} has no cross-attention: ALBEF's fusion layers "
                 f"are {arch.fusion_layer}..{arch.text_layers - 1}"
@@ -506,8 +509,7 @@ class AlbefITMBackend:
         self.max_text_tokens = min(max_text_tokens, arch.max_positions)
         self._mean = np.asarray(CLIP_MEAN, np.float32)
         self._std = np.asarray(CLIP_STD, np.float32)
-        self._token_cache: OrderedDict[str, _Tokens] = OrderedDict()
-        self._token_cache_size = token_cache_size
+        self._token_cache: LruCache[str, _Tokens] = LruCache(token_cache_size)
 
     # ------------------------------------------------------------------ image
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
@@ -532,10 +534,9 @@ class AlbefITMBackend:
 
     # ------------------------------------------------------------------ text
     def _tokens(self, text: str) -> _Tokens:
-        hit = self._token_cache.get(text)
-        if hit is not None:
-            self._token_cache.move_to_end(text)
-            return hit
+        return self._token_cache.get_or_make(text, lambda: self._tokenize(text))
+
+    def _tokenize(self, text: str) -> _Tokens:
         enc = self.tokenizer(
             text, truncation=True, max_length=self.max_text_tokens, return_offsets_mapping=True
         )
@@ -553,9 +554,6 @@ class AlbefITMBackend:
             offsets=offsets,
             valid=torch.tensor(valid, dtype=torch.bool),
         )
-        self._token_cache[text] = toks
-        if len(self._token_cache) > self._token_cache_size:
-            self._token_cache.popitem(last=False)
         return toks
 
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:

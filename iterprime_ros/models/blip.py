@@ -52,7 +52,6 @@ the pass results stay on the device (no copy to the host per pass).
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,12 +72,12 @@ from .loading import (
     resolve_device,
     resolve_dtype,
 )
+from .lru import LruCache
+from .pixel_norm import CLIP_MEAN, CLIP_STD
 from .precision import autocast, resolve_autocast
 
 log = logging.getLogger(__name__)
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 
 
@@ -184,7 +183,7 @@ class BlipITMBackend:
     """VLPBackend on ``BlipForImageTextRetrieval`` (the ITM head), see the module docstring.
 
     gradcam_layer: the text-encoder layer whose cross-attention is explained (0-based; BLIP
-    has cross-attention in all 12 layers). 6 is the default: the BLIP authors' own Grad-CAM
+    has cross-attention in all 12 layers). None takes 6: the BLIP authors' own Grad-CAM
     (LAVIS compute_gradcam, block_num=6) explains that layer (method.md §1).
     max_text_tokens: BLIP's ITM was trained on 35 tokens; longer prompts are truncated
     (token_offsets shows what was kept).
@@ -192,12 +191,13 @@ class BlipITMBackend:
 
     name = "blip_itm"
     model_types = ("blip",)  # config.json model_type of the folders this backend can load
+    default_gradcam_layer = 6
 
     def __init__(
         self,
         model: str | Path = DEFAULT_VLP_MODEL,
         device: str | torch.device = "auto",
-        gradcam_layer: int = 6,
+        gradcam_layer: int | None = None,
         half_precision: bool = False,
         first_token: str = "enc",
         max_text_tokens: int = 35,
@@ -234,7 +234,10 @@ class BlipITMBackend:
         cfg = self.model.config
         self.num_layers: int = int(cfg.text_config.num_hidden_layers)
         self.num_heads: int = int(cfg.text_config.num_attention_heads)
-        if not 0 <= gradcam_layer < self.num_layers:
+        self.gradcam_layers = range(self.num_layers)  # every BLIP text layer cross-attends
+        if gradcam_layer is None:
+            gradcam_layer = self.default_gradcam_layer
+        if gradcam_layer not in self.gradcam_layers:
             raise ValueError(
                 f"gradcam_layer {gradcam_layer} out of range: the BLIP text encoder in {folder} "
                 f"has layers 0..{self.num_layers - 1}"
@@ -286,8 +289,7 @@ class BlipITMBackend:
             else:
                 self.first_token_id = int(enc_id)
         self.first_token = "enc" if self.first_token_id is not None else "cls"
-        self._token_cache: OrderedDict[str, _Tokens] = OrderedDict()
-        self._token_cache_size = token_cache_size
+        self._token_cache: LruCache[str, _Tokens] = LruCache(token_cache_size)
 
     # ------------------------------------------------------------------ image
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
@@ -334,10 +336,9 @@ class BlipITMBackend:
 
     # ------------------------------------------------------------------ text
     def _tokens(self, text: str) -> _Tokens:
-        hit = self._token_cache.get(text)
-        if hit is not None:
-            self._token_cache.move_to_end(text)
-            return hit
+        return self._token_cache.get_or_make(text, lambda: self._tokenize(text))
+
+    def _tokenize(self, text: str) -> _Tokens:
         enc = self.tokenizer(
             text,
             truncation=True,
@@ -364,9 +365,6 @@ class BlipITMBackend:
             valid=torch.tensor(valid, dtype=torch.bool),
             tokens=tuple(self.tokenizer.convert_ids_to_tokens(ids)),
         )
-        self._token_cache[text] = toks
-        if len(self._token_cache) > self._token_cache_size:
-            self._token_cache.popitem(last=False)
         return toks
 
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:

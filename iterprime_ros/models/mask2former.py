@@ -42,12 +42,10 @@ from .loading import (
     resolve_device,
     resolve_dtype,
 )
+from .pixel_norm import IMAGENET_MEAN, IMAGENET_STD
 from .precision import autocast, resolve_autocast
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def resized_shape(

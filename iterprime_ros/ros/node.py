@@ -36,7 +36,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import rclpy
@@ -60,10 +59,17 @@ from iterprime_ros.srv import Segment
 
 from ..core.command import CommandError, normalise_command, too_long
 from ..image_size import ImageTooLargeError
-from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_memory
+from ..pipeline import (
+    CommandCancelled,
+    ModelLoadError,
+    Segmenter,
+    gradcam_layer_for,
+    is_out_of_memory,
+)
 from ..prefetch import Prefetcher
 from . import diagnostics, logs, messages
 from .conversions import ImageConversionError, check_image
+from .jobs import ImageStats, Job, first_line, quote_command
 from .names import NODE_NAME
 from .outputs import StandardOutputs, fill_3d
 from .params import (
@@ -93,7 +99,6 @@ COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=Reliability
 # history keeps one from overwriting another before it is delivered.
 RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
 EXECUTOR_THREADS = 6  # camera, commands, lifecycle and parameter services, with room to spare
-LOG_TEXT_CHARS = 200  # commands are quoted in the log up to this length
 SHUTTING_DOWN = "the node is shutting down"
 CANCELLED = "cancelled: the action goal was cancelled by its client"
 DISABLED = (
@@ -103,70 +108,6 @@ DOWNLOAD_HINT = (
     "fetch the default weights with `iterprime download` on a machine with internet, or point "
     "vlp_model / proposal_model at local model folders"
 )
-
-
-def _short(text: str) -> str:
-    """A command quoted for the log, cut to LOG_TEXT_CHARS characters."""
-    if len(text) <= LOG_TEXT_CHARS:
-        return repr(text)
-    return f"{text[:LOG_TEXT_CHARS]!r}... ({len(text)} characters)"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-class ImageStats:
-    """What the image callback costs and how regularly images arrive (camera group only).
-
-    Why: the image callback must never wait for model work; the longest time spent in it and the
-    longest gap between two images are the evidence, logged at shutdown (docs/robustness.md).
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.max_callback_s = 0.0
-        self.max_gap_s = 0.0
-        self.window_gap_s = 0.0  # longest gap since the last diagnostics status
-        self._last: float | None = None
-
-    def record(self, start: float, end: float) -> None:
-        self.count += 1
-        self.max_callback_s = max(self.max_callback_s, end - start)
-        if self._last is not None:
-            gap = start - self._last
-            self.max_gap_s = max(self.max_gap_s, gap)
-            self.window_gap_s = max(self.window_gap_s, gap)
-        self._last = start
-
-    def take_window_gap(self) -> float:
-        """The longest gap since the last call, then start a new window (diagnostics)."""
-        gap, self.window_gap_s = self.window_gap_s, 0.0
-        return gap
-
-    def summary(self) -> str:
-        return (
-            f"{self.count} images received, image callback max {self.max_callback_s * 1e3:.2f} "
-            "ms, "
-            f"longest gap between images {self.max_gap_s * 1e3:.0f} ms"
-        )
-
-
-@dataclass
-class Job:
-    """One command waiting for (or getting) its answer."""
-
-    command_id: int
-    text: str
-    arrived_ns: int  # node clock
-    arrived_mono: float  # for latency
-    image: Any = None  # sensor_msgs/Image: chosen on arrival, or when the models are ready
-    use_depth: bool = True  # False for an image that came with a request
-    on_answer: Callable[[Segmentation], None] | None = None  # service/action: hand the answer on
-    feedback: Callable[[str, int, int], None] | None = None  # action: (stage, IGRS pass, place)
-    cancelled: threading.Event | None = None  # action: the client cancelled the goal
-    ran: bool = False  # the models ran it (its latency counts in /diagnostics)
-    answered: bool = False
 
 
 class SegmenterNode(LifecycleNodeMixin, Node):
@@ -352,7 +293,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             check_model_folder("vlp_model", s.vlp_model, "vlp", s.vlp_backend)
             check_model_folder("proposal_model", s.proposal_model, "proposals", s.proposal_backend)
         except (ModelNotFoundError, ModelCheckError) as exc:
-            text = _first_line(exc)
+            text = first_line(exc)
             if "iterprime download" not in text and not isinstance(exc, ModelTypeError):
                 text = f"{text}; {DOWNLOAD_HINT}"
             raise ModelLoadError(f"models not loaded: {text}") from None
@@ -529,13 +470,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             parameters = Parameters.from_values({**current_values(self), **new})
             segmenter = self._segmenter
             if segmenter is not None:
-                layers = getattr(segmenter.vlp, "num_layers", None)
-                layer = parameters.segmenter.gradcam_layer
-                if layers is not None and not 0 <= layer < layers:
-                    raise ParameterError(
-                        f"parameter 'gradcam_layer' = {layer}: too large; the loaded model has "
-                        f"text layers 0..{layers - 1}"
-                    )
+                try:
+                    gradcam_layer_for(segmenter.vlp, parameters.segmenter.gradcam_layer)
+                except ValueError as exc:
+                    raise ParameterError(f"parameter {exc}") from None
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         if state != "unconfigured":
@@ -572,7 +510,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         except Exception as exc:  # noqa: BLE001 - any load failure becomes the answer to commands
             from ..models.loading import ModelNotFoundError
 
-            text = _first_line(exc)
+            text = first_line(exc)
             if "iterprime download" not in text:
                 text = f"{text}; {DOWNLOAD_HINT}"
             kind = (
@@ -762,7 +700,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             job = Job(command_id, text, now, time.monotonic(), on_answer=on_answer)
         else:  # made by the action, with its feedback and cancel hooks
             job.command_id, job.arrived_ns, job.arrived_mono = command_id, now, time.monotonic()
-        self.get_logger().info(f"command {command_id}: {_short(text)}")
+        self.get_logger().info(f"command {command_id}: {quote_command(text)}")
         # Failures known before any model work are answered at once, without queueing.
         # A spoken command is one sentence; longer text is refused at once, not queued (the
         # same rule as the offline replay: core/command.py).
@@ -930,7 +868,9 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                 + f" in {result.latency_s:.2f} s"
             )
         else:
-            self.get_logger().warning(f"command {job.command_id} failed: {_short(result.error)}")
+            self.get_logger().warning(
+                f"command {job.command_id} failed: {quote_command(result.error)}"
+            )
         if not result.success:  # a new command that failed ends the running track too
             self._tracking.on_answer(job.command_id, job.text, result, None, None, False)
         if job.on_answer is not None:

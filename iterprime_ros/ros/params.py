@@ -225,8 +225,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P(
         "gradcam_layer",
         "int",
-        "cross-attention layer used for Grad-CAM (0-based; must exist in the model)",
-        low=0,
+        "cross-attention layer used for Grad-CAM (0-based; -1: the backend's own, BLIP 6, "
+        "ALBEF 8)",
+        low=-1,
         high=47,
     ),
     P(

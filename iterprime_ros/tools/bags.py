@@ -10,6 +10,7 @@ a rosbag2 directory. Nothing here imports rclpy.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -138,6 +139,28 @@ def appended_segmentation_fields() -> dict[str, Any]:
         "track_status": 0,
         "track_reason": "",
     }
+
+
+def message_fields(cls: type) -> list[str]:
+    """The data fields of a rosbags message class (not its constants nor ``__msgtype__``)."""
+    return [
+        f.name
+        for f in dataclasses.fields(cls)
+        if not f.name.startswith("__") and not str(f.type).startswith("ClassVar")
+    ]
+
+
+def current_segmentation(message: Any) -> Any:
+    """A Segmentation read from any bag, as this version's message (for writing it again).
+
+    A bag keeps the definition it was written with; results written before fields were appended
+    lack them, and copying their bytes under today's definition would make a bag no reader can
+    decode. Fields the old message has are kept; the appended ones take their empty values.
+    """
+    cls = typestore().types[SEGMENTATION_TYPE]
+    empty = appended_segmentation_fields()
+    names = message_fields(cls)
+    return cls(**{n: getattr(message, n) if hasattr(message, n) else empty[n] for n in names})
 
 
 def qos_profile(kind: str) -> Qos:

@@ -57,6 +57,7 @@ from .bags import (
     BagWriter,
     appended_segmentation_fields,
     check_replaceable,
+    current_segmentation,
     header,
     image_message,
     partial_name,
@@ -437,7 +438,10 @@ def _take_over(partial: Path, out: BagWriter, run: "_Replayer") -> int:
                     continue  # that command is simply answered again
                 run.done[int(result.command_id)] = bool(result.success)
                 taken += 1
-            out.write_raw(m.topic, m.raw, m.timestamp_ns)
+                # written again, not copied: the partial may hold an older definition
+                out.write(m.topic, current_segmentation(result), m.timestamp_ns)
+            else:  # standard messages (mask image, centroid point): the bytes stay valid
+                out.write_raw(m.topic, m.raw, m.timestamp_ns)
             run._last_out_ns = max(run._last_out_ns, m.timestamp_ns)
     return taken
 
@@ -492,7 +496,8 @@ def replay_bag(
                 with writer as out:
                     for stale in writer.cleaned:
                         echo(f"note: removed {stale}, left by a killed run")
-                    _replay_into(bag, out, segmenter, cfg, summary, echo, image_problem, resume)
+                    run = _Replayer(bag, out, segmenter, cfg, summary, echo)
+                    _replay_into(run, image_problem, resume)
             except KeyboardInterrupt:
                 summary.interrupted = True
                 _keep_partial(writer, in_path, cfg, summary, echo)
@@ -515,16 +520,10 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _replay_into(
-    bag: BagReader,
-    out: BagWriter,
-    segmenter: Any,
-    cfg: ReplayConfig,
-    summary: ReplaySummary,
-    echo: Callable[[str], None],
-    image_problem: str,
-    resume: Path | None,
-) -> None:
+def _replay_into(run: _Replayer, image_problem: str, resume: Path | None) -> None:
+    """Answer every command of run.bag into run.out (taking over a partial run from `resume`)."""
+    bag, out, segmenter, cfg = run.bag, run.out, run.segmenter, run.cfg
+    summary, echo = run.summary, run.echo
     out.add_topic(RESULT_TOPIC, SEGMENTATION_TYPE, qos="reliable")
     out.add_topic(MASK_TOPIC, "sensor_msgs/msg/Image", qos="reliable")
     out.add_topic(CENTROID_TOPIC, "geometry_msgs/msg/PointStamped", qos="reliable")
@@ -533,7 +532,6 @@ def _replay_into(
         for topic, msgtype in bag.topics.items():
             if topic not in (RESULT_TOPIC, MASK_TOPIC, CENTROID_TOPIC) and msgtype:
                 out.add_topic(topic, msgtype, store=store)
-    run = _Replayer(bag, out, segmenter, cfg, summary, echo)
     if resume is not None:
         summary.resumed = _take_over(resume, out, run)
         echo(f"resuming: {summary.resumed} command(s) already answered in {resume}")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import string
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
+
+from ..models.pixel_norm import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
 # Words the tiny tokenizer knows as whole tokens; anything else still tokenizes (into
 # letter pieces "w ##o ##r ##d"), which exercises the subword-to-word mapping.
@@ -39,12 +41,6 @@ BLIP_EXTRA_TOKENS: tuple[str, ...] = (
     "[ENC]",
 )  # BLIP's decoder-BOS and encoder (ITM) tokens
 
-# CLIP normalisation, as the BLIP checkpoints' preprocessor_config.json carries it.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def wordpiece_vocab(words: Iterable[str], pieces: Iterable[str]) -> list[str]:
     """Special tokens, `words`, `pieces`, single letters/digits (whole and ##), punctuation, then
@@ -59,15 +55,68 @@ def tiny_vocab() -> list[str]:
     return wordpiece_vocab(TINY_WORDS, TINY_PIECES)
 
 
-def _save_tiny_tokenizer(folder: Path) -> int:
+def blip_tokenizer(vocab: list[str], max_length: int) -> Any:
+    """A lower-casing BERT WordPiece tokenizer over `vocab` with the BLIP release's special
+    tokens (bos "[DEC]", additional "[ENC]"), so models/blip.py finds them as in a checkpoint.
+    """
     from transformers import BertTokenizer  # tokenizers-backed in transformers 5
 
-    vocab = tiny_vocab()
     tok = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
-    # Same special-token setup as the BLIP release: bos "[DEC]", additional "[ENC]".
     tok.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
-    tok.model_max_length = 64
-    tok.save_pretrained(str(folder))
+    tok.model_max_length = max_length
+    return tok
+
+
+def blip_token_ids(vocab: list[str]) -> dict[str, int]:
+    """BlipTextConfig's pad/bos/sep ids for a `wordpiece_vocab` (bos is BLIP's "[DEC]")."""
+    return {
+        "pad_token_id": vocab.index("[PAD]"),
+        "bos_token_id": vocab.index("[DEC]"),
+        "sep_token_id": vocab.index("[SEP]"),
+    }
+
+
+def blip_preprocessor_config(size: int) -> dict[str, Any]:
+    """preprocessor_config.json of a BLIP checkpoint at `size` px (bicubic squash, CLIP
+    normalisation), as models/blip.py reads it.
+    """
+    return {
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
+        "image_processor_type": "BlipImageProcessor",
+        "processor_class": "BlipProcessor",
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"height": size, "width": size},
+    }
+
+
+def mask2former_preprocessor_config() -> dict[str, Any]:
+    """preprocessor_config.json of the COCO Mask2Former checkpoints (800/1333 px, ImageNet
+    normalisation), as models/mask2former.py reads it.
+    """
+    return {
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": list(IMAGENET_MEAN),
+        "image_std": list(IMAGENET_STD),
+        "image_processor_type": "Mask2FormerImageProcessor",
+        "resample": 2,
+        "rescale_factor": 1 / 255,
+        "size": {"shortest_edge": 800, "longest_edge": 1333},
+        "size_divisor": 32,
+        "ignore_index": 255,
+    }
+
+
+def _save_tiny_tokenizer(folder: Path) -> int:
+    vocab = tiny_vocab()
+    blip_tokenizer(vocab, max_length=64).save_pretrained(str(folder))
     return len(vocab)
 
 
@@ -103,9 +152,7 @@ def build_tiny_blip(
             num_hidden_layers=text_layers,
             num_attention_heads=4,
             max_position_embeddings=64,
-            pad_token_id=vocab.index("[PAD]"),
-            bos_token_id=vocab.index("[DEC]"),
-            sep_token_id=vocab.index("[SEP]"),
+            **blip_token_ids(vocab),
             attention_probs_dropout_prob=0.0,
             hidden_dropout_prob=0.0,
         ),
@@ -122,19 +169,7 @@ def build_tiny_blip(
     )
     model = BlipForImageTextRetrieval(config).eval()
     model.save_pretrained(str(folder))
-    preprocessor = {
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": list(CLIP_MEAN),
-        "image_std": list(CLIP_STD),
-        "image_processor_type": "BlipImageProcessor",
-        "processor_class": "BlipProcessor",
-        "resample": 3,
-        "rescale_factor": 1 / 255,
-        "size": {"height": image_size, "width": image_size},
-    }
+    preprocessor = blip_preprocessor_config(image_size)
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
     (folder / "TINY_RANDOM_WEIGHTS.txt").write_text("Random weights: for plumbing tests only.\n")
     return folder
@@ -187,19 +222,7 @@ def build_tiny_mask2former(folder: str | Path, seed: int = 0, *, num_queries: in
     with torch.no_grad():
         head.mul_(30.0)
     model.save_pretrained(str(folder))
-    preprocessor = {
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": list(IMAGENET_MEAN),
-        "image_std": list(IMAGENET_STD),
-        "image_processor_type": "Mask2FormerImageProcessor",
-        "resample": 2,
-        "rescale_factor": 1 / 255,
-        "size": {"shortest_edge": 800, "longest_edge": 1333},
-        "size_divisor": 32,
-        "ignore_index": 255,
-    }
+    preprocessor = mask2former_preprocessor_config()
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
     (folder / "TINY_RANDOM_WEIGHTS.txt").write_text("Random weights: for plumbing tests only.\n")
     return folder

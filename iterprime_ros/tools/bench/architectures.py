@@ -30,62 +30,31 @@ VLP_ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
     "tiny": ("tiny random BLIP (models/tiny.py, 96 px, width 32; CI only)", {}),
 }
 
+
+def _swin(image_size: int, embed_dim: int, stage3_depth: int) -> dict[str, Any]:
+    """SwinConfig fields of a released Swin: 32-wide heads, doubling per stage; window 12 at
+    384 px, 7 at 224 px (one rule for the four backbones, so they cannot drift apart).
+    """
+    heads = embed_dim // 32
+    return dict(
+        patch_size=4,
+        mlp_ratio=4.0,
+        drop_path_rate=0.0,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        image_size=image_size,
+        embed_dim=embed_dim,
+        depths=[2, 2, stage3_depth, 2],
+        num_heads=[heads, 2 * heads, 4 * heads, 8 * heads],
+        window_size=12 if image_size == 384 else 7,
+    )
+
+
 # name -> (description, SwinConfig fields, num_queries); the COCO-panoptic checkpoints' shapes.
-_SWIN = dict(
-    patch_size=4,
-    mlp_ratio=4.0,
-    drop_path_rate=0.0,
-    out_features=["stage1", "stage2", "stage3", "stage4"],
-)
 PROPOSAL_ARCHS: dict[str, tuple[str, dict[str, Any], int]] = {
-    "swin-l": (
-        "Mask2Former Swin-L (COCO panoptic shape, 200 queries)",
-        dict(
-            _SWIN,
-            image_size=384,
-            embed_dim=192,
-            depths=[2, 2, 18, 2],
-            num_heads=[6, 12, 24, 48],
-            window_size=12,
-        ),
-        200,
-    ),
-    "swin-b": (
-        "Mask2Former Swin-B (100 queries)",
-        dict(
-            _SWIN,
-            image_size=384,
-            embed_dim=128,
-            depths=[2, 2, 18, 2],
-            num_heads=[4, 8, 16, 32],
-            window_size=12,
-        ),
-        100,
-    ),
-    "swin-s": (
-        "Mask2Former Swin-S (100 queries)",
-        dict(
-            _SWIN,
-            image_size=224,
-            embed_dim=96,
-            depths=[2, 2, 18, 2],
-            num_heads=[3, 6, 12, 24],
-            window_size=7,
-        ),
-        100,
-    ),
-    "swin-t": (
-        "Mask2Former Swin-T (100 queries)",
-        dict(
-            _SWIN,
-            image_size=224,
-            embed_dim=96,
-            depths=[2, 2, 6, 2],
-            num_heads=[3, 6, 12, 24],
-            window_size=7,
-        ),
-        100,
-    ),
+    "swin-l": ("Mask2Former Swin-L (COCO panoptic shape, 200 queries)", _swin(384, 192, 18), 200),
+    "swin-b": ("Mask2Former Swin-B (100 queries)", _swin(384, 128, 18), 100),
+    "swin-s": ("Mask2Former Swin-S (100 queries)", _swin(224, 96, 18), 100),
+    "swin-t": ("Mask2Former Swin-T (100 queries)", _swin(224, 96, 6), 100),
     "swin-tiny-test": ("tiny random Mask2Former (models/tiny.py, 8 queries; CI only)", {}, 8),
 }
 
@@ -109,12 +78,7 @@ def build_vlp(folder: Path, arch: str, seed: int = 0) -> Path:
     tiny._save_tiny_tokenizer(folder)
     vocab = tiny.tiny_vocab()
     over = VLP_ARCHS[arch][1]
-    text = {
-        "pad_token_id": vocab.index("[PAD]"),
-        "bos_token_id": vocab.index("[DEC]"),
-        "sep_token_id": vocab.index("[SEP]"),
-        **over.get("text_config", {}),
-    }
+    text = {**tiny.blip_token_ids(vocab), **over.get("text_config", {})}
     # BlipVisionConfig's default initializer range (1e-10) makes every image embedding equal and
     # the
     # heat map flat (IGRS would stop as degenerate after one pass); 0.02 as the text side.
@@ -122,20 +86,7 @@ def build_vlp(folder: Path, arch: str, seed: int = 0) -> Path:
     config = BlipConfig(text_config=text, vision_config=vision)
     model = BlipForImageTextRetrieval(config).eval()
     model.save_pretrained(str(folder))
-    size = int(config.vision_config.image_size)
-    pre = {
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": list(tiny.CLIP_MEAN),
-        "image_std": list(tiny.CLIP_STD),
-        "image_processor_type": "BlipImageProcessor",
-        "processor_class": "BlipProcessor",
-        "resample": 3,
-        "rescale_factor": 1 / 255,
-        "size": {"height": size, "width": size},
-    }
+    pre = tiny.blip_preprocessor_config(int(config.vision_config.image_size))
     (folder / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
     (folder / "RANDOM_WEIGHTS.txt").write_text(f"Random weights ({arch}): for benchmarks only.\n")
     return folder
@@ -169,19 +120,7 @@ def build_proposals(
     model = Mask2FormerForUniversalSegmentation(config).eval()
     scale, coverage = _calibrate_mask_head(model, MASK_COVERAGE)
     model.save_pretrained(str(folder))
-    pre = {
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": list(tiny.IMAGENET_MEAN),
-        "image_std": list(tiny.IMAGENET_STD),
-        "image_processor_type": "Mask2FormerImageProcessor",
-        "resample": 2,
-        "rescale_factor": 1 / 255,
-        "size": {"shortest_edge": 800, "longest_edge": 1333},
-        "size_divisor": 32,
-        "ignore_index": 255,
-    }
+    pre = tiny.mask2former_preprocessor_config()
     (folder / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
     (folder / "RANDOM_WEIGHTS.txt").write_text(
         f"Random weights ({arch}): for benchmarks only. Mask head scaled by {scale:.4g}: mean "

@@ -65,7 +65,7 @@ def compare_previous(
         vlp = BlipITMBackend(
             vlp_dir,
             device=s.device,
-            gradcam_layer=s.gradcam_layer,
+            gradcam_layer=s.backend_gradcam_layer(),
             half_precision=s.half_precision,
             autocast=autocast,
             first_token=s.first_token,
@@ -133,7 +133,7 @@ def compare_previous(
     vlp_auto = BlipITMBackend(
         vlp_dir,
         device=s.device,
-        gradcam_layer=s.gradcam_layer,
+        gradcam_layer=s.backend_gradcam_layer(),
         autocast=text_dtype,
         autocast_text=True,
         first_token=s.first_token,

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..cli import device_argument
+
 
 def half_copy(backend: Any) -> Any:
     """A BLIP/ALBEF backend whose model is an fp16 copy (CPU emulation of half precision)."""
@@ -134,7 +136,12 @@ def format_summary(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=100, help="world expressions (default 100)")
-    p.add_argument("--device", default="cpu", help="cpu (fp16 emulated) or cuda")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        type=device_argument,
+        help="cpu (fp16 emulated) | cuda | cuda:N",
+    )
     p.add_argument("--split", default="val", choices=("val", "test"))
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)

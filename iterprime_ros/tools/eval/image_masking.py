@@ -29,8 +29,7 @@ import torch
 from PIL import Image
 
 from ...core.backend import PassOutput, VLPBackend
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+from ...models.pixel_norm import CLIP_MEAN
 
 
 @dataclass

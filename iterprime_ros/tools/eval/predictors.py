@@ -13,7 +13,6 @@ rows costs one Mask2Former pass per image, not 15.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Protocol
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from ...core.backend import PassOutput, ProposalBackend, VLPBackend
+from ...models.lru import LruCache
 from .ablations import AblationConfig
 from .image_masking import ImageMaskingBackend
 
@@ -78,27 +78,11 @@ def _image_key(image: np.ndarray) -> str:
     return image_key(image)
 
 
-class _Memo:
-    """A tiny LRU keyed by image content (the loop visits images one after another)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[str, Any] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
+class _Memo(LruCache[str, Any]):
+    """An LRU keyed by image content (the loop visits images one after another)."""
 
     def get(self, image: np.ndarray, compute: Callable[[], Any]) -> Any:
-        key = _image_key(image)
-        if key in self.items:
-            self.hits += 1
-            self.items.move_to_end(key)
-            return self.items[key]
-        self.misses += 1
-        value = compute()
-        self.items[key] = value
-        while len(self.items) > self.size:
-            self.items.popitem(last=False)
-        return value
+        return self.get_or_make(_image_key(image), compute)
 
 
 class CachedProposals:

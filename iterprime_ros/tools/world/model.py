@@ -17,11 +17,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..tiny_models import CLIP_MEAN, CLIP_STD, wordpiece_vocab
+from ...models.pixel_norm import CLIP_MEAN, CLIP_STD
+from ..tiny_models import (
+    blip_preprocessor_config,
+    blip_token_ids,
+    blip_tokenizer,
+    wordpiece_vocab,
+)
 from .grammar import GRAMMAR_WORDS
 
 # Words outside the grammar that commands and tests commonly use, so they stay whole tokens
@@ -61,14 +68,8 @@ def world_vocab() -> list[str]:
     return wordpiece_vocab(GRAMMAR_WORDS + EXTRA_WORDS, PIECES)
 
 
-def build_tokenizer(max_length: int = 40):
-    from transformers import BertTokenizer
-
-    vocab = world_vocab()
-    tok = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
-    tok.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
-    tok.model_max_length = max_length
-    return tok
+def build_tokenizer(max_length: int = 40) -> Any:
+    return blip_tokenizer(world_vocab(), max_length)
 
 
 def build_model(cfg: WorldModelConfig, seed: int = 0):
@@ -86,9 +87,7 @@ def build_model(cfg: WorldModelConfig, seed: int = 0):
             num_hidden_layers=cfg.text_layers,
             num_attention_heads=cfg.text_heads,
             max_position_embeddings=cfg.max_positions,
-            pad_token_id=vocab.index("[PAD]"),
-            bos_token_id=vocab.index("[DEC]"),
-            sep_token_id=vocab.index("[SEP]"),
+            **blip_token_ids(vocab),
             attention_probs_dropout_prob=0.0,
             hidden_dropout_prob=0.0,
         ),
@@ -157,19 +156,7 @@ def save_world_model(
     }
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
-    pre = {
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": list(CLIP_MEAN),
-        "image_std": list(CLIP_STD),
-        "image_processor_type": "BlipImageProcessor",
-        "processor_class": "BlipProcessor",
-        "resample": 3,
-        "rescale_factor": 1 / 255,
-        "size": {"height": cfg.image_size, "width": cfg.image_size},
-    }
+    pre = blip_preprocessor_config(cfg.image_size)
     (folder / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n")
     (folder / "world_config.json").write_text(
         json.dumps({"architecture": asdict(cfg), **(extra or {})}, indent=2) + "\n"

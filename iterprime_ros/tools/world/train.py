@@ -36,7 +36,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -487,6 +487,18 @@ def train(
         prog = (step - warmup) / max(1, steps - warmup)
         return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0))))
 
+    def save(training: dict[str, Any]) -> None:
+        """Checkpoint and final save alike: the model in eval mode with its training record."""
+        save_world_model(
+            model.eval(),
+            tokenizer,
+            out,
+            cfg,
+            card=card,
+            extra={"training": training},
+            tie_cls_to_enc=itc_weight == 0,
+        )
+
     t0 = time.time()
     window: dict[str, list[float]] = collections.defaultdict(list)
     history = []
@@ -550,25 +562,17 @@ def train(
             history.append(summ)
             window.clear()
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-            save_world_model(
-                model.eval(),
-                tokenizer,
-                out,
-                cfg,
-                card=card,
-                extra={
-                    "training": {
-                        "steps_done": step + 1,
-                        "steps": steps,
-                        "seed": seed,
-                        "images_per_step": images_per_step,
-                        "lr": lr,
-                        "warmup": warmup,
-                        "threads": threads,
-                        "minutes": round((time.time() - t0) / 60, 2),
-                    }
-                },
-                tie_cls_to_enc=itc_weight == 0,
+            save(
+                {
+                    "steps_done": step + 1,
+                    "steps": steps,
+                    "seed": seed,
+                    "images_per_step": images_per_step,
+                    "lr": lr,
+                    "warmup": warmup,
+                    "threads": threads,
+                    "minutes": round((time.time() - t0) / 60, 2),
+                }
             )
             model.train()
             log.info("checkpoint at step %d -> %s", step + 1, out)
@@ -619,15 +623,7 @@ def train(
             vision_aux_weight=vision_aux_weight,
             vision_aux_position=vision_aux_position,
         )
-    save_world_model(
-        model.eval(),
-        tokenizer,
-        out,
-        cfg,
-        card=card,
-        extra={"training": summary},
-        tie_cls_to_enc=itc_weight == 0,
-    )
+    save(summary)
     return summary
 
 
