@@ -37,6 +37,10 @@ class TinyModelDirs:
     def keys(self) -> list[str]:
         return ["blip", "mask2former"]
 
+    def cli_args(self) -> list[str]:
+        """The `iterprime` options that run on these models, on the CPU."""
+        return ["--vlp", str(self.blip), "--proposals", str(self.mask2former), "--device", "cpu"]
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> TinyModelDirs:

@@ -24,6 +24,7 @@ import functools
 import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,48 +49,50 @@ def _oom(where: str) -> torch.cuda.OutOfMemoryError:
     )
 
 
+def _with_faults(method, **faults: Callable[[], BaseException]):
+    """`method`, raising faults[word]() instead when the running command contains that word (the
+    words checked in the order given).
+    """
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        for word, fault in faults.items():
+            if _armed(word):
+                raise fault()
+        return method(self, *args, **kwargs)
+
+    return wrapped
+
+
 def _wrap_segment(segment):
+    """Segmenter.segment, noting the command for the wrapped backends (and its own faults)."""
+    checked = _with_faults(
+        segment,
+        faultcrash=lambda: RuntimeError(f"segment crashed {INJECTED}"),
+        faultoomcrash=lambda: _oom("Segmenter.segment"),
+    )
+
     @functools.wraps(segment)
     def wrapped(self, image, command, *args, **kwargs):
         _current.command = command if isinstance(command, str) else ""
         try:
-            if _armed("faultcrash"):
-                raise RuntimeError(f"segment crashed {INJECTED}")
-            if _armed("faultoomcrash"):
-                raise _oom("Segmenter.segment")
-            return segment(self, image, command, *args, **kwargs)
+            return checked(self, image, command, *args, **kwargs)
         finally:
             _current.command = ""
 
     return wrapped
 
 
-def _wrap_text_pass(text_pass):
-    @functools.wraps(text_pass)
-    def wrapped(self, *args, **kwargs):
-        if _armed("faultoompass"):
-            raise _oom("the text pass")
-        if _armed("faulterrorpass"):
-            raise RuntimeError(f"text pass failed {INJECTED}")
-        return text_pass(self, *args, **kwargs)
-
-    return wrapped
-
-
-def _wrap_propose(propose):
-    @functools.wraps(propose)
-    def wrapped(self, *args, **kwargs):
-        if _armed("faultoomproposals"):
-            raise _oom("the proposal network")
-        return propose(self, *args, **kwargs)
-
-    return wrapped
-
-
 def install() -> None:
     pipeline.Segmenter.segment = _wrap_segment(pipeline.Segmenter.segment)
-    BlipITMBackend.text_pass = _wrap_text_pass(BlipITMBackend.text_pass)
-    Mask2FormerProposals.propose = _wrap_propose(Mask2FormerProposals.propose)
+    BlipITMBackend.text_pass = _with_faults(
+        BlipITMBackend.text_pass,
+        faultoompass=lambda: _oom("the text pass"),
+        faulterrorpass=lambda: RuntimeError(f"text pass failed {INJECTED}"),
+    )
+    Mask2FormerProposals.propose = _with_faults(
+        Mask2FormerProposals.propose, faultoomproposals=lambda: _oom("the proposal network")
+    )
 
 
 if __name__ == "__main__":

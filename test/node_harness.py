@@ -8,6 +8,7 @@ other. The node's stdout/stderr is collected (log), and its resident memory can 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
 import yaml
@@ -158,7 +159,49 @@ class NodeProcess:
         return {k: float(v) for k, v in zip(keys, m.groups())}
 
 
-class Harness:
+def running_node(
+    namespace: str, params: dict[str, Any], folder: Path, **kwargs: Any
+) -> Iterator[NodeProcess]:
+    """A started NodeProcess for a fixture to `yield from`; stopped after the fixture's tests."""
+    proc = NodeProcess(namespace, params, folder, **kwargs)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@contextlib.contextmanager
+def connected(
+    rclpy: Any, node: NodeProcess, name: str, rate_hz: float = 10.0
+) -> Iterator[Harness]:
+    """A Harness on `node` for the block, rclpy started for it; after the block (whatever it
+    raised) the harness is closed and rclpy shut down.
+    """
+    rclpy.init()
+    h = Harness(rclpy, node, name, rate_hz=rate_hz)
+    try:
+        yield h
+    finally:
+        h.close()
+        rclpy.shutdown()
+
+
+class Spinning:
+    """spin() and until() on `self.executor`, for the tests' own nodes."""
+
+    executor: Any
+    spin_step_s = 0.02  # how long one spin_once may wait
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=self.spin_step_s)
+
+    def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        return spin_until(self.executor, predicate, timeout)
+
+
+class Harness(Spinning):
     """The test's side for one node: publishes a camera stream on a timer (image, optional depth
     and
     camera_info) and collects the node's results (and masks).
@@ -223,14 +266,6 @@ class Harness:
         self.image, self.depth, self.info = image, depth, info
         self.publish()
         self.spin(settle)
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        return spin_until(self.executor, predicate, timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         ok = self.until(

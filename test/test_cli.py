@@ -48,12 +48,7 @@ def test_segment_subprocess_json_and_overlay(tiny_model_dirs, image_file, tmp_pa
         "segment",
         str(image_file),
         "could you pick up the red cup on the left please",
-        "--vlp",
-        str(tiny_model_dirs.blip),
-        "--proposals",
-        str(tiny_model_dirs.mask2former),
-        "--device",
-        "cpu",
+        *tiny_model_dirs.cli_args(),
         "--json",
         "--out",
         str(overlay),
@@ -85,21 +80,14 @@ def test_missing_image_subprocess_one_line_no_traceback(tmp_path):
     assert proc.stderr.strip() == f"error: image file not found: {tmp_path / 'missing.png'}"
 
 
+def _segment(models, image_file, text: str, *extra: str) -> int:
+    """`iterprime segment` in this process on the tiny models; its exit code."""
+    return main(["segment", str(image_file), text, *models.cli_args(), *extra])
+
+
 def test_human_summary(tiny_model_dirs, image_file, capsys):
-    rc = main(
-        [
-            "segment",
-            str(image_file),
-            "the man on the right",
-            "--vlp",
-            str(tiny_model_dirs.blip),
-            "--proposals",
-            str(tiny_model_dirs.mask2former),
-            "--device",
-            "cpu",
-            "--set",
-            "igrs_iterations=2",
-        ]
+    rc = _segment(
+        tiny_model_dirs, image_file, "the man on the right", "--set", "igrs_iterations=2"
     )
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -107,20 +95,7 @@ def test_human_summary(tiny_model_dirs, image_file, capsys):
 
 
 def test_command_failure_exits_1_with_reason(tiny_model_dirs, image_file, capsys):
-    rc = main(
-        [
-            "segment",
-            str(image_file),
-            "please",
-            "--vlp",
-            str(tiny_model_dirs.blip),
-            "--proposals",
-            str(tiny_model_dirs.mask2former),
-            "--device",
-            "cpu",
-            "--json",
-        ]
-    )
+    rc = _segment(tiny_model_dirs, image_file, "please", "--json")
     data = json.loads(capsys.readouterr().out)
     assert rc == 1 and data["success"] is False and "names no object" in data["error"]
 

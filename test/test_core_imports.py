@@ -1,11 +1,11 @@
 """core/ stays pure: no ROS, no transformers, no model classes (design.md, layers)."""
 
 import ast
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fresh_python import fresh_python
 
 CORE = Path(__file__).resolve().parents[1] / "iterprime_ros" / "core"
 ALLOWED_THIRD_PARTY = {
@@ -77,12 +77,5 @@ def test_importing_core_loads_no_ros_or_transformers():
         "print(sorted(m for m in ('rclpy', 'transformers', 'spacy', 'benepar', 'stanza') if m in "
         "sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=CORE.parents[1],
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"  # spaCy/benepar/stanza load lazily, on the first parse
+    # spaCy/benepar/stanza load lazily, on the first parse
+    assert fresh_python(code, cwd=CORE.parents[1]) == "[]"

@@ -29,6 +29,18 @@ def blob(cy, cx, sigma, peak=1.0):
     return (peak * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma**2))).astype(np.float32)
 
 
+def peaked_heat(peak, sigma, others=()):
+    """A Gaussian blob at `peak` with a single exact maximum 1.0 there, and blobs (cy, cx, scale)
+    `scale` times as hot at `others`, on a 0.02 floor.
+    """
+    heat = blob(*peak, sigma)
+    for cy, cx, scale in others:
+        heat = np.maximum(heat, scale * blob(cy, cx, sigma))
+    heat = np.maximum(heat, 0.02).astype(np.float32)
+    heat[peak] = 1.0
+    return heat
+
+
 def cues(*kinds):
     return tuple(SpatialCue(k, k) for k in kinds)
 
@@ -45,8 +57,7 @@ def object_and_parts():
     neighbour = box(12, 28, 36, 50)
     merged = target | neighbour
     table = ~(target | neighbour)
-    heat = np.maximum(blob(20, 19, 8.0), 0.02).astype(np.float32)
-    heat[20, 19] = 1.0  # a single exact peak, inside the left half, near the middle
+    heat = peaked_heat((20, 19), 8.0)  # the peak inside the left half, near the middle
     props = np.stack([left, target, right, merged, table])
     return heat, props
 
@@ -161,9 +172,7 @@ def two_cups():
     cold = box(15, 25, 0, 6)
     left_cup = box(15, 25, 10, 20)
     right_cup = box(15, 25, 40, 50)
-    heat = np.maximum(blob(20, 45, 4.0), 0.9 * blob(20, 15, 4.0))
-    heat = np.maximum(heat, 0.02).astype(np.float32)
-    heat[20, 45] = 1.0
+    heat = peaked_heat((20, 45), 4.0, others=[(20, 15, 0.9)])
     return heat, np.stack([right_cup, cold, left_cup])
 
 
@@ -200,9 +209,7 @@ def test_spatial_prior_uses_the_extreme_edge_so_halves_do_not_win():
     obj = box(10, 30, 10, 30)
     left_half = box(10, 30, 10, 20)
     right_obj = box(10, 30, 40, 55)
-    heat = np.maximum(blob(20, 19, 8.0), 0.85 * blob(20, 47, 8.0))
-    heat = np.maximum(heat, 0.02).astype(np.float32)
-    heat[20, 19] = 1.0
+    heat = peaked_heat((20, 19), 8.0, others=[(20, 47, 0.85)])
     props = np.stack([right_obj, left_half, obj])
     pos = selection._cue_positions(cues("left")[0], props, props.reshape(3, -1).sum(1))
     assert pos[1] == pos[2] > pos[0]

@@ -7,11 +7,13 @@ masks), not segmentation quality -- docs/world_results.md has the trained model'
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from world_fixtures import TINY, save_random_world_model
 
 from iterprime_ros.tools import cli
 from iterprime_ros.tools.demo import (
@@ -20,32 +22,14 @@ from iterprime_ros.tools.demo import (
     build_world_bag,
     read_result_masks,
 )
-from iterprime_ros.tools.world.model import (
-    WorldModelConfig,
-    build_model,
-    build_tokenizer,
-    save_world_model,
-)
 
 
 @pytest.fixture(scope="module")
 def random_world_model(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("world_random")
-    cfg = WorldModelConfig(
-        image_size=64,
-        vision_hidden=32,
-        vision_layers=1,
-        vision_heads=2,
-        vision_intermediate=64,
-        text_hidden=32,
-        text_heads=2,
-        text_intermediate=64,
-        itc_dim=16,
-    )
-    save_world_model(
-        build_model(cfg, seed=0).eval(), build_tokenizer(cfg.max_positions), folder, cfg
-    )
-    return folder
+    # 12 text layers: with no recorded layer the demo uses the default Grad-CAM layer 8
+    # (world/evaluate.py recommended_gradcam_layer)
+    cfg = dataclasses.replace(TINY, text_layers=12)
+    return save_random_world_model(tmp_path_factory.mktemp("world_random"), cfg, seed=0)
 
 
 @pytest.fixture

@@ -30,17 +30,23 @@ def _args(data, models, out, *extra):
         str(refer),
         "--phrasecut-root",
         str(phrasecut),
-        "--vlp",
-        str(models.blip),
-        "--proposals",
-        str(models.mask2former),
-        "--device",
-        "cpu",
+        *models.cli_args(),
         "--out",
         str(out),
         "--no-progress",
         *extra,
     ]
+
+
+def _sweep_args(data, models, out, limit: int, sweep: str):
+    """A --sweep over the first `limit` refcoco val expressions, one configuration (no IGRS)."""
+    return _args(
+        data,
+        models,
+        out,
+        *("--dataset", "refcoco:val", "--ablation", "no-igrs"),
+        *("--limit", str(limit), "--sweep", sweep),
+    )
 
 
 def _lines(path):
@@ -120,19 +126,7 @@ def test_sweep_runs_each_value_and_compares_them(data, tiny_model_dirs, tmp_path
     weights: plumbing only.
     """
     out = tmp_path / "sweep"
-    args = _args(
-        data,
-        tiny_model_dirs,
-        out,
-        "--dataset",
-        "refcoco:val",
-        "--ablation",
-        "no-igrs",
-        "--limit",
-        "2",
-        "--sweep",
-        "gradcam_layer=4,8",
-    )
+    args = _sweep_args(data, tiny_model_dirs, out, limit=2, sweep="gradcam_layer=4,8")
     assert main(args) == 0
     md = capsys.readouterr().out
     for layer in (4, 8):
@@ -190,19 +184,7 @@ def test_sweep_errors_are_one_line(data, capsys, tmp_path):
 
 def test_fp16_sweep_on_cpu_says_both_rows_are_fp32(data, tiny_model_dirs, tmp_path, capsys):
     out = tmp_path / "fp16"
-    args = _args(
-        data,
-        tiny_model_dirs,
-        out,
-        "--dataset",
-        "refcoco:val",
-        "--ablation",
-        "no-igrs",
-        "--limit",
-        "1",
-        "--sweep",
-        "half_precision=false,true",
-    )
+    args = _sweep_args(data, tiny_model_dirs, out, limit=1, sweep="half_precision=false,true")
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "fp16 runs only on CUDA; on cpu every value runs in fp32" in captured.err

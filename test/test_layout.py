@@ -6,11 +6,10 @@ not drag offline code (and its dependencies) onto the robot.
 """
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fresh_python import fresh_python
 
 PACKAGE = Path(__file__).resolve().parents[1] / "iterprime_ros"
 TOOLS = PACKAGE / "tools"
@@ -68,12 +67,4 @@ def test_importing_the_node_loads_no_tool():
         "iterprime_ros.overlay; "
         "print(sorted(m for m in sys.modules if m.startswith('iterprime_ros.tools')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=PACKAGE.parent,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert fresh_python(code, cwd=PACKAGE.parent) == "[]"

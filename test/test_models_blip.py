@@ -42,25 +42,30 @@ def test_protocol_and_pass_shapes(tiny_blip, embedding):
     assert 0.0 < out.match_probability < 1.0
 
 
+def _reported_cross_attentions(backend, embedding) -> tuple[torch.Tensor, ...]:
+    """Every layer's cross-attention on TEXT as transformers itself reports it (output_attentions),
+    the reference the backend's hook is checked against.
+    """
+    toks = backend._tokens(TEXT)
+    with torch.no_grad():
+        return backend.model.text_encoder(
+            input_ids=toks.input_ids,
+            attention_mask=toks.attention_mask,
+            encoder_hidden_states=embedding.embeds,
+            output_attentions=True,
+            return_dict=True,
+        ).cross_attentions
+
+
 def test_captured_tensor_is_post_softmax_probabilities(tiny_blip, embedding):
     """The dropout pre-hook sees exactly what transformers reports as cross-attention of layer
     l.
     """
     out = tiny_blip.text_pass(embedding, TEXT, None)
     assert torch.allclose(out.attention.sum(-1), torch.ones(out.attention.shape[:2]), atol=1e-5)
-    toks = tiny_blip._tokens(TEXT)
-    with torch.no_grad():
-        ref = tiny_blip.model.text_encoder(
-            input_ids=toks.input_ids,
-            attention_mask=toks.attention_mask,
-            encoder_hidden_states=embedding.embeds,
-            output_attentions=True,
-            return_dict=True,
-        )
-    assert len(ref.cross_attentions) == tiny_blip.num_layers
-    assert torch.allclose(
-        ref.cross_attentions[tiny_blip.gradcam_layer][0], out.attention, atol=1e-6
-    )
+    ref = _reported_cross_attentions(tiny_blip, embedding)
+    assert len(ref) == tiny_blip.num_layers
+    assert torch.allclose(ref[tiny_blip.gradcam_layer][0], out.attention, atol=1e-6)
     logits = tiny_blip.itm_logits(embedding, TEXT)
     assert torch.allclose(logits, out.itm_logits, atol=1e-6)
 
@@ -117,16 +122,9 @@ def test_masked_patches_get_zero_attention_in_every_layer_and_logit_changes(tiny
         "masking must change the ITM logit"
     )
 
-    toks = tiny_blip._tokens(TEXT)
-    with tiny_blip.masked_cross_attention(keep), torch.no_grad():
-        ref = tiny_blip.model.text_encoder(
-            input_ids=toks.input_ids,
-            attention_mask=toks.attention_mask,
-            encoder_hidden_states=embedding.embeds,
-            output_attentions=True,
-            return_dict=True,
-        )
-    for layer, att in enumerate(ref.cross_attentions):
+    with tiny_blip.masked_cross_attention(keep):
+        ref = _reported_cross_attentions(tiny_blip, embedding)
+    for layer, att in enumerate(ref):
         assert torch.all(att[0][:, :, dropped] == 0.0), (
             f"layer {layer} still attends masked patches"
         )

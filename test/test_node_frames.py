@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import rclpy
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
+from camera_fixtures import textured_picture
 from frame_node import CAMERA_FRAME, ROTATION_XYZW, TARGET_FRAME, TRANSLATION
 from node_harness import Harness, NodeProcess, tiny_params
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -41,10 +42,7 @@ LOAD_TIMEOUT = 180.0
 
 
 def picture() -> np.ndarray:
-    rng = np.random.default_rng(5)
-    img = rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)
-    img[10:30, 12:40] = (220, 30, 30)
-    return img
+    return textured_picture(H, W, seed=5)
 
 
 def compressed(sec: int, frame: str = CAMERA_FRAME) -> CompressedImage:

@@ -13,8 +13,10 @@ Figures (latencies, image gaps) are printed, not asserted: speed targets live in
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -74,6 +76,23 @@ def camera_inputs(h: Harness) -> set[str]:
     return {t for t, _ in names} & {h.target.topics["image"], h.target.topics["depth"]}
 
 
+@contextlib.contextmanager
+def _harness_then_stop(proc: NodeProcess, name: str) -> Iterator[Harness]:
+    """A Harness on `proc` for the block (rclpy is up: the `ros` fixture); after it the harness
+    is closed, the node stopped and its stats line printed.
+    """
+    h = None
+    try:
+        h = Harness(rclpy, proc, name)
+        yield h
+    finally:
+        if h is not None:
+            h.close()
+        proc.stop()
+        if "stats:" in proc.log:
+            print(f"\n  node {proc.namespace}: {proc.stats()}")
+
+
 @pytest.fixture(scope="module")
 def ros():
     """One rclpy context for the module's test nodes."""
@@ -94,9 +113,7 @@ def managed(ros, tiny_model_dirs, tmp_path_factory):
         ),
         tmp_path_factory.mktemp("lifecycle"),
     )
-    h = None
-    try:
-        h = Harness(rclpy, proc, "lifecycle_test")
+    with _harness_then_stop(proc, "lifecycle_test") as h:
         # a reliable camera: it reaches the node whether its subscription is best-effort or
         # reliable (the test sets image_qos reliable before configuring)
         from sensor_msgs.msg import Image
@@ -108,12 +125,6 @@ def managed(ros, tiny_model_dirs, tmp_path_factory):
         )
         h.wait_ready()
         yield h, proc
-    finally:
-        if h is not None:
-            h.close()
-        proc.stop()
-        if "stats:" in proc.log:
-            print(f"\n  node {proc.namespace}: {proc.stats()}")
 
 
 def _set_parameter(h: Harness, name: str, value: str) -> bool:
@@ -215,9 +226,7 @@ def busy(ros, tiny_model_dirs, tmp_path_factory):
         tiny_params(tiny_model_dirs, queue_size=1000, max_image_age_s=30.0),
         tmp_path_factory.mktemp("busy"),
     )
-    h = None
-    try:
-        h = Harness(rclpy, proc, "busy_test", rate_hz=10.0)
+    with _harness_then_stop(proc, "busy_test") as h:
         h.all_results: list[Segmentation] = []  # keep-all: a burst's answers arrive at once
         h.node.create_subscription(
             Segmentation, f"{proc.out}/result", h.all_results.append, KEEP_ALL
@@ -228,12 +237,6 @@ def busy(ros, tiny_model_dirs, tmp_path_factory):
         warm = h.command("the cup", timeout=LOAD_TIMEOUT)
         assert warm.success, warm.error + "\n" + proc.log
         yield h, proc
-    finally:
-        if h is not None:
-            h.close()
-        proc.stop()
-        if "stats:" in proc.log:
-            print(f"\n  node {proc.namespace}: {proc.stats()}")
 
 
 def test_commands_flow_during_a_long_service_request(busy):
@@ -476,9 +479,7 @@ def test_ctrl_c_answers_every_waiting_command(ros, tiny_model_dirs, tmp_path_fac
         tmp_path_factory.mktemp("stop"),
     )
     results: list[Segmentation] = []
-    h = None
-    try:
-        h = Harness(rclpy, proc, "stop_test")
+    with _harness_then_stop(proc, "stop_test") as h:
         h.node.create_subscription(Segmentation, f"{proc.out}/result", results.append, KEEP_ALL)
         pub = h.node.create_publisher(String, proc.topics["command"], KEEP_ALL)
         h.wait_ready()
@@ -493,10 +494,7 @@ def test_ctrl_c_answers_every_waiting_command(ros, tiny_model_dirs, tmp_path_fac
             f"{len(results)} results\n" + proc.log[-3000:]
         )
         h.spin(0.5)
-    finally:
-        if h is not None:
-            h.close()
-        log = proc.stop()
+    log = proc.log  # complete: the node was stopped on leaving the block
     got = [r for r in results if r.command in texts]
     assert sorted(r.command for r in got) == sorted(texts), "one result per command"
     stopped = [r for r in got if not r.success]

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
 import yaml
-from ros_helpers import spawn_python, spin_until, stop
-from scipy import ndimage
+from camera_fixtures import expected_centroid_3d, textured_picture
+from node_harness import Spinning, tiny_params
+from ros_helpers import spawn_python, stop
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import PointStamped  # noqa: E402
@@ -57,11 +57,7 @@ CMD_TIMEOUT = 90.0
 
 
 def _picture() -> np.ndarray:
-    """A textured picture with a red box (the tiny Mask2Former then gives partial masks)."""
-    rng = np.random.default_rng(3)
-    img = rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)
-    img[10:30, 12:40] = (220, 30, 30)
-    return img
+    return textured_picture(H, W, seed=3)
 
 
 def _stamped(fields: dict, sec: int, cls: type = Image) -> Any:
@@ -84,25 +80,12 @@ def mask_of(msg: Image) -> np.ndarray:
     return data == 255
 
 
-def expected_centroid_3d(mask: np.ndarray, depth_m: np.ndarray) -> tuple[float, float, float]:
-    """The documented rule, computed independently of the node: Z = median of the valid depth over
-    the
-    mask eroded by a (2*ERODE+1)^2 square (the mask itself if that empties it); the mask's centre
-    of
-    mass (u, v) back-projected: X = (u - cx) Z / fx, Y = (v - cy) Z / fy.
-    """
-    eroded = ndimage.binary_erosion(mask, np.ones((2 * ERODE + 1,) * 2, bool), border_value=0)
-    region = eroded if eroded.any() else mask
-    vals = depth_m[region]
-    z = float(np.median(vals[np.isfinite(vals) & (vals > 0)]))
-    v, u = np.nonzero(mask)
-    return (u.mean() - CX) * z / FX, (v.mean() - CY) * z / FY, z
-
-
-class Harness:
+class Harness(Spinning):
     """The test's side: publishes a camera stream (image, optional depth, camera info) at 10 Hz and
     collects everything the node publishes.
     """
+
+    spin_step_s = 0.05
 
     def __init__(self) -> None:
         self.node = rclpy.create_node("iterprime_node_test")
@@ -153,14 +136,6 @@ class Harness:
         self.spin(0.6)
         return image
 
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        return spin_until(self.executor, predicate, timeout)
-
     def command(self, text: str, timeout: float = CMD_TIMEOUT) -> Segmentation:
         """Publish a spoken command and wait for its (one) result."""
         before = len(self.results)
@@ -182,20 +157,13 @@ def node_process(tiny_model_dirs, tmp_path_factory):
         yaml.safe_dump(
             {
                 "iterprime_segmenter": {
-                    "ros__parameters": {
-                        "vlp_model": str(tiny_model_dirs.blip),
-                        "proposal_model": str(tiny_model_dirs.mask2former),
-                        "device": "cpu",
-                        "proposal_shortest_edge": 128,
-                        "proposal_longest_edge": 256,
-                        "proposal_threshold": 0.7,
-                        "empty_selection": "best_heat",
-                        "max_components": 10000,  # random weights: always select something
-                        "queue_size": QUEUE,
-                        "max_image_age_s": MAX_AGE,
-                        "depth_erosion_px": ERODE,
-                        "prefetch": "off",  # the newest image's semantics (prefetch: its own test)
-                    }
+                    "ros__parameters": tiny_params(
+                        tiny_model_dirs,
+                        queue_size=QUEUE,
+                        max_image_age_s=MAX_AGE,
+                        depth_erosion_px=ERODE,
+                        publish_debug_image=True,  # the debug overlay is checked here
+                    )
                 }
             }
         )
@@ -309,7 +277,7 @@ def test_3d_centroid_from_depth_with_holes(harness, encoding, sec):
     res = harness.command(f"the red cup number {sec}")
     assert res.success and res.header.stamp.sec == sec and res.has_centroid_3d
     depth_m = sent / 1000.0 if encoding == "16UC1" else metres
-    expected = expected_centroid_3d(mask_of(res.mask), depth_m)
+    expected = expected_centroid_3d(mask_of(res.mask), depth_m, ERODE, (FX, FY, CX, CY))
     got = (res.centroid_3d.x, res.centroid_3d.y, res.centroid_3d.z)
     assert got == pytest.approx(expected, abs=2e-6 if encoding == "32FC1" else 1e-5)
     assert harness.until(lambda: any(c.header == res.header for c in harness.centroids), 5.0)

@@ -7,12 +7,13 @@ The player and the node run as separate processes in this session's DDS domain
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import ros_helpers  # noqa: F401  (sets this session's ROS_DOMAIN_ID before rclpy starts)
@@ -36,6 +37,28 @@ def run_player(args: list[str], timeout: float = 60.0) -> subprocess.CompletedPr
         text=True,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def _test_node(name: str) -> Iterator[Any]:
+    """A node of this name (rclpy started for it) for the block; both gone after it."""
+    rclpy.init()
+    node = rclpy.create_node(name)
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
+@contextlib.contextmanager
+def _player(*args: str) -> Iterator[subprocess.Popen]:
+    """The player in its own process for the block; stopped after it (if still running)."""
+    proc = spawn_python([*PLAYER, *args])
+    try:
+        yield proc
+    finally:
+        stop(proc)
 
 
 # ----------------------------------------------------------------------------- no DDS
@@ -99,27 +122,21 @@ def test_player_publishes_with_scaled_timing_and_skips_corrupt_messages(tmp_path
             (T0 + 4 * S, COMMAND, string_message("third")),
         ],
     )
-    rclpy.init()
-    node = rclpy.create_node("player_timing_test")
     arrivals: list[tuple[float, str]] = []
     images: list[Any] = []
-    node.create_subscription(
-        String, COMMAND, lambda m: arrivals.append((time.monotonic(), m.data)), 10
-    )
-    node.create_subscription(Image, IMAGE, images.append, qos_profile_sensor_data)
-    proc = spawn_python([*PLAYER, str(bag), "--rate", "4", "--wait-for-subscribers", "20"])
-    try:
-        assert spin_until(
-            node,
-            lambda: len(arrivals) == 3 or proc.poll() is not None and len(arrivals) == 3,
-            30.0,
+    with _test_node("player_timing_test") as node:
+        node.create_subscription(
+            String, COMMAND, lambda m: arrivals.append((time.monotonic(), m.data)), 10
         )
-        proc.wait(timeout=20)
-        out = proc.stdout.read()
-    finally:
-        stop(proc)
-        node.destroy_node()
-        rclpy.shutdown()
+        node.create_subscription(Image, IMAGE, images.append, qos_profile_sensor_data)
+        with _player(str(bag), "--rate", "4", "--wait-for-subscribers", "20") as proc:
+            assert spin_until(
+                node,
+                lambda: len(arrivals) == 3 or proc.poll() is not None and len(arrivals) == 3,
+                30.0,
+            )
+            proc.wait(timeout=20)
+            out = proc.stdout.read()
     assert [text for _, text in arrivals] == ["first", "second", "third"], out
     # bag gaps 1.9 s and 2.0 s at rate 4 -> about 0.475 s and 0.5 s
     gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:])]
@@ -146,24 +163,18 @@ def test_interrupted_recording_is_kept_as_a_partial_bag(tmp_path: Path, sig: int
         [(T0 + i * S, COMMAND, string_message(f"command {i}")) for i in range(20)],
     )
     out = tmp_path / "rec.mcap"
-    rclpy.init()
-    node = rclpy.create_node("player_interrupt_test")
     seen: list[str] = []
-    node.create_subscription(String, COMMAND, lambda m: seen.append(m.data), 10)
-    proc = spawn_python(
-        [*PLAYER, str(bag), "--rate", "2", "--wait-for-subscribers", "20"]
-        + ["--record", COMMAND, "--record-to", str(out)]
-    )
-    try:
-        # two commands published (and so recorded: the recorder subscribed before playing)
-        assert spin_until(node, lambda: len(seen) >= 2 or proc.poll() is not None, 60.0)
-        proc.send_signal(sig)
-        proc.wait(timeout=30)
-        printed = proc.stdout.read()
-    finally:
-        stop(proc)
-        node.destroy_node()
-        rclpy.shutdown()
+    with _test_node("player_interrupt_test") as node:
+        node.create_subscription(String, COMMAND, lambda m: seen.append(m.data), 10)
+        with _player(
+            *(str(bag), "--rate", "2", "--wait-for-subscribers", "20"),
+            *("--record", COMMAND, "--record-to", str(out)),
+        ) as proc:
+            # two commands published (and so recorded: the recorder subscribed before playing)
+            assert spin_until(node, lambda: len(seen) >= 2 or proc.poll() is not None, 60.0)
+            proc.send_signal(sig)
+            proc.wait(timeout=30)
+            printed = proc.stdout.read()
     assert proc.returncode == (130 if sig == signal.SIGINT else 143), printed
     assert not out.exists(), "nothing half-written under the final name"
     partial = partial_name(out)

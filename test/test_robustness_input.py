@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from node_harness import Harness, NodeProcess, tiny_params
+from node_harness import Harness, connected, running_node, tiny_params
 
 rclpy = pytest.importorskip("rclpy")
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
@@ -77,7 +77,7 @@ def sandbox(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def node(tiny_model_dirs, sandbox):
-    proc = NodeProcess(
+    yield from running_node(
         "rob_input",
         tiny_params(tiny_model_dirs, queue_size=5, max_image_age_s=2.0),
         sandbox["params"],
@@ -85,15 +85,11 @@ def node(tiny_model_dirs, sandbox):
         TMPDIR=str(sandbox["tmp"]),
         ROS_LOG_DIR=str(sandbox["ros_log"]),
     )
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture(scope="module")
 def harness(node, tmp_path_factory):
-    rclpy.init()
-    h = Harness(rclpy, node, "robustness_input_test")
-    try:
+    with connected(rclpy, node, "robustness_input_test") as h:
         h.wait_ready()
         h.show(image_msg(1))
         warm = h.command("the cup", timeout=LOAD_TIMEOUT)
@@ -113,9 +109,6 @@ def harness(node, tmp_path_factory):
         )
         for row in TABLE:
             print(f"  {row['kind']:<8} {row['input'][:60]:<62} -> {row['outcome']}")
-    finally:
-        h.close()
-        rclpy.shutdown()
 
 
 def record(kind: str, what: str, res: Any, note: str = "") -> None:
@@ -189,51 +182,31 @@ def test_emoji_are_dropped_from_the_expression(harness):
 
 
 # ---------------------------------------------------------------- images
+def _raw(
+    name: str, width: int, height: int, encoding: str, step: int, nbytes: int, expected: str
+) -> tuple[str, Any, str]:
+    """A case whose image is raw_image() with these header fields and `nbytes` zero bytes."""
+    return name, lambda s: raw_image(s, width, height, encoding, step, nbytes), expected
+
+
 def _images() -> list[tuple[str, Any, str | None]]:
     """(name, message factory(sec), expected error substring or None for success)."""
     row = W * 3
     padded = np.zeros((H, row + 16), np.uint8)
     padded[:, :row] = picture().reshape(H, row)
+    unsupported = "unsupported image encoding"
     return [
-        (
-            "encoding yuv422",
-            lambda s: raw_image(s, W, H, "yuv422", W * 2, W * 2 * H),
-            "unsupported image encoding",
-        ),
-        (
-            "encoding ''",
-            lambda s: raw_image(s, W, H, "", row, row * H),
-            "unsupported image encoding ''",
-        ),
-        (
-            "16UC1 on the image topic",
-            lambda s: raw_image(s, W, H, "16UC1", W * 2, W * 2 * H),
-            "unsupported image encoding",
-        ),
-        (
-            "mono16",
-            lambda s: raw_image(s, W, H, "mono16", W * 2, W * 2 * H),
-            "unsupported image encoding",
-        ),
-        (
-            "step smaller than a row",
-            lambda s: raw_image(s, W, H, "rgb8", W, row * H),
-            "step 64 is smaller",
-        ),
-        (
-            "data shorter than step x height",
-            lambda s: raw_image(s, W, H, "rgb8", row, row * H - 1),
-            "data has",
-        ),
-        (
-            "size claims more than the data",
-            lambda s: raw_image(s, 4 * W, 4 * H, "rgb8", 12 * W, row * H),
-            "data has",
-        ),
-        ("no data at all", lambda s: raw_image(s, W, H, "rgb8", row, 0), "data has 0 bytes"),
-        ("zero size 0x0", lambda s: raw_image(s, 0, 0, "rgb8", 0, 0), "empty image"),
-        ("zero width", lambda s: raw_image(s, 0, H, "rgb8", 0, 0), "empty image"),
-        ("1x1 pixel", lambda s: raw_image(s, 1, 1, "rgb8", 3, 3), "too small"),
+        _raw("encoding yuv422", W, H, "yuv422", W * 2, W * 2 * H, unsupported),
+        _raw("encoding ''", W, H, "", row, row * H, f"{unsupported} ''"),
+        _raw("16UC1 on the image topic", W, H, "16UC1", W * 2, W * 2 * H, unsupported),
+        _raw("mono16", W, H, "mono16", W * 2, W * 2 * H, unsupported),
+        _raw("step smaller than a row", W, H, "rgb8", W, row * H, "step 64 is smaller"),
+        _raw("data shorter than step x height", W, H, "rgb8", row, row * H - 1, "data has"),
+        _raw("size claims more than the data", 4 * W, 4 * H, "rgb8", 12 * W, row * H, "data has"),
+        _raw("no data at all", W, H, "rgb8", row, 0, "data has 0 bytes"),
+        _raw("zero size 0x0", 0, 0, "rgb8", 0, 0, "empty image"),
+        _raw("zero width", 0, H, "rgb8", 0, 0, "empty image"),
+        _raw("1x1 pixel", 1, 1, "rgb8", 3, 3, "too small"),
         ("mono8", lambda s: image_msg(s, encoding="mono8"), None),
         ("bgra8", lambda s: image_msg(s, encoding="bgra8"), None),
         (

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 import pytest
-from node_harness import Harness, NodeProcess, percentiles, tiny_params
+from node_harness import Harness, NodeProcess, connected, percentiles, running_node, tiny_params
 
 rclpy = pytest.importorskip("rclpy")
 from sensor_msgs.msg import Image  # noqa: E402
@@ -54,38 +54,36 @@ def frame() -> Image:
 def node(tiny_model_dirs, tmp_path_factory):
     # max_image_age_s 10: best-effort 2.8 MB frames are often lost in transport on a loaded machine
     # (docs/robustness.md), and a stale-image failure would say nothing about the node under load.
-    proc = NodeProcess(
+    yield from running_node(
         "rob_load",
         tiny_params(tiny_model_dirs, queue_size=100, max_image_age_s=10.0),
         tmp_path_factory.mktemp("robustness_load"),
     )
-    yield proc
-    proc.stop()
+
+
+def _stream_and_warm_up(h: Harness, node: NodeProcess, retry_on: str) -> int:
+    """Stream frame() restamped at RATE_HZ and send "the cup" until it succeeds (the first loads
+    the models); returns how many warm-up commands were sent. Raw 2.8 MB best-effort frames can
+    all be lost for a while on a loaded machine (docs/robustness.md), so the node may not have a
+    frame yet: an answer whose error says `retry_on` is retried until LOAD_TIMEOUT.
+    """
+    h.wait_ready()
+    h.restamp = True
+    h.show(frame(), settle=1.0)
+    warmups, deadline = 0, time.monotonic() + LOAD_TIMEOUT
+    while True:
+        warm = h.command("the cup", timeout=LOAD_TIMEOUT)
+        warmups += 1
+        if warm.success or retry_on not in warm.error or time.monotonic() > deadline:
+            break
+        h.spin(1.0)
+    assert warm.success, warm.error + "\n" + node.log
+    return warmups
 
 
 def test_stream_and_bursts(node, tmp_path_factory):
-    rclpy.init()
-    h = Harness(rclpy, node, "robustness_load_test", rate_hz=RATE_HZ)
-    try:
-        h.wait_ready()
-        h.restamp = True
-        h.show(frame(), settle=1.0)
-        # Warm-up (loads the models). Raw 2.8 MB best-effort frames can all be lost for a while on
-        # a
-        # loaded machine (docs/robustness.md), so the node may not have a frame yet: say so and
-        # retry.
-        warmups, deadline = 0, time.monotonic() + LOAD_TIMEOUT
-        while True:
-            warm = h.command("the cup", timeout=LOAD_TIMEOUT)
-            warmups += 1
-            if (
-                warm.success
-                or "no image received" not in warm.error
-                or time.monotonic() > deadline
-            ):
-                break
-            h.spin(1.0)
-        assert warm.success, warm.error + "\n" + node.log
+    with connected(rclpy, node, "robustness_load_test", rate_hz=RATE_HZ) as h:
+        warmups = _stream_and_warm_up(h, node, retry_on="no image received")
         h.spin(1.0)
         rss = [node.rss_mb()]  # start, then after each burst's gap, then the end
         published_before = h.published
@@ -110,9 +108,6 @@ def test_stream_and_bursts(node, tmp_path_factory):
         published_total = h.published
         h.image = None
         results = h.results[before:]
-    finally:
-        h.close()
-        rclpy.shutdown()
     log = node.stop()
     stats = node.stats()
 
@@ -168,13 +163,11 @@ OVERFLOW_QUEUE, OVERFLOW_BURST = 2, 20
 
 @pytest.fixture(scope="module")
 def small_queue_node(tiny_model_dirs, tmp_path_factory):
-    proc = NodeProcess(
+    yield from running_node(
         "rob_overflow",
         tiny_params(tiny_model_dirs, queue_size=OVERFLOW_QUEUE, max_image_age_s=10.0),
         tmp_path_factory.mktemp("robustness_overflow"),
     )
-    yield proc
-    proc.stop()
 
 
 def test_overflow_under_load_answers_every_command_once(small_queue_node):
@@ -183,19 +176,8 @@ def test_overflow_under_load_answers_every_command_once(small_queue_node):
     pushed-out ones a 'queue full' failure, the newest ones a result.
     """
     node = small_queue_node
-    rclpy.init()
-    h = Harness(rclpy, node, "robustness_overflow_test", rate_hz=RATE_HZ)
-    try:
-        h.wait_ready()
-        h.restamp = True
-        h.show(frame(), settle=1.0)
-        deadline = time.monotonic() + LOAD_TIMEOUT
-        while True:  # warm-up (model load); frames can be lost in transport for a while
-            warm = h.command("the cup", timeout=LOAD_TIMEOUT)
-            if warm.success or "no image" not in warm.error or time.monotonic() > deadline:
-                break
-            h.spin(1.0)
-        assert warm.success, warm.error + "\n" + node.log
+    with connected(rclpy, node, "robustness_overflow_test", rate_hz=RATE_HZ) as h:
+        _stream_and_warm_up(h, node, retry_on="no image")
         texts = [f"the red cup number {i}" for i in range(OVERFLOW_BURST)]
         before = len(h.results)
         for text in texts:
@@ -204,9 +186,6 @@ def test_overflow_under_load_answers_every_command_once(small_queue_node):
         h.spin(1.0)  # anything extra would arrive now
         results = h.results[before:]
         h.image = None
-    finally:
-        h.close()
-        rclpy.shutdown()
     log = node.stop()
     stats = node.stats()
     assert sorted(r.command for r in results) == sorted(texts), "exactly one answer per command"

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scipy import ndimage
+from camera_fixtures import expected_centroid_3d
 
 from iterprime_ros.ros.conversions import depth_to_fields
 from iterprime_ros.ros.sensors import SensorCache, compute_centroid_3d, intrinsics_for
@@ -36,18 +36,8 @@ def _mask() -> np.ndarray:
     return m
 
 
-def expected_point(
-    mask: np.ndarray, depth_m: np.ndarray, erode_px: int
-) -> tuple[float, float, float]:
-    """The documented rule, computed independently: median of valid depth over the mask eroded by a
-    (2e+1)^2 square (outside the image counts as background), the mask centroid back-projected.
-    """
-    eroded = ndimage.binary_erosion(mask, np.ones((2 * erode_px + 1,) * 2, bool), border_value=0)
-    region = eroded if eroded.any() else mask
-    vals = depth_m[region]
-    z = float(np.median(vals[np.isfinite(vals) & (vals > 0)]))
-    v, u = np.nonzero(mask)
-    return (u.mean() - CX) * z / FX, (v.mean() - CY) * z / FY, z
+def expected_point(mask: np.ndarray, depth_m: np.ndarray, erode_px: int):
+    return expected_centroid_3d(mask, depth_m, erode_px, (FX, FY, CX, CY))
 
 
 def test_plane_at_1_5_m_in_both_encodings():

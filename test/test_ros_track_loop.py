@@ -6,8 +6,10 @@ node hands over Image messages and a converter; here the converter is the identi
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+from typing import Iterator
 
 import numpy as np
 from test_tracking import RED, background, frame, square_mask
@@ -18,19 +20,25 @@ from iterprime_ros.tracking import TrackerSettings, TrackStatus, mask_iou
 WAIT = 30.0  # seconds: an event that does not come fails the test; never a timing assertion
 
 
-def make_loop(**kwargs):
+@contextlib.contextmanager
+def tracking_loop(**kwargs) -> Iterator[tuple[TrackLoop, queue.Queue]]:
+    """A TrackLoop whose results (result, frame, command) go to a queue, for the block; closed
+    after it.
+    """
     out: queue.Queue = queue.Queue()
     loop = TrackLoop(
         TrackerSettings(max_lost_s=0.1), lambda rgb: rgb, lambda r, f, c: out.put((r, f, c)),
         **kwargs,
     )  # fmt: skip
-    return loop, out
+    try:
+        yield loop, out
+    finally:
+        loop.close()
 
 
 def test_each_offered_frame_gets_a_result_with_its_own_stamp():
     bg = background()
-    loop, out = make_loop()
-    try:
+    with tracking_loop() as (loop, out):
         loop.start(TrackFrame(None, 1.0, frame(bg, (square_mask(30, 40), RED))),
                    square_mask(30, 40), 7, "cmd")  # fmt: skip
         for i in range(1, 6):
@@ -44,28 +52,22 @@ def test_each_offered_frame_gets_a_result_with_its_own_stamp():
         r, f, _ = out.get(timeout=WAIT)
         assert r.status == TrackStatus.ENDED and r.reason == "cancelled" and f is None
         assert out.empty() and not loop.end("again")
-    finally:
-        loop.close()
 
 
 def test_a_new_command_ends_the_running_track_first():
     bg = background()
-    loop, out = make_loop()
-    try:
+    with tracking_loop() as (loop, out):
         img = frame(bg, (square_mask(30, 40), RED))
         loop.start(TrackFrame(None, 1.0, img), square_mask(30, 40), 1, "first")
         loop.start(TrackFrame(None, 2.0, img), square_mask(30, 40), 2, "second")
         r, _, command = out.get(timeout=WAIT)
         assert (r.track_id, r.status, r.reason) == (1, TrackStatus.ENDED, "replaced by command 2")
         assert loop.active and loop.tracker.track_id == 2
-    finally:
-        loop.close()
 
 
 def test_leaving_the_image_ends_the_track_and_stops_taking_frames():
     bg = background()
-    loop, out = make_loop()
-    try:
+    with tracking_loop() as (loop, out):
         loop.start(TrackFrame(None, 0.0, frame(bg, (square_mask(100, 50), RED))),
                    square_mask(100, 50), 3, None)  # fmt: skip
         statuses = []
@@ -79,8 +81,6 @@ def test_leaving_the_image_ends_the_track_and_stops_taking_frames():
         assert "left the image" in r.reason and not loop.active
         loop.offer(bg, 5.0)  # no track: ignored
         assert out.empty()
-    finally:
-        loop.close()
 
 
 def test_slow_consumer_gets_the_newest_frame_not_a_backlog():
@@ -117,21 +117,15 @@ def test_proposals_are_asked_for_at_most_every_period():
         calls.append(rgb.shape)
         return np.stack([square_mask(30, 40)])
 
-    loop, out = make_loop(proposals=proposals, proposals_period_s=3600.0)
-    try:
+    with tracking_loop(proposals=proposals, proposals_period_s=3600.0) as (loop, out):
         img = frame(bg, (square_mask(30, 40), RED))
         loop.start(TrackFrame(None, 0.0, img), square_mask(30, 40), 1, None)
         for k in range(1, 4):
             loop.offer(img, k / 30)
             out.get(timeout=WAIT)
         assert calls == []  # the period (an hour) has not passed
-    finally:
-        loop.close()
-    loop, out = make_loop(proposals=proposals, proposals_period_s=1e-6)
-    try:
+    with tracking_loop(proposals=proposals, proposals_period_s=1e-6) as (loop, out):
         loop.start(TrackFrame(None, 0.0, img), square_mask(30, 40), 1, None)
         loop.offer(img, 1 / 30)
         r, _, _ = out.get(timeout=WAIT)
         assert calls and r.source == "proposal"
-    finally:
-        loop.close()

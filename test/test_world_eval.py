@@ -6,42 +6,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from world_fixtures import TINY, save_random_world_model
 
 from iterprime_ros.tools.world import evaluate as world_eval
 from iterprime_ros.tools.world.grammar import hard_negative, refers_uniquely, scene_expressions
-from iterprime_ros.tools.world.model import (
-    WorldModelConfig,
-    build_model,
-    build_tokenizer,
-    save_world_model,
-)
 from iterprime_ros.tools.world.oracle import oracle_proposals
 from iterprime_ros.tools.world.scenes import generate_scene, scene_seeds
-
-TINY = WorldModelConfig(
-    image_size=64,
-    patch_size=16,
-    vision_hidden=32,
-    vision_layers=1,
-    vision_heads=2,
-    vision_intermediate=64,
-    text_hidden=32,
-    text_layers=3,
-    text_heads=2,
-    text_intermediate=64,
-    max_positions=40,
-    itc_dim=16,
-)
 
 
 @pytest.fixture(scope="module")
 def random_world_model(tmp_path_factory):
     """A random-init tiny world model saved the way train.py saves (plumbing only)."""
-    folder = tmp_path_factory.mktemp("world_random")
-    save_world_model(
-        build_model(TINY, seed=3).eval(), build_tokenizer(TINY.max_positions), folder, TINY
-    )
-    return folder
+    return save_random_world_model(tmp_path_factory.mktemp("world_random"), TINY, seed=3)
 
 
 def test_held_out_set_is_fixed_unique_and_oracle_covers_it():
@@ -90,28 +66,34 @@ def test_evaluate_world_runs_end_to_end_and_formats_the_table(random_world_model
     assert len(body) == 4 and body[-1].startswith("pwem    on")
 
 
-def test_iterprime_eval_world_cli(random_world_model, tmp_path, capsys):
+def _eval_world(model, out, n: int, modes: str, igrs: str, *extra: str) -> int:
+    """`iterprime eval --world` on `model` (Grad-CAM on TINY's last text layer), JSON to `out`."""
     from iterprime_ros.tools.cli import main
 
-    out = tmp_path / "world.json"
-    code = main(
+    return main(
         [
             "eval",
             "--world",
             "--world-model",
-            str(random_world_model),
+            str(model),
             "-n",
-            "3",
+            str(n),
             "--modes",
-            "pwem",
+            modes,
             "--igrs",
-            "on",
+            igrs,
             "--gradcam-layer",
             str(TINY.text_layers - 1),
+            *extra,
             "--json-out",
             str(out),
         ]
     )
+
+
+def test_iterprime_eval_world_cli(random_world_model, tmp_path, capsys):
+    out = tmp_path / "world.json"
+    code = _eval_world(random_world_model, out, 3, "pwem", "on")
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "ORACLE" in captured.out and "pwem    on" in captured.out
@@ -257,29 +239,8 @@ def test_perfect_patch_heat_ceiling_falls_with_a_coarser_grid():
 def test_world_eval_cli_runs_on_validation_scenes_when_asked(random_world_model, tmp_path, capsys):
     import json
 
-    from iterprime_ros.tools.cli import main
-
     out = tmp_path / "val.json"
-    code = main(
-        [
-            "eval",
-            "--world",
-            "--world-model",
-            str(random_world_model),
-            "-n",
-            "2",
-            "--modes",
-            "mean",
-            "--igrs",
-            "off",
-            "--gradcam-layer",
-            str(TINY.text_layers - 1),
-            "--world-split",
-            "val",
-            "--json-out",
-            str(out),
-        ]
-    )
+    code = _eval_world(random_world_model, out, 2, "mean", "off", "--world-split", "val")
     assert code == 0, capsys.readouterr().err
     meta = json.loads(out.read_text())["meta"]
     assert meta["split"] == "val" and meta["expressions"] == 2
@@ -291,30 +252,14 @@ def test_world_eval_cli_runs_on_validation_scenes_when_asked(random_world_model,
 def test_world_eval_cli_passes_the_selection_variant(random_world_model, tmp_path, capsys):
     import json
 
-    from iterprime_ros.tools.cli import main
-
     out = tmp_path / "variant.json"
-    code = main(
-        [
-            "eval",
-            "--world",
-            "--world-model",
-            str(random_world_model),
-            "-n",
-            "2",
-            "--modes",
-            "pwem",
-            "--igrs",
-            "off",
-            "--gradcam-layer",
-            str(TINY.text_layers - 1),
-            "--selection-score",
-            "whole",
-            "--spatial-prior",
-            "on",
-            "--json-out",
-            str(out),
-        ]
+    code = _eval_world(
+        random_world_model,
+        out,
+        2,
+        "pwem",
+        "off",
+        *("--selection-score", "whole", "--spatial-prior", "on"),
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err

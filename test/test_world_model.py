@@ -7,18 +7,20 @@ not quality (test_world_eval.py checks the committed checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
+from typing import Iterator
 
 import numpy as np
 import pytest
 import torch
+from world_fixtures import TINY
 
 from iterprime_ros.tools.world import train as world_train
 from iterprime_ros.tools.world.grammar import scene_expressions
 from iterprime_ros.tools.world.model import (
-    WorldModelConfig,
     build_model,
     build_tokenizer,
     load_world_model,
@@ -27,31 +29,27 @@ from iterprime_ros.tools.world.model import (
 )
 from iterprime_ros.tools.world.scenes import generate_scene, scene_seeds
 
-TINY = WorldModelConfig(
-    image_size=64,
-    patch_size=16,
-    vision_hidden=32,
-    vision_layers=1,
-    vision_heads=2,
-    vision_intermediate=64,
-    text_hidden=32,
-    text_layers=3,
-    text_heads=2,
-    text_intermediate=64,
-    max_positions=40,
-    itc_dim=16,
-)
+
+@contextlib.contextmanager
+def _validating_on(n_scenes: int) -> Iterator[None]:
+    """world.train validates on only `n_scenes` scenes inside the block (tests are plumbing)."""
+    with pytest.MonkeyPatch.context() as mp:
+        partial = functools.partial(world_train.evaluate_pairs, n_scenes=n_scenes)
+        mp.setattr(world_train, "evaluate_pairs", partial)
+        yield
+
+
+def _logged(caplog: pytest.LogCaptureFixture, key: str) -> list[float]:
+    """The `key` figure of every JSON line the training logged (one a logged step)."""
+    messages = [r.getMessage() for r in caplog.records]
+    return [json.loads(m)[key] for m in messages if m.startswith("{") and key in m]
 
 
 @pytest.fixture(scope="module")
 def tiny_trained(tmp_path_factory):
     """A tiny world model trained for 4 steps by world.train.train (validation on 3 scenes)."""
     out = tmp_path_factory.mktemp("world_tiny")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(
-        world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=3)
-    )
-    try:
+    with _validating_on(3):
         summary = world_train.train(
             out,
             TINY,
@@ -63,8 +61,6 @@ def tiny_trained(tmp_path_factory):
             log_every=2,
             card="# tiny test model\n",
         )
-    finally:
-        mp.undo()
     return out, summary
 
 
@@ -242,11 +238,7 @@ def test_grounding_loss_prefers_attention_on_the_target_and_training_lowers_it(t
     )
 
     caplog.set_level("INFO", logger="iterprime.world.train")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(
-        world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1)
-    )
-    try:
+    with _validating_on(1):
         world_train.train(
             tmp_path / "a",
             TINY,
@@ -275,13 +267,7 @@ def test_grounding_loss_prefers_attention_on_the_target_and_training_lowers_it(t
             erase_prob=0.5,
             data_offset=1000,
         )
-    finally:
-        mp.undo()
-    ground = [
-        json.loads(r.getMessage())["ground"]
-        for r in caplog.records
-        if r.getMessage().startswith("{") and "ground" in r.getMessage()
-    ]
+    ground = _logged(caplog, "ground")
     assert len(ground) == 30 and all(math.isfinite(g) for g in ground)
     assert np.mean(ground[-5:]) < np.mean(ground[:5]) - 0.1  # 2.82 -> 2.54 when written
     assert math.isfinite(summary["last_log"]["loss"]) and summary["grounding_weight"] == 5.0
@@ -330,11 +316,7 @@ def test_token_targets_ground_the_anchor_phrase_on_the_anchor_and_the_rest_on_th
 
 def test_grounding_several_layers_with_the_anchor_option_trains_and_is_recorded(tmp_path, caplog):
     caplog.set_level("INFO", logger="iterprime.world.train")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(
-        world_train, "evaluate_pairs", functools.partial(world_train.evaluate_pairs, n_scenes=1)
-    )
-    try:
+    with _validating_on(1):
         summary = world_train.train(
             tmp_path / "m",
             TINY,
@@ -350,13 +332,7 @@ def test_grounding_several_layers_with_the_anchor_option_trains_and_is_recorded(
             vision_aux_weight=1.0,
             vision_aux_position=1.0,
         )
-    finally:
-        mp.undo()
-    ground = [
-        json.loads(r.getMessage())["ground"]
-        for r in caplog.records
-        if r.getMessage().startswith("{") and "ground" in r.getMessage()
-    ]
+    ground = _logged(caplog, "ground")
     assert len(ground) == 3 and all(math.isfinite(g) and g > 0 for g in ground)
     assert (
         summary["grounding_layer"] == [0, TINY.text_layers - 1]
@@ -367,11 +343,7 @@ def test_grounding_several_layers_with_the_anchor_option_trains_and_is_recorded(
         saved["grounding_layer"] == [0, TINY.text_layers - 1] and saved["vision_aux_weight"] == 1.0
     )
     assert saved["vision_aux_position"] == 1.0
-    aux = [
-        json.loads(r.getMessage())["vision_aux"]
-        for r in caplog.records
-        if r.getMessage().startswith("{") and "vision_aux" in r.getMessage()
-    ]
+    aux = _logged(caplog, "vision_aux")
     assert len(aux) == 3 and all(math.isfinite(v) and v > 0 for v in aux)
     # the auxiliary heads are training-only: the saved weights are exactly the BLIP model's
     from safetensors.torch import load_file
