@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
 import yaml
-from ros_helpers import ros_env, spin_until
+from ros_helpers import EVENT_TIMEOUT_S, ros_env, spin_until
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "segment.yaml"
@@ -305,7 +305,7 @@ class Harness(Spinning):
         """The ~/segment service; returns its Segmentation."""
         from iterprime_ros.srv import Segment
 
-        assert self.client.wait_for_service(timeout_sec=20)
+        assert self.client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
         request = Segment.Request(text=text)
         if image is not None:
             request.image = image

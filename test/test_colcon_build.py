@@ -129,7 +129,7 @@ def _run_installed(workspace: Path, tmp_path: Path, *extra: str) -> tuple[list, 
     streams into the remapped image topic; returns (results, topics it subscribed, its log).
     """
     import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID before rclpy starts)
-    from ros_helpers import spin_until, stop
+    from ros_helpers import EVENT_TIMEOUT_S, spin_until, stop
 
     rclpy = pytest.importorskip("rclpy")
     from rclpy.qos import qos_profile_sensor_data
@@ -194,7 +194,7 @@ def _run_installed(workspace: Path, tmp_path: Path, *extra: str) -> tuple[list, 
             return {t for t, _ in names}
 
         assert spin_until(node, lambda: remaps["command"] in subscribed(), 90.0), subscribed()
-        assert spin_until(node, lambda: pub.get_subscription_count() > 0, 10.0)
+        assert spin_until(node, lambda: pub.get_subscription_count() > 0, EVENT_TIMEOUT_S)
         # The camera inputs exist once the node is active: wait for them when it can be.
         spin_until(node, lambda: set(remaps.values()) <= subscribed(), 60.0 if extra else 2.0)
         spin_until(node, lambda: False, 1.0)  # the camera is streaming into the remapped topic

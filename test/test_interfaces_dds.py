@@ -6,7 +6,7 @@ import os
 
 import pytest
 import ros_helpers  # noqa: F401  (sets this session's ROS_DOMAIN_ID before rclpy starts)
-from ros_helpers import spawn_python, spin_until, stop
+from ros_helpers import EVENT_TIMEOUT_S, spawn_python, spin_until, stop
 
 rclpy = pytest.importorskip("rclpy")
 from iterprime_ros.msg import Segmentation  # noqa: E402
@@ -52,16 +52,16 @@ def test_segmentation_message_round_trips_between_processes(peer_and_node):
     node.create_subscription(Segmentation, "seg_out", got.append, 10)
     pub = node.create_publisher(Segmentation, "seg_in", 10)
     sent = _filled()
-    assert spin_until(node, lambda: pub.get_subscription_count() > 0, 20.0), (
+    assert spin_until(node, lambda: pub.get_subscription_count() > 0, EVENT_TIMEOUT_S), (
         "peer never subscribed"
     )
-    assert spin_until(node, lambda: node.count_publishers("seg_out") > 0, 20.0)
+    assert spin_until(node, lambda: node.count_publishers("seg_out") > 0, EVENT_TIMEOUT_S)
 
     def publish_and_check() -> bool:
         pub.publish(sent)
         return bool(got)
 
-    assert spin_until(node, publish_and_check, 20.0), "no echo from the peer process"
+    assert spin_until(node, publish_and_check, EVENT_TIMEOUT_S), "no echo from the peer process"
     echo = got[0]
     assert echo == sent  # generated __eq__ compares every field
     assert bytes(echo.mask.data) == bytes([0, 255, 0, 255, 255, 0])
@@ -74,15 +74,17 @@ def test_segmentation_message_round_trips_between_processes(peer_and_node):
 def test_segment_service_round_trips_between_processes(peer_and_node):
     proc, node = peer_and_node
     client = node.create_client(Segment, "segment_echo")
-    assert client.wait_for_service(timeout_sec=20.0), "service from the peer process not found"
+    assert client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S), (
+        "service from the peer process not found"
+    )
     req = Segment.Request()
     req.text = "the mug"
     req.image.width, req.image.height = 4, 2
     future = client.call_async(req)
-    assert spin_until(node, future.done, 20.0)
+    assert spin_until(node, future.done, EVENT_TIMEOUT_S)
     res = future.result().result
     assert res.command == "the mug" and res.success and (res.mask.width, res.mask.height) == (4, 2)
 
     empty = client.call_async(Segment.Request(text="x"))
-    assert spin_until(node, empty.done, 20.0)
+    assert spin_until(node, empty.done, EVENT_TIMEOUT_S)
     assert not empty.result().result.success and empty.result().result.error == "no image"

@@ -20,7 +20,7 @@ import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy st
 import yaml
 from camera_fixtures import expected_centroid_3d, textured_picture
 from node_harness import Spinning, tiny_params
-from ros_helpers import spawn_python, stop
+from ros_helpers import EVENT_TIMEOUT_S, spawn_python, stop
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import PointStamped  # noqa: E402
@@ -146,7 +146,9 @@ class Harness(Spinning):
         return next(r for r in self.results[before:] if r.command == text)
 
     def mask_for(self, result: Segmentation) -> Image:
-        assert self.until(lambda: any(m.header == result.header for m in self.masks), 5.0)
+        assert self.until(
+            lambda: any(m.header == result.header for m in self.masks), EVENT_TIMEOUT_S
+        )
         return [m for m in self.masks if m.header == result.header][-1]
 
 
@@ -248,7 +250,9 @@ def test_result_mask_and_header(harness):
     published = harness.mask_for(res)
     np.testing.assert_array_equal(mask_of(published), mask)
     # debug overlay: bgr8, same size and header (rendered because this test subscribes)
-    assert harness.until(lambda: any(d.header == res.header for d in harness.debug), 10.0)
+    assert harness.until(
+        lambda: any(d.header == res.header for d in harness.debug), EVENT_TIMEOUT_S
+    )
     dbg = [d for d in harness.debug if d.header == res.header][-1]
     assert (dbg.encoding, dbg.width, dbg.height) == ("bgr8", W, H)
     harness.spin(0.3)
@@ -280,7 +284,9 @@ def test_3d_centroid_from_depth_with_holes(harness, encoding, sec):
     expected = expected_centroid_3d(mask_of(res.mask), depth_m, ERODE, (FX, FY, CX, CY))
     got = (res.centroid_3d.x, res.centroid_3d.y, res.centroid_3d.z)
     assert got == pytest.approx(expected, abs=2e-6 if encoding == "32FC1" else 1e-5)
-    assert harness.until(lambda: any(c.header == res.header for c in harness.centroids), 5.0)
+    assert harness.until(
+        lambda: any(c.header == res.header for c in harness.centroids), EVENT_TIMEOUT_S
+    )
     point = [c for c in harness.centroids if c.header == res.header][-1]
     assert point.header.frame_id == FRAME
     assert (point.point.x, point.point.y, point.point.z) == pytest.approx(got, abs=1e-9)
@@ -305,7 +311,7 @@ def test_no_valid_depth_means_no_3d_centroid(harness):
 
 
 def test_service_uses_the_latest_image_or_its_own(harness):
-    assert harness.client.wait_for_service(timeout_sec=20)
+    assert harness.client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
     harness.show(500)
     before = len(harness.results)
     future = harness.client.call_async(Segment.Request(text="the small bowl"))
@@ -373,7 +379,7 @@ def test_stale_image_gets_a_failure(harness):
     harness.show(800)
     harness.stream = None  # the camera stops
     harness.spin(MAX_AGE + 1.0)
-    res = harness.command("the yellow banana", timeout=20.0)
+    res = harness.command("the yellow banana", timeout=EVENT_TIMEOUT_S)
     assert not res.success
     assert f"no image newer than {MAX_AGE:g} s" in res.error and TOPICS["image"] in res.error
     assert res.header.stamp.sec != 800, "no image was used: the header is the command's time"

@@ -17,6 +17,7 @@ import pytest
 import rclpy
 from node_harness import Harness, NodeProcess, tiny_params
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_helpers import EVENT_TIMEOUT_S
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
@@ -122,7 +123,7 @@ def test_command_then_tracked_frames_until_the_object_leaves(node):
         # the object moves left with the pan: its centroid follows
         assert tracked[-1].centroid_px.x < tracked[0].centroid_px.x
         # ~/mask follows the target: one mask per tracked frame, with that frame's stamp
-        h.until(lambda: len(masks) >= len(tracked), 5.0)
+        h.until(lambda: len(masks) >= len(tracked), EVENT_TIMEOUT_S)
         assert {stamp(m) for m in tracked} <= {stamp(m) for m in masks}
         # leaving the image: LOST with a reason, then ENDED saying why
         assert Segmentation.TRACK_LOST in statuses, statuses
@@ -142,11 +143,11 @@ def test_command_then_tracked_frames_until_the_object_leaves(node):
         h.show(frame_msg(pano, 0, t0_ns + 10**10), settle=1.0)
         second = h.command("the green box", timeout=300.0)
         assert second.success, second.error
-        assert cancel.wait_for_service(timeout_sec=20)
+        assert cancel.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
         future = cancel.call_async(Trigger.Request())
         assert h.until(future.done, WAIT)
         assert future.result().success, future.result().message
-        h.until(lambda: tracks[-1].track_id == second.command_id, 10.0)
+        h.until(lambda: tracks[-1].track_id == second.command_id, EVENT_TIMEOUT_S)
         last = tracks[-1]
         assert (last.track_id, last.track_status) == (second.command_id, Segmentation.TRACK_ENDED)
         assert "cancelled" in last.track_reason

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 from node_harness import Harness, NodeProcess, tiny_params
+from ros_helpers import EVENT_TIMEOUT_S
 
 rclpy = pytest.importorskip("rclpy")
 from sensor_msgs.msg import Image  # noqa: E402
@@ -250,7 +251,7 @@ def test_camera_stops_and_restarts(faulty):
     assert faulty.command("the red cup before the stop").success
     faulty.image = None  # the camera stops
     faulty.spin(MAX_AGE + 0.5)
-    res = faulty.command("the red cup while stopped", timeout=20.0)
+    res = faulty.command("the red cup while stopped", timeout=EVENT_TIMEOUT_S)
     assert not res.success and f"no image newer than {MAX_AGE:g} s" in res.error, res.error
     assert res.latency_s < 1.0, "answered at once"
     faulty.show(image_msg(301), settle=0.3)  # ... and comes back

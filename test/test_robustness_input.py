@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from node_harness import Harness, connected, running_node, tiny_params
+from ros_helpers import EVENT_TIMEOUT_S
 
 rclpy = pytest.importorskip("rclpy")
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
@@ -384,7 +385,9 @@ def test_bad_depth_and_camera_info(harness, node, index):
         assert res.centroid_3d.z == pytest.approx(1.2)
     else:
         pattern = re.compile(rf"command {res.command_id}: no 3-D centroid: .*{re.escape(reason)}")
-        assert harness.until(lambda: pattern.search(node.log) is not None, 5.0), node.log[-2000:]
+        assert harness.until(lambda: pattern.search(node.log) is not None, EVENT_TIMEOUT_S), (
+            node.log[-2000:]
+        )
         record("depth", name, res, "2-D only; log: " + reason)
         assert not res.has_centroid_3d
     harness.depth = harness.info = None
@@ -393,9 +396,9 @@ def test_bad_depth_and_camera_info(harness, node, index):
 # ---------------------------------------------------------------- hostile text
 def _parameters(h: Harness, names: list[str]) -> list[str]:
     client = h.node.create_client(GetParameters, f"{h.target.out}/get_parameters")
-    assert client.wait_for_service(timeout_sec=20)
+    assert client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
     future = client.call_async(GetParameters.Request(names=names))
-    assert h.until(future.done, 20.0)
+    assert h.until(future.done, EVENT_TIMEOUT_S)
     return [v.string_value for v in future.result().values]
 
 
@@ -440,11 +443,11 @@ def test_command_text_is_never_code_nor_configuration(harness, node, sandbox, ti
 
 def _set(h: Harness, name: str, value: ParameterValue) -> Any:
     client = h.node.create_client(SetParameters, f"{h.target.out}/set_parameters")
-    assert client.wait_for_service(timeout_sec=20)
+    assert client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
     future = client.call_async(
         SetParameters.Request(parameters=[Parameter(name=name, value=value)])
     )
-    assert h.until(future.done, 20.0)
+    assert h.until(future.done, EVENT_TIMEOUT_S)
     return future.result().results[0]
 
 
@@ -465,7 +468,7 @@ def test_parameters_models_fixed_while_running_live_ones_checked(harness):
     assert not out.successful and "too large" in out.reason, out.reason
     client = harness.node.create_client(GetParameters, f"{harness.target.out}/get_parameters")
     future = client.call_async(GetParameters.Request(names=["igrs_iterations"]))
-    assert harness.until(future.done, 20.0)
+    assert harness.until(future.done, EVENT_TIMEOUT_S)
     assert future.result().values[0].integer_value == 3, "a refused value changes nothing"
 
 

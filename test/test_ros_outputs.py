@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
+from ros_helpers import EVENT_TIMEOUT_S
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
@@ -150,16 +151,18 @@ def test_standard_outputs_over_dds():
         ex.add_node(pub_node)
         ex.add_node(sub_node)
         assert spin_until(
-            ex, lambda: pub_node.count_subscribers("/h18out/outputs_test_pub/marker") > 0, 10.0
+            ex,
+            lambda: pub_node.count_subscribers("/h18out/outputs_test_pub/marker") > 0,
+            EVENT_TIMEOUT_S,
         )
         outputs.publish(_segmentation(), Located(camera=CAM, target=BASE))
-        assert spin_until(ex, lambda: len(got) >= 3, 10.0)
+        assert spin_until(ex, lambda: len(got) >= 3, EVENT_TIMEOUT_S)
         assert [m.type for m in got[:3]] == [Marker.CUBE, Marker.SPHERE, Marker.SPHERE]
         assert got[0].header.frame_id == "base_link" and got[0].header.stamp.sec == 9
         failed = _segmentation(success=False)
         failed.error_3d = ""
         outputs.publish(failed)
-        assert spin_until(ex, lambda: len(got) >= 4, 10.0)
+        assert spin_until(ex, lambda: len(got) >= 4, EVENT_TIMEOUT_S)
         assert got[3].action == Marker.DELETEALL
         outputs.destroy()
         ex.shutdown()

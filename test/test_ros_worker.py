@@ -9,6 +9,8 @@ import pytest
 
 from iterprime_ros.ros.worker import JobQueue, Worker
 
+WAIT = 60.0  # bound on waiting for a thread to act: never reached by a passing test
+
 
 def test_overflow_pushes_out_the_oldest_waiting():
     q: JobQueue[int] = JobQueue(2)
@@ -39,7 +41,7 @@ def test_worker_answers_every_job_once_in_order_even_when_one_raises():
     gate = threading.Event()
 
     def handle(job: int) -> None:
-        gate.wait(5)
+        gate.wait(WAIT)
         if job == 2:
             raise RuntimeError("boom")
         with lock:
@@ -53,9 +55,9 @@ def test_worker_answers_every_job_once_in_order_even_when_one_raises():
     w.start()
     for i in range(4):
         assert q.put(i) == []
-    assert w.ready.wait(5)
+    assert w.ready.wait(WAIT)
     gate.set()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT
     while len(done) < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert done == [("ok", 0), ("ok", 1), ("error boom", 2), ("ok", 3)]
@@ -72,7 +74,7 @@ def test_failed_setup_still_runs_jobs():
     w = Worker(q, seen.append, lambda j, e: None, setup=setup)
     w.start()
     q.put(7)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + WAIT
     while not seen and time.monotonic() < deadline:
         time.sleep(0.01)
     assert w.ready.is_set() and seen == [7]
@@ -85,12 +87,12 @@ def test_stop_returns_jobs_never_run():
 
     def handle(job: int) -> None:
         started.set()
-        release.wait(5)
+        release.wait(WAIT)
 
     w = Worker(q, handle, lambda j, e: None)
     w.start()
     q.put(1)
-    assert started.wait(5) and w.busy
+    assert started.wait(WAIT) and w.busy
     q.put(2)
     q.put(3)
     release.set()
