@@ -261,9 +261,25 @@ class Harness(Spinning):
             self.info.header.stamp = self.image.header.stamp  # as drivers stamp camera_info
             self.info_pub.publish(self.info)
 
-    def show(self, image: Any, depth: Any = None, info: Any = None, settle: float = 0.5) -> None:
-        """Stream these messages from now on and give DDS time to deliver them."""
+    def show(
+        self,
+        image: Any,
+        depth: Any = None,
+        info: Any = None,
+        settle: float = 0.5,
+        subscribed: bool = True,
+    ) -> None:
+        """Stream these messages from now on and give DDS time to deliver them.
+
+        subscribed: the node is active, so first wait for its camera subscription to match (an
+        event: a frame sent before discovery completes is simply lost). False for a node that
+        has none (not yet active).
+        """
         self.image, self.depth, self.info = image, depth, info
+        if subscribed:
+            assert self.until(
+                lambda: self.image_pub.get_subscription_count() > 0, EVENT_TIMEOUT_S
+            ), "the node never subscribed to the camera:\n" + self.target.log[-3000:]
         self.publish()
         self.spin(settle)
 

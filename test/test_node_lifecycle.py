@@ -152,7 +152,7 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
         QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE),
     )
     lc = Lifecycle(h)
-    h.show(image_msg(1))
+    h.show(image_msg(1), subscribed=False)  # unconfigured: no camera yet
     assert lc.state() == "unconfigured"
     res = h.command("the red cup while unconfigured")
     assert not res.success and "the node is unconfigured" in res.error, res.error

@@ -154,7 +154,7 @@ def test_broken_models_at_start(harnesses, nodes, name):
     error_line = next(line for line in proc.lines if "models not loaded" in line)
     assert "[ERROR]" in error_line and reason in error_line, error_line
     answers = [h.command("the red cup without an image")]
-    h.show(image_msg(10))
+    h.show(image_msg(10), subscribed=False)  # models failed: the node never activated
     answers.append(h.command("the red cup with an image"))
     answers.append(h.call("the red cup by service"))
     answers.append(h.command(""))  # a bad command still gets its own, clearer answer
