@@ -147,7 +147,7 @@ COMMANDS = [
     ("the 🍎 apple on the left 👍", None),
     ("please", "names no object"),
     ("pick up", "names no object"),
-    ("could you pick it up please", None),  # "it": best effort, the pronoun is segmented
+    ("could you pick it up please", "names no object"),  # a pronoun alone names nothing
     (JUST_UNDER, None),
 ]
 

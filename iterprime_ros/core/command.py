@@ -9,22 +9,41 @@ Rules (on whole words, case-insensitive; the kept words keep their original case
    punctuation becomes a space, except "'" and "-" inside a word, "." and "," inside a
    number, and "&". Whitespace collapsed.
 2. Empty -> EmptyCommandError. Language check (simple heuristic, documented): more than half
-   of the letters non-ASCII, no letter at all, or two or more words none of which is a
-   known English word (a built-in list of function/spatial/colour/common-object words plus
-   every word of the phrase lists) -> NonEnglishCommandError. A single ASCII word passes.
+   of the letters non-ASCII, no letter at all, or two or more words of which none is an
+   English function word (a built-in list of function/spatial/colour/common-object words,
+   every word of the phrase lists and spaCy's English stop words that are not stop words of
+   French/Spanish/German/Italian/Portuguese/Dutch too) and not every word is an English
+   word (those, spaCy's English stop words, or a dictionary word: english.py; a number or
+   an acronym such as "USB" is neutral)
+   -> NonEnglishCommandError. So "the red cup" and "fire hydrant" pass, "ramasse la tasse
+   rouge" does not ("ramasse" is no English word). A single ASCII word passes.
 3. Repeatedly drop a leading politeness phrase (or a vocative such as "robot" when one of
    those or a verb follows), then one imperative verb phrase (longest match), then
    repeatedly drop trailing phrases ("for me", "please", "thanks", ...), then a particle
    left by a split verb ("pick the cup up", "give the cup to me"), then trailing phrases again.
-4. Nothing left -> EmptyCommandError (no object was named).
+4. Nothing left, or only words that name no object (determiners, pronouns, numbers,
+   prepositions and other spaCy English stop words, position words, ordinals: "the", "it",
+   "that one", "left", "the far right") -> EmptyCommandError (no object was named). An
+   adjective or a noun is enough ("the red one", "cup"), and so is "one" with a position
+   word ("the one on the left", "the left one": the object at that place).
 An expression that is just a noun phrase passes through unchanged (bar rule 1).
-With enabled=False only rule 1, the checks of rule 2 (check_language) and the empty check run.
+With enabled=False only rule 1, the checks of rule 2 (check_language) and the empty check run
+(no rule 4: dataset expressions such as RefCOCO's "left" are passed on as they are).
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
+
+from .english import (
+    SPATIAL_WORDS,
+    english_function_words,
+    is_dictionary_word,
+    no_object_words,
+    unambiguous_function_words,
+)
 
 # Longest command the node and the replay accept: one spoken sentence is far shorter, and a
 # megabyte of text would only cost tokeniser time. ros/node.py uses too_long() as well.
@@ -176,8 +195,9 @@ SEPARABLE_PARTICLES: tuple[tuple[str, str], ...] = (
     ("pass", "over"),
 )
 
-# Words whose presence says "this is English" (rule 2). Deliberately leaves out short words
-# shared with other European languages ("a", "in", "me", "on", "die", "de", "la", "son").
+# Words whose presence says "this is English" (rule 2), besides spaCy's unambiguous English
+# stop words. Deliberately leaves out short words shared with other European languages
+# ("a", "in", "me", "on", "die", "de", "la", "son").
 _ENGLISH_HINTS = frozenset(
     """
 the an this that these those it its my your his her their our one ones two three four five
@@ -253,17 +273,65 @@ def _looks_english(words: list[str], settings: NormaliserSettings) -> str | None
     if non_ascii * 2 > len(letters):
         return "most of its letters are not English (non-ASCII)"
     if len(words) >= 2:
-        known = set(_ENGLISH_HINTS)
+        strong = set(_ENGLISH_HINTS) | unambiguous_function_words()
         for phrase in (
             settings.leading_phrases
             + settings.trailing_phrases
             + settings.verbs
             + settings.vocatives
         ):
-            known.update(phrase.lower().split())
-        if not any(w.lower().strip("'-") in known for w in words):
-            return "none of its words is a known English word"
+            strong.update(phrase.lower().split())
+        keys = [_key(w) for w in words]
+        if any(k in strong for k in keys):
+            return None
+        shouting = all(w.isupper() for w in words if any(c.isalpha() for c in w))
+        for w, k in zip(words, keys):
+            if not shouting and _acronym(w):
+                continue  # "USB cable", "LED lamp": an acronym is neutral, like a number
+            if not _is_english_word(k, strong):
+                return f"it has no English function word and {k!r} is not an English word"
     return None
+
+
+def _acronym(word: str) -> bool:
+    return 2 <= len(word) <= 5 and word.isascii() and word.isalpha() and word.isupper()
+
+
+def _key(word: str) -> str:
+    return word.lower().strip("'-")
+
+
+def _parts(key: str) -> list[str]:
+    """The letter parts of a word key: "left-most" -> left, most; "man's" -> man, s."""
+    return [p for p in re.split(r"['-]", key) if p]
+
+
+def _is_english_word(key: str, strong: set[str]) -> bool:
+    """A word with a digit or no letter is neutral; else every part is a known English word."""
+    if any(c.isdigit() for c in key) or not any(c.isalpha() for c in key):
+        return True
+    function = english_function_words()
+    return all(
+        p in strong or p in function or is_dictionary_word(p) or p in _CLITICS for p in _parts(key)
+    )
+
+
+def names_no_object(words: list[str]) -> bool:
+    """Rule 4: no word names an object. Function words (spaCy's English stop words: determiners,
+    pronouns, prepositions, numbers ...), position words and ordinals name none; "one"/"ones"
+    with a position word does ("the one on the left": the object there, as the world grammar
+    says it), a bare position or pronoun does not ("left", "that one", "it").
+    """
+    none = no_object_words()
+    parts = [p for k in map(_key, words) if any(c.isalpha() for c in k) for p in _parts(k)]
+    if any(p not in none and p not in _CLITICS for p in parts):
+        return False
+    return not (
+        any(p in ("one", "ones") for p in parts) and any(p in SPATIAL_WORDS for p in parts)
+    )
+
+
+_CLITICS = frozenset({"s", "t", "d", "ll", "re", "ve", "m"})
 
 
 def _match_start(lower: list[str], phrases: list[list[str]]) -> int:
@@ -345,6 +413,6 @@ def normalise_command(text: str, settings: NormaliserSettings | None = None) -> 
                 hi -= len(part)
                 strip_trailing()
                 break
-    if lo >= hi:
+    if lo >= hi or names_no_object(words[lo:hi]):
         raise EmptyCommandError(f"the command {text!r} names no object")
     return " ".join(words[lo:hi])

@@ -31,6 +31,7 @@ from .command import (
     NormaliserSettings,
     normalise_command,
 )
+from .english import SPATIAL_WORDS
 from .tree import Tree, parse_tree, primary_leaf
 
 __all__ = [
@@ -55,12 +56,7 @@ EFFECTIVE_UPOS = frozenset({"NOUN", "VERB", "ADJ", "PROPN", "NUM"})
 BENEPAR_MODEL = "benepar_en3"
 # Position words stay effective whatever spaCy tags them (it often says ADV, INTJ or VBD:
 # "person in back", "guy on right", "left one"); a constituency parse makes them nouns or
-# adjectives, which are effective.
-SPATIAL_WORDS = frozenset(
-    "left right top bottom front back middle center centre near far upper lower behind "
-    "closest nearest farthest furthest leftmost rightmost topmost side corner edge "
-    "up down above below".split()
-)
+# adjectives, which are effective. SPATIAL_WORDS lives in english.py (the command check uses it).
 _DETERMINERS = frozenset({"DT", "PDT", "PRP$", "WDT"})
 _PHRASE_INNER_UPOS = frozenset({"ADJ", "ADV", "NUM", "NOUN", "PROPN", "VERB"})
 

@@ -1,0 +1,134 @@
+"""English word sets for the command checks (command.py rules 2 and 4).
+
+Why: the language check must accept any ordinary object name ("fire hydrant", "toothbrush
+holder"), and the object check must tell an object word from a determiner, pronoun or
+position word. Both come from spaCy's own English data, already installed for the parser,
+instead of hand-written lists:
+
+- dictionary words: the English lemmatizer's lemma index (WordNet's nouns, verbs, adjectives
+  and adverbs, about 83,000) with its exception table and suffix rules for inflected forms
+  ("knives", "skis", "potted");
+- function words: spaCy's English stop words; those that are also stop words of the other
+  languages spaCy ships for French, Spanish, German, Italian, Portuguese and Dutch ("a",
+  "in", "me", "on", "de") are not evidence of English.
+
+Everything is loaded on first use and kept for the process (the stop-word lists are tiny;
+the lemma tables come with the English pipeline text.load_spacy() loads anyway).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+
+log = logging.getLogger(__name__)
+
+# Position words (text.py keeps them effective whatever their tag; command.py: a command made
+# only of these and function words names no object).
+SPATIAL_WORDS = frozenset(
+    "left right top bottom front back middle center centre near far upper lower behind "
+    "closest nearest farthest furthest leftmost rightmost topmost side corner edge "
+    "up down above below".split()
+)
+
+# Languages whose stop words share short words with English (rule 2's ambiguity).
+OTHER_LANGUAGES = ("fr", "es", "de", "it", "pt", "nl")
+
+# Stop words that can name an object or one of its properties ("the can", "the empty one").
+OBJECT_STOP_WORDS = frozenset({"can", "empty", "full", "whole", "well", "mine", "part", "name"})
+
+# Ordinal words spaCy's stop list lacks ("the second one" picks a position, not an object).
+ORDINALS = frozenset(
+    "second fourth fifth sixth seventh eighth ninth tenth 1st 2nd 3rd 4th 5th".split()
+)
+
+_LOCK = threading.Lock()
+_CACHE: dict[str, object] = {}
+
+
+def _stop_words(lang: str) -> frozenset[str]:
+    return frozenset(importlib.import_module(f"spacy.lang.{lang}.stop_words").STOP_WORDS)
+
+
+def english_function_words() -> frozenset[str]:
+    """The English stop words of spaCy (lower case)."""
+    with _LOCK:
+        if "en" not in _CACHE:
+            _CACHE["en"] = _stop_words("en")
+        return _CACHE["en"]  # type: ignore[return-value]
+
+
+def unambiguous_function_words() -> frozenset[str]:
+    """English stop words that are not stop words of another language spaCy ships."""
+    english = english_function_words()
+    with _LOCK:
+        if "strong" not in _CACHE:
+            other: set[str] = set()
+            for lang in OTHER_LANGUAGES:
+                other |= _stop_words(lang)
+            _CACHE["strong"] = frozenset(english - other)
+        return _CACHE["strong"]  # type: ignore[return-value]
+
+
+def no_object_words() -> frozenset[str]:
+    """Words that name no object: function words (determiners, pronouns, prepositions, numbers,
+    auxiliaries, a few verbs), position words and ordinals.
+    """
+    english = english_function_words()
+    with _LOCK:
+        if "none" not in _CACHE:
+            _CACHE["none"] = frozenset(
+                (english - OBJECT_STOP_WORDS) | SPATIAL_WORDS | ORDINALS | {"ones"}
+            )
+        return _CACHE["none"]  # type: ignore[return-value]
+
+
+class _Dictionary:
+    """The English lemmatizer's tables, to tell whether a (maybe inflected) word is English."""
+
+    def __init__(self, index: dict[str, frozenset[str]], exc: dict, rules: dict) -> None:
+        self.words = frozenset().union(*index.values()) if index else frozenset()
+        self.exc = exc
+        self.rules = rules
+
+    def __contains__(self, word: str) -> bool:
+        if word in self.words:
+            return True
+        for table in self.exc.values():
+            if any(lemma in self.words for lemma in table.get(word, ())):
+                return True
+        for rules in self.rules.values():
+            for old, new in rules:
+                if word.endswith(old) and len(word) > len(old):
+                    if word[: len(word) - len(old)] + new in self.words:
+                        return True
+        return False
+
+
+def _load_dictionary() -> _Dictionary:
+    try:
+        from .text import load_spacy  # lazy: text.py imports command.py, which imports us
+
+        lookups = load_spacy().get_pipe("lemmatizer").lookups
+        index, exc, rules = (
+            lookups.get_table(t) for t in ("lemma_index", "lemma_exc", "lemma_rules")
+        )
+        pos = ("noun", "verb", "adj", "adv")
+        return _Dictionary(
+            {p: frozenset(index.get(p, ())) for p in pos},
+            {p: dict(exc.get(p, {})) for p in pos},
+            {p: list(rules.get(p, ())) for p in pos},
+        )
+    except Exception as exc:  # no spaCy model: the check falls back to the function words
+        log.warning("English dictionary unavailable (%r): language check uses word lists", exc)
+        return _Dictionary({}, {}, {})
+
+
+def is_dictionary_word(word: str) -> bool:
+    """True for a lower-case English dictionary word or an inflected form of one."""
+    with _LOCK:
+        if "dict" not in _CACHE:
+            _CACHE["dict"] = _load_dictionary()
+        dictionary = _CACHE["dict"]
+    return word in dictionary  # type: ignore[operator]
