@@ -114,6 +114,10 @@ NON_ENGLISH = [
     ("RAMASSE LA TASSE ROUGE", "ramasse"),  # nor is shouting
     ("recoge la taza roja", "recoge"),
     ("nimm die rote Tasse", "nimm"),
+    # short words English shares with the other language are no evidence: in, a, per, me
+    ("nimm die Tasse in der Küche", "nimm"),
+    ("dame la taza a mi", "taza"),  # "dame" is an English word
+    ("prendi la tazza per me", "prendi"),
     ("prends la tasse rouge à gauche", "prends"),
     ("thé café à gauche", "thé"),
     ("pak de rode beker", "pak"),
