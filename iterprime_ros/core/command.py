@@ -11,8 +11,8 @@ Rules (on whole words, case-insensitive; the kept words keep their original case
 2. Empty -> EmptyCommandError. Language check (simple heuristic, documented): more than half
    of the letters non-ASCII, no letter at all, or two or more words of which none is an
    English function word (a built-in list of function/spatial/colour/common-object words,
-   every word of the phrase lists and spaCy's English stop words that are not stop words of
-   French/Spanish/German/Italian/Portuguese/Dutch too) and not every word is an English
+   and the words of the phrase lists and spaCy's English stop words that are not stop words
+   of French/Spanish/German/Italian/Portuguese/Dutch too) and not every word is an English
    word (those, spaCy's English stop words, or a dictionary word: english.py; a number or
    an acronym such as "USB" is neutral)
    -> NonEnglishCommandError. So "the red cup" and "fire hydrant" pass, "ramasse la tasse
@@ -42,6 +42,7 @@ from .english import (
     english_function_words,
     is_dictionary_word,
     no_object_words,
+    other_function_words,
     unambiguous_function_words,
 )
 
@@ -273,14 +274,20 @@ def _looks_english(words: list[str], settings: NormaliserSettings) -> str | None
     if non_ascii * 2 > len(letters):
         return "most of its letters are not English (non-ASCII)"
     if len(words) >= 2:
-        strong = set(_ENGLISH_HINTS) | unambiguous_function_words()
+        phrase_words: set[str] = set()
         for phrase in (
             settings.leading_phrases
             + settings.trailing_phrases
             + settings.verbs
             + settings.vocatives
         ):
-            strong.update(phrase.lower().split())
+            phrase_words.update(phrase.lower().split())
+        # a phrase word shared with another language ("me" of "give me") is no evidence
+        strong = (
+            set(_ENGLISH_HINTS)
+            | unambiguous_function_words()
+            | (phrase_words - other_function_words())
+        )
         keys = [_key(w) for w in words]
         if any(k in strong for k in keys):
             return None

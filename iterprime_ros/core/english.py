@@ -59,14 +59,19 @@ def english_function_words() -> frozenset[str]:
         return _CACHE["en"]  # type: ignore[return-value]
 
 
+def other_function_words() -> frozenset[str]:
+    """Stop words of the other languages spaCy ships (OTHER_LANGUAGES), lower case."""
+    with _LOCK:
+        if "other" not in _CACHE:
+            _CACHE["other"] = frozenset().union(*(_stop_words(lang) for lang in OTHER_LANGUAGES))
+        return _CACHE["other"]  # type: ignore[return-value]
+
+
 def unambiguous_function_words() -> frozenset[str]:
     """English stop words that are not stop words of another language spaCy ships."""
-    english = english_function_words()
+    english, other = english_function_words(), other_function_words()
     with _LOCK:
         if "strong" not in _CACHE:
-            other: set[str] = set()
-            for lang in OTHER_LANGUAGES:
-                other |= _stop_words(lang)
             _CACHE["strong"] = frozenset(english - other)
         return _CACHE["strong"]  # type: ignore[return-value]
 
