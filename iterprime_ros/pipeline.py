@@ -28,6 +28,7 @@ from typing import Any, Callable, Hashable, Iterator, Mapping
 import numpy as np
 import torch
 
+from .core import english
 from .core.backend import ProposalBackend, VLPBackend
 from .core.geometry import grasp_point, mask_bbox, mask_centroid
 from .core.igrs import IGRSSettings, run_igrs
@@ -477,8 +478,12 @@ class Segmenter:
 
     # ------------------------------------------------------------------ caches
     def warmup(self) -> str:
-        """Load the parser now (spaCy/benepar take seconds) instead of on the first command."""
-        return self.parser.kind
+        """Load the parser and the command check's English words now (spaCy/benepar take
+        seconds) instead of on the first command.
+        """
+        kind = self.parser.kind
+        english.warm_up()
+        return kind
 
     def clear_cache(self) -> None:
         with self._lock:

@@ -18,9 +18,10 @@ the lemma tables come with the English pipeline text.load_spacy() loads anyway).
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import logging
 import threading
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,16 @@ _CACHE: dict[str, object] = {}
 
 
 def _stop_words(lang: str) -> frozenset[str]:
-    return frozenset(importlib.import_module(f"spacy.lang.{lang}.stop_words").STOP_WORDS)
+    """spacy/lang/<lang>/stop_words.py run on its own: importing spacy.lang.<lang> would load
+    that language's whole package (tokenizer exceptions ...), about 2 s for six languages.
+    """
+    spec = importlib.util.find_spec("spacy")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("spaCy is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "lang" / lang / "stop_words.py"
+    namespace: dict[str, object] = {}
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
+    return frozenset(w.lower() for w in namespace["STOP_WORDS"])  # type: ignore[attr-defined]
 
 
 def english_function_words() -> frozenset[str]:
@@ -137,3 +147,10 @@ def is_dictionary_word(word: str) -> bool:
             _CACHE["dict"] = _load_dictionary()
         dictionary = _CACHE["dict"]
     return word in dictionary  # type: ignore[operator]
+
+
+def warm_up() -> None:
+    """Load every word set now (the node's warm-up), not on the first command."""
+    no_object_words()
+    unambiguous_function_words()
+    is_dictionary_word("cup")
