@@ -281,15 +281,22 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             self.get_logger().info(f"3-D outputs in {node.target_frame!r} (tf2 at image stamps)")
 
     def _check_models(self, parameters: Parameters) -> None:
-        """Each model folder exists and holds the kind of model its backend loads (no loading)."""
+        """The device exists; each model folder exists and holds the kind of model its backend
+        loads (no loading).
+        """
         from ..models import (
             ModelCheckError,
             ModelNotFoundError,
             ModelTypeError,
             check_model_folder,
         )
+        from ..models.loading import DeviceUnavailableError, resolve_device
 
         s = parameters.segmenter
+        try:
+            resolve_device(s.device)
+        except DeviceUnavailableError as exc:
+            raise ModelLoadError(f"models not loaded: parameter 'device': {exc}") from None
         try:
             check_model_folder("vlp_model", s.vlp_model, "vlp", s.vlp_backend)
             check_model_folder("proposal_model", s.proposal_model, "proposals", s.proposal_backend)
@@ -509,10 +516,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             segmenter = Segmenter(s)
             parser = segmenter.warmup()
         except Exception as exc:  # noqa: BLE001 - any load failure becomes the answer to commands
-            from ..models.loading import ModelNotFoundError
+            from ..models.loading import DeviceUnavailableError, ModelNotFoundError
 
             text = first_line(exc)
-            if "iterprime download" not in text:
+            if "iterprime download" not in text and not isinstance(exc, DeviceUnavailableError):
                 text = f"{text}; {DOWNLOAD_HINT}"
             kind = (
                 ""
