@@ -68,7 +68,10 @@ class Lifecycle:
         assert self.change.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
         future = self.change.call_async(ChangeState.Request(transition=Transition(id=transition)))
         assert self.h.until(future.done, timeout), f"transition {transition} not answered"
-        return future.result().success
+        ok = future.result().success
+        if not ok:  # shown with a failing test: why the node refused or failed it
+            print(f"transition {transition} failed; node log:\n" + self.h.target.log[-4000:])
+        return ok
 
 
 def camera_inputs(h: Harness) -> set[str]:
