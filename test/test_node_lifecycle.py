@@ -518,3 +518,28 @@ def test_ctrl_c_answers_every_waiting_command(ros, tiny_model_dirs, tmp_path_fac
     assert stats["commands_received"] == stats["answered"] == 1 + len(texts)
     assert stats["failed"] == len(stopped)
     print(f"\n  Ctrl-C: {len(got) - len(stopped)} ran, {len(stopped)} answered 'shutting down'")
+
+
+def test_a_failing_transition_callback_is_logged_before_rclpy_swallows_it():
+    """rclpy turns an exception in a lifecycle callback into ERROR without a word; the node's
+    callbacks log it first (seen: a deactivate that answered success=false, unexplained).
+    """
+    from iterprime_ros.ros.node import _logged_transition
+
+    lines: list[str] = []
+
+    class Logger:
+        def error(self, text: str) -> None:
+            lines.append(text)
+
+    class Owner:
+        def get_logger(self) -> Logger:
+            return Logger()
+
+        @_logged_transition
+        def on_deactivate(self, state):  # noqa: ANN001, ANN201 - the callback's signature
+            raise OSError("unload failed\nsecond line")
+
+    with pytest.raises(OSError):
+        Owner().on_deactivate(None)
+    assert lines and lines[0].startswith("on_deactivate failed: unload failed\nTraceback")

@@ -32,10 +32,12 @@ unconfigured.
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Callable
 
 import numpy as np
@@ -109,6 +111,26 @@ DOWNLOAD_HINT = (
     "fetch the default weights with `iterprime download` on a machine with internet, or point "
     "vlp_model / proposal_model at local model folders"
 )
+
+
+def _logged_transition(
+    method: Callable[[Any, LifecycleState], TransitionCallbackReturn],
+) -> Callable[[Any, LifecycleState], TransitionCallbackReturn]:
+    """Log an exception in a transition callback before rclpy turns it into ERROR: rclpy drops
+    it without a word, leaving a failed transition nobody can explain.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return method(self, state)
+        except Exception as exc:
+            self.get_logger().error(
+                f"{method.__name__} failed: {first_line(exc)}\n{traceback.format_exc()}"
+            )
+            raise
+
+    return wrapper
 
 
 class SegmenterNode(LifecycleNodeMixin, Node):
@@ -250,6 +272,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             if self.state != "active":
                 self._fail_waiting(self._not_answering())
 
+    @_logged_transition
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Validate the parameters (as they are now) and check the model folders."""
         self._set_state("configuring")
@@ -306,6 +329,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                 text = f"{text}; {DOWNLOAD_HINT}"
             raise ModelLoadError(f"models not loaded: {text}") from None
 
+    @_logged_transition
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the models (on the worker thread), subscribe to the camera, start answering."""
         self._set_state("activating")
@@ -323,6 +347,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._queue.release()
         return super().on_activate(state)
 
+    @_logged_transition
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop answering: waiting commands fail; the running one finishes; the models go."""
         self._set_state("deactivating")
@@ -335,6 +360,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self.get_logger().info("deactivated: models unloaded")
         return super().on_deactivate(state)
 
+    @_logged_transition
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._fail_waiting("the node was cleaned up before this command ran")
         unregister = getattr(self._tf_listener, "unregister", None)  # tf2_ros's listener
@@ -344,6 +370,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._set_state("unconfigured")
         return super().on_cleanup(state)
 
+    @_logged_transition
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Answer everything pending with "shutting down", free the models."""
         self._set_state("finalized")
@@ -353,6 +380,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._worker.call(self._unload_models).result()
         return super().on_shutdown(state)
 
+    @_logged_transition
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"lifecycle error while {state.label}; back to unconfigured")
         self._queue.hold()
