@@ -521,7 +521,7 @@ def test_ctrl_c_answers_every_waiting_command(ros, tiny_model_dirs, tmp_path_fac
 
 
 def test_a_failing_transition_callback_is_logged_before_rclpy_swallows_it():
-    """rclpy turns an exception in a lifecycle callback into ERROR without a word; the node's
+    """An exception in a lifecycle callback becomes ERROR in rclpy without a word; the node's
     callbacks log it first (seen: a deactivate that answered success=false, unexplained).
     """
     from iterprime_ros.ros.node import _logged_transition
