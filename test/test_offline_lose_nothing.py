@@ -282,8 +282,11 @@ def test_truncated_mcap_is_read_up_to_the_cut_with_a_warning(tmp_path: Path) -> 
             assert [c for c, _ in stub.seen] == [f"the cup number {i}" for i in range(len(got))]
 
 
-def test_damaged_mcap_chunk_costs_only_the_commands_in_it(tmp_path: Path) -> None:
-    # zstd chunks of about two VGA frames each; the second chunk's frame header is destroyed
+def bag_with_a_damaged_chunk(tmp_path: Path, index: int) -> tuple[Path, Any]:
+    """A bag of zstd chunks (about two VGA frames each), chunk `index`'s frame header destroyed.
+
+    Chunk 0 also holds every schema and channel definition rosbags writes.
+    """
     from mcap.reader import make_reader
 
     src = tmp_path / "in.mcap"
@@ -294,24 +297,35 @@ def test_damaged_mcap_chunk_costs_only_the_commands_in_it(tmp_path: Path) -> Non
             bag.write(IMAGE, image_msg(T0 + i * S, small_rgb(480, 640)), T0 + i * S)
             bag.write(COMMAND, string_message(f"the cup number {i}"), T0 + i * S + S // 10)
     with src.open("rb") as fh:
-        chunk = make_reader(fh).get_summary().chunk_indexes[1]
+        chunk = make_reader(fh).get_summary().chunk_indexes[index]
     raw = bytearray(src.read_bytes())
     data = chunk.chunk_start_offset + 53  # opcode, length, times, sizes, crc, "zstd", length
     assert raw[data : data + 4] == b"\x28\xb5\x2f\xfd"  # the zstd frame magic
     raw[data : data + 8] = b"\xa5" * 8
     bad = tmp_path / "bad.mcap"
     bad.write_bytes(bytes(raw))
+    return bad, chunk
+
+
+@pytest.mark.parametrize("index", [1, 0], ids=["later_chunk", "first_chunk_with_definitions"])
+def test_damaged_mcap_chunk_costs_only_the_commands_in_it(tmp_path: Path, index: int) -> None:
+    # the first chunk's channel definitions come from the file's summary (they are lost with it)
+    bad, chunk = bag_with_a_damaged_chunk(tmp_path, index)
     summary = replay_bag(bad, tmp_path / "out.mcap", StubSegmenter(), echo=lambda _: None)
     got = results(tmp_path / "out.mcap")
     assert [r.command_id for r in got] == list(range(1, N + 1)), "every command answered"
     lost_window = range(chunk.message_start_time, chunk.message_end_time + 1)
+    lost = 0
     for i, r in enumerate(got):
         command_lost = T0 + i * S + S // 10 in lost_window
         image_lost = T0 + i * S in lost_window
+        lost += command_lost or image_lost
         assert r.success == (not command_lost and not image_lost), (i, r.error)
         if not r.success:
             assert "damaged chunk" in r.error, r.error
+    assert 0 < lost < N, "the damage costs some commands, not all"
     assert any("damaged chunk at byte" in p for p in summary.problems), summary.problems
+    assert summary.exit_code() == 1
 
 
 def _db3_with_damage(tmp_path: Path, find: bytes, offset: int, length: int) -> Path:
