@@ -38,6 +38,7 @@ from iterprime_ros.tools.bags import (
 from iterprime_ros.tools.replay import (
     ReplayConfig,
     ReplayError,
+    overlay_name,
     replay_bag,
     resume_marker,
 )
@@ -143,7 +144,8 @@ def test_interrupted_replay_keeps_a_partial_bag_and_resumes(
 ) -> None:
     src = scene_bag(tmp_path / "in.mcap")
     out = tmp_path / "out.mcap"
-    proc = _start_child(src, out, 3)
+    overlays = tmp_path / "overlays"
+    proc = _start_child(src, out, 3, "--overlays", str(overlays))
     lines = _interrupt_after(proc, 3, sig)
     assert proc.returncode == code, lines
     partial = partial_name(out)
@@ -156,10 +158,17 @@ def test_interrupted_replay_keeps_a_partial_bag_and_resumes(
 
     stub = StubSegmenter()
     lines = []
-    summary = replay_bag(
-        src, out, stub, ReplayConfig(fingerprint={"segmenter": "slow stub"}), echo=lines.append
-    )
+    last = overlays / overlay_name(N, f"the cup number {N - 1}")
+    last.write_bytes(b"mine")  # put there meanwhile: resuming does not replace it either
+    cfg = ReplayConfig(fingerprint={"segmenter": "slow stub"}, overlays=overlays)
+    summary = replay_bag(src, out, stub, cfg, echo=lines.append)  # its overlays are no refusal
     assert summary.resumed == len(kept) and summary.commands == N
+    assert last.read_bytes() == b"mine" and summary.problems == [
+        f"overlay {last} exists already: not replaced (--force replaces it)"
+    ]
+    assert sorted(p.name for p in overlays.iterdir()) == [
+        overlay_name(i + 1, f"the cup number {i}") for i in range(N)
+    ]
     assert [c for c, _ in stub.seen] == [f"the cup number {i}" for i in range(len(kept), N)]
     assert _ids(out) == list(range(1, N + 1)), "every command exactly once"
     assert not partial.exists() and not resume_marker(out).exists()
@@ -191,7 +200,8 @@ def test_resume_takes_over_results_written_with_an_older_message_definition(
 
     src = scene_bag(tmp_path / "in.mcap")
     out = tmp_path / "out.mcap"
-    proc = _start_child(src, out, 3)
+    overlays = tmp_path / "overlays"
+    proc = _start_child(src, out, 3, "--overlays", str(overlays))
     _interrupt_after(proc, 3, signal.SIGINT)
     partial = partial_name(out)
     old_store, old_cls = _first_release_store()
@@ -256,6 +266,44 @@ def test_resume_refuses_other_settings_and_restart_starts_over(tmp_path: Path) -
     cfg = ReplayConfig(fingerprint={"other": 1}, restart=True)
     summary = replay_bag(src, out, stub, cfg, echo=lambda _: None)
     assert summary.resumed == 0 and len(stub.seen) == N and not partial.exists()
+
+
+# ----------------------------------------------------------------------------- overlays
+
+
+def test_overlays_never_replace_a_file_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = scene_bag(tmp_path / "in.mcap", n=2)
+    out = tmp_path / "out.mcap"
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    mine = folder / overlay_name(1, "the cup number 0")  # the user's, named like an overlay
+    mine.write_bytes(b"my picture")
+    notes = folder / "notes.txt"
+    notes.write_text("keep")
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"victim")
+    link = folder / overlay_name(2, "the cup number 1")
+    link.symlink_to(victim)
+
+    code = cli.main(["replay", str(src), str(out), "--overlays", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"overlay folder {folder} is not empty" in err and "--force" in err, err
+    with pytest.raises(ReplayError, match="is not empty"):
+        replay_bag(src, out, StubSegmenter(), ReplayConfig(overlays=folder), echo=print)
+    assert not out.exists() and mine.read_bytes() == b"my picture"
+    assert victim.read_bytes() == b"victim" and notes.read_text() == "keep"
+
+    # --force: overlays of the same name are replaced (a link by a file, never written through),
+    # every other file is left alone
+    cfg = ReplayConfig(overlays=folder, overwrite=True)
+    summary = replay_bag(src, out, StubSegmenter(), cfg, echo=lambda _: None)
+    assert summary.overlays == [mine, link] and summary.exit_code() == 0
+    assert mine.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not link.is_symlink()
+    assert victim.read_bytes() == b"victim" and notes.read_text() == "keep"
+    assert sorted(folder.iterdir()) == sorted([mine, link, notes]), "no temp file left"
 
 
 # ----------------------------------------------------------------------------- damaged bags
