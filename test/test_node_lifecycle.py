@@ -171,6 +171,15 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     assert _set_parameter(h, "proposal_model", str(tiny_model_dirs.mask2former)), (
         "model parameters can change while unconfigured"
     )
+    import torch
+
+    if not torch.cuda.is_available():  # a device this machine lacks is refused at configure
+        assert _set_parameter(h, "device", "cuda")
+        assert not lc.set(Transition.TRANSITION_CONFIGURE) and lc.state() == "unconfigured"
+        line = [x for x in proc.lines if "configure failed" in x][-1]
+        assert "'device'" in line and "CUDA is not available" in line, line
+        assert "iterprime download" not in line, "a missing GPU is not a download problem"
+        assert _set_parameter(h, "device", "cpu")
     assert _set_parameter(h, "image_qos", "reliable")  # a depth camera that publishes reliable
     assert lc.set(Transition.TRANSITION_CONFIGURE) and lc.state() == "inactive"
     res = h.command("the red cup while inactive")
