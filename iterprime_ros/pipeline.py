@@ -42,7 +42,12 @@ from .core.text import (
     normalise_command,
     token_roles,
 )
-from .models.loading import DEFAULT_PROPOSAL_MODEL, DEFAULT_VLP_MODEL, ModelNotFoundError
+from .models.loading import (
+    DEFAULT_PROPOSAL_MODEL,
+    DEFAULT_VLP_MODEL,
+    DeviceUnavailableError,
+    ModelNotFoundError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +306,7 @@ def _loading(what: str, name: str) -> Iterator[None]:
     """Say which model failed: a truncated safetensors file alone does not."""
     try:
         yield
-    except ModelNotFoundError:  # already names the model and how to fetch it
+    except (ModelNotFoundError, DeviceUnavailableError):  # already say what to do
         raise
     except Exception as exc:
         detail = (str(exc).strip().splitlines() or [""])[0]

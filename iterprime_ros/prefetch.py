@@ -100,6 +100,39 @@ class PrefetchStats:
     last_error: str = ""
 
 
+ERROR_CHARS = 300  # a failure is logged in one short line, never with the frame's data
+REPEAT_LOG_S = 30.0  # the same failure again is logged at most this often, with a count
+
+
+class FailureLog:
+    """One warning per kind of failure, then the same one at most every REPEAT_LOG_S with how
+    many were not logged: a camera sending frames that cannot be used (a wrong encoding, a
+    mis-remapped depth topic) must not fill the disk and /rosout at the frame rate.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, what: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.logger, self.what, self.clock = logger, what, clock
+        self._last: str | None = None
+        self._last_at = -float("inf")
+        self.suppressed = 0
+
+    def report(self, error: str) -> bool:
+        """Log `error` unless it repeats the last one within REPEAT_LOG_S; True when logged."""
+        now = self.clock()
+        if error == self._last and now - self._last_at < REPEAT_LOG_S:
+            self.suppressed += 1
+            return False
+        if self.suppressed and error != self._last:  # close the previous run of repeats
+            self.logger.warning("%s: %d more times: %s", self.what, self.suppressed, self._last)
+            self.suppressed = 0
+        more = f" ({self.suppressed} more like it not logged)" if self.suppressed else ""
+        self.logger.warning("%s: %s%s", self.what, error, more)
+        self._last, self._last_at, self.suppressed = error, now, 0
+        return True
+
+
 class Prefetcher:
     """A background thread that prepares offered frames while no command runs.
 
@@ -134,6 +167,7 @@ class Prefetcher:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._carry: dict[str, float] = {}  # stage times of a frame cut short, until it resumes
+        self._failure_log = FailureLog(log, "prefetch: a camera frame could not be prepared")
 
     # ------------------------------------------------------------------ control
     def start(self) -> "Prefetcher":
@@ -244,8 +278,9 @@ class Prefetcher:
                         self.on_prepared(frame_id, timings)
             except Exception as exc:  # a bad frame must not kill the thread
                 self.stats.errors += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}".split("\n")[0]
-                log.warning("prefetch of frame %r failed: %s", frame_id, self.stats.last_error)
+                line = f"{type(exc).__name__}: {exc}".split("\n")[0]
+                self.stats.last_error = line[:ERROR_CHARS]
+                self._failure_log.report(self.stats.last_error)
             finally:
                 with self._cond:
                     self._busy = False

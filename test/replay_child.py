@@ -1,6 +1,6 @@
 """A replay in its own process for the interruption tests (real signals, real files).
 
-    python replay_child.py IN_BAG OUT_BAG [--restart] [--hold-after K]
+    python replay_child.py IN_BAG OUT_BAG [--restart] [--hold-after K] [--overlays DIR]
 
 Answers with test_replay.StubSegmenter; with --hold-after K the (K+1)-th command blocks until a
 signal arrives (at most HOLD_S), so a signal the test sends after reading K answers always
@@ -44,7 +44,14 @@ def main() -> int:
     hold = (
         int(sys.argv[sys.argv.index("--hold-after") + 1]) if "--hold-after" in sys.argv else None
     )
-    cfg = ReplayConfig(restart="--restart" in sys.argv, fingerprint={"segmenter": "slow stub"})
+    overlays = (
+        Path(sys.argv[sys.argv.index("--overlays") + 1]) if "--overlays" in sys.argv else None
+    )
+    cfg = ReplayConfig(
+        restart="--restart" in sys.argv,
+        fingerprint={"segmenter": "slow stub"},
+        overlays=overlays,
+    )
     stub = HoldingStub(hold)
     try:
         summary = replay_bag(in_bag, out_bag, stub, cfg, echo=lambda s: print(s, flush=True))

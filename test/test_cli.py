@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -159,6 +160,43 @@ def test_bad_settings_and_output_folder(image_file, tmp_path, capsys):
         ["segment", str(image_file), "the cup", "--out", str(tmp_path / "no" / "o.png")], capsys
     )
     assert rc == 2 and err.startswith("error: output folder does not exist")
+
+
+def test_segment_refuses_its_input_a_folder_or_an_unknown_picture_type(
+    tiny_model_dirs, image_file, tmp_path, capsys
+):
+    src = tmp_path / "scene.png"  # a copy: a failing run must not damage the shared image
+    shutil.copy(image_file, src)
+    before = src.read_bytes()
+    link = tmp_path / "link.png"
+    link.symlink_to(src)
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    (folder / "mine.png").write_bytes(b"keep")
+    cases = [
+        (["--out", str(src)], "refusing to write --out"),
+        (["--mask", str(src)], "it is the input image"),
+        (["--mask", str(link)], "it is the input image"),
+        (["--out", str(folder)], f"--out {folder} is a folder"),
+        (["--mask", str(folder)], f"--mask {folder} is a folder"),
+        (["--out", str(tmp_path / "o.txt")], "extension '.txt'"),
+        (["--mask", str(tmp_path / "mask")], "extension '(none)'"),
+        (["--out", str(tmp_path / "no" / "o.png")], "output folder does not exist"),
+        (["--out", str(tmp_path / "a.png"), "--mask", str(tmp_path / "a.png")], "both name"),
+    ]
+    for extra, why in cases:
+        rc, err = _error_of(
+            ["segment", str(src), "the cup", *tiny_model_dirs.cli_args(), *extra], capsys
+        )
+        assert rc == 2 and why in err and not err.startswith("error: error"), (extra, err)
+    assert src.read_bytes() == before, "the input image is untouched"
+    assert [p.name for p in folder.iterdir()] == ["mine.png"] and not (tmp_path / "a.png").exists()
+    # checked before the models load: a missing model folder is never reached
+    rc, err = _error_of(
+        ["segment", str(src), "the cup", "--vlp", str(tmp_path / "none"), "--out", str(link)],
+        capsys,
+    )
+    assert rc == 2 and "it is the input image" in err
 
 
 def test_debug_is_accepted_after_the_subcommand_and_shows_the_traceback(tmp_path, capsys):

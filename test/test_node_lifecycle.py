@@ -68,7 +68,10 @@ class Lifecycle:
         assert self.change.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
         future = self.change.call_async(ChangeState.Request(transition=Transition(id=transition)))
         assert self.h.until(future.done, timeout), f"transition {transition} not answered"
-        return future.result().success
+        ok = future.result().success
+        if not ok:  # shown with a failing test: why the node refused or failed it
+            print(f"transition {transition} failed; node log:\n" + self.h.target.log[-4000:])
+        return ok
 
 
 def camera_inputs(h: Harness) -> set[str]:
@@ -171,6 +174,15 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     assert _set_parameter(h, "proposal_model", str(tiny_model_dirs.mask2former)), (
         "model parameters can change while unconfigured"
     )
+    import torch
+
+    if not torch.cuda.is_available():  # a device this machine lacks is refused at configure
+        assert _set_parameter(h, "device", "cuda")
+        assert not lc.set(Transition.TRANSITION_CONFIGURE) and lc.state() == "unconfigured"
+        line = [x for x in proc.lines if "configure failed" in x][-1]
+        assert "'device'" in line and "CUDA is not available" in line, line
+        assert "iterprime download" not in line, "a missing GPU is not a download problem"
+        assert _set_parameter(h, "device", "cpu")
     assert _set_parameter(h, "image_qos", "reliable")  # a depth camera that publishes reliable
     assert lc.set(Transition.TRANSITION_CONFIGURE) and lc.state() == "inactive"
     res = h.command("the red cup while inactive")
@@ -506,3 +518,28 @@ def test_ctrl_c_answers_every_waiting_command(ros, tiny_model_dirs, tmp_path_fac
     assert stats["commands_received"] == stats["answered"] == 1 + len(texts)
     assert stats["failed"] == len(stopped)
     print(f"\n  Ctrl-C: {len(got) - len(stopped)} ran, {len(stopped)} answered 'shutting down'")
+
+
+def test_a_failing_transition_callback_is_logged_before_rclpy_swallows_it():
+    """An exception in a lifecycle callback becomes ERROR in rclpy without a word; the node's
+    callbacks log it first (seen: a deactivate that answered success=false, unexplained).
+    """
+    from iterprime_ros.ros.node import _logged_transition
+
+    lines: list[str] = []
+
+    class Logger:
+        def error(self, text: str) -> None:
+            lines.append(text)
+
+    class Owner:
+        def get_logger(self) -> Logger:
+            return Logger()
+
+        @_logged_transition
+        def on_deactivate(self, state):  # noqa: ANN001, ANN201 - the callback's signature
+            raise OSError("unload failed\nsecond line")
+
+    with pytest.raises(OSError):
+        Owner().on_deactivate(None)
+    assert lines and lines[0].startswith("on_deactivate failed: unload failed\nTraceback")

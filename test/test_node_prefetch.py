@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import statistics
 
+import cv2
 import numpy as np
 import pytest
 from node_harness import Harness, NodeProcess, tiny_params
+from ros_helpers import EVENT_TIMEOUT_S
 
 rclpy = pytest.importorskip("rclpy")
-from sensor_msgs.msg import Image  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from iterprime_ros.ros.conversions import rgb_to_fields  # noqa: E402
 
@@ -82,3 +85,64 @@ def test_a_command_on_a_prefetched_frame_is_marked_and_faster(tiny_model_dirs, t
         f"prefetched {hit_s * 1000:.0f} ms"
     )
     assert hit_s < fresh_s
+
+
+def _png(sec: int) -> CompressedImage:
+    rng = np.random.default_rng(3)
+    msg = CompressedImage(format="png")
+    msg.data = cv2.imencode(".png", rng.integers(0, 255, (H, W, 3), dtype=np.uint8))[1].tobytes()
+    msg.header.stamp.sec, msg.header.frame_id = sec, "camera"
+    return msg
+
+
+def test_a_broken_newest_compressed_frame_is_not_covered_by_a_prepared_one(
+    tiny_model_dirs, tmp_path
+):
+    """With prefetch on, a command uses the latest prepared frame while the newest image is like
+    it. A newest compressed frame that does not decode is answered as such, not on the older
+    good frame (a user tester saw the older frame used, with success).
+    """
+    node = NodeProcess(
+        "prefetch_compressed",
+        tiny_params(tiny_model_dirs, prefetch="latest", image_transport="compressed"),
+        tmp_path,
+        topics=("image", "image/compressed", "command", "depth", "camera_info"),
+    )
+    h = None
+    try:
+        rclpy.init()
+        h = Harness(rclpy, node, "prefetch_compressed_test")
+        pub = h.node.create_publisher(
+            CompressedImage, node.topics["image/compressed"], qos_profile_sensor_data
+        )
+        frame: list[CompressedImage] = [_png(1)]
+        h.node.create_timer(0.1, lambda: pub.publish(frame[0]))
+        h.wait_ready()
+        assert h.until(lambda: pub.get_subscription_count() > 0, EVENT_TIMEOUT_S)
+        h.spin(0.5)
+        assert h.command("the cup", timeout=TIMEOUT).success
+        res = None
+        for sec in range(2, 12):  # until a command is answered on a prepared frame
+            frame[0] = _png(sec)
+            h.spin(1.5)  # idle: the prefetcher prepares the frame meanwhile
+            res = h.command(f"the red cup on frame {sec}", timeout=TIMEOUT)
+            if res.prefetched:
+                break
+        assert res is not None and res.success and res.prefetched, "no prepared frame was used"
+        broken = CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0 not a jpeg at all")
+        broken.header.stamp.sec, broken.header.frame_id = sec + 1, "camera"
+        frame[0] = broken
+        h.spin(0.6)
+        res = h.command("the red cup on a broken frame", timeout=TIMEOUT)
+        assert not res.success and not res.prefetched, (res.success, res.prefetched, res.error)
+        assert "image" in res.error, res.error
+        frame[0] = _png(sec + 2)  # the camera recovers
+        h.spin(0.6)
+        assert h.command("the red cup after the broken frame", timeout=TIMEOUT).success
+        warnings = [line for line in node.log.splitlines() if "could not be prepared" in line]
+        assert warnings and all(len(line) < 600 for line in warnings), warnings[:2]
+    finally:
+        if h is not None:
+            h.close()
+            rclpy.shutdown()
+        node.stop()

@@ -38,6 +38,7 @@ from iterprime_ros.tools.bags import (
 from iterprime_ros.tools.replay import (
     ReplayConfig,
     ReplayError,
+    overlay_name,
     replay_bag,
     resume_marker,
 )
@@ -143,7 +144,8 @@ def test_interrupted_replay_keeps_a_partial_bag_and_resumes(
 ) -> None:
     src = scene_bag(tmp_path / "in.mcap")
     out = tmp_path / "out.mcap"
-    proc = _start_child(src, out, 3)
+    overlays = tmp_path / "overlays"
+    proc = _start_child(src, out, 3, "--overlays", str(overlays))
     lines = _interrupt_after(proc, 3, sig)
     assert proc.returncode == code, lines
     partial = partial_name(out)
@@ -156,10 +158,17 @@ def test_interrupted_replay_keeps_a_partial_bag_and_resumes(
 
     stub = StubSegmenter()
     lines = []
-    summary = replay_bag(
-        src, out, stub, ReplayConfig(fingerprint={"segmenter": "slow stub"}), echo=lines.append
-    )
+    last = overlays / overlay_name(N, f"the cup number {N - 1}")
+    last.write_bytes(b"mine")  # put there meanwhile: resuming does not replace it either
+    cfg = ReplayConfig(fingerprint={"segmenter": "slow stub"}, overlays=overlays)
+    summary = replay_bag(src, out, stub, cfg, echo=lines.append)  # its overlays are no refusal
     assert summary.resumed == len(kept) and summary.commands == N
+    assert last.read_bytes() == b"mine" and summary.problems == [
+        f"overlay {last} exists already: not replaced (--force replaces it)"
+    ]
+    assert sorted(p.name for p in overlays.iterdir()) == [
+        overlay_name(i + 1, f"the cup number {i}") for i in range(N)
+    ]
     assert [c for c, _ in stub.seen] == [f"the cup number {i}" for i in range(len(kept), N)]
     assert _ids(out) == list(range(1, N + 1)), "every command exactly once"
     assert not partial.exists() and not resume_marker(out).exists()
@@ -191,7 +200,8 @@ def test_resume_takes_over_results_written_with_an_older_message_definition(
 
     src = scene_bag(tmp_path / "in.mcap")
     out = tmp_path / "out.mcap"
-    proc = _start_child(src, out, 3)
+    overlays = tmp_path / "overlays"
+    proc = _start_child(src, out, 3, "--overlays", str(overlays))
     _interrupt_after(proc, 3, signal.SIGINT)
     partial = partial_name(out)
     old_store, old_cls = _first_release_store()
@@ -258,6 +268,44 @@ def test_resume_refuses_other_settings_and_restart_starts_over(tmp_path: Path) -
     assert summary.resumed == 0 and len(stub.seen) == N and not partial.exists()
 
 
+# ----------------------------------------------------------------------------- overlays
+
+
+def test_overlays_never_replace_a_file_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = scene_bag(tmp_path / "in.mcap", n=2)
+    out = tmp_path / "out.mcap"
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    mine = folder / overlay_name(1, "the cup number 0")  # the user's, named like an overlay
+    mine.write_bytes(b"my picture")
+    notes = folder / "notes.txt"
+    notes.write_text("keep")
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"victim")
+    link = folder / overlay_name(2, "the cup number 1")
+    link.symlink_to(victim)
+
+    code = cli.main(["replay", str(src), str(out), "--overlays", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"overlay folder {folder} is not empty" in err and "--force" in err, err
+    with pytest.raises(ReplayError, match="is not empty"):
+        replay_bag(src, out, StubSegmenter(), ReplayConfig(overlays=folder), echo=print)
+    assert not out.exists() and mine.read_bytes() == b"my picture"
+    assert victim.read_bytes() == b"victim" and notes.read_text() == "keep"
+
+    # --force: overlays of the same name are replaced (a link by a file, never written through),
+    # every other file is left alone
+    cfg = ReplayConfig(overlays=folder, overwrite=True)
+    summary = replay_bag(src, out, StubSegmenter(), cfg, echo=lambda _: None)
+    assert summary.overlays == [mine, link] and summary.exit_code() == 0
+    assert mine.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not link.is_symlink()
+    assert victim.read_bytes() == b"victim" and notes.read_text() == "keep"
+    assert sorted(folder.iterdir()) == sorted([mine, link, notes]), "no temp file left"
+
+
 # ----------------------------------------------------------------------------- damaged bags
 
 
@@ -282,8 +330,11 @@ def test_truncated_mcap_is_read_up_to_the_cut_with_a_warning(tmp_path: Path) -> 
             assert [c for c, _ in stub.seen] == [f"the cup number {i}" for i in range(len(got))]
 
 
-def test_damaged_mcap_chunk_costs_only_the_commands_in_it(tmp_path: Path) -> None:
-    # zstd chunks of about two VGA frames each; the second chunk's frame header is destroyed
+def bag_with_a_damaged_chunk(tmp_path: Path, index: int) -> tuple[Path, Any]:
+    """A bag of zstd chunks (about two VGA frames each), chunk `index`'s frame header destroyed.
+
+    Chunk 0 also holds every schema and channel definition rosbags writes.
+    """
     from mcap.reader import make_reader
 
     src = tmp_path / "in.mcap"
@@ -294,24 +345,35 @@ def test_damaged_mcap_chunk_costs_only_the_commands_in_it(tmp_path: Path) -> Non
             bag.write(IMAGE, image_msg(T0 + i * S, small_rgb(480, 640)), T0 + i * S)
             bag.write(COMMAND, string_message(f"the cup number {i}"), T0 + i * S + S // 10)
     with src.open("rb") as fh:
-        chunk = make_reader(fh).get_summary().chunk_indexes[1]
+        chunk = make_reader(fh).get_summary().chunk_indexes[index]
     raw = bytearray(src.read_bytes())
     data = chunk.chunk_start_offset + 53  # opcode, length, times, sizes, crc, "zstd", length
     assert raw[data : data + 4] == b"\x28\xb5\x2f\xfd"  # the zstd frame magic
     raw[data : data + 8] = b"\xa5" * 8
     bad = tmp_path / "bad.mcap"
     bad.write_bytes(bytes(raw))
+    return bad, chunk
+
+
+@pytest.mark.parametrize("index", [1, 0], ids=["later_chunk", "first_chunk_with_definitions"])
+def test_damaged_mcap_chunk_costs_only_the_commands_in_it(tmp_path: Path, index: int) -> None:
+    # the first chunk's channel definitions come from the file's summary (they are lost with it)
+    bad, chunk = bag_with_a_damaged_chunk(tmp_path, index)
     summary = replay_bag(bad, tmp_path / "out.mcap", StubSegmenter(), echo=lambda _: None)
     got = results(tmp_path / "out.mcap")
     assert [r.command_id for r in got] == list(range(1, N + 1)), "every command answered"
     lost_window = range(chunk.message_start_time, chunk.message_end_time + 1)
+    lost = 0
     for i, r in enumerate(got):
         command_lost = T0 + i * S + S // 10 in lost_window
         image_lost = T0 + i * S in lost_window
+        lost += command_lost or image_lost
         assert r.success == (not command_lost and not image_lost), (i, r.error)
         if not r.success:
             assert "damaged chunk" in r.error, r.error
+    assert 0 < lost < N, "the damage costs some commands, not all"
     assert any("damaged chunk at byte" in p for p in summary.problems), summary.problems
+    assert summary.exit_code() == 1
 
 
 def _db3_with_damage(tmp_path: Path, find: bytes, offset: int, length: int) -> Path:

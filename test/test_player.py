@@ -149,6 +149,21 @@ def test_player_publishes_with_scaled_timing_and_skips_corrupt_messages(tmp_path
     assert "published 4 message(s)" in out
 
 
+def test_player_plays_what_is_left_when_the_first_chunk_is_damaged(tmp_path: Path) -> None:
+    # the first chunk holds every channel definition; the file's summary lists them again
+    from test_offline_lose_nothing import N, bag_with_a_damaged_chunk
+
+    bad, chunk = bag_with_a_damaged_chunk(tmp_path, 0)
+    stamps = [T0 + i * S + d for i in range(N) for d in (0, S // 10)]  # image, command
+    lost = sum(chunk.message_start_time <= t <= chunk.message_end_time for t in stamps)
+    assert 0 < lost < 2 * N
+    proc = run_player([str(bad), "--rate", "50", "--wait-for-subscribers", "0"])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out  # played, with messages skipped
+    assert f"published {2 * N - lost} message(s)" in out, out
+    assert "skipped corrupt std_msgs/msg/String on /iterprime/command at +0.100 s" in out, out
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_recording_is_kept_as_a_partial_bag(tmp_path: Path, sig: int) -> None:
     """The recorder writes through a temp name: Ctrl-C or SIGTERM while recording leaves the

@@ -7,6 +7,7 @@ network calls, with a gate that holds the prefetch's proposal stage open until a
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from iterprime_ros.pipeline import Segmenter, SegmenterSettings
-from iterprime_ros.prefetch import Prefetcher, PrefetchPolicy
+from iterprime_ros.prefetch import REPEAT_LOG_S, FailureLog, Prefetcher, PrefetchPolicy
 
 COMMAND = "the red cup on the left"
 
@@ -223,3 +224,59 @@ def test_convert_in_the_thread_and_idle_holds_frames_back(instrumented, sample_i
     result = seg.segment(_variant(sample_image, 9), COMMAND, frame_id=("cam", 42))
     assert result.prefetched
     pf.stop(10)
+
+
+class BigFrame:
+    """A camera message stand-in whose repr is the size of a frame's data (what the node offers:
+    logging it would write megabytes per frame).
+    """
+
+    def __repr__(self) -> str:
+        return "Frame(data=[" + "94, " * 200_000 + "])"
+
+
+def test_a_stream_of_unusable_frames_is_logged_once_in_short_lines(
+    instrumented, sample_image, caplog
+):
+    """A camera whose every frame fails (wrong encoding): one short warning, not one per frame
+    with the frame's data in it; the count of failures is still kept.
+    """
+    seg, _, _ = instrumented
+
+    def convert(msg, fid):
+        raise ValueError("unsupported image encoding '16UC1'")
+
+    pf = Prefetcher(seg, "latest", convert=convert).start()
+    caplog.set_level(logging.WARNING, logger="iterprime_ros.prefetch")
+    for i in range(20):
+        pf.offer(BigFrame(), frame_id=BigFrame())
+        assert pf.wait_idle(30)
+    pf.stop(10)
+    lines = [r.getMessage() for r in caplog.records]
+    assert pf.stats.errors == 20
+    assert len(lines) == 1, lines[:3]
+    assert "unsupported image encoding '16UC1'" in lines[0] and len(lines[0]) < 400
+
+
+def test_failure_log_repeats_with_a_count_and_names_a_new_failure():
+    now = [0.0]
+    logger = logging.getLogger("test_failure_log")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger.addHandler(Keep())
+    logger.propagate = False
+    fl = FailureLog(logger, "prefetch", clock=lambda: now[0])
+    assert fl.report("bad encoding")
+    for _ in range(5):
+        now[0] += 1.0
+        assert not fl.report("bad encoding")
+    now[0] += REPEAT_LOG_S
+    assert fl.report("bad encoding")  # again after the interval, with the count
+    assert seen[-1] == "prefetch: bad encoding (5 more like it not logged)"
+    assert not fl.report("bad encoding")
+    assert fl.report("too large")  # another failure at once, closing the run of repeats
+    assert seen[-2:] == ["prefetch: 1 more times: bad encoding", "prefetch: too large"]

@@ -129,3 +129,24 @@ def test_proposals_are_asked_for_at_most_every_period():
         loop.offer(img, 1 / 30)
         r, _, _ = out.get(timeout=WAIT)
         assert calls and r.source == "proposal"
+
+
+def test_a_camera_that_stops_ends_the_track_and_a_live_one_does_not():
+    """The loop's clock is the test's: the camera counts as stopped only when the test says
+    time has passed without a frame (no sleeps, no timing on a loaded machine).
+    """
+    bg = background()
+    now = [100.0]
+    with tracking_loop(camera_timeout_s=0.5, clock=lambda: now[0]) as (loop, out):
+        loop.start(TrackFrame(None, 1.0, frame(bg, (square_mask(30, 40), RED))),
+                   square_mask(30, 40), 4, "cmd")  # fmt: skip
+        for i in range(1, 4):  # 1.2 s in all, a frame every 0.4 s: alive
+            now[0] += 0.4
+            loop.offer(frame(bg, (square_mask(30 + 2 * i, 40), RED)), 1.0 + i / 30)
+            r, _, _ = out.get(timeout=WAIT)
+            assert r.status == TrackStatus.TRACKING, r.reason
+        now[0] += 0.6  # then silence longer than the timeout
+        r, f, _ = out.get(timeout=WAIT)
+        assert r.status == TrackStatus.ENDED and f is None
+        assert r.reason == "the camera stopped: no frame for 0.5 s" and r.track_id == 4
+        assert not loop.active and out.empty()

@@ -41,6 +41,10 @@ class ModelNotFoundError(FileNotFoundError):
     """The weights of a model are neither a local folder nor in the Hugging Face cache."""
 
 
+class DeviceUnavailableError(RuntimeError):
+    """The requested device is not on this machine (no CUDA, or no GPU with that index)."""
+
+
 def download_hint(name: str, kind: str | None) -> str:
     flag = _DOWNLOAD_FLAG.get(kind or "")
     return f"iterprime download {flag} {name}" if flag else "iterprime download"
@@ -130,7 +134,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(d)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+        raise DeviceUnavailableError(
+            f"device {device!r} requested but CUDA is not available; use device cpu or auto"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceUnavailableError(
+            f"device {device!r} requested but this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s)"
+        )
     return dev
 
 

@@ -32,12 +32,15 @@ unconfigured.
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Callable
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
@@ -58,7 +61,7 @@ from iterprime_ros.msg import Segmentation
 from iterprime_ros.srv import Segment
 
 from ..core.command import CommandError, normalise_command, too_long
-from ..image_size import ImageTooLargeError
+from ..image_size import ImageTooLargeError, check_bytes
 from ..pipeline import (
     CommandCancelled,
     ModelLoadError,
@@ -108,6 +111,26 @@ DOWNLOAD_HINT = (
     "fetch the default weights with `iterprime download` on a machine with internet, or point "
     "vlp_model / proposal_model at local model folders"
 )
+
+
+def _logged_transition(
+    method: Callable[[Any, LifecycleState], TransitionCallbackReturn],
+) -> Callable[[Any, LifecycleState], TransitionCallbackReturn]:
+    """Log an exception in a transition callback before rclpy turns it into ERROR: rclpy drops
+    it without a word, leaving a failed transition nobody can explain.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return method(self, state)
+        except Exception as exc:
+            self.get_logger().error(
+                f"{method.__name__} failed: {first_line(exc)}\n{traceback.format_exc()}"
+            )
+            raise
+
+    return wrapper
 
 
 class SegmenterNode(LifecycleNodeMixin, Node):
@@ -249,6 +272,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             if self.state != "active":
                 self._fail_waiting(self._not_answering())
 
+    @_logged_transition
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Validate the parameters (as they are now) and check the model folders."""
         self._set_state("configuring")
@@ -280,15 +304,22 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             self.get_logger().info(f"3-D outputs in {node.target_frame!r} (tf2 at image stamps)")
 
     def _check_models(self, parameters: Parameters) -> None:
-        """Each model folder exists and holds the kind of model its backend loads (no loading)."""
+        """The device exists; each model folder exists and holds the kind of model its backend
+        loads (no loading).
+        """
         from ..models import (
             ModelCheckError,
             ModelNotFoundError,
             ModelTypeError,
             check_model_folder,
         )
+        from ..models.loading import DeviceUnavailableError, resolve_device
 
         s = parameters.segmenter
+        try:
+            resolve_device(s.device)
+        except DeviceUnavailableError as exc:
+            raise ModelLoadError(f"models not loaded: parameter 'device': {exc}") from None
         try:
             check_model_folder("vlp_model", s.vlp_model, "vlp", s.vlp_backend)
             check_model_folder("proposal_model", s.proposal_model, "proposals", s.proposal_backend)
@@ -298,6 +329,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
                 text = f"{text}; {DOWNLOAD_HINT}"
             raise ModelLoadError(f"models not loaded: {text}") from None
 
+    @_logged_transition
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the models (on the worker thread), subscribe to the camera, start answering."""
         self._set_state("activating")
@@ -315,6 +347,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._queue.release()
         return super().on_activate(state)
 
+    @_logged_transition
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop answering: waiting commands fail; the running one finishes; the models go."""
         self._set_state("deactivating")
@@ -327,6 +360,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self.get_logger().info("deactivated: models unloaded")
         return super().on_deactivate(state)
 
+    @_logged_transition
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._fail_waiting("the node was cleaned up before this command ran")
         unregister = getattr(self._tf_listener, "unregister", None)  # tf2_ros's listener
@@ -336,6 +370,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._set_state("unconfigured")
         return super().on_cleanup(state)
 
+    @_logged_transition
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Answer everything pending with "shutting down", free the models."""
         self._set_state("finalized")
@@ -345,6 +380,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self._worker.call(self._unload_models).result()
         return super().on_shutdown(state)
 
+    @_logged_transition
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"lifecycle error while {state.label}; back to unconfigured")
         self._queue.hold()
@@ -508,10 +544,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             segmenter = Segmenter(s)
             parser = segmenter.warmup()
         except Exception as exc:  # noqa: BLE001 - any load failure becomes the answer to commands
-            from ..models.loading import ModelNotFoundError
+            from ..models.loading import DeviceUnavailableError, ModelNotFoundError
 
             text = first_line(exc)
-            if "iterprime download" not in text:
+            if "iterprime download" not in text and not isinstance(exc, DeviceUnavailableError):
                 text = f"{text}; {DOWNLOAD_HINT}"
             kind = (
                 ""
@@ -591,13 +627,16 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         new, old = latest.msg, prepared.msg
         if type(new) is not type(old) or new.header.frame_id != old.header.frame_id:
             return latest  # another camera: the prepared frame is not this view
+        # a broken newest image is answered as such, never covered by an older good one
         if isinstance(new, Image):
-            try:  # a broken newest image is answered as such, not covered by an older good one
+            try:
                 check_image(new)
             except (ImageConversionError, ValueError):
                 return latest
             if (new.width, new.height) != (old.width, old.height):
                 return latest
+        elif not _decodes_like(new, old, self.settings.max_image_pixels):
+            return latest
         age = (self.get_clock().now().nanoseconds - prepared.received_ns) / 1e9
         return prepared if age <= self.settings.prefetch_max_age_s else latest
 
@@ -1063,6 +1102,18 @@ def camera_frame_key(header: Header, rgb: Any) -> Any:
     """
     stamp = stamp_ns(header)
     return (header.frame_id, stamp, rgb.shape) if stamp > 0 else None
+
+
+def _decodes_like(new: CompressedImage, old: CompressedImage, max_image_pixels: int) -> bool:
+    """The newest compressed frame decodes, at the prepared frame's size (one decode: a few ms
+    for a camera frame; a decompression bomb is refused from its header first).
+    """
+    try:
+        _, sizes = compressed_for_models(new, max_image_pixels)
+        before = check_bytes(np.asarray(old.data, np.uint8).tobytes(), max_image_pixels)
+    except (ImageConversionError, ImageTooLargeError, ValueError):
+        return False
+    return before is None or (before.height, before.width) == (sizes.height, sizes.width)
 
 
 def _image_given(image: Image) -> bool:

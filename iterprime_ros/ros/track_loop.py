@@ -39,6 +39,8 @@ class TrackLoop:
     command) is called on this thread for every track result, the ENDED ones included;
     proposals(rgb) -> N x H x W masks, called at most every ``proposals_period_s`` (0: never).
     rate_hz: at most this many updates per second (0: as fast as frames come and it can).
+    camera_timeout_s: end the track when no frame has come for this long (wall clock; 0: never):
+    a camera that stops must not leave ~/track saying TRACKING forever.
     """
 
     def __init__(
@@ -49,6 +51,8 @@ class TrackLoop:
         rate_hz: float = 0.0,
         proposals: Callable[[np.ndarray], np.ndarray] | None = None,
         proposals_period_s: float = 0.0,
+        camera_timeout_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tracker = MaskTracker(settings)
         self.convert, self.publish = convert, publish
@@ -63,6 +67,9 @@ class TrackLoop:
         self._last_update = 0.0
         self._last_proposals = 0.0
         self._stop = False
+        self.camera_timeout_s, self._clock = camera_timeout_s, clock
+        self._last_offer = clock()
+        self._generation = 0  # counts starts: a timeout seen for one track never ends the next
         self.stats = {"updates": 0, "dropped": 0, "skipped_bad": 0}
         self._thread = threading.Thread(target=self._run, name="iterprime-track", daemon=True)
         self._thread.start()
@@ -80,11 +87,14 @@ class TrackLoop:
             self._end_locked(f"replaced by command {track_id}", frame.stamp_s)
             self.tracker.start(rgb, mask, frame.stamp_s, track_id=track_id)
             self._command = command
+            self._generation += 1
             self._last_proposals = time.monotonic()
             with self._cond:
                 self._min_stamp = frame.stamp_s
                 self._pending = None
                 self._active = True
+                self._last_offer = self._clock()
+                self._cond.notify()  # the thread starts watching the camera
 
     def end(self, reason: str) -> bool:
         """End the running track (cancel, a failed command...); False when none was running."""
@@ -96,8 +106,11 @@ class TrackLoop:
         frames not newer than the last one taken are ignored.
         """
         with self._cond:
-            if not self._active or stamp_s <= self._min_stamp:
-                return  # no track, or not newer than the last frame tracked (a repeat)
+            if not self._active:
+                return
+            self._last_offer = self._clock()  # the camera is alive, even when it repeats
+            if stamp_s <= self._min_stamp:
+                return  # not newer than the last frame tracked (a repeat)
             if self._pending is not None:
                 self.stats["dropped"] += 1
             self._pending = TrackFrame(msg, stamp_s)
@@ -128,13 +141,31 @@ class TrackLoop:
         except Exception:  # noqa: BLE001 - a publish failure must not kill the loop
             log.exception("publishing a track result failed")
 
+    def _camera_wait(self) -> float | None:
+        """Seconds until the camera counts as stopped (None: not watching). Under _cond."""
+        if not self._active or self.camera_timeout_s <= 0:
+            return None
+        return self._last_offer + self.camera_timeout_s - self._clock()
+
     def _run(self) -> None:
         while True:
+            silent = None
             with self._cond:
                 while not self._stop and self._pending is None:
-                    self._cond.wait()
+                    left = self._camera_wait()
+                    if left is not None and left <= 0:
+                        silent = self._generation
+                        break
+                    self._cond.wait(left)
                 if self._stop:
                     return
+            if silent is not None:
+                with self._work:
+                    if silent == self._generation:
+                        limit = f"{self.camera_timeout_s:g} s"
+                        self._end_locked(f"the camera stopped: no frame for {limit}", None)
+                continue
+            with self._cond:
                 wait = 0.0
                 if self.rate_hz > 0:
                     wait = self._last_update + 1.0 / self.rate_hz - time.monotonic()

@@ -68,6 +68,8 @@ class NodeTracking:
             rate_hz=settings.track_rate_hz,
             proposals=proposals,
             proposals_period_s=settings.track_proposals_period_s,
+            # a camera silent for as long as a command would refuse its image ends the track
+            camera_timeout_s=settings.max_image_age_s,
         )
         self.published = 0
         self._frame_id = ""

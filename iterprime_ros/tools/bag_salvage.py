@@ -13,11 +13,15 @@ fails the commands it affects, with the reason); everything else damaged is list
 from __future__ import annotations
 
 import sqlite3
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
+_FOOTER_OPCODE = 0x02
+_FOOTER_SIZE = 1 + 8 + 8 + 8 + 4  # opcode, length, summary start, summary offset start, crc
 
 
 @dataclass
@@ -107,6 +111,8 @@ def _mcap_messages(
     with path.open("rb") as fh:
         fh.seek(max(0, size - len(MCAP_MAGIC)))
         whole = fh.read() == MCAP_MAGIC  # a complete file ends with the magic again
+        if whole:  # the chunk that defined the channels may be the damaged one
+            schemas, channels = _mcap_summary_definitions(fh, size, topics)
         fh.seek(0)
         reader = StreamReader(fh, emit_chunks=True, validate_crcs=True)
         records = reader.records
@@ -177,6 +183,47 @@ def _mcap_messages(
                         "off); every message was read"
                     )
                 return
+
+
+def _mcap_summary_definitions(
+    fh: BinaryIO, size: int, topics: dict[str, TopicInfo]
+) -> tuple[dict[int, Any], dict[int, tuple[str, str]]]:
+    """Schemas and channels listed in the summary section at the end of a complete file.
+
+    rosbags writes every definition into the first chunk, so one damaged byte there would
+    leave every later message without a topic; the summary lists them again. Used only when
+    its CRC (the footer's) checks out, so damage there never invents a topic; ({}, {}) else.
+    """
+    from mcap.reader import SeekingReader
+
+    footer_at = size - len(MCAP_MAGIC) - _FOOTER_SIZE
+    try:
+        fh.seek(footer_at)
+        footer = fh.read(_FOOTER_SIZE)
+        if footer[0] != _FOOTER_OPCODE:
+            return {}, {}
+        start, _offsets, crc = struct.unpack_from("<QQI", footer, 9)
+        if not 0 < start < footer_at:
+            return {}, {}
+        fh.seek(start)
+        if crc and zlib.crc32(fh.read(footer_at + _FOOTER_SIZE - 4 - start)) != crc:
+            return {}, {}
+        fh.seek(0)  # the reader checks the leading magic first
+        summary = SeekingReader(fh).get_summary()
+    except Exception:  # noqa: BLE001 - no usable summary: chunks alone define the channels
+        return {}, {}
+    if summary is None:
+        return {}, {}
+    schemas = dict(summary.schemas)
+    channels: dict[int, tuple[str, str]] = {}
+    for cid, channel in summary.channels.items():
+        schema = schemas.get(channel.schema_id)
+        channels[cid] = (channel.topic, schema.name if schema is not None else "")
+        if schema is not None and channel.topic not in topics:
+            topics[channel.topic] = TopicInfo(
+                schema.name, 0, schema.data.decode("utf-8", "replace"), schema.encoding
+            )
+    return schemas, channels
 
 
 def _mcap_message(record: Any, channels: dict[int, tuple[str, str]]) -> SalvagedMessage:

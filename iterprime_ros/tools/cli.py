@@ -14,6 +14,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -171,9 +172,13 @@ def add_segment_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="image file (png, jpg, ...)")
     p.add_argument("text", help='the command or referring expression, e.g. "pick up the red cup"')
     p.add_argument(
-        "--out", metavar="PNG", help="write the debug overlay (heat map, mask, centroid) here"
+        "--out",
+        metavar="PNG",
+        help="write the debug overlay (heat map, mask, centroid) here (never the input image)",
     )
-    p.add_argument("--mask", metavar="PNG", help="write the mask here (255 = object)")
+    p.add_argument(
+        "--mask", metavar="PNG", help="write the mask here (255 = object; never the input image)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
         "--config",
@@ -278,6 +283,56 @@ def read_image_planned(path: str | Path, max_image_pixels: int | None = None) ->
     return image, size
 
 
+def check_image_outputs(image: str | Path, targets: dict[str, str | None]) -> None:
+    """UserError unless every output picture can be written, checked before the models run.
+
+    Never the input image (nor a link to it), never one file for two outputs, never a folder;
+    the folder must exist and OpenCV must have a writer for the name's extension.
+    """
+    import cv2
+
+    source = Path(image)
+    seen: dict[Path, str] = {}
+    for flag, target in targets.items():
+        if not target:
+            continue
+        path = Path(target)
+        resolved = path.resolve()
+        if resolved == source.resolve() or (
+            path.exists() and source.exists() and os.path.samefile(path, source)
+        ):
+            raise UserError(
+                f"refusing to write {flag} {target}: it is the input image {image}; "
+                "choose another output name"
+            )
+        if resolved in seen:
+            raise UserError(f"{seen[resolved]} and {flag} both name {target}; choose two names")
+        seen[resolved] = flag
+        if path.is_dir():
+            raise UserError(f"{flag} {target} is a folder; give a file name such as x.png")
+        if not resolved.parent.is_dir():
+            raise UserError(f"output folder does not exist: {path.parent}")
+        if not cv2.haveImageWriter(str(path)):
+            raise UserError(
+                f"{flag} {target}: cannot write a picture with extension "
+                f"'{path.suffix or '(none)'}'; use .png (or .jpg, .bmp, .tif)"
+            )
+
+
+def _write_picture(flag: str, target: str, picture: Any) -> None:
+    """cv2.imwrite with its failures (a full disk, no permission) as one clear line."""
+    import cv2
+
+    try:
+        written = cv2.imwrite(target, picture)
+    except cv2.error as exc:
+        raise UserError(
+            f"cannot write {flag} {target}: {str(exc).strip().splitlines()[-1]}"
+        ) from None
+    if not written:
+        raise UserError(f"cannot write {flag} {target}")
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from .. import image_size
     from .replay import load_parameters
@@ -286,9 +341,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise UserError("--max-image-pixels must be at least 1")
     # before loading models: fail fast on a bad path, a huge image or a bad setting
     image, size = read_image_planned(args.image, args.max_image_pixels)
-    for target in (args.out, args.mask):
-        if target and not Path(target).resolve().parent.is_dir():
-            raise UserError(f"output folder does not exist: {Path(target).parent}")
+    check_image_outputs(args.image, {"--out": args.out, "--mask": args.mask})
     settings = model_settings(args, load_parameters(args.config).segmenter)
     if size.downscaled:
         h, w = size.model_size
@@ -318,18 +371,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     overlay_path = None
     if args.out:
-        import cv2
-
         from ..overlay import render_overlay
 
-        if not cv2.imwrite(args.out, render_overlay(image, result)):
-            raise UserError(f"cannot write overlay to {args.out}")
+        _write_picture("--out", args.out, render_overlay(image, result))
         overlay_path = args.out
     if args.mask and result.mask is not None:
-        import cv2
-
-        if not cv2.imwrite(args.mask, result.mask.astype("uint8") * 255):
-            raise UserError(f"cannot write mask to {args.mask}")
+        _write_picture("--mask", args.mask, result.mask.astype("uint8") * 255)
 
     if args.json:
         payload = result.to_dict()

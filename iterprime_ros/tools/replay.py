@@ -347,15 +347,27 @@ class _Replayer:
         return bool(result.success)
 
     def _overlay(self, job: _Job, rgb: np.ndarray, result: Any) -> None:
+        """One PNG per result; an existing file is replaced only with --force (overwrite), by
+        a rename, so a link of that name is replaced, never written through.
+        """
         import cv2
 
         from ..overlay import FILE_MIN_SIDE, render_overlay
 
-        path = self.cfg.overlays / f"{job.index:03d}_{_slug(job.text)}.png"  # type: ignore[operator]
-        if cv2.imwrite(str(path), render_overlay(rgb, result, min_side=FILE_MIN_SIDE)):
-            self.summary.overlays.append(path)
-        else:
-            self.warn(f"cannot write overlay {path}")
+        path = self.cfg.overlays / overlay_name(job.index, job.text)  # type: ignore[operator]
+        if (path.exists() or path.is_symlink()) and not self.cfg.overwrite:
+            self.warn(f"overlay {path} exists already: not replaced (--force replaces it)")
+            return
+        tmp = path.with_name(f".{path.stem}{OVERLAY_TEMP_SUFFIX}")
+        try:
+            if not cv2.imwrite(str(tmp), render_overlay(rgb, result, min_side=FILE_MIN_SIDE)):
+                raise OSError("OpenCV wrote nothing")
+            os.replace(tmp, path)
+        except (OSError, cv2.error) as exc:
+            tmp.unlink(missing_ok=True)
+            self.warn(f"cannot write overlay {path}: {_one_line_text(exc)}")
+            return
+        self.summary.overlays.append(path)
 
 
 def resume_marker(out_bag: str | Path) -> Path:
@@ -481,6 +493,9 @@ def replay_bag(
     try:
         with BagReader(in_bag) as bag:
             image_problem = check_topics(bag, cfg, echo)
+            resuming = partial_name(out_path).exists() and not cfg.restart
+            check_overlay_folder(cfg.overlays, cfg.overwrite, resuming)
+            resume = _resume_source(in_path, out_path, cfg, echo)
             if cfg.overlays is not None:
                 try:
                     cfg.overlays.mkdir(parents=True, exist_ok=True)
@@ -488,7 +503,6 @@ def replay_bag(
                     raise ReplayError(
                         f"cannot create the overlay folder {cfg.overlays}: {exc.strerror}"
                     ) from None
-            resume = _resume_source(in_path, out_path, cfg, echo)
             writer = BagWriter(
                 out_bag, storage=cfg.storage, overwrite=cfg.overwrite, protect=[in_bag]
             )
@@ -677,6 +691,45 @@ def _point_stamped(msg: Any) -> Any:
     return types["geometry_msgs/msg/PointStamped"](header=msg.header, point=msg.centroid_3d)
 
 
+OVERLAY_TEMP_SUFFIX = ".iterprime-tmp.png"  # an overlay being written, renamed when done
+_OVERLAY_NAME = re.compile(r"\d{3,}_[a-z0-9_]+\.png")
+
+
+def overlay_name(index: int, text: str) -> str:
+    """File name of command `index`'s overlay: 007_the_red_cup.png."""
+    return f"{index:03d}_{_slug(text)}.png"
+
+
+def check_overlay_folder(folder: Path | None, force: bool, resuming: bool) -> None:
+    """ReplayError unless the overlays may go into `folder` without replacing anyone's file.
+
+    A folder that is missing or empty is fine; a non-empty one only with ``force`` (which then
+    replaces files named like overlays when this run writes the same name, never touches the
+    others) or when resuming an interrupted run (whose overlays it holds; existing files are
+    still not replaced without ``force``).
+    """
+    if folder is None:
+        return
+    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        raise ReplayError(f"--overlays {folder} is not a folder")
+    if not folder.exists() or force or resuming:
+        return
+    entries = sorted(e.name for e in folder.iterdir())
+    if entries:
+        shown = ", ".join(entries[:3]) + (" ..." if len(entries) > 3 else "")
+        ours = sum(bool(_OVERLAY_NAME.fullmatch(e)) for e in entries)
+        raise ReplayError(
+            f"overlay folder {folder} is not empty ({len(entries)} entries: {shown}; {ours} "
+            "named like overlays); choose a new or empty folder, or add --force to replace "
+            "overlays of the same name (NNN_command.png; other files are never touched)"
+        )
+
+
+def _one_line_text(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:48] or "command"
 
@@ -740,7 +793,12 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         help=f"camera_info topic (default {CAMERA_INFO_TOPIC})",
     )
     p.add_argument(
-        "--overlays", metavar="DIR", type=Path, help="write one overlay PNG per result into DIR"
+        "--overlays",
+        metavar="DIR",
+        type=Path,
+        help="write one overlay PNG per result (NNN_command.png) into DIR, a new or empty "
+        "folder (with --force a non-empty one: overlays of the same name are replaced, other "
+        "files never touched)",
     )
     p.add_argument(
         "--config",
@@ -759,7 +817,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "--force",
         action="store_true",
         help="replace OUT_BAG if it exists and is a bag (never another file or folder, never "
-        "the input)",
+        "the input), and overlays of the same name in a non-empty --overlays DIR",
     )
     p.add_argument(
         "--track",
@@ -867,6 +925,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             check_replaceable(partial_name(out), [args.in_bag])
             if not args.restart:
                 _resume_source(Path(args.in_bag), out, cfg, echo=print)  # refuses a mismatch
+        resuming = partial_name(out).exists() and not args.restart
+        check_overlay_folder(args.overlays, args.force, resuming)
     except BagError as exc:
         raise UserError(str(exc)) from None
     except ReplayError as exc:
