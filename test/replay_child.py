@@ -40,6 +40,10 @@ class HoldingStub(StubSegmenter):
 
 
 def main() -> int:
+    # Ctrl-C as a terminal delivers it, even when the test run itself was started in the
+    # background (bash starts `cmd &` with SIGINT ignored, and a child inherits that): the
+    # test's SIGINT was then ignored and the replay ran to its end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     in_bag, out_bag = sys.argv[1], sys.argv[2]
     hold = (
         int(sys.argv[sys.argv.index("--hold-after") + 1]) if "--hold-after" in sys.argv else None

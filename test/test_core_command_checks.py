@@ -207,3 +207,16 @@ def test_segmenter_answers_with_the_reason(tiny_blip, tiny_proposals, command):
     ok = seg.segment(np.zeros((32, 48, 3), np.uint8), "could you pick up the fire hydrant")
     assert ok.expression == "the fire hydrant" and ok.primary_word  # passed the checks, parsed
     assert "English" not in ok.error and "names no object" not in ok.error
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es", "de", "it", "pt", "nl"])
+def test_stop_words_read_as_data_equal_spacys_own(lang):
+    """english.py reads spaCy's stop-word files without running them; what it reads must be
+    what spaCy's own module builds (contractions with their apostrophes included).
+    """
+    import importlib
+
+    from iterprime_ros.core.english import _stop_words
+
+    module = importlib.import_module(f"spacy.lang.{lang}.stop_words")
+    assert _stop_words(lang) == frozenset(w.lower() for w in module.STOP_WORDS)

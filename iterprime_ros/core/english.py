@@ -18,6 +18,7 @@ the lemma tables come with the English pipeline text.load_spacy() loads anyway).
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import logging
 import threading
@@ -49,16 +50,29 @@ _CACHE: dict[str, object] = {}
 
 
 def _stop_words(lang: str) -> frozenset[str]:
-    """spacy/lang/<lang>/stop_words.py run on its own: importing spacy.lang.<lang> would load
-    that language's whole package (tokenizer exceptions ...), about 2 s for six languages.
+    """The words of spacy/lang/<lang>/stop_words.py, read as data (its STOP_WORDS string and,
+    for English, its contractions with each apostrophe), never run: importing
+    spacy.lang.<lang> would load the language's whole package (about 2 s for six languages),
+    and the node runs no code it reads (docs/robustness.md).
     """
     spec = importlib.util.find_spec("spacy")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("spaCy is not installed")
     path = Path(list(spec.submodule_search_locations)[0]) / "lang" / lang / "stop_words.py"
-    namespace: dict[str, object] = {}
-    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
-    return frozenset(w.lower() for w in namespace["STOP_WORDS"])  # type: ignore[attr-defined]
+    words: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        names = [t.id for t in getattr(node, "targets", ()) if isinstance(t, ast.Name)]
+        if not {"STOP_WORDS", "contractions"} & set(names):
+            continue
+        # English adds its contractions with each of three apostrophes
+        marks = ("'", "\u2018", "\u2019") if "contractions" in names else ("'",)
+        for const in ast.walk(node.value):  # type: ignore[attr-defined]
+            if isinstance(const, ast.Constant) and isinstance(const.value, str):
+                for word in const.value.split():
+                    words.update(word.replace("'", mark) for mark in marks)
+    if not words:
+        raise ValueError(f"no STOP_WORDS found in {path}")
+    return frozenset(w.lower() for w in words)
 
 
 def english_function_words() -> frozenset[str]:
