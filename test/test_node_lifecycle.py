@@ -165,6 +165,8 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     # configure refuses a model folder of the wrong kind, naming the parameter and the type found
     assert not lc.set(Transition.TRANSITION_CONFIGURE)
     assert lc.state() == "unconfigured"
+    # the node's output is read from its pipe by a thread: wait for the line, do not assume it
+    assert h.until(lambda: any("configure failed" in x for x in proc.lines), EVENT_TIMEOUT_S)
     line = next(x for x in proc.lines if "configure failed" in x)
     assert "'proposal_model'" in line and "'blip' model" in line and "mask2former" in line, line
     assert "iterprime download" not in line, "a wrong kind of model is not a download problem"
@@ -179,6 +181,9 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     if not torch.cuda.is_available():  # a device this machine lacks is refused at configure
         assert _set_parameter(h, "device", "cuda")
         assert not lc.set(Transition.TRANSITION_CONFIGURE) and lc.state() == "unconfigured"
+        assert h.until(
+            lambda: sum("configure failed" in x for x in proc.lines) == 2, EVENT_TIMEOUT_S
+        )
         line = [x for x in proc.lines if "configure failed" in x][-1]
         assert "'device'" in line and "CUDA is not available" in line, line
         assert "iterprime download" not in line, "a missing GPU is not a download problem"
@@ -208,7 +213,7 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     assert not _set_parameter(h, "vlp_model", "/etc"), "no model change while active"
 
     assert lc.set(Transition.TRANSITION_DEACTIVATE) and lc.state() == "inactive"
-    assert "models unloaded" in proc.log
+    assert h.until(lambda: "models unloaded" in proc.log, EVENT_TIMEOUT_S)
     assert h.until(lambda: not camera_inputs(h), EVENT_TIMEOUT_S), (
         "deactivate unsubscribes the camera"
     )

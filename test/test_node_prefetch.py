@@ -139,6 +139,7 @@ def test_a_broken_newest_compressed_frame_is_not_covered_by_a_prepared_one(
         frame[0] = _png(sec + 2)  # the camera recovers
         h.spin(0.6)
         assert h.command("the red cup after the broken frame", timeout=TIMEOUT).success
+        assert h.until(lambda: "could not be prepared" in node.log, EVENT_TIMEOUT_S)
         warnings = [line for line in node.log.splitlines() if "could not be prepared" in line]
         assert warnings and all(len(line) < 600 for line in warnings), warnings[:2]
     finally:
