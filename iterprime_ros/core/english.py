@@ -19,9 +19,9 @@ the lemma tables come with the English pipeline text.load_spacy() loads anyway).
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import logging
-import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,6 @@ OBJECT_STOP_WORDS = frozenset({"can", "empty", "full", "whole", "well", "mine", 
 ORDINALS = frozenset(
     "second fourth fifth sixth seventh eighth ninth tenth 1st 2nd 3rd 4th 5th".split()
 )
-
-_LOCK = threading.Lock()
-_CACHE: dict[str, object] = {}
 
 
 def _stop_words(lang: str) -> frozenset[str]:
@@ -75,42 +72,31 @@ def _stop_words(lang: str) -> frozenset[str]:
     return frozenset(w.lower() for w in words)
 
 
+@functools.cache
 def english_function_words() -> frozenset[str]:
     """The English stop words of spaCy (lower case)."""
-    with _LOCK:
-        if "en" not in _CACHE:
-            _CACHE["en"] = _stop_words("en")
-        return _CACHE["en"]  # type: ignore[return-value]
+    return _stop_words("en")
 
 
+@functools.cache
 def other_function_words() -> frozenset[str]:
     """Stop words of the other languages spaCy ships (OTHER_LANGUAGES), lower case."""
-    with _LOCK:
-        if "other" not in _CACHE:
-            _CACHE["other"] = frozenset().union(*(_stop_words(lang) for lang in OTHER_LANGUAGES))
-        return _CACHE["other"]  # type: ignore[return-value]
+    return frozenset().union(*(_stop_words(lang) for lang in OTHER_LANGUAGES))
 
 
+@functools.cache
 def unambiguous_function_words() -> frozenset[str]:
     """English stop words that are not stop words of another language spaCy ships."""
-    english, other = english_function_words(), other_function_words()
-    with _LOCK:
-        if "strong" not in _CACHE:
-            _CACHE["strong"] = frozenset(english - other)
-        return _CACHE["strong"]  # type: ignore[return-value]
+    return english_function_words() - other_function_words()
 
 
+@functools.cache
 def no_object_words() -> frozenset[str]:
     """Words that name no object: function words (determiners, pronouns, prepositions, numbers,
     auxiliaries, a few verbs), position words and ordinals.
     """
     english = english_function_words()
-    with _LOCK:
-        if "none" not in _CACHE:
-            _CACHE["none"] = frozenset(
-                (english - OBJECT_STOP_WORDS) | SPATIAL_WORDS | ORDINALS | {"ones"}
-            )
-        return _CACHE["none"]  # type: ignore[return-value]
+    return (english - OBJECT_STOP_WORDS) | SPATIAL_WORDS | ORDINALS | {"ones"}
 
 
 class _Dictionary:
@@ -135,6 +121,7 @@ class _Dictionary:
         return False
 
 
+@functools.cache  # loaded once (the node's warm-up calls it before any command)
 def _load_dictionary() -> _Dictionary:
     try:
         from .text import load_spacy  # lazy: text.py imports command.py, which imports us
@@ -156,11 +143,7 @@ def _load_dictionary() -> _Dictionary:
 
 def is_dictionary_word(word: str) -> bool:
     """True for a lower-case English dictionary word or an inflected form of one."""
-    with _LOCK:
-        if "dict" not in _CACHE:
-            _CACHE["dict"] = _load_dictionary()
-        dictionary = _CACHE["dict"]
-    return word in dictionary  # type: ignore[operator]
+    return word in _load_dictionary()
 
 
 def warm_up() -> None:
