@@ -8,11 +8,20 @@ use them (ROS interface tests) do not pay for torch/transformers at collection.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The tests mirror the package (core/, models/, pipeline/, ros/, tools/, package/) and import
+# their shared helpers (test/helpers/) and a few crafted cases of a sibling file by module name,
+# so every one of these folders is importable whichever file or folder pytest is asked to run.
+TEST_ROOT = Path(__file__).resolve().parent
+for _folder in ("helpers", "core", "models", "pipeline", "ros", "tools", "package"):
+    if str(TEST_ROOT / _folder) not in sys.path:
+        sys.path.insert(0, str(TEST_ROOT / _folder))
 
 # Tests never reach the network, whatever a test does with Hugging Face ids.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -308,7 +308,7 @@ def test_settings_from_the_node_config_file():
     import yaml
 
     params = yaml.safe_load(
-        (Path(__file__).resolve().parents[1] / "config" / "segment.yaml").read_text()
+        (Path(__file__).resolve().parents[2] / "config" / "segment.yaml").read_text()
     )
     params = params["/**/iterprime_segmenter"]["ros__parameters"]
     s = SegmenterSettings.from_dict(params, ignore_unknown=True)

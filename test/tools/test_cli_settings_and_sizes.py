@@ -24,7 +24,7 @@ from test_offline_lose_nothing import png_bomb
 
 from iterprime_ros.tools.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE_BAG = REPO / "data" / "sample.mcap"
 
 BAD = [

@@ -15,7 +15,7 @@ normaliser keeps them: lower-case letters only):
     faultoomcrash      torch.cuda.OutOfMemoryError from Segmenter.segment itself (outside any
     stage)
 
-    python test/fault_node.py --ros-args ...     (the same arguments as iterprime_ros.ros.node)
+    python test/helpers/fault_node.py --ros-args ...   (the arguments of iterprime_ros.ros.node)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
@@ -36,7 +36,7 @@ from iterprime_ros.models.mask2former import Mask2FormerProposals  # noqa: E402
 from iterprime_ros.ros import node  # noqa: E402
 
 _current = threading.local()  # the command the worker thread is running
-INJECTED = "(fault injected by test/fault_node.py)"
+INJECTED = "(fault injected by test/helpers/fault_node.py)"
 
 
 def _armed(word: str) -> bool:
@@ -97,5 +97,5 @@ def install() -> None:
 
 if __name__ == "__main__":
     install()
-    print("fault injector installed (test/fault_node.py)", flush=True)
+    print("fault injector installed (test/helpers/fault_node.py)", flush=True)
     node.main(sys.argv)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fresh_python import fresh_python
 
-CORE = Path(__file__).resolve().parents[1] / "iterprime_ros" / "core"
+CORE = Path(__file__).resolve().parents[2] / "iterprime_ros" / "core"
 ALLOWED_THIRD_PARTY = {
     "torch",
     "numpy",

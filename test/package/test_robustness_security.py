@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "iterprime_ros"
 CODE_CALLS = {"eval", "exec", "compile", "__import__"}
 UNPICKLING_ALLOWED = {

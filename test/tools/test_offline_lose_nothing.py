@@ -2,8 +2,8 @@
 huge images -- in the bag writer, the replay and the player.
 
 Real bags written with rosbags, real damage (bytes cut off or overwritten on disk), real
-signals sent to a real replay process (test/replay_child.py: a stub segmenter that holds the
-next command until the signal comes; the test waits for the replay's own output lines, not for
+signals sent to a real replay process (test/helpers/replay_child.py: a stub segmenter that holds
+the next command until the signal comes; the test waits for the replay's own output lines, not for
 time).
 """
 
@@ -43,8 +43,8 @@ from iterprime_ros.tools.replay import (
     resume_marker,
 )
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+ROOT = HELPERS.parents[1]
 N = 8  # commands in the interruption bag
 
 
@@ -111,9 +111,9 @@ def _start_child(src: Path, out: Path, hold_after: int, *extra: str) -> subproce
     signal (so the signal lands mid-run on any machine).
     """
     extra = ("--hold-after", str(hold_after), *extra)
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{HERE}", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{HELPERS}", PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, str(HERE / "replay_child.py"), str(src), str(out), *extra],
+        [sys.executable, str(HELPERS / "replay_child.py"), str(src), str(out), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

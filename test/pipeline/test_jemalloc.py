@@ -14,7 +14,7 @@ import pytest
 
 from iterprime_ros import jemalloc
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REAL = jemalloc.find_library({})
 
 

@@ -6,8 +6,8 @@
   the model and the fix.
 - CUDA out of memory (in the text pass, in the proposal network, or outside any pipeline stage),
   an exception inside a pass, and one past the pipeline's own handling: that command fails with
-  the reason, the next one works. The faults are raised on CPU by test/fault_node.py, a test-only
-  launcher that wraps the backends (the node itself has no way to inject a fault).
+  the reason, the next one works. The faults are raised on CPU by test/helpers/fault_node.py, a
+  test-only launcher that wraps the backends (the node itself has no way to inject a fault).
 - The camera stopping and restarting.
 
 Five node processes start at once for the module (the four broken ones never load a model).
@@ -204,7 +204,7 @@ def test_fault_fails_that_command_and_the_next_works(faulty, word, what, expecte
     faulty.show(image_msg(sec), settle=0.3)  # a new frame: the proposals run again
     res = faulty.command(f"the red cup {word}")
     assert not res.success and expected in res.error, res.error
-    assert "fault injected by test/fault_node.py" in res.error
+    assert "fault injected by test/helpers/fault_node.py" in res.error
     nxt = faulty.command(f"the red cup after fault {sec}")
     record("fault", what, res, nxt)
     assert nxt.success, nxt.error

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fresh_python import fresh_python
 
-PACKAGE = Path(__file__).resolve().parents[1] / "iterprime_ros"
+PACKAGE = Path(__file__).resolve().parents[2] / "iterprime_ros"
 TOOLS = PACKAGE / "tools"
 RUNTIME_FILES = sorted(
     p

@@ -35,7 +35,7 @@ from iterprime_ros.srv import Segment  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "segment.yaml"
 H, W = 48, 64
 FX, FY, CX, CY = 60.0, 55.0, 31.5, 23.5

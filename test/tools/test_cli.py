@@ -17,7 +17,7 @@ import pytest
 
 from iterprime_ros.tools.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ Why a launcher: the product takes a transform buffer only from code that embeds 
 swap it. This script (in test/, never installed) gives it the stand-in holding one fixed
 transform, CAMERA_FRAME -> base_link (TRANSLATION, ROTATION_XYZW), then runs the node's own main().
 
-    python test/frame_node.py --ros-args ...     (the same arguments as iterprime_ros.ros.node)
+    python test/helpers/frame_node.py --ros-args ...   (the arguments of iterprime_ros.ros.node)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
 CAMERA_FRAME = "camera_color_optical_frame"

@@ -1,6 +1,6 @@
 """A replay in its own process for the interruption tests (real signals, real files).
 
-    python replay_child.py IN_BAG OUT_BAG [--restart] [--hold-after K] [--overlays DIR]
+    python test/helpers/replay_child.py IN OUT [--restart] [--hold-after K] [--overlays DIR]
 
 Answers with test_replay.StubSegmenter; with --hold-after K the (K+1)-th command blocks until a
 signal arrives (at most HOLD_S), so a signal the test sends after reading K answers always
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 from test_replay import StubSegmenter  # noqa: E402
 

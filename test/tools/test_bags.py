@@ -29,7 +29,7 @@ from iterprime_ros.tools.bags import (
     typestore,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample.mcap"
 IMAGE, COMMAND = "/camera/color/image_raw", "/iterprime/command"
 DEPTH, INFO = "/camera/aligned_depth_to_color/image_raw", "/camera/color/camera_info"

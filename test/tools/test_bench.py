@@ -163,7 +163,7 @@ def test_gpu_check_dry_run_on_the_cpu():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         ["bash", str(root / "scripts" / "gpu_check.sh"), "--device", "cpu"],
         env={**__import__("os").environ, "PYTHON": sys.executable, "ITERPRIME_JEMALLOC": "off"},

@@ -17,7 +17,7 @@ import yaml
 from iterprime_ros.pipeline import SegmenterSettings
 from iterprime_ros.ros.params import PARAMETERS, SPECS, ParameterError, validate, yaml_defaults
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "segment.yaml"
 NODE_BIN = Path(sys.executable).with_name("iterprime-node")
 

@@ -22,7 +22,7 @@ import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy st
 import yaml
 from ros_helpers import EVENT_TIMEOUT_S, ros_env, spin_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "segment.yaml"
 FAULT_NODE = Path(__file__).resolve().parent / "fault_node.py"
 from iterprime_ros.ros.names import NODE_NAME  # noqa: E402
@@ -52,7 +52,8 @@ def tiny_params(tiny_model_dirs: Any, **overrides: Any) -> dict[str, Any]:
 
 class NodeProcess:
     """A segmenter node in a child process: `python -m iterprime_ros.ros.node` or, with fault_node,
-    the test-only launcher that wraps the backends with the fault injector (test/fault_node.py).
+    the test-only launcher that wraps the backends with the fault injector
+    (test/helpers/fault_node.py).
     """
 
     def __init__(

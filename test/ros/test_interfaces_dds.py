@@ -12,7 +12,7 @@ rclpy = pytest.importorskip("rclpy")
 from iterprime_ros.msg import Segmentation  # noqa: E402
 from iterprime_ros.srv import Segment  # noqa: E402
 
-PEER = os.path.join(os.path.dirname(__file__), "interface_echo_peer.py")
+PEER = os.path.join(os.path.dirname(__file__), "..", "helpers", "interface_echo_peer.py")
 
 
 def _filled() -> Segmentation:

@@ -30,7 +30,7 @@ from iterprime_ros.tools.eval.runner import (
     run,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _finished(tmp_path: Path) -> tuple[list, Path]:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from iterprime_ros.ros import names
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_output_topics_follow_the_node_name_and_namespace():

@@ -1,6 +1,6 @@
 """Robot-frame outputs of the real node over real DDS (README "Robot-frame outputs").
 
-The node runs in its own process through test/frame_node.py, which gives it
+The node runs in its own process through test/helpers/frame_node.py, which gives it
 StandInTransformBuffer, a STAND-IN for tf2_ros.Buffer (not installable here) holding one known
 transform camera -> base_link. The camera sends PNG CompressedImages on image/compressed, depth
 (a constant plane at 0.8 m) and a CameraInfo with binning 2 and an ROI, all stamped alike. The
@@ -38,7 +38,7 @@ H, W = 48, 64
 Z = 0.8
 BINNING, ROI_X, ROI_Y = 2, 8, 6
 K_FULL = (120.0, 110.0, 71.0, 53.0)  # fx, fy, cx, cy of the full sensor
-FRAME_NODE = Path(__file__).resolve().parent / "frame_node.py"
+FRAME_NODE = Path(__file__).resolve().parents[1] / "helpers" / "frame_node.py"
 LOAD_TIMEOUT = 180.0
 
 
