@@ -19,7 +19,8 @@ test: setup
 colcon: setup
 	@VENV=$(VENV) bash scripts/colcon_build.sh
 
-# colcon build && colcon test in a workspace: CTest runs the same suite (CI runs it too)
+# colcon build && colcon test in a workspace: CTest runs the tests that need the install tree
+# (ITERPRIME_FULL_SUITE=1 make colcon-test runs the whole suite there)
 colcon-test: setup
 	@VENV=$(VENV) bash scripts/colcon_test.sh
 

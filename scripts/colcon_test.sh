@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # `colcon build && colcon test` in a workspace, as a ROS 2 user runs them: the package's CTest
-# entry (CMakeLists.txt, ament_add_pytest_test) runs the whole pytest suite, lint included.
+# entry (CMakeLists.txt, ament_add_pytest_test) runs the tests that need the install tree
+# (marked `installed`) against the tree colcon just installed; `make test` runs the rest.
 #   bash scripts/colcon_test.sh [WORKSPACE]      (default: a fresh folder under /tmp)
+#   ITERPRIME_FULL_SUITE=1 bash scripts/colcon_test.sh   runs the whole suite through CTest
 # On a machine with ROS from apt: source /opt/ros/<distro>/setup.bash, then in your workspace
 #   colcon build --packages-select iterprime_ros && colcon test --packages-select iterprime_ros
 #   colcon test-result --verbose
+# (prefix `colcon test` with ITERPRIME_FULL_SUITE=1 to run the whole suite on the robot)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"

@@ -31,6 +31,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `colcon test` (CMakeLists.txt sets ITERPRIME_INSTALL_TREE) run only the tests that
+    need the installed tree, because CI runs the rest once with `make test`; a robot's workspace
+    runs everything with ITERPRIME_FULL_SUITE=1.
+    """
+    colcon_test = bool(os.environ.get("ITERPRIME_INSTALL_TREE"))
+    if not colcon_test or os.environ.get("ITERPRIME_FULL_SUITE") == "1":
+        return
+    keep = [item for item in items if item.get_closest_marker("installed")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
 @dataclass(frozen=True)
 class TinyModelDirs:
     """Folders of the saved tiny models (also readable as a dict: dirs["blip"],
