@@ -23,6 +23,10 @@ for _folder in ("helpers", "core", "models", "pipeline", "ros", "tools", "packag
     if str(TEST_ROOT / _folder) not in sys.path:
         sys.path.insert(0, str(TEST_ROOT / _folder))
 
+# This process's own DDS domain (one per run and per parallel worker), set before any test or
+# fixture starts rclpy or a node, including tests that never import the helper themselves.
+import ros_helpers  # noqa: E402, F401
+
 # Tests never reach the network, whatever a test does with Hugging Face ids.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -67,21 +71,28 @@ class TinyModelDirs:
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> TinyModelDirs:
     """Tiny BLIP ITM (96 px, g = 6, 12 text layers of width 32) and Mask2Former (tiny Swin,
-    8 queries), saved with save_pretrained into a session temp folder. Random weights: plumbing
-    only.
+    8 queries), saved with save_pretrained into a temp folder. Random weights: plumbing only.
+
+    Built once per run: the parallel workers of a pytest-xdist run share the run's temp root,
+    so the first worker builds the folders under a file lock and the others read them.
     """
     import torch
+    from filelock import FileLock
 
     from iterprime_ros.models.loading import quiet_transformers
     from iterprime_ros.tools.tiny_models import build_tiny_blip, build_tiny_mask2former
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     quiet_transformers()
-    root = tmp_path_factory.mktemp("tiny_models")
-    return TinyModelDirs(
-        blip=build_tiny_blip(root / "blip", seed=0),
-        mask2former=build_tiny_mask2former(root / "mask2former", seed=0),
-    )
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "tiny_models"
+    with FileLock(str(shared / "tiny_models.lock")):
+        if not (root / "complete").is_file():
+            build_tiny_blip(root / "blip", seed=0)
+            build_tiny_mask2former(root / "mask2former", seed=0)
+            (root / "complete").touch()
+    return TinyModelDirs(blip=root / "blip", mask2former=root / "mask2former")
 
 
 @pytest.fixture(scope="session")

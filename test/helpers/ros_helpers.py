@@ -9,16 +9,42 @@ import sys
 import time
 from typing import Callable
 
-# One DDS domain per test session, so parallel test runs on the same machine never
-# see each other's topics; discovery stays on this host.
 # How long a test waits for an event (a message, a service answer, a discovery) before it fails.
 # A bound only, never a timing assertion: passing tests never wait it out, so it is generous
-# for a machine busy with other work (issue 21: three loaded runs in a row).
+# for a machine busy with other work (three loaded runs in a row).
 EVENT_TIMEOUT_S = 60.0
 
-DOMAIN_ID = str(
-    int(os.environ.get("ITERPRIME_TEST_DOMAIN", random.Random(os.getpid()).randint(1, 100)))
-)
+# The DDS domains a Fast DDS participant can use with its default ports.
+MAX_DOMAIN_ID = 232
+# Parallel workers (pytest-xdist) of one run sit this far apart, wrapped into 1..MAX_DOMAIN_ID:
+# 101 shares no factor with 232, so up to 232 workers of one run never share a domain.
+WORKER_DOMAIN_STRIDE = 101
+
+
+def session_domain_id() -> int:
+    """The DDS domain of this test process, so that test runs (and the parallel workers of one
+    run) on the same machine never see each other's topics.
+
+    The base is ITERPRIME_TEST_DOMAIN when set (give each person or job its own), otherwise a
+    number drawn per run. Worker k of a pytest-xdist run takes base + 101 k (wrapped into
+    1..232), so a run with workers never talks to itself across workers.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    base = os.environ.get("ITERPRIME_TEST_DOMAIN")
+    if base is None:
+        seed = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+        base = str(random.Random(seed).randint(1, 100))
+    if not base.isdigit() or not 0 <= int(base) <= MAX_DOMAIN_ID:
+        raise ValueError(
+            f"ITERPRIME_TEST_DOMAIN={base!r}: expected a number in 0..{MAX_DOMAIN_ID}"
+        )
+    return (
+        (int(base) + WORKER_DOMAIN_STRIDE * index - 1) % MAX_DOMAIN_ID + 1 if index else int(base)
+    )
+
+
+DOMAIN_ID = str(session_domain_id())
 os.environ["ROS_DOMAIN_ID"] = DOMAIN_ID
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
