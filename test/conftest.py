@@ -114,6 +114,67 @@ def tiny_proposals(tiny_model_dirs: TinyModelDirs) -> Any:
 
 
 @pytest.fixture(scope="session")
+def start_node(tiny_model_dirs: TinyModelDirs, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The one way a test starts the segmenter node as its own process, over real DDS in this
+    session's domain: `start_node(namespace, params, **options)` returns a running
+    node_harness.NodeProcess on the tiny models (node_harness.tiny_params updated with `params`),
+    with its parameter file in a fresh temp folder. `options` go to NodeProcess (topics,
+    fault_node, program, cwd, folder, environment variables).
+
+    The test or fixture that started a node stops it when done (its log ends with the stats line
+    written at shutdown); any node still running when the session ends is stopped here, so a
+    failing test never leaves one behind.
+    """
+    from node_harness import NodeProcess, tiny_params
+
+    started: list[NodeProcess] = []
+
+    def start(namespace: str, params: dict[str, Any] | None = None, **options: Any) -> Any:
+        folder = options.pop("folder", None) or tmp_path_factory.mktemp(namespace or "node")
+        node = NodeProcess(
+            namespace, tiny_params(tiny_model_dirs, **(params or {})), folder, **options
+        )
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.interrupt()
+    for node in started:
+        node.stop()
+
+
+def _node_starts() -> int:
+    harness = sys.modules.get("node_harness")
+    return harness.NodeProcess.started if harness is not None else 0
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A parallel worker hands its count of node starts to the controller (pytest-xdist)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["node_starts"] = _node_starts()
+
+
+_WORKER_NODE_STARTS: list[int] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """The controller of a parallel run collects each worker's count of node starts."""
+    _WORKER_NODE_STARTS.append(getattr(node, "workeroutput", {}).get("node_starts", 0))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many node processes this run started: each costs a Python start, the imports of
+    torch and rclpy and a model load, so the figure shows where a run waits rather than works.
+    """
+    starts = _node_starts() + sum(_WORKER_NODE_STARTS)
+    if starts:
+        terminalreporter.write_line(f"segmenter node processes started: {starts}")
+
+
+@pytest.fixture(scope="session")
 def sample_image() -> Any:
     """A 120 x 200 RGB test picture (non-square): a red box and a blue disc on a gradient."""
     import cv2

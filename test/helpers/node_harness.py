@@ -53,8 +53,13 @@ def tiny_params(tiny_model_dirs: Any, **overrides: Any) -> dict[str, Any]:
 class NodeProcess:
     """A segmenter node in a child process: `python -m iterprime_ros.ros.node` or, with fault_node,
     the test-only launcher that wraps the backends with the fault injector
-    (test/helpers/fault_node.py).
+    (test/helpers/fault_node.py). Tests start one through the `start_node` fixture (conftest.py).
+
+    namespace "" runs the node in the root namespace, as `ros2 run` does; topics is either the
+    input names (each remapped to /NAMESPACE/cam/NAME) or a dict of input name to topic.
     """
+
+    started = 0  # node processes started in this test process (printed at the end of a run)
 
     def __init__(
         self,
@@ -63,18 +68,20 @@ class NodeProcess:
         folder: Path,
         *,
         fault_node: bool = False,
-        topics: Iterable[str] = ("image", "command", "depth", "camera_info"),
+        topics: Iterable[str] | dict[str, str] = ("image", "command", "depth", "camera_info"),
         cwd: Path | None = None,
         program: list[str] | None = None,
         **env: str,
     ) -> None:
         self.namespace = namespace.strip("/")
-        self.out = f"/{self.namespace}/{NODE_NAME}"
-        self.topics = {name: f"/{self.namespace}/cam/{name}" for name in topics}
-        override = folder / f"{self.namespace}_params.yaml"
-        override.write_text(
-            yaml.safe_dump({f"/{self.namespace}/{NODE_NAME}": {"ros__parameters": params}})
-        )
+        prefix = f"/{self.namespace}" if self.namespace else ""
+        self.out = f"{prefix}/{NODE_NAME}"
+        if isinstance(topics, dict):
+            self.topics = dict(topics)
+        else:
+            self.topics = {name: f"{prefix}/cam/{name}" for name in topics}
+        override = folder / f"{self.namespace or 'root'}_params.yaml"
+        override.write_text(yaml.safe_dump({self.out: {"ros__parameters": params}}))
         remaps = [a for name, topic in self.topics.items() for a in ("-r", f"{name}:={topic}")]
         if program is None:  # another test-only launcher may be given (e.g. frame_node.py)
             program = [str(FAULT_NODE)] if fault_node else ["-m", "iterprime_ros.ros.node"]
@@ -85,8 +92,7 @@ class NodeProcess:
             str(CONFIG),
             "--params-file",
             str(override),
-            "-r",
-            f"__ns:=/{self.namespace}",
+            *(["-r", f"__ns:=/{self.namespace}"] if self.namespace else []),
             *remaps,
         ]
         env.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,6 +106,7 @@ class NodeProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        NodeProcess.started += 1
         self.lines: list[str] = []
         self._interrupted = False
         self._reader = threading.Thread(
@@ -158,17 +165,6 @@ class NodeProcess:
             "max_image_gap_ms",
         )
         return {k: float(v) for k, v in zip(keys, m.groups())}
-
-
-def running_node(
-    namespace: str, params: dict[str, Any], folder: Path, **kwargs: Any
-) -> Iterator[NodeProcess]:
-    """A started NodeProcess for a fixture to `yield from`; stopped after the fixture's tests."""
-    proc = NodeProcess(namespace, params, folder, **kwargs)
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import rclpy
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
 from camera_fixtures import textured_picture
 from frame_node import CAMERA_FRAME, ROTATION_XYZW, TARGET_FRAME, TRANSLATION
-from node_harness import Harness, NodeProcess, tiny_params
+from node_harness import Harness, NodeProcess
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_helpers import EVENT_TIMEOUT_S
 from scipy.spatial.transform import Rotation
@@ -111,16 +111,10 @@ class Camera:
 
 
 @pytest.fixture(scope="module")
-def node(tiny_model_dirs, tmp_path_factory):
-    proc = NodeProcess(
+def node(start_node):
+    proc = start_node(
         "h18frames",
-        tiny_params(
-            tiny_model_dirs,
-            target_frame=TARGET_FRAME,
-            transform_timeout_s=0.2,
-            image_transport="compressed",
-        ),
-        tmp_path_factory.mktemp("frames"),
+        dict(target_frame=TARGET_FRAME, transform_timeout_s=0.2, image_transport="compressed"),
         topics=("image", "image/compressed", "command", "depth", "camera_info"),
         program=[str(FRAME_NODE)],
     )
@@ -222,13 +216,11 @@ def test_depth_too_far_in_time_is_not_used(rig, node):
     "tf2_ros" in sys.modules or __import__("importlib").util.find_spec("tf2_ros") is not None,
     reason="tf2_ros is installed: a set target_frame works here",
 )
-def test_target_frame_without_tf2_stops_at_configure(rig, tiny_model_dirs, tmp_path):
+def test_target_frame_without_tf2_stops_at_configure(rig, start_node):
     """A plain node (no embedder's buffer) where tf2_ros is missing: configure fails, saying why,
     and every command is answered with that reason.
     """
-    proc = NodeProcess(
-        "h18notf", tiny_params(tiny_model_dirs, target_frame=TARGET_FRAME), tmp_path
-    )
+    proc = start_node("h18notf", dict(target_frame=TARGET_FRAME))
     try:
         h = Harness(rclpy, proc, "notf_test")  # rclpy is up (rig)
         try:

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-from node_harness import Harness, NodeProcess, tiny_params
+from node_harness import Harness, NodeProcess
 from ros_helpers import EVENT_TIMEOUT_S
 
 rclpy = pytest.importorskip("rclpy")
@@ -107,15 +107,13 @@ def ros():
 
 # ---------------------------------------------------------------- lifecycle
 @pytest.fixture(scope="module")
-def managed(ros, tiny_model_dirs, tmp_path_factory):
-    proc = NodeProcess(
+def managed(ros, start_node, tiny_model_dirs):
+    proc = start_node(
         "lc_managed",
-        tiny_params(
-            tiny_model_dirs,
+        dict(
             autostart=False,
             proposal_model=str(tiny_model_dirs.blip),  # the wrong kind: fixed before configure
         ),
-        tmp_path_factory.mktemp("lifecycle"),
     )
     with _harness_then_stop(proc, "lifecycle_test") as h:
         # a reliable camera: it reaches the node whether its subscription is best-effort or
@@ -240,12 +238,8 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
 
 # ---------------------------------------------------------------- never blocked, bursts
 @pytest.fixture(scope="module")
-def busy(ros, tiny_model_dirs, tmp_path_factory):
-    proc = NodeProcess(
-        "lc_busy",
-        tiny_params(tiny_model_dirs, queue_size=1000, max_image_age_s=30.0),
-        tmp_path_factory.mktemp("busy"),
-    )
+def busy(ros, start_node):
+    proc = start_node("lc_busy", dict(queue_size=1000, max_image_age_s=30.0))
     with _harness_then_stop(proc, "busy_test") as h:
         h.all_results: list[Segmentation] = []  # keep-all: a burst's answers arrive at once
         h.node.create_subscription(
@@ -488,15 +482,11 @@ def test_burst_gets_one_result_per_command(busy, count):
 
 # ---------------------------------------------------------------- shutdown
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_ctrl_c_answers_every_waiting_command(ros, tiny_model_dirs, tmp_path_factory, sig):
+def test_ctrl_c_answers_every_waiting_command(ros, start_node, sig):
     """SIGINT (Ctrl-C) and SIGTERM (what launch and systemd send next) alike."""
     import signal
 
-    proc = NodeProcess(
-        f"lc_stop_{sig.lower()}",
-        tiny_params(tiny_model_dirs, queue_size=100),
-        tmp_path_factory.mktemp("stop"),
-    )
+    proc = start_node(f"lc_stop_{sig.lower()}", dict(queue_size=100))
     results: list[Segmentation] = []
     with _harness_then_stop(proc, "stop_test") as h:
         h.node.create_subscription(Segmentation, f"{proc.out}/result", results.append, KEEP_ALL)

@@ -14,7 +14,7 @@ import statistics
 import cv2
 import numpy as np
 import pytest
-from node_harness import Harness, NodeProcess, tiny_params
+from node_harness import Harness
 from ros_helpers import EVENT_TIMEOUT_S
 
 rclpy = pytest.importorskip("rclpy")
@@ -35,12 +35,11 @@ def image_msg() -> Image:
     return msg
 
 
-def _latencies(tiny_model_dirs, folder, prefetch: str) -> tuple[list, str]:
+def _latencies(start_node, prefetch: str) -> tuple[list, str]:
     """Start a node, stream the camera, send commands one after the other; the results."""
-    node = NodeProcess(
+    node = start_node(
         f"prefetch_{prefetch}",
-        tiny_params(
-            tiny_model_dirs,
+        dict(
             prefetch=prefetch,
             # shorter than a frame's preparation: the prepared frame is older than this when a
             # command comes, and is still used (the limit applies to the newest image)
@@ -48,7 +47,6 @@ def _latencies(tiny_model_dirs, folder, prefetch: str) -> tuple[list, str]:
             proposal_shortest_edge=800,
             proposal_longest_edge=1333,
         ),
-        folder,
     )
     h = None
     try:
@@ -71,10 +69,10 @@ def _latencies(tiny_model_dirs, folder, prefetch: str) -> tuple[list, str]:
         node.stop()
 
 
-def test_a_command_on_a_prefetched_frame_is_marked_and_faster(tiny_model_dirs, tmp_path):
-    fresh, _ = _latencies(tiny_model_dirs, tmp_path, "off")
+def test_a_command_on_a_prefetched_frame_is_marked_and_faster(start_node):
+    fresh, _ = _latencies(start_node, "off")
     assert all(r.success and not r.prefetched for r in fresh), [r.error for r in fresh]
-    prefetched, log = _latencies(tiny_model_dirs, tmp_path, "latest")
+    prefetched, log = _latencies(start_node, "latest")
     assert all(r.success for r in prefetched), [r.error for r in prefetched]
     hits = [r for r in prefetched if r.prefetched]
     assert len(hits) >= 3, f"{[r.prefetched for r in prefetched]}\n{log[-3000:]}"
@@ -95,17 +93,14 @@ def _png(sec: int) -> CompressedImage:
     return msg
 
 
-def test_a_broken_newest_compressed_frame_is_not_covered_by_a_prepared_one(
-    tiny_model_dirs, tmp_path
-):
+def test_a_broken_newest_compressed_frame_is_not_covered_by_a_prepared_one(start_node):
     """With prefetch on, a command uses the latest prepared frame while the newest image is like
     it. A newest compressed frame that does not decode is answered as such, not on the older
     good frame (a user tester saw the older frame used, with success).
     """
-    node = NodeProcess(
+    node = start_node(
         "prefetch_compressed",
-        tiny_params(tiny_model_dirs, prefetch="latest", image_transport="compressed"),
-        tmp_path,
+        dict(prefetch="latest", image_transport="compressed"),
         topics=("image", "image/compressed", "command", "depth", "camera_info"),
     )
     h = None

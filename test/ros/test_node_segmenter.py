@@ -10,17 +10,14 @@ the module (model loading dominates its cost).
 from __future__ import annotations
 
 import re
-import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID, before rclpy starts)
-import yaml
 from camera_fixtures import expected_centroid_3d, textured_picture
-from node_harness import Spinning, tiny_params
-from ros_helpers import EVENT_TIMEOUT_S, spawn_python, stop
+from node_harness import Spinning
+from ros_helpers import EVENT_TIMEOUT_S
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import PointStamped  # noqa: E402
@@ -35,8 +32,6 @@ from iterprime_ros.srv import Segment  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "config" / "segment.yaml"
 H, W = 48, 64
 FX, FY, CX, CY = 60.0, 55.0, 31.5, 23.5
 FRAME = "camera_color_optical_frame"
@@ -153,46 +148,19 @@ class Harness(Spinning):
 
 
 @pytest.fixture(scope="module")
-def node_process(tiny_model_dirs, tmp_path_factory):
-    override = tmp_path_factory.mktemp("node") / "test_params.yaml"
-    override.write_text(
-        yaml.safe_dump(
-            {
-                "iterprime_segmenter": {
-                    "ros__parameters": tiny_params(
-                        tiny_model_dirs,
-                        queue_size=QUEUE,
-                        max_image_age_s=MAX_AGE,
-                        depth_erosion_px=ERODE,
-                        publish_debug_image=True,  # the debug overlay is checked here
-                    )
-                }
-            }
-        )
+def node_process(start_node):
+    node = start_node(
+        "",  # the root namespace, as `ros2 run` starts it
+        dict(
+            queue_size=QUEUE,
+            max_image_age_s=MAX_AGE,
+            depth_erosion_px=ERODE,
+            publish_debug_image=True,  # the debug overlay is checked here
+        ),
+        topics=TOPICS,
     )
-    remaps = [a for name, topic in TOPICS.items() for a in ("-r", f"{name}:={topic}")]
-    proc = spawn_python(
-        [
-            "-m",
-            "iterprime_ros.ros.node",
-            "--ros-args",
-            "--params-file",
-            str(CONFIG),
-            "--params-file",
-            str(override),
-            *remaps,
-        ],
-        HF_HUB_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-    )
-    log: list[str] = []
-    reader = threading.Thread(
-        target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True
-    )
-    reader.start()
-    yield proc, log
-    stop(proc)
-    reader.join(5)
+    yield node.proc, node.lines
+    node.stop()
 
 
 @pytest.fixture(scope="module")

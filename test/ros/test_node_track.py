@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import rclpy
-from node_harness import Harness, NodeProcess, tiny_params
+from node_harness import Harness
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import EVENT_TIMEOUT_S
 from sensor_msgs.msg import Image
@@ -59,14 +59,9 @@ def stamp(msg) -> int:
 
 
 @pytest.fixture(scope="module")
-def node(tiny_model_dirs, tmp_path_factory):
-    params = tiny_params(
-        tiny_model_dirs,
-        max_image_age_s=30.0,
-        track_min_appearance=0.0,
-        track_lost_timeout_s=0.2,
-    )
-    proc = NodeProcess("track19", params, tmp_path_factory.mktemp("track"))
+def node(start_node):
+    params = dict(max_image_age_s=30.0, track_min_appearance=0.0, track_lost_timeout_s=0.2)
+    proc = start_node("track19", params)
     yield proc
     proc.stop()
 

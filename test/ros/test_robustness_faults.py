@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from node_harness import Harness, NodeProcess, tiny_params
+from node_harness import Harness
 from ros_helpers import EVENT_TIMEOUT_S
 
 rclpy = pytest.importorskip("rclpy")
@@ -72,7 +72,7 @@ BROKEN = {
 
 
 @pytest.fixture(scope="module")
-def nodes(tiny_model_dirs, tmp_path_factory):
+def nodes(start_node, tiny_model_dirs, tmp_path_factory):
     folder = tmp_path_factory.mktemp("robustness_faults")
     truncated = Path(shutil.copytree(tiny_model_dirs.mask2former, folder / "m2f_truncated"))
     weights = truncated / "model.safetensors"
@@ -81,20 +81,17 @@ def nodes(tiny_model_dirs, tmp_path_factory):
     garbage = Path(shutil.copytree(tiny_model_dirs.blip, folder / "blip_garbage"))
     (garbage / "config.json").write_text('{"model_type": "blip", this is not json\n')
     params = {
-        "missing": tiny_params(tiny_model_dirs, vlp_model=str(folder / "no_such_model")),
-        "hub": tiny_params(tiny_model_dirs, vlp_model="nobody-xyz/not-a-model"),
-        "truncated": tiny_params(tiny_model_dirs, proposal_model=str(truncated)),
-        "garbage": tiny_params(tiny_model_dirs, vlp_model=str(garbage)),
+        "missing": dict(vlp_model=str(folder / "no_such_model")),
+        "hub": dict(vlp_model="nobody-xyz/not-a-model"),
+        "truncated": dict(proposal_model=str(truncated)),
+        "garbage": dict(vlp_model=str(garbage)),
     }
     procs = {
-        "faults": NodeProcess(
-            "rob_faults",
-            tiny_params(tiny_model_dirs, max_image_age_s=MAX_AGE, queue_size=100),
-            folder,
-            fault_node=True,
+        "faults": start_node(
+            "rob_faults", dict(max_image_age_s=MAX_AGE, queue_size=100), fault_node=True
         )
     }
-    procs.update({name: NodeProcess(f"rob_{name}", p, folder) for name, p in params.items()})
+    procs.update({name: start_node(f"rob_{name}", p) for name, p in params.items()})
     yield procs
     for p in procs.values():
         p.interrupt()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from node_harness import Harness, connected, running_node, tiny_params
+from node_harness import Harness, connected
 from ros_helpers import EVENT_TIMEOUT_S
 
 rclpy = pytest.importorskip("rclpy")
@@ -77,15 +77,17 @@ def sandbox(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def node(tiny_model_dirs, sandbox):
-    yield from running_node(
+def node(start_node, sandbox):
+    proc = start_node(
         "rob_input",
-        tiny_params(tiny_model_dirs, queue_size=5, max_image_age_s=2.0),
-        sandbox["params"],
+        dict(queue_size=5, max_image_age_s=2.0),
+        folder=sandbox["params"],
         cwd=sandbox["cwd"],
         TMPDIR=str(sandbox["tmp"]),
         ROS_LOG_DIR=str(sandbox["ros_log"]),
     )
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 import pytest
-from node_harness import Harness, NodeProcess, connected, percentiles, running_node, tiny_params
+from node_harness import Harness, NodeProcess, connected, percentiles
 
 rclpy = pytest.importorskip("rclpy")
 from sensor_msgs.msg import Image  # noqa: E402
@@ -51,14 +51,12 @@ def frame() -> Image:
 
 
 @pytest.fixture(scope="module")
-def node(tiny_model_dirs, tmp_path_factory):
+def node(start_node):
     # max_image_age_s 10: best-effort 2.8 MB frames are often lost in transport on a loaded machine
     # (docs/robustness.md), and a stale-image failure would say nothing about the node under load.
-    yield from running_node(
-        "rob_load",
-        tiny_params(tiny_model_dirs, queue_size=100, max_image_age_s=10.0),
-        tmp_path_factory.mktemp("robustness_load"),
-    )
+    proc = start_node("rob_load", dict(queue_size=100, max_image_age_s=10.0))
+    yield proc
+    proc.stop()
 
 
 def _stream_and_warm_up(h: Harness, node: NodeProcess, retry_on: str) -> int:
@@ -162,12 +160,10 @@ OVERFLOW_QUEUE, OVERFLOW_BURST = 2, 20
 
 
 @pytest.fixture(scope="module")
-def small_queue_node(tiny_model_dirs, tmp_path_factory):
-    yield from running_node(
-        "rob_overflow",
-        tiny_params(tiny_model_dirs, queue_size=OVERFLOW_QUEUE, max_image_age_s=10.0),
-        tmp_path_factory.mktemp("robustness_overflow"),
-    )
+def small_queue_node(start_node):
+    proc = start_node("rob_overflow", dict(queue_size=OVERFLOW_QUEUE, max_image_age_s=10.0))
+    yield proc
+    proc.stop()
 
 
 def test_overflow_under_load_answers_every_command_once(small_queue_node):

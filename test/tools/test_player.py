@@ -200,45 +200,26 @@ def test_interrupted_recording_is_kept_as_a_partial_bag(tmp_path: Path, sig: int
     assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}")), "the temp folder is gone"
 
 
-@pytest.fixture(scope="module")
-def node_params(tiny_model_dirs: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Parameters for the node under test: tiny models on CPU, small proposal input, a queue
-    long enough for the whole bag played fast (so every command is answered by the models).
-    """
-    path = tmp_path_factory.mktemp("player_node") / "params.yaml"
-    path.write_text(f"""iterprime_segmenter:
-  ros__parameters:
-    device: cpu
-    vlp_model: {tiny_model_dirs.blip}
-    proposal_model: {tiny_model_dirs.mask2former}
-    proposal_shortest_edge: 120
-    proposal_longest_edge: 160
-    empty_selection: best_heat
-    queue_size: 20
-    publish_debug_image: false
-""")
-    return path
-
-
 @pytest.mark.slow
 def test_live_replay_of_the_sample_bag_into_the_node_is_recorded(
-    node_params: Path, tmp_path: Path
+    start_node: Any, tmp_path: Path
 ) -> None:
-    """The issue's live path: node running, player publishes the sample bag at 10x, the node's
-    results are recorded into a new bag, which reads back with one result per command.
+    """The live path: node running, player publishes the sample bag at 10x, the node's results
+    are recorded into a new bag, which reads back with one result per command.
     """
-    remaps = [
-        "-r",
-        "image:=/camera/color/image_raw",
-        "-r",
-        "command:=/iterprime/command",
-        "-r",
-        "depth:=/camera/aligned_depth_to_color/image_raw",
-        "-r",
-        "camera_info:=/camera/color/camera_info",
-    ]
-    node = spawn_python(
-        ["-m", "iterprime_ros.ros.node", "--ros-args", "--params-file", str(node_params), *remaps]
+    node = start_node(
+        "",  # the root namespace and the bag's topics, as on the robot
+        # a queue long enough for the whole bag played fast (so every command is answered by
+        # the models); prefetch on, as the node runs by default on a robot
+        dict(
+            proposal_shortest_edge=120, proposal_longest_edge=160, queue_size=20, prefetch="latest"
+        ),
+        topics={
+            "image": "/camera/color/image_raw",
+            "command": "/iterprime/command",
+            "depth": "/camera/aligned_depth_to_color/image_raw",
+            "camera_info": "/camera/color/camera_info",
+        },
     )
     recorded = tmp_path / "live_results.mcap"
     try:
@@ -262,7 +243,7 @@ def test_live_replay_of_the_sample_bag_into_the_node_is_recorded(
             timeout=180,
         )
     finally:
-        node_log = stop(node)
+        node_log = node.stop()
     assert player.returncode == 0, player.stdout + player.stderr + node_log
     assert "published 57 message(s)" in player.stdout
 
