@@ -69,6 +69,7 @@ def _latencies(start_node, prefetch: str) -> tuple[list, str]:
         node.stop()
 
 
+@pytest.mark.serial  # compares two latencies: a parallel worker on the same cores skews one
 def test_a_command_on_a_prefetched_frame_is_marked_and_faster(start_node):
     fresh, _ = _latencies(start_node, "off")
     assert all(r.success and not r.prefetched for r in fresh), [r.error for r in fresh]

@@ -29,7 +29,8 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from iterprime_ros.ros.conversions import rgb_to_fields  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# serial: the figures of a node under load mean something only with no parallel worker beside it
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 H, W = 720, 1280
 RATE_HZ = 30.0

@@ -106,6 +106,7 @@ def test_message_classes_remaps_and_argument_errors(
 # ----------------------------------------------------------------------------- DDS
 
 
+@pytest.mark.serial  # checks the gaps between published messages: no parallel worker beside it
 def test_player_publishes_with_scaled_timing_and_skips_corrupt_messages(tmp_path: Path) -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
