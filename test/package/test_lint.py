@@ -1,6 +1,7 @@
 """Lint: ruff with the rules in ruff.toml (pycodestyle, pyflakes, import order, pep257 docstrings).
 
-Runs in `make test` and in `colcon test`, so a change that breaks the style fails like any test.
+Runs in `make test` (and in `colcon test` with the whole suite), so a change that breaks the style
+fails like any test.
 """
 
 import shutil
