@@ -73,14 +73,14 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("command, expression", COMMANDS)
-def test_voice_commands(command, expression):
+def test_a_voice_command_becomes_its_referring_expression(command, expression):
     assert normalise_command(command) == expression
 
 
 @pytest.mark.parametrize(
     "command", ["", "   ", "\n\t", "🙂👍", "?!", "please", "pick up", "could you"]
 )
-def test_empty_commands(command):
+def test_a_command_without_an_object_is_refused_as_empty(command):
     with pytest.raises(EmptyCommandError):
         normalise_command(command)
 

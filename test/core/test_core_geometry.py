@@ -59,7 +59,7 @@ def test_empty_mask_is_rejected():
         grasp_point(np.zeros((3, 3), bool))
 
 
-def test_depth_conversion():
+def test_depth_in_millimetres_becomes_metres_with_zero_as_missing():
     mm = np.array([[0, 1500], [65535, 1000]], np.uint16)
     out = depth_to_metres(mm, "16UC1")
     assert out.dtype == np.float32

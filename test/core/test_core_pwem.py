@@ -118,7 +118,7 @@ def test_pwem_worked_example():
         ("local", [3.0 / 8, 0.8 / 8, 0.7 / 8, 1.3 / 8]),
     ],
 )
-def test_aggregation_modes(mode, expected):
+def test_each_aggregation_mode_gives_its_hand_computed_map(mode, expected):
     assert torch.allclose(aggregate(ATT, GRAD, ROLES, mode=mode), grid(expected), atol=1e-6)
 
 

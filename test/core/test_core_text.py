@@ -134,7 +134,7 @@ def test_benepar_tree_from_parse_strings():
 
 
 # ---------------------------------------------------------------- prompt and token roles
-def test_build_prompt():
+def test_the_prompt_places_the_expression_and_gives_its_offset():
     assert build_prompt("there is a {}", "the red cup") == ("there is a the red cup", 11)
     assert build_prompt("{} in the image", "cup") == ("cup in the image", 0)
     with pytest.raises(ValueError):

@@ -72,7 +72,9 @@ def test_devices_and_dtypes():
     assert resolve_dtype(torch.device("cuda"), True) == torch.float16
 
 
-def test_registry(tiny_model_dirs, sample_image):
+def test_the_backend_registry_builds_known_backends_and_refuses_unknown_ones(
+    tiny_model_dirs, sample_image
+):
     assert "blip_itm" in vlp_backends() and "mask2former" in proposal_backends()
     with pytest.raises(ValueError, match="unknown proposal backend 'sam'"):
         create_proposal_backend("sam")

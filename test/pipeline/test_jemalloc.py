@@ -41,7 +41,7 @@ def test_plan_uses_the_library_with_retained_memory(lib):
 
 
 @pytest.mark.parametrize("value", ["off", "0", "false", "OFF"])
-def test_switched_off(lib, value):
+def test_jemalloc_switched_off_is_not_preloaded(lib, value):
     p = jemalloc.plan({jemalloc.SWITCH: value, jemalloc.LIBRARY: str(lib)})
     assert not p.use and "off" in p.reason
 

@@ -86,7 +86,7 @@ def _segment(models, image_file, text: str, *extra: str) -> int:
     return main(["segment", str(image_file), text, *models.cli_args(), *extra])
 
 
-def test_human_summary(tiny_model_dirs, image_file, capsys):
+def test_segment_prints_the_expression_centroid_and_latency(tiny_model_dirs, image_file, capsys):
     rc = _segment(
         tiny_model_dirs, image_file, "the man on the right", "--set", "igrs_iterations=2"
     )
@@ -108,7 +108,7 @@ def _error_of(args: list[str], capsys) -> tuple[int, str]:
     return rc, err.strip()
 
 
-def test_unreadable_image(tmp_path, capsys):
+def test_an_unreadable_image_exits_2_with_a_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_text("not a png")
     rc, err = _error_of(["segment", str(bad), "the cup"], capsys)
@@ -122,7 +122,9 @@ def test_unreadable_image(tmp_path, capsys):
     assert rc == 2 and "cannot read image" in err
 
 
-def test_missing_weights(image_file, tmp_path, tiny_model_dirs, capsys, monkeypatch):
+def test_a_missing_model_folder_exits_2_naming_it(
+    image_file, tmp_path, tiny_model_dirs, capsys, monkeypatch
+):
     rc, err = _error_of(
         ["segment", str(image_file), "the cup", "--vlp", str(tmp_path / "no_model")], capsys
     )

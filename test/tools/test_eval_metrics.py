@@ -70,12 +70,12 @@ def test_miou_oiou_precision():
         ("Top-Left dog", True),
     ],
 )
-def test_position_split(text, expected):
+def test_position_expressions_are_told_from_the_others(text, expected):
     assert is_position_expression(text) is expected
     assert is_position(text) is expected
 
 
-def test_accumulator_splits():
+def test_the_accumulator_reports_the_position_and_others_splits():
     acc = MetricAccumulator()
     gt = np.zeros((2, 5), bool)
     gt[0, :4] = True  # 4 pixels
