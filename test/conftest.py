@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-# The tests mirror the package (core/, models/, pipeline/, ros/, tools/, package/) and import
-# their shared helpers (test/helpers/) and a few crafted cases of a sibling file by module name,
-# so every one of these folders is importable whichever file or folder pytest is asked to run.
+# The tests mirror the package (core/, models/, pipeline/, ros/, tools/, package/, and any
+# folder added beside them) and import their shared helpers (test/helpers/) and a few crafted
+# cases of a sibling file by module name, so every one of these folders is importable whichever
+# file or folder pytest is asked to run.
 TEST_ROOT = Path(__file__).resolve().parent
-for _folder in ("helpers", "core", "models", "pipeline", "ros", "tools", "package"):
-    if str(TEST_ROOT / _folder) not in sys.path:
-        sys.path.insert(0, str(TEST_ROOT / _folder))
+for _folder in sorted(TEST_ROOT.iterdir()):
+    if _folder.is_dir() and _folder.name[0] not in "._" and str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 
 # This process's own DDS domain (one per run and per parallel worker), set before any test or
 # fixture starts rclpy or a node, including tests that never import the helper themselves.
