@@ -208,8 +208,7 @@ def _selection_diagnostics(segmenter: Any, result: Any) -> dict[str, Any]:
 
 def synthetic_proposals(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """N coherent elliptical masks (one in ten around the image centre, like a trained model's
-    several
-    queries on one object); for timing selection where random-weight masks are unrealistic.
+    several queries on one object); for timing selection where random-weight masks are unrealistic.
     """
     rng = np.random.default_rng(seed)
     props = np.zeros((n, height, width), bool)
@@ -231,14 +230,11 @@ def synthetic_proposals(n: int, height: int, width: int, seed: int = 0) -> np.nd
 
 def _selection_probe(segmenter: Any, heatmap: np.ndarray, n: int, clock: Clock) -> dict[str, Any]:
     """Selection as with a trained model: random-weight masks are fragmented and seldom under the
-    heat
-    peak, so the timed commands take the best_heat fallback (sums of every proposal). Here: n
-    coherent
-    synthetic masks at the image size (synthetic_proposals), the command's heat map with its peak
-    moved
+    heat peak, so the timed commands take the best_heat fallback (sums of every proposal). Here: n
+    coherent synthetic masks at the image size (synthetic_proposals), the command's heat map
+    with its peak moved
     to the image centre; the batched selection with cold and cached component counts (on the GPU
-    copy
-    under CUDA), and the naive per-mask loop.
+    copy under CUDA), and the naive per-mask loop.
     """
     import torch
 
@@ -343,8 +339,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         )
 
         # stop_rule none: all 3 IGRS passes whatever the random ITM scores say; best_heat: random
-        # masks
-        # are often fragmented, and a command that selects nothing would skip the mask geometry
+        # masks are often fragmented, and a command that selects nothing would skip
+        # the mask geometry
         settings = SegmenterSettings(
             device=str(device),
             half_precision=not cfg.fp32,

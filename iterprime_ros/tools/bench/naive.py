@@ -31,8 +31,7 @@ def _naive_pass(
     vlp: Any, image: np.ndarray, text: str, keep: Any, timings: dict[str, float], clock: Clock
 ) -> Any:
     """One BLIP ITM Grad-CAM pass the reference way: image encoded again with its autograd graph,
-    the
-    match logit backpropagated through the whole model (parameter gradients included).
+    the match logit backpropagated through the whole model (parameter gradients included).
     """
     import torch
 
@@ -92,8 +91,7 @@ def naive_select(
 ) -> int | None:
     """Selection as a loop over the proposals (connected components for every one); same rule as
     core.selection.select_proposal: covers a peak pixel, <= max_components components, best mean
-    heat
-    (and the best_heat fallback: the non-empty proposal with the highest mean heat).
+    heat (and the best_heat fallback: the non-empty proposal with the highest mean heat).
     """
     from ...core.selection import count_components
 

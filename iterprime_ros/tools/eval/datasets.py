@@ -5,8 +5,8 @@
 
       DATA_ROOT/refcoco/refs(unc).p        (or .pickle) list of refs: ref_id, ann_id, image_id,
       DATA_ROOT/refcoco/instances.json     split, sentences [{sent, raw, tokens, sent_id}], ...
-      IMAGE_ROOT/COCO_train2014_000000xxxxxx.jpg   (default
-      DATA_ROOT/images/mscoco/images/train2014)
+      IMAGE_ROOT/COCO_train2014_000000xxxxxx.jpg   the images; IMAGE_ROOT defaults to
+                                                   DATA_ROOT/images/mscoco/images/train2014
 
   One sample per (ref, sentence); the expression is the sentence's ``sent`` (the lower-cased,
   tokenised form every published number uses); the target is the ref's annotation mask.

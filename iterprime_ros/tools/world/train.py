@@ -435,8 +435,8 @@ def train(
     its (head-mean) attention on the referred object's patches, the target's exact mask from the
     TRAINING scene generator downsampled to the patch grid (never validation or test scenes);
     several layers may be given (the loss is their mean);
-    ground_anchor: a relation's anchor phrase is grounded on the anchor, not the target
-    (``token_grounding_targets``);
+    ground_anchor: a relation's anchor phrase is grounded on the anchor, not
+    the target (``token_grounding_targets``);
     erase_prob: erased-target negatives (see make_batch); data_offset: first training scene
     index (e.g. past the scenes an earlier run used);
     vision_aux_weight: weight of ``PatchAttributeHeads``' loss on the training scenes' patches;
