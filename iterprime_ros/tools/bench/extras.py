@@ -1,7 +1,7 @@
 """Bench add-ons: the previous CPU path side by side, the speed knobs, the device report.
 
-* ``compare_previous``: in the same run and on the same frame, the path before issue 17 (fp32,
-  two-step mask resize) against the current one (autocast, one composed resize): per-stage
+* ``compare_previous``: in the same run and on the same frame, the plain fp32 path
+  (two-step mask resize) against the current one (autocast, one composed resize): per-stage
   times and what autocast changes in the answer (mask pixels, heat map, chosen proposal,
   Grad-CAM of a text pass under autocast). Random weights: drift figures, not accuracy.
 * ``knob_table``: first command and command on a prefetched frame for each speed knob
@@ -350,7 +350,7 @@ def device_report(cfg: Any, run: Callable[[Any], dict[str, Any]], log: Callable)
             lines.append(row)
     lines.append("")
     lines.append(
-        "targets (issue 17): GPU first command <= 150 ms, prefetched / same-frame <= 40 ms; "
+        "latency targets: GPU first command <= 150 ms, prefetched / same-frame <= 40 ms; "
         "CPU (2 threads) prefetched <= 500 ms, first <= 10 s"
     )
     return "\n".join(lines)
