@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import runpy
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,7 +27,7 @@ def _report(kind: str, create):
         qos = endpoint.qos_profile
         line = {
             "kind": kind,
-            "topic": endpoint.topic_name if kind == "pub" else endpoint.topic_name,
+            "topic": endpoint.topic_name,
             "history": qos.history.name,
             "depth": qos.depth,
             "reliability": qos.reliability.name,
@@ -44,6 +45,10 @@ def main() -> None:
     Node.create_publisher = _report("pub", Node.create_publisher)
     Node.create_subscription = _report("sub", Node.create_subscription)
     sys.argv[0] = "iterprime-node"
+    # the installed console entry (`iterprime-node`), wherever the node's main() lives
+    entry = [e for e in entry_points(group="console_scripts") if e.name == "iterprime-node"]
+    if entry:
+        raise SystemExit(entry[0].load()())
     runpy.run_module("iterprime_ros.ros.node", run_name="__main__", alter_sys=True)
 
 

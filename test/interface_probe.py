@@ -24,6 +24,7 @@ from ros_helpers import EVENT_TIMEOUT_S, spawn_python, spin_until, stop
 from iterprime_ros.ros.names import NODE_NAME
 
 LAUNCHER = Path(__file__).resolve().parent / "interface_node.py"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -79,6 +80,7 @@ def probe(params: dict[str, Any], folder: Path, namespace: str) -> Interface:
         [str(LAUNCHER), "--ros-args", "--params-file", str(override), "-r", f"__ns:=/{namespace}"],
         HF_HUB_OFFLINE="1",
         OMP_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT),  # this checkout, whatever the working directory
     )
     found = Interface(namespace=namespace)
     context = rclpy.Context()
@@ -86,17 +88,14 @@ def probe(params: dict[str, Any], folder: Path, namespace: str) -> Interface:
     node = rclpy.create_node(f"interface_probe_{namespace}", context=context)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(node)
+    ns = f"/{namespace}"
     try:
         # active: the camera subscription exists only then
-        image = found.resolve(
-            params.get("image_transport", "raw") == "compressed" and "image/compressed" or "image"
-        )
-        assert spin_until(executor, lambda: node.count_subscribers(image) > 0, EVENT_TIMEOUT_S), (
-            "the node never became active"
-        )
-        time.sleep(1.0)  # the rest of its endpoints are announced at the same time
-        spin_until(executor, lambda: False, 1.0)
-        ns = f"/{namespace}"
+        camera = "image/compressed" if params.get("image_transport") == "compressed" else "image"
+        image = found.resolve(camera)
+        if not spin_until(executor, lambda: node.count_subscribers(image) > 0, EVENT_TIMEOUT_S):
+            raise AssertionError("the node never became active:\n" + stop(proc)[-3000:])
+        _wait_until_graph_settles(node, executor, ns)
         for kind, lookup, info in (
             ("pub", node.get_publisher_names_and_types_by_node, node.get_publishers_info_by_topic),
             (
@@ -143,6 +142,32 @@ def probe(params: dict[str, Any], folder: Path, namespace: str) -> Interface:
                 endpoint.history = reported["history"].lower().replace("_", " ")
                 endpoint.depth = reported["depth"]
     return found
+
+
+def _wait_until_graph_settles(node: Any, executor: Any, ns: str) -> None:
+    """Until the graph knows the node by name and what it shows of the node has not changed for
+    a second (discovery is not simultaneous on a loaded machine).
+    """
+    from rclpy.node import NodeNameNonExistentError
+
+    def seen() -> tuple[int, int, int] | None:
+        try:
+            return (
+                len(node.get_publisher_names_and_types_by_node(NODE_NAME, ns)),
+                len(node.get_subscriber_names_and_types_by_node(NODE_NAME, ns)),
+                len(node.get_service_names_and_types_by_node(NODE_NAME, ns)),
+            )
+        except NodeNameNonExistentError:  # its endpoints can be seen before its name
+            return None
+
+    last, since = seen(), time.monotonic()
+    deadline = since + EVENT_TIMEOUT_S
+    while time.monotonic() < deadline and (last is None or time.monotonic() - since < 1.0):
+        executor.spin_once(timeout_sec=0.1)
+        now = seen()
+        if now != last:
+            last, since = now, time.monotonic()
+    assert last is not None, f"the graph never listed {ns}/{NODE_NAME}"
 
 
 def _call(executor: Any, client: Any, request: Any) -> Any:
