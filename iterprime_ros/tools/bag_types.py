@@ -39,6 +39,12 @@ class BagError(RuntimeError):
     """A bag cannot be opened, read or written; the message is one line meant for a person."""
 
 
+class BagWriteError(BagError):
+    """The output cannot be written (a full disk, a name taken during the run): unlike damage
+    in an input, nothing more can be done in this run.
+    """
+
+
 # --------------------------------------------------------------------------------------
 # Type store
 

@@ -19,7 +19,7 @@ from rosbags.interfaces import Connection, Qos
 
 from .bag_check import fill_mcap_crcs
 from .bag_lock import OutputLock, rename_noreplace
-from .bag_types import STORAGE_IDS, BagError, _one_line, qos_profile, typestore
+from .bag_types import STORAGE_IDS, BagError, BagWriteError, _one_line, qos_profile, typestore
 
 # First bytes of the storage files this module writes: what --force may replace.
 MAGIC: dict[str, bytes] = {".mcap": b"\x89MCAP0\r\n", ".db3": b"SQLite format 3\x00"}
@@ -286,7 +286,7 @@ class BagWriter:
         try:
             self._writer.write(conn, int(timestamp_ns), raw)
         except OSError as exc:
-            raise BagError(
+            raise BagWriteError(
                 f"cannot write {self.path} (in {self._tmp}): {exc.strerror or exc}; free space "
                 f"and run again (what was written is kept in {self.partial_path})"
             ) from exc
@@ -327,7 +327,7 @@ class BagWriter:
         source = self._built(tmp)
         if source is None or (not clean and not sum(self.counts.values())):
             if clean and why:
-                raise BagError(why)
+                raise BagWriteError(why)
             return  # interrupted before anything was written: nothing to keep
         if not why and self.storage == "mcap":
             for f in [source] if source.is_file() else sorted(source.glob("*.mcap")):
@@ -349,7 +349,7 @@ class BagWriter:
         _move_into_place(source, self.partial_path, tmp, True)
         self.kept = self.partial_path
         if clean:
-            raise BagError(f"{why}; the messages written are kept in {self.partial_path}")
+            raise BagWriteError(f"{why}; the messages written are kept in {self.partial_path}")
 
     def _built(self, tmp: Path) -> Path | None:
         """The bag rosbags built in the temp folder: its storage file, or the bag folder."""

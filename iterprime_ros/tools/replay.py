@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ..image_size import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -31,6 +32,8 @@ from ..image_size import (
 from .bags import (
     BagError,
     BagReader,
+    OutputLock,
+    ReadLimits,
     check_replaceable,
     partial_name,
 )
@@ -50,6 +53,7 @@ from .replay_config import (  # noqa: F401 - the replay's names, re-exported for
     MASK_TOPIC,
     RESULT_TOPIC,
     TRACK_TOPIC,
+    WRITTEN_TOPICS,
     ReplayConfig,
     ReplayError,
     ReplaySummary,
@@ -125,7 +129,11 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "--storage", choices=("mcap", "sqlite3"), help="storage of a folder OUT_BAG (default mcap)"
     )
     p.add_argument(
-        "--include-input", action="store_true", help="copy the input topics into OUT_BAG as well"
+        "--include-input",
+        action="store_true",
+        help="copy every input topic into OUT_BAG as well, except the topics the replay writes "
+        f"itself ({', '.join(WRITTEN_TOPICS)}): a replay of a replay holds one result per "
+        "command",
     )
     p.add_argument(
         "--force",
@@ -167,13 +175,42 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     params = load_parameters(args.config)
     settings = model_settings(args, params.segmenter)
-    node = params.node
+    cfg = _config(args, params.node, settings)
+    out = Path(args.out_bag)
+    try:
+        lock = OutputLock(out)
+        lock.acquire()  # before models load: a second run to the same OUT stops here
+    except BagError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        commands = _check_before_loading(args, cfg, out)
+        print(
+            f"replaying {args.in_bag}: {commands} command(s) on {cfg.command_topic}, images "
+            f"from {cfg.image_topic}"
+        )
+        segmenter = _load_segmenter(settings)
+        try:
+            summary = replay_bag(args.in_bag, out, segmenter, cfg)
+        except ReplayError as exc:
+            raise UserError(str(exc)) from None
+        except _Terminated:
+            return 128 + signal.SIGTERM
+        except KeyboardInterrupt:
+            return 130
+    finally:
+        lock.release()
+    _report(summary, cfg)
+    return summary.exit_code(args.strict)
+
+
+def _config(args: argparse.Namespace, node: Any, settings: Any) -> ReplayConfig:
+    """The replay's configuration from the command line and the node parameters."""
     max_age = node.max_image_age_s if args.max_image_age is None else args.max_image_age
     if not max_age > 0:
         raise UserError("--max-image-age must be positive")
     if args.max_image_pixels < 1:
         raise UserError("--max-image-pixels must be at least 1")
-    cfg = ReplayConfig(
+    return ReplayConfig(
         image_topic=args.image_topic,
         command_topic=args.command_topic,
         depth_topic=args.depth_topic,
@@ -192,8 +229,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         track_proposals_every=max(0, args.track_proposals_every),
     )
 
-    # Check the input and the output name before loading models (seconds to minutes).
-    out = Path(args.out_bag)
+
+def _check_before_loading(args: argparse.Namespace, cfg: ReplayConfig, out: Path) -> int:
+    """Check the input and the output name before loading models (seconds to minutes);
+    returns the number of commands. UserError for anything that stops the run.
+    """
     if out.exists() and not args.force:
         raise UserError(f"output {out} exists already (use --force to replace it)")
     try:
@@ -204,21 +244,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 _resume_source(Path(args.in_bag), out, cfg, echo=print)  # refuses a mismatch
         resuming = partial_name(out).exists() and not args.restart
         check_overlay_folder(args.overlays, args.force, resuming)
-    except BagError as exc:
-        raise UserError(str(exc)) from None
-    except ReplayError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        with BagReader(args.in_bag) as bag:
+        with BagReader(args.in_bag, ReadLimits.for_pixels(cfg.max_image_pixels)) as bag:
             check_topics(bag, cfg, echo=lambda _line: None)
-            commands = bag.counts[cfg.command_topic]
+            return bag.counts[cfg.command_topic]
     except (BagError, ReplayError) as exc:
         raise UserError(str(exc)) from None
-    print(
-        f"replaying {args.in_bag}: {commands} command(s) on {cfg.command_topic}, images from "
-        f"{cfg.image_topic}"
-    )
 
+
+def _load_segmenter(settings: Any) -> Any:
+    """The pipeline with its models loaded and warmed up (the slow part of a start)."""
     from ..models.loading import quiet_transformers
     from ..pipeline import Segmenter
 
@@ -232,14 +266,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"models loaded in {time.perf_counter() - t0:.1f} s (vlp {settings.vlp_model}, "
         f"proposals {settings.proposal_model}, device {settings.device})"
     )
-    try:
-        summary = replay_bag(args.in_bag, out, segmenter, cfg)
-    except ReplayError as exc:
-        raise UserError(str(exc)) from None
-    except _Terminated:
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        return 130
+    return segmenter
+
+
+def _report(summary: ReplaySummary, cfg: ReplayConfig) -> None:
+    """The closing lines: what was answered, where it is, every input problem once."""
     if summary.resumed:
         print(f"{summary.resumed} result(s) taken over from the interrupted run")
     print(
@@ -251,4 +282,3 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"{len(summary.overlays)} overlay(s) in {cfg.overlays}")
     for problem in summary.problems:
         print(f"error: {problem}", file=sys.stderr)
-    return summary.exit_code(args.strict)

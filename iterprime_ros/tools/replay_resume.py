@@ -7,6 +7,7 @@ where it stopped without mixing two configurations in one output bag.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from .replay_config import (
     CENTROID_TOPIC,
     MASK_TOPIC,
     RESULT_TOPIC,
+    TRACK_TOPIC,
     ReplayConfig,
     ReplayError,
     ReplaySummary,
@@ -54,8 +56,17 @@ def _fingerprint(in_bag: Path, cfg: ReplayConfig) -> dict[str, Any]:
         "depth": [cfg.depth_sync_tolerance_s, cfg.depth_erosion_px],
         "max_image_pixels": cfg.max_image_pixels,
         "include_input": cfg.include_input,
+        "storage": cfg.storage or "",
+        "track": [cfg.track, cfg.track_proposals_every, _plain(cfg.track_settings)],
         "settings": cfg.fingerprint,
     }
+
+
+def _plain(value: Any) -> Any:
+    """A settings dataclass (or None) as JSON values, so the marker compares like for like."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    return json.loads(json.dumps(value, default=str))
 
 
 def _resume_source(in_bag: Path, out_bag: Path, cfg: ReplayConfig, echo: Callable) -> Path | None:
@@ -102,23 +113,42 @@ def _remove(path: Path) -> None:
 
 
 def _take_over(partial: Path, out: BagWriter, run: Any) -> int:
-    """Copy the finished results of an interrupted run into the new bag; returns how many."""
-    taken = 0
+    """Copy the finished results of an interrupted run into the new bag; returns how many.
+
+    With --track, the track messages of every command before the last one answered are
+    copied; the last one's track is made again (the run segments that command once more and
+    follows it over the later images), so the resumed bag holds the same track messages as an
+    uninterrupted run, none twice.
+    """
     with BagReader(partial) as old:
-        for m in old.messages([RESULT_TOPIC, MASK_TOPIC, CENTROID_TOPIC]):
-            if m.topic == RESULT_TOPIC:
+        run.done.update(_answered(old))
+        last = max(run.done, default=0)
+        for m in old.messages([RESULT_TOPIC, MASK_TOPIC, CENTROID_TOPIC, TRACK_TOPIC]):
+            if m.topic in (RESULT_TOPIC, TRACK_TOPIC):
                 try:
-                    result = old.deserialize(m)
+                    msg = old.deserialize(m)
                 except BagError:
-                    continue  # that command is simply answered again
-                run.done[int(result.command_id)] = bool(result.success)
-                taken += 1
+                    continue  # a result: that command is simply answered again
+                if m.topic == TRACK_TOPIC and (run.track is None or msg.command_id >= last):
+                    continue
                 # written again, not copied: the partial may hold an older definition
-                out.write(m.topic, current_segmentation(result), m.timestamp_ns)
+                out.write(m.topic, current_segmentation(msg), m.timestamp_ns)
             else:  # standard messages (mask image, centroid point): the bytes stay valid
                 out.write_raw(m.topic, m.raw, m.timestamp_ns)
             run._last_out_ns = max(run._last_out_ns, m.timestamp_ns)
-    return taken
+    return len(run.done)
+
+
+def _answered(old: BagReader) -> dict[int, bool]:
+    """command_id -> success of every readable result in a partial bag."""
+    done: dict[int, bool] = {}
+    for m in old.messages([RESULT_TOPIC]):
+        try:
+            result = old.deserialize(m)
+        except BagError:
+            continue
+        done[int(result.command_id)] = bool(result.success)
+    return done
 
 
 def _keep_partial(
@@ -134,10 +164,18 @@ def _keep_partial(
         return
     marker = resume_marker(summary.output)
     tmp = marker.with_name(f".{marker.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(_fingerprint(in_bag, cfg), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, marker)
+    try:
+        tmp.write_text(json.dumps(_fingerprint(in_bag, cfg), indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, marker)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        echo(
+            f"error: cannot write the resume marker {marker}: {exc.strerror or exc}; the results "
+            f"in {writer.kept} are kept, but only --restart can use that name again"
+        )
     done = writer.counts.get(RESULT_TOPIC, 0)
     echo(
-        f"interrupted: {done} finished result(s) kept in {writer.kept}; run the same command "
+        f"{'interrupted' if summary.interrupted else 'stopped'}: {done} finished result(s) "
+        f"kept in {writer.kept}; run the same command "
         "again to resume (--restart to start over)"
     )

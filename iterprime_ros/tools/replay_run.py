@@ -23,6 +23,7 @@ from ..image_size import (
     plan,
     result_to_source,
 )
+from ..pipeline import SegmentationResult
 from ..ros.conversions import (
     ImageConversionError,
     image_to_rgb,
@@ -34,14 +35,20 @@ from .bags import (
     BagError,
     BagMessage,
     BagReader,
+    BagWriteError,
     BagWriter,
+    OutputLock,
+    ReadLimits,
     partial_name,
     stamp_ns,
+    typestore,
 )
 from .replay_config import (
     CENTROID_TOPIC,
     MASK_TOPIC,
     RESULT_TOPIC,
+    STRING_TYPE,
+    WRITTEN_TOPICS,
     ReplayConfig,
     ReplayError,
     ReplaySummary,
@@ -103,10 +110,15 @@ class _Replayer:
         self._bag_problems()
         for m in self.bag.messages(read):
             self._bag_problems()
+            if not m.topic and self._maybe_command(m):
+                index += 1
+                self.warn(f"{m.damage}: it holds a {STRING_TYPE}, taken as a command")
+                yield _Job(index, m.timestamp_ns, "", f"unreadable command: {m.damage}")
+                continue
             if not m.topic:  # a damaged row whose topic is unreadable: it may be an image
                 self._unreadable_row = m
                 continue
-            if cfg.include_input and not m.damage:
+            if cfg.include_input and not m.damage and m.topic not in WRITTEN_TOPICS:
                 self.out.write_raw(m.topic, self.bag.cdr(m), m.timestamp_ns)
             if m.topic == cfg.image_topic and not self.image_problem:
                 latest_image = m
@@ -124,6 +136,21 @@ class _Replayer:
                     text, error = "", f"unreadable command: {exc}"
                     self.warn(str(exc))
                 yield _Job(index, m.timestamp_ns, text, error, latest_image)
+
+    def _maybe_command(self, m: BagMessage) -> bool:
+        """Whether a row of unknown topic is a lost command: its bytes are exactly one
+        std_msgs/String and the command topic is the bag's only topic of that type (else it
+        cannot be told apart and is handled like any unreadable row).
+        """
+        strings = [t for t, kind in self.bag.topics.items() if kind == STRING_TYPE]
+        if not m.raw or strings != [self.cfg.command_topic]:
+            return False
+        store = typestore()
+        try:
+            msg = store.deserialize_cdr(m.raw, STRING_TYPE)
+            return bytes(store.serialize_cdr(msg, STRING_TYPE)) == m.raw
+        except Exception:  # noqa: BLE001 - not a String
+            return False
 
     def _bag_problems(self) -> None:
         for text in self.bag.problems:
@@ -196,13 +223,50 @@ class _Replayer:
 
     # ---- output
     def answer(self, job: _Job) -> bool:
+        """Answer one command: the one place a command's result is made and written.
+
+        The result (success or failure) goes to the result topic, a success's mask and 3-D
+        centroid to theirs, the overlay to its file and the line to the console; with --track
+        the track starts from it. Returns whether the command succeeded.
+        """
+        rgb, image_msg, size, model_result, elapsed = self._segment(job)
+        result = model_result
+        if size is not None and size.downscaled:
+            result = result_to_source(result, size)
+        self.summary.segment_s += elapsed
+        latency = float(result.latency_s or elapsed)
+        # Record time as a single worker would publish: after the command and after the
+        # previous answer.
+        out_ns = max(job.t_ns, self._last_out_ns) + int(latency * 1e9)
+        self._last_out_ns = out_ns
+        hdr_ns, frame = (
+            (stamp_ns(image_msg.header), str(image_msg.header.frame_id))
+            if image_msg is not None
+            else (job.t_ns, "")
+        )
+        point, note = self._centroid_3d(result, image_msg)
+        msg = segmentation_message(result, job.index, job.text, hdr_ns, frame, latency, point)
+        self.out.write(RESULT_TOPIC, msg, out_ns)
+        if result.success and result.mask is not None:
+            self.out.write(MASK_TOPIC, msg.mask, out_ns)
+            if point is not None:
+                self.out.write(CENTROID_TOPIC, _point_stamped(msg), out_ns)
+        if self.cfg.overlays is not None and rgb is not None:
+            self._overlay(job, rgb, model_result)
+        self.echo(_line(job, (job.t_ns - self.bag.start_ns) / 1e9, result, latency, point, note))
+        if self.track is not None:  # the track runs at the model's image size, like the command
+            self.track.command(job.index, job.text, model_result, rgb, image_msg, out_ns, size)
+        return bool(result.success)
+
+    def _segment(self, job: _Job) -> tuple[Any, Any, SizePlan | None, Any, float]:
+        """(model-size RGB, image message, size plan, model-size result, seconds) for a job;
+        a refused command or an unusable image gives a failure result without running models.
+        """
         refusal = job.error or too_long(job.text)
         if refusal:
             rgb, image_msg, error, size = None, None, refusal, None
         else:
             rgb, image_msg, error, size = self.image_for(job)
-        from ..pipeline import SegmentationResult
-
         t0 = time.perf_counter()
         if rgb is None:
             result = SegmentationResult(success=False, error=error, command=job.text)
@@ -216,48 +280,34 @@ class _Replayer:
                     error=f"internal error: {type(exc).__name__}: {exc}",
                     command=job.text,
                 )
-        elapsed = time.perf_counter() - t0
-        model_result = result
-        if size is not None and size.downscaled:
-            result = result_to_source(result, size)
-        self.summary.segment_s += elapsed
-        latency = float(result.latency_s or elapsed)
-        # Record time as a single worker would publish: after the command and after the previous
-        # answer.
-        out_ns = max(job.t_ns, self._last_out_ns) + int(latency * 1e9)
-        self._last_out_ns = out_ns
-        hdr_ns, frame = (
-            (stamp_ns(image_msg.header), str(image_msg.header.frame_id))
-            if image_msg is not None
-            else (job.t_ns, "")
-        )
+        return rgb, image_msg, size, result, time.perf_counter() - t0
 
-        point, note = None, ""
-        if (
+    def _centroid_3d(self, result: Any, image_msg: Any) -> tuple[Any, str]:
+        """(3-D point or None, why not) from the depth frame matching the answer's image."""
+        if not (
             result.success
             and result.mask is not None
             and image_msg is not None
             and self.cfg.depth_topic in self.bag.topics
         ):
-            c3 = compute_centroid_3d(
-                result.mask,
-                self.sensors.depth_for(image_msg.header, self.cfg.depth_sync_tolerance_s),
-                self.sensors.camera_info(),
-                self.cfg.depth_erosion_px,
-            )
-            point, note = c3.point, c3.reason
-        msg = segmentation_message(result, job.index, job.text, hdr_ns, frame, latency, point)
-        self.out.write(RESULT_TOPIC, msg, out_ns)
-        if result.success and result.mask is not None:
-            self.out.write(MASK_TOPIC, msg.mask, out_ns)
-            if point is not None:
-                self.out.write(CENTROID_TOPIC, _point_stamped(msg), out_ns)
-        if self.cfg.overlays is not None and rgb is not None:
-            self._overlay(job, rgb, model_result)
-        self.echo(_line(job, (job.t_ns - self.bag.start_ns) / 1e9, result, latency, point, note))
-        if self.track is not None:  # the track runs at the model's image size, like the command
-            self.track.command(job.index, job.text, model_result, rgb, image_msg, out_ns, size)
-        return bool(result.success)
+            return None, ""
+        c3 = compute_centroid_3d(
+            result.mask,
+            self.sensors.depth_for(image_msg.header, self.cfg.depth_sync_tolerance_s),
+            self.sensors.camera_info(),
+            self.cfg.depth_erosion_px,
+        )
+        return c3.point, c3.reason
+
+    def continue_track(self, job: _Job) -> None:
+        """Resuming with --track: the last command the interrupted run answered is segmented
+        again (nothing written for it) so its track goes on over the later images exactly as
+        in a run that was never interrupted.
+        """
+        if self.track is None or not self.done.get(job.index):
+            return
+        rgb, image_msg, size, result, _ = self._segment(job)
+        self.track.command(job.index, job.text, result, rgb, image_msg, job.t_ns, size)
 
     def _overlay(self, job: _Job, rgb: np.ndarray, result: Any) -> None:
         """One PNG per result; an existing file is replaced only with --force (overwrite), by
@@ -311,39 +361,12 @@ def replay_bag(
     """
     cfg = cfg or ReplayConfig()
     t_start = time.perf_counter()
-    in_path, out_path = Path(in_bag), Path(out_bag)
-    summary = ReplaySummary(output=out_path)
+    summary = ReplaySummary(output=Path(out_bag))
     in_main = _main_thread()
     old_term = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
     try:
-        with BagReader(in_bag) as bag:
-            image_problem = check_topics(bag, cfg, echo)
-            resuming = partial_name(out_path).exists() and not cfg.restart
-            check_overlay_folder(cfg.overlays, cfg.overwrite, resuming)
-            resume = _resume_source(in_path, out_path, cfg, echo)
-            if cfg.overlays is not None:
-                try:
-                    cfg.overlays.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise ReplayError(
-                        f"cannot create the overlay folder {cfg.overlays}: {exc.strerror}"
-                    ) from None
-            writer = BagWriter(
-                out_bag, storage=cfg.storage, overwrite=cfg.overwrite, protect=[in_bag]
-            )
-            try:
-                with writer as out:
-                    for stale in writer.cleaned:
-                        echo(f"note: removed {stale}, left by a killed run")
-                    run = _Replayer(bag, out, segmenter, cfg, summary, echo)
-                    _replay_into(run, image_problem, resume)
-            except KeyboardInterrupt:
-                summary.interrupted = True
-                _keep_partial(writer, in_path, cfg, summary, echo)
-                raise
-            if resume is not None:
-                _remove(resume)
-                resume_marker(out_path).unlink(missing_ok=True)
+        with OutputLock(out_bag):  # one writer per output, for the whole run
+            _replay_locked(Path(in_bag), Path(out_bag), segmenter, cfg, summary, echo)
     except BagError as exc:
         raise ReplayError(str(exc)) from None
     finally:
@@ -351,6 +374,49 @@ def replay_bag(
             signal.signal(signal.SIGTERM, old_term)
     summary.wall_s = time.perf_counter() - t_start
     return summary
+
+
+def _replay_locked(
+    in_path: Path,
+    out_path: Path,
+    segmenter: Any,
+    cfg: ReplayConfig,
+    summary: ReplaySummary,
+    echo: Callable[[str], None],
+) -> None:
+    """replay_bag's work while it holds the output's lock."""
+    with BagReader(in_path, ReadLimits.for_pixels(cfg.max_image_pixels)) as bag:
+        image_problem = check_topics(bag, cfg, echo)
+        resuming = partial_name(out_path).exists() and not cfg.restart
+        check_overlay_folder(cfg.overlays, cfg.overwrite, resuming)
+        resume = _resume_source(in_path, out_path, cfg, echo)
+        if cfg.overlays is not None:
+            try:
+                cfg.overlays.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ReplayError(
+                    f"cannot create the overlay folder {cfg.overlays}: {exc.strerror}"
+                ) from None
+        writer = BagWriter(
+            out_path, storage=cfg.storage, overwrite=cfg.overwrite, protect=[in_path]
+        )
+        try:
+            with writer as out:
+                for stale in writer.cleaned:
+                    echo(f"note: removed {stale}, left by a killed run")
+                run = _Replayer(bag, out, segmenter, cfg, summary, echo)
+                _replay_into(run, image_problem, resume)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            _keep_partial(writer, in_path, cfg, summary, echo)
+            raise
+        except BagWriteError:  # a full disk, a name taken meanwhile: keep what was written
+            if writer.kept is not None:
+                _keep_partial(writer, in_path, cfg, summary, echo)
+            raise
+        if resume is not None:
+            _remove(resume)
+            resume_marker(out_path).unlink(missing_ok=True)
 
 
 def _main_thread() -> bool:
@@ -361,31 +427,35 @@ def _main_thread() -> bool:
 
 def _replay_into(run: _Replayer, image_problem: str, resume: Path | None) -> None:
     """Answer every command of run.bag into run.out (taking over a partial run from `resume`)."""
-    bag, out, segmenter, cfg = run.bag, run.out, run.segmenter, run.cfg
-    summary, echo = run.summary, run.echo
+    bag, out, cfg, summary = run.bag, run.out, run.cfg, run.summary
     out.add_topic(RESULT_TOPIC, SEGMENTATION_TYPE, qos="reliable")
     out.add_topic(MASK_TOPIC, "sensor_msgs/msg/Image", qos="reliable")
     out.add_topic(CENTROID_TOPIC, "geometry_msgs/msg/PointStamped", qos="reliable")
     if cfg.include_input:
         store = bag.typestore
         for topic, msgtype in bag.topics.items():
-            if topic not in (RESULT_TOPIC, MASK_TOPIC, CENTROID_TOPIC) and msgtype:
+            if topic not in WRITTEN_TOPICS and msgtype:
                 out.add_topic(topic, msgtype, store=store)
+    if cfg.track:
+        run.track = start_track_replay(run, out, run.segmenter)
     if resume is not None:
         summary.resumed = _take_over(resume, out, run)
-        echo(f"resuming: {summary.resumed} command(s) already answered in {resume}")
+        run.echo(f"resuming: {summary.resumed} command(s) already answered in {resume}")
     if image_problem:
         run.image_problem = image_problem
         summary.problem(image_problem)
-    if cfg.track:
-        run.track = start_track_replay(run, out, segmenter)
+    last_done = max(run.done, default=0)
     try:
         for job in run.jobs():
             summary.commands += 1
             if job.index in run.done:
                 summary.succeeded += run.done[job.index]
+                if job.index == last_done:
+                    run.continue_track(job)
                 continue
             summary.succeeded += run.answer(job)
+    except BagWriteError:
+        raise
     except BagError as exc:  # the file is damaged past repair: keep what was answered
         run.warn(f"{exc}; stopped reading after {summary.commands} command(s)")
     if run.track is not None:
