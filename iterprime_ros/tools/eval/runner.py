@@ -130,10 +130,36 @@ def parse_lines(
                 continue
             raise ResumeMismatchError(f"{path} is not an iterprime results file (no header line)")
         if isinstance(obj, dict) and "id" in obj and "header" not in obj:
-            records.append(obj)
-        else:
-            corrupt.append(lineno)
+            wrong = record_problem(obj)
+            if not wrong:
+                records.append(obj)
+                continue
+            log.warning("%s line %d: %s; the record is skipped", path, lineno, wrong)
+        corrupt.append(lineno)
     return header, records, corrupt, pos
+
+
+# Fields a record must hold with these types to be summed (bool is not an integer here).
+_RECORD_TYPES = {
+    "intersection": (int,),
+    "union": (int,),
+    "iou": (int, float),
+    "time_s": (int, float),
+    "ok": (bool,),
+    "expression": (str,),
+}
+
+
+def record_problem(obj: Mapping[str, Any]) -> str:
+    """Why a results record cannot be used ("" when it can): a field of the wrong type."""
+    for name, types in _RECORD_TYPES.items():
+        if name not in obj:
+            continue
+        value = obj[name]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            kinds = " or ".join(t.__name__ for t in types)
+            return f"field {name!r} is {value!r} ({type(value).__name__}), expected {kinds}"
+    return ""
 
 
 # ---------------------------------------------------------------------------- results files
