@@ -144,8 +144,8 @@ def clean_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
             pid = int((folder / _OWNER).read_text().strip())
         except (OSError, ValueError):
             pid = 0
-        if pid and pid != os.getpid() and _pid_alive(pid):
-            continue  # a writer that does not lock (an older version) is at work
+        if pid and _pid_alive(pid):
+            continue  # this process's own writer, or one of a version that did not lock
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
