@@ -292,6 +292,22 @@ class BagWriter:
             ) from exc
         self.counts[topic] += 1
 
+    def commit(self) -> None:
+        """Make what was written so far survive a later failure of this run (a full disk):
+        SQLite rows are committed (rosbags commits only at close); an MCAP chunk reaches the
+        file when it is full, so at most the last chunk's messages are answered again.
+        """
+        conn = getattr(getattr(self._writer, "storage", None), "conn", None)
+        if conn is None:
+            return
+        try:
+            conn.commit()
+        except Exception as exc:  # noqa: BLE001 - sqlite3.OperationalError on a full disk
+            raise BagWriteError(
+                f"cannot write {self.path} (in {self._tmp}): {_one_line(exc)}; free space and "
+                f"run again (what was written is kept in {self.partial_path})"
+            ) from exc
+
     def _connection(self, topic: str) -> Connection:
         try:
             return self._connections[topic]

@@ -173,7 +173,11 @@ def _keep_partial(
             f"error: cannot write the resume marker {marker}: {exc.strerror or exc}; the results "
             f"in {writer.kept} are kept, but only --restart can use that name again"
         )
-    done = writer.counts.get(RESULT_TOPIC, 0)
+    try:  # what the kept bag holds (a full disk may have cut the last results off)
+        with BagReader(writer.kept) as kept:
+            done = len(_answered(kept))
+    except BagError:
+        done = 0
     echo(
         f"{'interrupted' if summary.interrupted else 'stopped'}: {done} finished result(s) "
         f"kept in {writer.kept}; run the same command "

@@ -454,6 +454,7 @@ def _replay_into(run: _Replayer, image_problem: str, resume: Path | None) -> Non
                     run.continue_track(job)
                 continue
             summary.succeeded += run.answer(job)
+            out.commit()  # a finished answer survives a later full disk
     except BagWriteError:
         raise
     except BagError as exc:  # the file is damaged past repair: keep what was answered
