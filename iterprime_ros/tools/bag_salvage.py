@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from mcap.exceptions import EndOfFile
+from mcap.records import Channel, Chunk, DataEnd, Footer, Message, MessageIndex, Schema
+from mcap.stream_reader import StreamReader, breakup_chunk
+
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _FOOTER_OPCODE = 0x02
 _FOOTER_SIZE = 1 + 8 + 8 + 8 + 4  # opcode, length, summary start, summary offset start, crc
@@ -100,10 +104,6 @@ def _mcap_messages(
     chunk costs its own messages (placeholders from the chunk's message index when it is
     intact), and reading stops only where the record structure itself is broken.
     """
-    from mcap.exceptions import EndOfFile
-    from mcap.records import Channel, Chunk, DataEnd, Footer, Message, MessageIndex, Schema
-    from mcap.stream_reader import StreamReader, breakup_chunk
-
     schemas: dict[int, Schema] = {}
     channels: dict[int, tuple[str, str]] = {}
     lost_chunk: Chunk | None = None  # a damaged chunk whose message indexes may follow
@@ -148,18 +148,9 @@ def _mcap_messages(
                 lost_chunk = None
                 yield _mcap_message(record, channels)
             elif isinstance(record, Chunk):
-                try:
-                    inner = breakup_chunk(record, validate_crc=True)
-                except Exception as exc:  # noqa: BLE001 - CRC, decompression, bad lengths
-                    lost_chunk = record
-                    problems.append(
-                        f"{path}: damaged chunk at byte {at} ({_one_line(exc)}); its messages "
-                        f"from bag time {record.message_start_time} to "
-                        f"{record.message_end_time} are lost"
-                    )
-                    continue
-                lost_chunk = None
-                for r in inner:
+                inner = _chunk_records(record, path, at, problems)
+                lost_chunk = record if inner is None else None
+                for r in inner or ():
                     if isinstance(r, Schema):
                         schemas[r.id] = r
                     elif isinstance(r, Channel):
@@ -183,6 +174,18 @@ def _mcap_messages(
                         "off); every message was read"
                     )
                 return
+
+
+def _chunk_records(chunk: Any, path: Path, at: int, problems: list[str]) -> list[Any] | None:
+    """The records of a chunk, CRC checked; None (and a problem line) when it is damaged."""
+    try:
+        return breakup_chunk(chunk, validate_crc=True)
+    except Exception as exc:  # noqa: BLE001 - CRC, decompression, bad lengths
+        problems.append(
+            f"{path}: damaged chunk at byte {at} ({_one_line(exc)}); its messages from bag "
+            f"time {chunk.message_start_time} to {chunk.message_end_time} are lost"
+        )
+        return None
 
 
 def _mcap_summary_definitions(

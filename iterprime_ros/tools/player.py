@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HZ",
         help="publish /clock with the bag's time (default 40 Hz) for nodes with use_sim_time",
     )
+    _add_record_arguments(p)
+    return p
+
+
+def _add_record_arguments(p: argparse.ArgumentParser) -> None:
+    """--record and its companions, --force, --max-image-pixels and --quiet."""
     p.add_argument(
         "--record",
         nargs="+",
@@ -144,7 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_MAX_IMAGE_PIXELS}; iterprime_ros/image_size.py)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="print only warnings and errors")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

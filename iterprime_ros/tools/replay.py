@@ -118,6 +118,12 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "folder (with --force a non-empty one: overlays of the same name are replaced, other "
         "files never touched)",
     )
+    _add_run_arguments(p)
+    p.set_defaults(func=cmd_replay)
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The settings, output and resume flags of `iterprime replay`."""
     p.add_argument(
         "--config",
         metavar="YAML",
@@ -169,7 +175,6 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         f"(default {DEFAULT_MAX_IMAGE_PIXELS}; iterprime_ros/image_size.py)",
     )
     p.add_argument("--strict", action="store_true", help="exit 1 when any command failed")
-    p.set_defaults(func=cmd_replay)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -40,7 +40,13 @@ from ...image_size import (
     mask_to_source,
 )
 from .datasets import Sample, load_image
-from .metrics import EPS, MetricAccumulator, intersection_union, is_position_expression
+from .metrics import (
+    EPS,
+    MetricAccumulator,
+    intersection_union,
+    is_position_expression,
+    record_problem,
+)
 from .predictors import Predictor
 
 log = logging.getLogger(__name__)
@@ -137,29 +143,6 @@ def parse_lines(
             log.warning("%s line %d: %s; the record is skipped", path, lineno, wrong)
         corrupt.append(lineno)
     return header, records, corrupt, pos
-
-
-# Fields a record must hold with these types to be summed (bool is not an integer here).
-_RECORD_TYPES = {
-    "intersection": (int,),
-    "union": (int,),
-    "iou": (int, float),
-    "time_s": (int, float),
-    "ok": (bool,),
-    "expression": (str,),
-}
-
-
-def record_problem(obj: Mapping[str, Any]) -> str:
-    """Why a results record cannot be used ("" when it can): a field of the wrong type."""
-    for name, types in _RECORD_TYPES.items():
-        if name not in obj:
-            continue
-        value = obj[name]
-        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            kinds = " or ".join(t.__name__ for t in types)
-            return f"field {name!r} is {value!r} ({type(value).__name__}), expected {kinds}"
-    return ""
 
 
 # ---------------------------------------------------------------------------- results files
