@@ -258,3 +258,24 @@ def test_rows_rosbags_would_drop_are_read_as_damage(tmp_path: Path) -> None:
     with BagReader(db3) as bag:
         got = list(bag.messages())
     assert len(got) == 3 and not got[1].topic and "topic id 99" in got[1].damage
+
+
+def test_a_zstd_frame_declaring_more_than_the_limit_is_refused(tmp_path: Path) -> None:
+    """The chunk may declare a small size while its compressed frame declares 1 GiB: the frame
+    header is read before anything is decompressed.
+    """
+    import zstandard
+
+    from iterprime_ros.tools.bag_check import _check_chunk
+
+    squeeze = zstandard.ZstdCompressor().compressobj(size=1 << 30)
+    frame = squeeze.compress(b"\0" * 4096) + squeeze.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+    body = (
+        struct.pack("<QQQI", T0, T0, 4096, 0)
+        + struct.pack("<I", 4)
+        + b"zstd"
+        + struct.pack("<Q", len(frame))
+        + frame
+    )
+    with pytest.raises(BagError, match="frame at byte 77 declares 1073741824 bytes"):
+        _check_chunk(tmp_path / "x.mcap", 77, body, ReadLimits())
