@@ -29,6 +29,8 @@ from typing import Any
 from ..image_size import (
     DEFAULT_MAX_IMAGE_PIXELS,
 )
+from ..models.loading import quiet_transformers
+from ..pipeline import Segmenter
 from .bags import (
     BagError,
     BagReader,
@@ -258,9 +260,6 @@ def _check_before_loading(args: argparse.Namespace, cfg: ReplayConfig, out: Path
 
 def _load_segmenter(settings: Any) -> Any:
     """The pipeline with its models loaded and warmed up (the slow part of a start)."""
-    from ..models.loading import quiet_transformers
-    from ..pipeline import Segmenter
-
     quiet_transformers()
     t0 = time.perf_counter()
     segmenter = Segmenter(settings)
