@@ -28,7 +28,6 @@ FOLDERS = ("iterprime_ros", "test", "scripts", "launch")
 KNOWN_BROKEN: set[str] = {
     "iterprime_ros/ros/node.py",
     "iterprime_ros/ros/params.py",
-    "iterprime_ros/tools/replay.py",
 }
 
 BULLET = re.compile(r"^([-*+•]|\d+[.)]|>>>|\.\.\.)(\s|$)")

@@ -350,9 +350,8 @@ def replay_bag(
 ) -> ReplaySummary:
     """Answer every command in IN_BAG with `segmenter` and write the results to OUT_BAG.
 
-    `segmenter` is anything with ``segment(rgb, command) -> SegmentationResult``
-    (pipeline.Segmenter).
-    Raises ReplayError before writing anything when there is nothing to answer.
+    `segmenter` is anything with ``segment(rgb, command) -> SegmentationResult``, such as
+    pipeline.Segmenter. Raises ReplayError before writing anything when there is nothing to answer.
 
     Interruption (Ctrl-C, SIGTERM in the main thread): the finished results are closed into
     ``partial_name(OUT_BAG)`` with a resume marker beside it and KeyboardInterrupt propagates;
