@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-run device check (issue 17): first / prefetched / same-frame latency per stage, fp32 vs
+# One-run device check: first / prefetched / same-frame latency per stage, fp32 vs
 # autocast fp16/bf16, Swin-L vs Swin-T, peak GPU memory, on real-size random-weight models.
 #
 #   scripts/gpu_check.sh                      # on the GPU (CUDA); extra args go to `iterprime bench`

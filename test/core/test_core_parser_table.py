@@ -22,8 +22,8 @@ from iterprime_ros.core.text import (
     stanza_parse,
 )
 
-# Measured on this table (see the issue-16 note): 107 of 108 with the corrections, 96 of 108
-# with the bare spaCy fallback. The test keeps the measured floor, not a per-row list.
+# Measured on this table: 107 of 108 with the corrections, 96 of 108 with the bare spaCy
+# fallback. The test keeps the measured floor, not a per-row list.
 SPACY_MIN_HITS = 107
 
 
