@@ -13,7 +13,7 @@ instead of hand-written lists:
   "in", "me", "on", "de") are not evidence of English.
 
 Everything is loaded on first use and kept for the process (the stop-word lists are tiny;
-the lemma tables come with the English pipeline text.load_spacy() loads anyway).
+the lemma tables come with the English pipeline nlp_models.load_spacy() loads anyway).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import functools
 import importlib.util
 import logging
 from pathlib import Path
+
+from .nlp_models import load_spacy
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +126,6 @@ class _Dictionary:
 @functools.cache  # loaded once (the node's warm-up calls it before any command)
 def _load_dictionary() -> _Dictionary:
     try:
-        from .text import load_spacy  # lazy: text.py imports command.py, which imports us
-
         lookups = load_spacy().get_pipe("lemmatizer").lookups
         index, exc, rules = (
             lookups.get_table(t) for t in ("lemma_index", "lemma_exc", "lemma_rules")
