@@ -74,7 +74,7 @@ class SegmenterSettings:
     gradcam_layer: int = -1
     prompt_template: str = "there is a {}"
     first_token: str = "enc"  # "enc": BLIP's [ENC] as the ITM's first token; "cls": keep [CLS]
-    max_text_tokens: int = 35
+    max_text_tokens: int = 512  # capped by the model's positions; the official path has no cut
     # PWEM / IGRS
     aggregation: str = "pwem"  # pwem | global | local | gvlp | mean
     no_primary: str = "reference"  # reference | gvlp
@@ -82,6 +82,7 @@ class SegmenterSettings:
     igrs_alpha: float = 0.2
     binarize_threshold: float = 0.5
     stop_rule: str = "reference"  # reference | soft_itm | none (no early stop; benchmarks)
+    single_pass: str = "sigmoid"  # one pass: sigmoid (the reference's S(O_0)) | plain (O_0)
     # proposals and selection
     proposal_threshold: float = 0.35
     proposal_shortest_edge: int = 800
@@ -143,6 +144,7 @@ class SegmenterSettings:
             mode=self.aggregation,
             no_primary=self.no_primary,
             enabled=self.igrs_iterations > 1,
+            single_pass=self.single_pass,
         )
 
     def selection_settings(self) -> SelectionSettings:

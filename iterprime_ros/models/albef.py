@@ -46,6 +46,7 @@ from .loading import (
     LoadedModel,
     ModelNotFoundError,
     cached_model,
+    check_tokenizer,
     resolve_device,
     resolve_dtype,
 )
@@ -380,13 +381,19 @@ def find_checkpoint(model: str | Path) -> tuple[Path, Path]:
     return found[0], path
 
 
-def _load_tokenizer(folder: Path) -> Any:
+def _load_tokenizer(folder: Path, vocab_size: int) -> Any:
+    """The BERT tokenizer next to the checkpoint, checked against the model's vocabulary.
+
+    A folder with only ``vocab.txt`` is read through ``from_pretrained`` (which finds the file
+    by its name in every transformers version), never by a constructor argument whose name
+    changed between versions and was then silently ignored.
+    """
     from transformers import AutoTokenizer, BertTokenizer
 
     if (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file():
         tok = AutoTokenizer.from_pretrained(str(folder))
     elif (folder / "vocab.txt").is_file():
-        tok = BertTokenizer(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+        tok = BertTokenizer.from_pretrained(str(folder), do_lower_case=True)
     else:
         raise ModelNotFoundError(
             f"{folder} has no BERT tokenizer (vocab.txt of bert-base-uncased, or tokenizer.json) "
@@ -394,6 +401,7 @@ def _load_tokenizer(folder: Path) -> Any:
         )
     if not getattr(tok, "is_fast", False):
         raise ModelNotFoundError(f"{folder}: a fast tokenizer is needed for character offsets")
+    check_tokenizer(tok, folder, vocab_size)
     return tok
 
 
@@ -427,7 +435,10 @@ def _load_albef(
         folder=checkpoint,
         device=device,
         dtype=dtype,
-        extras={"tokenizer": _load_tokenizer(tokenizer_folder), "unused_keys": unused},
+        extras={
+            "tokenizer": _load_tokenizer(tokenizer_folder, arch.vocab_size),
+            "unused_keys": unused,
+        },
     )
 
 
@@ -452,6 +463,10 @@ class AlbefITMBackend:
     model: an official ALBEF ``.pth`` (e.g. ALBEF.pth, the 14M pre-training checkpoint) or a
     folder holding it, with the bert-base-uncased tokenizer (vocab.txt) beside it.
     gradcam_layer: None takes 8 (the paper's); it must be a fusion layer, 6..11 for ALBEF.
+    max_text_tokens: the longest input, capped by the model's position table (512 for ALBEF).
+    The official Grad-CAM path tokenizes an expression without any cut; only text longer than
+    the position table, where the official code would stop with an index error, is cut here
+    (with a warning) so the command still gets an answer.
     """
 
     name = "albef_itm"
@@ -471,7 +486,7 @@ class AlbefITMBackend:
         device: str | torch.device = "auto",
         gradcam_layer: int | None = None,
         half_precision: bool = False,
-        max_text_tokens: int = 50,
+        max_text_tokens: int = 512,
         num_heads: int | None = None,
         token_cache_size: int = 64,
         **_ignored: Any,
@@ -537,27 +552,31 @@ class AlbefITMBackend:
         return self._token_cache.get_or_make(text, lambda: self._tokenize(text))
 
     def _tokenize(self, text: str) -> _Tokens:
-        enc = self.tokenizer(
-            text, truncation=True, max_length=self.max_text_tokens, return_offsets_mapping=True
-        )
-        ids = list(enc["input_ids"])
-        special = set(self.tokenizer.all_special_ids)
-        offsets = tuple(
-            None if (tid in special or e <= s) else (int(s), int(e))
-            for tid, (s, e) in zip(ids, enc["offset_mapping"])
-        )
-        valid = [True] * len(ids)
-        if len(ids) > 1 and ids[-1] == self.tokenizer.sep_token_id:
-            valid[-1] = False  # the trailing [SEP] never takes part
-        toks = _Tokens(
+        """ALBEF's own input: ``[CLS] X`` with no ``[SEP]``, as its BertTokenizer builds a single
+        sequence (the model was trained and evaluated on that), cut to the position table.
+        """
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        body = list(enc["input_ids"])
+        spans = list(enc["offset_mapping"])
+        room = self.max_text_tokens - 1  # [CLS] takes one position
+        if len(body) > room:
+            log.warning(
+                "ALBEF text of %d tokens cut to the model's %d positions: %r",
+                len(body) + 1,
+                self.max_text_tokens,
+                text,
+            )
+            body, spans = body[:room], spans[:room]
+        ids = [self.tokenizer.cls_token_id, *body]
+        offsets = (None,) + tuple(None if e <= s else (int(s), int(e)) for s, e in spans)
+        return _Tokens(
             input_ids=torch.tensor([ids], dtype=torch.long, device=self.device),
             offsets=offsets,
-            valid=torch.tensor(valid, dtype=torch.bool),
+            valid=torch.ones(len(ids), dtype=torch.bool),
         )
-        return toks
 
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
-        """Char span of each token; None for [CLS] and [SEP]."""
+        """Char span of each token; None for [CLS]."""
         return list(self._tokens(text).offsets)
 
     def token_valid(self, text: str) -> torch.Tensor:

@@ -67,6 +67,8 @@ from .loading import (
     LoadedModel,
     ModelNotFoundError,
     cached_model,
+    check_model_type,
+    check_tokenizer,
     read_json,
     resolve,
     resolve_device,
@@ -174,6 +176,7 @@ def _load_blip(folder: Path, device: torch.device, dtype: torch.dtype) -> Loaded
         raise ModelNotFoundError(
             f"{folder}: a fast (tokenizers) tokenizer is needed for character offsets"
         )
+    check_tokenizer(tokenizer, folder, int(model.config.text_config.vocab_size))
     return LoadedModel(
         model=model, folder=folder, device=device, dtype=dtype, extras={"tokenizer": tokenizer}
     )
@@ -185,8 +188,11 @@ class BlipITMBackend:
     gradcam_layer: the text-encoder layer whose cross-attention is explained (0-based; BLIP
     has cross-attention in all 12 layers). None takes 6: the BLIP authors' own Grad-CAM
     (LAVIS compute_gradcam, block_num=6) explains that layer (method.md §1).
-    max_text_tokens: BLIP's ITM was trained on 35 tokens; longer prompts are truncated
-    (token_offsets shows what was kept).
+    max_text_tokens: the longest prompt, capped by the text encoder's position table (512).
+    The BLIP authors' Grad-CAM path tokenizes the expression without a cut (their ITM training
+    cut captions at 35 tokens, their per-expression Grad-CAM does not); only text longer than
+    the position table, where their code would stop with an index error, is cut (with a
+    warning; token_offsets shows what was kept).
     """
 
     name = "blip_itm"
@@ -200,7 +206,7 @@ class BlipITMBackend:
         gradcam_layer: int | None = None,
         half_precision: bool = False,
         first_token: str = "enc",
-        max_text_tokens: int = 35,
+        max_text_tokens: int = 512,
         token_cache_size: int = 64,
         autocast: str = "off",
         autocast_text: bool | None = None,
@@ -213,6 +219,7 @@ class BlipITMBackend:
         self.text_autocast_dtype = self.autocast_dtype if autocast_text else None
         self.dtype = resolve_dtype(self.device, half_precision and self.autocast_dtype is None)
         folder = resolve(model, kind="vlp")
+        check_model_type(folder, str(model), "vlp_model", self.name, self.model_types, "vlp")
         if not any((folder / f).is_file() for f in TOKENIZER_FILES):
             raise ModelNotFoundError(
                 f"model folder {folder} has no tokenizer ({' or '.join(TOKENIZER_FILES)})"
@@ -243,7 +250,7 @@ class BlipITMBackend:
                 f"has layers 0..{self.num_layers - 1}"
             )
         self.gradcam_layer = gradcam_layer
-        self.max_text_tokens = max_text_tokens
+        self.max_text_tokens = min(max_text_tokens, int(cfg.text_config.max_position_embeddings))
 
         # Preprocessing: the checkpoint's own (resize + rescale + CLIP normalise), read from its
         # config.
@@ -348,6 +355,8 @@ class BlipITMBackend:
         )
         ids = list(enc["input_ids"])
         att = list(enc["attention_mask"])
+        if getattr(enc, "encodings", None) and enc.encodings[0].overflowing:
+            log.warning("BLIP text cut to the model's %d positions: %r", len(ids), text)
         special = set(self.tokenizer.all_special_ids)
         offsets: list[tuple[int, int] | None] = []
         for i, (tid, (s, e)) in enumerate(zip(ids, enc["offset_mapping"])):
