@@ -17,11 +17,12 @@ Architecture (ALBEF ``configs/config_bert.json`` + ``models/vit.py``):
 
 Grad-CAM on ``text_encoder.encoder.layer[8].crossattention`` (the 3rd fusion layer, as in the
 paper and the authors' code). The cross-attention core is a small subclass of transformers'
-``BertCrossAttention`` whose softmax output passes through an ``nn.Identity`` (``probs``); a
-forward pre-hook there swaps in a grad-requiring copy (post-softmax, pre-dropout), the same
-capture as models/blip.py. Patch masking for IGRS: the same forward pre-hook on every
-cross-attention core as in models/blip.py, injecting an additive key mask (0 kept, dtype-min
-dropped), so masked patches get exactly zero attention in every fusion layer.
+``BertCrossAttention`` with an explicit softmax -> dropout path; its attention
+probabilities (post-softmax, pre-dropout) become a grad-requiring leaf when the core's
+``capture`` flag is set, the same capture as models/blip.py. Patch masking for IGRS: every
+cross-attention core adds the additive key mask the backend sets on it for one call (0 kept,
+dtype-min dropped), so masked patches get exactly zero attention in every fusion layer. No
+hook is registered per pass and the pass results stay on the model's device.
 
 Architecture sizes are read from the checkpoint's shapes (widths, depths, fusion layer, image
 size); only the head count is not in the shapes (default width // 64, i.e. 12 for ALBEF).
@@ -217,7 +218,13 @@ class _CrossAttentionCore(torch.nn.Module):
             base.value,
             base.dropout,
         )
-        self.probs = torch.nn.Identity()  # the Grad-CAM hook point
+        self.probs = torch.nn.Identity()  # where the probabilities leave (a hook point)
+        # set by the backend for the length of one call, under the model's lock: the additive
+        # key mask of IGRS (None: every key) and whether this layer's probabilities become the
+        # Grad-CAM leaf (then left in `captured`)
+        self.key_mask: torch.Tensor | None = None
+        self.capture = False
+        self.captured: torch.Tensor | None = None
 
     def forward(
         self,
@@ -236,9 +243,15 @@ class _CrossAttentionCore(torch.nn.Module):
         k = heads(self.key(encoder_hidden_states))
         v = heads(self.value(encoder_hidden_states))
         scores = torch.matmul(q, k.transpose(-1, -2)) * self.scaling
+        if attention_mask is None:
+            attention_mask = self.key_mask
         if attention_mask is not None:
             scores = scores + attention_mask
-        probs = self.probs(torch.softmax(scores, dim=-1))
+        probs = torch.softmax(scores, dim=-1)
+        if self.capture:  # the graph of d(match)/dA starts here (post-softmax, pre-dropout)
+            probs = probs.detach().requires_grad_(True)
+            self.captured = probs
+        probs = self.probs(probs)
         context = torch.matmul(self.dropout(probs), v).transpose(1, 2).reshape(b, n, -1)
         return context, probs
 
@@ -593,62 +606,55 @@ class AlbefITMBackend:
     @contextmanager
     def masked_cross_attention(self, keep: torch.Tensor | None, n_keys: int) -> Iterator[None]:
         """Within the block, every cross-attention layer sees only the image keys where keep is
-        True (the image CLS key always); keep=None: no-op. Same pre-hook as models/blip.py.
+        True (the image CLS key always); keep=None: no-op.
+
+        The additive mask (0 kept, dtype-min dropped) is built where the model runs and handed
+        to the cross-attention cores as an attribute: no hook is registered per pass and
+        nothing is copied to the host.
         """
         if keep is None:
             yield
             return
-        keep = torch.as_tensor(keep).reshape(-1).to(torch.bool).cpu()
+        keep = torch.as_tensor(keep).reshape(-1)
         if keep.numel() != n_keys - 1:
             raise ValueError(f"keep has {keep.numel()} entries, expected g*g = {n_keys - 1}")
-        full = torch.cat([torch.ones(1, dtype=torch.bool), keep])
-        additive = torch.zeros(n_keys, dtype=self.dtype)
-        additive[~full] = torch.finfo(self.dtype).min
-        additive = additive.view(1, 1, 1, n_keys).to(self.device)
-
-        def inject(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-            return args, {**kwargs, "attention_mask": additive}
-
-        handles = [
-            core.register_forward_pre_hook(inject, with_kwargs=True)
-            for core in self._cross_cores()
-        ]
+        keep = keep.to(self.device, torch.bool, non_blocking=True)
+        full = torch.cat([torch.ones(1, dtype=torch.bool, device=self.device), keep])
+        additive = torch.zeros(n_keys, dtype=self.dtype, device=self.device)
+        additive = additive.masked_fill(~full, torch.finfo(self.dtype).min)
+        cores = self._cross_cores()
+        for core in cores:
+            core.key_mask = additive.view(1, 1, 1, n_keys)
         try:
             yield
         finally:
-            for h in handles:
-                h.remove()
+            for core in cores:
+                core.key_mask = None
 
     def text_pass(
         self, image_embedding: AlbefImageEmbedding, text: str, keep: torch.Tensor | None = None
     ) -> PassOutput:
         """ITM logits, layer-l cross-attention probabilities A (K x L x (1+g*g)) and
-        d(match logit)/dA.
+        d(match logit)/dA, left on the model's device (IGRS and PWEM continue there).
         """
         toks = self._tokens(text)
         embeds = image_embedding.embeds
-        captured: dict[str, torch.Tensor] = {}
-
-        def capture(module: torch.nn.Module, args: tuple) -> tuple:
-            probs = args[0].detach().requires_grad_(True)
-            captured["A"] = probs
-            return (probs, *args[1:])
-
         core = self.model.text_encoder.encoder.layer[self.gradcam_layer].crossattention.self
         with self._loaded.lock, self.masked_cross_attention(keep, embeds.shape[1]):
-            handle = core.probs.register_forward_pre_hook(capture)
+            core.capture, core.captured = True, None
             try:
                 with torch.enable_grad():
                     hidden = self.model.text_encoder(toks.input_ids, embeds)
                     logits = self.model.itm_head(hidden[:, 0, :])[0]
-                    attention = captured["A"]
+                    attention = core.captured
+                    assert attention is not None
                     (gradient,) = torch.autograd.grad(logits[1], attention)
             finally:
-                handle.remove()
+                core.capture, core.captured = False, None
         return PassOutput(
-            itm_logits=logits.detach().float().cpu(),
-            attention=attention.detach()[0].float().cpu(),
-            gradient=gradient.detach()[0].float().cpu(),
+            itm_logits=logits.detach().float(),
+            attention=attention.detach()[0].float(),
+            gradient=gradient.detach()[0].float(),
             token_valid=toks.valid.clone(),
         )
 
@@ -664,4 +670,4 @@ class AlbefITMBackend:
             torch.no_grad(),
         ):
             hidden = self.model.text_encoder(toks.input_ids, embeds)
-            return self.model.itm_head(hidden[:, 0, :])[0].float().cpu()
+            return self.model.itm_head(hidden[:, 0, :])[0].float()

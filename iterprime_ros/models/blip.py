@@ -33,8 +33,9 @@ transformers 5.24, ``models/blip/modeling_blip_text.py``):
   the 1 + g*g image tokens to keys and values (``key``/``value`` Linear on the image
   embedding) -- for BLIP base 12 layers x 2 x 577 x 768 x 768, several times the work of
   the text itself (about 10 tokens). They depend on the image only, so ``encode_image``
-  computes them once (``BlipImageEmbedding.cross_kv``) and each text pass swaps those
-  Linear modules for their cached outputs for the length of the call. The patch mask acts
+  computes them once (``BlipImageEmbedding.cross_kv``); each cross-attention core gets, once
+  per loaded model, a forward that takes them from the hook state for the length of a call
+  (no module is swapped per pass, the Linear modules are simply not called). The patch mask acts
   on the scores, not on the keys, so the cached values serve every IGRS pass and every
   command on the frame; the result is the same computation (a test checks equality).
 
@@ -44,14 +45,16 @@ transformers 5.24, ``models/blip/modeling_blip_text.py``):
   text passes stay fp32 by default: their 10-row products stream the weights, and autocast
   would recast every weight in every pass.
 
-The swaps are in place for the length of one call and undone in ``finally``, the hook state is
-reset there; a per-model lock keeps concurrent calls on a shared cached model apart. On CUDA
+The hook state is set for the length of one call and reset in ``finally``; a per-model lock
+keeps concurrent calls on a shared cached model apart. On CUDA
 the pass results stay on the device (no copy to the host per pass).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +102,17 @@ class _HookState:
 
     mask: additive 1 x 1 x 1 x K mask for every cross-attention layer (None: no masking);
     capture_layer: the layer whose attention probabilities become the Grad-CAM leaf (None: no
-    capture); captured: that leaf after the forward pass.
+    capture); captured: that leaf after the forward pass; kv / kv_source: the image's cached
+    cross-attention keys and values per layer and the embedding they were projected from (None:
+    every layer projects its keys and values itself).
     """
 
     def __init__(self) -> None:
         self.mask: torch.Tensor | None = None
         self.capture_layer: int | None = None
         self.captured: torch.Tensor | None = None
+        self.kv: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+        self.kv_source: torch.Tensor | None = None
 
     @classmethod
     def install(cls, layers: Any) -> "_HookState":
@@ -116,7 +123,52 @@ class _HookState:
                 state._inject_mask, with_kwargs=True
             )
             layer.crossattention.self.dropout.register_forward_pre_hook(state._capture(index))
+            state._reuse_kv(layer.crossattention.self, index)
         return state
+
+    def _reuse_kv(self, core: torch.nn.Module, index: int) -> None:
+        """Give one cross-attention core a forward that takes the image's keys and values from
+        ``kv`` when the call's image tokens are ``kv_source``, and otherwise runs transformers'
+        own. Set once per loaded model: no module is swapped per pass, the key/value Linear
+        modules stay in place (and are simply not called).
+
+        The maths is BlipTextSelfAttention's (transformers 5), step by step, with the key and
+        value projections replaced by the cached ones; a test compares it with transformers'
+        forward on the same inputs to the bit, so a change upstream is noticed.
+        """
+        own = core.forward
+        state = self
+
+        def forward(
+            module: torch.nn.Module,
+            hidden_states: torch.Tensor,
+            attention_mask: torch.Tensor | None = None,
+            encoder_hidden_states: torch.Tensor | None = None,
+            encoder_attention_mask: torch.Tensor | None = None,
+            **kwargs: Any,
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            kv = state.kv
+            if kv is None or encoder_hidden_states is not state.kv_source or kwargs.get("cache"):
+                return own(
+                    hidden_states,
+                    attention_mask=attention_mask,
+                    encoder_hidden_states=encoder_hidden_states,
+                    encoder_attention_mask=encoder_attention_mask,
+                    **kwargs,
+                )
+            size = module.attention_head_size
+            query = module.query(hidden_states).view(*hidden_states.shape[:-1], -1, size)
+            key, value = (t.view(*t.shape[:-1], -1, size).transpose(1, 2) for t in kv[index])
+            scores = torch.matmul(query.transpose(1, 2), key.transpose(-1, -2))
+            scores = scores / math.sqrt(size)
+            if encoder_attention_mask is not None:
+                scores = scores + encoder_attention_mask.to(scores.device)
+            probs = torch.nn.Softmax(dim=-1)(scores)
+            context = torch.matmul(module.dropout(probs), value)
+            context = context.permute(0, 2, 1, 3).contiguous()
+            return context.view(*context.size()[:-2], module.all_head_size), probs
+
+        core.forward = types.MethodType(forward, core)
 
     def _inject_mask(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
         if self.mask is None:
@@ -138,29 +190,13 @@ class _HookState:
         return hook
 
 
-class _Projected(torch.nn.Module):
-    """Stands in for a cross-attention key/value Linear during one call: returns the projection
-    cached for `source` (the image embedding) and computes it normally for any other input.
-    """
-
-    def __init__(
-        self, linear: torch.nn.Module, source: torch.Tensor, cached: torch.Tensor
-    ) -> None:
-        super().__init__()
-        self.linear = linear
-        self.source = source
-        self.cached = cached
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x is self.source:
-            return self.cached
-        return self.linear(x)
-
-
 @dataclass(frozen=True)
 class _Tokens:
     input_ids: torch.Tensor  # 1 x L (first token already replaced by [ENC] when used)
     attention_mask: torch.Tensor  # 1 x L
+    # 1 x 1 x L x L additive self-attention mask, ready-made: transformers then uses it as it is
+    # instead of testing a 0/1 mask for padding, a read of the mask on the host every pass
+    self_mask: torch.Tensor
     offsets: tuple[tuple[int, int] | None, ...]
     valid: torch.Tensor  # L bools: False for padding and the trailing [SEP]
     tokens: tuple[str, ...]
@@ -370,11 +406,21 @@ class BlipITMBackend:
         toks = _Tokens(
             input_ids=torch.tensor([ids], dtype=torch.long, device=self.device),
             attention_mask=torch.tensor([att], dtype=torch.long, device=self.device),
+            self_mask=self._self_mask(att),
             offsets=tuple(offsets),
             valid=torch.tensor(valid, dtype=torch.bool),
             tokens=tuple(self.tokenizer.convert_ids_to_tokens(ids)),
         )
         return toks
+
+    def _self_mask(self, att: list[int]) -> torch.Tensor:
+        """0 where a token may be attended, the dtype's minimum for padding, in the dtype the
+        attention scores have (autocast's when the text passes run under it).
+        """
+        dtype = self.text_autocast_dtype or self.dtype
+        keys = torch.tensor(att, dtype=torch.bool)
+        row = torch.zeros(len(att), dtype=dtype).masked_fill(~keys, torch.finfo(dtype).min)
+        return row.expand(1, 1, len(att), len(att)).contiguous().to(self.device)
 
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
         """Char span of each token the pass uses; None for [ENC]/[CLS], [SEP] and padding."""
@@ -398,10 +444,8 @@ class BlipITMBackend:
         # built where the model runs (no host copy per pass); the image CLS key is always kept
         keep = keep.to(self.device, torch.bool, non_blocking=True)
         full = torch.cat([torch.ones(1, dtype=torch.bool, device=self.device), keep])
-        dropped = torch.tensor(torch.finfo(self.dtype).min, dtype=self.dtype, device=self.device)
-        additive = torch.where(
-            full, torch.zeros((), dtype=self.dtype, device=self.device), dropped
-        )
+        additive = torch.zeros(n_keys, dtype=self.dtype, device=self.device)
+        additive = additive.masked_fill(~full, torch.finfo(self.dtype).min)  # a fill, no copy
         return additive.view(1, 1, 1, n_keys)
 
     def _layers(self) -> Any:
@@ -411,29 +455,24 @@ class BlipITMBackend:
     def cached_cross_kv(self, image_embedding: BlipImageEmbedding) -> Iterator[None]:
         """Within the block, the cross-attention key/value projections of `image_embedding.embeds`
         come from ``image_embedding.cross_kv`` instead of being recomputed (no-op without it).
+        The cores read them from the hook state installed with the model: nothing is swapped.
         """
         kv = image_embedding.cross_kv
-        layers = list(self._layers())
         if kv is None:
             yield
             return
-        if len(kv) != len(layers):
+        n_layers = len(self._layers())
+        if len(kv) != n_layers:
             raise ValueError(
                 f"the image embedding has cross-attention keys for {len(kv)} layers, "
-                f"the model has {len(layers)}"
+                f"the model has {n_layers}"
             )
-        originals = [
-            (layer.crossattention.self.key, layer.crossattention.self.value) for layer in layers
-        ]
+        previous = self._hooks.kv, self._hooks.kv_source
+        self._hooks.kv, self._hooks.kv_source = kv, image_embedding.embeds
         try:
-            for layer, (key, value), (k, v) in zip(layers, originals, kv):
-                layer.crossattention.self.key = _Projected(key, image_embedding.embeds, k)
-                layer.crossattention.self.value = _Projected(value, image_embedding.embeds, v)
             yield
         finally:
-            for layer, (key, value) in zip(layers, originals):
-                layer.crossattention.self.key = key
-                layer.crossattention.self.value = value
+            self._hooks.kv, self._hooks.kv_source = previous
 
     @contextmanager
     def masked_cross_attention(
@@ -476,7 +515,7 @@ class BlipITMBackend:
                 with torch.enable_grad(), autocast(self.device, self.text_autocast_dtype):
                     out = self.model.text_encoder(
                         input_ids=toks.input_ids,
-                        attention_mask=toks.attention_mask,
+                        attention_mask=toks.self_mask,
                         encoder_hidden_states=embeds,
                         return_dict=True,
                     )
@@ -515,7 +554,7 @@ class BlipITMBackend:
         ):
             out = self.model.text_encoder(
                 input_ids=toks.input_ids,
-                attention_mask=toks.attention_mask,
+                attention_mask=toks.self_mask,
                 encoder_hidden_states=embeds,
                 return_dict=True,
             )

@@ -1,0 +1,183 @@
+"""No host sync inside the IGRS loop: the GPU path never waits for the device between passes.
+
+On CUDA every read of a tensor's value on the host (``.item()``, ``bool()``, ``float()``,
+``.tolist()``, ``.cpu()``, ``.numpy()``, ``nonzero``, indexing with a boolean mask) waits for
+every kernel queued before it. These tests run the loop on the CPU and count such calls on
+every tensor through a TorchFunctionMode, tagged with the number of text passes finished when
+they happen: the deferred loop (the one CUDA runs) must make none between its first and its
+last pass, whatever the number of passes; the per-pass early-stop check (the CPU's loop) does
+make them, which shows the counter sees what it should. Tiny random-weight BLIP and ALBEF:
+plumbing only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from iterprime_ros.core.igrs import IGRSSettings, run_igrs
+from iterprime_ros.core.text import ExpressionParser, build_prompt, token_roles
+
+SYNC_CALLS = frozenset(
+    {
+        "item",
+        "__bool__",
+        "__float__",
+        "__int__",
+        "__index__",
+        "tolist",
+        "cpu",
+        "numpy",
+        "nonzero",
+        "argwhere",
+        "masked_select",
+        "unique",
+    }
+)
+
+
+class SyncCounter(TorchFunctionMode):
+    """Records (call, text passes finished) for every call that reads a tensor's value on the
+    host.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes = 0
+        self.calls: list[tuple[str, int]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", str(func))
+        if name in SYNC_CALLS or (name == "__getitem__" and _bool_index(args)):
+            self.calls.append((name, self.passes))
+        return func(*args, **(kwargs or {}))
+
+
+def _bool_index(args) -> bool:
+    index = args[1] if len(args) > 1 else None
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
+
+
+class CountingBackend:
+    """The real backend, with the counter told when each text pass finishes."""
+
+    def __init__(self, backend, counter: SyncCounter) -> None:
+        self._backend = backend
+        self._counter = counter
+        self.grid = backend.grid
+        self.device = backend.device
+
+    def token_valid(self, text):
+        return self._backend.token_valid(text)
+
+    def text_pass(self, embedding, text, keep):
+        out = self._backend.text_pass(embedding, text, keep)
+        self._counter.passes += 1
+        return out
+
+
+def _roles(backend, expression):
+    text, start = build_prompt("there is a {}", expression)
+    parsed = ExpressionParser(parser="spacy").parse(expression)
+    valid = backend.token_valid(text)
+    return text, token_roles(parsed, backend.token_offsets(text), start, valid)
+
+
+def _run(backend, image, passes, defer, expression="the red cup on the left", **kw):
+    embedding = backend.encode_image(image)
+    text, roles = _roles(backend, expression)
+    settings = IGRSSettings(max_iterations=passes, stop_rule="none", **kw)
+    counter = SyncCounter()
+    with counter:
+        res = run_igrs(
+            CountingBackend(backend, counter),
+            embedding,
+            text,
+            roles,
+            image.shape[:2],
+            settings,
+            defer_stop=defer,
+        )
+    assert counter.passes == passes == res.iterations
+    return res, counter.calls
+
+
+def _inside(calls, passes):
+    return [c for c in calls if 0 < c[1] < passes]
+
+
+@pytest.fixture(scope="module")
+def tiny_albef(tmp_path_factory):
+    from iterprime_ros.models.albef import AlbefITMBackend
+    from iterprime_ros.tools.tiny_models import build_tiny_albef
+
+    return AlbefITMBackend(build_tiny_albef(tmp_path_factory.mktemp("albef") / "a"), device="cpu")
+
+
+@pytest.mark.parametrize("which", ["blip", "albef"])
+@pytest.mark.parametrize("mode", ["pwem", "mean", "gvlp"])
+def test_the_deferred_loop_reads_nothing_back_between_passes(
+    which, mode, tiny_blip, tiny_albef, sample_image
+):
+    backend = tiny_blip if which == "blip" else tiny_albef
+    for passes in (2, 3):
+        _, calls = _run(backend, sample_image, passes, defer=True, mode=mode)
+        assert _inside(calls, passes) == [], f"{passes} passes: {calls}"
+    # the reads after the last pass do not grow with the passes (one read of the scores, one
+    # of the heat map)
+    _, two = _run(backend, sample_image, 2, defer=True, mode=mode)
+    _, three = _run(backend, sample_image, 3, defer=True, mode=mode)
+    after = [c for c in two if c[1] == 2]
+    assert len(after) == len([c for c in three if c[1] == 3]) <= 4, after
+
+
+def test_soft_itm_and_no_primary_word_stay_on_the_device_too(tiny_blip, sample_image):
+    _, calls = _run(tiny_blip, sample_image, 3, defer=True)
+    assert _inside(calls, 3) == []
+    embedding = tiny_blip.encode_image(sample_image)
+    for expression, settings in [
+        ("the red cup", IGRSSettings(stop_rule="soft_itm")),
+        ("the left", IGRSSettings(stop_rule="none")),  # no NN: the reference no-primary map
+        ("it", IGRSSettings(stop_rule="none")),  # no effective word: [CLS] alone
+    ]:
+        text, roles = _roles(tiny_blip, expression)
+        counter = SyncCounter()
+        with counter:
+            run_igrs(
+                CountingBackend(tiny_blip, counter),
+                embedding,
+                text,
+                roles,
+                (40, 60),
+                settings,
+                defer_stop=True,
+            )
+        assert _inside(counter.calls, counter.passes) == [], (expression, counter.calls)
+
+
+def test_the_counter_sees_the_per_pass_check_of_the_early_stop_loop(tiny_blip, sample_image):
+    _, calls = _run(tiny_blip, sample_image, 3, defer=False)
+    assert {name for name, _ in _inside(calls, 3)} >= {"cpu", "tolist"}
+
+
+@pytest.mark.parametrize("rule", ["reference", "soft_itm", "none"])
+@pytest.mark.parametrize("expression", ["the red cup on the left", "the left", "a cup"])
+def test_deferred_and_early_stop_loops_give_the_same_result(
+    rule, expression, tiny_blip, sample_image
+):
+    embedding = tiny_blip.encode_image(sample_image)
+    text, roles = _roles(tiny_blip, expression)
+    settings = IGRSSettings(stop_rule=rule)
+    early = run_igrs(tiny_blip, embedding, text, roles, (40, 60), settings, defer_stop=False)
+    late = run_igrs(tiny_blip, embedding, text, roles, (40, 60), settings, defer_stop=True)
+    assert np.array_equal(early.heatmap, late.heatmap)
+    assert early.itm_scores == late.itm_scores and early.itm_logits == late.itm_logits
+    assert (early.iterations, early.returned_pass, early.stop_reason) == (
+        late.iterations,
+        late.returned_pass,
+        late.stop_reason,
+    )
+    assert len(late.keep_masks) == late.iterations == len(late.pass_times_s)
