@@ -30,6 +30,7 @@ import torch
 
 from .core import english
 from .core.backend import ProposalBackend, VLPBackend
+from .core.device_masks import DeviceMasks
 from .core.geometry import grasp_point, mask_bbox, mask_centroid
 from .core.igrs import IGRSSettings, run_igrs
 from .core.selection import SelectionSettings, select_proposal
@@ -245,7 +246,7 @@ class _Frame:
 
     size: tuple[int, int]
     embedding: Any = None
-    proposals: np.ndarray | None = None
+    proposals: Any = None  # N x H x W bool: np.ndarray, or DeviceMasks on the GPU path
     proposals_tensor: torch.Tensor | None = None  # a GPU copy for the selection sums (CUDA only)
     components: dict[tuple[int, int], int] = field(
         default_factory=dict
@@ -628,7 +629,7 @@ class Segmenter:
                 frame.proposals, frame.proposals_tensor = self._stage(
                     timings, "proposals", lambda: self._propose(image)
                 )
-            return frame.proposals, cached
+            return np.asarray(frame.proposals), cached
 
     def _fill_frame(self, frame: _Frame, image: np.ndarray, timings: dict[str, float]) -> bool:
         """Compute what the frame lacks; True when nothing had to be computed."""
@@ -647,13 +648,13 @@ class Segmenter:
             self.stats["frames_computed"] += 1
         return cached
 
-    def _propose(self, image: np.ndarray) -> tuple[np.ndarray, torch.Tensor | None]:
+    def _propose(self, image: np.ndarray) -> tuple[Any, torch.Tensor | None]:
         """Host masks, and on CUDA the device copy the backend made them in (for selection)."""
         if self._selection_device is not None:
             tensor_fn = getattr(self.proposals, "propose_tensor", None)
             if callable(tensor_fn):
                 tensor = tensor_fn(image).to(self._selection_device, torch.bool)
-                return tensor.cpu().numpy(), tensor  # one host copy per frame
+                return DeviceMasks(tensor), tensor  # read to the host only where indexed
             masks = np.asarray(self.proposals.propose(image), dtype=bool)
             return masks, torch.from_numpy(masks).to(self._selection_device)
         return np.asarray(self.proposals.propose(image), dtype=bool), None
@@ -789,6 +790,7 @@ class Segmenter:
             area_cache=frame.areas,
             settings=self._selection,
             cues=spatial_cues(expression) if s.spatial_prior else (),
+            heat_tensor=heat.heatmap_tensor if frame.proposals_tensor is not None else None,
         )
         result.score = float(sel.score)
         result.flagged = bool(sel.flagged)
