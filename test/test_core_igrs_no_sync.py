@@ -3,80 +3,21 @@
 On CUDA every read of a tensor's value on the host (``.item()``, ``bool()``, ``float()``,
 ``.tolist()``, ``.cpu()``, ``.numpy()``, ``nonzero``, indexing with a boolean mask) waits for
 every kernel queued before it. These tests run the loop on the CPU and count such calls on
-every tensor through a TorchFunctionMode, tagged with the number of text passes finished when
-they happen: the deferred loop (the one CUDA runs) must make none between its first and its
-last pass, whatever the number of passes; the per-pass early-stop check (the CPU's loop) does
-make them, which shows the counter sees what it should. Tiny random-weight BLIP and ALBEF:
-plumbing only.
+every tensor through a TorchFunctionMode (tools/bench/syncs.py, which gpu_check.sh runs),
+tagged with the number of text passes finished when they happen: the deferred loop (the one
+CUDA runs) must make none between its first and its last pass, whatever the number of
+passes; the per-pass early-stop check (the CPU's loop) does make them, which shows the
+counter sees what it should. Tiny random-weight BLIP and ALBEF: plumbing only.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from torch.overrides import TorchFunctionMode
 
 from iterprime_ros.core.igrs import IGRSSettings, run_igrs
 from iterprime_ros.core.text import ExpressionParser, build_prompt, token_roles
-
-SYNC_CALLS = frozenset(
-    {
-        "item",
-        "__bool__",
-        "__float__",
-        "__int__",
-        "__index__",
-        "tolist",
-        "cpu",
-        "numpy",
-        "nonzero",
-        "argwhere",
-        "masked_select",
-        "unique",
-    }
-)
-
-
-class SyncCounter(TorchFunctionMode):
-    """Records (call, text passes finished) for every call that reads a tensor's value on the
-    host.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passes = 0
-        self.calls: list[tuple[str, int]] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", str(func))
-        if name in SYNC_CALLS or (name == "__getitem__" and _bool_index(args)):
-            self.calls.append((name, self.passes))
-        return func(*args, **(kwargs or {}))
-
-
-def _bool_index(args) -> bool:
-    index = args[1] if len(args) > 1 else None
-    items = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
-
-
-class CountingBackend:
-    """The real backend, with the counter told when each text pass finishes."""
-
-    def __init__(self, backend, counter: SyncCounter) -> None:
-        self._backend = backend
-        self._counter = counter
-        self.grid = backend.grid
-        self.device = backend.device
-
-    def token_valid(self, text):
-        return self._backend.token_valid(text)
-
-    def text_pass(self, embedding, text, keep):
-        out = self._backend.text_pass(embedding, text, keep)
-        self._counter.passes += 1
-        return out
+from iterprime_ros.tools.bench.syncs import CountingBackend, SyncCounter, inside_loop
 
 
 def _roles(backend, expression):
@@ -106,7 +47,7 @@ def _run(backend, image, passes, defer, expression="the red cup on the left", **
 
 
 def _inside(calls, passes):
-    return [c for c in calls if 0 < c[1] < passes]
+    return inside_loop(calls, passes)
 
 
 @pytest.fixture(scope="module")

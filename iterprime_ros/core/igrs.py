@@ -40,6 +40,9 @@ class IGRSSettings:
     # one pass only (enabled=False or max_iterations=1): "sigmoid" returns S(O_0), the
     # reference's steep-sigmoid stretch of the first map; "plain" returns O_0 itself
     single_pass: str = "sigmoid"
+    # apply the stop rule after the passes instead of after each one (run_igrs); None: on
+    # CUDA, where a per-pass check would wait for the device
+    defer_stop: bool | None = None
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1:
@@ -192,7 +195,8 @@ def run_igrs(
     S(O_0), the steep sigmoid of the first map over its maximum (the reference), unless
     single_pass="plain".
 
-    defer_stop (None: on when the backend runs on CUDA): run the passes without reading
+    defer_stop (None: the settings' defer_stop, else on when the backend runs on CUDA): run
+    the passes without reading
     anything back to the host and apply the stop rule once at the end, to the same per-pass
     scores, so the result is the same; a stop that would have come early costs the passes
     after it (a few milliseconds each on a GPU), where a read-back per pass would stall it.
@@ -201,6 +205,8 @@ def run_igrs(
     s = settings or IGRSSettings()
     passes = s.max_iterations if s.enabled else 1
     device = getattr(backend, "device", None)
+    if defer_stop is None:
+        defer_stop = s.defer_stop
     if defer_stop is None:
         defer_stop = getattr(device, "type", None) == "cuda"
     plan = _plan(backend, text, roles, s, device)

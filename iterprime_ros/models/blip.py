@@ -120,7 +120,7 @@ class _HookState:
         state = cls()
         for index, layer in enumerate(layers):
             layer.crossattention.self.register_forward_pre_hook(
-                state._inject_mask, with_kwargs=True
+                state._mask_hook(), with_kwargs=True
             )
             layer.crossattention.self.dropout.register_forward_pre_hook(state._capture(index))
             state._reuse_kv(layer.crossattention.self, index)
@@ -136,7 +136,6 @@ class _HookState:
         value projections replaced by the cached ones; a test compares it with transformers'
         forward on the same inputs to the bit, so a change upstream is noticed.
         """
-        own = core.forward
         state = self
 
         def forward(
@@ -149,7 +148,8 @@ class _HookState:
         ) -> tuple[torch.Tensor, torch.Tensor]:
             kv = state.kv
             if kv is None or encoder_hidden_states is not state.kv_source or kwargs.get("cache"):
-                return own(
+                return type(module).forward(  # transformers' own, on this very module
+                    module,
                     hidden_states,
                     attention_mask=attention_mask,
                     encoder_hidden_states=encoder_hidden_states,
@@ -170,12 +170,19 @@ class _HookState:
 
         core.forward = types.MethodType(forward, core)
 
-    def _inject_mask(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
-        if self.mask is None:
-            return None
-        kwargs = dict(kwargs)
-        kwargs["encoder_attention_mask"] = self.mask
-        return args, kwargs
+    def _mask_hook(self) -> Any:
+        # a closure, not a bound method: a deep copy of the model (fp16 emulation) keeps
+        # reading this state, the one its backend sets
+        state = self
+
+        def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
+            if state.mask is None:
+                return None
+            kwargs = dict(kwargs)
+            kwargs["encoder_attention_mask"] = state.mask
+            return args, kwargs
+
+        return hook
 
     def _capture(self, index: int) -> Any:
         def hook(module: torch.nn.Module, args: tuple) -> Any:
@@ -422,6 +429,12 @@ class BlipITMBackend:
         row = torch.zeros(len(att), dtype=dtype).masked_fill(~keys, torch.finfo(dtype).min)
         return row.expand(1, 1, len(att), len(att)).contiguous().to(self.device)
 
+    def _self_mask_of(self, toks: _Tokens) -> torch.Tensor:
+        """The cached mask in the dtype of this backend's scores (a copy sharing the token cache
+        may run in another precision); no work when it already is.
+        """
+        return toks.self_mask.to(self.text_autocast_dtype or self.dtype)
+
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
         """Char span of each token the pass uses; None for [ENC]/[CLS], [SEP] and padding."""
         return list(self._tokens(text).offsets)
@@ -515,7 +528,7 @@ class BlipITMBackend:
                 with torch.enable_grad(), autocast(self.device, self.text_autocast_dtype):
                     out = self.model.text_encoder(
                         input_ids=toks.input_ids,
-                        attention_mask=toks.self_mask,
+                        attention_mask=self._self_mask_of(toks),
                         encoder_hidden_states=embeds,
                         return_dict=True,
                     )
@@ -554,7 +567,7 @@ class BlipITMBackend:
         ):
             out = self.model.text_encoder(
                 input_ids=toks.input_ids,
-                attention_mask=toks.self_mask,
+                attention_mask=self._self_mask_of(toks),
                 encoder_hidden_states=embeds,
                 return_dict=True,
             )
