@@ -245,6 +245,18 @@ def run_igrs(
             stop = stop_point(p, kept, unmasked, passes, s.stop_rule, s.enabled)
             if stop is not None:
                 break
+    return _finish(result, state, stop, passes, s, out_size)
+
+
+def _finish(
+    result: HeatmapResult,
+    state: _Passes,
+    stop: tuple[int, int, str] | None,
+    passes: int,
+    s: IGRSSettings,
+    out_size: tuple[int, int],
+) -> HeatmapResult:
+    """Read the per-pass scores once, apply the stop rule if the loop did not, build O."""
     p, logit, kept, unmasked = state.host()
     stop = stop or stop_point(p, kept, unmasked, passes, s.stop_rule, s.enabled)
     assert stop is not None
