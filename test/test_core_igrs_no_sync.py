@@ -122,3 +122,54 @@ def test_deferred_and_early_stop_loops_give_the_same_result(
         late.stop_reason,
     )
     assert len(late.keep_masks) == late.iterations == len(late.pass_times_s)
+
+
+SCRIPTS = {
+    # (maps, probabilities, settings): every way the loop can stop, from test_core_igrs.py
+    "itm drop at pass 2": ([0, 1, 2], [0.5, 0.4, 0.9], IGRSSettings(mode="mean")),
+    "no stop": ([0, 1, 2], [0.5, 0.95, 0.96], IGRSSettings(mode="mean")),
+    "itm drop at pass 3": ([0, 1, 2], [0.5, 0.95, 0.9], IGRSSettings(mode="mean")),
+    "soft_itm at pass 2": (
+        [0, 1, 2],
+        [0.5, 0.8, 0.9],
+        IGRSSettings(mode="mean", stop_rule="soft_itm"),
+    ),
+    "soft_itm at pass 3": (
+        [0, 1, 2],
+        [0.5, 0.95, 0.9],
+        IGRSSettings(mode="mean", stop_rule="soft_itm"),
+    ),
+    "degenerate first map": (["flat", 1, 2], [0.5, 0.6, 0.7], IGRSSettings(mode="mean")),
+    "empty keep intersection": (["a", "b", 2], [0.5, 0.6, 0.7], IGRSSettings(mode="mean")),
+    "one pass": ([0, 1, 2], [0.5, 0.6, 0.7], IGRSSettings(mode="mean", enabled=False)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_deferred_stop_equals_the_per_pass_stop_on_scripted_passes(name):
+    from test_core_igrs import N0, N1, N2, ROLES, ScriptedFakeBackend
+
+    named = {
+        0: N0,
+        1: N1,
+        2: N2,
+        "flat": [[0.3, 0.3], [0.3, 0.3]],
+        "a": [[1.0, 0.0], [1.0, 1.0]],
+        "b": [[0.0, 1.0], [1.0, 1.0]],
+    }
+    maps, probabilities, settings = SCRIPTS[name]
+    runs = {}
+    for defer in (False, True):
+        fake = ScriptedFakeBackend([named[m] for m in maps], probabilities)
+        runs[defer] = run_igrs(fake, "embedding", "t", ROLES, (3, 5), settings, defer_stop=defer)
+    early, late = runs[False], runs[True]
+    assert np.array_equal(early.heatmap, late.heatmap)
+    assert (early.iterations, early.returned_pass, early.stop_reason) == (
+        late.iterations,
+        late.returned_pass,
+        late.stop_reason,
+    )
+    assert early.itm_scores == late.itm_scores and early.itm_logits == late.itm_logits
+    assert [None if k is None else k.tolist() for k in early.keep_masks] == [
+        None if k is None else k.tolist() for k in late.keep_masks
+    ]
