@@ -19,6 +19,10 @@ import numpy as np
 
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096  # 16.8 MP: above any robot camera's native size
 REFUSE_FACTOR = 16  # beyond max_image_pixels * REFUSE_FACTOR an image is refused, not scaled
+# Stored bytes one pixel of the biggest accepted image may take (rgb8/bgr8, a colour camera's
+# encodings), and room for a message's other fields or a chunk's other messages.
+BYTES_PER_PIXEL = 3
+READ_SLACK_BYTES = 1 << 20
 
 
 class ImageTooLargeError(ValueError):
@@ -58,6 +62,19 @@ def plan(height: int, width: int, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXE
             f"{REFUSE_FACTOR} x max_image_pixels ({max_image_pixels / 1e6:.1f} MP); refused"
         )
     return SizePlan(height, width, math.sqrt(max_image_pixels / pixels))
+
+
+def read_limit_bytes(max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> int:
+    """The most bytes one stored message, one record or one decompressed chunk may declare.
+
+    The same rule as the pixels: a message bigger than the biggest image this rule accepts
+    cannot be anything the pipeline would use, so a bag that declares more is refused before
+    anything is allocated (a 32 KB file declaring a 1 GiB chunk must not take 1 GiB). 0 (no
+    image limit) means no byte limit either.
+    """
+    if max_image_pixels <= 0:
+        return 0
+    return max_image_pixels * REFUSE_FACTOR * BYTES_PER_PIXEL + READ_SLACK_BYTES
 
 
 def downscale(rgb: np.ndarray, size_plan: SizePlan) -> np.ndarray:

@@ -1,15 +1,14 @@
 #!/usr/bin/env python3
-"""Train the synthetic world's BLIP-architecture ITM model (no downloads).
+r"""Train the synthetic world's BLIP-architecture ITM model (no downloads).
 
 A thin wrapper around ``iterprime_ros.tools.world.train.main`` (see that module for the data, the
 hard negatives and the losses). The committed checkpoint, models/world_blip, was trained from
 scratch in one run of 47.2 minutes on a 2-core CPU machine (no GPU) by exactly:
 
-    python scripts/train_world_model.py --out models/world_blip --steps 6000 --warmup 300 --lr 5e-4
-    \
-        --threads 2 --seed 0 --grounding-weight 2.0 --grounding-layers 1 2 3 --ground-anchor \
-        --erase-prob 0.5 --vision-aux-weight 1.0 --vision-aux-position 1.0 --checkpoint-every 250 \
-        --max-minutes 58
+    python scripts/train_world_model.py --out models/world_blip --steps 6000 --warmup 300 \
+        --lr 5e-4 --threads 2 --seed 0 --grounding-weight 2.0 --grounding-layers 1 2 3 \
+        --ground-anchor --erase-prob 0.5 --vision-aux-weight 1.0 --vision-aux-position 1.0 \
+        --checkpoint-every 250 --max-minutes 58
 
 (the same as ``python -m iterprime_ros.tools.world.train ...``; 32 scenes per step, cosine decay;
 --max-minutes is a safety stop that did not trigger). It was written to /tmp/runs/D and copied
@@ -19,7 +18,7 @@ initialisation derive from --seed and the step number. Then the Grad-CAM layer i
 validation scenes: ``python -m iterprime_ros.tools.world.evaluate --select-gradcam-layer``.
 
 The earlier committed model (two stages: ITM only from scratch, then a grounding fine-tune;
-66.6 minutes in all) is described in git history and in docs/world_results.md.
+66.6 minutes in all) is described in docs/world_results.md.
 
     python scripts/train_world_model.py --out /tmp/world_try --steps 3 --threads 1   # smoke test
     python scripts/train_world_model.py --help

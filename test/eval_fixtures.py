@@ -51,8 +51,7 @@ def _image(path: Path, seed: int) -> None:
 
 
 # Objects: A (image 1) 16 x 16 = 256 px, B (image 1) 16 x 20 = 320 px, C (image 2) 20 x 20 = 400
-# px,
-# D (image 2, stored as RLE) 10 x 8 = 80 px.
+# px, D (image 2, stored as RLE) 10 x 8 = 80 px.
 A = (8, 8, 24, 24)
 B = (40, 10, 56, 30)
 C = (10, 20, 30, 40)

@@ -203,8 +203,7 @@ class Spinning:
 
 class Harness(Spinning):
     """The test's side for one node: publishes a camera stream on a timer (image, optional depth
-    and
-    camera_info) and collects the node's results (and masks).
+    and camera_info) and collects the node's results (and masks).
     """
 
     def __init__(self, rclpy: Any, node: NodeProcess, name: str, rate_hz: float = 10.0) -> None:

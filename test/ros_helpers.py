@@ -13,7 +13,7 @@ from typing import Callable
 # see each other's topics; discovery stays on this host.
 # How long a test waits for an event (a message, a service answer, a discovery) before it fails.
 # A bound only, never a timing assertion: passing tests never wait it out, so it is generous
-# for a machine busy with other work (issue 21: three loaded runs in a row).
+# for a machine busy with other work (three loaded runs in a row).
 EVENT_TIMEOUT_S = 60.0
 
 DOMAIN_ID = str(

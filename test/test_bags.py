@@ -111,7 +111,7 @@ def test_typestore_knows_segmentation_with_the_same_hash_as_rosidl() -> None:
 def test_find_interface_file_names_where_it_looked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import iterprime_ros.tools.bags as bags
+    import iterprime_ros.tools.bag_types as bags
 
     monkeypatch.setattr(bags, "_interface_dirs", lambda: iter([tmp_path / "a", tmp_path / "b"]))
     with pytest.raises(BagError, match="cannot find iterprime_ros/msg/Segmentation.msg.*a/msg"):

@@ -180,7 +180,7 @@ def test_gpu_check_dry_run_on_the_cpu():
     }
     first = [r for r in rows if r[2] == "first"]
     assert all(r[3].endswith("ms") and float(r[3][:-2]) > 0 for r in first)  # proposals timed
-    assert "targets (issue 17)" in out.stdout
+    assert "latency targets: GPU first command" in out.stdout
     # host syncs per command: none between the IGRS passes (the loop CUDA runs)
     assert "host syncs per command" in out.stdout
     sync_rows = [line for line in out.stdout.splitlines() if "inside the IGRS loop" in line]

@@ -1,4 +1,4 @@
-"""One validation table and one image-size rule for the command line (issue 15).
+"""One validation table and one image-size rule for the command line.
 
 Every setting given with --set, --config or a model flag goes through the node's parameter
 table (ros/params.py): an out-of-range value is refused with the parameter's name, before any

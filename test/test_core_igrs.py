@@ -137,8 +137,8 @@ def test_soft_itm_stop_returns_previous_map():
 
 def test_soft_itm_second_step():
     # S_1 = .95 · .55 = .5225 ≥ .5 goes on; O_1 = [1 .837838 .324324 0], mean(1 − O_1) = 1 −
-    # 2.162162/4
-    # = .459459; S_2 = .9 · .459459 = .413514 < .5225 -> stop, return O_1 (reference returns O_2).
+    # 2.162162/4 = .459459; S_2 = .9 · .459459 = .413514 < .5225 -> stop, return O_1
+    # (reference returns O_2).
     fake = ScriptedFakeBackend([N0, N1, N2], [0.5, 0.95, 0.9])
     res = run_igrs(
         fake, "embedding", "t", ROLES, (2, 2), IGRSSettings(mode="mean", stop_rule="soft_itm")
@@ -176,8 +176,7 @@ def test_disabled_runs_one_pass_and_max_iterations_is_respected():
 
 def test_steep_sigmoid_max_normalisation_shifts_the_cut():
     # S(x) = σ(20(x−.5))/σ(10) when max N = 1. S(.499999) = .4999949/.9999546 = .500018 ≥ .5 ->
-    # dropped,
-    # although .499999 < .5; S(.49999) = .4999500/.9999546 = .499973 < .5 -> kept.
+    # dropped, although .499999 < .5; S(.49999) = .4999500/.9999546 = .499973 < .5 -> kept.
     n = torch.tensor([[1.0, 0.49999], [0.499999, 0.0]])
     assert keep_from_map(n).tolist() == [False, True, False, True]
     s = steep_sigmoid(torch.tensor([0.0, 0.5, 1.0]))

@@ -247,7 +247,7 @@ def test_each_cue_kind_ranks_positions(kind, expected):
     assert sel.index == expected, (kind, sel.scores)
 
 
-# ------------------------------------------------------------- reference and speed (issue 17)
+# ------------------------------------------------------------------------ reference and speed
 def _old_reference(heat, props, max_components=12, empty="fail"):
     """The paper's rule written out plainly in float64 over full masks (the code before)."""
     peak = heat == heat.max()

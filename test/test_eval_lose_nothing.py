@@ -1,4 +1,4 @@
-"""`iterprime eval` loses nothing (issue 15): corrupt lines anywhere, a corrupt header, two runs
+"""`iterprime eval` loses nothing: corrupt lines anywhere, a corrupt header, two runs
 on one folder, --limit before samples are built, and images over the size limit.
 
 Scripted fake predictor (test_eval_runner.py; not a model) on the hand-checkable refer

@@ -52,8 +52,8 @@ def test_uncompressed_rle_is_column_major_starting_with_zeros():
 
 def test_compressed_rle_strings_decoded_by_hand():
     # counts < 32 are one character chr(48 + c); from the 4th count on the difference to
-    # counts[i-2]
-    # is stored: [2, 3, 1, 5] -> 5 - 3 = 2 -> "2"; [5, 3, 1, 1] -> 1 - 3 = -2 -> 30 (sign bit set)
+    # counts[i-2] is stored: [2, 3, 1, 5] -> 5 - 3 = 2 -> "2"; [5, 3, 1, 1] -> 1 - 3 = -2 -> 30
+    # (sign bit set)
     # -> "N"
     assert rle_counts_from_string("231") == [2, 3, 1]
     assert rle_counts_from_string("2312") == [2, 3, 1, 5]

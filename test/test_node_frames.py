@@ -1,4 +1,4 @@
-"""Robot-frame outputs of the real node over real DDS (README "Robot-frame outputs").
+"""Robot-frame outputs of the real node over real DDS (docs/ros_interface.md).
 
 The node runs in its own process through test/frame_node.py, which gives it
 StandInTransformBuffer, a STAND-IN for tf2_ros.Buffer (not installable here) holding one known

@@ -26,7 +26,7 @@ from iterprime_ros.ros.conversions import rgb_to_fields
 from iterprime_ros.ros.params import SPECS
 
 pytestmark = pytest.mark.skipif(
-    "track" not in SPECS, reason="the node is not wired to the tracker yet (waits for issue 14)"
+    "track" not in SPECS, reason="this node has no tracking parameters"
 )
 
 W, H = 160, 120

@@ -1,4 +1,4 @@
-"""Offline tools lose nothing (issue 15): --force, interruptions, damaged bags, long commands,
+"""Offline tools lose nothing: --force, interruptions, damaged bags, long commands,
 huge images -- in the bag writer, the replay and the player.
 
 Real bags written with rosbags, real damage (bytes cut off or overwritten on disk), real

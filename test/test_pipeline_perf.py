@@ -73,8 +73,7 @@ def test_networks_run_once_per_frame_and_only_the_text_encoder_per_pass(
 
 def test_no_graph_through_the_vision_encoder_or_the_text_layers_below_l(tiny_blip, sample_image):
     """Backward reaches only the text layers from l up: lower layers build no graph, no module
-    below l
-    sees a backward call, and no parameter (vision or text) gets a gradient.
+    below l sees a backward call, and no parameter (vision or text) gets a gradient.
     """
     emb = tiny_blip.encode_image(sample_image)
     assert not emb.embeds.requires_grad and emb.embeds.grad_fn is None
@@ -120,8 +119,7 @@ def test_no_graph_through_the_vision_encoder_or_the_text_layers_below_l(tiny_bli
 
 def test_cross_attention_keys_and_values_come_from_the_image_embedding(tiny_blip, sample_image):
     """encode_image projects the image tokens once per layer; the passes reuse them and give
-    exactly
-    what recomputing them gives.
+    exactly what recomputing them gives.
     """
     emb = tiny_blip.encode_image(sample_image)
     assert len(emb.cross_kv) == tiny_blip.num_layers
@@ -196,8 +194,7 @@ def test_components_are_counted_only_for_proposals_covering_the_peak(monkeypatch
 
 def test_selection_sums_on_a_tensor_copy_match_the_numpy_path():
     """The pipeline hands a GPU copy of the proposals on CUDA; the same code on a CPU tensor must
-    give
-    the same choice and scores.
+    give the same choice and scores.
     """
     for seed in range(3):
         props, heat = _random_proposals(seed=seed)

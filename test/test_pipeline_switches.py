@@ -1,6 +1,6 @@
 """Every switch the documentation names can be set from every entry point.
 
-The method page and the README name the method's switches (`no_primary`, `stop_rule`,
+The README and the pages under docs/ name the method's switches (`no_primary`, `stop_rule`,
 `single_pass` ...); each must be a pipeline setting (Python API), a row of the node's parameter
 table (node parameters, --config) and reachable through the CLI's `--set`, so a documented
 switch never turns out to be unreachable.
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def documented_switches() -> set[str]:
     names: set[str] = set()
-    for page in (ROOT / "docs" / "method.md", ROOT / "README.md"):
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = page.read_text()
         for m in re.finditer(r"[Ss]witch(?:es)?((?:[ ,]*(?:and )?`[a-z_]+(?:=[^`]*)?`)+)", text):
             names.update(re.findall(r"`([a-z_]+)", m.group(1)))

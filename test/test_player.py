@@ -280,7 +280,8 @@ def test_live_replay_of_the_sample_bag_into_the_node_is_recorded(
     # no command went unanswered or was answered without an image (the failures would say so)
     assert not [r.error for r in results if "image" in r.error or "queue" in r.error], node_log
     # one mask per answer, stamped like its image; ~/mask also follows a tracked object on later
-    # frames (README "Following the object"), so extra masks carry other (later) image stamps
+    # frames (docs/ros_interface.md, "Following the object"), so extra masks carry other (later)
+    # image stamps
     answered = [(r.header.stamp.sec, r.header.stamp.nanosec) for r in results if r.success]
     assert all(stamp in mask_stamps for stamp in answered), (answered, mask_stamps)
     assert len(mask_stamps) >= len(answered)

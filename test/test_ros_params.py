@@ -191,8 +191,7 @@ def test_help_lists_the_parameters():
 
 def test_config_file_applies_in_any_namespace(tmp_path):
     """config/segment.yaml is keyed /**/iterprime_segmenter: a namespaced node (launch
-    namespace:=robot1)
-    still gets the file's values, not the built-in defaults.
+    namespace:=robot1) still gets the file's values, not the built-in defaults.
     """
     rclpy = pytest.importorskip("rclpy")
     from rclpy.node import Node

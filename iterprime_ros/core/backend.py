@@ -57,8 +57,7 @@ class VLPBackend(Protocol):
 
     def text_pass(self, image_embedding: Any, text: str, keep: torch.Tensor | None) -> PassOutput:
         """Run the text/fusion encoder on `text` with only the patches where keep (g*g bools) is
-        True
-        visible to every cross-attention layer (None: all visible).
+        True visible to every cross-attention layer (None: all visible).
         """
 
 

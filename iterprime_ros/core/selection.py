@@ -321,8 +321,8 @@ def select_proposal(
     cues of the expression, used only with settings.spatial_prior=True.
     proposals_tensor: the same proposals as an N x H x W bool torch tensor on the device that
     should compute the per-proposal sums (the pipeline keeps one on the GPU per frame); the
-    connected components still come from `proposals` (CPU), for the few proposals that cover
-    the peak.
+    connected components still come from `proposals` (CPU), for the few proposals that
+    cover the peak.
     component_cache: {(proposal index, connectivity): count}, filled as counts are computed; a
     proposal's component count does not depend on the heat map, so later commands on the same
     frame (same proposals) reuse it. area_cache: {proposal index: area}, likewise.

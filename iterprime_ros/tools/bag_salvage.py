@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from mcap.exceptions import EndOfFile
+from mcap.records import Channel, Chunk, DataEnd, Footer, Message, MessageIndex, Schema
+from mcap.stream_reader import StreamReader, breakup_chunk
+
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _FOOTER_OPCODE = 0x02
 _FOOTER_SIZE = 1 + 8 + 8 + 8 + 4  # opcode, length, summary start, summary offset start, crc
@@ -100,10 +104,6 @@ def _mcap_messages(
     chunk costs its own messages (placeholders from the chunk's message index when it is
     intact), and reading stops only where the record structure itself is broken.
     """
-    from mcap.exceptions import EndOfFile
-    from mcap.records import Channel, Chunk, DataEnd, Footer, Message, MessageIndex, Schema
-    from mcap.stream_reader import StreamReader, breakup_chunk
-
     schemas: dict[int, Schema] = {}
     channels: dict[int, tuple[str, str]] = {}
     lost_chunk: Chunk | None = None  # a damaged chunk whose message indexes may follow
@@ -148,18 +148,9 @@ def _mcap_messages(
                 lost_chunk = None
                 yield _mcap_message(record, channels)
             elif isinstance(record, Chunk):
-                try:
-                    inner = breakup_chunk(record, validate_crc=True)
-                except Exception as exc:  # noqa: BLE001 - CRC, decompression, bad lengths
-                    lost_chunk = record
-                    problems.append(
-                        f"{path}: damaged chunk at byte {at} ({_one_line(exc)}); its messages "
-                        f"from bag time {record.message_start_time} to "
-                        f"{record.message_end_time} are lost"
-                    )
-                    continue
-                lost_chunk = None
-                for r in inner:
+                inner = _chunk_records(record, path, at, problems)
+                lost_chunk = record if inner is None else None
+                for r in inner or ():
                     if isinstance(r, Schema):
                         schemas[r.id] = r
                     elif isinstance(r, Channel):
@@ -183,6 +174,18 @@ def _mcap_messages(
                         "off); every message was read"
                     )
                 return
+
+
+def _chunk_records(chunk: Any, path: Path, at: int, problems: list[str]) -> list[Any] | None:
+    """The records of a chunk, CRC checked; None (and a problem line) when it is damaged."""
+    try:
+        return breakup_chunk(chunk, validate_crc=True)
+    except Exception as exc:  # noqa: BLE001 - CRC, decompression, bad lengths
+        problems.append(
+            f"{path}: damaged chunk at byte {at} ({_one_line(exc)}); its messages from bag "
+            f"time {chunk.message_start_time} to {chunk.message_end_time} are lost"
+        )
+        return None
 
 
 def _mcap_summary_definitions(
@@ -265,7 +268,13 @@ def _sqlite_messages(
                 ).fetchone()
                 name, msgtype = kinds.get(int(tid), ("", ""))
                 _report_lost(path, lost, problems)
-                yield SalvagedMessage(name, msgtype, int(ts), bytes(data))
+                yield SalvagedMessage(
+                    name,
+                    msgtype,
+                    int(stamp or 0),
+                    bytes(data),
+                    _row_damage(path, row_id, tid, ts, name),
+                )
                 continue
             except (sqlite3.Error, TypeError) as exc:
                 reason = f"row {row_id} of {path.name} is damaged ({exc})"
@@ -307,13 +316,9 @@ def _sqlite_row_ids(
     con: sqlite3.Connection, path: Path, problems: list[str]
 ) -> list[tuple[int, int | None]]:
     """(row id, timestamp) in time order: from the timestamp index, else by probing row ids."""
+    by_time = "SELECT timestamp, id FROM messages INDEXED BY timestamp_idx ORDER BY timestamp"
     try:
-        return [
-            (int(i), int(t))
-            for t, i in con.execute(
-                "SELECT timestamp, id FROM messages INDEXED BY timestamp_idx ORDER BY timestamp"
-            )
-        ]
+        return _placed([(int(i), t) for t, i in con.execute(by_time)])
     except sqlite3.Error as exc:
         problems.append(f"{path}: the timestamp index is damaged ({exc}); reading row by row")
     try:
@@ -329,9 +334,35 @@ def _sqlite_row_ids(
         except sqlite3.Error:
             row = (None,)
         if row is not None:
-            found.append((row_id, None if row[0] is None else int(row[0])))
+            found.append((row_id, row[0] if isinstance(row[0], int) else None))
     found.sort(key=lambda r: (r[1] is None, r[1] or 0))
     return found
+
+
+def _row_damage(path: Path, row_id: int, topic_id: Any, stamp: Any, name: str) -> str:
+    """Why a row that reads fine cannot be used as it is ("" when it can)."""
+    if not name:
+        return f"row {row_id} of {path.name} names topic id {topic_id}, not in its topics table"
+    if not isinstance(stamp, int):
+        return f"row {row_id} of {path.name} has the timestamp {str(stamp)[:40]!r}, not an integer"
+    return ""
+
+
+def _placed(rows: list[tuple[int, Any]]) -> list[tuple[int, int | None]]:
+    """(row id, time) in time order; a row whose time is not an integer takes the time of the
+    row written before it (row ids follow the writing order), so it is read where it was written.
+    """
+    if all(isinstance(t, int) for _, t in rows):
+        return rows
+    timed = sorted((i, t) for i, t in rows if isinstance(t, int))
+    placed: list[tuple[int, int | None]] = []
+    for i, t in rows:
+        if not isinstance(t, int):
+            before = [tt for ii, tt in timed if ii < i]
+            t = before[-1] if before else (timed[0][1] if timed else 0)
+        placed.append((i, t))
+    placed.sort(key=lambda r: (r[1], r[0]))
+    return placed
 
 
 def _one_line(exc: BaseException) -> str:

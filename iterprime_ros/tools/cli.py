@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,6 +30,15 @@ SUBCOMMAND_MODULES = (
 
 
 from .errors import UserError  # noqa: E402 - re-exported: `from iterprime_ros.tools.cli import UserError`
+from .model_args import (  # noqa: E402, F401 - re-exported for the commands registered here
+    add_model_arguments,
+    add_set_argument,
+    apply_overrides,
+    checked_changes,
+    device_argument,
+    load_parameters,
+    model_settings,
+)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -49,89 +57,6 @@ def read_image_rgb(path: str | Path) -> Any:
     if img is None:
         raise UserError(f"cannot read image {path}: not an image file or an unsupported format")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _parse_value(raw: str, kind: str, name: str) -> Any:
-    """KEY=VALUE text -> a value of the parameter's kind (ros/params.py); UserError if it is
-    not one.
-    """
-    if kind == "bool":
-        low = raw.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise UserError(f"--set {name}: expected true/false, got {raw!r}")
-    if kind == "str_list":
-        return [v.strip() for v in raw.split(",") if v.strip()]
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-    except ValueError:
-        what = "an integer" if kind == "int" else "a number"
-        raise UserError(f"--set {name}: expected {what}, got {raw!r}") from None
-    return raw
-
-
-def checked_changes(changes: dict[str, Any], flag: str = "--set") -> dict[str, Any]:
-    """Setting changes checked against the node's parameter table (ros/params.py): the same
-    ranges and choices as the node and --config, the parameter named in the refusal.
-    """
-    from ..ros.params import SPECS, ParameterError
-
-    out: dict[str, Any] = {}
-    for key, value in changes.items():
-        spec = SPECS.get(key)
-        if spec is None or not spec.setting:
-            known = ", ".join(sorted(n for n, s in SPECS.items() if s.setting))
-            raise UserError(f"{flag}: unknown setting {key!r}; known: {known}")
-        try:
-            clean = spec.validate(value)
-        except ParameterError as exc:
-            raise UserError(f"{flag}: {exc}") from None
-        out[key] = tuple(clean) if spec.kind == "str_list" else clean
-    return out
-
-
-def _check_pairs(settings: Any) -> None:
-    """The table's rules that relate two settings (longest >= shortest edge)."""
-    from ..ros.params import ParameterError, validate
-
-    try:
-        validate(
-            {
-                "proposal_shortest_edge": settings.proposal_shortest_edge,
-                "proposal_longest_edge": settings.proposal_longest_edge,
-            }
-        )
-    except ParameterError as exc:
-        raise UserError(f"bad setting: {exc}") from None
-
-
-def apply_overrides(settings: Any, overrides: Sequence[str]) -> Any:
-    """KEY=VALUE strings -> a new SegmenterSettings, each value checked by the node's table."""
-    from ..ros.params import SPECS
-
-    defaults = {f.name for f in fields(settings)}
-    changes: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        if key not in defaults or key not in SPECS:
-            raise UserError(
-                f"--set: unknown setting {key!r}; known: {', '.join(sorted(defaults))}"
-            )
-        changes[key] = _parse_value(raw, SPECS[key].kind, key)
-    try:
-        settings = settings.replace(**checked_changes(changes))
-    except ValueError as exc:
-        raise UserError(f"bad setting: {exc}") from None
-    _check_pairs(settings)
-    return settings
 
 
 def _print_summary(result: Any, overlay: str | None) -> None:
@@ -195,69 +120,6 @@ def add_segment_subparser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_arguments(p)
     p.set_defaults(func=cmd_segment)
-
-
-def device_argument(value: str) -> str:
-    """Argparse type for every --device flag: the node's `device` rule (ros/params.py), so
-    auto | cpu | cuda | cuda:N are accepted by every command alike.
-    """
-    from ..ros.params import SPECS, ParameterError
-
-    try:
-        return SPECS["device"].validate(value)
-    except (ParameterError, ValueError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """--vlp --proposals --device --fp32 --set: the model choice every model-running command
-    offers.
-    """
-    p.add_argument(
-        "--vlp", metavar="ID|DIR", help="vision-language model (Hugging Face id or folder)"
-    )
-    p.add_argument(
-        "--proposals", metavar="ID|DIR", help="proposal model (Hugging Face id or folder)"
-    )
-    p.add_argument(
-        "--device",
-        type=device_argument,
-        help="auto | cpu | cuda | cuda:N (default: the settings' value, auto)",
-    )
-    p.add_argument("--fp32", action="store_true", help="full precision on CUDA (default: fp16)")
-    add_set_argument(p)
-
-
-def add_set_argument(p: argparse.ArgumentParser) -> None:
-    """--set KEY=VALUE (repeatable): any pipeline setting, checked by the node's table."""
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any SegmenterSettings field, e.g. --set gradcam_layer=6 (repeatable)",
-    )
-
-
-def model_settings(args: argparse.Namespace, settings: Any) -> Any:
-    """`settings` with the choices of add_model_arguments applied; UserError for a bad value."""
-    changes: dict[str, Any] = {
-        key: value
-        for key, value in (
-            ("vlp_model", args.vlp),
-            ("proposal_model", args.proposals),
-            ("device", args.device),
-        )
-        if value
-    }
-    if args.fp32:
-        changes["half_precision"] = False
-    try:
-        settings = settings.replace(**checked_changes(changes, "--vlp/--proposals/--device"))
-    except ValueError as exc:
-        raise UserError(f"bad setting: {exc}") from None
-    return apply_overrides(settings, args.overrides)
 
 
 def read_image_planned(path: str | Path, max_image_pixels: int | None = None) -> tuple[Any, Any]:
@@ -335,7 +197,6 @@ def _write_picture(flag: str, target: str, picture: Any) -> None:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from .. import image_size
-    from .replay import load_parameters
 
     if args.max_image_pixels is not None and args.max_image_pixels < 1:
         raise UserError("--max-image-pixels must be at least 1")

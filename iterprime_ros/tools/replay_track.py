@@ -3,9 +3,10 @@ goes through tracking.MaskTracker and one Segmentation per frame is written on t
 ``~/track`` topic (its own image's header), as the live node publishes it -- so a bag can
 test the tracker (`iterprime replay IN OUT --track`).
 
-Kept apart from replay.py (which only calls ``image`` and ``command`` here) so the replay's
-own logic stays as it is. A new command ends the running track (ENDED, "replaced by command
-N"); a failed command ends it too (the robot asked for something else).
+Kept apart from the replay run (replay_run.py, which only calls ``image`` and ``command``
+here) so the answering of commands stays readable on its own. A new command ends the running
+track (ENDED, "replaced by command N"); a failed command ends it too (the robot asked for
+something else).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import numpy as np
 from ..image_size import result_to_source
 from ..ros.sensors import compute_centroid_3d
 from ..tracking import MaskTracker, TrackerSettings, TrackResult, track_result_view
-from .bags import BagMessage, stamp_ns
-
-TRACK_TOPIC = "/iterprime_segmenter/track"
+from .bags import SEGMENTATION_TYPE, BagMessage, stamp_ns
+from .replay_config import TRACK_TOPIC
+from .replay_output import segmentation_message
 
 
 class TrackReplay:
@@ -133,9 +134,6 @@ def start_track_replay(run: Any, out: Any, segmenter: Any) -> TrackReplay:
     (shared with the commands: an image is decoded once), its depth and its segmenter's
     proposals.
     """
-    from .bags import SEGMENTATION_TYPE
-    from .replay import segmentation_message
-
     cfg = run.cfg
     out.add_topic(TRACK_TOPIC, SEGMENTATION_TYPE, qos="reliable")
 

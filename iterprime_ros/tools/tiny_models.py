@@ -214,8 +214,8 @@ def build_tiny_mask2former(folder: str | Path, seed: int = 0, *, num_queries: in
     )
     model = Mask2FormerForUniversalSegmentation(config).eval()
     # At init the mask logits are ~0 +- 0.1, so every query passes sigmoid > 0.35 everywhere.
-    # Scaling
-    # the mask embedder's last layer gives masks with some structure (holes, several components).
+    # Scaling the mask embedder's last layer gives masks with some structure
+    # (holes, several components).
     head = dict(model.named_parameters())[
         "model.transformer_module.decoder.mask_predictor.mask_embedder.2.0.weight"
     ]

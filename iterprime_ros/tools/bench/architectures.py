@@ -80,8 +80,7 @@ def build_vlp(folder: Path, arch: str, seed: int = 0) -> Path:
     over = VLP_ARCHS[arch][1]
     text = {**tiny.blip_token_ids(vocab), **over.get("text_config", {})}
     # BlipVisionConfig's default initializer range (1e-10) makes every image embedding equal and
-    # the
-    # heat map flat (IGRS would stop as degenerate after one pass); 0.02 as the text side.
+    # the heat map flat (IGRS would stop as degenerate after one pass); 0.02 as the text side.
     vision = {"initializer_range": 0.02, **over.get("vision_config", {})}
     config = BlipConfig(text_config=text, vision_config=vision)
     model = BlipForImageTextRetrieval(config).eval()
@@ -139,8 +138,8 @@ def _calibrate_mask_head(model: Any, target: float) -> tuple[float, float]:
     """Scale the mask head so the thresholded random masks cover `target` of the image on average.
 
     A random mask head gives logits near 0, so every query passes sigmoid > 0.35 almost everywhere
-    (200 full-image masks, all covering the heat peak); scaled up a lot, nearly every mask is
-    empty.
+    (200 full-image masks, all covering the heat peak); scaled up a lot, nearly every
+    mask is empty.
     Scaling the head's last layer scales the logits exactly; the scale is searched on one forward
     pass of a small version of the benchmark photograph. Timing does not depend on it; what the
     selection step has to do does.

@@ -1,7 +1,7 @@
 """Bench add-ons: the previous CPU path side by side, the speed knobs, the device report.
 
-* ``compare_previous``: in the same run and on the same frame, the path before issue 17 (fp32,
-  two-step mask resize) against the current one (autocast, one composed resize): per-stage
+* ``compare_previous``: in the same run and on the same frame, the plain fp32 path
+  (two-step mask resize) against the current one (autocast, one composed resize): per-stage
   times and what autocast changes in the answer (mask pixels, heat map, chosen proposal,
   Grad-CAM of a text pass under autocast). Random weights: drift figures, not accuracy.
 * ``knob_table``: first command and command on a prefetched frame for each speed knob
@@ -46,63 +46,77 @@ def compare_previous(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Previous path (autocast off, two-step resize) vs current, one frame, one command each."""
-    import torch
+    out: dict[str, Any] = {}
+    runs: dict[str, dict[str, Any]] = {}
+    paths = {"previous": ("off", False), "current": (settings.autocast, True)}
+    for name, (autocast, direct) in paths.items():
+        runs[name] = _time_path(
+            settings, vlp_dir, prop_dir, image, parser, clock, autocast, direct
+        )
+        out[name] = runs[name]["summary"]
+        log(f"compare: {name} path first command {out[name]['wall_ms']:.0f} ms")
+    out["postprocess"] = _postprocess_both_ways(runs["current"]["props"], image, clock)
+    out["drift"] = _drift(settings, vlp_dir, runs["previous"], runs["current"])
+    return out
 
-    from ...core.text import build_prompt
+
+def _time_path(
+    s: Any,
+    vlp_dir: Path,
+    prop_dir: Path,
+    image: np.ndarray,
+    parser: Any,
+    clock: Callable[[], float],
+    autocast: str,
+    direct: bool,
+) -> dict[str, Any]:
+    """One command on a new frame with backends built for one path (after a warm-up)."""
     from ...models.blip import BlipITMBackend
     from ...models.mask2former import Mask2FormerProposals
     from ...models.precision import dtype_name
     from ...pipeline import Segmenter
 
-    s = settings
-    command = "pick up the red cup on the left"
-    out: dict[str, Any] = {}
-    paths = {"previous": ("off", False), "current": (s.autocast, True)}
-    results: dict[str, Any] = {}
-    frames: dict[str, Any] = {}
-    backends: dict[str, tuple[Any, Any]] = {}
-    for name, (autocast, direct) in paths.items():
-        vlp = BlipITMBackend(
-            vlp_dir,
-            device=s.device,
-            gradcam_layer=s.backend_gradcam_layer(),
-            half_precision=s.half_precision,
-            autocast=autocast,
-            first_token=s.first_token,
-            max_text_tokens=s.max_text_tokens,
-        )
-        props = Mask2FormerProposals(
-            prop_dir,
-            device=s.device,
-            half_precision=s.half_precision,
-            autocast=autocast,
-            threshold=s.proposal_threshold,
-            shortest_edge=s.proposal_shortest_edge,
-            longest_edge=s.proposal_longest_edge,
-            direct_resize=direct,
-        )
-        backends[name] = (vlp, props)
-        seg = Segmenter.from_backends(vlp, props, s.replace(autocast=autocast), parser=parser)
-        seg.segment(frame_variant(image, 500), "the white plate")  # warm-up (kernels, allocator)
-        img = frame_variant(image, 600)
-        u0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = clock()
-        r = seg.segment(img, command)
-        wall = clock() - t0
-        u1 = resource.getrusage(resource.RUSAGE_SELF)
-        frames[name] = next(reversed(seg._frames.values()))
-        results[name] = r
-        out[name] = {
-            "autocast": dtype_name(props.autocast_dtype),
-            "direct_resize": direct,
-            "timings_ms": {k: _ms(v) for k, v in r.timings.items()},
-            "wall_ms": _ms(wall),
-            # CPU seconds: on a shared machine a steadier measure than the wall clock
-            "cpu_s": round(u1.ru_utime - u0.ru_utime + u1.ru_stime - u0.ru_stime, 2),
-        }
-        log(f"compare: {name} path first command {wall * 1000:.0f} ms")
-    # post-processing alone, both ways on the same logits
-    props = backends["current"][1]
+    vlp = BlipITMBackend(
+        vlp_dir,
+        device=s.device,
+        gradcam_layer=s.backend_gradcam_layer(),
+        half_precision=s.half_precision,
+        autocast=autocast,
+        first_token=s.first_token,
+        max_text_tokens=s.max_text_tokens,
+    )
+    props = Mask2FormerProposals(
+        prop_dir,
+        device=s.device,
+        half_precision=s.half_precision,
+        autocast=autocast,
+        threshold=s.proposal_threshold,
+        shortest_edge=s.proposal_shortest_edge,
+        longest_edge=s.proposal_longest_edge,
+        direct_resize=direct,
+    )
+    seg = Segmenter.from_backends(vlp, props, s.replace(autocast=autocast), parser=parser)
+    seg.segment(frame_variant(image, 500), "the white plate")  # warm-up (kernels, allocator)
+    img = frame_variant(image, 600)
+    u0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = clock()
+    r = seg.segment(img, "pick up the red cup on the left")
+    wall = clock() - t0
+    u1 = resource.getrusage(resource.RUSAGE_SELF)
+    summary = {
+        "autocast": dtype_name(props.autocast_dtype),
+        "direct_resize": direct,
+        "timings_ms": {k: _ms(v) for k, v in r.timings.items()},
+        "wall_ms": _ms(wall),
+        # CPU seconds: on a shared machine a steadier measure than the wall clock
+        "cpu_s": round(u1.ru_utime - u0.ru_utime + u1.ru_stime - u0.ru_stime, 2),
+    }
+    frame = next(reversed(seg._frames.values()))
+    return {"vlp": vlp, "props": props, "frame": frame, "result": r, "summary": summary}
+
+
+def _postprocess_both_ways(props: Any, image: np.ndarray, clock: Callable[[], float]) -> dict:
+    """The mask post-processing alone, both ways on the same logits."""
     logits, padded, valid = props.mask_logits(frame_variant(image, 600))
     size = image.shape[:2]
     t0 = clock()
@@ -110,14 +124,25 @@ def compare_previous(
     t1 = clock()
     one = props._masks_direct(logits, padded, valid, size)
     t2 = clock()
-    out["postprocess"] = {
+    return {
         "two_step_ms": _ms(t1 - t0),
         "direct_ms": _ms(t2 - t1),
         "pixels_differing": int((two != one).sum()),
         "pixels": int(two.numel()),
     }
-    a, b = frames["previous"].proposals, frames["current"].proposals
-    ra, rb = results["previous"], results["current"]
+
+
+def _drift(s: Any, vlp_dir: Path, previous: dict, current: dict) -> dict[str, Any]:
+    """What the current path changes in the answer: mask pixels, heat map, chosen proposal, and
+    the Grad-CAM of one text pass under autocast.
+    """
+    import torch
+
+    from ...core.text import build_prompt
+    from ...models.blip import BlipITMBackend
+
+    a, b = previous["frame"].proposals, current["frame"].proposals
+    ra, rb = previous["result"], current["result"]
     drift: dict[str, Any] = {
         "mask_pixels_flipped": float((a != b).mean()) if a is not None and b is not None else None,
         "same_proposal": ra.proposal_index == rb.proposal_index,
@@ -128,7 +153,7 @@ def compare_previous(
         drift["heatmap_mean_abs_diff"] = round(float(diff.mean()), 5)
     # Grad-CAM of one text pass with the text encoder under autocast (CUDA's default; a CPU
     # only when asked) against fp32, on the same fp32 image embedding
-    vlp_fp32 = backends["previous"][0]
+    vlp_fp32 = previous["vlp"]
     text_dtype = "fp16" if vlp_fp32.device.type == "cuda" else "bf16"
     vlp_auto = BlipITMBackend(
         vlp_dir,
@@ -140,15 +165,14 @@ def compare_previous(
         max_text_tokens=s.max_text_tokens,
     )
     text, _ = build_prompt(s.prompt_template, "red cup on the left")
-    emb = frames["previous"].embedding
+    emb = previous["frame"].embedding
     cam_a = _gradcam(vlp_fp32.text_pass(emb, text, None))
     cam_b = _gradcam(vlp_auto.text_pass(emb, text, None))
     scale = float(cam_a.abs().max()) or 1.0
     drift["gradcam_text_autocast"] = text_dtype
     drift["gradcam_max_rel_diff"] = round(float((cam_a - cam_b).abs().max()) / scale, 4)
     drift["gradcam_corr"] = round(float(torch.corrcoef(torch.stack([cam_a, cam_b]))[0, 1]), 5)
-    out["drift"] = drift
-    return out
+    return drift
 
 
 def format_compare(c: dict[str, Any]) -> list[str]:
@@ -350,7 +374,7 @@ def device_report(cfg: Any, run: Callable[[Any], dict[str, Any]], log: Callable)
             lines.append(row)
     lines.append("")
     lines.append(
-        "targets (issue 17): GPU first command <= 150 ms, prefetched / same-frame <= 40 ms; "
+        "latency targets: GPU first command <= 150 ms, prefetched / same-frame <= 40 ms; "
         "CPU (2 threads) prefetched <= 500 ms, first <= 10 s"
     )
     return "\n".join(lines)

@@ -31,8 +31,7 @@ def _naive_pass(
     vlp: Any, image: np.ndarray, text: str, keep: Any, timings: dict[str, float], clock: Clock
 ) -> Any:
     """One BLIP ITM Grad-CAM pass the reference way: image encoded again with its autograd graph,
-    the
-    match logit backpropagated through the whole model (parameter gradients included).
+    the match logit backpropagated through the whole model (parameter gradients included).
     """
     import torch
 
@@ -92,8 +91,7 @@ def naive_select(
 ) -> int | None:
     """Selection as a loop over the proposals (connected components for every one); same rule as
     core.selection.select_proposal: covers a peak pixel, <= max_components components, best mean
-    heat
-    (and the best_heat fallback: the non-empty proposal with the highest mean heat).
+    heat (and the best_heat fallback: the non-empty proposal with the highest mean heat).
     """
     from ...core.selection import count_components
 
@@ -130,10 +128,8 @@ def naive_command(
 
     Returns (stage seconds, {"heatmap", "index", "iterations"}); stage names as the pipeline's.
     """
-    from ...core.geometry import grasp_point, mask_bbox, mask_centroid
     from ...core.igrs import run_igrs
     from ...core.text import build_prompt, normalise_command, token_roles
-    from ...pipeline import SegmentationResult
 
     s = segmenter.settings
     vlp, proposal_backend = segmenter.vlp, segmenter.proposals
@@ -184,6 +180,25 @@ def naive_command(
         - timings.get("proposals", 0.0)
         - timings.get("image_encoding", 0.0)
     )
+    result, index = _naive_answer(segmenter.settings, command, expression, heat, state)
+    t4 = clock()
+    add("selection", t4 - t3)
+    result.timings["total"] = t4 - t0
+    conversion.outgoing(result, command)
+    t5 = clock()
+    add("conversion", t5 - t4)
+    timings["total"] = t4 - t0
+    timings["end_to_end"] = t5 - t_start
+    return timings, {"heatmap": heat.heatmap, "index": index, "iterations": heat.iterations}
+
+
+def _naive_answer(s: Any, command: str, expression: str, heat: Any, state: dict) -> tuple:
+    """Selection with the per-mask loop on the last pass's proposals, and the answer built from
+    the chosen mask as the pipeline builds it.
+    """
+    from ...core.geometry import grasp_point, mask_bbox, mask_centroid
+    from ...pipeline import SegmentationResult
+
     proposals = state["proposals"]
     index = naive_select(heat.heatmap, proposals, s.max_components, s.empty_selection)
     result = SegmentationResult(
@@ -201,12 +216,4 @@ def naive_command(
             grasp_point(mask),
             mask_bbox(mask),
         )
-    t4 = clock()
-    add("selection", t4 - t3)
-    result.timings["total"] = t4 - t0
-    conversion.outgoing(result, command)
-    t5 = clock()
-    add("conversion", t5 - t4)
-    timings["total"] = t4 - t0
-    timings["end_to_end"] = t5 - t_start
-    return timings, {"heatmap": heat.heatmap, "index": index, "iterations": heat.iterations}
+    return result, index

@@ -5,8 +5,8 @@
 
       DATA_ROOT/refcoco/refs(unc).p        (or .pickle) list of refs: ref_id, ann_id, image_id,
       DATA_ROOT/refcoco/instances.json     split, sentences [{sent, raw, tokens, sent_id}], ...
-      IMAGE_ROOT/COCO_train2014_000000xxxxxx.jpg   (default
-      DATA_ROOT/images/mscoco/images/train2014)
+      IMAGE_ROOT/COCO_train2014_000000xxxxxx.jpg   the images; IMAGE_ROOT defaults to
+                                                   DATA_ROOT/images/mscoco/images/train2014
 
   One sample per (ref, sentence); the expression is the sentence's ``sent`` (the lower-cased,
   tokenised form every published number uses); the target is the ref's annotation mask.
@@ -38,6 +38,7 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image
 
+from ...image_size import read_limit_bytes
 from .masks import coco_segmentation_to_mask, phrasecut_polygons_to_mask
 
 log = logging.getLogger(__name__)
@@ -271,6 +272,37 @@ def _load_refs(path: Path) -> list[dict[str, Any]]:
     return refs
 
 
+def _read_json(path: Path) -> Any:
+    """A dataset's JSON file, refused up front when it is bigger than the read limit (the
+    image-size rule's, image_size.read_limit_bytes) so a damaged or hostile file cannot take
+    the machine's memory.
+    """
+    limit = read_limit_bytes()
+    try:
+        size = path.stat().st_size
+        if limit and size > limit:
+            raise DatasetError(
+                f"{path}: {size} bytes, over the read limit of {limit} bytes; refused before "
+                "reading it (check that this is the dataset's annotation file)"
+            )
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: {exc}") from exc
+
+
+def _image_path(root: Path, name: str, source: str) -> Path:
+    """`root`/`name`, refusing a name that leads outside `root` (an absolute path or ..): an
+    annotation file must not make eval read files outside its image folder.
+    """
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or ".." in parts:
+        raise DatasetError(
+            f"{source}: image file name {name!r} leads outside the image folder {root}; "
+            "refused (image names must be relative and stay inside that folder)"
+        )
+    return root / name
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -305,10 +337,8 @@ class ReferDataset:
                 f"{dataset}: {instances_path} not found (the COCO annotations of the refer layout)"
             )
         self.refs = _load_refs(refs_path)
-        try:
-            instances = json.loads(instances_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{instances_path}: {exc}") from exc
+        self.instances_path = instances_path
+        instances = _read_json(instances_path)
         self.images = {int(im["id"]): im for im in instances.get("images", [])}
         self.annotations = {int(a["id"]): a for a in instances.get("annotations", [])}
         self.categories = {
@@ -359,7 +389,7 @@ class ReferDataset:
             dataset=self.name,
             split=split,
             image_id=int(ref["image_id"]),
-            image_path=self.image_root / _text(file_name),
+            image_path=_image_path(self.image_root, _text(file_name), str(self.instances_path)),
             expression=_text(sent.get("sent", sent.get("raw", ""))).strip(),
             category=category,
             target=target,
@@ -393,10 +423,7 @@ class PhraseCutDataset:
             raise DatasetError(
                 f"phrasecut: {path} not found (splits found in {self.root}: {found})"
             )
-        try:
-            tasks = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: {exc}") from exc
+        tasks = _read_json(path)
         out: list[Sample] = []
         skipped = 0
         for task in tasks:
@@ -412,7 +439,7 @@ class PhraseCutDataset:
                     dataset=PHRASECUT,
                     split=split,
                     image_id=task["image_id"],
-                    image_path=self.image_root / f"{task['image_id']}.jpg",
+                    image_path=_image_path(self.image_root, f"{task['image_id']}.jpg", str(path)),
                     expression=str(task.get("phrase", "")).strip(),
                     category=category,
                     subsets=(UNSEEN,) if is_unseen_category(category) else (),

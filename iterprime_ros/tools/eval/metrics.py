@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -160,3 +160,26 @@ class MetricAccumulator:
 
 def format_percent(x: float) -> str:
     return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:5.1f}"
+
+
+# Fields a record must hold with these types to be summed (bool is not an integer here).
+_RECORD_TYPES = {
+    "intersection": (int,),
+    "union": (int,),
+    "iou": (int, float),
+    "time_s": (int, float),
+    "ok": (bool,),
+    "expression": (str,),
+}
+
+
+def record_problem(obj: Mapping[str, Any]) -> str:
+    """Why a results record cannot be used ("" when it can): a field of the wrong type."""
+    for name, types in _RECORD_TYPES.items():
+        if name not in obj:
+            continue
+        value = obj[name]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            kinds = " or ".join(t.__name__ for t in types)
+            return f"field {name!r} is {value!r} ({type(value).__name__}), expected {kinds}"
+    return ""

@@ -40,7 +40,13 @@ from ...image_size import (
     mask_to_source,
 )
 from .datasets import Sample, load_image
-from .metrics import EPS, MetricAccumulator, intersection_union, is_position_expression
+from .metrics import (
+    EPS,
+    MetricAccumulator,
+    intersection_union,
+    is_position_expression,
+    record_problem,
+)
 from .predictors import Predictor
 
 log = logging.getLogger(__name__)
@@ -130,9 +136,12 @@ def parse_lines(
                 continue
             raise ResumeMismatchError(f"{path} is not an iterprime results file (no header line)")
         if isinstance(obj, dict) and "id" in obj and "header" not in obj:
-            records.append(obj)
-        else:
-            corrupt.append(lineno)
+            wrong = record_problem(obj)
+            if not wrong:
+                records.append(obj)
+                continue
+            log.warning("%s line %d: %s; the record is skipped", path, lineno, wrong)
+        corrupt.append(lineno)
     return header, records, corrupt, pos
 
 

@@ -2,25 +2,26 @@
 
 Grammar (surface forms; synonyms chosen at random):
 
-    DESC     := "the" [SIZE] [COLOUR] NOUN            SIZE: big|large|small|little, NOUN: a shape
-    or "one"
-    ATTR     := DESC                                   "the small blue mug"
-    ABSOLUTE := "the" SUPER [SIZE] [COLOUR] NOUN       "the leftmost ball"      SUPER:
-    leftmost|rightmost|topmost|bottommost
-              | DESC PLACE                             "the one at the top"     PLACE: on the
-              left|on the right|at the top|at the bottom
-    RELATION := DESC REL DESC                          "the cup left of the red box", "the block
-    next to the bowl"
-                REL: left of|to the left of|right of|to the right of|above|below|next
-                to|near|beside
-    COMMAND  := VERB EXPR [please]                     "grab the ...", "could you pick up the ...
-    please"
+    DESC     := "the" [SIZE] [COLOUR] NOUN
+    ATTR     := DESC                          "the small blue mug"
+    ABSOLUTE := "the" SUPER [SIZE] [COLOUR] NOUN
+                                              "the leftmost ball"
+              | DESC PLACE                    "the one at the top"
+    RELATION := DESC REL DESC                 "the cup left of the red box",
+                                              "the block next to the bowl"
+    COMMAND  := VERB EXPR [please]            "grab the ...", "could you pick up the ... please"
+
+    SIZE:  big | large | small | little       NOUN:  a shape or "one"
+    SUPER: leftmost | rightmost | topmost | bottommost
+    PLACE: on the left | on the right | at the top | at the bottom
+    REL:   left of | to the left of | right of | to the right of | above | below | next to |
+           near | beside
 
 Meaning (pixels of a 128 px scene; margins scale with the image):
 - a DESC's candidates are the objects with its shape (any for "one") and the stated colour/size;
 - SUPER: the candidate extreme along the axis, ahead of every other candidate by a margin;
-- PLACE: as SUPER, and in that half of the image (with a margin); a lone candidate only needs the
-half;
+- PLACE: as SUPER, and in that half of the image (with a margin); a lone candidate only needs
+  the half;
 - REL left/right/above/below: centroid beyond the anchor's centroid by a margin on that axis;
   near: the gap between the two bounding boxes is small and every other candidate is clearly
   farther.
