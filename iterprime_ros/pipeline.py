@@ -30,6 +30,7 @@ import torch
 
 from .core import english
 from .core.backend import ProposalBackend, VLPBackend
+from .core.device_masks import DeviceMasks
 from .core.geometry import grasp_point, mask_bbox, mask_centroid
 from .core.igrs import IGRSSettings, run_igrs
 from .core.selection import SelectionSettings, select_proposal
@@ -74,7 +75,7 @@ class SegmenterSettings:
     gradcam_layer: int = -1
     prompt_template: str = "there is a {}"
     first_token: str = "enc"  # "enc": BLIP's [ENC] as the ITM's first token; "cls": keep [CLS]
-    max_text_tokens: int = 35
+    max_text_tokens: int = 512  # capped by the model's positions; the official path has no cut
     # PWEM / IGRS
     aggregation: str = "pwem"  # pwem | global | local | gvlp | mean
     no_primary: str = "reference"  # reference | gvlp
@@ -82,6 +83,7 @@ class SegmenterSettings:
     igrs_alpha: float = 0.2
     binarize_threshold: float = 0.5
     stop_rule: str = "reference"  # reference | soft_itm | none (no early stop; benchmarks)
+    single_pass: str = "sigmoid"  # one pass: sigmoid (the reference's S(O_0)) | plain (O_0)
     # proposals and selection
     proposal_threshold: float = 0.35
     proposal_shortest_edge: int = 800
@@ -143,6 +145,7 @@ class SegmenterSettings:
             mode=self.aggregation,
             no_primary=self.no_primary,
             enabled=self.igrs_iterations > 1,
+            single_pass=self.single_pass,
         )
 
     def selection_settings(self) -> SelectionSettings:
@@ -243,7 +246,7 @@ class _Frame:
 
     size: tuple[int, int]
     embedding: Any = None
-    proposals: np.ndarray | None = None
+    proposals: Any = None  # N x H x W bool: np.ndarray, or DeviceMasks on the GPU path
     proposals_tensor: torch.Tensor | None = None  # a GPU copy for the selection sums (CUDA only)
     components: dict[tuple[int, int], int] = field(
         default_factory=dict
@@ -626,7 +629,7 @@ class Segmenter:
                 frame.proposals, frame.proposals_tensor = self._stage(
                     timings, "proposals", lambda: self._propose(image)
                 )
-            return frame.proposals, cached
+            return np.asarray(frame.proposals), cached
 
     def _fill_frame(self, frame: _Frame, image: np.ndarray, timings: dict[str, float]) -> bool:
         """Compute what the frame lacks; True when nothing had to be computed."""
@@ -645,13 +648,13 @@ class Segmenter:
             self.stats["frames_computed"] += 1
         return cached
 
-    def _propose(self, image: np.ndarray) -> tuple[np.ndarray, torch.Tensor | None]:
+    def _propose(self, image: np.ndarray) -> tuple[Any, torch.Tensor | None]:
         """Host masks, and on CUDA the device copy the backend made them in (for selection)."""
         if self._selection_device is not None:
             tensor_fn = getattr(self.proposals, "propose_tensor", None)
             if callable(tensor_fn):
                 tensor = tensor_fn(image).to(self._selection_device, torch.bool)
-                return tensor.cpu().numpy(), tensor  # one host copy per frame
+                return DeviceMasks(tensor), tensor  # read to the host only where indexed
             masks = np.asarray(self.proposals.propose(image), dtype=bool)
             return masks, torch.from_numpy(masks).to(self._selection_device)
         return np.asarray(self.proposals.propose(image), dtype=bool), None
@@ -787,6 +790,7 @@ class Segmenter:
             area_cache=frame.areas,
             settings=self._selection,
             cues=spatial_cues(expression) if s.spatial_prior else (),
+            heat_tensor=heat.heatmap_tensor if frame.proposals_tensor is not None else None,
         )
         result.score = float(sel.score)
         result.flagged = bool(sel.flagged)

@@ -13,7 +13,7 @@ instead of hand-written lists:
   "in", "me", "on", "de") are not evidence of English.
 
 Everything is loaded on first use and kept for the process (the stop-word lists are tiny;
-the lemma tables come with the English pipeline text.load_spacy() loads anyway).
+the lemma tables come with the English pipeline nlp_models.load_spacy() loads anyway).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import functools
 import importlib.util
 import logging
 from pathlib import Path
+
+from .nlp_models import load_spacy
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class _Dictionary:
     """The English lemmatizer's tables, to tell whether a (maybe inflected) word is English."""
 
     def __init__(self, index: dict[str, frozenset[str]], exc: dict, rules: dict) -> None:
+        self.index = index
         self.words = frozenset().union(*index.values()) if index else frozenset()
         self.exc = exc
         self.rules = rules
@@ -124,8 +127,6 @@ class _Dictionary:
 @functools.cache  # loaded once (the node's warm-up calls it before any command)
 def _load_dictionary() -> _Dictionary:
     try:
-        from .text import load_spacy  # lazy: text.py imports command.py, which imports us
-
         lookups = load_spacy().get_pipe("lemmatizer").lookups
         index, exc, rules = (
             lookups.get_table(t) for t in ("lemma_index", "lemma_exc", "lemma_rules")
@@ -144,6 +145,17 @@ def _load_dictionary() -> _Dictionary:
 def is_dictionary_word(word: str) -> bool:
     """True for a lower-case English dictionary word or an inflected form of one."""
     return word in _load_dictionary()
+
+
+def is_noun_never_adverb(word: str) -> bool:
+    """True for a lower-case word the dictionary lists as a noun and never as an adverb.
+
+    Why: the small English tagger calls some object nouns at the start of a phrase adverbs
+    ("surfboard leaning on the wall"); a word the dictionary knows only as a noun, never as an
+    adverb, is then a noun whatever the tagger said.
+    """
+    index = _load_dictionary().index
+    return word in index.get("noun", ()) and word not in index.get("adv", ())
 
 
 def warm_up() -> None:

@@ -18,12 +18,13 @@ bit-identical to it):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 import torch
 
+from .device_masks import DeviceMasks
 from .spatial import SpatialCue
 
 EMPTY_SELECTION = ("fail", "best_heat")
@@ -153,9 +154,12 @@ def _heat_sums(
     which: np.ndarray,
     proposals_tensor: torch.Tensor | None,
     dtype: type = np.float64,
+    heat_tensor: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Heat Σm·O of the proposals listed in `which`, in `dtype`.
 
+    heat_tensor: the same heat map already on the device (IGRS made it there), used instead of
+    uploading `heat` again.
     Vectorised over blocks of masks (memory stays at one block's float copy); on the tensor
     copy's device when one is given (the GPU), with the same arithmetic. float64 for the few
     valid proposals (the reference's exact scores), float32 where every proposal is summed
@@ -168,9 +172,12 @@ def _heat_sums(
     if proposals_tensor is not None:
         tdtype = torch.float64 if dtype == np.float64 else torch.float32
         flat_t = proposals_tensor.reshape(n, -1)
-        heat_t = torch.from_numpy(np.ascontiguousarray(heat.reshape(-1), dtype=dtype)).to(
-            flat_t.device
-        )
+        if heat_tensor is not None:
+            heat_t = heat_tensor.reshape(-1).to(flat_t.device, tdtype)
+        else:
+            heat_t = torch.from_numpy(np.ascontiguousarray(heat.reshape(-1), dtype=dtype)).to(
+                flat_t.device
+            )
         idx_t = torch.from_numpy(np.asarray(which, np.int64)).to(flat_t.device)
         block = _BLOCK * 4
         for b in range(0, len(which), block):
@@ -297,6 +304,7 @@ def select_proposal(
     area_cache: dict[int, int] | None = None,
     settings: SelectionSettings | None = None,
     cues: Sequence[SpatialCue] = (),
+    heat_tensor: torch.Tensor | None = None,
 ) -> Selection:
     """Choose the proposal for the heat map O (H x W) among N x H x W bool proposals.
 
@@ -318,6 +326,8 @@ def select_proposal(
     component_cache: {(proposal index, connectivity): count}, filled as counts are computed; a
     proposal's component count does not depend on the heat map, so later commands on the same
     frame (same proposals) reuse it. area_cache: {proposal index: area}, likewise.
+    proposals may be DeviceMasks (the GPU's masks, read to the host only where indexed).
+    heat_tensor: the heat map as IGRS left it on the device, for the sums with proposals_tensor.
     """
     if empty_selection not in EMPTY_SELECTION:
         raise ValueError(
@@ -325,12 +335,14 @@ def select_proposal(
         )
     cfg = settings or REFERENCE
     heat = np.asarray(heatmap)
-    props = np.asarray(proposals)
+    # masks on the device stay there: only those read by index come to the host
+    props: Any = proposals if isinstance(proposals, DeviceMasks) else np.asarray(proposals)
     if props.ndim != 3 or props.shape[1:] != heat.shape:
         raise ValueError(f"proposals {props.shape} do not match the heat map {heat.shape}")
     if not np.all(np.isfinite(heat)):
         raise ValueError("the heat map contains NaN or inf")
-    props = props.astype(bool, copy=False)
+    if not isinstance(props, DeviceMasks):
+        props = props.astype(bool, copy=False)
     n = props.shape[0]
     scores = np.zeros(n, np.float64)
     valid = np.zeros(n, bool)
@@ -361,7 +373,7 @@ def select_proposal(
         # only valid proposals can score above 0: their sums are the only ones needed
         which = np.flatnonzero(valid)
         area = _areas(props, which, proposals_tensor, area_cache)
-        heat_sum = _heat_sums(props, heat, which, proposals_tensor)
+        heat_sum = _heat_sums(props, heat, which, proposals_tensor, np.float64, heat_tensor)
         use_prior = cfg.spatial_prior and len(cues) > 0
         if cfg.score in ("reference", "whole") and not use_prior:
             scores[which] = _reference_scores(area, heat_sum)
@@ -396,12 +408,14 @@ def select_proposal(
     if empty_selection == "best_heat":
         every = np.arange(n)
         area = _areas(props, every, proposals_tensor, area_cache)
-        heat_sum32 = _heat_sums(props, heat, every, proposals_tensor, np.float32)
+        heat_sum32 = _heat_sums(props, heat, every, proposals_tensor, np.float32, heat_tensor)
         nonempty = area > 0
         if nonempty.any():
             mean_heat = np.where(nonempty, heat_sum32 / np.maximum(area, 1), -np.inf)
             best = int(np.argmax(mean_heat))
-            exact = _heat_sums(props, heat, np.array([best]), proposals_tensor)[0]
+            exact = _heat_sums(
+                props, heat, np.array([best]), proposals_tensor, np.float64, heat_tensor
+            )[0]
             return Selection(
                 best,
                 float((area[best] + exact) / (area[best] + 1e-5)),

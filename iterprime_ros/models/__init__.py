@@ -19,9 +19,11 @@ from .blip import BlipImageEmbedding, BlipITMBackend
 from .loading import (
     DEFAULT_PROPOSAL_MODEL,
     DEFAULT_VLP_MODEL,
+    ModelCheckError,
     ModelNotFoundError,
+    ModelTypeError,
+    check_model_type,
     clear_model_cache,
-    read_json,
     resolve,
     resolve_device,
 )
@@ -66,20 +68,14 @@ def create_proposal_backend(name: str, **kwargs: Any) -> ProposalBackend:
     return _create("proposal", _PROPOSALS, name, kwargs)
 
 
-class ModelCheckError(ValueError):
-    """A model folder cannot serve its backend; the message names the parameter and the fix."""
-
-
-class ModelTypeError(ModelCheckError):
-    """The folder holds another kind of model (its config.json model_type)."""
-
-
 def check_model_folder(parameter: str, name: str, kind: str, backend: str) -> str:
     """Find the folder of a model parameter and check its config.json model_type; returns it.
 
     Why before loading: `transformers` loads a folder of the wrong kind (a BLIP folder given as
     the proposal model) with random weights and only a warning; this refuses it by name, reading
-    one small file. Raises ModelNotFoundError (missing weights) or ModelCheckError.
+    one small file (the backends run the same check when they load, so every entry point
+    refuses such a folder alike). Raises ModelNotFoundError (missing weights) or
+    ModelCheckError.
     """
     registry = _VLP if kind == "vlp" else _PROPOSALS
     factory = registry.get(backend)
@@ -89,23 +85,8 @@ def check_model_folder(parameter: str, name: str, kind: str, backend: str) -> st
     if callable(own_check):  # not a transformers folder (ALBEF: an official .pth)
         return str(own_check(name))
     folder = resolve(name, kind=kind)
-    what = "VLP" if kind == "vlp" else "proposal"
-    try:
-        model_type = str(read_json(folder, "config.json").get("model_type", ""))
-    except (ValueError, OSError) as exc:  # json.JSONDecodeError is a ValueError
-        detail = (str(exc).splitlines() or [""])[0]
-        raise ModelCheckError(
-            f"cannot load the {what} model {name!r} (parameter {parameter!r}): config.json "
-            f"is not readable JSON ({detail})"
-        ) from None
     expected = tuple(getattr(factory, "model_types", ()) or ())
-    if expected and model_type not in expected:
-        found = repr(model_type) if model_type else "no model_type"
-        raise ModelTypeError(
-            f"parameter {parameter!r} = {name!r}: the folder holds a {found} model; the "
-            f"{backend} backend needs model_type {' or '.join(map(repr, expected))}"
-        )
-    return model_type
+    return check_model_type(folder, name, parameter, backend, expected, kind)
 
 
 register_vlp_backend("blip_itm", BlipITMBackend)

@@ -17,11 +17,12 @@ Architecture (ALBEF ``configs/config_bert.json`` + ``models/vit.py``):
 
 Grad-CAM on ``text_encoder.encoder.layer[8].crossattention`` (the 3rd fusion layer, as in the
 paper and the authors' code). The cross-attention core is a small subclass of transformers'
-``BertCrossAttention`` whose softmax output passes through an ``nn.Identity`` (``probs``); a
-forward pre-hook there swaps in a grad-requiring copy (post-softmax, pre-dropout), the same
-capture as models/blip.py. Patch masking for IGRS: the same forward pre-hook on every
-cross-attention core as in models/blip.py, injecting an additive key mask (0 kept, dtype-min
-dropped), so masked patches get exactly zero attention in every fusion layer.
+``BertCrossAttention`` with an explicit softmax -> dropout path; its attention
+probabilities (post-softmax, pre-dropout) become a grad-requiring leaf when the core's
+``capture`` flag is set, the same capture as models/blip.py. Patch masking for IGRS: every
+cross-attention core adds the additive key mask the backend sets on it for one call (0 kept,
+dtype-min dropped), so masked patches get exactly zero attention in every fusion layer. No
+hook is registered per pass and the pass results stay on the model's device.
 
 Architecture sizes are read from the checkpoint's shapes (widths, depths, fusion layer, image
 size); only the head count is not in the shapes (default width // 64, i.e. 12 for ALBEF).
@@ -30,22 +31,27 @@ size); only the head count is not in the shapes (default width // 64, i.e. 12 fo
 from __future__ import annotations
 
 import logging
-import math
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..core.backend import PassOutput
+from .albef_model import (
+    AlbefITM,
+    CrossAttentionCore,
+    infer_architecture,
+    official_to_module,
+)
 from .loading import (
     LoadedModel,
     ModelNotFoundError,
     cached_model,
+    check_tokenizer,
     resolve_device,
     resolve_dtype,
 )
@@ -55,286 +61,6 @@ from .pixel_norm import CLIP_MEAN, CLIP_STD
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT_NAMES = ("ALBEF.pth", "ALBEF_14M.pth", "ALBEF_4M.pth")
-# Official keys the ITM pass does not use (pre-training heads, momentum encoders, queues).
-IGNORED_PREFIXES = (
-    "visual_encoder_m.",
-    "text_encoder_m.",
-    "vision_proj",
-    "text_proj",
-    "temp",
-    "image_queue",
-    "text_queue",
-    "idx_queue",
-    "queue_ptr",
-    "text_encoder.cls.",
-    "text_encoder.pooler.",
-)
-
-
-@dataclass(frozen=True)
-class AlbefArchitecture:
-    """The sizes of an ALBEF ITM model, read from a state dict's shapes."""
-
-    vision_width: int
-    vision_layers: int
-    patch_size: int
-    image_size: int
-    text_width: int
-    text_layers: int
-    fusion_layer: int
-    intermediate_size: int
-    vocab_size: int
-    max_positions: int
-    type_vocab_size: int
-    vision_heads: int
-    text_heads: int
-
-    @property
-    def grid(self) -> int:
-        return self.image_size // self.patch_size
-
-
-def text_key(key: str) -> str:
-    """Official text-encoder key -> this module's: ``text_encoder.bert.X`` -> ``text_encoder.X``
-    (the pre-training checkpoint wraps BERT in BertForMaskedLM; retrieval ones do not).
-    """
-    return key.replace("text_encoder.bert.", "text_encoder.", 1)
-
-
-def infer_architecture(
-    shapes: Mapping[str, tuple[int, ...]], num_heads: int | None = None
-) -> AlbefArchitecture:
-    """Sizes from official key shapes (pass {key: tuple(tensor.shape)}). KeyError: not ALBEF."""
-    s = {text_key(k): tuple(v) for k, v in shapes.items()}
-    pos = s["visual_encoder.pos_embed"]
-    patch = s["visual_encoder.patch_embed.proj.weight"]
-    g = math.isqrt(pos[1] - 1)
-    if g * g != pos[1] - 1:
-        raise ValueError(f"visual_encoder.pos_embed has {pos[1]} tokens, not 1 + g*g")
-    v_layers = 1 + max(
-        int(m.group(1)) for k in s if (m := re.match(r"visual_encoder\.blocks\.(\d+)\.", k))
-    )
-    t_ids = {
-        int(m.group(1)) for k in s if (m := re.match(r"text_encoder\.encoder\.layer\.(\d+)\.", k))
-    }
-    cross = [
-        i for i in t_ids if f"text_encoder.encoder.layer.{i}.crossattention.self.key.weight" in s
-    ]
-    if not cross:
-        raise ValueError("the checkpoint's text encoder has no cross-attention layer")
-    vw, tw = pos[2], s["text_encoder.embeddings.word_embeddings.weight"][1]
-    return AlbefArchitecture(
-        vision_width=vw,
-        vision_layers=v_layers,
-        patch_size=patch[2],
-        image_size=g * patch[2],
-        text_width=tw,
-        text_layers=1 + max(t_ids),
-        fusion_layer=min(cross),
-        intermediate_size=s["text_encoder.encoder.layer.0.intermediate.dense.weight"][0],
-        vocab_size=s["text_encoder.embeddings.word_embeddings.weight"][0],
-        max_positions=s["text_encoder.embeddings.position_embeddings.weight"][0],
-        type_vocab_size=s["text_encoder.embeddings.token_type_embeddings.weight"][0],
-        vision_heads=num_heads or max(1, vw // 64),
-        text_heads=num_heads or max(1, tw // 64),
-    )
-
-
-def official_to_module(
-    state: Mapping[str, torch.Tensor],
-) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Official ALBEF state dict -> this module's state dict, and the official keys not used.
-
-    Vision: timm names -> transformers ViT names, fused qkv split into q/k/v (rows q, k, v).
-    Text: ``.bert`` dropped; names otherwise identical (xbert keeps BERT's). Buffers
-    (``position_ids``) and IGNORED_PREFIXES are left out.
-    """
-    out: dict[str, torch.Tensor] = {}
-    unused: list[str] = []
-    vis = {
-        "visual_encoder.cls_token": "visual_encoder.embeddings.cls_token",
-        "visual_encoder.pos_embed": "visual_encoder.embeddings.position_embeddings",
-        "visual_encoder.patch_embed.proj.weight": (
-            "visual_encoder.embeddings.patch_embeddings.projection.weight"
-        ),
-        "visual_encoder.patch_embed.proj.bias": (
-            "visual_encoder.embeddings.patch_embeddings.projection.bias"
-        ),
-        "visual_encoder.norm.weight": "visual_encoder.layernorm.weight",
-        "visual_encoder.norm.bias": "visual_encoder.layernorm.bias",
-    }
-    block = {
-        "norm1": "layernorm_before",
-        "norm2": "layernorm_after",
-        "attn.proj": "attention.o_proj",
-        "mlp.fc1": "mlp.fc1",
-        "mlp.fc2": "mlp.fc2",
-    }
-    for key, value in state.items():
-        if key in vis:
-            out[vis[key]] = value
-            continue
-        m = re.match(r"visual_encoder\.blocks\.(\d+)\.(.+)\.(weight|bias)$", key)
-        if m:
-            i, name, kind = m.groups()
-            prefix = f"visual_encoder.layers.{i}."
-            if name == "attn.qkv":
-                for part, chunk in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
-                    out[f"{prefix}attention.{part}.{kind}"] = chunk
-            elif name in block:
-                out[f"{prefix}{block[name]}.{kind}"] = value
-            else:
-                unused.append(key)
-            continue
-        if key.startswith(IGNORED_PREFIXES) or key.endswith("position_ids"):
-            unused.append(key)
-            continue
-        if key.startswith(("text_encoder.", "itm_head.")):
-            out[text_key(key)] = value
-            continue
-        unused.append(key)
-    return out, unused
-
-
-class _CrossAttentionCore(torch.nn.Module):
-    """transformers' BertCrossAttention maths with an explicit softmax -> ``probs`` -> dropout
-    path, so the probabilities (post-softmax, pre-dropout) are a hookable module input.
-    Same parameters (query/key/value) and names as xbert's ``crossattention.self``.
-    """
-
-    def __init__(self, config: Any) -> None:
-        super().__init__()
-        from transformers.models.bert.modeling_bert import BertCrossAttention
-
-        base = BertCrossAttention(config)
-        self.num_heads = base.num_attention_heads
-        self.head_size = base.attention_head_size
-        self.scaling = base.scaling
-        self.query, self.key, self.value, self.dropout = (
-            base.query,
-            base.key,
-            base.value,
-            base.dropout,
-        )
-        self.probs = torch.nn.Identity()  # the Grad-CAM hook point
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        assert encoder_hidden_states is not None
-        b, n = hidden_states.shape[:2]
-
-        def heads(x: torch.Tensor) -> torch.Tensor:
-            return x.view(b, x.shape[1], self.num_heads, self.head_size).transpose(1, 2)
-
-        q = heads(self.query(hidden_states))
-        k = heads(self.key(encoder_hidden_states))
-        v = heads(self.value(encoder_hidden_states))
-        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scaling
-        if attention_mask is not None:
-            scores = scores + attention_mask
-        probs = self.probs(torch.softmax(scores, dim=-1))
-        context = torch.matmul(self.dropout(probs), v).transpose(1, 2).reshape(b, n, -1)
-        return context, probs
-
-
-class _AlbefLayer(torch.nn.Module):
-    """One xbert layer: self-attention, cross-attention (fusion layers only), feed-forward."""
-
-    def __init__(self, config: Any, cross: bool) -> None:
-        super().__init__()
-        from transformers.models.bert.modeling_bert import (
-            BertAttention,
-            BertIntermediate,
-            BertOutput,
-        )
-
-        self.attention = BertAttention(config)
-        if cross:
-            self.crossattention = BertAttention(config, is_cross_attention=True)
-            self.crossattention.self = _CrossAttentionCore(config)
-        self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
-
-    def forward(
-        self, hidden: torch.Tensor, image: torch.Tensor, image_mask: torch.Tensor | None
-    ) -> torch.Tensor:
-        hidden = self.attention(hidden)[0]  # one unpadded text: no self-attention mask
-        if hasattr(self, "crossattention"):
-            hidden = self.crossattention(
-                hidden, encoder_hidden_states=image, encoder_attention_mask=image_mask
-            )[0]
-        return self.output(self.intermediate(hidden), hidden)
-
-
-class _AlbefEncoder(torch.nn.Module):
-    def __init__(self, config: Any, fusion_layer: int) -> None:
-        super().__init__()
-        self.layer = torch.nn.ModuleList(
-            _AlbefLayer(config, i >= fusion_layer) for i in range(config.num_hidden_layers)
-        )
-
-
-class _AlbefText(torch.nn.Module):
-    """BERT embeddings + the text and fusion layers (xbert's BertModel, multi-modal mode)."""
-
-    def __init__(self, config: Any, fusion_layer: int) -> None:
-        super().__init__()
-        from transformers.models.bert.modeling_bert import BertEmbeddings
-
-        self.embeddings = BertEmbeddings(config)
-        self.encoder = _AlbefEncoder(config, fusion_layer)
-
-    def forward(
-        self, input_ids: torch.Tensor, image: torch.Tensor, image_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        hidden = self.embeddings(input_ids=input_ids)
-        for layer in self.encoder.layer:
-            hidden = layer(hidden, image, image_mask)
-        return hidden
-
-
-class AlbefITM(torch.nn.Module):
-    """The ALBEF ITM model (VL_Transformer_ITM in the authors' code) from transformers parts."""
-
-    def __init__(self, arch: AlbefArchitecture) -> None:
-        super().__init__()
-        from transformers import BertConfig, ViTConfig, ViTModel
-
-        vit = ViTConfig(
-            hidden_size=arch.vision_width,
-            num_hidden_layers=arch.vision_layers,
-            num_attention_heads=arch.vision_heads,
-            intermediate_size=4 * arch.vision_width,
-            image_size=arch.image_size,
-            patch_size=arch.patch_size,
-            layer_norm_eps=1e-6,
-            qkv_bias=True,
-            hidden_act="gelu",
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
-        )
-        vit._attn_implementation = "eager"
-        bert = BertConfig(
-            vocab_size=arch.vocab_size,
-            hidden_size=arch.text_width,
-            num_hidden_layers=arch.text_layers,
-            num_attention_heads=arch.text_heads,
-            intermediate_size=arch.intermediate_size,
-            max_position_embeddings=arch.max_positions,
-            type_vocab_size=arch.type_vocab_size,
-            layer_norm_eps=1e-12,
-            hidden_act="gelu",
-        )
-        bert._attn_implementation = "eager"
-        self.arch = arch
-        self.visual_encoder = ViTModel(vit, add_pooling_layer=False)
-        self.text_encoder = _AlbefText(bert, arch.fusion_layer)
-        self.itm_head = torch.nn.Linear(arch.text_width, 2)
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -380,13 +106,19 @@ def find_checkpoint(model: str | Path) -> tuple[Path, Path]:
     return found[0], path
 
 
-def _load_tokenizer(folder: Path) -> Any:
+def _load_tokenizer(folder: Path, vocab_size: int) -> Any:
+    """The BERT tokenizer next to the checkpoint, checked against the model's vocabulary.
+
+    A folder with only ``vocab.txt`` is read through ``from_pretrained`` (which finds the file
+    by its name in every transformers version), never by a constructor argument whose name
+    changed between versions and was then silently ignored.
+    """
     from transformers import AutoTokenizer, BertTokenizer
 
     if (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file():
         tok = AutoTokenizer.from_pretrained(str(folder))
     elif (folder / "vocab.txt").is_file():
-        tok = BertTokenizer(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+        tok = BertTokenizer.from_pretrained(str(folder), do_lower_case=True)
     else:
         raise ModelNotFoundError(
             f"{folder} has no BERT tokenizer (vocab.txt of bert-base-uncased, or tokenizer.json) "
@@ -394,6 +126,7 @@ def _load_tokenizer(folder: Path) -> Any:
         )
     if not getattr(tok, "is_fast", False):
         raise ModelNotFoundError(f"{folder}: a fast tokenizer is needed for character offsets")
+    check_tokenizer(tok, folder, vocab_size)
     return tok
 
 
@@ -427,7 +160,10 @@ def _load_albef(
         folder=checkpoint,
         device=device,
         dtype=dtype,
-        extras={"tokenizer": _load_tokenizer(tokenizer_folder), "unused_keys": unused},
+        extras={
+            "tokenizer": _load_tokenizer(tokenizer_folder, arch.vocab_size),
+            "unused_keys": unused,
+        },
     )
 
 
@@ -452,6 +188,10 @@ class AlbefITMBackend:
     model: an official ALBEF ``.pth`` (e.g. ALBEF.pth, the 14M pre-training checkpoint) or a
     folder holding it, with the bert-base-uncased tokenizer (vocab.txt) beside it.
     gradcam_layer: None takes 8 (the paper's); it must be a fusion layer, 6..11 for ALBEF.
+    max_text_tokens: the longest input, capped by the model's position table (512 for ALBEF).
+    The official Grad-CAM path tokenizes an expression without any cut; only text longer than
+    the position table, where the official code would stop with an index error, is cut here
+    (with a warning) so the command still gets an answer.
     """
 
     name = "albef_itm"
@@ -471,7 +211,7 @@ class AlbefITMBackend:
         device: str | torch.device = "auto",
         gradcam_layer: int | None = None,
         half_precision: bool = False,
-        max_text_tokens: int = 50,
+        max_text_tokens: int = 512,
         num_heads: int | None = None,
         token_cache_size: int = 64,
         **_ignored: Any,
@@ -537,34 +277,38 @@ class AlbefITMBackend:
         return self._token_cache.get_or_make(text, lambda: self._tokenize(text))
 
     def _tokenize(self, text: str) -> _Tokens:
-        enc = self.tokenizer(
-            text, truncation=True, max_length=self.max_text_tokens, return_offsets_mapping=True
-        )
-        ids = list(enc["input_ids"])
-        special = set(self.tokenizer.all_special_ids)
-        offsets = tuple(
-            None if (tid in special or e <= s) else (int(s), int(e))
-            for tid, (s, e) in zip(ids, enc["offset_mapping"])
-        )
-        valid = [True] * len(ids)
-        if len(ids) > 1 and ids[-1] == self.tokenizer.sep_token_id:
-            valid[-1] = False  # the trailing [SEP] never takes part
-        toks = _Tokens(
+        """ALBEF's own input: ``[CLS] X`` with no ``[SEP]``, as its BertTokenizer builds a single
+        sequence (the model was trained and evaluated on that), cut to the position table.
+        """
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        body = list(enc["input_ids"])
+        spans = list(enc["offset_mapping"])
+        room = self.max_text_tokens - 1  # [CLS] takes one position
+        if len(body) > room:
+            log.warning(
+                "ALBEF text of %d tokens cut to the model's %d positions: %r",
+                len(body) + 1,
+                self.max_text_tokens,
+                text,
+            )
+            body, spans = body[:room], spans[:room]
+        ids = [self.tokenizer.cls_token_id, *body]
+        offsets = (None,) + tuple(None if e <= s else (int(s), int(e)) for s, e in spans)
+        return _Tokens(
             input_ids=torch.tensor([ids], dtype=torch.long, device=self.device),
             offsets=offsets,
-            valid=torch.tensor(valid, dtype=torch.bool),
+            valid=torch.ones(len(ids), dtype=torch.bool),
         )
-        return toks
 
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
-        """Char span of each token; None for [CLS] and [SEP]."""
+        """Char span of each token; None for [CLS]."""
         return list(self._tokens(text).offsets)
 
     def token_valid(self, text: str) -> torch.Tensor:
         return self._tokens(text).valid.clone()
 
     # ------------------------------------------------------------------ passes
-    def _cross_cores(self) -> list[_CrossAttentionCore]:
+    def _cross_cores(self) -> list[CrossAttentionCore]:
         return [
             layer.crossattention.self
             for layer in self.model.text_encoder.encoder.layer
@@ -574,62 +318,55 @@ class AlbefITMBackend:
     @contextmanager
     def masked_cross_attention(self, keep: torch.Tensor | None, n_keys: int) -> Iterator[None]:
         """Within the block, every cross-attention layer sees only the image keys where keep is
-        True (the image CLS key always); keep=None: no-op. Same pre-hook as models/blip.py.
+        True (the image CLS key always); keep=None: no-op.
+
+        The additive mask (0 kept, dtype-min dropped) is built where the model runs and handed
+        to the cross-attention cores as an attribute: no hook is registered per pass and
+        nothing is copied to the host.
         """
         if keep is None:
             yield
             return
-        keep = torch.as_tensor(keep).reshape(-1).to(torch.bool).cpu()
+        keep = torch.as_tensor(keep).reshape(-1)
         if keep.numel() != n_keys - 1:
             raise ValueError(f"keep has {keep.numel()} entries, expected g*g = {n_keys - 1}")
-        full = torch.cat([torch.ones(1, dtype=torch.bool), keep])
-        additive = torch.zeros(n_keys, dtype=self.dtype)
-        additive[~full] = torch.finfo(self.dtype).min
-        additive = additive.view(1, 1, 1, n_keys).to(self.device)
-
-        def inject(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-            return args, {**kwargs, "attention_mask": additive}
-
-        handles = [
-            core.register_forward_pre_hook(inject, with_kwargs=True)
-            for core in self._cross_cores()
-        ]
+        keep = keep.to(self.device, torch.bool, non_blocking=True)
+        full = torch.cat([torch.ones(1, dtype=torch.bool, device=self.device), keep])
+        additive = torch.zeros(n_keys, dtype=self.dtype, device=self.device)
+        additive = additive.masked_fill(~full, torch.finfo(self.dtype).min)
+        cores = self._cross_cores()
+        for core in cores:
+            core.key_mask = additive.view(1, 1, 1, n_keys)
         try:
             yield
         finally:
-            for h in handles:
-                h.remove()
+            for core in cores:
+                core.key_mask = None
 
     def text_pass(
         self, image_embedding: AlbefImageEmbedding, text: str, keep: torch.Tensor | None = None
     ) -> PassOutput:
         """ITM logits, layer-l cross-attention probabilities A (K x L x (1+g*g)) and
-        d(match logit)/dA.
+        d(match logit)/dA, left on the model's device (IGRS and PWEM continue there).
         """
         toks = self._tokens(text)
         embeds = image_embedding.embeds
-        captured: dict[str, torch.Tensor] = {}
-
-        def capture(module: torch.nn.Module, args: tuple) -> tuple:
-            probs = args[0].detach().requires_grad_(True)
-            captured["A"] = probs
-            return (probs, *args[1:])
-
         core = self.model.text_encoder.encoder.layer[self.gradcam_layer].crossattention.self
         with self._loaded.lock, self.masked_cross_attention(keep, embeds.shape[1]):
-            handle = core.probs.register_forward_pre_hook(capture)
+            core.capture, core.captured = True, None
             try:
                 with torch.enable_grad():
                     hidden = self.model.text_encoder(toks.input_ids, embeds)
                     logits = self.model.itm_head(hidden[:, 0, :])[0]
-                    attention = captured["A"]
+                    attention = core.captured
+                    assert attention is not None
                     (gradient,) = torch.autograd.grad(logits[1], attention)
             finally:
-                handle.remove()
+                core.capture, core.captured = False, None
         return PassOutput(
-            itm_logits=logits.detach().float().cpu(),
-            attention=attention.detach()[0].float().cpu(),
-            gradient=gradient.detach()[0].float().cpu(),
+            itm_logits=logits.detach().float(),
+            attention=attention.detach()[0].float(),
+            gradient=gradient.detach()[0].float(),
             token_valid=toks.valid.clone(),
         )
 
@@ -645,4 +382,4 @@ class AlbefITMBackend:
             torch.no_grad(),
         ):
             hidden = self.model.text_encoder(toks.input_ids, embeds)
-            return self.model.itm_head(hidden[:, 0, :])[0].float().cpu()
+            return self.model.itm_head(hidden[:, 0, :])[0].float()

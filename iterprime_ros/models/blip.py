@@ -21,7 +21,7 @@ transformers 5.24, ``models/blip/modeling_blip_text.py``):
   it to the scores before the softmax, so dropped keys get exactly zero probability. A test
   (``test_models_blip.py``) proves zero attention and a changed ITM logit, so an upstream
   change in this code path is noticed. The mask hook and the capture hook are installed once
-  per loaded model (``_HookState``) and read the current call's mask / capture layer from it:
+  per loaded model (``HookState``) and read the current call's mask / capture layer from it:
   no hook is registered or removed per pass.
 * **[ENC].** The original BLIP ITM replaces the first token ([CLS]) by ``[ENC]``
   (``tokenizer.enc_token_id``) -- the weights were trained that way. transformers'
@@ -33,8 +33,9 @@ transformers 5.24, ``models/blip/modeling_blip_text.py``):
   the 1 + g*g image tokens to keys and values (``key``/``value`` Linear on the image
   embedding) -- for BLIP base 12 layers x 2 x 577 x 768 x 768, several times the work of
   the text itself (about 10 tokens). They depend on the image only, so ``encode_image``
-  computes them once (``BlipImageEmbedding.cross_kv``) and each text pass swaps those
-  Linear modules for their cached outputs for the length of the call. The patch mask acts
+  computes them once (``BlipImageEmbedding.cross_kv``); each cross-attention core gets, once
+  per loaded model, a forward that takes them from the hook state for the length of a call
+  (no module is swapped per pass, the Linear modules are simply not called). The patch mask acts
   on the scores, not on the keys, so the cached values serve every IGRS pass and every
   command on the frame; the result is the same computation (a test checks equality).
 
@@ -44,8 +45,8 @@ transformers 5.24, ``models/blip/modeling_blip_text.py``):
   text passes stay fp32 by default: their 10-row products stream the weights, and autocast
   would recast every weight in every pass.
 
-The swaps are in place for the length of one call and undone in ``finally``, the hook state is
-reset there; a per-model lock keeps concurrent calls on a shared cached model apart. On CUDA
+The hook state is set for the length of one call and reset in ``finally``; a per-model lock
+keeps concurrent calls on a shared cached model apart. On CUDA
 the pass results stay on the device (no copy to the host per pass).
 """
 
@@ -62,11 +63,14 @@ import torch
 from PIL import Image
 
 from ..core.backend import PassOutput
+from .blip_hooks import HookState
 from .loading import (
     DEFAULT_VLP_MODEL,
     LoadedModel,
     ModelNotFoundError,
     cached_model,
+    check_model_type,
+    check_tokenizer,
     read_json,
     resolve,
     resolve_device,
@@ -92,73 +96,13 @@ class BlipImageEmbedding:
     cross_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
 
 
-class _HookState:
-    """What the hooks installed once on a loaded model apply during the current call.
-
-    mask: additive 1 x 1 x 1 x K mask for every cross-attention layer (None: no masking);
-    capture_layer: the layer whose attention probabilities become the Grad-CAM leaf (None: no
-    capture); captured: that leaf after the forward pass.
-    """
-
-    def __init__(self) -> None:
-        self.mask: torch.Tensor | None = None
-        self.capture_layer: int | None = None
-        self.captured: torch.Tensor | None = None
-
-    @classmethod
-    def install(cls, layers: Any) -> "_HookState":
-        """Register the two hooks on every text layer (once per loaded model)."""
-        state = cls()
-        for index, layer in enumerate(layers):
-            layer.crossattention.self.register_forward_pre_hook(
-                state._inject_mask, with_kwargs=True
-            )
-            layer.crossattention.self.dropout.register_forward_pre_hook(state._capture(index))
-        return state
-
-    def _inject_mask(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
-        if self.mask is None:
-            return None
-        kwargs = dict(kwargs)
-        kwargs["encoder_attention_mask"] = self.mask
-        return args, kwargs
-
-    def _capture(self, index: int) -> Any:
-        def hook(module: torch.nn.Module, args: tuple) -> Any:
-            if self.capture_layer != index:
-                return None
-            # args[0] = softmax output before dropout; the forward pass continues from a
-            # grad-requiring copy, so the graph starts here
-            probs = args[0].detach().requires_grad_(True)
-            self.captured = probs
-            return (probs, *args[1:])
-
-        return hook
-
-
-class _Projected(torch.nn.Module):
-    """Stands in for a cross-attention key/value Linear during one call: returns the projection
-    cached for `source` (the image embedding) and computes it normally for any other input.
-    """
-
-    def __init__(
-        self, linear: torch.nn.Module, source: torch.Tensor, cached: torch.Tensor
-    ) -> None:
-        super().__init__()
-        self.linear = linear
-        self.source = source
-        self.cached = cached
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x is self.source:
-            return self.cached
-        return self.linear(x)
-
-
 @dataclass(frozen=True)
 class _Tokens:
     input_ids: torch.Tensor  # 1 x L (first token already replaced by [ENC] when used)
     attention_mask: torch.Tensor  # 1 x L
+    # 1 x 1 x L x L additive self-attention mask, ready-made: transformers then uses it as it is
+    # instead of testing a 0/1 mask for padding, a read of the mask on the host every pass
+    self_mask: torch.Tensor
     offsets: tuple[tuple[int, int] | None, ...]
     valid: torch.Tensor  # L bools: False for padding and the trailing [SEP]
     tokens: tuple[str, ...]
@@ -174,6 +118,7 @@ def _load_blip(folder: Path, device: torch.device, dtype: torch.dtype) -> Loaded
         raise ModelNotFoundError(
             f"{folder}: a fast (tokenizers) tokenizer is needed for character offsets"
         )
+    check_tokenizer(tokenizer, folder, int(model.config.text_config.vocab_size))
     return LoadedModel(
         model=model, folder=folder, device=device, dtype=dtype, extras={"tokenizer": tokenizer}
     )
@@ -185,8 +130,11 @@ class BlipITMBackend:
     gradcam_layer: the text-encoder layer whose cross-attention is explained (0-based; BLIP
     has cross-attention in all 12 layers). None takes 6: the BLIP authors' own Grad-CAM
     (LAVIS compute_gradcam, block_num=6) explains that layer (method.md §1).
-    max_text_tokens: BLIP's ITM was trained on 35 tokens; longer prompts are truncated
-    (token_offsets shows what was kept).
+    max_text_tokens: the longest prompt, capped by the text encoder's position table (512).
+    The BLIP authors' Grad-CAM path tokenizes the expression without a cut (their ITM training
+    cut captions at 35 tokens, their per-expression Grad-CAM does not); only text longer than
+    the position table, where their code would stop with an index error, is cut (with a
+    warning; token_offsets shows what was kept).
     """
 
     name = "blip_itm"
@@ -200,7 +148,7 @@ class BlipITMBackend:
         gradcam_layer: int | None = None,
         half_precision: bool = False,
         first_token: str = "enc",
-        max_text_tokens: int = 35,
+        max_text_tokens: int = 512,
         token_cache_size: int = 64,
         autocast: str = "off",
         autocast_text: bool | None = None,
@@ -213,6 +161,7 @@ class BlipITMBackend:
         self.text_autocast_dtype = self.autocast_dtype if autocast_text else None
         self.dtype = resolve_dtype(self.device, half_precision and self.autocast_dtype is None)
         folder = resolve(model, kind="vlp")
+        check_model_type(folder, str(model), "vlp_model", self.name, self.model_types, "vlp")
         if not any((folder / f).is_file() for f in TOKENIZER_FILES):
             raise ModelNotFoundError(
                 f"model folder {folder} has no tokenizer ({' or '.join(TOKENIZER_FILES)})"
@@ -229,8 +178,8 @@ class BlipITMBackend:
         self.tokenizer = self._loaded.extras["tokenizer"]
         with self._loaded.lock:
             if "hooks" not in self._loaded.extras:
-                self._loaded.extras["hooks"] = _HookState.install(self._layers())
-        self._hooks: _HookState = self._loaded.extras["hooks"]
+                self._loaded.extras["hooks"] = HookState.install(self._layers())
+        self._hooks: HookState = self._loaded.extras["hooks"]
         cfg = self.model.config
         self.num_layers: int = int(cfg.text_config.num_hidden_layers)
         self.num_heads: int = int(cfg.text_config.num_attention_heads)
@@ -243,7 +192,7 @@ class BlipITMBackend:
                 f"has layers 0..{self.num_layers - 1}"
             )
         self.gradcam_layer = gradcam_layer
-        self.max_text_tokens = max_text_tokens
+        self.max_text_tokens = min(max_text_tokens, int(cfg.text_config.max_position_embeddings))
 
         # Preprocessing: the checkpoint's own (resize + rescale + CLIP normalise), read from its
         # config.
@@ -348,6 +297,8 @@ class BlipITMBackend:
         )
         ids = list(enc["input_ids"])
         att = list(enc["attention_mask"])
+        if getattr(enc, "encodings", None) and enc.encodings[0].overflowing:
+            log.warning("BLIP text cut to the model's %d positions: %r", len(ids), text)
         special = set(self.tokenizer.all_special_ids)
         offsets: list[tuple[int, int] | None] = []
         for i, (tid, (s, e)) in enumerate(zip(ids, enc["offset_mapping"])):
@@ -361,11 +312,27 @@ class BlipITMBackend:
         toks = _Tokens(
             input_ids=torch.tensor([ids], dtype=torch.long, device=self.device),
             attention_mask=torch.tensor([att], dtype=torch.long, device=self.device),
+            self_mask=self._self_mask(att),
             offsets=tuple(offsets),
             valid=torch.tensor(valid, dtype=torch.bool),
             tokens=tuple(self.tokenizer.convert_ids_to_tokens(ids)),
         )
         return toks
+
+    def _self_mask(self, att: list[int]) -> torch.Tensor:
+        """0 where a token may be attended, the dtype's minimum for padding, in the dtype the
+        attention scores have (autocast's when the text passes run under it).
+        """
+        dtype = self.text_autocast_dtype or self.dtype
+        keys = torch.tensor(att, dtype=torch.bool)
+        row = torch.zeros(len(att), dtype=dtype).masked_fill(~keys, torch.finfo(dtype).min)
+        return row.expand(1, 1, len(att), len(att)).contiguous().to(self.device)
+
+    def _self_mask_of(self, toks: _Tokens) -> torch.Tensor:
+        """The cached mask in the dtype of this backend's scores (a copy sharing the token cache
+        may run in another precision); no work when it already is.
+        """
+        return toks.self_mask.to(self.text_autocast_dtype or self.dtype)
 
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
         """Char span of each token the pass uses; None for [ENC]/[CLS], [SEP] and padding."""
@@ -389,10 +356,8 @@ class BlipITMBackend:
         # built where the model runs (no host copy per pass); the image CLS key is always kept
         keep = keep.to(self.device, torch.bool, non_blocking=True)
         full = torch.cat([torch.ones(1, dtype=torch.bool, device=self.device), keep])
-        dropped = torch.tensor(torch.finfo(self.dtype).min, dtype=self.dtype, device=self.device)
-        additive = torch.where(
-            full, torch.zeros((), dtype=self.dtype, device=self.device), dropped
-        )
+        additive = torch.zeros(n_keys, dtype=self.dtype, device=self.device)
+        additive = additive.masked_fill(~full, torch.finfo(self.dtype).min)  # a fill, no copy
         return additive.view(1, 1, 1, n_keys)
 
     def _layers(self) -> Any:
@@ -402,29 +367,24 @@ class BlipITMBackend:
     def cached_cross_kv(self, image_embedding: BlipImageEmbedding) -> Iterator[None]:
         """Within the block, the cross-attention key/value projections of `image_embedding.embeds`
         come from ``image_embedding.cross_kv`` instead of being recomputed (no-op without it).
+        The cores read them from the hook state installed with the model: nothing is swapped.
         """
         kv = image_embedding.cross_kv
-        layers = list(self._layers())
         if kv is None:
             yield
             return
-        if len(kv) != len(layers):
+        n_layers = len(self._layers())
+        if len(kv) != n_layers:
             raise ValueError(
                 f"the image embedding has cross-attention keys for {len(kv)} layers, "
-                f"the model has {len(layers)}"
+                f"the model has {n_layers}"
             )
-        originals = [
-            (layer.crossattention.self.key, layer.crossattention.self.value) for layer in layers
-        ]
+        previous = self._hooks.kv, self._hooks.kv_source
+        self._hooks.kv, self._hooks.kv_source = kv, image_embedding.embeds
         try:
-            for layer, (key, value), (k, v) in zip(layers, originals, kv):
-                layer.crossattention.self.key = _Projected(key, image_embedding.embeds, k)
-                layer.crossattention.self.value = _Projected(value, image_embedding.embeds, v)
             yield
         finally:
-            for layer, (key, value) in zip(layers, originals):
-                layer.crossattention.self.key = key
-                layer.crossattention.self.value = value
+            self._hooks.kv, self._hooks.kv_source = previous
 
     @contextmanager
     def masked_cross_attention(
@@ -467,7 +427,7 @@ class BlipITMBackend:
                 with torch.enable_grad(), autocast(self.device, self.text_autocast_dtype):
                     out = self.model.text_encoder(
                         input_ids=toks.input_ids,
-                        attention_mask=toks.attention_mask,
+                        attention_mask=self._self_mask_of(toks),
                         encoder_hidden_states=embeds,
                         return_dict=True,
                     )
@@ -506,7 +466,7 @@ class BlipITMBackend:
         ):
             out = self.model.text_encoder(
                 input_ids=toks.input_ids,
-                attention_mask=toks.attention_mask,
+                attention_mask=self._self_mask_of(toks),
                 encoder_hidden_states=embeds,
                 return_dict=True,
             )

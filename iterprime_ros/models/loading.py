@@ -41,6 +41,18 @@ class ModelNotFoundError(FileNotFoundError):
     """The weights of a model are neither a local folder nor in the Hugging Face cache."""
 
 
+class ModelCheckError(ModelNotFoundError, ValueError):
+    """A model folder cannot serve its backend; the message names the parameter and the fix.
+
+    A ModelNotFoundError too (the model asked for is not in that folder), so every entry point
+    that already reports a missing model in one line reports this one the same way.
+    """
+
+
+class ModelTypeError(ModelCheckError):
+    """The folder holds another kind of model (its config.json model_type)."""
+
+
 class DeviceUnavailableError(RuntimeError):
     """The requested device is not on this machine (no CUDA, or no GPU with that index)."""
 
@@ -120,6 +132,65 @@ def read_json(folder: Path, filename: str) -> dict[str, Any]:
     if not p.is_file():
         return {}
     return json.loads(p.read_text())
+
+
+def check_model_type(
+    folder: Path, name: str, parameter: str, backend: str, expected: tuple[str, ...], kind: str
+) -> str:
+    """Refuse a folder whose config.json names another kind of model; returns its model_type.
+
+    Why: `transformers` loads a folder of the wrong kind (a BLIP folder given as the proposal
+    model) with random weights and only a warning, and the command then "succeeds" with a
+    meaningless mask. Every backend calls this before loading, so the node, the CLI, the Python
+    API, replay and eval refuse such a folder with this one message. Reads one small file.
+    """
+    what = "VLP" if kind == "vlp" else "proposal"
+    try:
+        model_type = str(read_json(folder, "config.json").get("model_type", ""))
+    except (ValueError, OSError) as exc:  # json.JSONDecodeError is a ValueError
+        detail = (str(exc).splitlines() or [""])[0]
+        raise ModelCheckError(
+            f"cannot load the {what} model {name!r} (parameter {parameter!r}): config.json "
+            f"is not readable JSON ({detail})"
+        ) from None
+    if expected and model_type not in expected:
+        found = repr(model_type) if model_type else "no model_type"
+        raise ModelTypeError(
+            f"parameter {parameter!r} = {name!r}: the folder holds a {found} model; the "
+            f"{backend} backend needs model_type {' or '.join(map(repr, expected))}"
+        )
+    return model_type
+
+
+# A plain English phrase every English tokenizer must know some word of.
+TOKENIZER_PROBE = "there is a man on the left holding a red cup"
+
+
+def check_tokenizer(tokenizer: Any, folder: Path, vocab_size: int) -> None:
+    """Refuse a tokenizer that would feed the model silently wrong ids; say what it lacks.
+
+    Two ways a folder gives a tokenizer that loads and yet is wrong: it knows fewer tokens
+    than the model's embedding table has rows (a vocabulary file that was not read, leaving
+    only the special tokens), or it maps a plain English phrase to nothing but [UNK]. Either
+    would run the model on meaningless input without an error, so loading stops here. A
+    tokenizer with more tokens than the table is refused too: its ids would run past it.
+    """
+    size = len(tokenizer)
+    if size != vocab_size:
+        relation = "fewer" if size < vocab_size else "more"
+        raise ModelNotFoundError(
+            f"{folder}: the tokenizer loads with {size} tokens, {relation} than the model's "
+            f"vocabulary of {vocab_size}; the folder lacks the model's own tokenizer files "
+            "(tokenizer.json, or vocab.txt with every one of its tokens)"
+        )
+    ids = tokenizer(TOKENIZER_PROBE, add_special_tokens=False)["input_ids"]
+    unk = tokenizer.unk_token_id
+    if not ids or all(i == unk for i in ids):
+        raise ModelNotFoundError(
+            f"{folder}: the tokenizer maps the English phrase {TOKENIZER_PROBE!r} to [UNK] "
+            "only; the folder lacks an English vocabulary (vocab.txt or tokenizer.json of the "
+            "model's own tokenizer)"
+        )
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

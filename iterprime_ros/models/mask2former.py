@@ -37,6 +37,7 @@ from .loading import (
     DEFAULT_PROPOSAL_MODEL,
     LoadedModel,
     cached_model,
+    check_model_type,
     read_json,
     resolve,
     resolve_device,
@@ -154,6 +155,9 @@ class Mask2FormerProposals:
         self.direct_resize = direct_resize
         self._resizers: dict[tuple[int, ...], tuple[AxisResize, AxisResize]] = {}
         folder = resolve(model, kind="proposals")
+        check_model_type(
+            folder, str(model), "proposal_model", self.name, self.model_types, "proposals"
+        )
         self.folder = folder
         self._loaded = cached_model(
             "mask2former",

@@ -276,6 +276,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         high_open=True,
     ),
     P("stop_rule", "str", "when IGRS stops early", choices=("reference", "soft_itm")),
+    P("single_pass", "str", "one-pass heat map: S(O_0) or O_0", choices=("sigmoid", "plain")),
     # proposals and selection
     P(
         "proposal_threshold",

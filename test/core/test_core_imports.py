@@ -79,3 +79,34 @@ def test_importing_core_loads_no_ros_or_transformers():
     )
     # spaCy/benepar/stanza load lazily, on the first parse
     assert fresh_python(code, cwd=CORE.parents[1]) == "[]"
+
+
+def _function_level_sibling_imports(path: Path) -> list[str]:
+    """Relative imports written inside a function body: the usual way to dodge an import loop."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and node.level >= 1:
+                    found.append(f"{path.name}:{node.lineno} {'.' * node.level}{node.module}")
+    return found
+
+
+def test_core_modules_import_each_other_only_at_module_level():
+    # a sibling import inside a function hides a cycle; the graph must stay acyclic instead
+    assert [hit for p in CORE_FILES for hit in _function_level_sibling_imports(p)] == []
+
+
+def test_core_import_graph_has_no_cycle():
+    graph = {
+        p.stem: {m.split(".")[0] for lvl, m in imports_of(p) if lvl == 1 and m} for p in CORE_FILES
+    }
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    assert [m for m in graph if reaches(m, m, {m})] == []

@@ -1,17 +1,20 @@
 """Expressions with the primary word a constituency parse gives (Algorithm 1, NN only).
 
 Written for the tests (robot commands as a voice front end sends them, and RefCOCO-style
-phrases), not taken from any dataset. The expected word is what Algorithm 1 returns on a
-Penn-Treebank-style constituency parse of the *normalised* expression (the leftmost innermost
-NP holding an NN, its rightmost NN; else the last NOUN): hand-derived, since no constituency
-model can be installed here. Plural heads (NNS) never count, so "two men on the left" gives
-"left", as the reference does. None: no primary word.
+phrases), not taken from any dataset, and grouped by category so agreement can be reported per
+category. The expected word is what Algorithm 1 returns on a Penn-Treebank-style constituency
+parse of the *normalised* expression (the leftmost innermost NP holding an NN, its rightmost
+NN; else the last NOUN): hand-derived, since no constituency model can be installed here.
+Plural heads (NNS) never count, so "two men on the left" gives "left", as the reference does.
+None: no primary word.
 """
 
 from __future__ import annotations
 
-PRIMARY_TABLE: tuple[tuple[str, str | None], ...] = (
-    # --- robot commands (normalised first: "pick up" / "please" dropped)
+Row = tuple[str, str | None]
+
+# robot commands (normalised first: "pick up" / "please" dropped)
+ROBOT_COMMANDS: tuple[Row, ...] = (
     ("pick up the red cup", "cup"),
     ("grab the green ball", "ball"),
     ("could you pick up the blue mug please", "mug"),
@@ -52,7 +55,10 @@ PRIMARY_TABLE: tuple[tuple[str, str | None], ...] = (
     ("pick up the ball near the box", "ball"),
     ("pick up the blue pen", "pen"),
     ("grab the closest cup", "cup"),
-    # --- RefCOCO-style phrases
+)
+
+# RefCOCO-style phrases
+REFCOCO_PHRASES: tuple[Row, ...] = (
     ("man on left", "man"),
     ("woman in red", "woman"),
     ("guy with glasses on right", "guy"),
@@ -122,3 +128,59 @@ PRIMARY_TABLE: tuple[tuple[str, str | None], ...] = (
     ("the cup that is empty", "cup"),
     ("giraffes near the fence", "fence"),
 )
+
+# Heads after position words, colours and compounds, and heads followed by a participle:
+# the object noun at the end of the phrase is the head, never the position word before it.
+COMPOUND_HEADS: tuple[Row, ...] = (
+    ("bottom left donut", "donut"),
+    ("top left donut", "donut"),
+    ("far right bottom donut", "donut"),
+    ("front left wheel", "wheel"),
+    ("upper left corner", "corner"),
+    ("lower right bowl", "bowl"),
+    ("back right chair", "chair"),
+    ("the left most banana", "banana"),
+    ("bottom right corner of the table", "corner"),
+    ("dark brown horse", "horse"),
+    ("blue and white bus", "bus"),
+    ("light colored couch", "couch"),
+    ("surfboard leaning on the wall", "surfboard"),
+    ("white surfboard leaning on the wall", "surfboard"),
+    ("skateboard lying on the ground", "skateboard"),
+    ("bike parked near the door", "bike"),
+    ("man standing behind the counter", "man"),
+    ("giraffe leaning over the fence", "giraffe"),
+    ("pick up the top left donut", "donut"),
+    ("grab the bottom right mug", "mug"),
+)
+
+# "one" or an ordinal heads the phrase when no other word names the object ("left one":
+# (NP (JJ left) (NN one))); a named object still wins ("elephant second from left").
+ONE_AND_ORDINALS: tuple[Row, ...] = (
+    ("left one", "one"),
+    ("right one", "one"),
+    ("middle one", "one"),
+    ("the big one", "one"),
+    ("left white one", "one"),
+    ("last one", "one"),
+    ("the one on the left", "one"),
+    ("the one in the middle", "one"),
+    ("first one on the left", "one"),
+    ("the second one from the left", "one"),
+    ("one on the right", "one"),
+    ("second from right", "second"),
+    ("second from left", "second"),
+    ("third from the right", "third"),
+    ("grab the red one", "one"),
+    ("pick up the left one please", "one"),
+    ("elephant second from left", "elephant"),
+    ("second bottle from the left", "bottle"),
+)
+
+TABLE_BY_CATEGORY: dict[str, tuple[Row, ...]] = {
+    "robot commands": ROBOT_COMMANDS,
+    "RefCOCO-style phrases": REFCOCO_PHRASES,
+    "compound and adjectival heads": COMPOUND_HEADS,
+    "one and ordinals": ONE_AND_ORDINALS,
+}
+PRIMARY_TABLE: tuple[Row, ...] = tuple(row for rows in TABLE_BY_CATEGORY.values() for row in rows)

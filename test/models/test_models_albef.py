@@ -162,13 +162,103 @@ def test_preprocess_squashes_to_256_bicubic_with_clip_mean_std(tiny_albef):
     assert x[0, 0, :, :80].min() > 1.5 and x[0, 0, :, 90:].max() < -1.5
 
 
-def test_prompt_tokens_cls_first_and_trailing_sep_invalid(tiny_albef):
+def test_prompt_tokens_are_cls_then_the_text_with_no_sep(tiny_albef):
     text, start = build_prompt(SegmenterSettings().prompt_template, "red cup")
     assert text == "there is a red cup" and start == 11
     offsets = tiny_albef.token_offsets(text)
-    assert offsets[0] is None and offsets[-1] is None
-    assert [text[s:e] for s, e in offsets[1:-1]] == ["there", "is", "a", "red", "cup"]
-    assert tiny_albef.token_valid(text).tolist() == [True] * 6 + [False]
+    assert offsets[0] is None and None not in offsets[1:]
+    assert [text[s:e] for s, e in offsets[1:]] == ["there", "is", "a", "red", "cup"]
+    assert tiny_albef.token_valid(text).tolist() == [True] * 6
+
+
+# ALBEF's own BertTokenizer (models/tokenization_bert.py of the ALBEF release) documents its
+# single-sequence input as "[CLS] X" (the pair form "[CLS] A [SEP] B [SEP]" is unused): lower
+# case, WordPiece, no [SEP] at the end. Expected token strings written out by hand for the tiny
+# vocabulary (tiny_models.TINY_WORDS, letter pieces for unknown words).
+OFFICIAL_ALBEF_TOKENS = [
+    ("there is a red cup", ["[CLS]", "there", "is", "a", "red", "cup"]),
+    ("there is a man on the left", ["[CLS]", "there", "is", "a", "man", "on", "the", "left"]),
+    ("There is a Big Dog.", ["[CLS]", "there", "is", "a", "big", "dog", "."]),
+    ("there is a zebra", ["[CLS]", "there", "is", "a", "z", "##e", "##b", "##r", "##a"]),
+    ("there is a man's cup", ["[CLS]", "there", "is", "a", "man", "'", "s", "cup"]),
+    ("there is a second one", ["[CLS]", "there", "is", "a", "second", "one"]),
+]
+
+
+@pytest.mark.parametrize("text, tokens", OFFICIAL_ALBEF_TOKENS)
+def test_the_model_is_fed_the_official_albef_token_sequence(
+    tiny_albef, sample_image, text, tokens
+):
+    fed = []
+    embeddings = tiny_albef.model.text_encoder.embeddings
+    handle = embeddings.register_forward_pre_hook(
+        lambda m, args, kwargs: fed.append(kwargs["input_ids"].clone()), with_kwargs=True
+    )
+    try:
+        tiny_albef.text_pass(tiny_albef.encode_image(sample_image), text)
+    finally:
+        handle.remove()
+    ids = fed[0][0].tolist()
+    assert tiny_albef.tokenizer.convert_ids_to_tokens(ids) == tokens
+    assert tiny_albef.tokenizer.sep_token_id not in ids
+    assert len(tiny_albef.token_offsets(text)) == len(tokens)
+
+
+def test_text_past_the_position_table_is_cut_to_it_with_a_warning(tiny_albef, caplog):
+    # the tiny model has 64 positions; the official code would fail past them
+    text = "there is a " + "red " * 80 + "cup"
+    with caplog.at_level("WARNING", logger="iterprime_ros.models.albef"):
+        offsets = tiny_albef.token_offsets(text)
+    assert len(offsets) == tiny_albef.max_text_tokens == 64
+    assert any("cut to the model's 64 positions" in r.message for r in caplog.records)
+    # an ordinary expression is never cut: 40 tokens pass whole (the old cut was at 35)
+    long = "there is a " + " ".join(["red"] * 36) + " cup"
+    assert len(tiny_albef.token_offsets(long)) == 1 + 3 + 36 + 1
+
+
+def _copy_checkpoint(src, dst):
+    dst.mkdir()
+    (dst / "ALBEF.pth").symlink_to(src / "ALBEF.pth")
+    return dst
+
+
+def test_a_folder_with_only_vocab_txt_loads_the_whole_vocabulary(tiny_albef_dir, tmp_path):
+    from iterprime_ros.tools.tiny_models import tiny_vocab
+
+    folder = _copy_checkpoint(tiny_albef_dir, tmp_path / "vocab_only")
+    (folder / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
+    b = AlbefITMBackend(folder, device="cpu")
+    assert len(b.tokenizer) == len(tiny_vocab())
+    ids = b._tokens("there is a red cup").input_ids[0].tolist()
+    assert b.tokenizer.unk_token_id not in ids
+    assert ids[0] == tiny_vocab().index("[CLS]")
+
+
+def test_a_tokenizer_short_of_the_model_vocabulary_is_refused_naming_the_folder(
+    tiny_albef_dir, tmp_path
+):
+    from iterprime_ros.tools.tiny_models import tiny_vocab
+
+    folder = _copy_checkpoint(tiny_albef_dir, tmp_path / "short")
+    (folder / "vocab.txt").write_text("\n".join(tiny_vocab()[:100]) + "\n")
+    with pytest.raises(ModelNotFoundError, match="100 tokens, fewer than") as err:
+        AlbefITMBackend(folder, device="cpu")
+    assert str(folder) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_tokenizer_that_knows_no_english_word_is_refused(tiny_albef_dir, tmp_path):
+    from iterprime_ros.tools.tiny_models import tiny_vocab
+
+    vocab = tiny_vocab()
+    # same size as the model's table, but every whole word replaced by a nonsense token
+    # and no letter pieces: English text can only become [UNK]
+    special = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+    odd = [t if t in special else f"[unused{i}]" for i, t in enumerate(vocab)]
+    folder = _copy_checkpoint(tiny_albef_dir, tmp_path / "no_english")
+    (folder / "vocab.txt").write_text("\n".join(odd) + "\n")
+    with pytest.raises(ModelNotFoundError, match=r"to \[UNK\] only") as err:
+        AlbefITMBackend(folder, device="cpu")
+    assert str(folder) in str(err.value)
 
 
 # ---------------------------------------------------------------- the forward pass itself

@@ -181,6 +181,11 @@ def test_gpu_check_dry_run_on_the_cpu():
     first = [r for r in rows if r[2] == "first"]
     assert all(r[3].endswith("ms") and float(r[3][:-2]) > 0 for r in first)  # proposals timed
     assert "latency targets: GPU first command" in out.stdout
+    # host syncs per command: none between the IGRS passes (the loop CUDA runs)
+    assert "host syncs per command" in out.stdout
+    sync_rows = [line for line in out.stdout.splitlines() if "inside the IGRS loop" in line]
+    assert len(sync_rows) == 3 and all(", 0 inside the IGRS loop" in r for r in sync_rows)
+    assert "fp32 vs fp16 (emulated on CPU" in out.stdout and "same answer mask" in out.stdout
 
 
 def test_naive_mode_computes_the_same_answer(report):
