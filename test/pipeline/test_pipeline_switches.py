@@ -17,7 +17,7 @@ from iterprime_ros.pipeline import SegmenterSettings
 from iterprime_ros.ros.params import SPECS, ParameterError, validate
 from iterprime_ros.tools.cli import UserError, apply_overrides
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def documented_switches() -> set[str]:
