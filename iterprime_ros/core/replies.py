@@ -39,6 +39,7 @@ _CORRECTION = (
     re.compile(r"\banother one\b"),
     re.compile(r"\bwrong one\b"),
 )
+RELATION_WORDS = ("of", "next to", "near", "beside", "above", "below", "by", "under", "behind")
 _RELATIVE = re.compile(r"\b(next to|beside|near|by|left of|right of|above|below) (it|that)\b")
 _NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "both": 2}
 _PLURAL_HEAD = re.compile(
