@@ -72,7 +72,9 @@ def distinct_objects(
 
     A proposal is skipped when it is empty, covers more than MAX_CANDIDATE_AREA of the image,
     scores below `floor`, or shows an object already taken (same_object), so a part, a merged
-    pair or a second proposal of the answer is never offered as "another one".
+    pair or a second proposal of the answer is never offered as "another one". When the answer
+    itself is a surface (the paper's rule can pick the table) it stays first, and the objects
+    on it are still offered.
     """
     props = np.asarray(proposals, dtype=bool)
     if props.shape[0] == 0 or limit < 1:
@@ -82,15 +84,19 @@ def distinct_objects(
     if first is not None:
         order = [first] + [i for i in order if i != first]
     taken: list[RankedObject] = []
+    objects: list[int] = []  # taken proposals that are objects, not a surface
     for i in order:
         area = int(props[i].sum())
         if area == 0:
             continue
-        if i != first and (area > MAX_CANDIDATE_AREA * pixels or scores[i] < floor):
+        surface = area > MAX_CANDIDATE_AREA * pixels
+        if i != first and (surface or scores[i] < floor):
             continue
-        if any(same_object(props[i], props[t.index]) for t in taken):
+        if any(same_object(props[i], props[t]) for t in objects):
             continue
         taken.append(RankedObject(i, float(scores[i])))
+        if not surface:  # an answer that is the table hides none of the objects on it
+            objects.append(i)
         if len(taken) >= limit:
             break
     return taken
