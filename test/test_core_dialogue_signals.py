@@ -62,6 +62,15 @@ def test_distinct_objects_put_the_answer_first_and_skip_its_parts_and_the_table(
     assert [r.index for r in ranked] == [1, 3, 2]
 
 
+def test_a_part_is_offered_as_its_whole_object_when_the_whole_keeps_its_heat():
+    props = _scene()
+    scores = np.array([0.8, 0.3, 0.2, 0.9, 0.7])  # the half holds the peak, the whole nearly
+    assert [r.index for r in distinct_objects(props, scores, 3, 3)] == [0, 1, 2]
+    assert [r.index for r in distinct_objects(props, scores, 3, 3, complete=False)] == [3, 1, 2]
+    cool = np.array([0.5, 0.3, 0.2, 0.9, 0.7])  # the rest of the object is cold: keep the part
+    assert [r.index for r in distinct_objects(props, cool, 3, 3)][0] == 3
+
+
 def test_ambiguity_is_a_close_runner_up():
     props = _scene()
     close = distinct_objects(props, np.array([0.8, 0.75, 0.1, 0.0, 0.3]), 0, 3)
