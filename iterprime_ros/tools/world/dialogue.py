@@ -386,6 +386,6 @@ def run_dialogue_eval(args: argparse.Namespace) -> int:
         plot_risk_coverage(summary["curve"], args.plot, f"risk-coverage, world {meta['split']}")
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        out = {"meta": meta, "summary": {k: v for k, v in summary.items() if k != "curve"}}
+        out = {"meta": meta, "summary": summary, "records": records}
         args.json_out.write_text(json.dumps(out, indent=2) + "\n")
     return 0
