@@ -28,7 +28,14 @@ from typing import Any, Hashable
 import numpy as np
 
 from .core.candidates import same_object
-from .core.replies import RELATION_WORDS, choice_words, choose, is_correction, is_relative, words
+from .core.replies import (
+    choice_words,
+    choose,
+    is_correction,
+    is_relative,
+    names_a_relation,
+    words,
+)
 from .result import Candidate, SegmentationResult
 
 NEW, CHOICE, CORRECTION, RELATIVE = "new", "choice", "correction", "relative"
@@ -88,7 +95,7 @@ class Conversation:
         if last.result.ambiguous and not is_correction(command):
             if not _sounds_like_reply(command, last.result.primary_word):
                 return Interpretation(NEW)
-            if _names_a_relation(command):  # "the cup left of the box": the models decide
+            if names_a_relation(command):  # "the cup left of the box": the models decide
                 return Interpretation(CHOICE, last.command_id, None)
             cands = last.result.candidates
             pick = choose(
@@ -193,12 +200,6 @@ def _sounds_like_reply(command: str, noun: str) -> bool:
     """
     said = words(command)
     return len(said) <= 2 or "one" in said or "it" in said or (bool(noun) and noun in said)
-
-
-def _names_a_relation(command: str) -> bool:
-    """A reply that places the object by another one, which only the models can resolve."""
-    said = " ".join(words(command))
-    return any(f" {r} " in f" {said} " for r in RELATION_WORDS)
 
 
 def _gap(a: np.ndarray, b: np.ndarray) -> float:

@@ -109,8 +109,10 @@ def test_figures_from_records():
 
 
 def test_fit_chooses_the_margin_that_separates_and_refuses_the_test_split():
-    recs = [{"kind": "ambiguous", "runner_ratio": r} for r in (0.9, 0.8, 0.75)]
-    recs += [{"kind": "unique", "runner_ratio": r} for r in (0.2, 0.4, 0.6)]
+    recs = [{"kind": "ambiguous", "runner_ratio": r, "specific": False} for r in (0.9, 0.8, 0.75)]
+    recs += [{"kind": "unique", "runner_ratio": r, "specific": False} for r in (0.2, 0.4, 0.6)]
+    # an expression whose words single one object out is never ambiguous, however close
+    recs += [{"kind": "unique", "runner_ratio": 0.95, "specific": True}]
     margin = dialogue.fit_margin(recs)
     assert 0.25 <= margin <= 0.4
     args = argparse.Namespace(fit=True, world_split="test")
