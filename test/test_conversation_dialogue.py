@@ -85,6 +85,9 @@ def test_an_even_heat_asks_which_one_and_the_reply_chooses_without_the_models():
     first = talk.answer("c1", "the cup", image, seg, now=0.0)
     assert first.success and first.ambiguous and first.in_reply_to == ""
     assert first.question.startswith("Which cup: ")
+    # the same heat with words that single one out: no question
+    assert not seg.segment(image, "the leftmost cup").ambiguous
+    assert not seg.segment(image, "the blue cup").ambiguous
     assert (
         "the red one on the left" in first.question
         and "the blue one on the right" in first.question
@@ -176,6 +179,8 @@ def test_plural_commands_return_every_matching_object_left_to_right():
     assert r.success and r.plural and r.expression == "both cups"
     assert [o.proposal_index for o in r.objects] == [0, 1]
     assert r.objects[0].centroid[0] < r.objects[1].centroid[0]
+    reds = seg.segment(image, "all the red cups")
+    assert [o.proposal_index for o in reds.objects] == [0]  # the stated colour, from pixels
     single = seg.segment(image, "the red cup")
     assert not single.plural and len(single.objects) == 1
 

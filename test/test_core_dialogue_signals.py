@@ -21,6 +21,7 @@ from iterprime_ros.core.replies import (
     is_correction,
     is_relative,
     plural_request,
+    singles_out,
 )
 
 
@@ -166,3 +167,14 @@ def test_corrections_relatives_and_plurals_are_told_apart():
     assert plural_request("the three balls on the left").singular == "the ball on the left"
     assert plural_request("the cup between two boxes") is None
     assert plural_request("the red cup") is None
+
+
+def test_words_that_single_one_out_need_no_question():
+    colours = ["red", "blue", "red"]
+    centroids = [(10.0, 20.0), (30.0, 20.0), (50.0, 20.0)]
+    areas = [100, 100, 100]
+    assert singles_out("the leftmost cup", colours, centroids, areas)
+    assert singles_out("the blue cup", colours, centroids, areas)
+    assert singles_out("the cup left of the green box", colours, centroids, areas)
+    assert not singles_out("the red cup", colours, centroids, areas)  # two red ones
+    assert not singles_out("the cup", colours, centroids, areas)
