@@ -107,6 +107,32 @@ def test_an_even_heat_asks_which_one_and_the_reply_chooses_without_the_models():
     assert again.proposal_index not in (1, fixed.proposal_index)
 
 
+class WordsVLP(PeaksVLP):
+    """The hand-made VLP with a second heat for texts that contain a given word."""
+
+    def __init__(self, hot, word, hot_for_word):
+        super().__init__(hot)
+        self.word, self.hot_for_word, self.default = word, hot_for_word, hot
+
+    def text_pass(self, emb, text, keep):
+        self.hot = self.hot_for_word if self.word in text.split() else self.default
+        return super().text_pass(emb, text, keep)
+
+
+def test_a_reply_the_words_cannot_settle_runs_the_models_once_among_the_candidates():
+    image, masks = _world()
+    s = SegmenterSettings(igrs_iterations=1, parser="spacy")
+    vlp = WordsVLP({5: 1.0, 7: 1.0}, "above", {5: 1.0, 9: 0.6})
+    seg = Segmenter.from_backends(vlp, Proposals(masks), s, raise_unexpected=True)
+    talk = Conversation()
+    first = talk.answer("a", "the cup", image, seg, now=0.0)
+    assert first.ambiguous
+    runs = seg.stats["commands"]
+    reply = talk.answer("b", "the cup above the green box", image, seg, now=1.0)
+    assert seg.stats["commands"] == runs + 1
+    assert reply.in_reply_to == "a" and reply.proposal_index == 0
+
+
 def test_the_left_one_and_the_second_one_choose_by_place_and_order():
     image, masks = _world()
     for text, index in (("the left one", 0), ("the one on the right", 1)):

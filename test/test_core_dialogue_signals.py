@@ -176,5 +176,6 @@ def test_words_that_single_one_out_need_no_question():
     assert singles_out("the leftmost cup", colours, centroids, areas)
     assert singles_out("the blue cup", colours, centroids, areas)
     assert singles_out("the cup left of the green box", colours, centroids, areas)
+    assert singles_out("the cup near the green box", colours, centroids, areas)
     assert not singles_out("the red cup", colours, centroids, areas)  # two red ones
     assert not singles_out("the cup", colours, centroids, areas)
