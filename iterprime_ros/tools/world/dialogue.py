@@ -385,6 +385,11 @@ def format_summary(s: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def _plain(value):
+    """A numpy scalar as a plain JSON number or boolean."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
 def add_dialogue_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dialogue",
@@ -433,5 +438,5 @@ def run_dialogue_eval(args: argparse.Namespace) -> int:
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         out = {"meta": meta, "summary": summary, "records": records}
-        args.json_out.write_text(json.dumps(out, indent=2) + "\n")
+        args.json_out.write_text(json.dumps(out, indent=2, default=_plain) + "\n")
     return 0
