@@ -86,6 +86,9 @@ def test_pipeline_keeps_the_proposals_on_the_device_and_hands_selection_the_devi
     assert frame.proposals.masks_read < len(frame.proposals) or len(frame.proposals) <= 2
     assert (a.success, a.proposal_index) == (b.success, b.proposal_index)
     assert a.score == pytest.approx(b.score) and np.array_equal(a.mask, b.mask)
+    # the candidates and the confidence read the device masks the same way as host masks
+    assert [c.proposal_index for c in a.candidates] == [c.proposal_index for c in b.candidates]
+    assert a.confidence == pytest.approx(b.confidence)
     # the tracker's re-association still gets a host array
     masks, cached = device.frame_proposals(sample_image)
     assert cached and isinstance(masks, np.ndarray) and masks.shape == frame.proposals.shape
