@@ -42,6 +42,7 @@ from .core.text import (
     normalise_command,
     token_roles,
 )
+from .jemalloc import retain_freed_memory
 from .models.loading import (
     DEFAULT_PROPOSAL_MODEL,
     DEFAULT_VLP_MODEL,
@@ -383,6 +384,7 @@ class Segmenter:
     ) -> None:
         self.settings = settings or SegmenterSettings()
         s = self.settings
+        retain_freed_memory()  # every entry point, the Python API included (jemalloc.py)
         if vlp is None or proposals is None:
             from .models import create_proposal_backend, create_vlp_backend
 
