@@ -47,8 +47,9 @@ from ..ros.conversions import (
     segmentation_values,
 )
 from ..ros.names import DEFAULT_INPUT_TOPICS, NODE_NAME, output_topic
-from ..ros.sensors import SensorCache, compute_centroid_3d
+from ..ros.sensors import SensorCache
 from ..ros.sizing import compressed_for_models
+from ..ros.spatial import compute_centroid_3d
 from .bags import (
     SEGMENTATION_TYPE,
     BagError,
