@@ -260,6 +260,8 @@ class Prefetcher:
     convert(image, frame_id) -> (RGB array, cache key), run in the prefetch thread, turns what was
     offered (a camera message) into what ``prepare_frame`` takes; idle() -> False holds new
     frames back (commands queued). clock: the owner's clock in seconds (received_s uses it).
+    thumb(image) -> thumbnail of what was offered (default: of the converted RGB), so that the
+    owner's commands and the prefetcher compare frames the same way.
     """
 
     def __init__(
@@ -270,6 +272,7 @@ class Prefetcher:
         convert: Callable[[Any, Any], tuple[np.ndarray, Hashable | None]] | None = None,
         idle: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        thumb: Callable[[Any], np.ndarray | None] | None = None,
     ) -> None:
         self.preparer = preparer
         if isinstance(policy, PrefetchRule):
@@ -282,6 +285,7 @@ class Prefetcher:
         self.convert = convert
         self.idle = idle
         self.clock = clock
+        self.thumb = thumb
         self.stats = PrefetchStats()
         self._cond = threading.Condition()
         self._pending: FrameInfo | None = None
@@ -352,20 +356,20 @@ class Prefetcher:
                 self._commands -= 1
                 self._cond.notify_all()
 
-    def choose(self, newest: Any, received_s: float, rgb: np.ndarray | None = None) -> Choice:
-        """The frame a command runs on (an offered frame_id, or `newest`), by the rule; rgb: the
-        newest frame's pixels for the scene test (None: the age rule alone).
+    def choose(self, newest: Any, received_s: float, thumb: np.ndarray | None = None) -> Choice:
+        """The frame a command runs on (an offered frame_id, or `newest`), by the rule; thumb:
+        the newest frame's thumbnail for the scene test (None: the age rule alone).
         """
-        info = FrameInfo(newest, received_s, None if rgb is None else thumbnail(rgb))
+        info = FrameInfo(newest, received_s, thumb)
         with self._cond:
             prepared, in_flight = self.prepared, self.in_flight
         return self.rule.choose(info, prepared, in_flight, self.clock())
 
-    def note_prepared(self, frame_id: Any, received_s: float, rgb: np.ndarray | None) -> None:
+    def note_prepared(self, frame_id: Any, received_s: float, thumb: np.ndarray | None) -> None:
         """A command computed this frame completely: it is the prepared frame now (the same
         scene is not prepared again).
         """
-        info = FrameInfo(frame_id, received_s, None if rgb is None else thumbnail(rgb))
+        info = FrameInfo(frame_id, received_s, thumb)
         with self._cond:
             if self.prepared is None or received_s >= self.prepared.received_s:
                 self.prepared = info
@@ -458,8 +462,10 @@ class Prefetcher:
             rgb, key = self.convert(image, frame_id)
         else:
             rgb, key = image, frame_id
-        need_thumb = self.rule.scene_change > 0
-        info = FrameInfo(frame_id, offered.received_s, thumbnail(rgb) if need_thumb else None)
+        thumb = None
+        if self.rule.scene_change > 0:
+            thumb = self.thumb(image) if self.thumb is not None else thumbnail(rgb)
+        info = FrameInfo(frame_id, offered.received_s, thumb)
         started = self.clock()
         if not resume and not self.rule.worth(info, self.prepared, started):
             self.stats.skipped += 1

@@ -77,7 +77,7 @@ def test_a_segmenter_from_python_keeps_freed_memory(tmp_path):
 
 
 @pytest.mark.skipif(REAL is None, reason="libjemalloc2 is not installed here")
-@pytest.mark.parametrize("script", ["iterprime"])
+@pytest.mark.parametrize("script", ["iterprime", "iterprime-node"])
 def test_console_scripts_run_with_jemalloc(script):
     """`--help` exits early, after the entry point chose its allocator: the check prints the
     maps of the process that answers.

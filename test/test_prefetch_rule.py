@@ -123,7 +123,7 @@ def test_a_command_during_a_preparation_finishes_that_work(gated, sample_image):
     pf.offer(frame, frame_id="a")
     assert props.entered.wait(60)  # the prefetch proposal stage is in flight
     newest = _variant(sample_image, 4)  # a newer frame of the same scene
-    choice = pf.choose("b", received_s=pf.clock(), rgb=newest)
+    choice = pf.choose("b", received_s=pf.clock(), thumb=thumbnail(newest))
     assert choice.source == "in_flight" and choice.frame == "a"
     results = []
 

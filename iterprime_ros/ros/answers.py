@@ -144,6 +144,9 @@ class Answers:
             t = result.centroid_target
             where = t.header.frame_id
             line += f", ({t.point.x:.3f}, {t.point.y:.3f}, {t.point.z:.3f}) m in {where}"
+        if job.frame_source:  # which camera frame, as the prefetch rule chose it
+            prepared = "prepared" if result.prefetched else "not prepared"
+            line += f"; frame {job.frame_source} ({prepared}), {job.frame_age_s:.2f} s old"
         logger.info(line + f" in {result.latency_s:.2f} s")
 
     def publish_debug(self, rgb: Any, result: Any, header: Header) -> None:

@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 import numpy as np
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from ..image_size import ImageTooLargeError, SizePlan, check_bytes
-from ..prefetch import Prefetcher
+from ..prefetch import Prefetcher, PrefetchRule, thumbnail
 from .conversions import ImageConversionError, check_image
+from .image_qos import image_qos_profile
 from .jobs import ImageStats, Job
 from .sensors import Frame, SensorCache, stamp_ns
 from .sizing import compressed_for_models, rgb_for_models, size_plan
@@ -48,6 +48,29 @@ def camera_frame_key(header: Header, rgb: Any) -> Any:
     return (header.frame_id, stamp, rgb.shape) if stamp > 0 else None
 
 
+THUMB_SAMPLES = (128, 96)  # pixels sampled across and down before the 32x24 thumbnail
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+def message_thumbnail(msg: Any) -> np.ndarray | None:
+    """The scene-change thumbnail of a raw 8-bit camera message, from a strided sample of its
+    pixels (well under a millisecond even for a 4000x3000 frame: the callback and the command
+    path may afford it). None for other encodings and compressed frames (the age rule alone).
+    """
+    channels = _CHANNELS.get(getattr(msg, "encoding", ""))
+    if channels is None or not msg.width or not msg.height:
+        return None
+    try:
+        rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
+        pixels = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
+    except (ValueError, TypeError):
+        return None
+    sy = max(1, msg.height // THUMB_SAMPLES[1])
+    sx = max(1, msg.width // THUMB_SAMPLES[0])
+    sample = pixels[::sy, ::sx, : min(channels, 3)]
+    return thumbnail(np.ascontiguousarray(sample if channels > 1 else sample[..., 0]))
+
+
 def _decodes_like(new: CompressedImage, old: CompressedImage, max_image_pixels: int) -> bool:
     """The newest compressed frame decodes, at the prepared frame's size (one decode: a few ms
     for a camera frame; a decompression bomb is refused from its header first).
@@ -70,7 +93,6 @@ class Frames:
         self.image_stats = ImageStats()
         self._subs: list[Any] = []
         self.prefetcher: Prefetcher | None = None  # prepares frames while idle (prefetch.py)
-        self._prepared: Frame | None = None  # the latest frame the prefetcher completed
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self) -> None:
@@ -78,9 +100,7 @@ class Frames:
         if self._subs:
             return
         node, settings = self.node, self.node.settings
-        qos = qos_profile_sensor_data
-        if settings.image_qos == "reliable":  # e.g. depth cameras that publish reliable only
-            qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        qos = image_qos_profile(settings.image_qos)
         image_type, image_topic = (
             (CompressedImage, "image/compressed")
             if settings.image_transport == "compressed"
@@ -111,28 +131,55 @@ class Frames:
         prefetcher = self.prefetcher
         if prefetcher is not None:  # keeps a reference only; converted in its own thread
             frame = self.sensors.latest_image()
-            prefetcher.offer(frame, frame)
+            prefetcher.rule = self.rule()  # live parameters
+            prefetcher.offer(frame, frame, received_s=now / 1e9)
         self.image_stats.record(start, time.monotonic())
 
     # ------------------------------------------------------------------ prefetch
+    def rule(self) -> PrefetchRule:
+        """The prefetch rule from the parameters (prefetch.py says what each part does)."""
+        s = self.node.settings
+        return PrefetchRule(
+            s.prefetch,
+            max_age_s=s.prefetch_max_age_s,
+            min_interval_s=s.prefetch_min_interval_s,
+            scene_change=s.prefetch_scene_change,
+            cpu_share=s.prefetch_cpu_share,
+        )
+
     def start_prefetch(self, segmenter: Any, idle: Any) -> None:
-        """Prepare the latest camera frame while no command runs (parameter `prefetch`)."""
+        """Prepare a camera frame while no command runs, by the rule (parameters `prefetch*`)."""
         self.stop_prefetch()
-        settings = self.node.settings
-        if settings.prefetch == "off":
+        if not self.node.settings.prefetch.enabled:
             return
         self.prefetcher = Prefetcher(
             segmenter,
-            settings.prefetch,
+            self.rule(),
             on_prepared=self._on_prepared,
             convert=self._prefetch_input,
             idle=idle,
+            clock=lambda: self.node.get_clock().now().nanoseconds / 1e9,
+            thumb=lambda frame: message_thumbnail(frame.msg),
         ).start()
 
     def stop_prefetch(self, timeout: float = 60.0) -> None:
-        prefetcher, self.prefetcher, self._prepared = self.prefetcher, None, None
+        prefetcher, self.prefetcher = self.prefetcher, None
         if prefetcher is not None:
             prefetcher.stop(timeout=timeout)  # after the stage in flight
+
+    def prefetch_status(self) -> dict[str, Any] | None:
+        """The prefetcher's state for /diagnostics (None when prefetch is off)."""
+        prefetcher = self.prefetcher
+        return None if prefetcher is None else prefetcher.status()
+
+    def note_computed(self, job: Job) -> None:
+        """A command computed its camera frame completely: the prefetcher takes it as prepared,
+        so it does not prepare the same scene again.
+        """
+        prefetcher = self.prefetcher
+        if prefetcher is not None and job.frame is not None and job.frame_source != "prepared":
+            frame = job.frame
+            prefetcher.note_prepared(frame, frame.received_ns / 1e9, message_thumbnail(frame.msg))
 
     def _prefetch_input(self, frame: Frame, _: Any) -> tuple[Any, Any]:
         """Prefetch thread: the camera frame as the models will see it, and its cache key."""
@@ -140,7 +187,11 @@ class Frames:
         return rgb, camera_frame_key(frame.msg.header, rgb)
 
     def _on_prepared(self, frame: Frame, timings: dict[str, float]) -> None:
-        self._prepared = frame
+        age = (self.node.get_clock().now().nanoseconds - frame.received_ns) / 1e9
+        spent = sum(timings.values())
+        self.node.get_logger().info(
+            f"prefetch: frame prepared ({spent:.2f} s of model time; the frame is {age:.2f} s old)"
+        )
 
     # ------------------------------------------------------------------ the frame a command uses
     def pick(self, job: Job) -> str | None:
@@ -158,29 +209,42 @@ class Frames:
             return (
                 f"no image newer than {limit:g} s on {topic} (the latest arrived {age:.1f} s ago)"
             )
-        job.image = self._for_command(frame).msg
+        chosen = self._for_command(frame, job)
+        job.image = chosen.msg
         return None
 
-    def _for_command(self, latest: Frame) -> Frame:
-        """The latest prefetched frame when it is recent enough, else the newest image (the
-        camera itself must be alive: `max_image_age_s` is checked on the newest image).
+    def _for_command(self, latest: Frame, job: Job) -> Frame:
+        """The frame the prefetch rule picks (prepared, in flight, or the newest image), when it
+        can stand in for the newest one; records which and how old on the job. The camera
+        itself must be alive: `max_image_age_s` is checked on the newest image first.
         """
-        prepared = self._prepared
-        if prepared is None or self.prefetcher is None or prepared is latest:
-            return latest
-        new, old = latest.msg, prepared.msg
+        chosen, source = latest, "newest"
+        prefetcher = self.prefetcher
+        if prefetcher is not None:
+            prefetcher.rule = self.rule()  # live parameters
+            choice = prefetcher.choose(
+                latest, latest.received_ns / 1e9, message_thumbnail(latest.msg)
+            )
+            if choice.frame is latest:
+                source = choice.source
+            elif choice.source != "newest" and self._stands_in(latest, choice.frame):
+                chosen, source = choice.frame, choice.source
+        now = self.node.get_clock().now().nanoseconds
+        job.frame, job.frame_source = chosen, source
+        job.frame_age_s = (now - chosen.received_ns) / 1e9
+        return chosen
+
+    def _stands_in(self, latest: Frame, candidate: Frame) -> bool:
+        """An earlier frame may answer for the newest one: same camera, same size, and the
+        newest is not broken (a broken newest image is answered as such, never covered).
+        """
+        new, old = latest.msg, candidate.msg
         if type(new) is not type(old) or new.header.frame_id != old.header.frame_id:
-            return latest  # another camera: the prepared frame is not this view
-        settings = self.node.settings
-        # a broken newest image is answered as such, never covered by an older good one
+            return False  # another camera: the earlier frame is not this view
         if isinstance(new, Image):
             try:
                 check_image(new)
             except (ImageConversionError, ValueError):
-                return latest
-            if (new.width, new.height) != (old.width, old.height):
-                return latest
-        elif not _decodes_like(new, old, settings.max_image_pixels):
-            return latest
-        age = (self.node.get_clock().now().nanoseconds - prepared.received_ns) / 1e9
-        return prepared if age <= settings.prefetch_max_age_s else latest
+                return False
+            return (new.width, new.height) == (old.width, old.height)
+        return _decodes_like(new, old, self.node.settings.max_image_pixels)

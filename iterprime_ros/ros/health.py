@@ -64,6 +64,7 @@ class Health:
             failed=failed,
             received=received,
             gpu_memory_mb=diagnostics.gpu_memory_mb(device),
+            prefetch=frames.prefetch_status(),
         )
 
     def publish(self) -> None:

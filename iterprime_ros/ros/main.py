@@ -19,6 +19,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
+from . import dds_profile
 from .names import NODE_NAME
 from .params import (
     PARAMETERS,
@@ -57,7 +58,9 @@ def run(make_node: Callable[[], Any], argv: list[str], doc: str) -> None:
     except ParameterError as exc:
         print(f"[FATAL] [{NODE_NAME}]: bad parameters: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    dds = dds_profile.apply()  # before rclpy starts: big camera frames arrive (dds_profile.py)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.logging.get_logger(NODE_NAME).debug(dds)
     try:
         node = make_node()
         check_params_files(files, node.get_fully_qualified_name())  # every file, not the merge

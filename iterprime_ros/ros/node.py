@@ -413,6 +413,10 @@ def main(args: list[str] | None = None) -> None:
     """Console entry (`iterprime-node`, `ros2 run iterprime_ros segmenter`). Exits 2 on a bad
     parameter.
     """
+    if args is None:  # the program itself (not a call from Python): jemalloc first
+        from ..jemalloc import maybe_reexec
+
+        maybe_reexec()
     run(lambda: SegmenterNode(), sys.argv if args is None else args, __doc__ or "")
 
 

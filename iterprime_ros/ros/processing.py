@@ -160,6 +160,9 @@ class ModelWork:
         point = located.camera.centroid if located and located.camera else None
         msg = messages.segmentation(result, answers.info(job, point))
         msg.prefetched = bool(getattr(model_result, "prefetched", False))
+        msg.frame_age_s = float(job.frame_age_s)
+        if model_result.success:
+            node.frames.note_computed(job)
         if msg.success and located is not None:
             fill_3d(msg, located)
         mask = msg.mask if msg.success else None
