@@ -136,15 +136,19 @@ class Driver:
             self._got.notify_all()
 
     def command(self, text: str, timeout: float) -> tuple[float, Any] | None:
-        """Publish a command; (seconds to its result, the result) or None on timeout."""
-        with self._got:
-            before = len(self.results)
+        """Publish a command; (seconds to its result, the result) or None on timeout. Results
+        are matched by their command text (an earlier command may be answered late).
+        """
         sent = time.monotonic()
         self.command_pub.publish(self._string(data=text))
+
+        def mine() -> tuple[float, Any] | None:
+            return next(((t, m) for t, m in self.results if m.command == text and t >= sent), None)
+
         with self._got:
-            if not self._got.wait_for(lambda: len(self.results) > before, timeout):
+            if not self._got.wait_for(lambda: mine() is not None, timeout):
                 return None
-            at, msg = self.results[before]
+            at, msg = mine()  # type: ignore[misc]
         return at - sent, msg
 
     def close(self) -> None:
@@ -167,13 +171,17 @@ def run_case(
     camera = Camera(args.size, args.scene_period)
     driver = Driver(rate_hz, camera, args.image_qos)
     full = {**params, "prefetch": prefetch, "image_qos": args.image_qos}
-    node = subprocess.Popen(_node_command(full), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    node = subprocess.Popen(
+        _node_command(full), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     row: dict[str, Any] = {"rate_hz": rate_hz, "prefetch": prefetch}
     try:
         warm = None
         deadline = time.monotonic() + args.start_timeout
+        attempt = 0
         while warm is None and time.monotonic() < deadline and node.poll() is None:
-            warm = driver.command("the cup", 20.0)  # answers once the models are loaded
+            attempt += 1  # answers once the models are loaded
+            warm = driver.command(f"the cup {attempt}", 30.0)
             if warm is not None and not warm[1].success:
                 warm = None  # "no image yet" while DDS matches: try again
                 time.sleep(1.0)
