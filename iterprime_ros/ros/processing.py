@@ -159,7 +159,11 @@ class ModelWork:
             )
         point = located.camera.centroid if located and located.camera else None
         msg = messages.segmentation(result, answers.info(job, point))
-        msg.prefetched = bool(getattr(model_result, "prefetched", False))
+        # prepared before the command: by the prefetcher, or by an earlier command whose fresh
+        # frame the prefetch rule chose again (same scene, young enough)
+        msg.prefetched = bool(getattr(model_result, "prefetched", False)) or (
+            job.frame_source == "prepared" and bool(getattr(model_result, "frame_cached", False))
+        )
         msg.frame_age_s = float(job.frame_age_s)
         if model_result.success:
             node.frames.note_computed(job)

@@ -183,6 +183,7 @@ def run_case(
             attempt += 1  # answers once the models are loaded
             warm = driver.command(f"the cup {attempt}", 30.0)
             if warm is not None and not warm[1].success:
+                log(f"warm-up answer: {warm[1].error}")
                 warm = None  # "no image yet" while DDS matches: try again
                 time.sleep(1.0)
         if warm is None:
