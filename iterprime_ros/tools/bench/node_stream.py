@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ...ros.names import output_topic
 from .architectures import (
     PROPOSAL_ARCHS,
     VLP_ARCHS,
@@ -99,7 +100,6 @@ class Driver:
         from ...msg import Segmentation
         from ...ros.conversions import rgb_to_fields
         from ...ros.messages import image_message
-        from ...ros.names import output_topic
 
         self._image_message = lambda rgb: image_message(rgb_to_fields(rgb))
         self.node = rclpy.create_node("stream_bench_driver", namespace=NAMESPACE)
@@ -151,6 +151,29 @@ class Driver:
             at, msg = mine()  # type: ignore[misc]
         return at - sent, msg
 
+    def first_answer(self, node: subprocess.Popen, timeout: float) -> tuple[float, Any] | None:
+        """The first successful answer once the node is up: wait for discovery (a command sent
+        before it is lost), then one command at a time with the whole timeout, again only after
+        a failure answer (no camera frame yet).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and node.poll() is None:
+            if self.command_pub.get_subscription_count() > 0 and self.node.count_publishers(
+                output_topic("result", NAMESPACE)
+            ):
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)  # the node's result writer matches our reader too
+        attempt = 0
+        while time.monotonic() < deadline and node.poll() is None:
+            attempt += 1
+            answer = self.command(f"the cup {attempt}", deadline - time.monotonic())
+            if answer is None or answer[1].success:
+                return answer
+            log(f"warm-up answer: {answer[1].error}")
+            time.sleep(1.0)
+        return None
+
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
@@ -158,7 +181,7 @@ class Driver:
 
 def _node_command(params: dict[str, Any]) -> list[str]:
     cmd = [sys.executable, "-m", "iterprime_ros.ros.node", "--ros-args"]
-    cmd += ["-r", f"__ns:=/{NAMESPACE}", "--log-level", "warn"]
+    cmd += ["-r", f"__ns:=/{NAMESPACE}"]
     for key, value in params.items():
         cmd += ["-p", f"{key}:={value}"]
     return cmd
@@ -171,23 +194,18 @@ def run_case(
     camera = Camera(args.size, args.scene_period)
     driver = Driver(rate_hz, camera, args.image_qos)
     full = {**params, "prefetch": prefetch, "image_qos": args.image_qos}
-    node = subprocess.Popen(
-        _node_command(full), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    node_log = tempfile.NamedTemporaryFile(
+        "w+", prefix=f"stream_bench_{rate_hz:g}hz_{prefetch}_", suffix=".log", delete=False
     )
+    node = subprocess.Popen(_node_command(full), stdout=node_log, stderr=subprocess.STDOUT)
+    log(f"{rate_hz:g} Hz prefetch {prefetch}: node log {node_log.name}")
     row: dict[str, Any] = {"rate_hz": rate_hz, "prefetch": prefetch}
     try:
-        warm = None
-        deadline = time.monotonic() + args.start_timeout
-        attempt = 0
-        while warm is None and time.monotonic() < deadline and node.poll() is None:
-            attempt += 1  # answers once the models are loaded
-            warm = driver.command(f"the cup {attempt}", 30.0)
-            if warm is not None and not warm[1].success:
-                log(f"warm-up answer: {warm[1].error}")
-                warm = None  # "no image yet" while DDS matches: try again
-                time.sleep(1.0)
+        warm = driver.first_answer(node, args.start_timeout)
         if warm is None:
-            raise RuntimeError(f"the node did not answer (exit {node.poll()})")
+            node_log.seek(0)
+            tail = node_log.read()[-2000:]
+            raise RuntimeError(f"the node did not answer (exit {node.poll()}):\n{tail}")
         row["first_s"] = warm[0]
         time.sleep(args.settle)  # the prefetcher may prepare the current frame meanwhile
         cpu0, t0 = cpu_seconds(node.pid), time.monotonic()
@@ -276,7 +294,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-qos", default="best_effort", choices=("best_effort", "reliable"))
     p.add_argument("--vlp", default="tiny", choices=sorted(VLP_ARCHS))
     p.add_argument("--proposals", default="swin-t", choices=list(PROPOSAL_ARCHS))
-    p.add_argument("--shortest-edge", type=int, default=384, help="proposal input size")
+    p.add_argument("--shortest-edge", type=int, default=192, help="proposal input size")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the node")
     p.add_argument("--model-dir", help="build the random models here once (reused)")
     p.add_argument("--start-timeout", type=float, default=300.0)
