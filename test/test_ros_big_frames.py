@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-import pytest
 import ros_helpers  # noqa: F401  (this session's ROS_DOMAIN_ID)
 
 from iterprime_ros.ros import dds_profile
