@@ -42,6 +42,7 @@ def test_the_table_lists_each_case():
             first_s=3.0,
             p50_s=0.4 if mode == "latest" else 2.5,
             p95_s=0.6,
+            node_p50_s=0.3,
             prepared_share=1.0 if mode == "latest" else 0.0,
             age_p50_s=1.5,
             idle_cpu_cores=0.3,

@@ -165,8 +165,6 @@ class ModelWork:
             job.frame_source == "prepared" and bool(getattr(model_result, "frame_cached", False))
         )
         msg.frame_age_s = float(job.frame_age_s)
-        if model_result.success:
-            node.frames.note_computed(job)
         if msg.success and located is not None:
             fill_3d(msg, located)
         mask = msg.mask if msg.success else None
@@ -198,7 +196,10 @@ class ModelWork:
         if prefetcher is None:
             return segmenter.segment(rgb, job.text, frame_id=key, progress=progress)
         with prefetcher.command():  # no prefetch stage starts while this runs
-            return segmenter.segment(rgb, job.text, frame_id=key, progress=progress)
+            result = segmenter.segment(rgb, job.text, frame_id=key, progress=progress)
+            if result.success:  # before the prefetcher wakes: the same scene is not redone
+                self.node.frames.note_computed(job)
+            return result
 
     def _locate(self, job: Job, result: Any) -> Located:
         """The answer's 3-D part: depth and camera_info matched to the image, the camera model,

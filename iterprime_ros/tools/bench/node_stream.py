@@ -6,7 +6,8 @@ a command that waits for a stage in flight. This drives ``python -m iterprime_ro
 a camera publisher (sensor-data QoS, the node's default best-effort subscription) at each rate,
 once with ``prefetch: off`` and once with ``latest``, and prints side by side: command latency
 p50 / p95 (published command to received result), the share answered on a prepared frame, the
-frame age the answers report, and the node's CPU while idle with the camera streaming.
+frame age the answers report, and the node's CPU while idle with the camera streaming; "node
+p50" is the answers' own latency_s (arrival at the node to the answer), without DDS delivery.
 
 Commands are sent one at a time, each at least ``--gap`` seconds after the last answer (the
 issue's condition: a command one proposal time or more after the previous one). The scene is
@@ -211,13 +212,14 @@ def run_case(
         cpu0, t0 = cpu_seconds(node.pid), time.monotonic()
         time.sleep(args.idle)
         row["idle_cpu_cores"] = (cpu_seconds(node.pid) - cpu0) / (time.monotonic() - t0)
-        latencies, prepared, ages, failed = [], 0, [], 0
+        latencies, at_node, prepared, ages, failed = [], [], 0, [], 0
         for k in range(args.commands):
             answer = driver.command(f"the cup on the left {k}", args.command_timeout)
             if answer is None or not answer[1].success:
                 failed += 1
                 continue
             latencies.append(answer[0])
+            at_node.append(float(answer[1].latency_s))  # arrival at the node to its answer
             prepared += int(answer[1].prefetched)
             ages.append(float(getattr(answer[1], "frame_age_s", float("nan"))))
             log(
@@ -228,6 +230,7 @@ def run_case(
         row.update(
             p50_s=_percentile(latencies, 50),
             p95_s=_percentile(latencies, 95),
+            node_p50_s=_percentile(at_node, 50),
             prepared_share=prepared / max(1, len(latencies)),
             age_p50_s=_percentile(ages, 50),
             failed=failed,
@@ -246,14 +249,15 @@ def run_case(
 
 def format_table(rows: list[dict[str, Any]], conditions: str) -> str:
     head = (
-        f"{'camera':>7} {'prefetch':>8} {'first':>7} {'p50':>7} {'p95':>7} "
+        f"{'camera':>7} {'prefetch':>8} {'first':>7} {'p50':>7} {'p95':>7} {'node p50':>8} "
         f"{'prepared':>9} {'age p50':>8} {'idle CPU':>9} {'failed':>6}"
     )
     lines = [f"iterprime node stream bench -- {conditions}", head]
     for r in rows:
         lines.append(
             f"{r['rate_hz']:>5g}Hz {r['prefetch']:>8} {r['first_s']:>6.2f}s {r['p50_s']:>6.2f}s "
-            f"{r['p95_s']:>6.2f}s {100 * r['prepared_share']:>8.0f}% {r['age_p50_s']:>7.2f}s "
+            f"{r['p95_s']:>6.2f}s {r.get('node_p50_s', float('nan')):>7.2f}s "
+            f"{100 * r['prepared_share']:>8.0f}% {r['age_p50_s']:>7.2f}s "
             f"{r['idle_cpu_cores']:>6.2f} c. {r['failed']:>6}"
         )
     return "\n".join(lines)
