@@ -37,7 +37,10 @@ def _delivered(profile: str) -> float:
     return qos_delivery.run_case((1920, 1080), "best_effort", args)["delivered"]
 
 
-def test_a_1080p_sensor_data_stream_arrives():
+def test_a_1080p_sensor_data_stream_arrives(monkeypatch):
+    # ROS's default discovery range (subnet): with LOCALHOST rmw_fastrtps sets the participant's
+    # transports itself and the profile does not apply (docs/performance.md "Big frames")
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET")
     with_profile = _delivered("on")
     defaults = _delivered("off")
     # measured 89 % against 1 % on a loaded 2-core machine (docs/performance.md "Big frames")
