@@ -8,6 +8,13 @@ docs/performance.md). The library has to be loaded before the process starts (LD
 the entry points re-execute themselves once with it (``maybe_reexec``); ``python -m
 iterprime_ros.jemalloc -- CMD ...`` runs any other command that way.
 
+Where a process cannot re-execute (the Python API inside someone else's program, a launch file
+that starts the node some other way), ``retain_freed_memory`` does the same job in-process:
+building a ``Segmenter`` sets glibc's ``mallopt`` so that big blocks come from the heap instead
+of fresh ``mmap`` pages (``M_MMAP_MAX`` 0) and freed memory is not trimmed back to the kernel
+(``M_TRIM_THRESHOLD``), which removes the page faults and the system time as jemalloc does
+(docs/performance.md has both figures). Every entry point therefore runs with one or the other.
+
 Switch: ``ITERPRIME_JEMALLOC`` = auto (default: use it when installed), on (use it; warn when
 missing), off. ``ITERPRIME_JEMALLOC_LIB`` names the library file. A ``MALLOC_CONF`` already set
 is kept. Debian/Ubuntu: ``apt-get install libjemalloc2`` (scripts/setup.sh offers it).
@@ -88,6 +95,53 @@ def plan(env: Mapping[str, str], search: Sequence[str] = SEARCH) -> JemallocPlan
         REEXECED: "1",
     }
     return JemallocPlan(True, f"jemalloc {library} ({changes['MALLOC_CONF']})", library, changes)
+
+
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4  # glibc's malloc.h
+TOP_PAD = 64 << 20  # grow the heap in 64 MB steps: fewer brk calls for frame-sized tensors
+_retained: str | None = None
+
+
+def jemalloc_mapped() -> bool:
+    """True when jemalloc is loaded into this process (preloaded by an entry point)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as fh:
+            return "jemalloc" in fh.read()
+    except OSError:
+        return False
+
+
+def retain_freed_memory(env: Mapping[str, str] | None = None) -> str:
+    """Keep freed memory in the process for reuse; what was done, in words (idempotent).
+
+    jemalloc when the entry point preloaded it; else glibc's mallopt settings above, applied
+    once to this process. Nothing when ITERPRIME_JEMALLOC is off or the C library is not glibc.
+    """
+    global _retained
+    if _retained is not None:
+        return _retained
+    env = os.environ if env is None else env
+    switch = env.get(SWITCH, "auto").strip().lower()
+    if switch in ("0", "off", "false", "no"):
+        _retained = f"allocator unchanged ({SWITCH}={switch})"
+    elif jemalloc_mapped():
+        _retained = "jemalloc (preloaded)"
+    else:
+        _retained = _glibc_retain()
+    return _retained
+
+
+def _glibc_retain() -> str:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = (
+            libc.mallopt(M_MMAP_MAX, 0) == 1
+            and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
+            and libc.mallopt(M_TOP_PAD, TOP_PAD) == 1
+        )
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to set
+        return "allocator unchanged (no glibc mallopt)"
+    return "glibc mallopt: no mmap, no trim" if ok else "allocator unchanged (mallopt refused)"
 
 
 def maybe_reexec(argv: Sequence[str] | None = None) -> JemallocPlan:

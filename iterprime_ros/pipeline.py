@@ -46,6 +46,7 @@ from .core.text import (
     token_roles,
 )
 from .frames import Frame, FrameWork, PrepareResult, image_key
+from .jemalloc import retain_freed_memory
 from .result import SegmentationResult
 from .settings import SegmenterSettings, gradcam_layer_for
 from .stages import (
@@ -95,6 +96,7 @@ class Segmenter(FrameWork):
         raise_unexpected: bool = False,
     ) -> None:
         self.settings = settings or SegmenterSettings()
+        retain_freed_memory()  # every entry point, the Python API included (jemalloc.py)
         s = self.settings
         if vlp is None or proposals is None:
             from .models import create_proposal_backend, create_vlp_backend

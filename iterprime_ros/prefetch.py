@@ -1,17 +1,30 @@
-"""Prefetch: prepare the latest camera frame while no command runs (ROS-free).
+"""Prefetch: prepare a camera frame while no command runs, only when it is worth it (ROS-free).
 
 Why: a first command on a new frame waits for the proposal network (seconds on a CPU), although
-the robot sat idle before the person spoke. The prefetcher takes the frames the camera offers,
-keeps only the latest one the policy wants, and while no command runs computes its proposals and
-image embedding (``Segmenter.prepare_frame``), so a command on a frame at least one
-proposal-time old costs only parse + text passes + selection (``result.prefetched``).
+the robot sat idle before the person spoke. The prefetcher computes a frame's proposals and image
+embedding (``Segmenter.prepare_frame``) ahead, so a command on a prepared frame costs only parse
++ text passes + selection (``result.prefetched``).
+
+It must never make a command slower than no prefetch, on any camera rate, and must not keep the
+CPU busy while the robot waits. The rule (``PrefetchRule``), in one place for the prefetcher and
+the commands:
+
+* when: only while the owner is idle (no command queued or running), at most one start per
+  ``min_interval_s``, and after a preparation that took T seconds not again before
+  T * (1 / cpu_share - 1) has passed, so preparing takes at most ``cpu_share`` of the idle wall
+  time (idle CPU is about that share times the torch threads);
+* what: the newest offered frame, when it is worth it: nothing is prepared yet, the scene
+  changed (mean absolute difference of 32x24 grey thumbnails >= ``scene_change``), or the
+  prepared frame has lived half of ``max_age_s`` (so a fresh one is ready before it expires); a
+  frame older than ``max_age_s`` is never prepared, since no command would take it;
+* use: a command takes the prepared frame when it was received at most ``max_age_s`` ago and
+  shows the same scene as the newest image; else the frame being prepared right now on the same
+  terms (the command waits for the stage in flight and reuses its proposals from the frame
+  cache, never starting again); else the newest image.
 
 A command is never held up by more than the one stage in flight: ``prepare_frame`` runs one stage
-at a time and gives way to a waiting command between stages; the prefetcher also starts no stage
-while a command runs (``command()`` brackets it), and takes the latest offered frame each time it
-finishes one. The rate is what the hardware affords: one frame after the other as
-fast as they are prepared; frames offered meanwhile are dropped (latest), or only every N-th
-offered frame is considered (every:N).
+at a time and gives way to a waiting command between stages, and no stage starts while a command
+runs (``command()`` brackets it).
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 PREFETCH_MODES = ("off", "latest", "every")
+THUMB_SIZE = (32, 24)  # width, height of the scene-change thumbnail
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,107 @@ class PrefetchPolicy:
         return f"every:{self.every_n}" if self.mode == "every" else self.mode
 
 
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """A 32x24 grey thumbnail in 0..1 (block means: sensor noise averages out, a moved object
+    does not). A few tenths of a millisecond for a VGA frame.
+    """
+    import cv2
+
+    grey = rgb.mean(axis=2, dtype=np.float32) if rgb.ndim == 3 else rgb.astype(np.float32)
+    return cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA) / 255.0
+
+
+def scene_difference(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    """Mean absolute difference of two thumbnails (0 same .. 1); None when either is unknown."""
+    if a is None or b is None or a.shape != b.shape:
+        return None
+    return float(np.abs(a - b).mean())
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """A frame the prefetcher knows: what the owner offered, its arrival time (owner's clock, s)
+    and its thumbnail (None until converted).
+    """
+
+    frame: Any
+    received_s: float
+    thumb: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The frame a command runs on. source: prepared (complete before the command), in_flight
+    (being prepared: the command finishes that work) or newest; age_s: how old it is now.
+    """
+
+    frame: Any
+    source: str
+    age_s: float
+
+
+@dataclass(frozen=True)
+class PrefetchRule:
+    """When a frame is worth preparing and when a prepared one may answer a command (see the
+    module docstring). The defaults here prepare every offered frame at once (a library user's
+    loop); the node's parameters (``prefetch_*``) set the stricter ones.
+    """
+
+    policy: PrefetchPolicy = field(default_factory=PrefetchPolicy)
+    max_age_s: float = 30.0
+    min_interval_s: float = 0.0
+    scene_change: float = 0.0
+    cpu_share: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.cpu_share <= 1.0:
+            raise ValueError(f"cpu_share must be > 0 and <= 1, not {self.cpu_share}")
+        if self.max_age_s < 0 or self.min_interval_s < 0 or not 0 <= self.scene_change <= 1:
+            raise ValueError("max_age_s and min_interval_s must be >= 0, scene_change in 0..1")
+
+    def same_scene(self, a: FrameInfo, b: FrameInfo) -> bool:
+        """No scene test (scene_change 0) or an unknown thumbnail trusts the age rule alone."""
+        change = scene_difference(a.thumb, b.thumb)
+        return self.scene_change <= 0 or change is None or change < self.scene_change
+
+    def usable(self, candidate: FrameInfo | None, newest: FrameInfo, now: float) -> bool:
+        """A command may run on `candidate` instead of the newest image."""
+        if candidate is None or self.max_age_s <= 0:
+            return False
+        return now - candidate.received_s <= self.max_age_s and self.same_scene(candidate, newest)
+
+    def worth(self, frame: FrameInfo, prepared: FrameInfo | None, now: float) -> bool:
+        """The prefetcher should prepare `frame`, given the frame prepared last."""
+        if self.max_age_s > 0 and now - frame.received_s > self.max_age_s:
+            return False  # no command would take it
+        if prepared is None or self.max_age_s <= 0 or self.scene_change <= 0:
+            return True
+        if now - prepared.received_s >= self.max_age_s / 2:
+            return True  # refresh before the prepared frame expires for commands
+        return not self.same_scene(frame, prepared)
+
+    def pause_after(self, started: float, seconds: float) -> float:
+        """The earliest next start after a preparation of `seconds` that began at `started`."""
+        rest = seconds * (1.0 / self.cpu_share - 1.0)
+        return max(started + self.min_interval_s, started + seconds + rest)
+
+    def choose(
+        self,
+        newest: FrameInfo,
+        prepared: FrameInfo | None,
+        in_flight: FrameInfo | None,
+        now: float,
+    ) -> Choice:
+        """The frame a command runs on: prepared, else in flight, else the newest image."""
+        if prepared is not None and prepared.frame is newest.frame:
+            return Choice(prepared.frame, "prepared", now - prepared.received_s)
+        if self.usable(prepared, newest, now):
+            return Choice(prepared.frame, "prepared", now - prepared.received_s)  # type: ignore[union-attr]
+        if self.usable(in_flight, newest, now):
+            return Choice(in_flight.frame, "in_flight", now - in_flight.received_s)  # type: ignore[union-attr]
+        return Choice(newest.frame, "newest", now - newest.received_s)
+
+
 class Preparer(Protocol):
     """What the prefetcher drives: ``Segmenter.prepare_frame``."""
 
@@ -87,7 +202,8 @@ class Preparer(Protocol):
 @dataclass
 class PrefetchStats:
     """Counters since start: frames offered, taken as candidates, prepared completely, dropped
-    for a newer one, stopped early for a command; the last preparation's stage times (s).
+    for a newer one, stopped early for a command, skipped as not worth it (same scene); seconds
+    spent preparing; the last preparation's stage times (s).
     """
 
     offered: int = 0
@@ -95,7 +211,9 @@ class PrefetchStats:
     prepared: int = 0
     replaced: int = 0
     yielded: int = 0
+    skipped: int = 0
     errors: int = 0
+    busy_s: float = 0.0
     last_timings: dict[str, float] = field(default_factory=dict)
     last_error: str = ""
 
@@ -134,46 +252,62 @@ class FailureLog:
 
 
 class Prefetcher:
-    """A background thread that prepares offered frames while no command runs.
+    """A background thread that prepares offered frames while the owner is idle, by the rule.
 
-    ``offer(image, frame_id)`` from the camera callback (cheap: keeps a reference); ``command()``
-    as a context manager around every command; ``start()`` / ``stop()``. on_prepared(frame_id,
-    timings) is called after each completed frame. convert(image, frame_id) -> (RGB array,
-    cache key), run in the prefetch thread, turns what was offered (a camera message) into what
-    ``prepare_frame`` takes; idle() -> False holds new frames back (commands queued).
+    ``offer(image, frame_id, received_s)`` from the camera callback (cheap: keeps a reference);
+    ``command()`` as a context manager around every command; ``choose()`` picks a command's frame;
+    ``start()`` / ``stop()``. on_prepared(frame_id, timings) is called after each completed frame.
+    convert(image, frame_id) -> (RGB array, cache key), run in the prefetch thread, turns what was
+    offered (a camera message) into what ``prepare_frame`` takes; idle() -> False holds new
+    frames back (commands queued). clock: the owner's clock in seconds (received_s uses it).
+    thumb(image) -> thumbnail of what was offered (default: of the converted RGB), so that the
+    owner's commands and the prefetcher compare frames the same way.
     """
 
     def __init__(
         self,
         preparer: Preparer,
-        policy: PrefetchPolicy | str = "latest",
+        policy: PrefetchRule | PrefetchPolicy | str = "latest",
         on_prepared: Callable[[Any, dict[str, float]], None] | None = None,
         convert: Callable[[Any, Any], tuple[np.ndarray, Hashable | None]] | None = None,
         idle: Callable[[], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        thumb: Callable[[Any], np.ndarray | None] | None = None,
     ) -> None:
         self.preparer = preparer
-        self.policy = (
-            policy if isinstance(policy, PrefetchPolicy) else PrefetchPolicy.parse(policy)
-        )
+        if isinstance(policy, PrefetchRule):
+            self.rule = policy
+        else:
+            parsed = policy if isinstance(policy, PrefetchPolicy) else PrefetchPolicy.parse(policy)
+            self.rule = PrefetchRule(parsed)
+        self.policy = self.rule.policy
         self.on_prepared = on_prepared
         self.convert = convert
         self.idle = idle
+        self.clock = clock
+        self.thumb = thumb
         self.stats = PrefetchStats()
         self._cond = threading.Condition()
-        self._pending: tuple[np.ndarray, Hashable | None] | None = None
+        self._pending: FrameInfo | None = None
         self._offered = 0
         self._commands = 0
         self._busy = False
         self._stop = False
         self._thread: threading.Thread | None = None
         self._carry: dict[str, float] = {}  # stage times of a frame cut short, until it resumes
+        self._resume = False  # the pending frame was cut short by a command: finish it
         self._failure_log = FailureLog(log, "prefetch: a camera frame could not be prepared")
+        self.prepared: FrameInfo | None = None  # the latest complete frame (or a command's)
+        self.in_flight: FrameInfo | None = None  # the frame being prepared now
+        self._next_start = -float("inf")  # the rule's interval and CPU share
+        self._started_at = clock()
 
     # ------------------------------------------------------------------ control
     def start(self) -> "Prefetcher":
         if not self.policy.enabled or self._thread is not None:
             return self
         self._stop = False
+        self._started_at = self.clock()
         self._thread = threading.Thread(target=self._loop, name="iterprime-prefetch", daemon=True)
         self._thread.start()
         return self
@@ -193,8 +327,9 @@ class Prefetcher:
         return self._thread is not None and self._thread.is_alive()
 
     # ------------------------------------------------------------------ inputs
-    def offer(self, image: Any, frame_id: Any = None) -> bool:
-        """A new camera frame; True when it became the frame to prepare next."""
+    def offer(self, image: Any, frame_id: Any = None, received_s: float | None = None) -> bool:
+        """A new camera frame; True when it became the frame to consider next."""
+        received = self.clock() if received_s is None else received_s
         with self._cond:
             index = self._offered
             self._offered += 1
@@ -203,8 +338,8 @@ class Prefetcher:
                 return False
             if self._pending is not None:
                 self.stats.replaced += 1
-            self._pending = (image, frame_id)
-            self._carry = {}
+            self._pending = FrameInfo((image, frame_id), received)
+            self._carry, self._resume = {}, False
             self.stats.candidates += 1
             self._cond.notify_all()
             return True
@@ -220,6 +355,40 @@ class Prefetcher:
             with self._cond:
                 self._commands -= 1
                 self._cond.notify_all()
+
+    def choose(self, newest: Any, received_s: float, thumb: np.ndarray | None = None) -> Choice:
+        """The frame a command runs on (an offered frame_id, or `newest`), by the rule; thumb:
+        the newest frame's thumbnail for the scene test (None: the age rule alone).
+        """
+        info = FrameInfo(newest, received_s, thumb)
+        with self._cond:
+            prepared, in_flight = self.prepared, self.in_flight
+        return self.rule.choose(info, prepared, in_flight, self.clock())
+
+    def note_prepared(self, frame_id: Any, received_s: float, thumb: np.ndarray | None) -> None:
+        """A command computed this frame completely: it is the prepared frame now (the same
+        scene is not prepared again).
+        """
+        info = FrameInfo(frame_id, received_s, thumb)
+        with self._cond:
+            if self.prepared is None or received_s >= self.prepared.received_s:
+                self.prepared = info
+
+    def status(self) -> dict[str, Any]:
+        """What /diagnostics and the log say: state, prepared frame age, counters, busy share."""
+        now = self.clock()
+        with self._cond:
+            prepared, busy = self.prepared, self._busy
+        wall = max(now - self._started_at, 1e-9)
+        return {
+            "state": "preparing" if busy else "idle",
+            "prepared_age_s": None if prepared is None else now - prepared.received_s,
+            "prepared": self.stats.prepared,
+            "skipped": self.stats.skipped,
+            "yielded": self.stats.yielded,
+            "errors": self.stats.errors,
+            "busy_share": min(1.0, self.stats.busy_s / wall),
+        }
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is pending or in flight (tests, benches); False on timeout."""
@@ -244,38 +413,37 @@ class Prefetcher:
         # a complete frame is usable, one with proposals only is not.
         return self._commands > 0 or self._stop or not self._idle()
 
+    def _take(self) -> tuple[FrameInfo, dict[str, float], bool] | None:
+        """Wait for a frame, an idle owner and the rule's next start; None when stopping."""
+        with self._cond:
+            while not self._stop:
+                wait = self._next_start - self.clock()
+                if (
+                    self._pending is not None
+                    and self._commands == 0
+                    and wait <= 0
+                    and self._idle()
+                ):
+                    break
+                timeout = 0.2 if self.idle is not None else None
+                if self._pending is not None and wait > 0:
+                    timeout = min(wait, 0.2)
+                self._cond.wait(timeout)
+            if self._stop:
+                return None
+            pending, carry, resume = self._pending, self._carry, self._resume
+            self._pending, self._carry, self._resume = None, {}, False
+            self._busy = True
+            return pending, carry, resume  # type: ignore[return-value]
+
     def _loop(self) -> None:
         while True:
-            with self._cond:
-                while not self._stop and (
-                    self._pending is None or self._commands > 0 or not self._idle()
-                ):
-                    self._cond.wait(0.2 if self.idle is not None else None)
-                if self._stop:
-                    return
-                image, frame_id = self._pending  # type: ignore[misc]
-                carry, self._carry = self._carry, {}
-                self._pending = None
-                self._busy = True
+            taken = self._take()
+            if taken is None:
+                return
+            offered, carry, resume = taken
             try:
-                if self.convert is not None:
-                    rgb, key = self.convert(image, frame_id)
-                else:
-                    rgb, key = image, frame_id
-                result = self.preparer.prepare_frame(rgb, key, self._should_stop)
-                timings = {**carry, **dict(getattr(result, "timings", {}) or {})}
-                self.stats.last_timings = timings
-                if getattr(result, "yielded", False) and not getattr(result, "complete", True):
-                    self.stats.yielded += 1
-                    with self._cond:
-                        # resume this frame after the command unless a newer one came
-                        if self._pending is None and not self._stop:
-                            self._pending = (image, frame_id)
-                            self._carry = timings
-                elif getattr(result, "complete", True) and getattr(result, "computed", True):
-                    self.stats.prepared += 1
-                    if self.on_prepared is not None:
-                        self.on_prepared(frame_id, timings)
+                self._prepare(offered, carry, resume)
             except Exception as exc:  # a bad frame must not kill the thread
                 self.stats.errors += 1
                 line = f"{type(exc).__name__}: {exc}".split("\n")[0]
@@ -284,4 +452,47 @@ class Prefetcher:
             finally:
                 with self._cond:
                     self._busy = False
+                    self.in_flight = None
                     self._cond.notify_all()
+
+    def _prepare(self, offered: FrameInfo, carry: dict[str, float], resume: bool) -> None:
+        """Convert, test by the rule, and prepare one frame (the prefetch thread)."""
+        image, frame_id = offered.frame
+        if self.convert is not None:
+            rgb, key = self.convert(image, frame_id)
+        else:
+            rgb, key = image, frame_id
+        thumb = None
+        if self.rule.scene_change > 0:
+            thumb = self.thumb(image) if self.thumb is not None else thumbnail(rgb)
+        info = FrameInfo(frame_id, offered.received_s, thumb)
+        started = self.clock()
+        if not resume and not self.rule.worth(info, self.prepared, started):
+            self.stats.skipped += 1
+            self._next_start = started + self.rule.min_interval_s
+            return
+        with self._cond:
+            self.in_flight = info
+        try:
+            result = self.preparer.prepare_frame(rgb, key, self._should_stop)
+        finally:
+            spent = self.clock() - started
+            self.stats.busy_s += spent
+            self._next_start = self.rule.pause_after(started, spent)
+        timings = {**carry, **dict(getattr(result, "timings", {}) or {})}
+        self.stats.last_timings = timings
+        if getattr(result, "yielded", False) and not getattr(result, "complete", True):
+            self.stats.yielded += 1
+            self._next_start = -float("inf")  # resume right after the command
+            with self._cond:
+                # resume this frame after the command unless a newer one came
+                if self._pending is None and not self._stop:
+                    self._pending, self._carry, self._resume = offered, timings, True
+        elif getattr(result, "complete", True):
+            with self._cond:
+                if self.prepared is None or info.received_s >= self.prepared.received_s:
+                    self.prepared = info
+            if getattr(result, "computed", True):
+                self.stats.prepared += 1
+                if self.on_prepared is not None:
+                    self.on_prepared(frame_id, timings)

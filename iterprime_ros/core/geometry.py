@@ -82,6 +82,29 @@ def mask_core(mask: np.ndarray, erode_px: int) -> np.ndarray:
     return eroded if eroded.any() else m
 
 
+def centroid_pixel_depth(
+    mask: np.ndarray, depth_m: np.ndarray, erode_px: int = 2
+) -> tuple[float, float, float] | None:
+    """The 3-D centroid rule: (u, v, Z), the pixel to back-project and its depth, or None
+    without valid depth in the mask.
+
+    Z is the median of the valid depth (finite, positive; metres) over the mask eroded by
+    erode_px (the un-eroded mask if the erosion empties it); (u, v) is the mask's 2-D centroid.
+    Every 3-D centroid (commands, tracking, replay) is this pixel at this depth, back-projected
+    through the camera model at hand.
+    """
+    m = _check_mask(mask)
+    d = np.asarray(depth_m, dtype=np.float32)
+    if d.shape != m.shape:
+        raise ValueError(f"depth {d.shape} and mask {m.shape} differ in size")
+    values = d[mask_core(m, erode_px)]
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return None
+    u, v = mask_centroid(m)
+    return u, v, float(np.median(values))
+
+
 def centroid_3d(
     mask: np.ndarray,
     depth_m: np.ndarray,
@@ -91,22 +114,15 @@ def centroid_3d(
     cy: float,
     erode_px: int = 2,
 ) -> tuple[float, float, float] | None:
-    """3-D centroid in the camera frame (metres), or None without valid depth or intrinsics.
-
-    Z = median of the valid depth over the mask eroded by erode_px (the un-eroded mask if the
-    erosion empties it); the mask's 2-D centroid (u, v) is back-projected:
-    X = (u − cx)·Z/fx, Y = (v − cy)·Z/fy.
+    """3-D centroid in the camera frame (metres) through a pinhole camera, or None without valid
+    depth or intrinsics: centroid_pixel_depth's (u, v, Z) with X = (u - cx)·Z/fx and
+    Y = (v - cy)·Z/fy.
     """
     m = _check_mask(mask)
     if not (fx > 0 and fy > 0):
         return None
-    d = np.asarray(depth_m, dtype=np.float32)
-    if d.shape != m.shape:
-        raise ValueError(f"depth {d.shape} and mask {m.shape} differ in size")
-    values = d[mask_core(m, erode_px)]
-    values = values[np.isfinite(values) & (values > 0)]
-    if values.size == 0:
+    found = centroid_pixel_depth(m, depth_m, erode_px)
+    if found is None:
         return None
-    z = float(np.median(values))
-    u, v = mask_centroid(m)
+    u, v, z = found
     return (u - cx) * z / fx, (v - cy) * z / fy, z

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ class Snapshot:
     received: int
     gpu_memory_mb: float | None = None
     image_gap_max_s: float = 0.0  # longest gap between two images since the last status
+    prefetch: dict[str, Any] | None = None  # Prefetcher.status(); None when prefetch is off
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,24 @@ def assess(s: Snapshot) -> Status:
         p50, p95 = np.percentile(np.asarray(s.latencies_s), [50, 95])
         values["command latency p50 (s)"] = f"{p50:.3f}"
         values["command latency p95 (s)"] = f"{p95:.3f}"
+    values.update(_prefetch_values(s.prefetch))
     if s.gpu_memory_mb is not None:
         values["GPU memory allocated (MB)"] = f"{s.gpu_memory_mb:.0f}"
     return Status(level, message, values)
+
+
+def _prefetch_values(p: dict[str, Any] | None) -> dict[str, str]:
+    """Whether a frame is prepared and how old, and what the prefetcher did (prefetch.py)."""
+    if p is None:
+        return {"prefetch": "off"}
+    age = p.get("prepared_age_s")
+    return {
+        "prefetch": p["state"],
+        "prepared frame age (s)": "none" if age is None else f"{age:.2f}",
+        "frames prepared": str(p["prepared"]),
+        "frames skipped (same scene)": str(p["skipped"]),
+        "prefetch busy share": f"{p['busy_share']:.2f}",
+    }
 
 
 class Latencies:

@@ -77,4 +77,7 @@ class Job:
     feedback: Callable[[str, int, int], None] | None = None  # action: (stage, IGRS pass, place)
     cancelled: threading.Event | None = None  # action: the client cancelled the goal
     ran: bool = False  # the models ran it (its latency counts in /diagnostics)
+    frame: Any = None  # the camera frame (sensors.Frame) it runs on; None for a request image
+    frame_source: str = ""  # prefetch: prepared | in_flight | newest
+    frame_age_s: float = -1.0  # how old that frame was when chosen (node clock)
     answered: bool = False

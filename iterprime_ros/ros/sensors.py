@@ -19,11 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .camera import camera_model
 from .names import stamp_ns  # noqa: F401 - re-exported: the node and tests import it here
-from .spatial import object_in_camera
 
 
 @dataclass(frozen=True)
@@ -126,31 +122,3 @@ class SensorCache:
     def has_depth(self) -> bool:
         with self._lock:
             return bool(self._depth)
-
-
-def intrinsics_for(info: Any, width: int, height: int) -> tuple[float, float, float, float]:
-    """(fx, fy, cx, cy) of K for a raw image of width x height: binning, ROI and a resized stream
-    applied (camera.camera_model's rules).
-    """
-    cam = camera_model(info, width, height, rectified=False)
-    return cam.fx, cam.fy, cam.cx, cam.cy
-
-
-@dataclass(frozen=True)
-class Centroid3D:
-    """A 3-D centroid, or None with the reason (logged; the result still succeeds in 2-D)."""
-
-    point: tuple[float, float, float] | None
-    reason: str = ""
-
-
-def compute_centroid_3d(
-    mask: np.ndarray, depth_msg: Any, info: Any, erode_px: int, rectified: bool = False
-) -> Centroid3D:
-    """Median valid depth over the eroded mask, back-projected through the camera model.
-
-    The documented rule is core.geometry.centroid_3d; spatial.object_in_camera adds the message
-    handling (depth units by encoding, size checks, camera model) and the reasons for no answer.
-    """
-    obj, reason = object_in_camera(mask, None, depth_msg, info, erode_px, rectified)
-    return Centroid3D(obj.centroid if obj is not None else None, reason)

@@ -4,7 +4,8 @@ Why these three: a planner needs where the object is (centroid), where to reach 
 the interior pixel, at the surface depth there) and how big it is (box). Rules, in the camera
 frame (camera.py back-projects):
 * centroid: the mask's 2-D centroid at the median valid depth over the eroded mask
-  (core.geometry.centroid_3d's rule; edges often hit the background);
+  (core.geometry.centroid_pixel_depth, the one rule every 3-D centroid follows: commands here,
+  tracking and replay through compute_centroid_3d; edges often hit the background);
 * grasp point: the grasp pixel at the median valid depth of the mask within GRASP_WINDOW_PX of
   it (the object's median where none is valid);
 * box: the mask pixels whose depth lies within the eroded core's 2nd-98th percentile depth
@@ -21,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.geometry import depth_to_metres, mask_centroid, mask_core
-from .camera import CameraModelError, camera_model
+from ..core.geometry import centroid_pixel_depth, depth_to_metres, mask_centroid, mask_core
+from .camera import CameraModel, CameraModelError, camera_model
 from .conversions import ImageConversionError, depth_to_array
 from .transforms import FrameTransformer, TransformUnavailable, box_corners, enclosing_box
 
@@ -66,6 +67,56 @@ def _vec(a: np.ndarray) -> Vec3:
     return float(a[0]), float(a[1]), float(a[2])
 
 
+def _depth_and_camera(
+    depth_msg: Any, info: Any, shape: tuple[int, int], rectified: bool
+) -> tuple[np.ndarray, CameraModel] | str:
+    """(depth in metres, camera model) for a mask of `shape`, or why there is no 3-D."""
+    if depth_msg is None:
+        return "no depth frame matching the image"
+    if info is None:
+        return "no camera_info received"
+    try:
+        depth_m = depth_to_metres(depth_to_array(depth_msg), str(depth_msg.encoding))
+        h, w = shape
+        if depth_m.shape != (h, w):
+            return (
+                f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but the image is {w}x{h} "
+                "(use depth aligned to the colour image)"
+            )
+        return depth_m, camera_model(info, w, h, rectified)
+    except (ImageConversionError, CameraModelError, ValueError) as exc:
+        return str(exc)
+
+
+def _centroid(m: np.ndarray, depth_m: np.ndarray, cam: CameraModel, erode_px: int) -> Vec3 | None:
+    """The rule's pixel and depth (core.geometry.centroid_pixel_depth) through the camera model."""
+    found = centroid_pixel_depth(m, depth_m, erode_px)
+    if found is None:
+        return None
+    u, v, z = found
+    return _vec(cam.back_project(np.array([(u, v)]), z)[0])
+
+
+@dataclass(frozen=True)
+class Centroid3D:
+    """A 3-D centroid, or None with the reason (logged; the result still succeeds in 2-D)."""
+
+    point: Vec3 | None
+    reason: str = ""
+
+
+def compute_centroid_3d(
+    mask: np.ndarray, depth_msg: Any, info: Any, erode_px: int, rectified: bool = False
+) -> Centroid3D:
+    """The 3-D centroid alone (tracking and replay), by the same rule as object_in_camera's."""
+    m = np.asarray(mask).astype(bool)
+    found = _depth_and_camera(depth_msg, info, m.shape, rectified)
+    if isinstance(found, str):
+        return Centroid3D(None, found)
+    point = _centroid(m, *found, erode_px)
+    return Centroid3D(point, "" if point is not None else "no valid depth inside the mask")
+
+
 def object_in_camera(
     mask: np.ndarray,
     grasp_px: tuple[float, float] | None,
@@ -75,35 +126,23 @@ def object_in_camera(
     rectified: bool = False,
 ) -> tuple[Object3D | None, str]:
     """(the object in the camera frame, "") or (None, why not)."""
-    if depth_msg is None:
-        return None, "no depth frame matching the image"
-    if info is None:
-        return None, "no camera_info received"
-    try:
-        depth_m = depth_to_metres(depth_to_array(depth_msg), str(depth_msg.encoding))
-        h, w = mask.shape
-        if depth_m.shape != (h, w):
-            return None, (
-                f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but the image is {w}x{h} "
-                "(use depth aligned to the colour image)"
-            )
-        cam = camera_model(info, w, h, rectified)
-    except (ImageConversionError, CameraModelError, ValueError) as exc:
-        return None, str(exc)
     m = np.asarray(mask).astype(bool)
-    valid = np.isfinite(depth_m)
-    core = mask_core(m, erode_px) & valid
-    if not core.any():
+    found = _depth_and_camera(depth_msg, info, m.shape, rectified)
+    if isinstance(found, str):
+        return None, found
+    depth_m, cam = found
+    centroid = _centroid(m, depth_m, cam, erode_px)
+    if centroid is None:
         return None, "no valid depth inside the mask"
-    core_z = depth_m[core]
-    z = float(np.median(core_z))
-    centroid = cam.back_project(np.array([mask_centroid(m)]), z)[0]
+    valid = np.isfinite(depth_m)
+    core_z = depth_m[mask_core(m, erode_px) & valid]
 
     gu, gv = grasp_px if grasp_px is not None else mask_centroid(m)
     r = GRASP_WINDOW_PX
     v0, u0 = max(0, int(round(gv)) - r), max(0, int(round(gu)) - r)
     window = (m & valid)[v0 : int(round(gv)) + r + 1, u0 : int(round(gu)) + r + 1]
     gz = depth_m[v0 : v0 + window.shape[0], u0 : u0 + window.shape[1]][window]
+    z = centroid[2]
     grasp = cam.back_project(np.array([(gu, gv)]), float(np.median(gz)) if gz.size else z)[0]
 
     lo, hi = np.percentile(core_z, BOX_PERCENTILES)
@@ -117,7 +156,7 @@ def object_in_camera(
     header = getattr(depth_msg, "header", None)
     if header is not None:
         frame = str(header.frame_id)
-    return Object3D(frame, _vec(centroid), _vec(grasp), _vec(centre), _vec(size)), ""
+    return Object3D(frame, centroid, _vec(grasp), _vec(centre), _vec(size)), ""
 
 
 def to_target(obj: Object3D, transformer: FrameTransformer, frame_id: str, stamp: Any) -> Object3D:

@@ -24,7 +24,8 @@ from ..image_size import check_bytes
 from ..tracking import TrackerSettings, TrackResult, TrackStatus, track_result_view
 from . import messages
 from .conversions import compressed_to_rgb, image_to_rgb
-from .sensors import compute_centroid_3d, stamp_ns
+from .sensors import stamp_ns
+from .spatial import compute_centroid_3d
 from .track_loop import TrackFrame, TrackLoop
 
 

@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "iterprime_ros.tools.replay",
     "iterprime_ros.tools.eval.cli",
     "iterprime_ros.tools.bench",
+    "iterprime_ros.tools.bench.node_stream",
     "iterprime_ros.tools.demo",
 )
 

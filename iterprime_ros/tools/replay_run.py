@@ -28,8 +28,9 @@ from ..ros.conversions import (
     ImageConversionError,
     image_to_rgb,
 )
-from ..ros.sensors import SensorCache, compute_centroid_3d
+from ..ros.sensors import SensorCache
 from ..ros.sizing import compressed_for_models
+from ..ros.spatial import compute_centroid_3d
 from .bags import (
     SEGMENTATION_TYPE,
     BagError,

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..image_size import result_to_source
-from ..ros.sensors import compute_centroid_3d
+from ..ros.spatial import compute_centroid_3d
 from ..tracking import MaskTracker, TrackerSettings, TrackResult, track_result_view
 from .bags import SEGMENTATION_TYPE, BagMessage, stamp_ns
 from .replay_config import TRACK_TOPIC

@@ -1,5 +1,5 @@
-"""Camera data held for the worker and the 3-D centroid from depth
-(iterprime_ros/ros/sensors.py).
+"""Camera data held for the worker (iterprime_ros/ros/sensors.py) and the 3-D centroid from a
+depth message (spatial.compute_centroid_3d, the rule tracking and replay use).
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from camera_fixtures import expected_centroid_3d
 
+from iterprime_ros.ros.camera import camera_model
 from iterprime_ros.ros.conversions import depth_to_fields
-from iterprime_ros.ros.sensors import SensorCache, compute_centroid_3d, intrinsics_for
+from iterprime_ros.ros.sensors import SensorCache
+from iterprime_ros.ros.spatial import compute_centroid_3d
 
 FX, FY, CX, CY = 60.0, 55.0, 31.5, 23.5
 H, W = 48, 64
@@ -98,6 +100,12 @@ def test_no_3d_centroid_says_why(depth, info, reason):
         compute_centroid_3d(_mask(), None, _info(), 3).reason
         == "no depth frame matching the image"
     )
+
+
+def intrinsics_for(info, width: int, height: int) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) the centroid uses for a raw image of width x height."""
+    cam = camera_model(info, width, height, rectified=False)
+    return cam.fx, cam.fy, cam.cx, cam.cy
 
 
 def test_intrinsics_scale_with_a_resized_stream():

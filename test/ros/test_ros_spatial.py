@@ -139,3 +139,30 @@ def test_reasons_without_3d():
     assert "distortion model 'weird'" in out.error and out.output is None
     plain = locate(mask, None, _header(), _depth(np.ones((h, w), np.float32)), info(), 3)
     assert plain.error == "" and plain.output is plain.camera, "no target_frame: camera frame"
+
+
+@pytest.mark.parametrize("erode_px", [0, 3])
+def test_commands_tracking_and_the_pure_rule_give_one_centroid(erode_px):
+    """One rule for the 3-D centroid: the command's object (object_in_camera), the tracking and
+    replay centroid (compute_centroid_3d) and core.geometry.centroid_3d through the same pinhole
+    agree on a ragged mask over a noisy depth ramp with holes.
+    """
+    from iterprime_ros.core.geometry import centroid_3d
+    from iterprime_ros.ros.spatial import compute_centroid_3d
+
+    rng = np.random.default_rng(7)
+    h, w = 48, 64
+    mask = rng.random((h, w)) < 0.1
+    mask[10:35, 15:50] = True
+    depth = (0.7 + 0.01 * np.arange(w, dtype=np.float32))[None, :] + rng.normal(0, 0.01, (h, w))
+    depth = depth.astype(np.float32)
+    depth[rng.random((h, w)) < 0.2] = np.nan
+    fx, fy, cx, cy = 60.0, 55.0, 31.5, 23.5
+    cam = SimpleNamespace(k=[fx, 0, cx, 0, fy, cy, 0, 0, 1], width=w, height=h)
+    msg = _depth(depth)
+    obj, why = object_in_camera(mask, None, msg, cam, erode_px)
+    alone = compute_centroid_3d(mask, msg, cam, erode_px)
+    pure = centroid_3d(mask, depth, fx, fy, cx, cy, erode_px)
+    assert why == "" and alone.reason == "" and pure is not None
+    assert obj.centroid == alone.point
+    assert alone.point == pytest.approx(pure, abs=1e-6)

@@ -1,0 +1,79 @@
+"""The node's Fast DDS participant: UDP with a large receive buffer, so big camera frames arrive.
+
+Why: a raw camera frame is a large sample (640x480 rgb8 0.9 MB, 1920x1080 6.2 MB) that DDS cuts
+into fragments. On one host Fast DDS's default shared-memory transport hands them over through
+the sender's small segment, and a best-effort reader (what a camera driver's sensor-data
+publisher requires) loses any frame one of whose fragments was overwritten before it was read;
+over UDP the kernel's default 208 KB socket buffer overflows the same way. Measured here
+(docs/performance.md "Big frames"): with the defaults a 15 Hz stream arrived at a few percent,
+1920x1080 not at all; with this profile, 640x480 100 % and 1920x1080 89 %, on a loaded 2-core
+machine. The node cannot change the camera driver, only its own participant: UDP only
+(loopback on one host) and a receive buffer up to the kernel's limit (net.core.rmem_max).
+
+Applied by the node's entry point before rclpy starts, only when the middleware is Fast DDS and
+no profile file is set already (FASTDDS_DEFAULT_PROFILES_FILE or FASTRTPS_DEFAULT_PROFILES_FILE:
+the user's own wins). ``ITERPRIME_DDS_PROFILE=off`` keeps the middleware's defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import MutableMapping
+
+SWITCH = "ITERPRIME_DDS_PROFILE"
+PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+RECEIVE_BUFFER = 4 * 1024 * 1024  # beyond net.core.rmem_max the kernel clamps it anyway
+
+PROFILE = f"""<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor>
+        <transport_id>iterprime_udp</transport_id>
+        <type>UDPv4</type>
+        <receiveBufferSize>{RECEIVE_BUFFER}</receiveBufferSize>
+        <sendBufferSize>{RECEIVE_BUFFER}</sendBufferSize>
+      </transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="iterprime_camera_frames" is_default_profile="true">
+      <rtps>
+        <userTransports><transport_id>iterprime_udp</transport_id></userTransports>
+        <useBuiltinTransports>false</useBuiltinTransports>
+      </rtps>
+    </participant>
+  </profiles>
+</dds>
+"""
+
+
+def profile_path() -> Path:
+    """The profile written once per user (same text every time, so a race writes the same)."""
+    folder = Path(tempfile.gettempdir()) / f"iterprime-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / "fastdds_camera_frames.xml"
+    if not path.is_file() or path.read_text() != PROFILE:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(PROFILE)
+        tmp.replace(path)
+    return path
+
+
+def apply(env: MutableMapping[str, str] | None = None) -> str:
+    """Set the profile for this process (before rclpy.init); what was done, in words."""
+    env = os.environ if env is None else env
+    if env.get(SWITCH, "auto").strip().lower() in ("0", "off", "false", "no"):
+        return f"DDS profile: middleware defaults ({SWITCH}=off)"
+    rmw = env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if not rmw.startswith("rmw_fastrtps"):
+        return f"DDS profile: not Fast DDS ({rmw}), defaults kept"
+    for name in PROFILE_VARS:
+        if env.get(name):
+            return f"DDS profile: {name}={env[name]} (the user's own)"
+    try:
+        path = profile_path()
+    except OSError as exc:
+        return f"DDS profile: defaults kept, cannot write the profile ({exc.strerror})"
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
+    return f"DDS profile: UDP, {RECEIVE_BUFFER >> 20} MB receive buffer ({path})"
