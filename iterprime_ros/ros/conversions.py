@@ -285,38 +285,52 @@ def segmentation_values(
 STATUS_NONE, STATUS_ANSWERED, STATUS_NOT_SURE, STATUS_AMBIGUOUS, STATUS_PLURAL = range(5)
 
 
-def answer_status(result: Any, min_confidence: float) -> tuple[int, bool, str]:
-    """(status, success, error) of a result under the node's confidence threshold.
+def answer_status(result: Any) -> tuple[int, bool, str]:
+    """(status, success, error) of a pipeline result, as the message states them.
 
-    This is the one rule that keeps a planner safe: success is true only for an answer the node
-    is sure of, so a planner that reads nothing but success never takes a weak or ambiguous
-    answer for a grasp target. An ambiguous answer is never sure, whatever its confidence,
-    because the words fit several objects and only the person can choose.
+    The method decides sure and success (min_confidence, hold_ambiguous); this reads them and
+    keeps the one promise a planner relies on: success is never true for an answer that is not
+    sure, so a planner that reads nothing but success never takes a weak answer for a target.
     """
-    if not (bool(result.success) and result.mask is not None):
+    if result.mask is None:
         return STATUS_NONE, False, str(result.error) or "failed"
-    confidence = float(getattr(result, "confidence", 1.0))
-    if bool(getattr(result, "ambiguous", False)):
-        question = str(getattr(result, "question", "") or "")
-        return STATUS_AMBIGUOUS, False, "ambiguous: " + (question or "several objects fit")
-    if confidence < float(min_confidence):
+    if not bool(getattr(result, "sure", True)):
+        confidence = float(getattr(result, "confidence", 0.0))
         return (
             STATUS_NOT_SURE,
             False,
-            f"not sure: confidence {confidence:.2f} is under min_confidence {min_confidence:.2f}",
+            str(result.error) or f"not sure: confidence {confidence:.2f}",
         )
-    if getattr(result, "objects", None):
+    if not bool(result.success):
+        ambiguous = bool(getattr(result, "ambiguous", False))
+        return (
+            (STATUS_AMBIGUOUS if ambiguous else STATUS_NONE),
+            False,
+            str(result.error) or "failed",
+        )
+    if bool(getattr(result, "plural", False)):
         return STATUS_PLURAL, True, ""
     return STATUS_ANSWERED, True, ""
+
+
+def reply_id(value: Any) -> int:
+    """The command id a result answers, as Segmentation.in_reply_to's number (0 for none).
+
+    The method keeps ids as text (its conversations also run offline, keyed by anything); the
+    node and replay give it their running command numbers, so anything else reads as none.
+    """
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and int(text) < 2**32 else 0
 
 
 def candidate_values(
     candidate: Any, centroid_3d: tuple[float, float, float] | None = None
 ) -> dict[str, Any]:
-    """The Candidate fields of one candidate or plural object, as plain values (mask as an array).
+    """The Candidate fields of one candidate or answered object, as plain values (mask as an
+    array).
 
-    One mapping for the node and offline replay, like segmentation_values. The pipeline's object
-    gives proposal_index, description, score, confidence, mask, bbox, centroid and grasp_point.
+    One mapping for the node and offline replay, like segmentation_values. The method's object
+    gives proposal_index, description, score, mask, bbox, centroid and grasp_point.
     """
     bbox = getattr(candidate, "bbox", None)
     centroid = getattr(candidate, "centroid", None)
@@ -326,7 +340,6 @@ def candidate_values(
         "proposal_index": max(0, int(getattr(candidate, "proposal_index", 0) or 0)),
         "description": str(getattr(candidate, "description", "") or ""),
         "score": float(getattr(candidate, "score", 0.0)),
-        "confidence": float(getattr(candidate, "confidence", 0.0)),
         "bbox": tuple(int(v) for v in bbox) if bbox is not None else (0, 0, 0, 0),
         "mask": getattr(candidate, "mask", None),
         "centroid_px": (float(centroid[0]), float(centroid[1]))
@@ -339,18 +352,16 @@ def candidate_values(
 
 
 def conversation_values(
-    result: Any,
-    min_confidence: float,
-    in_reply_to: int = 0,
-    objects_3d: list[tuple[float, float, float] | None] | None = None,
+    result: Any, objects_3d: list[tuple[float, float, float] | None] | None = None
 ) -> dict[str, Any]:
     """The Segmentation fields the conversation decides, as plain values (see answer_status).
 
-    objects_3d: each plural object's 3-D centroid (None where depth gives none), in objects'
-    order. The question is cleared on a sure answer, so a voice front end that speaks every
-    non-empty question never asks about an answer the planner was given.
+    objects_3d: each answered object's 3-D centroid (None where depth gives none), in objects'
+    order. Objects are given only with a target (success): one for a singular command, every
+    match left to right for a plural one. The question is the method's, given whenever the
+    words fit several objects, so a voice front end speaks every non-empty question.
     """
-    status, success, error = answer_status(result, min_confidence)
+    status, success, error = answer_status(result)
     objects = list(getattr(result, "objects", None) or []) if success else []
     points = list(objects_3d or []) + [None] * len(objects)
     return {
@@ -358,10 +369,10 @@ def conversation_values(
         "success": success,
         "error": error,
         "confidence": min(1.0, max(0.0, float(getattr(result, "confidence", 0.0)))),
-        "sure": success,
-        "ambiguous": status == STATUS_AMBIGUOUS,
-        "question": "" if success else str(getattr(result, "question", "") or ""),
-        "in_reply_to": max(0, int(in_reply_to or 0)),
+        "sure": status not in (STATUS_NONE, STATUS_NOT_SURE),
+        "ambiguous": bool(getattr(result, "ambiguous", False)),
+        "question": str(getattr(result, "question", "") or ""),
+        "in_reply_to": reply_id(getattr(result, "in_reply_to", "")),
         "candidates": [candidate_values(c) for c in getattr(result, "candidates", None) or []],
         "objects": [candidate_values(o, p) for o, p in zip(objects, points)],
     }

@@ -35,10 +35,8 @@ class Answer:
     header: Header
     latency_s: float
     centroid_3d: tuple[float, float, float] | None = None
-    # the conversation (docs/voice.md): the threshold under which no target is given, the command
-    # this one answers, each plural object's 3-D centroid, and whether candidates carry masks
-    min_confidence: float = 0.0
-    in_reply_to: int = 0
+    # the conversation (docs/voice.md): each answered object's 3-D centroid, and whether
+    # candidates carry their masks (publish_candidate_masks)
     objects_3d: tuple[tuple[float, float, float] | None, ...] = ()
     candidate_masks: bool = True
 
@@ -97,7 +95,7 @@ def segmentation(result: SegmentationResult, answer: Answer) -> Segmentation:
     """Segmentation message for a pipeline result (success or failure); fields:
     segmentation_values.
     """
-    c = conversation_values(result, answer.min_confidence, answer.in_reply_to, answer.objects_3d)
+    c = conversation_values(result, answer.objects_3d)
     v = segmentation_values(result, answer.centroid_3d, "" if c["success"] else c["error"])
     msg = failure(answer, v["error"], v["expression"], v["primary_word"])
     fill_conversation(msg, c, answer)
@@ -117,7 +115,7 @@ def candidate(values: dict[str, Any], header: Header, with_mask: bool = True) ->
     """Candidate message from conversions.candidate_values (no mask when with_mask is false)."""
     msg = Candidate()
     msg.proposal_index, msg.description = values["proposal_index"], values["description"]
-    msg.score, msg.confidence = values["score"], values["confidence"]
+    msg.score = values["score"]
     msg.bbox.x_offset, msg.bbox.y_offset, msg.bbox.width, msg.bbox.height = values["bbox"]
     if with_mask and values["mask"] is not None:
         msg.mask = mask_image(values["mask"], header)

@@ -551,6 +551,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         high=3600.0,
         setting=False,
     ),
+    # the conversation (docs/voice.md)
+    P(
+        "publish_candidate_masks",
+        "bool",
+        "give each candidate in a result its full-size mono8 mask (false: boxes and "
+        "descriptions only, for lighter messages)",
+        default=True,
+        setting=False,
+    ),
 )
 del P
 
@@ -585,6 +594,7 @@ LIVE: frozenset[str] = frozenset(
         "max_image_pixels",
         "image_rectified",
         "transform_timeout_s",
+        "publish_candidate_masks",
     }
 )
 assert LIVE <= set(SPECS), sorted(LIVE - set(SPECS))
@@ -617,6 +627,7 @@ class NodeSettings:
     track_flow_max_side: int = 320
     track_min_appearance: float = 0.5
     track_proposals_period_s: float = 0.0
+    publish_candidate_masks: bool = True
 
 
 @dataclass(frozen=True)
