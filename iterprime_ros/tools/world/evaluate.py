@@ -513,9 +513,11 @@ def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
         help="instead: choose the Grad-CAM layer on VALIDATION scenes (pwem, IGRS off, first N "
         "val expressions, default 150) and record it in the model's world_config.json",
     )
+    from .dialogue import add_dialogue_arguments
     from .tracking_eval import add_tracking_arguments
 
     add_tracking_arguments(parser)
+    add_dialogue_arguments(parser)
     return parser
 
 
@@ -524,6 +526,10 @@ def run_world_eval(args: argparse.Namespace) -> int:
         from .tracking_eval import run_tracking_eval
 
         return run_tracking_eval(args)
+    if getattr(args, "dialogue", False):
+        from .dialogue import run_dialogue_eval
+
+        return run_dialogue_eval(args)
     import torch
 
     from ...models.loading import ModelNotFoundError, quiet_transformers

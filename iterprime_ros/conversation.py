@@ -1,0 +1,247 @@
+"""The short dialogue about one object: a question and its reply, a correction, "the one next to
+it", and the rule that turns any command into exactly one answer.
+
+Why one class: the node and the offline replay must answer a conversation the same way, so the
+rule lives here once (``Conversation.answer``). The state is small and forgets itself: a
+question or an answer older than ``timeout_s``, a new unrelated command, or a lifecycle
+transition (the caller's ``reset``) ends it. Time comes from the caller (``now``, seconds on
+any monotonic clock), so tests and the replay decide what time it is.
+
+What each kind of command does:
+- a reply to a pending question ("the left one", "the red one", "the second one") chooses among
+  that question's candidates by their colour, place, size or order, without running the models;
+  a reply the words cannot settle runs the models on it once and takes the candidate its answer
+  overlaps most;
+- a correction after an answer ("no, the other one", "not that one") gives the next best
+  candidate that has not been refused, never a refused one;
+- "the one next to it" after an answer gives the candidate nearest to the last answer;
+- anything else (including a reply with nothing pending) is a new command: the state is reset
+  and the segmenter answers it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Hashable
+
+import numpy as np
+
+from .core.replies import RELATION_WORDS, choice_words, choose, is_correction, is_relative, words
+from .result import Candidate, SegmentationResult
+
+NEW, CHOICE, CORRECTION, RELATIVE = "new", "choice", "correction", "relative"
+
+
+@dataclass
+class Interpretation:
+    """What a command is in the conversation: kind (new | choice | correction | relative), the id
+    of the command it answers (empty for a new one) and, for a choice, the candidate chosen by
+    words (None: the words did not settle it).
+    """
+
+    kind: str
+    in_reply_to: str = ""
+    choice: int | None = None
+
+
+@dataclass
+class _Turn:
+    """The last answer (or question) and what the person refused since."""
+
+    command_id: str
+    result: SegmentationResult
+    time: float
+    refused: set[int] = field(default_factory=set)  # proposal indices
+
+
+class Conversation:
+    """Dialogue state for one robot; not thread-safe (the node calls it from its worker)."""
+
+    def __init__(self, timeout_s: float = 60.0) -> None:
+        self.timeout_s = float(timeout_s)
+        self._last: _Turn | None = None
+        self.reset_reason = ""
+
+    @property
+    def pending_question(self) -> str:
+        """The question waiting for a reply, or ""."""
+        last = self._last
+        return last.result.question if last is not None and last.result.ambiguous else ""
+
+    def reset(self, reason: str) -> None:
+        """Forget the question and the last answer (timeout, new command, lifecycle change)."""
+        self._last = None
+        self.reset_reason = reason
+
+    def _expire(self, now: float) -> None:
+        if self._last is not None and now - self._last.time > self.timeout_s:
+            self.reset("timeout")
+
+    def interpret(self, command: str, now: float) -> Interpretation:
+        """Decide what `command` is, given what was said before (see the module doc)."""
+        self._expire(now)
+        last = self._last
+        if last is None or not last.result.candidates:
+            return Interpretation(NEW)
+        if last.result.ambiguous and not is_correction(command):
+            if not _sounds_like_reply(command, last.result.primary_word):
+                return Interpretation(NEW)
+            if _names_a_relation(command):  # "the cup left of the box": the models decide
+                return Interpretation(CHOICE, last.command_id, None)
+            cands = last.result.candidates
+            pick = choose(
+                choice_words(command),
+                [c.colour for c in cands],
+                [c.centroid for c in cands],
+                [int(c.mask.sum()) for c in cands],
+            )
+            return Interpretation(CHOICE, last.command_id, pick)
+        if is_correction(command):
+            return Interpretation(CORRECTION, last.command_id)
+        if is_relative(command) and last.result.mask is not None:
+            return Interpretation(RELATIVE, last.command_id)
+        return Interpretation(NEW)
+
+    def record(self, command_id: str, result: SegmentationResult, now: float) -> None:
+        """Remember an answer (after each command) so the next command can refer to it."""
+        refused: set[int] = set()
+        if self._last is not None and result.in_reply_to == self._last.command_id:
+            refused = set(self._last.refused)
+        self._last = _Turn(command_id, result, float(now), refused)
+
+    def answer(
+        self,
+        command_id: str,
+        command: str,
+        image: np.ndarray,
+        segmenter: Any,
+        now: float,
+        frame_id: Hashable | None = None,
+        expression: str | None = None,
+    ) -> SegmentationResult:
+        """The one answer to `command` in this conversation, recorded for the next command.
+
+        The result's ``in_reply_to`` names the command it answers (a reply, correction or
+        relative), else it is empty. `expression` is passed to ``segmenter.segment`` when the
+        models run (the command normalised by the caller).
+        """
+        meaning = self.interpret(command, now)
+        last = self._last
+        if meaning.kind == NEW or last is None:
+            self.reset("new command")
+            result = segmenter.segment(image, command, frame_id=frame_id, expression=expression)
+        elif meaning.kind == CHOICE:
+            pick = meaning.choice
+            if pick is None:
+                pick = self._choose_by_models(command, image, segmenter, frame_id, expression)
+            result = _answer_with(last.result, command, pick, "the person chose it")
+        elif meaning.kind == CORRECTION:
+            last.refused.add(_index(last.result))
+            result = self._next_best(last, command)
+        else:
+            result = self._nearest(last, command)
+        result.in_reply_to = meaning.in_reply_to
+        self.record(command_id, result, now)
+        return result
+
+    def _choose_by_models(
+        self,
+        command: str,
+        image: np.ndarray,
+        segmenter: Any,
+        frame_id: Hashable | None,
+        expression: str | None,
+    ) -> int | None:
+        """The candidate that the models' answer to the reply overlaps most (None: none)."""
+        assert self._last is not None
+        reply = segmenter.segment(image, command, frame_id=frame_id, expression=expression)
+        if reply.mask is None:
+            return None
+        overlaps = [
+            int(np.count_nonzero(c.mask & reply.mask)) for c in self._last.result.candidates
+        ]
+        best = int(np.argmax(overlaps))
+        return best if overlaps[best] > 0 else None
+
+    def _next_best(self, last: _Turn, command: str) -> SegmentationResult:
+        cands = last.result.candidates
+        for k, c in enumerate(cands):
+            if c.proposal_index not in last.refused:
+                return _answer_with(last.result, command, k, "the next best after a correction")
+        return _failed(last.result, command, "no other candidate left to offer")
+
+    def _nearest(self, last: _Turn, command: str) -> SegmentationResult:
+        anchor = last.result.mask
+        assert anchor is not None
+        choices = [
+            (k, _gap(anchor, c.mask))
+            for k, c in enumerate(last.result.candidates)
+            if c.proposal_index != last.result.proposal_index
+        ]
+        if not choices:
+            return _failed(last.result, command, "no other object near the last answer")
+        return _answer_with(last.result, command, min(choices, key=lambda kv: kv[1])[0], "")
+
+
+def _sounds_like_reply(command: str, noun: str) -> bool:
+    """Whether a command answers the pending question: it says "one" or "it", names the
+    question's noun ("the red cup" after "Which cup?"), or is one or two words ("left").
+    Anything else ("grab the blue box") is a new command.
+    """
+    said = words(command)
+    return len(said) <= 2 or "one" in said or "it" in said or (bool(noun) and noun in said)
+
+
+def _names_a_relation(command: str) -> bool:
+    """A reply that places the object by another one, which only the models can resolve."""
+    said = " ".join(words(command))
+    return any(f" {r} " in f" {said} " for r in RELATION_WORDS)
+
+
+def _index(result: SegmentationResult) -> int:
+    return -1 if result.proposal_index is None else int(result.proposal_index)
+
+
+def _gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance between two masks' centroids, in pixels (how near they stand)."""
+    ya, xa = np.nonzero(a)
+    yb, xb = np.nonzero(b)
+    if len(xa) == 0 or len(xb) == 0:
+        return float("inf")
+    return float(np.hypot(xa.mean() - xb.mean(), ya.mean() - yb.mean()))
+
+
+def _answer_with(
+    base: SegmentationResult, command: str, pick: int | None, why: str
+) -> SegmentationResult:
+    """A result for `command` whose answer is candidate `pick` of `base` (models not run)."""
+    if pick is None:
+        return _failed(base, command, "the reply did not pick one of the candidates")
+    out = copy.copy(base)
+    chosen: Candidate = base.candidates[pick]
+    out.command, out.expression = command, command
+    out.candidates = [chosen] + [c for k, c in enumerate(base.candidates) if k != pick]
+    out.objects = [chosen]
+    out.mask = chosen.mask
+    out.proposal_index = chosen.proposal_index
+    out.bbox, out.centroid, out.grasp_point = chosen.bbox, chosen.centroid, chosen.grasp_point
+    out.score = chosen.score
+    out.ambiguous, out.question, out.plural = False, "", False
+    out.confidence, out.sure = 1.0, True
+    out.success, out.error = True, ""
+    out.stop_reason = why or base.stop_reason
+    out.timings = {"total": 0.0}
+    return out
+
+
+def _failed(base: SegmentationResult, command: str, reason: str) -> SegmentationResult:
+    return SegmentationResult(
+        success=False,
+        error=reason,
+        command=command,
+        expression=command,
+        image_size=base.image_size,
+        candidates=list(base.candidates),
+        sure=False,
+    )

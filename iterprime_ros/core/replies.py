@@ -1,0 +1,183 @@
+"""What a short utterance in a conversation is: a reply choosing a candidate, a correction, a
+reference to the last answer, a plural request, or none of these (an ordinary command).
+
+Why here, as pure text functions: the node, the replay and the evaluation all decide the same
+way (conversation.py calls these), and the rules can be tested without models.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from .describe import COLOUR_NAMES
+
+_WORD = re.compile(r"[a-z]+")
+ORDINALS = {"first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "last": -1}
+PLACES = {
+    "left": "left",
+    "leftmost": "left",
+    "right": "right",
+    "rightmost": "right",
+    "middle": "middle",
+    "center": "middle",
+    "centre": "middle",
+    "top": "top",
+    "topmost": "top",
+    "upper": "top",
+    "bottom": "bottom",
+    "bottommost": "bottom",
+    "lower": "bottom",
+}
+SIZES = {"big": "big", "large": "big", "bigger": "big", "larger": "big", "biggest": "big"}
+SIZES.update({"small": "small", "little": "small", "smaller": "small", "smallest": "small"})
+_CORRECTION = (
+    re.compile(r"^(no|nope|wrong)\b"),
+    re.compile(r"\bnot (that|this|the) ?(one|it)?\b"),
+    re.compile(r"\b(the )?other one\b"),
+    re.compile(r"\banother one\b"),
+    re.compile(r"\bwrong one\b"),
+)
+RELATION_WORDS = ("of", "next to", "near", "beside", "above", "below", "by", "under", "behind")
+_RELATIVE = re.compile(r"\b(next to|beside|near|by|left of|right of|above|below) (it|that)\b")
+_NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "both": 2}
+_PLURAL_HEAD = re.compile(
+    r"^(?:the )?(both|all|every|each|two|three|four|five|six)\b(?: of)?(?: the)?\s*"
+)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def is_correction(text: str) -> bool:
+    """Whether the last answer was refused ("no, the other one", "not that one", "wrong one")."""
+    t = " ".join(words(text))
+    return any(p.search(t) for p in _CORRECTION)
+
+
+def is_relative(text: str) -> bool:
+    """Whether the last answer is the anchor ("the one next to it")."""
+    return bool(_RELATIVE.search(" ".join(words(text))))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The attributes a reply names: colour, place, size, ordinal (an index, -1 = last)."""
+
+    colour: str = ""
+    place: str = ""
+    size: str = ""
+    ordinal: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.colour or self.place or self.size) and self.ordinal is None
+
+
+def choice_words(text: str) -> Choice:
+    """The choosing words of a reply ("the second one", "the red one on the left")."""
+    w = words(text)
+    colour = next((x for x in w if x in COLOUR_NAMES), "")
+    place = next((PLACES[x] for x in w if x in PLACES), "")
+    size = next((SIZES[x] for x in w if x in SIZES), "")
+    ordinal = next((ORDINALS[x] for x in w if x in ORDINALS), None)
+    return Choice(colour, place, size, ordinal)
+
+
+def choose(
+    choice: Choice,
+    colours: Sequence[str],
+    centroids: Sequence[tuple[float, float]],
+    areas: Sequence[int],
+) -> int | None:
+    """The one candidate the reply's attributes fit best, or None when none or several do.
+
+    Each named attribute is checked against every candidate: the colour name as seen, the
+    place among the candidates (extreme centroid; middle = nearest the candidates' mean), the
+    size (largest/smallest area), the ordinal in the order the question listed them.
+    """
+    n = len(colours)
+    if n == 0 or choice.empty:
+        return None
+    score = [0] * n
+    named = 0
+    if choice.ordinal is not None:
+        named += 1
+        k = choice.ordinal if choice.ordinal >= 0 else n - 1
+        if k < n:
+            score[k] += 1
+    if choice.colour:
+        named += 1
+        for i, c in enumerate(colours):
+            score[i] += c == choice.colour
+    if choice.place:
+        named += 1
+        xs = [c[0] for c in centroids]
+        ys = [c[1] for c in centroids]
+        if choice.place == "middle":
+            mx = sum(xs) / n
+            pick = min(range(n), key=lambda i: abs(xs[i] - mx))
+        else:
+            key = {"left": xs, "right": [-x for x in xs], "top": ys, "bottom": [-y for y in ys]}
+            vals = key[choice.place]
+            pick = min(range(n), key=lambda i: vals[i])
+        score[pick] += 1
+    if choice.size:
+        named += 1
+        pick = max(range(n), key=lambda i: areas[i] * (1 if choice.size == "big" else -1))
+        score[pick] += 1
+    best = max(score)
+    if best == 0 or score.count(best) > 1:
+        return None
+    return score.index(best)
+
+
+@dataclass(frozen=True)
+class PluralRequest:
+    """A command for several objects: how many (None: all that match) and the singular phrase
+    the heat map is computed for ("all the red blocks" -> "the red block").
+    """
+
+    count: int | None
+    singular: str
+
+
+def _singular(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("xes", "ches", "shes", "sses")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def plural_request(expression: str) -> PluralRequest | None:
+    """Whether an expression asks for several objects ("both cups", "the two boxes", "all the
+    red blocks"); None for a singular one. Only a quantifier at the start counts, so "the cup
+    between two boxes" stays singular.
+    """
+    text = " ".join(words(expression))
+    m = _PLURAL_HEAD.match(text)
+    if not m:
+        return None
+    rest = text[m.end() :].split()
+    if not rest:
+        return None
+    quant = m.group(1)
+    count = _NUMBERS.get(quant)
+    # the head noun: the last word before a relation or place phrase
+    stop = next(
+        (
+            k
+            for k, w in enumerate(rest)
+            if w in ("on", "at", "in", "left", "right", "near", "next")
+        ),
+        len(rest),
+    )
+    if stop == 0:
+        return None
+    rest[stop - 1] = _singular(rest[stop - 1])
+    return PluralRequest(count, "the " + " ".join(rest))

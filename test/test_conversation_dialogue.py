@@ -1,0 +1,221 @@
+"""Conversation: a question, its reply, corrections, "the one next to it", timeouts, and the
+paper's answer kept when the dialogue options are off.
+
+The segmenter is the real pipeline.Segmenter with a hand-made VLP (a stand-in whose attention
+peaks on chosen patches, so the heat over the objects is known) and fixed proposals: this tests
+the dialogue's rules, not accuracy (the world evaluation measures that).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from iterprime_ros.conversation import CHOICE, CORRECTION, NEW, Conversation
+from iterprime_ros.core.backend import PassOutput
+from iterprime_ros.core.command import normalise_command
+from iterprime_ros.core.selection import select_proposal
+from iterprime_ros.pipeline import Segmenter, SegmenterSettings
+
+H, W, G = 40, 40, 4
+
+
+class PeaksVLP:
+    """Hand-made VLP: every token attends to the patches in `hot` with the given weights."""
+
+    grid = G
+
+    def __init__(self, hot: dict[int, float]):
+        self.hot = hot
+
+    def encode_image(self, image):
+        return float(image.mean())
+
+    def token_offsets(self, text):
+        import re
+
+        return [None] + [(m.start(), m.end()) for m in re.finditer(r"\S+", text)] + [None]
+
+    def text_pass(self, emb, text, keep):
+        n = len(self.token_offsets(text))
+        att = torch.full((2, n, G * G + 1), 0.01)
+        for patch, weight in self.hot.items():
+            att[:, :, 1 + patch] = weight
+        att = att / att.sum(-1, keepdim=True)
+        valid = torch.ones(n, dtype=torch.bool)
+        valid[-1] = False
+        return PassOutput(torch.tensor([0.0, 1.0]), att, torch.ones_like(att), valid)
+
+
+class Proposals:
+    def __init__(self, masks):
+        self.masks = masks
+
+    def propose(self, image):
+        return self.masks
+
+
+def _world():
+    """A red cup on the left (patch 5), a blue cup on the right (patch 7), a green box below
+    the red one (patch 9), and the table.
+    """
+    masks = np.zeros((4, H, W), bool)
+    masks[0, 11:19, 11:19] = True
+    masks[1, 11:19, 31:39] = True
+    masks[2, 21:29, 11:19] = True
+    masks[3] = True
+    image = np.full((H, W, 3), 140, np.uint8)
+    image[masks[0]] = (210, 35, 35)
+    image[masks[1]] = (40, 80, 215)
+    image[masks[2]] = (40, 160, 60)
+    return image, masks
+
+
+def _segmenter(hot, **settings):
+    _, masks = _world()
+    s = SegmenterSettings(**{"igrs_iterations": 1, "parser": "spacy", **settings})
+    return Segmenter.from_backends(PeaksVLP(hot), Proposals(masks), s, raise_unexpected=True)
+
+
+def test_an_even_heat_asks_which_one_and_the_reply_chooses_without_the_models():
+    image, masks = _world()
+    seg = _segmenter({5: 1.0, 7: 1.0, 9: 0.2})
+    talk = Conversation(timeout_s=30)
+    first = talk.answer("c1", "the cup", image, seg, now=0.0)
+    assert first.success and first.ambiguous and first.in_reply_to == ""
+    assert first.question.startswith("Which cup: ")
+    assert (
+        "the red one on the left" in first.question
+        and "the blue one on the right" in first.question
+    )
+    assert talk.pending_question == first.question
+    runs = seg.stats["commands"]
+    reply = talk.answer("c2", "the blue one", image, seg, now=5.0)
+    assert seg.stats["commands"] == runs  # chosen among the candidates, models not run
+    assert reply.success and reply.in_reply_to == "c1" and not reply.ambiguous
+    assert np.array_equal(reply.mask, masks[1]) and reply.proposal_index == 1
+    assert reply.confidence == 1.0
+    # a correction after that answer gives the other cup, never the refused blue one
+    fixed = talk.answer("c3", "no, the other one", image, seg, now=6.0)
+    assert fixed.in_reply_to == "c2" and fixed.success
+    assert fixed.proposal_index != 1
+    again = talk.answer("c4", "not that one", image, seg, now=7.0)
+    assert again.proposal_index not in (1, fixed.proposal_index)
+
+
+def test_the_left_one_and_the_second_one_choose_by_place_and_order():
+    image, masks = _world()
+    for text, index in (("the left one", 0), ("the one on the right", 1)):
+        seg = _segmenter({5: 1.0, 7: 1.0})
+        talk = Conversation()
+        first = talk.answer("a", "the cup", image, seg, now=0.0)
+        assert first.ambiguous
+        assert talk.answer("b", text, image, seg, now=1.0).proposal_index == index
+    seg = _segmenter({5: 1.0, 7: 1.0})
+    talk = Conversation()
+    first = talk.answer("a", "the cup", image, seg, now=0.0)
+    second = first.candidates[1].proposal_index
+    assert talk.answer("b", "the second one", image, seg, now=1.0).proposal_index == second
+
+
+def test_correction_never_returns_a_refused_object_and_ends_with_a_clear_failure():
+    image, _ = _world()
+    seg = _segmenter({5: 1.0, 9: 0.3}, max_candidates=2)
+    talk = Conversation()
+    first = talk.answer("a", "the red cup", image, seg, now=0.0)
+    assert first.success and not first.ambiguous and first.proposal_index == 0
+    assert talk.interpret("not that one", now=1.0).kind == CORRECTION
+    second = talk.answer("b", "not that one", image, seg, now=1.0)
+    assert second.success and second.proposal_index == first.candidates[1].proposal_index != 0
+    third = talk.answer("c", "no, the other one", image, seg, now=2.0)
+    assert not third.success and "no other candidate" in third.error
+    assert third.in_reply_to == "b"
+
+
+def test_the_one_next_to_it_uses_the_last_answer_as_anchor():
+    image, _ = _world()
+    seg = _segmenter({5: 1.0, 7: 0.3, 9: 0.3})
+    talk = Conversation()
+    first = talk.answer("a", "the red cup", image, seg, now=0.0)
+    assert first.proposal_index == 0
+    near = talk.answer("b", "the one next to it", image, seg, now=1.0)
+    assert near.in_reply_to == "a" and near.proposal_index in (1, 2)
+
+
+def test_timeout_new_commands_and_replies_with_nothing_pending():
+    image, _ = _world()
+    seg = _segmenter({5: 1.0, 7: 1.0})
+    talk = Conversation(timeout_s=10)
+    assert talk.interpret("the left one", now=0.0).kind == NEW  # nothing pending
+    first = talk.answer("a", "the cup", image, seg, now=0.0)
+    assert first.ambiguous
+    assert talk.interpret("the left one", now=5.0).kind == CHOICE
+    assert talk.interpret("grab the green box", now=5.0).kind == NEW  # unrelated: a new command
+    assert talk.interpret("the left one", now=11.0).kind == NEW  # the question timed out
+    assert talk.reset_reason == "timeout"
+    talk.answer("b", "the cup", image, seg, now=20.0)
+    talk.reset("lifecycle transition")
+    assert talk.pending_question == "" and talk.interpret("the left one", 21.0).kind == NEW
+
+
+def test_not_sure_answers_keep_their_candidates_but_are_no_target():
+    image, masks = _world()
+    seg = _segmenter({5: 1.0, 7: 1.0}, min_confidence=0.99)
+    r = seg.segment(image, "the cup")
+    assert not r.success and not r.sure and r.error.startswith("not sure:")
+    assert r.mask is not None and len(r.candidates) >= 2
+    held = _segmenter({5: 1.0, 7: 1.0}, hold_ambiguous=True).segment(image, "the cup")
+    assert not held.success and held.error.startswith("ambiguous: Which cup")
+
+
+def test_plural_commands_return_every_matching_object_left_to_right():
+    image, masks = _world()
+    seg = _segmenter({5: 1.0, 7: 0.9, 9: 0.05}, plural_commands=True)
+    r = seg.segment(image, "both cups")
+    assert r.success and r.plural and r.expression == "both cups"
+    assert [o.proposal_index for o in r.objects] == [0, 1]
+    assert r.objects[0].centroid[0] < r.objects[1].centroid[0]
+    single = seg.segment(image, "the red cup")
+    assert not single.plural and len(single.objects) == 1
+
+
+def test_the_paper_answer_is_unchanged_with_the_dialogue_options_off():
+    image, masks = _world()
+    default = SegmenterSettings()
+    assert (default.min_confidence, default.hold_ambiguous, default.plural_commands) == (
+        0.0,
+        False,
+        False,
+    )
+    for hot in ({5: 1.0, 7: 1.0}, {5: 1.0, 9: 0.4}, {7: 1.0}, {9: 1.0, 5: 0.8}):
+        seg = _segmenter(hot)
+        for text in ("the cup", "please grab both cups", "the red one"):
+            r = seg.segment(image, text)
+            sel = select_proposal(r.heatmap, masks)
+            assert r.success and r.proposal_index == sel.index
+            assert np.array_equal(r.mask, masks[sel.index])
+            assert r.objects[0].proposal_index == sel.index
+
+
+def test_an_already_normalised_expression_is_used_as_is():
+    image, _ = _world()
+    seg = _segmenter({5: 1.0})
+    settings = seg.settings.normaliser_settings()
+    text = "robot, could you please pick up the red cup"
+    expression = normalise_command(text, settings)
+    given = seg.segment(image, text, expression=expression)
+    own = seg.segment(image, text)
+    assert given.expression == own.expression == expression
+    assert "normalise" not in given.timings and "normalise" in own.timings
+    assert given.proposal_index == own.proposal_index
+    odd = seg.segment(image, text, expression="the blue cup")
+    assert odd.command == text and odd.expression == "the blue cup"
+
+
+@pytest.mark.parametrize(
+    "bad", [{"min_confidence": 1.5}, {"max_candidates": 0}, {"ambiguity_margin": 1.0}]
+)
+def test_dialogue_settings_are_checked(bad):
+    with pytest.raises(ValueError):
+        SegmenterSettings(**bad)
