@@ -64,6 +64,7 @@ from .bags import (
     stamp_ns,
     typestore,
 )
+from .replay_dialogue import ReplayDialogue, with_conversation
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ class _Replayer:
         self.track: Any = None  # replay_track.TrackReplay when cfg.track
         self.done: dict[int, bool] = {}  # command_id -> success, taken over from a partial run
         self._unreadable_row: BagMessage | None = None  # a damaged row of unknown topic
+        self.dialogue = ReplayDialogue()  # the node's conversation rule, on bag time
 
     def warn(self, text: str) -> None:
         if self.summary.problem(text):
@@ -295,7 +297,7 @@ class _Replayer:
             result = SegmentationResult(success=False, error=error, command=job.text)
         else:
             try:
-                result = self.segmenter.segment(rgb, job.text)
+                result = self.dialogue.answer(job.index, job.text, rgb, self.segmenter, job.t_ns)
             except Exception as exc:  # noqa: BLE001 - Segmenter answers failures itself; this is a bug guard
                 log.exception("segmenter raised")
                 result = SegmentationResult(
@@ -334,6 +336,7 @@ class _Replayer:
             )
             point, note = c3.point, c3.reason
         msg = segmentation_message(result, job.index, job.text, hdr_ns, frame, latency, point)
+        msg = with_conversation(msg, result, self._objects_3d(result, image_msg))
         self.out.write(RESULT_TOPIC, msg, out_ns)
         if result.success and result.mask is not None:
             self.out.write(MASK_TOPIC, msg.mask, out_ns)
@@ -345,6 +348,17 @@ class _Replayer:
         if self.track is not None:  # the track runs at the model's image size, like the command
             self.track.command(job.index, job.text, model_result, rgb, image_msg, out_ns, size)
         return bool(result.success)
+
+    def _objects_3d(self, result: Any, image_msg: Any) -> tuple[Any, ...]:
+        """Each answered object's 3-D centroid where depth allows (None elsewhere)."""
+        if image_msg is None or self.cfg.depth_topic not in self.bag.topics or not result.success:
+            return ()
+        depth = self.sensors.depth_for(image_msg.header, self.cfg.depth_sync_tolerance_s)
+        info, erosion = self.sensors.camera_info(), self.cfg.depth_erosion_px
+        return tuple(
+            compute_centroid_3d(o.mask, depth, info, erosion).point
+            for o in getattr(result, "objects", None) or []
+        )
 
     def _overlay(self, job: _Job, rgb: np.ndarray, result: Any) -> None:
         """One PNG per result; an existing file is replaced only with --force (overwrite), by

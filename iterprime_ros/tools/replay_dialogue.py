@@ -1,9 +1,10 @@
-"""The conversation in offline replay: the same fields the live node publishes, in rosbags'
-message classes.
+"""The conversation in offline replay: commands answered through the same dialogue state as the
+live node, keyed on bag time, and the same result fields in rosbags' message classes.
 
-Why a module of its own: replay.py reads bags and writes results; what a conversation adds to a
-result (status, confidence, candidates, plural objects, the command it answers) is one mapping,
-ros.conversions.conversation_values, shared with the node, and only wrapped here.
+Why a module of its own: replay.py reads bags and writes results; the conversation adds one
+rule (conversation.Conversation answers every command, with the bag's recording time as its
+clock, so a recorded exchange replays as it happened whatever the replay's speed) and one
+mapping (ros.conversions.conversation_values, shared with the node), both only wrapped here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,38 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..conversation import Conversation
 from ..ros.conversions import conversation_values, mask_to_fields
 from .bags import CANDIDATE_TYPE, header, image_message, typestore
+
+
+class _Segment:
+    """The replay's segmenter as the conversation calls it: options it leaves unset are not
+    passed on, so any object with segment(image, command) can answer a bag.
+    """
+
+    def __init__(self, segmenter: Any) -> None:
+        self._segmenter = segmenter
+
+    def segment(self, image: Any, command: str, **options: Any) -> Any:
+        given = {k: v for k, v in options.items() if v is not None}
+        return self._segmenter.segment(image, command, **given)
+
+
+class ReplayDialogue:
+    """The dialogue state across one bag's commands (the node keeps one per node)."""
+
+    def __init__(self) -> None:
+        self._conversation = Conversation()
+
+    def answer(self, command_id: int, text: str, image: Any, segmenter: Any, t_ns: int) -> Any:
+        """The result for command `command_id` spoken at bag time t_ns (nanoseconds)."""
+        settings = getattr(segmenter, "settings", None)
+        timeout_s = getattr(settings, "dialogue_timeout_s", self._conversation.timeout_s)
+        self._conversation.timeout_s = float(timeout_s)
+        return self._conversation.answer(
+            str(command_id), text, image, _Segment(segmenter), t_ns / 1e9
+        )
 
 
 def _empty_image(stamp_ns: int, frame_id: str) -> Any:
