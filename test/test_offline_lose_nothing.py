@@ -465,11 +465,11 @@ def test_replay_refuses_over_long_commands_like_the_node(tmp_path: Path) -> None
 def test_the_node_and_the_replay_share_the_command_limit() -> None:
     pytest.importorskip("rclpy")
     from iterprime_ros.core import command
-    from iterprime_ros.ros import node
+    from iterprime_ros.ros import commands
 
-    # one rule: the node refuses with core.command.too_long, as the replay does
-    assert node.too_long is command.too_long
-    assert not hasattr(node, "MAX_COMMAND_CHARS")
+    # one rule: the node's intake refuses with core.command.too_long, as the replay does
+    assert commands.too_long is command.too_long
+    assert not hasattr(commands, "MAX_COMMAND_CHARS")
 
 
 # ----------------------------------------------------------------------------- image sizes

@@ -1,0 +1,186 @@
+"""Camera messages to model input: the camera subscriptions, the image-age rule, and the choice
+between the frame the prefetcher prepared and the newest one.
+
+Why a room of its own: the image callback runs at camera rate on the executor and must only
+store (sensors.py); the worker converts just the frame a command uses. The same conversion
+(`model_input`) and the same cache key (`camera_frame_key`) serve commands and the prefetcher,
+so a prepared frame is found again by the command that uses it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+
+from ..image_size import ImageTooLargeError, SizePlan, check_bytes
+from ..prefetch import Prefetcher
+from .conversions import ImageConversionError, check_image
+from .jobs import ImageStats, Job
+from .sensors import Frame, SensorCache, stamp_ns
+from .sizing import compressed_for_models, rgb_for_models, size_plan
+
+# What a camera message that cannot be used raises on its way to the models.
+UNUSABLE_IMAGE = (ImageConversionError, ImageTooLargeError, ValueError)
+
+
+def model_input(msg: Any, max_image_pixels: int) -> tuple[np.ndarray, SizePlan]:
+    """A camera message (Image or CompressedImage) as the models see it, and its size plan.
+
+    Raises one of UNUSABLE_IMAGE with its own message: encoding, empty, step, size, decoding.
+    """
+    if isinstance(msg, CompressedImage):
+        return compressed_for_models(msg, max_image_pixels)
+    check_image(msg)  # its own message first: encoding, empty, step, size
+    sizes = size_plan(msg, max_image_pixels)
+    return rgb_for_models(msg, sizes), sizes
+
+
+def camera_frame_key(header: Header, rgb: Any) -> Any:
+    """Frame-cache key of a camera image: its frame and stamp (None without a stamp: the pipeline
+    hashes the pixels). The prefetcher and the commands must use the same key.
+    """
+    stamp = stamp_ns(header)
+    return (header.frame_id, stamp, rgb.shape) if stamp > 0 else None
+
+
+def _decodes_like(new: CompressedImage, old: CompressedImage, max_image_pixels: int) -> bool:
+    """The newest compressed frame decodes, at the prepared frame's size (one decode: a few ms
+    for a camera frame; a decompression bomb is refused from its header first).
+    """
+    try:
+        _, sizes = compressed_for_models(new, max_image_pixels)
+        before = check_bytes(np.asarray(old.data, np.uint8).tobytes(), max_image_pixels)
+    except UNUSABLE_IMAGE:
+        return False
+    return before is None or (before.height, before.width) == (sizes.height, sizes.width)
+
+
+class Frames:
+    """The node's camera side: subscriptions while active, the latest frames, the prefetcher."""
+
+    def __init__(self, node: Any, callback_group: Any) -> None:
+        self.node = node
+        self._group = callback_group
+        self.sensors = SensorCache()
+        self.image_stats = ImageStats()
+        self._subs: list[Any] = []
+        self.prefetcher: Prefetcher | None = None  # prepares frames while idle (prefetch.py)
+        self._prepared: Frame | None = None  # the latest frame the prefetcher completed
+
+    # ------------------------------------------------------------------ subscriptions
+    def subscribe(self) -> None:
+        """Camera inputs exist only while active: an inactive node takes no frames."""
+        if self._subs:
+            return
+        node, settings = self.node, self.node.settings
+        qos = qos_profile_sensor_data
+        if settings.image_qos == "reliable":  # e.g. depth cameras that publish reliable only
+            qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        image_type, image_topic = (
+            (CompressedImage, "image/compressed")
+            if settings.image_transport == "compressed"
+            else (Image, "image")
+        )
+        group, sensors = self._group, self.sensors
+        self._subs = [
+            node.create_subscription(
+                image_type, image_topic, self.on_image, qos, callback_group=group
+            ),
+            node.create_subscription(Image, "depth", sensors.add_depth, qos, callback_group=group),
+            node.create_subscription(
+                CameraInfo, "camera_info", sensors.set_camera_info, qos, callback_group=group
+            ),
+        ]
+
+    def unsubscribe(self) -> None:
+        for sub in self._subs:
+            self.node.destroy_subscription(sub)
+        self._subs = []
+
+    def on_image(self, msg: Image) -> None:
+        """Camera group: a new frame arrives (stored only; the worker converts what it uses)."""
+        start = time.monotonic()
+        now = self.node.get_clock().now().nanoseconds
+        self.sensors.set_image(msg, now)
+        self.node.tracking.on_image(msg, now)  # hands the frame over; the track thread works
+        prefetcher = self.prefetcher
+        if prefetcher is not None:  # keeps a reference only; converted in its own thread
+            frame = self.sensors.latest_image()
+            prefetcher.offer(frame, frame)
+        self.image_stats.record(start, time.monotonic())
+
+    # ------------------------------------------------------------------ prefetch
+    def start_prefetch(self, segmenter: Any, idle: Any) -> None:
+        """Prepare the latest camera frame while no command runs (parameter `prefetch`)."""
+        self.stop_prefetch()
+        settings = self.node.settings
+        if settings.prefetch == "off":
+            return
+        self.prefetcher = Prefetcher(
+            segmenter,
+            settings.prefetch,
+            on_prepared=self._on_prepared,
+            convert=self._prefetch_input,
+            idle=idle,
+        ).start()
+
+    def stop_prefetch(self, timeout: float = 60.0) -> None:
+        prefetcher, self.prefetcher, self._prepared = self.prefetcher, None, None
+        if prefetcher is not None:
+            prefetcher.stop(timeout=timeout)  # after the stage in flight
+
+    def _prefetch_input(self, frame: Frame, _: Any) -> tuple[Any, Any]:
+        """Prefetch thread: the camera frame as the models will see it, and its cache key."""
+        rgb, _ = model_input(frame.msg, self.node.settings.max_image_pixels)
+        return rgb, camera_frame_key(frame.msg.header, rgb)
+
+    def _on_prepared(self, frame: Frame, timings: dict[str, float]) -> None:
+        self._prepared = frame
+
+    # ------------------------------------------------------------------ the frame a command uses
+    def pick(self, job: Job) -> str | None:
+        """Give the job the latest camera image; returns why not (none yet, or too old)."""
+        node, settings = self.node, self.node.settings
+        frame: Frame | None = self.sensors.latest_image()
+        compressed = settings.image_transport == "compressed"
+        topic = node.resolve_topic_name("image/compressed" if compressed else "image")
+        if frame is None:
+            return f"no image received on {topic} yet"
+        now = node.get_clock().now().nanoseconds
+        age = (now - frame.received_ns) / 1e9
+        limit = settings.max_image_age_s
+        if age > limit:
+            return (
+                f"no image newer than {limit:g} s on {topic} (the latest arrived {age:.1f} s ago)"
+            )
+        job.image = self._for_command(frame).msg
+        return None
+
+    def _for_command(self, latest: Frame) -> Frame:
+        """The latest prefetched frame when it is recent enough, else the newest image (the
+        camera itself must be alive: `max_image_age_s` is checked on the newest image).
+        """
+        prepared = self._prepared
+        if prepared is None or self.prefetcher is None or prepared is latest:
+            return latest
+        new, old = latest.msg, prepared.msg
+        if type(new) is not type(old) or new.header.frame_id != old.header.frame_id:
+            return latest  # another camera: the prepared frame is not this view
+        settings = self.node.settings
+        # a broken newest image is answered as such, never covered by an older good one
+        if isinstance(new, Image):
+            try:
+                check_image(new)
+            except (ImageConversionError, ValueError):
+                return latest
+            if (new.width, new.height) != (old.width, old.height):
+                return latest
+        elif not _decodes_like(new, old, settings.max_image_pixels):
+            return latest
+        age = (self.node.get_clock().now().nanoseconds - prepared.received_ns) / 1e9
+        return prepared if age <= settings.prefetch_max_age_s else latest

@@ -1,0 +1,101 @@
+"""How the node's process runs: help text, parameter files checked, signals, the executor, and the
+shutdown that answers every command before the process exits.
+
+Why our own signal handling: rclpy's would shut the context down at once, before the commands
+still waiting could be answered. A signal only sets a flag; the main thread then stops taking
+new work, answers what is pending (node.close), lets the last answers and the commands still in
+DDS go out, logs the stats line and shuts everything down in order.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+
+from .names import NODE_NAME
+from .params import (
+    PARAMETERS,
+    ParameterError,
+    check_params_files,
+    params_files,
+    read_params_file,
+)
+
+EXECUTOR_THREADS = 6  # camera, commands, lifecycle and parameter services, with room to spare
+FLUSH_QUIET_S = 0.5  # at shutdown: spin until no command has arrived for this long ...
+FLUSH_MAX_S = 3.0  # ... but no longer than this
+
+
+def usage(doc: str) -> str:
+    """The node's help: its docstring and the parameter table."""
+    lines = [doc.strip(), "", "Parameters (config/segment.yaml; -p name:=value):"]
+    for p in PARAMETERS:
+        live = " [live]" if p.live else ""
+        lines.append(
+            f"  {p.name:<24} {p.description}{live}; {p.allowed} (default {p.ros_default()!r})"
+        )
+    return "\n".join(lines)
+
+
+def run(make_node: Callable[[], Any], argv: list[str], doc: str) -> None:
+    """Run the node made by make_node() until SIGINT/SIGTERM; SystemExit(2) on a bad parameter."""
+    own = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    if "-h" in own or "--help" in own:
+        print(usage(doc))
+        return
+    files = params_files(argv)
+    try:
+        for path in files:  # rcl would answer a malformed file with a traceback
+            read_params_file(path)
+    except ParameterError as exc:
+        print(f"[FATAL] [{NODE_NAME}]: bad parameters: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = make_node()
+        check_params_files(files, node.get_fully_qualified_name())  # every file, not the merge
+    except ParameterError as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"bad parameters: {exc}")
+        rclpy.try_shutdown()
+        raise SystemExit(2) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    executor.add_node(node)
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        _flush(node, executor)
+        node.log_stats()  # after the flush: commands taken from DDS meanwhile were answered too
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _flush(node: Any, executor: MultiThreadedExecutor) -> None:
+    """Service responses of the last answers go out, and commands still in DDS are taken and
+    answered "shutting down": spin until none has come for FLUSH_QUIET_S (at most FLUSH_MAX_S).
+    """
+    start = quiet_since = time.monotonic()
+    seen = node.commands_received
+    try:
+        while rclpy.ok() and time.monotonic() - quiet_since < FLUSH_QUIET_S:
+            if time.monotonic() - start > FLUSH_MAX_S:
+                break
+            executor.spin_once(timeout_sec=0.05)
+            if node.commands_received != seen:
+                seen, quiet_since = node.commands_received, time.monotonic()
+    except Exception:  # noqa: BLE001 - best effort at exit
+        pass
