@@ -81,7 +81,7 @@ def test_a_plural_answer_carries_every_object_with_mask_and_3d():
     assert np.array_equal(image_to_rgb(second.mask)[:, :, 0] > 0, _result().objects[1].mask)
     assert second.mask.header.frame_id == "cam" and second.bbox.x_offset == 25
     assert [c.description for c in msg.candidates] == ["the red cup on the left", "the blue cup"]
-    assert msg.bbox.x_offset == 1 and msg.mask.width == 40  # the top level is objects[0]
+    assert msg.bbox.x_offset == 1 and msg.mask.width == 40  # the top level is the answer itself
 
 
 def test_candidates_can_go_without_masks():

@@ -1,11 +1,12 @@
 """The node's side of the conversation: one dialogue state per node, reset by lifecycle
-transitions, and the ready-to-speak question on ~/question.
+transitions (the question itself leaves with the answer, answers.py, on ~/question).
 
 Why here and not in the method: the method (conversation.Conversation) decides what a command
 means and answers it; the node only owns the state's lifetime (a deactivated node must not
 resolve "the left one" against a question it asked before) and its clock, and says the question
-aloud on a topic. The worker thread answers commands while lifecycle callbacks run on the
-executor, so every use of the state goes through one lock.
+aloud. The worker thread answers commands while lifecycle callbacks run on the executor, so
+every use of the state goes through one lock; a transition waits for a running command's answer
+to be recorded, and then forgets it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,18 @@ from typing import Any, Callable, Hashable
 import numpy as np
 
 from ..conversation import Conversation
+from ..core.replies import choice_words, is_correction, is_relative
 
-QUESTION_TOPIC = "~/question"
+
+def may_be_reply(text: str) -> bool:
+    """Whether an utterance can be a reply, a correction or a reference to the last answer by
+    its words alone ("the left one", "no, the other one", "the one next to it").
+
+    Why: the node refuses at once a command that names no object, and these name none; they
+    must reach the conversation instead, which alone knows whether a question or an answer is
+    there to resolve them against (if not, the models answer and say what is wrong).
+    """
+    return is_correction(text) or is_relative(text) or not choice_words(text).empty
 
 
 class _WithProgress:
@@ -40,15 +51,13 @@ class _WithProgress:
 class NodeDialogue:
     """The conversation of one node: answer() for every command, reset() on transitions.
 
-    clock: seconds on a monotonic clock (the node's steady time); tests may pass their own.
+    clock: seconds on a monotonic clock (wall time jumps must not expire a question); the
+    timeout is the segmenter's dialogue_timeout_s at each command, so a live change applies to
+    the next one.
     """
 
-    def __init__(
-        self,
-        timeout_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._conversation = Conversation(timeout_s)
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._conversation = Conversation()
         self._clock = clock
         self._lock = threading.Lock()
 
@@ -85,10 +94,3 @@ class NodeDialogue:
     def pending_question(self) -> str:
         with self._lock:
             return self._conversation.pending_question
-
-
-def question_message(question: str) -> Any:
-    """The std_msgs/String a voice front end speaks."""
-    from std_msgs.msg import String
-
-    return String(data=question)

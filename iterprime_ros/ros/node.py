@@ -47,6 +47,7 @@ from ..pipeline import ModelLoadError, gradcam_layer_for
 from . import diagnostics, logs
 from .answers import OUTPUT_QOS, Answers
 from .commands import DISABLED, SHUTTING_DOWN, Commands
+from .dialogue import NodeDialogue
 from .frames import Frames
 from .health import Health
 from .jobs import ImageStats, Job, first_line
@@ -69,11 +70,14 @@ def _logged_transition(
     method: Callable[[Any, LifecycleState], TransitionCallbackReturn],
 ) -> Callable[[Any, LifecycleState], TransitionCallbackReturn]:
     """Log an exception in a transition callback before rclpy turns it into ERROR: rclpy drops
-    it without a word, leaving a failed transition nobody can explain.
+    it without a word, leaving a failed transition nobody can explain. Every transition also
+    ends the conversation (dialogue.py).
     """
 
     @functools.wraps(method)
     def wrapper(self: Any, state: LifecycleState) -> TransitionCallbackReturn:
+        # a reply after any transition must not resolve against a question asked before it
+        self.dialogue.reset(f"lifecycle transition ({method.__name__})")
         try:
             return method(self, state)
         except Exception as exc:
@@ -120,6 +124,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self.answers = Answers(self)
         self.frames = Frames(self, MutuallyExclusiveCallbackGroup())
         self.models = ModelWork(self)
+        self.dialogue = NodeDialogue()  # every command's answer, replies and corrections
         self.tracking = NodeTracking(  # ~/track, ~/cancel_track (track_output.py)
             self,
             lambda: self.settings,
