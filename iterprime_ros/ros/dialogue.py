@@ -32,9 +32,10 @@ def may_be_reply(text: str) -> bool:
     return is_correction(text) or is_relative(text) or not choice_words(text).empty
 
 
-class _WithProgress:
-    """A segmenter whose segment() passes the node's progress callback (action feedback and
-    cancel) on, since the conversation calls segment() without one.
+class _Segment:
+    """The segmenter as the conversation calls it: options it leaves unset are not passed on
+    (any object with segment(image, command) can answer), and the node's progress callback
+    (action feedback and cancel) is, since the conversation calls segment() without one.
     """
 
     def __init__(self, segmenter: Any, progress: Callable[[str, int], None] | None) -> None:
@@ -48,18 +49,22 @@ class _WithProgress:
         return self._segmenter.segment(image, command, **given)
 
 
-class NodeDialogue:
-    """The conversation of one node: answer() for every command, reset() on transitions.
+class Dialogue:
+    """The conversation of one node, or of one bag's replay: answer() for every command,
+    reset() on lifecycle transitions.
 
-    clock: seconds on a monotonic clock (wall time jumps must not expire a question); the
-    timeout is the segmenter's dialogue_timeout_s at each command, so a live change applies to
-    the next one.
+    clock: seconds on a monotonic clock (wall time jumps must not expire a question); replay
+    passes each command's bag time instead. The timeout is the segmenter's dialogue_timeout_s at
+    each command, so a live change applies to the next one. A command on an image of another
+    size than the last answer's starts a new conversation: the candidates' masks belong to
+    another camera and cannot be chosen from or compared with.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._conversation = Conversation()
         self._clock = clock
         self._lock = threading.Lock()
+        self._size: tuple[int, ...] | None = None
 
     def answer(
         self,
@@ -69,19 +74,26 @@ class NodeDialogue:
         segmenter: Any,
         frame_id: Hashable | None = None,
         progress: Callable[[str, int], None] | None = None,
+        now: float | None = None,
     ) -> Any:
         """The one result for a command: a reply, a correction, "the one next to it", or a new
         command the models answer (the conversation decides; the result's in_reply_to says
         which command it resolves).
         """
+        settings = getattr(segmenter, "settings", None)
         with self._lock:
-            self._conversation.timeout_s = float(segmenter.settings.dialogue_timeout_s)
+            timeout = getattr(settings, "dialogue_timeout_s", self._conversation.timeout_s)
+            self._conversation.timeout_s = float(timeout)
+            size = tuple(np.shape(image)[:2])
+            if self._size is not None and size != self._size:
+                self._conversation.reset("the image changed size")
+            self._size = size
             return self._conversation.answer(
                 str(command_id),
                 text,
                 image,
-                _WithProgress(segmenter, progress),
-                self._clock(),
+                _Segment(segmenter, progress),
+                self._clock() if now is None else float(now),
                 frame_id=frame_id,
             )
 
@@ -89,8 +101,3 @@ class NodeDialogue:
         """Forget the pending question and the last answer (a lifecycle transition)."""
         with self._lock:
             self._conversation.reset(reason)
-
-    @property
-    def pending_question(self) -> str:
-        with self._lock:
-            return self._conversation.pending_question

@@ -47,7 +47,7 @@ from ..pipeline import ModelLoadError, gradcam_layer_for
 from . import diagnostics, logs
 from .answers import OUTPUT_QOS, Answers
 from .commands import DISABLED, SHUTTING_DOWN, Commands
-from .dialogue import NodeDialogue
+from .dialogue import Dialogue
 from .frames import Frames
 from .health import Health
 from .jobs import ImageStats, Job, first_line
@@ -124,7 +124,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self.answers = Answers(self)
         self.frames = Frames(self, MutuallyExclusiveCallbackGroup())
         self.models = ModelWork(self)
-        self.dialogue = NodeDialogue()  # every command's answer, replies and corrections
+        self.dialogue = Dialogue()  # every command's answer, replies and corrections
         self.tracking = NodeTracking(  # ~/track, ~/cancel_track (track_output.py)
             self,
             lambda: self.settings,

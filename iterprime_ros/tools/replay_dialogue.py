@@ -12,38 +12,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..conversation import Conversation
 from ..ros.conversions import conversation_values, mask_to_fields
+from ..ros.dialogue import Dialogue
 from .bags import CANDIDATE_TYPE, header, image_message, typestore
 
 
-class _Segment:
-    """The replay's segmenter as the conversation calls it: options it leaves unset are not
-    passed on, so any object with segment(image, command) can answer a bag.
+class ReplayDialogue:
+    """The dialogue state across one bag's commands, on the bag's clock (the node keeps one
+    per node, on its steady clock: ros.dialogue.Dialogue, the same rule).
     """
 
-    def __init__(self, segmenter: Any) -> None:
-        self._segmenter = segmenter
-
-    def segment(self, image: Any, command: str, **options: Any) -> Any:
-        given = {k: v for k, v in options.items() if v is not None}
-        return self._segmenter.segment(image, command, **given)
-
-
-class ReplayDialogue:
-    """The dialogue state across one bag's commands (the node keeps one per node)."""
-
     def __init__(self) -> None:
-        self._conversation = Conversation()
+        self._dialogue = Dialogue()
 
     def answer(self, command_id: int, text: str, image: Any, segmenter: Any, t_ns: int) -> Any:
         """The result for command `command_id` spoken at bag time t_ns (nanoseconds)."""
-        settings = getattr(segmenter, "settings", None)
-        timeout_s = getattr(settings, "dialogue_timeout_s", self._conversation.timeout_s)
-        self._conversation.timeout_s = float(timeout_s)
-        return self._conversation.answer(
-            str(command_id), text, image, _Segment(segmenter), t_ns / 1e9
-        )
+        return self._dialogue.answer(command_id, text, image, segmenter, now=t_ns / 1e9)
 
 
 def _empty_image(stamp_ns: int, frame_id: str) -> Any:
