@@ -20,7 +20,7 @@ from .core.candidates import (
 )
 from .core.describe import describe, look_at, question
 from .core.geometry import grasp_point, mask_bbox, mask_centroid
-from .core.replies import PluralRequest
+from .core.replies import PluralRequest, choice_words, singles_out
 from .result import Candidate, SegmentationResult
 from .settings import SegmenterSettings
 
@@ -59,8 +59,10 @@ def fill_answer(
 ) -> None:
     """Add confidence, candidates, ambiguity, question and objects to a selected result.
 
-    Not sure (confidence < min_confidence), or ambiguous with hold_ambiguous: success False
-    with the reason in error, mask and candidates kept.
+    Ambiguous: the best distinct candidates score within ambiguity_margin of each other and
+    the words do not already single one out (core.replies.singles_out). Not sure (confidence <
+    min_confidence), or ambiguous with hold_ambiguous: success False with the reason in error,
+    mask and candidates kept.
     """
     scores = mean_heat(heat, proposals)
     chosen = result.proposal_index
@@ -70,15 +72,26 @@ def fill_answer(
     result.confidence = confidence(
         confidence_features(heat, result.mask, ranked, result.itm_score)
     )
-    result.ambiguous = plural is None and is_ambiguous(ranked, settings.ambiguity_margin)
+    cands = result.candidates
+    specific = singles_out(
+        result.expression,
+        [c.colour for c in cands],
+        [c.centroid for c in cands],
+        [int(c.mask.sum()) for c in cands],
+    )
+    result.ambiguous = (
+        plural is None and not specific and is_ambiguous(ranked, settings.ambiguity_margin)
+    )
     if result.ambiguous:
-        noun = result.primary_word or "one"
+        said = choice_words(result.expression).colour
+        top = max(r.score for r in ranked)
         close = [
             c.description
-            for c in result.candidates
-            if c.score >= (1.0 - settings.ambiguity_margin) * max(r.score for r in ranked)
+            for c in cands
+            if c.score >= (1.0 - settings.ambiguity_margin) * top
+            and (not said or c.colour == said)
         ]
-        result.question = question(noun, close)
+        result.question = question(result.primary_word or "one", close)
     if plural is not None:
         result.plural = True
         result.objects = plural_objects(image, proposals, scores, chosen, plural)
@@ -113,4 +126,7 @@ def plural_objects(
     objects = [make_candidate(proposals, r.index, r.score) for r in ranked]
     objects.sort(key=lambda c: c.centroid[0])
     describe_candidates(image, objects)
+    said = choice_words(plural.singular).colour  # "all the red blocks": only the red ones
+    if said and any(o.colour == said for o in objects):
+        objects = [o for o in objects if o.colour == said]
     return objects

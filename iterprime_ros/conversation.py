@@ -13,7 +13,7 @@ What each kind of command does:
   a reply the words cannot settle runs the models on it once and takes the candidate its answer
   overlaps most;
 - a correction after an answer ("no, the other one", "not that one") gives the next best
-  candidate that has not been refused, never a refused one;
+  candidate that has not been refused, never a refused one (nor a part or whole of it);
 - "the one next to it" after an answer gives the candidate nearest to the last answer;
 - anything else (including a reply with nothing pending) is a new command: the state is reset
   and the segmenter answers it.
@@ -27,7 +27,15 @@ from typing import Any, Hashable
 
 import numpy as np
 
-from .core.replies import RELATION_WORDS, choice_words, choose, is_correction, is_relative, words
+from .core.candidates import same_object
+from .core.replies import (
+    choice_words,
+    choose,
+    is_correction,
+    is_relative,
+    names_a_relation,
+    words,
+)
 from .result import Candidate, SegmentationResult
 
 NEW, CHOICE, CORRECTION, RELATIVE = "new", "choice", "correction", "relative"
@@ -52,7 +60,7 @@ class _Turn:
     command_id: str
     result: SegmentationResult
     time: float
-    refused: set[int] = field(default_factory=set)  # proposal indices
+    refused: list[np.ndarray] = field(default_factory=list)  # masks the person said no to
 
 
 class Conversation:
@@ -87,7 +95,7 @@ class Conversation:
         if last.result.ambiguous and not is_correction(command):
             if not _sounds_like_reply(command, last.result.primary_word):
                 return Interpretation(NEW)
-            if _names_a_relation(command):  # "the cup left of the box": the models decide
+            if names_a_relation(command):  # "the cup left of the box": the models decide
                 return Interpretation(CHOICE, last.command_id, None)
             cands = last.result.candidates
             pick = choose(
@@ -105,9 +113,9 @@ class Conversation:
 
     def record(self, command_id: str, result: SegmentationResult, now: float) -> None:
         """Remember an answer (after each command) so the next command can refer to it."""
-        refused: set[int] = set()
+        refused: list[np.ndarray] = []
         if self._last is not None and result.in_reply_to == self._last.command_id:
-            refused = set(self._last.refused)
+            refused = list(self._last.refused)
         self._last = _Turn(command_id, result, float(now), refused)
 
     def answer(
@@ -137,7 +145,8 @@ class Conversation:
                 pick = self._choose_by_models(command, image, segmenter, frame_id, expression)
             result = _answer_with(last.result, command, pick, "the person chose it")
         elif meaning.kind == CORRECTION:
-            last.refused.add(_index(last.result))
+            if last.result.mask is not None:
+                last.refused.append(last.result.mask)
             result = self._next_best(last, command)
         else:
             result = self._nearest(last, command)
@@ -167,7 +176,7 @@ class Conversation:
     def _next_best(self, last: _Turn, command: str) -> SegmentationResult:
         cands = last.result.candidates
         for k, c in enumerate(cands):
-            if c.proposal_index not in last.refused:
+            if not any(same_object(c.mask, m) for m in last.refused):
                 return _answer_with(last.result, command, k, "the next best after a correction")
         return _failed(last.result, command, "no other candidate left to offer")
 
@@ -191,16 +200,6 @@ def _sounds_like_reply(command: str, noun: str) -> bool:
     """
     said = words(command)
     return len(said) <= 2 or "one" in said or "it" in said or (bool(noun) and noun in said)
-
-
-def _names_a_relation(command: str) -> bool:
-    """A reply that places the object by another one, which only the models can resolve."""
-    said = " ".join(words(command))
-    return any(f" {r} " in f" {said} " for r in RELATION_WORDS)
-
-
-def _index(result: SegmentationResult) -> int:
-    return -1 if result.proposal_index is None else int(result.proposal_index)
 
 
 def _gap(a: np.ndarray, b: np.ndarray) -> float:

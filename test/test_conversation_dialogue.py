@@ -85,6 +85,9 @@ def test_an_even_heat_asks_which_one_and_the_reply_chooses_without_the_models():
     first = talk.answer("c1", "the cup", image, seg, now=0.0)
     assert first.success and first.ambiguous and first.in_reply_to == ""
     assert first.question.startswith("Which cup: ")
+    # the same heat with words that single one out: no question
+    assert not seg.segment(image, "the leftmost cup").ambiguous
+    assert not seg.segment(image, "the blue cup").ambiguous
     assert (
         "the red one on the left" in first.question
         and "the blue one on the right" in first.question
@@ -102,6 +105,32 @@ def test_an_even_heat_asks_which_one_and_the_reply_chooses_without_the_models():
     assert fixed.proposal_index != 1
     again = talk.answer("c4", "not that one", image, seg, now=7.0)
     assert again.proposal_index not in (1, fixed.proposal_index)
+
+
+class WordsVLP(PeaksVLP):
+    """The hand-made VLP with a second heat for texts that contain a given word."""
+
+    def __init__(self, hot, word, hot_for_word):
+        super().__init__(hot)
+        self.word, self.hot_for_word, self.default = word, hot_for_word, hot
+
+    def text_pass(self, emb, text, keep):
+        self.hot = self.hot_for_word if self.word in text.split() else self.default
+        return super().text_pass(emb, text, keep)
+
+
+def test_a_reply_the_words_cannot_settle_runs_the_models_once_among_the_candidates():
+    image, masks = _world()
+    s = SegmenterSettings(igrs_iterations=1, parser="spacy")
+    vlp = WordsVLP({5: 1.0, 7: 1.0}, "above", {5: 1.0, 9: 0.6})
+    seg = Segmenter.from_backends(vlp, Proposals(masks), s, raise_unexpected=True)
+    talk = Conversation()
+    first = talk.answer("a", "the cup", image, seg, now=0.0)
+    assert first.ambiguous
+    runs = seg.stats["commands"]
+    reply = talk.answer("b", "the cup above the green box", image, seg, now=1.0)
+    assert seg.stats["commands"] == runs + 1
+    assert reply.in_reply_to == "a" and reply.proposal_index == 0
 
 
 def test_the_left_one_and_the_second_one_choose_by_place_and_order():
@@ -176,6 +205,8 @@ def test_plural_commands_return_every_matching_object_left_to_right():
     assert r.success and r.plural and r.expression == "both cups"
     assert [o.proposal_index for o in r.objects] == [0, 1]
     assert r.objects[0].centroid[0] < r.objects[1].centroid[0]
+    reds = seg.segment(image, "all the red cups")
+    assert [o.proposal_index for o in reds.objects] == [0]  # the stated colour, from pixels
     single = seg.segment(image, "the red cup")
     assert not single.plural and len(single.objects) == 1
 

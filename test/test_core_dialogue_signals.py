@@ -21,6 +21,7 @@ from iterprime_ros.core.replies import (
     is_correction,
     is_relative,
     plural_request,
+    singles_out,
 )
 
 
@@ -60,6 +61,15 @@ def test_distinct_objects_put_the_answer_first_and_skip_its_parts_and_the_table(
     assert [r.index for r in ranked][:1] == [1]
     # the half (3) outranks its whole (0) and is offered once; the table (4) never
     assert [r.index for r in ranked] == [1, 3, 2]
+
+
+def test_a_part_is_offered_as_its_whole_object_when_the_whole_keeps_its_heat():
+    props = _scene()
+    scores = np.array([0.8, 0.3, 0.2, 0.9, 0.7])  # the half holds the peak, the whole nearly
+    assert [r.index for r in distinct_objects(props, scores, 3, 3)] == [0, 1, 2]
+    assert [r.index for r in distinct_objects(props, scores, 3, 3, complete=False)] == [3, 1, 2]
+    cool = np.array([0.5, 0.3, 0.2, 0.9, 0.7])  # the rest of the object is cold: keep the part
+    assert [r.index for r in distinct_objects(props, cool, 3, 3)][0] == 3
 
 
 def test_ambiguity_is_a_close_runner_up():
@@ -157,3 +167,15 @@ def test_corrections_relatives_and_plurals_are_told_apart():
     assert plural_request("the three balls on the left").singular == "the ball on the left"
     assert plural_request("the cup between two boxes") is None
     assert plural_request("the red cup") is None
+
+
+def test_words_that_single_one_out_need_no_question():
+    colours = ["red", "blue", "red"]
+    centroids = [(10.0, 20.0), (30.0, 20.0), (50.0, 20.0)]
+    areas = [100, 100, 100]
+    assert singles_out("the leftmost cup", colours, centroids, areas)
+    assert singles_out("the blue cup", colours, centroids, areas)
+    assert singles_out("the cup left of the green box", colours, centroids, areas)
+    assert singles_out("the cup near the green box", colours, centroids, areas)
+    assert not singles_out("the red cup", colours, centroids, areas)  # two red ones
+    assert not singles_out("the cup", colours, centroids, areas)

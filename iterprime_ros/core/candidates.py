@@ -18,12 +18,18 @@ from typing import Sequence
 
 import numpy as np
 
+from .selection import count_components
+
 # Two masks are the same object when the smaller one lies this much inside the other (a part
 # and its whole, two proposals of one object, a merged pair and its member).
 SAME_OBJECT_OVERLAP = 0.3
 # A proposal covering more than this share of the image is a surface (the table), not an object
 # a person asks a robot for; it is never offered as another candidate.
 MAX_CANDIDATE_AREA = 0.5
+# A part is completed to the whole object that holds this share of it and keeps this share of
+# its mean heat (the same numbers as core.selection's "whole" variant).
+WHOLE_CONTAINMENT = 0.9
+WHOLE_HEAT_RATIO = 0.85
 # Logistic weights of the confidence over the features of ``confidence_features`` (bias
 # first), fitted by ``iterprime eval --world --dialogue --fit-confidence`` on validation scenes.
 CONFIDENCE_WEIGHTS: tuple[float, ...] = (-1.0, 4.0, 3.0, 2.0, 0.5)
@@ -67,6 +73,7 @@ def distinct_objects(
     first: int | None,
     limit: int,
     floor: float = 0.0,
+    complete: bool = True,
 ) -> list[RankedObject]:
     """The best `limit` distinct objects, `first` (the chosen answer) first, then by score.
 
@@ -74,7 +81,8 @@ def distinct_objects(
     scores below `floor`, or shows an object already taken (same_object), so a part, a merged
     pair or a second proposal of the answer is never offered as "another one". When the answer
     itself is a surface (the paper's rule can pick the table) it stays first, and the objects
-    on it are still offered.
+    on it are still offered. With `complete`, a part is offered as its whole object
+    (whole_object), so the first candidate may be larger than the paper's answer.
     """
     props = np.asarray(proposals, dtype=bool)
     if props.shape[0] == 0 or limit < 1:
@@ -94,12 +102,41 @@ def distinct_objects(
             continue
         if any(same_object(props[i], props[t]) for t in objects):
             continue
+        if not surface and complete:
+            i = whole_object(i, props, scores)
         taken.append(RankedObject(i, float(scores[i])))
         if not surface:  # an answer that is the table hides none of the objects on it
             objects.append(i)
         if len(taken) >= limit:
             break
     return taken
+
+
+def whole_object(index: int, proposals: np.ndarray, scores: np.ndarray) -> int:
+    """The whole object a proposal is part of: the largest one-piece proposal that holds at
+    least WHOLE_CONTAINMENT of it and keeps WHOLE_HEAT_RATIO of its mean heat (else itself).
+
+    Why: the peak often sits on a part of an object (a half, a handle), and the paper's rule
+    then answers with the part; an object offered to a person, or handed over after a reply,
+    should be the whole thing. One piece: a merged pair of two objects is not one object.
+    """
+    props = np.asarray(proposals, dtype=bool)
+    n = props.shape[0]
+    flat = props.reshape(n, -1)
+    own = flat[index]
+    area = flat.sum(axis=1)
+    inside = flat.astype(np.float32) @ own.astype(np.float32)
+    pixels = flat.shape[1]
+    ok = (
+        (area > area[index])
+        & (inside >= WHOLE_CONTAINMENT * area[index])
+        & (area <= MAX_CANDIDATE_AREA * pixels)
+        & (scores >= WHOLE_HEAT_RATIO * scores[index])
+    )
+    for j in sorted(np.flatnonzero(ok), key=lambda k: -int(area[k])):
+        if count_components(props[j]) == 1:
+            return int(j)
+    return int(index)
 
 
 def is_ambiguous(ranked: Sequence[RankedObject], margin: float) -> bool:

@@ -134,6 +134,27 @@ def choose(
     return score.index(best)
 
 
+def names_a_relation(text: str) -> bool:
+    """Whether the words place the object by another one ("the cup left of the box")."""
+    said = f" {' '.join(words(text))} "
+    return any(f" {r} " in said for r in RELATION_WORDS)
+
+
+def singles_out(
+    text: str,
+    colours: Sequence[str],
+    centroids: Sequence[tuple[float, float]],
+    areas: Sequence[int],
+) -> bool:
+    """Whether the words already pick one object among the candidates, so asking "which one?"
+    would be pointless: they relate it to another object, or their colour, place, size or
+    order fits exactly one candidate ("the leftmost cup", "the red cup" beside a blue one).
+    """
+    if names_a_relation(text):
+        return True
+    return choose(choice_words(text), colours, centroids, areas) is not None
+
+
 @dataclass(frozen=True)
 class PluralRequest:
     """A command for several objects: how many (None: all that match) and the singular phrase

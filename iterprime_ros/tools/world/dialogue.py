@@ -144,6 +144,7 @@ def run_items(segmenter, scenes: list[Scene], items: list[Item], timeout_s: floa
         rec["confidence"] = float(first.confidence)
         rec["features"] = list(map(float, _features(first)))
         rec["runner_ratio"] = _runner_ratio(first)
+        rec["specific"] = _specific(first)
         cands = [c.mask for c in first.candidates]
         if it.kind == "plural":
             rec.update(_plural_counts([o.mask for o in first.objects], scene, it.targets))
@@ -173,6 +174,18 @@ def _features(result) -> list[float]:
         return [0.0, 0.0, 0.0, 0.0]
     ranked = [RankedObject(c.proposal_index, c.score) for c in result.candidates]
     return list(confidence_features(result.heatmap, result.mask, ranked, result.itm_score))
+
+
+def _specific(result) -> bool:
+    from ...core.replies import singles_out
+
+    c = result.candidates
+    return singles_out(
+        result.expression,
+        [x.colour for x in c],
+        [x.centroid for x in c],
+        [int(x.mask.sum()) for x in c],
+    )
 
 
 def _runner_ratio(result) -> float:
@@ -250,12 +263,12 @@ def summarise(records: list[dict]) -> dict:
 # ----------------------------------------------------------------------------- fitting
 def fit_margin(records: list[dict]) -> float:
     """The ambiguity margin with the best detection F1 on these (validation) records."""
-    amb = [r["runner_ratio"] for r in records if r["kind"] == "ambiguous"]
-    uni = [r["runner_ratio"] for r in records if r["kind"] == "unique"]
+    amb = [r for r in records if r["kind"] == "ambiguous"]
+    uni = [r for r in records if r["kind"] == "unique"]
     truth = [True] * len(amb) + [False] * len(uni)
     best, best_f1 = 0.25, -1.0
     for margin in np.arange(0.02, 0.9, 0.01):
-        pred = [x >= 1 - margin for x in amb + uni]
+        pred = [r["runner_ratio"] >= 1 - margin and not r["specific"] for r in amb + uni]
         f1 = _prf(pred, truth)["f1"]
         if f1 > best_f1 + 1e-12:
             best, best_f1 = float(round(margin, 2)), f1
@@ -386,6 +399,6 @@ def run_dialogue_eval(args: argparse.Namespace) -> int:
         plot_risk_coverage(summary["curve"], args.plot, f"risk-coverage, world {meta['split']}")
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        out = {"meta": meta, "summary": {k: v for k, v in summary.items() if k != "curve"}}
+        out = {"meta": meta, "summary": summary, "records": records}
         args.json_out.write_text(json.dumps(out, indent=2) + "\n")
     return 0
