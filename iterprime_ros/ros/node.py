@@ -70,14 +70,11 @@ def _logged_transition(
     method: Callable[[Any, LifecycleState], TransitionCallbackReturn],
 ) -> Callable[[Any, LifecycleState], TransitionCallbackReturn]:
     """Log an exception in a transition callback before rclpy turns it into ERROR: rclpy drops
-    it without a word, leaving a failed transition nobody can explain. Every transition also
-    ends the conversation (dialogue.py).
+    it without a word, leaving a failed transition nobody can explain.
     """
 
     @functools.wraps(method)
     def wrapper(self: Any, state: LifecycleState) -> TransitionCallbackReturn:
-        # a reply after any transition must not resolve against a question asked before it
-        self.dialogue.reset(f"lifecycle transition ({method.__name__})")
         try:
             return method(self, state)
         except Exception as exc:
@@ -176,8 +173,12 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             return self._state
 
     def _set_state(self, state: str) -> None:
+        """Record a lifecycle state; each one also ends the conversation, so a reply after any
+        transition is never resolved against a question asked before it.
+        """
         with self._state_lock:
             self._state = state
+        self.dialogue.reset(f"lifecycle: {state}")
 
     # ------------------------------------------------------------------ lifecycle
     def _autostart(self) -> None:
