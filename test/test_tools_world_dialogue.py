@@ -126,6 +126,7 @@ def test_a_short_run_through_the_world_model(tmp_path):
     seg = world_segmenter(SegmenterSettings(plural_commands=True))
     scenes, items = dialogue.dialogue_set(2, "val")
     records = dialogue.run_items(seg, scenes, items)
+    dialogue.rescore(records, 0.3, (0.0, 1.0, 1.0, 1.0, 1.0))
     assert [r["kind"] for r in records] == [it.kind for it in items]
     for r in records:
         if r["kind"] == "plural":
@@ -135,3 +136,16 @@ def test_a_short_run_through_the_world_model(tmp_path):
     s = dialogue.summarise(records)
     dialogue.plot_risk_coverage(s["curve"], tmp_path / "rc.png", "test")
     assert (tmp_path / "rc.png").stat().st_size > 1000
+
+
+def test_rescore_applies_a_margin_and_weights_as_the_pipeline_would():
+    base = {"features": [1.0, 1.0, 1.0, 1.0], "hit": False, "reply_hit": True}
+    recs = [
+        {**base, "kind": "ambiguous", "runner_ratio": 0.9, "specific": False},
+        {**base, "kind": "ambiguous", "runner_ratio": 0.9, "specific": True},
+        {**base, "kind": "ambiguous", "runner_ratio": 0.5, "specific": False},
+    ]
+    dialogue.rescore(recs, 0.2, (0.0, 0.0, 0.0, 0.0, 0.0))
+    assert [r["ambiguous"] for r in recs] == [True, False, False]
+    assert [r["round_trip"] for r in recs] == [True, False, False]
+    assert all(r["confidence"] == 0.5 for r in recs)

@@ -32,7 +32,7 @@ WHOLE_CONTAINMENT = 0.9
 WHOLE_HEAT_RATIO = 0.85
 # Logistic weights of the confidence over the features of ``confidence_features`` (bias
 # first), fitted by ``iterprime eval --world --dialogue --fit-confidence`` on validation scenes.
-CONFIDENCE_WEIGHTS: tuple[float, ...] = (-1.0, 4.0, 3.0, 2.0, 0.5)
+CONFIDENCE_WEIGHTS: tuple[float, ...] = (-2.216, 1.905, 2.05, -0.538, -0.082)
 
 
 @dataclass(frozen=True)

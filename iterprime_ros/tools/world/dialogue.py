@@ -156,15 +156,30 @@ def run_items(segmenter, scenes: list[Scene], items: list[Item], timeout_s: floa
                 np.mean([any(_hit(m, scene, t) for m in cands) for t in it.targets])
             )
             if it.kind == "ambiguous":
-                final = first
-                if first.ambiguous:
-                    final = talk.answer("2", it.reply, scene.image, segmenter, clock + 1)
-                rec["round_trip"] = _hit(final.mask, scene, meant)
+                rec["reply_hit"] = _reply_hit(first, it, scene, segmenter, clock, timeout_s)
             if not rec["hit"] and first.mask is not None:
                 fixed = talk.answer("3", "no, not that one", scene.image, segmenter, clock + 2)
                 rec["corrected"] = _hit(fixed.mask, scene, meant)
         records.append(rec)
     return records
+
+
+def _reply_hit(first, it: Item, scene: Scene, segmenter, clock: float, timeout_s: float) -> bool:
+    """Whether the person's reply, given to the question about `first`, ends on the meant
+    object. The reply is played whether or not `first` asked (as if it had), so the round trip
+    can be scored for any ambiguity margin from the same run: an answer that asks ends with
+    this reply, one that does not ask ends with itself.
+    """
+    import copy
+
+    from ...conversation import Conversation
+
+    asked = copy.copy(first)
+    asked.ambiguous = True
+    talk = Conversation(timeout_s)
+    talk.record("1", asked, clock)
+    final = talk.answer("2", it.reply, scene.image, segmenter, clock + 1)
+    return _hit(final.mask, scene, it.meant)
 
 
 def _features(result) -> list[float]:
@@ -227,6 +242,22 @@ def risk_coverage(confidence: list[float], hits: list[bool]) -> list[tuple[float
 def precision_at(curve: list[tuple[float, float]], coverage: float) -> float:
     """P@0.5 at the smallest coverage that is at least `coverage`."""
     return next(p for c, p in curve if c >= coverage - 1e-9)
+
+
+def rescore(records: list[dict], margin: float, weights) -> None:
+    """Apply an ambiguity margin and confidence weights to recorded features, as the pipeline
+    would have with them (answers.fill_answer): the ambiguity flag, the round trip (the reply
+    ends the conversation only where a question was asked) and the confidence.
+    """
+    from ...core.candidates import confidence
+
+    for r in records:
+        if r["kind"] == "plural":
+            continue
+        r["ambiguous"] = r["runner_ratio"] >= 1 - margin and not r["specific"]
+        r["confidence"] = confidence(np.asarray(r["features"]), weights)
+        if r["kind"] == "ambiguous":
+            r["round_trip"] = r["reply_hit"] if r["ambiguous"] else r["hit"]
 
 
 def summarise(records: list[dict]) -> dict:
@@ -354,6 +385,11 @@ def format_summary(s: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def _plain(value):
+    """A numpy scalar as a plain JSON number or boolean."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
 def add_dialogue_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dialogue",
@@ -372,6 +408,7 @@ def add_dialogue_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_dialogue_eval(args: argparse.Namespace) -> int:
+    from ...core.candidates import CONFIDENCE_WEIGHTS
     from ...pipeline import SegmenterSettings
     from .fallback import world_segmenter
 
@@ -383,6 +420,7 @@ def run_dialogue_eval(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     scenes, items = dialogue_set(args.dialogue_scenes, args.world_split)
     records = run_items(seg, scenes, items, settings.dialogue_timeout_s)
+    rescore(records, settings.ambiguity_margin, CONFIDENCE_WEIGHTS)
     summary = summarise(records)
     meta = {
         "split": args.world_split,
@@ -400,5 +438,5 @@ def run_dialogue_eval(args: argparse.Namespace) -> int:
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         out = {"meta": meta, "summary": summary, "records": records}
-        args.json_out.write_text(json.dumps(out, indent=2) + "\n")
+        args.json_out.write_text(json.dumps(out, indent=2, default=_plain) + "\n")
     return 0
