@@ -21,7 +21,7 @@ import numpy as np
 # What the demo sets beyond the node's defaults: ask instead of guessing, answer plural commands,
 # and give no target under DEMO_MIN_CONFIDENCE. The threshold is a demo setting picked by
 # looking at the world model's confidences on these scenes, not a calibrated value.
-DEMO_MIN_CONFIDENCE = 0.95
+DEMO_MIN_CONFIDENCE = 0.35
 START_NS = 1_735_700_000 * 1_000_000_000
 FRAME = "world_camera"
 
@@ -38,13 +38,13 @@ class Utterance:
 
 
 # Held-out scene 30000001 has two bowls, a red one (object 0) and a white one (object 2), two
-# boxes and a block, and no ball: "the green ball" is the weak answer.
+# boxes and a block, and no mug: "the purple mug" is the weak answer.
 EXCHANGE: tuple[Utterance, ...] = (
     Utterance(30_000_001, "the bowl"),
     Utterance(30_000_001, "the red one", meant=(0,)),
     Utterance(30_000_001, "no, the other one", meant=(2,)),
     Utterance(30_000_001, "both bowls", meant=(0, 2)),
-    Utterance(30_000_001, "the green ball"),
+    Utterance(30_000_001, "the purple mug"),
 )
 
 
