@@ -133,6 +133,11 @@ class Conversation:
         The result's ``in_reply_to`` names the command it answers (a reply, correction or
         relative), else it is empty. `expression` is passed to ``segmenter.segment`` when the
         models run (the command normalised by the caller).
+
+        Call it with the command as said: replies and corrections ("not that one", "the second
+        one") name no object, so the command normaliser rejects them on their own. A caller
+        that normalises at intake should do so only when ``interpret(command, now).kind`` is
+        NEW, and pass the result as `expression`.
         """
         meaning = self.interpret(command, now)
         last = self._last
