@@ -169,17 +169,37 @@ def result_to_source(result: Any, size_plan: SizePlan, heatmap: bool = True) -> 
     """A pipeline SegmentationResult computed on the downscaled image, at the source size:
     mask back by nearest neighbour, then centroid and bbox from that mask (memory-light sums);
     the grasp point scaled and kept inside the mask; the heat map scaled (heatmap=False: dropped,
-    as the node does, which never sends it).
+    as the node does, which never sends it). The candidates and answered objects of a
+    conversation are brought back the same way, so every mask in one answer has one size.
     """
     if not size_plan.downscaled:
         return result
     import cv2
 
     h, w = size_plan.height, size_plan.width
+    changes = _geometry_to_source(result, size_plan)
+    changes["image_size"] = (h, w)
+    for name in ("candidates", "objects"):
+        if getattr(result, name, None):
+            changes[name] = [
+                dataclasses.replace(c, **_geometry_to_source(c, size_plan))
+                for c in getattr(result, name)
+            ]
+    heat = getattr(result, "heatmap", None)
+    if heat is not None:
+        changes["heatmap"] = (
+            cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR) if heatmap else None
+        )
+    return dataclasses.replace(result, **changes)
+
+
+def _geometry_to_source(item: Any, size_plan: SizePlan) -> dict[str, Any]:
+    """The mask, centroid, bbox and grasp point of a result or candidate at the source size."""
+    h, w = size_plan.height, size_plan.width
     mh, mw = size_plan.model_size
     sx, sy = w / mw, h / mh
-    changes: dict[str, Any] = {"image_size": (h, w)}
-    mask = getattr(result, "mask", None)
+    changes: dict[str, Any] = {}
+    mask = getattr(item, "mask", None)
     full = None
     if mask is not None:
         full = mask_to_source(mask, size_plan)
@@ -187,16 +207,11 @@ def result_to_source(result: Any, size_plan: SizePlan, heatmap: bool = True) -> 
         if full.any():
             changes["centroid"] = _centroid(full)
             changes["bbox"] = _bbox(full)
-    if getattr(result, "grasp_point", None) is not None:
-        gu, gv = result.grasp_point
+    if getattr(item, "grasp_point", None) is not None:
+        gu, gv = item.grasp_point
         u = min(w - 1, max(0, round((gu + 0.5) * sx - 0.5)))
         v = min(h - 1, max(0, round((gv + 0.5) * sy - 0.5)))
         if full is not None and full.any():
             u, v = _inside(full, int(u), int(v), radius=int(max(sx, sy)) + 1)
         changes["grasp_point"] = (int(u), int(v))
-    heat = getattr(result, "heatmap", None)
-    if heat is not None:
-        changes["heatmap"] = (
-            cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR) if heatmap else None
-        )
-    return dataclasses.replace(result, **changes)
+    return changes

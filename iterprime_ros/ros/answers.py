@@ -17,7 +17,7 @@ from typing import Any
 from geometry_msgs.msg import PointStamped
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 
 from iterprime_ros.msg import Segmentation
 
@@ -46,6 +46,8 @@ class Answers:
         self.mask_pub = node.create_publisher(Image, "~/mask", OUTPUT_QOS)
         self.centroid_pub = node.create_publisher(PointStamped, "~/centroid", OUTPUT_QOS)
         self.debug_pub = node.create_publisher(Image, "~/debug_image", OUTPUT_QOS)
+        # what a voice front end says aloud: each answer's question, once (docs/voice.md)
+        self.question_pub = node.create_publisher(String, "~/question", OUTPUT_QOS)
         self.outputs = StandardOutputs(node, OUTPUT_QOS)  # ~/marker, vision_msgs detections
         if self.outputs.missing:
             node.get_logger().info(f"~/detections_2d and ~/detections_3d: {self.outputs.missing}")
@@ -70,7 +72,10 @@ class Answers:
         return header
 
     def info(
-        self, job: Job, centroid_3d: tuple[float, float, float] | None = None
+        self,
+        job: Job,
+        centroid_3d: tuple[float, float, float] | None = None,
+        objects_3d: tuple[tuple[float, float, float] | None, ...] = (),
     ) -> messages.Answer:
         """What every answer to `job` carries besides the model's result."""
         return messages.Answer(
@@ -79,6 +84,8 @@ class Answers:
             self.header(job),
             time.monotonic() - job.arrived_mono,
             centroid_3d,
+            objects_3d=objects_3d,
+            candidate_masks=self.node.settings.publish_candidate_masks,
         )
 
     def fail(self, job: Job, error: str) -> None:
@@ -94,8 +101,8 @@ class Answers:
     ) -> None:
         """Publish the one answer to `job`: THE place a result leaves the node.
 
-        Beside ~/result: ~/mask, ~/centroid and the standard outputs (outputs.py) from `located`,
-        the answer's 3-D part.
+        Beside ~/result: ~/mask, ~/centroid, ~/question (the answer's question, if it asks one)
+        and the standard outputs (outputs.py) from `located`, the answer's 3-D part.
 
         A second answer is dropped: silently for a command already answered "shutting down"
         whose model work ended afterwards, as a logged bug otherwise.
@@ -117,6 +124,8 @@ class Answers:
                 if centroid is not None:
                     self.centroid_pub.publish(centroid)
                 self.result_pub.publish(result)
+                if result.question:  # after the result, so its status is there to read
+                    self.question_pub.publish(String(data=result.question))
                 self.outputs.publish(result, located)
             except Exception as exc:  # noqa: BLE001 - the context is gone (killed mid-shutdown)
                 print(f"command {job.command_id}: result not published: {exc}", file=sys.stderr)

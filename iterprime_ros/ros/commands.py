@@ -26,6 +26,7 @@ from iterprime_ros.srv import Segment
 from ..core.command import CommandError, normalise_command, too_long
 from ..image_size import ImageTooLargeError
 from .conversions import ImageConversionError, check_image
+from .dialogue import may_be_reply
 from .jobs import Job, quote_command
 from .sizing import size_plan
 
@@ -169,8 +170,9 @@ class Commands:
         try:  # microseconds: empty, non-English or naming no object needs no image and no model
             normalise_command(text, node.normaliser)
         except CommandError as exc:
-            fail(job, str(exc))
-            return
+            if not may_be_reply(text):  # "no, the other one" names no object: a reply does not
+                fail(job, str(exc))
+                return
         state = node.state
         waiting = node.starting or state == "activating"
         if state != "active" and not waiting:

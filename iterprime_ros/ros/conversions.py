@@ -26,6 +26,9 @@ __all__ = [
     "mask_to_fields",
     "rgb_to_bgr8",
     "rgb_to_fields",
+    "answer_status",
+    "candidate_values",
+    "conversation_values",
     "segmentation_values",
 ]
 
@@ -243,15 +246,17 @@ def camera_info_intrinsics(msg: Any) -> tuple[float, float, float, float]:
 
 
 def segmentation_values(
-    result: Any, centroid_3d: tuple[float, float, float] | None = None
+    result: Any, centroid_3d: tuple[float, float, float] | None = None, refused: str = ""
 ) -> dict[str, Any]:
     """The Segmentation fields a pipeline result decides, as plain values.
 
     One mapping for the live node (rclpy messages) and offline replay (rosbags messages), which
     each wrap these values in their own message classes. A failure (or a result without a mask)
-    has success false, its error ("failed" if none), and zeros for the geometry.
+    has success false, its error ("failed" if none), and zeros for the geometry. refused: why
+    the conversation gives no target for an answer the pipeline found (answer_status), so the
+    answer is published as a failure with that error and no geometry a planner could take.
     """
-    ok = bool(result.success) and result.mask is not None
+    ok = bool(result.success) and result.mask is not None and not refused
 
     def pair(p: Any) -> tuple[float, float]:
         return (float(p[0]), float(p[1])) if ok and p is not None else (0.0, 0.0)
@@ -261,7 +266,7 @@ def segmentation_values(
         "expression": str(result.expression or ""),
         "primary_word": str(result.primary_word or ""),
         "success": ok,
-        "error": "" if ok else (str(result.error) or "failed"),
+        "error": "" if ok else (refused or str(result.error) or "failed"),
         "bbox": tuple(int(v) for v in result.bbox)
         if ok and result.bbox is not None
         else (0, 0, 0, 0),
@@ -272,4 +277,102 @@ def segmentation_values(
         "score": float(result.score),
         "itm_score": float(result.itm_score),
         "iterations": max(0, min(255, int(result.iterations))),
+    }
+
+
+# Segmentation.status values (msg/Segmentation.msg): kept here as plain numbers so offline replay,
+# which has no rclpy, builds the same messages.
+STATUS_NONE, STATUS_ANSWERED, STATUS_NOT_SURE, STATUS_AMBIGUOUS, STATUS_PLURAL = range(5)
+
+
+def answer_status(result: Any) -> tuple[int, bool, str]:
+    """(status, success, error) of a pipeline result, as the message states them.
+
+    The method decides sure and success (min_confidence, hold_ambiguous); this reads them and
+    keeps the one promise a planner relies on: success is never true for an answer that is not
+    sure, so a planner that reads nothing but success never takes a weak answer for a target.
+    """
+    if result.mask is None:
+        return STATUS_NONE, False, str(result.error) or "failed"
+    if not bool(getattr(result, "sure", True)):
+        confidence = float(getattr(result, "confidence", 0.0))
+        return (
+            STATUS_NOT_SURE,
+            False,
+            str(result.error) or f"not sure: confidence {confidence:.2f}",
+        )
+    if not bool(result.success):
+        ambiguous = bool(getattr(result, "ambiguous", False))
+        return (
+            (STATUS_AMBIGUOUS if ambiguous else STATUS_NONE),
+            False,
+            str(result.error) or "failed",
+        )
+    if bool(getattr(result, "plural", False)):
+        return STATUS_PLURAL, True, ""
+    return STATUS_ANSWERED, True, ""
+
+
+def reply_id(value: Any) -> int:
+    """The command id a result answers, as Segmentation.in_reply_to's number (0 for none).
+
+    The method keeps ids as text (its conversations also run offline, keyed by anything); the
+    node and replay give it their running command numbers, so anything else reads as none.
+    """
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and int(text) < 2**32 else 0
+
+
+def candidate_values(
+    candidate: Any, centroid_3d: tuple[float, float, float] | None = None
+) -> dict[str, Any]:
+    """The Candidate fields of one candidate or answered object, as plain values (mask as an
+    array).
+
+    One mapping for the node and offline replay, like segmentation_values. The method's object
+    gives proposal_index, description, score, mask, bbox, centroid and grasp_point.
+    """
+    bbox = getattr(candidate, "bbox", None)
+    centroid = getattr(candidate, "centroid", None)
+    grasp = getattr(candidate, "grasp_point", None)
+    c3 = tuple(float(v) for v in centroid_3d) if centroid_3d is not None else None
+    return {
+        "proposal_index": max(0, int(getattr(candidate, "proposal_index", 0) or 0)),
+        "description": str(getattr(candidate, "description", "") or ""),
+        "score": float(getattr(candidate, "score", 0.0)),
+        "bbox": tuple(int(v) for v in bbox) if bbox is not None else (0, 0, 0, 0),
+        "mask": getattr(candidate, "mask", None),
+        "centroid_px": (float(centroid[0]), float(centroid[1]))
+        if centroid is not None
+        else (0.0, 0.0),
+        "grasp_point_px": (float(grasp[0]), float(grasp[1])) if grasp is not None else (0.0, 0.0),
+        "has_centroid_3d": c3 is not None,
+        "centroid_3d": c3 or (0.0, 0.0, 0.0),
+    }
+
+
+def conversation_values(
+    result: Any, objects_3d: list[tuple[float, float, float] | None] | None = None
+) -> dict[str, Any]:
+    """The Segmentation fields the conversation decides, as plain values (see answer_status).
+
+    objects_3d: each answered object's 3-D centroid (None where depth gives none), in objects'
+    order. Objects are given only with a target (success): one for a singular command, every
+    match left to right for a plural one. The question is the method's, given whenever the
+    words fit several objects, so a voice front end speaks every non-empty question.
+    """
+    status, success, error = answer_status(result)
+    objects = list(getattr(result, "objects", None) or []) if success else []
+    points = list(objects_3d or []) + [None] * len(objects)
+    return {
+        "status": status,
+        "success": success,
+        "error": error,
+        "confidence": min(1.0, max(0.0, float(getattr(result, "confidence", 0.0)))),
+        "sure": status not in (STATUS_NONE, STATUS_NOT_SURE),
+        "ambiguous": bool(getattr(result, "ambiguous", False)),
+        "question": str(getattr(result, "question", "") or ""),
+        "in_reply_to": reply_id(getattr(result, "in_reply_to", "")),
+        "candidates": [candidate_values(c) for c in getattr(result, "candidates", None) or []],
+        "objects": [candidate_values(o, p) for o, p in zip(objects, points)],
     }

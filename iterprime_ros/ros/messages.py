@@ -15,10 +15,15 @@ from geometry_msgs.msg import PointStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from iterprime_ros.msg import Segmentation
+from iterprime_ros.msg import Candidate, Segmentation
 
 from ..pipeline import SegmentationResult
-from .conversions import mask_to_fields, rgb_to_bgr8, segmentation_values
+from .conversions import (
+    conversation_values,
+    mask_to_fields,
+    rgb_to_bgr8,
+    segmentation_values,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,10 @@ class Answer:
     header: Header
     latency_s: float
     centroid_3d: tuple[float, float, float] | None = None
+    # the conversation (docs/voice.md): each answered object's 3-D centroid, and whether
+    # candidates carry their masks (publish_candidate_masks)
+    objects_3d: tuple[tuple[float, float, float] | None, ...] = ()
+    candidate_masks: bool = True
 
 
 def copy_header(header: Any) -> Header:
@@ -86,8 +95,10 @@ def segmentation(result: SegmentationResult, answer: Answer) -> Segmentation:
     """Segmentation message for a pipeline result (success or failure); fields:
     segmentation_values.
     """
-    v = segmentation_values(result, answer.centroid_3d)
+    c = conversation_values(result, answer.objects_3d)
+    v = segmentation_values(result, answer.centroid_3d, "" if c["success"] else c["error"])
     msg = failure(answer, v["error"], v["expression"], v["primary_word"])
+    fill_conversation(msg, c, answer)
     msg.success, msg.error = v["success"], v["error"]
     if v["success"]:
         msg.mask = mask_image(result.mask, answer.header)
@@ -98,6 +109,36 @@ def segmentation(result: SegmentationResult, answer: Answer) -> Segmentation:
     msg.centroid_3d.x, msg.centroid_3d.y, msg.centroid_3d.z = v["centroid_3d"]
     msg.score, msg.itm_score, msg.iterations = v["score"], v["itm_score"], v["iterations"]
     return msg
+
+
+def candidate(values: dict[str, Any], header: Header, with_mask: bool = True) -> Candidate:
+    """Candidate message from conversions.candidate_values (no mask when with_mask is false)."""
+    msg = Candidate()
+    msg.proposal_index, msg.description = values["proposal_index"], values["description"]
+    msg.score = values["score"]
+    msg.bbox.x_offset, msg.bbox.y_offset, msg.bbox.width, msg.bbox.height = values["bbox"]
+    if with_mask and values["mask"] is not None:
+        msg.mask = mask_image(values["mask"], header)
+    msg.centroid_px.x, msg.centroid_px.y = values["centroid_px"]
+    msg.grasp_point_px.x, msg.grasp_point_px.y = values["grasp_point_px"]
+    msg.has_centroid_3d = values["has_centroid_3d"]
+    msg.centroid_3d.x, msg.centroid_3d.y, msg.centroid_3d.z = values["centroid_3d"]
+    return msg
+
+
+def fill_conversation(msg: Segmentation, values: dict[str, Any], answer: Answer) -> None:
+    """Set the conversation fields of msg from conversions.conversation_values.
+
+    Plural objects always carry their masks (each is an answer); candidates only when the node's
+    publish_candidate_masks parameter asks for them, since each is a full-size image.
+    """
+    msg.status, msg.confidence = values["status"], values["confidence"]
+    msg.sure, msg.ambiguous = values["sure"], values["ambiguous"]
+    msg.question, msg.in_reply_to = values["question"], values["in_reply_to"]
+    msg.candidates = [
+        candidate(c, answer.header, answer.candidate_masks) for c in values["candidates"]
+    ]
+    msg.objects = [candidate(o, answer.header) for o in values["objects"]]
 
 
 def centroid_point(msg: Segmentation) -> PointStamped | None:

@@ -47,6 +47,7 @@ from ..pipeline import ModelLoadError, gradcam_layer_for
 from . import diagnostics, logs
 from .answers import OUTPUT_QOS, Answers
 from .commands import DISABLED, SHUTTING_DOWN, Commands
+from .dialogue import Dialogue
 from .frames import Frames
 from .health import Health
 from .jobs import ImageStats, Job, first_line
@@ -120,6 +121,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self.answers = Answers(self)
         self.frames = Frames(self, MutuallyExclusiveCallbackGroup())
         self.models = ModelWork(self)
+        self.dialogue = Dialogue()  # every command's answer, replies and corrections
         self.tracking = NodeTracking(  # ~/track, ~/cancel_track (track_output.py)
             self,
             lambda: self.settings,
@@ -171,8 +173,12 @@ class SegmenterNode(LifecycleNodeMixin, Node):
             return self._state
 
     def _set_state(self, state: str) -> None:
+        """Record a lifecycle state; each one also ends the conversation, so a reply after any
+        transition is never resolved against a question asked before it.
+        """
         with self._state_lock:
             self._state = state
+        self.dialogue.reset(f"lifecycle: {state}")
 
     # ------------------------------------------------------------------ lifecycle
     def _autostart(self) -> None:

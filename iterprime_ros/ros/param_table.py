@@ -432,6 +432,57 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         high=3600.0,
         setting=False,
     ),
+    # the conversation (docs/voice.md)
+    P(
+        "min_confidence",
+        "float",
+        "answers with a lower confidence are 'not sure': success false, no grasp target, their "
+        "candidates and a question instead (0: every answer found is a target)",
+        low=0.0,
+        high=1.0,
+    ),
+    P(
+        "hold_ambiguous",
+        "bool",
+        "an ambiguous answer (the words fit several objects) is no target either until the "
+        "person chooses (the question is published either way)",
+    ),
+    P(
+        "max_candidates",
+        "int",
+        "distinct objects offered with each answer (candidates)",
+        low=1,
+        high=20,
+    ),
+    P(
+        "ambiguity_margin",
+        "float",
+        "the runner-up within this share of the best candidate's score makes an answer ambiguous",
+        low=0.0,
+        high=1.0,
+        high_open=True,
+    ),
+    P(
+        "plural_commands",
+        "bool",
+        "'both cups', 'all the red blocks': answer with every matching object (objects)",
+    ),
+    P(
+        "dialogue_timeout_s",
+        "float",
+        "a question or answer older than this takes no replies or corrections",
+        low=0.0,
+        high=86400.0,
+        low_open=True,
+    ),
+    P(
+        "publish_candidate_masks",
+        "bool",
+        "give each candidate in a result its full-size mono8 mask (false: boxes and "
+        "descriptions only, for lighter messages)",
+        default=True,
+        setting=False,
+    ),
 )
 del P
 
@@ -469,6 +520,13 @@ LIVE: frozenset[str] = frozenset(
         "max_image_pixels",
         "image_rectified",
         "transform_timeout_s",
+        "min_confidence",
+        "hold_ambiguous",
+        "max_candidates",
+        "ambiguity_margin",
+        "plural_commands",
+        "dialogue_timeout_s",
+        "publish_candidate_masks",
     }
 )
 assert LIVE <= set(SPECS), sorted(LIVE - set(SPECS))

@@ -76,6 +76,7 @@ class NodeSettings:
     track_flow_max_side: int = 320
     track_min_appearance: float = 0.5
     track_proposals_period_s: float = 0.0
+    publish_candidate_masks: bool = True
 
 
 @dataclass(frozen=True)

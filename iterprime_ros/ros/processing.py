@@ -19,7 +19,7 @@ from .jobs import Job, first_line
 from .outputs import fill_3d
 from .params import Parameters
 from .sizing import result_at_source
-from .spatial import Located, locate
+from .spatial import Located, locate, object_in_camera
 from .transforms import FrameTransformer
 
 DOWNLOAD_HINT = (
@@ -158,7 +158,8 @@ class ModelWork:
                 else Located(error="no depth for an image given with the request")
             )
         point = located.camera.centroid if located and located.camera else None
-        msg = messages.segmentation(result, answers.info(job, point))
+        objects = self._objects_3d(job, result, point) if point is not None else ()
+        msg = messages.segmentation(result, answers.info(job, point, objects))
         # prepared before the command: by the prefetcher, or by an earlier command whose fresh
         # frame the prefetch rule chose again (same scene, young enough)
         msg.prefetched = bool(getattr(model_result, "prefetched", False)) or (
@@ -193,13 +194,39 @@ class ModelWork:
         prefetcher = self.node.frames.prefetcher
         if progress is not None:
             progress("started", 0)
+        # every command goes through the conversation: a reply or correction is answered from
+        # the last question's candidates, anything else by the models (dialogue.py)
+        answer = self.node.dialogue.answer
         if prefetcher is None:
-            return segmenter.segment(rgb, job.text, frame_id=key, progress=progress)
+            return answer(job.command_id, job.text, rgb, segmenter, key, progress)
         with prefetcher.command():  # no prefetch stage starts while this runs
-            result = segmenter.segment(rgb, job.text, frame_id=key, progress=progress)
-            if result.success:  # before the prefetcher wakes: the same scene is not redone
+            result = answer(job.command_id, job.text, rgb, segmenter, key, progress)
+            # before the prefetcher wakes: the same scene is not redone (a reply ran no model)
+            if result.success and not getattr(result, "in_reply_to", ""):
                 self.node.frames.note_computed(job)
             return result
+
+    def _objects_3d(self, job: Job, result: Any, point: Any) -> tuple[Any, ...]:
+        """Each answered object in 3-D (camera frame; None where depth gives none): a single
+        answer's is its own centroid (point), each object of a plural one is located anew.
+        """
+        objects = getattr(result, "objects", None) or []
+        if len(objects) < 2:
+            return (point,) * len(objects)
+        return tuple(self._locate_one(job, o) for o in objects)
+
+    def _locate_one(self, job: Job, obj: Any) -> Any:
+        s, sensors = self.node.settings, self.node.frames.sensors
+        match = sensors.match(job.image.header, s.depth_sync_tolerance_s)
+        found, _ = object_in_camera(
+            obj.mask,
+            obj.grasp_point,
+            match.depth,
+            match.info,
+            s.depth_erosion_px,
+            s.image_rectified,
+        )
+        return found.centroid if found is not None else None
 
     def _locate(self, job: Job, result: Any) -> Located:
         """The answer's 3-D part: depth and camera_info matched to the image, the camera model,

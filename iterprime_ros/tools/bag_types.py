@@ -31,6 +31,8 @@ __all__ = ["stamp_ns"]  # re-exported for the tools: one definition
 
 PACKAGE = "iterprime_ros"
 SEGMENTATION_TYPE = "iterprime_ros/msg/Segmentation"
+CANDIDATE_TYPE = "iterprime_ros/msg/Candidate"
+CANDIDATE_FILE = "msg/Candidate.msg"
 # Single-file suffixes rosbag2 (and rosbags) open without a metadata.yaml.
 STORAGE_IDS: dict[str, str] = {".mcap": "mcap", ".db3": "sqlite3"}
 
@@ -88,17 +90,23 @@ def typestore() -> Any:
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     store = get_typestore(Stores.ROS2_KILTED)
-    path = find_interface_file()
-    try:
-        store.register(get_types_from_msg(path.read_text(encoding="utf-8"), SEGMENTATION_TYPE))
-    except Exception as exc:  # noqa: BLE001 - a parse error in the .msg is a packaging bug
-        raise BagError(f"cannot register {SEGMENTATION_TYPE} from {path}: {exc}") from exc
+    # Candidate first: Segmentation's definition refers to it.
+    for name, msgtype in (
+        (CANDIDATE_FILE, CANDIDATE_TYPE),
+        ("msg/Segmentation.msg", SEGMENTATION_TYPE),
+    ):
+        path = find_interface_file(name)
+        try:
+            store.register(get_types_from_msg(path.read_text(encoding="utf-8"), msgtype))
+        except Exception as exc:  # noqa: BLE001 - a parse error in the .msg is a packaging bug
+            raise BagError(f"cannot register {msgtype} from {path}: {exc}") from exc
     return store
 
 
 def appended_segmentation_fields() -> dict[str, Any]:
     """The fields appended to Segmentation after the first release (target frame, prefetch,
-    tracking), empty: rosbags message classes have no defaults, and replay fills none of them.
+    tracking, frame age, conversation), empty: rosbags message classes have no defaults, so a
+    message built offline starts from these and replay overwrites the ones it decides.
     """
     types = typestore().types
     point = types["geometry_msgs/msg/Point"]
@@ -114,6 +122,15 @@ def appended_segmentation_fields() -> dict[str, Any]:
         "track_id": 0,
         "track_status": 0,
         "track_reason": "",
+        "frame_age_s": -1.0,
+        "status": 0,
+        "confidence": 0.0,
+        "sure": False,
+        "ambiguous": False,
+        "question": "",
+        "in_reply_to": 0,
+        "candidates": [],
+        "objects": [],
     }
 
 

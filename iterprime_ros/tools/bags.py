@@ -14,6 +14,7 @@ from .bag_check import ReadLimits, read_limit_bytes
 from .bag_lock import LOCK_SUFFIX, OutputLock
 from .bag_reader import BagMessage, BagReader, bag_summary
 from .bag_types import (
+    CANDIDATE_TYPE,
     PACKAGE,
     SEGMENTATION_TYPE,
     STORAGE_IDS,
@@ -40,6 +41,7 @@ from .bag_writer import (
 )
 
 __all__ = [
+    "CANDIDATE_TYPE",
     "LOCK_SUFFIX",
     "MAGIC",
     "PACKAGE",

@@ -5,9 +5,10 @@ data/sample.mcap (photographs, spoken commands, depth) exactly as ``iterprime re
 Without them -- the usual case on an offline machine -- it says so loudly and replays a bag
 of generated tabletop scenes instead, answered by the project's world model
 (models/world_blip) and ORACLE proposals, and scores each answer against the scene's true
-mask. The world run shows that the whole pipeline (normalise, parse, Grad-CAM, PWEM, IGRS,
-selection, replay, bag output) finds the right object in a world the model knows; it says
-nothing about real photographs.
+mask; then it replays a short conversation (demo_dialogue.py): a question, a reply, a
+correction and an answer reported as not sure. The world run shows that the whole pipeline
+(normalise, parse, Grad-CAM, PWEM, IGRS, selection, replay, bag output) finds the right object
+in a world the model knows; it says nothing about real photographs.
 
     iterprime demo                     # -> out/demo/{results.mcap, overlays/}
     iterprime demo --world             # the world run even when real weights are installed
@@ -131,6 +132,9 @@ def run_world(out: Path, settings, why: str) -> int:
         f"({summary.commands} results in {out / 'results.mcap'}, overlays in {cfg.overlays}; "
         f"pipeline {summary.segment_s:.1f} s)"
     )
+    from .demo_dialogue import run_conversation
+
+    run_conversation(out / "conversation", settings)
     print(
         "This is the synthetic world with oracle proposals, not real photographs: see README 'The "
         "world'."

@@ -56,6 +56,7 @@ from .replay_config import (
     _Job,
     check_topics,
 )
+from .replay_dialogue import ReplayDialogue, with_conversation
 from .replay_output import (
     OVERLAY_TEMP_SUFFIX,
     _line,
@@ -95,6 +96,7 @@ class _Replayer:
         self.track: Any = None  # replay_track.TrackReplay when cfg.track
         self.done: dict[int, bool] = {}  # command_id -> success, taken over from a partial run
         self._unreadable_row: BagMessage | None = None  # a damaged row of unknown topic
+        self.dialogue = ReplayDialogue()  # the node's conversation rule, on bag time
 
     def warn(self, text: str) -> None:
         if self.summary.problem(text):
@@ -247,6 +249,7 @@ class _Replayer:
         )
         point, note = self._centroid_3d(result, image_msg)
         msg = segmentation_message(result, job.index, job.text, hdr_ns, frame, latency, point)
+        msg = with_conversation(msg, result, self._objects_3d(result, image_msg))
         self.out.write(RESULT_TOPIC, msg, out_ns)
         if result.success and result.mask is not None:
             self.out.write(MASK_TOPIC, msg.mask, out_ns)
@@ -273,7 +276,7 @@ class _Replayer:
             result = SegmentationResult(success=False, error=error, command=job.text)
         else:
             try:
-                result = self.segmenter.segment(rgb, job.text)
+                result = self.dialogue.answer(job.index, job.text, rgb, self.segmenter, job.t_ns)
             except Exception as exc:  # noqa: BLE001 - Segmenter answers failures itself; this is a bug guard
                 log.exception("segmenter raised")
                 result = SegmentationResult(
@@ -299,6 +302,17 @@ class _Replayer:
             self.cfg.depth_erosion_px,
         )
         return c3.point, c3.reason
+
+    def _objects_3d(self, result: Any, image_msg: Any) -> tuple[Any, ...]:
+        """Each answered object's 3-D centroid where depth allows (None elsewhere)."""
+        if image_msg is None or self.cfg.depth_topic not in self.bag.topics or not result.success:
+            return ()
+        depth = self.sensors.depth_for(image_msg.header, self.cfg.depth_sync_tolerance_s)
+        info, erosion = self.sensors.camera_info(), self.cfg.depth_erosion_px
+        return tuple(
+            compute_centroid_3d(o.mask, depth, info, erosion).point
+            for o in getattr(result, "objects", None) or []
+        )
 
     def continue_track(self, job: _Job) -> None:
         """Resuming with --track: the last command the interrupted run answered is segmented
