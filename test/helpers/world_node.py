@@ -11,7 +11,7 @@ of the scene and a test can name it. The proposal_model parameter must still nam
 folder, since configure checks it, but nothing is loaded from it. The same pixels always give
 the same answer.
 
-    python test/helpers/world_node.py --ros-args ...     (the same arguments as iterprime_ros.ros.node)
+    python test/helpers/world_node.py --ros-args ...   (arguments as iterprime_ros.ros.node)
 """
 
 from __future__ import annotations
