@@ -11,6 +11,8 @@ setup(
     version="0.1.0",
     description="Zero-shot referring image segmentation (IteRPrimE) for ROS 2",
     packages=find_packages(include=["iterprime_ros", "iterprime_ros.*"]),
+    # the node's Fast DDS profile is a file the middleware reads (ros/dds_profile.py)
+    package_data={"iterprime_ros.ros": ["fastdds_camera_frames.xml"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.26",

@@ -205,7 +205,7 @@ class FrameWork:
             if not cached:
                 frame.components = {}
                 frame.areas = {}
-                # _propose returns (host masks, device copy or None) since issue 17
+                # _propose returns (host masks or DeviceMasks, device copy or None)
                 frame.proposals, frame.proposals_tensor = self._stage(
                     timings, "proposals", lambda: self._propose(image)
                 )

@@ -18,46 +18,19 @@ the user's own wins). ``ITERPRIME_DDS_PROFILE=off`` keeps the middleware's defau
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import MutableMapping
 
 SWITCH = "ITERPRIME_DDS_PROFILE"
 PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 RECEIVE_BUFFER = 4 * 1024 * 1024  # beyond net.core.rmem_max the kernel clamps it anyway
-
-PROFILE = f"""<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>iterprime_udp</transport_id>
-        <type>UDPv4</type>
-        <receiveBufferSize>{RECEIVE_BUFFER}</receiveBufferSize>
-        <sendBufferSize>{RECEIVE_BUFFER}</sendBufferSize>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="iterprime_camera_frames" is_default_profile="true">
-      <rtps>
-        <userTransports><transport_id>iterprime_udp</transport_id></userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
+# The profile itself: UDPv4 only, RECEIVE_BUFFER for the socket buffers, the participant's default.
+PROFILE_FILE = Path(__file__).with_name("fastdds_camera_frames.xml")
 
 
 def profile_path() -> Path:
-    """The profile written once per user (same text every time, so a race writes the same)."""
-    folder = Path(tempfile.gettempdir()) / f"iterprime-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    path = folder / "fastdds_camera_frames.xml"
-    if not path.is_file() or path.read_text() != PROFILE:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(PROFILE)
-        tmp.replace(path)
-    return path
+    """The profile shipped beside this module (package data: the node writes no files)."""
+    return PROFILE_FILE
 
 
 def apply(env: MutableMapping[str, str] | None = None) -> str:
@@ -71,9 +44,8 @@ def apply(env: MutableMapping[str, str] | None = None) -> str:
     for name in PROFILE_VARS:
         if env.get(name):
             return f"DDS profile: {name}={env[name]} (the user's own)"
-    try:
-        path = profile_path()
-    except OSError as exc:
-        return f"DDS profile: defaults kept, cannot write the profile ({exc.strerror})"
+    path = profile_path()
+    if not path.is_file():
+        return f"DDS profile: defaults kept, {path} is missing (a broken install)"
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
     return f"DDS profile: UDP, {RECEIVE_BUFFER >> 20} MB receive buffer ({path})"

@@ -46,13 +46,9 @@ class ParamSpec:
     hint: str | None = None  # allowed values in words, when the rule is not a range or a list
     yaml_false: str | None = None  # the value a YAML false stands for (a bare `off`)
     parse: Callable[[Any], Any] | None = None  # checked value -> the typed setting (once)
-
-    @property
-    def live(self) -> bool:
-        """Safe to change while the node runs (`ros2 param set`); else only while unconfigured."""
-        from .param_table import LIVE
-
-        return self.name in LIVE
+    # safe to change while the node runs (`ros2 param set`); else only while unconfigured (set
+    # from param_table.LIVE, the one list of live parameters)
+    live: bool = False
 
     def __post_init__(self) -> None:
         if self.default is None and self.setting:

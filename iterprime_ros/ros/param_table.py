@@ -8,6 +8,8 @@ taken from there, so the two cannot drift).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..core.igrs import STOP_RULES
 from ..image_size import DEFAULT_MAX_IMAGE_PIXELS
 from .param_spec import (
@@ -21,6 +23,7 @@ from .param_spec import (
     _template,
     parse_prefetch,
 )
+from .param_table_followup import FOLLOWUP_ROWS
 
 P = ParamSpec
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -361,132 +364,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         choices=("best_effort", "reliable"),
         setting=False,
     ),
-    # following the object after a command (tracking.py, ~/track)
-    P(
-        "track",
-        "bool",
-        "after a successful command, follow its object on later frames (~/track)",
-        default=True,
-        setting=False,
-    ),
-    P(
-        "track_rate_hz",
-        "float",
-        "most track updates per second (0: every frame it can afford)",
-        default=0.0,
-        low=0.0,
-        high=1000.0,
-        setting=False,
-    ),
-    P(
-        "track_timeout_s",
-        "float",
-        "a track ends this long after its command (0: never)",
-        default=0.0,
-        low=0.0,
-        high=86400.0,
-        setting=False,
-    ),
-    P(
-        "track_lost_timeout_s",
-        "float",
-        "a track lost for longer than this ends",
-        default=3.0,
-        low=0.0,
-        high=3600.0,
-        setting=False,
-    ),
-    P(
-        "track_flow",
-        "str",
-        "optical flow that carries the mask between frames (none: only proposals)",
-        default="dis",
-        choices=("dis", "farneback", "none"),
-        setting=False,
-    ),
-    P(
-        "track_flow_max_side",
-        "int",
-        "flow is computed on frames scaled to at most this side",
-        default=320,
-        low=16,
-        high=4096,
-        setting=False,
-    ),
-    P(
-        "track_min_appearance",
-        "float",
-        "colour-histogram similarity to the command's mask below which the object counts as lost",
-        default=0.5,
-        low=0.0,
-        high=1.0,
-        setting=False,
-    ),
-    P(
-        "track_proposals_period_s",
-        "float",
-        "re-associate with fresh mask proposals at most this often (a proposal pass on the "
-        "current frame; 0: never)",
-        default=0.0,
-        low=0.0,
-        high=3600.0,
-        setting=False,
-    ),
-    # the conversation (docs/voice.md)
-    P(
-        "min_confidence",
-        "float",
-        "answers with a lower confidence are 'not sure': success false, no grasp target, their "
-        "candidates and a question instead (0: every answer found is a target)",
-        low=0.0,
-        high=1.0,
-    ),
-    P(
-        "hold_ambiguous",
-        "bool",
-        "an ambiguous answer (the words fit several objects) is no target either until the "
-        "person chooses (the question is published either way)",
-    ),
-    P(
-        "max_candidates",
-        "int",
-        "distinct objects offered with each answer (candidates)",
-        low=1,
-        high=20,
-    ),
-    P(
-        "ambiguity_margin",
-        "float",
-        "the runner-up within this share of the best candidate's score makes an answer ambiguous",
-        low=0.0,
-        high=1.0,
-        high_open=True,
-    ),
-    P(
-        "plural_commands",
-        "bool",
-        "'both cups', 'all the red blocks': answer with every matching object (objects)",
-    ),
-    P(
-        "dialogue_timeout_s",
-        "float",
-        "a question or answer older than this takes no replies or corrections",
-        low=0.0,
-        high=86400.0,
-        low_open=True,
-    ),
-    P(
-        "publish_candidate_masks",
-        "bool",
-        "give each candidate in a result its full-size mono8 mask (false: boxes and "
-        "descriptions only, for lighter messages)",
-        default=True,
-        setting=False,
-    ),
-)
+) + FOLLOWUP_ROWS
 del P
 
-SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
 _ROS_OWN = ("use_sim_time", "start_type_description_service", "qos_overrides")  # rclpy's own
 
 # Method and node settings that need no reload: `ros2 param set` changes them on a running node,
@@ -529,4 +409,8 @@ LIVE: frozenset[str] = frozenset(
         "publish_candidate_masks",
     }
 )
+# Each row knows whether it is live (the rows above are written without it, so the set stays in
+# one place).
+PARAMETERS = tuple(replace(p, live=p.name in LIVE) for p in PARAMETERS)
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
 assert LIVE <= set(SPECS), sorted(LIVE - set(SPECS))

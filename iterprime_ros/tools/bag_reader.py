@@ -17,7 +17,14 @@ from rosbags.interfaces import Connection, Qos
 
 from .bag_check import ReadLimits, check_storage
 from .bag_salvage import salvage, storage_files
-from .bag_types import SEGMENTATION_TYPE, STORAGE_IDS, BagError, _one_line, typestore
+from .bag_types import (
+    CANDIDATE_TYPE,
+    SEGMENTATION_TYPE,
+    STORAGE_IDS,
+    BagError,
+    _one_line,
+    typestore,
+)
 
 # --------------------------------------------------------------------------------------
 # Reading
@@ -210,7 +217,8 @@ class BagReader:
             from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
             store = get_typestore(Stores.ROS2_KILTED)
-            store.register({SEGMENTATION_TYPE: typestore().fielddefs[SEGMENTATION_TYPE]})
+            own = typestore().fielddefs  # Candidate too: Segmentation's definition names it
+            store.register({name: own[name] for name in (CANDIDATE_TYPE, SEGMENTATION_TYPE)})
             for name, info in self._salvage.topics.items():
                 if info.definition and info.encoding in ("ros2msg", "") and info.msgtype:
                     try:
