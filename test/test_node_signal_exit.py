@@ -122,9 +122,11 @@ def _drive(run: Run, node: Any, executor: Any) -> None:
         assert until(lambda: run.logged("command 1:"), 120.0), run.proc.log[-3000:]
         run.signal()  # the request is in the node: converted, then run
         return
-    for i in range(2):  # work running ahead of the goal, and behind it
+    for i in range(2):  # work running ahead of the goal, and beside it
         request = Segment.Request(text=f"the red cup number {i}", image=picture(480, 640, i))
         run.futures.append(service.call_async(request))
+    # both requests in the node before the goal (DDS keeps no order between the two doors)
+    assert until(lambda: run.logged("command 2:"), 120.0), run.proc.log[-3000:]
 
     def feedback(msg: Any) -> None:
         run.stages.append(msg.feedback.stage)
