@@ -313,14 +313,17 @@ class Prefetcher:
         return self
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop after the stage in flight; drops the pending frame."""
+        """Stop after the stage in flight (waiting up to `timeout` for it); drops the pending
+        frame.
+        """
         with self._cond:
             self._stop = True
             self._pending = None
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
-            self._thread = None
+            if not self._thread.is_alive():  # else a later stop() waits for it again
+                self._thread = None
 
     @property
     def running(self) -> bool:

@@ -22,7 +22,7 @@ from std_msgs.msg import Header, String
 from iterprime_ros.msg import Segmentation
 
 from . import diagnostics, messages
-from .jobs import Job, quote_command
+from .jobs import CANCELLED, Job, quote_command
 from .outputs import StandardOutputs
 from .sensors import stamp_ns
 from .spatial import Located
@@ -115,6 +115,11 @@ class Answers:
                     )
                 return
             job.answered = True
+            if result.success and job.cancelled is not None and job.cancelled.is_set():
+                # the goal's cancel was accepted before this answer: the goal ends CANCELED,
+                # so the answer says so too (commands.Commands.on_cancel)
+                result = messages.failure(self.info(job), CANCELLED)
+                mask = centroid = located = None
             self._counts["succeeded" if result.success else "failed"] += 1
             if job.ran:
                 self.latencies.add(result.latency_s)

@@ -27,15 +27,20 @@ from ..core.command import CommandError, normalise_command, too_long
 from ..image_size import ImageTooLargeError
 from .conversions import ImageConversionError, check_image
 from .dialogue import may_be_reply
-from .jobs import Job, quote_command
+from .jobs import CANCELLED, SHUTTING_DOWN, Job, quote_command
 from .sizing import size_plan
 
 # Commands are tiny and must not be lost: the subscription keeps every command DDS delivered
 # until the executor takes it (a burst of 1000 arrives whole). The sender must be reliable too
 # (README "ROS 2 interface": the QoS a voice front end uses).
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
-SHUTTING_DOWN = "the node is shutting down"
-CANCELLED = "cancelled: the action goal was cancelled by its client"
+# The feedback stages of the ~/segment action, in the order a goal goes through them: intake
+# sends "queued", the worker "started", the pipeline the rest ("igrs" once per IGRS text pass).
+# action/Segment.action's comment names the same list (a test compares the two).
+FEEDBACK_STAGES = ("queued", "started", "proposals", "image_encoding", "igrs", "selection")
+# How long a goal whose cancel this node accepted waits for rclpy to mark it cancelling (rclpy
+# does so just after the cancel callback returns) before it can end CANCELED.
+CANCEL_MARK_WAIT_S = 2.0
 DISABLED = (
     "the node is disabled: ros2 service call {}/enable std_srvs/srv/SetBool '{{data: true}}'"
 )
@@ -44,6 +49,19 @@ DISABLED = (
 def _image_given(image: Image) -> bool:
     """A request carries an image when any of its fields is set (an all-default one is none)."""
     return bool(image.width or image.height or image.encoding or image.step or len(image.data))
+
+
+def _cancel_marked(goal_handle: Any) -> bool:
+    """Wait (briefly) until rclpy has marked the goal cancelling, which it does right after this
+    node's cancel callback accepted it; only a cancelling goal may end CANCELED. The worker may
+    answer inside that gap, so without the wait such a goal would end ABORTED.
+    """
+    end = time.monotonic() + CANCEL_MARK_WAIT_S
+    while not goal_handle.is_cancel_requested:
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.002)
+    return True
 
 
 class Commands:
@@ -111,7 +129,7 @@ class Commands:
             result = await future
         finally:
             self._goals.pop(key, None)
-        if goal_handle.is_cancel_requested:
+        if job.cancelled.is_set() and _cancel_marked(goal_handle):
             goal_handle.canceled()
         elif result.success:
             goal_handle.succeed()
@@ -122,14 +140,22 @@ class Commands:
     def on_cancel(self, goal_handle: Any) -> CancelResponse:
         """A waiting goal is answered "cancelled" at once; a running one at its next stage.
         A cancel also ends the running track (README "Following the object").
+
+        Accepted only while the goal has no answer (under the answers' lock); once accepted, the
+        goal ends CANCELED whatever the worker does next (answers.py turns a late success into
+        "cancelled", execute_goal waits for rclpy's cancelling mark).
         """
         self.node.tracking.cancel("cancelled (action goal cancelled)")
         job = self._goals.get(bytes(goal_handle.goal_id.uuid))
         if job is None or job.cancelled is None:
             return CancelResponse.REJECT
-        job.cancelled.set()
+        answers = self.node.answers
+        with answers.lock:  # a cancel is accepted only before the answer; then it must win
+            if job.answered:
+                return CancelResponse.REJECT
+            job.cancelled.set()
         if self.node.queue.remove(job):
-            self.node.answers.fail(job, CANCELLED)
+            answers.fail(job, CANCELLED)
         return CancelResponse.ACCEPT
 
     # ------------------------------------------------------------------ intake

@@ -195,14 +195,23 @@ class Frames:
 
     # ------------------------------------------------------------------ the frame a command uses
     def pick(self, job: Job) -> str | None:
-        """Give the job the latest camera image; returns why not (none yet, or too old)."""
+        """Give the job the latest camera image; returns why not (none yet, too old, or no clock
+        to tell its age: with use_sim_time a frame's arrival time is read from /clock).
+        """
         node, settings = self.node, self.node.settings
         frame: Frame | None = self.sensors.latest_image()
         compressed = settings.image_transport == "compressed"
         topic = node.resolve_topic_name("image/compressed" if compressed else "image")
+        clock = node.get_clock()
+        now = clock.now().nanoseconds
+        if now == 0 and clock.ros_time_is_active:  # the age of any frame would read as 0
+            return (
+                "use_sim_time is true but no message has arrived on /clock, so the age of the "
+                f"image on {topic} cannot be checked (play the bag with --clock, or set "
+                "use_sim_time false)"
+            )
         if frame is None:
             return f"no image received on {topic} yet"
-        now = node.get_clock().now().nanoseconds
         age = (now - frame.received_ns) / 1e9
         limit = settings.max_image_age_s
         if age > limit:

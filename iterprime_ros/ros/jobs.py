@@ -13,6 +13,9 @@ from typing import Any, Callable
 from iterprime_ros.msg import Segmentation
 
 LOG_TEXT_CHARS = 200  # commands are quoted in the log up to this length
+# Answers any command may get wherever it is on its way (waiting, running, being cancelled).
+SHUTTING_DOWN = "the node is shutting down"
+CANCELLED = "cancelled: the action goal was cancelled by its client"
 
 
 def quote_command(text: str) -> str:

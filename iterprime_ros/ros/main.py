@@ -9,6 +9,7 @@ DDS go out, logs the stats line and shuts everything down in order.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -32,6 +33,9 @@ from .params import (
 EXECUTOR_THREADS = 6  # camera, commands, lifecycle and parameter services, with room to spare
 FLUSH_QUIET_S = 0.5  # at shutdown: spin until no command has arrived for this long ...
 FLUSH_MAX_S = 3.0  # ... but no longer than this
+THREADS_JOIN_S = 10.0  # then the worker, prefetch and track threads end their stage in flight
+# A signal to process exit, at most: the flush, the threads, the executor's own 1 s.
+SHUTDOWN_BOUND_S = FLUSH_MAX_S + THREADS_JOIN_S + 1.0
 
 
 def usage(doc: str) -> str:
@@ -46,11 +50,19 @@ def usage(doc: str) -> str:
 
 
 def run(make_node: Callable[[], Any], argv: list[str], doc: str) -> None:
-    """Run the node made by make_node() until SIGINT/SIGTERM; SystemExit(2) on a bad parameter."""
+    """Run the node made by make_node() until SIGINT/SIGTERM; SystemExit(2) on a bad parameter.
+
+    A signal at any moment (idle, mid-command, during a lifecycle transition, while the node is
+    still being made) ends the process with exit code 0 within SHUTDOWN_BOUND_S, every command
+    that reached the node answered.
+    """
     own = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
     if "-h" in own or "--help" in own:
         print(usage(doc))
         return
+    stop = threading.Event()  # set by the first signal; later ones change nothing
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     files = params_files(argv)
     try:
         for path in files:  # rcl would answer a malformed file with a traceback
@@ -68,9 +80,6 @@ def run(make_node: Callable[[], Any], argv: list[str], doc: str) -> None:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"bad parameters: {exc}")
         rclpy.try_shutdown()
         raise SystemExit(2) from None
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
@@ -79,12 +88,33 @@ def run(make_node: Callable[[], Any], argv: list[str], doc: str) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.close()
-        _flush(node, executor)
-        node.log_stats()  # after the flush: commands taken from DDS meanwhile were answered too
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        _shut_down(node, executor)
+
+
+def _shut_down(node: Any, executor: MultiThreadedExecutor) -> None:
+    """Answer everything, let the answers out, wait for the threads, then close ROS in order.
+
+    A thread the bound could not wait for (a model load that a lifecycle transition waits on,
+    a stage that outlasts THREADS_JOIN_S) would be killed inside the models by the interpreter's
+    exit (an abort, not exit 0), and the executor would wait for the transition that waits for
+    it: the process then leaves at once with os._exit(0), every answer already out.
+    """
+    node.close()  # every command not yet answered gets "shutting down"; no new one is taken
+    _flush(node, executor)
+    node.log_stats()  # after the flush: commands taken from DDS meanwhile were answered too
+    running = node.stop_threads(THREADS_JOIN_S)
+    if running:
+        print(
+            f"[WARN] [{NODE_NAME}]: still running after {THREADS_JOIN_S:g} s: "
+            f"{', '.join(running)}; exiting without waiting for them",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(0)
+    executor.shutdown(timeout_sec=1.0)
+    node.destroy_node()
+    rclpy.try_shutdown()
 
 
 def _flush(node: Any, executor: MultiThreadedExecutor) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Callable
 
@@ -46,11 +47,11 @@ from std_srvs.srv import SetBool
 from ..pipeline import ModelLoadError, gradcam_layer_for
 from . import diagnostics, logs
 from .answers import OUTPUT_QOS, Answers
-from .commands import DISABLED, SHUTTING_DOWN, Commands
+from .commands import DISABLED, Commands
 from .dialogue import Dialogue
 from .frames import Frames
 from .health import Health
-from .jobs import ImageStats, Job, first_line
+from .jobs import SHUTTING_DOWN, ImageStats, Job, first_line
 from .main import run
 from .names import NODE_NAME
 from .params import (
@@ -405,10 +406,25 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         if prefetcher is not None:
             prefetcher.stop(timeout=0.0)  # no new stage; the one in flight ends on its own
         left = self.commands.close()
-        self.tracking.close()
         running = self.worker.current
         for job in ([running] if running is not None else []) + left:
             self.answers.fail(job, SHUTTING_DOWN)
+        self.tracking.close()  # after the answers: it may wait for a proposal pass in flight
+
+    def stop_threads(self, timeout: float) -> list[str]:
+        """After close(): wait up to `timeout` s in all for the worker and the prefetcher to end
+        their stage in flight; returns the names of the threads still running.
+
+        Why: a thread still inside the models when the interpreter exits is killed mid-call by
+        the C++ runtime's exit, and the process aborts instead of exiting 0.
+        """
+        end = time.monotonic() + timeout
+        self.worker.stop(timeout)
+        prefetcher = self.frames.prefetcher
+        self.frames.stop_prefetch(max(0.0, end - time.monotonic()))
+        threads = [self.worker.thread, self.tracking.loop.thread]
+        running = [t.name for t in threads if t.is_alive()]
+        return running + (["iterprime-prefetch"] if prefetcher and prefetcher.running else [])
 
     def destroy_node(self) -> None:
         logs.unbridge(self._log_bridge)

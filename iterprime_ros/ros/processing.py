@@ -13,9 +13,8 @@ from typing import Any
 
 from ..pipeline import CommandCancelled, ModelLoadError, Segmenter, is_out_of_memory
 from . import messages
-from .commands import CANCELLED
 from .frames import UNUSABLE_IMAGE, camera_frame_key, model_input
-from .jobs import Job, first_line
+from .jobs import CANCELLED, SHUTTING_DOWN, Job, first_line
 from .outputs import fill_3d
 from .params import Parameters
 from .sizing import result_at_source
@@ -138,6 +137,9 @@ class ModelWork:
             if error:
                 answers.fail(job, error)
                 return
+        if node.closing:  # no conversion, no model work (a second answer is dropped)
+            answers.fail(job, SHUTTING_DOWN)
+            return
         try:
             rgb, sizes = model_input(job.image, node.settings.max_image_pixels)
         except UNUSABLE_IMAGE as exc:
@@ -145,8 +147,8 @@ class ModelWork:
             return
         try:
             model_result = self._segment(segmenter, job, rgb)
-        except CommandCancelled:
-            answers.fail(job, CANCELLED)
+        except CommandCancelled as exc:
+            answers.fail(job, str(exc))  # after "shutting down" the second answer is dropped
             return
         job.ran = True
         result = result_at_source(model_result, sizes)
@@ -178,22 +180,22 @@ class ModelWork:
         answers.publish_debug(rgb, model_result, msg.header)  # at the size the models saw
 
     def _segment(self, segmenter: Segmenter, job: Job, rgb: Any) -> Any:
-        """The models on one command, with its feedback and cancel hooks; CommandCancelled when
-        the action goal was cancelled at a stage boundary.
+        """The models on one command, with its feedback and stop hooks: CommandCancelled at the
+        next stage boundary once the action goal was cancelled or the node is shutting down
+        (the process then ends as soon as that stage does, not after the whole command).
         """
-        progress = None
-        if job.feedback is not None or job.cancelled is not None:
 
-            def progress(stage: str, igrs_pass: int) -> None:
-                if job.cancelled is not None and job.cancelled.is_set():
-                    raise CommandCancelled(CANCELLED)
-                if job.feedback is not None:
-                    job.feedback(stage, igrs_pass, 0)
+        def progress(stage: str, igrs_pass: int) -> None:
+            if job.cancelled is not None and job.cancelled.is_set():
+                raise CommandCancelled(CANCELLED)
+            if self.node.closing:
+                raise CommandCancelled(SHUTTING_DOWN)
+            if job.feedback is not None:
+                job.feedback(stage, igrs_pass, 0)
 
         key = camera_frame_key(job.image.header, rgb) if job.use_depth else None
         prefetcher = self.node.frames.prefetcher
-        if progress is not None:
-            progress("started", 0)
+        progress("started", 0)
         # every command goes through the conversation: a reply or correction is answered from
         # the last question's candidates, anything else by the models (dialogue.py)
         answer = self.node.dialogue.answer

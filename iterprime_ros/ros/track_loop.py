@@ -78,6 +78,11 @@ class TrackLoop:
     def active(self) -> bool:
         return self._active
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The track thread (the node waits for it before the process exits)."""
+        return self._thread
+
     def start(self, frame: TrackFrame, mask: np.ndarray, track_id: int, command: Any) -> None:
         """A command succeeded on `frame`: end the running track (its ENDED result is published)
         and start following `mask` on the frames after it.

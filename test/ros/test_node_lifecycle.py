@@ -30,6 +30,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from iterprime_ros.msg import Segmentation  # noqa: E402
+from iterprime_ros.ros.commands import FEEDBACK_STAGES  # noqa: E402
 from iterprime_ros.ros.conversions import rgb_to_fields  # noqa: E402
 from iterprime_ros.ros.messages import image_message  # noqa: E402
 from iterprime_ros.srv import Segment  # noqa: E402
@@ -325,6 +326,9 @@ def test_action_feedback_result_and_cancel(busy):
     stages = [f.feedback.stage for f in feedback]
     passes = [f.feedback.igrs_pass for f in feedback if f.feedback.stage == "igrs"]
     assert stages[0] == "queued" and "started" in stages and stages[-1] == "selection", stages
+    assert set(stages) <= set(FEEDBACK_STAGES), stages  # only the stages the .action file names
+    order = [FEEDBACK_STAGES.index(stage) for stage in stages]
+    assert order == sorted(order), stages  # in the order the list gives
     assert passes == list(range(1, res.result.result.iterations + 1)), passes
     assert h.until(lambda: bool(h.results_for("the red cup by action")), 10.0), "also on ~/result"
 
