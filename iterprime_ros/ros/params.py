@@ -92,8 +92,7 @@ class Parameters:
 
 def validate(values: Mapping[str, Any]) -> Parameters:
     """Raw parameter values (missing ones take their defaults) -> settings; ParameterError lists
-    every
-    bad value, unknown names included.
+    every bad value, unknown names included.
     """
     errors: list[str] = []
     clean: dict[str, Any] = {}

@@ -25,10 +25,7 @@ FOLDERS = ("iterprime_ros", "test", "scripts", "launch")
 # Files still holding fragments, each being rewritten on another branch at the time this check
 # was added; the repair script runs over them after those branches merge. Empty this set then,
 # so the check covers every file.
-KNOWN_BROKEN: set[str] = {
-    "iterprime_ros/ros/node.py",
-    "iterprime_ros/ros/params.py",
-}
+KNOWN_BROKEN: set[str] = set()
 
 BULLET = re.compile(r"^([-*+•]|\d+[.)]|>>>|\.\.\.)(\s|$)")
 
