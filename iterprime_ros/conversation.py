@@ -33,8 +33,10 @@ from .core.replies import (
     choose,
     is_correction,
     is_relative,
+    mentions_noun,
     names_a_relation,
-    words,
+    names_other_object,
+    plural_request,
 )
 from .result import Candidate, SegmentationResult
 
@@ -93,7 +95,9 @@ class Conversation:
         if last is None or not last.result.candidates:
             return Interpretation(NEW)
         if last.result.ambiguous and not is_correction(command):
-            if not _sounds_like_reply(command, last.result.primary_word):
+            if plural_request(command) is not None or not _sounds_like_reply(
+                command, last.result.primary_word
+            ):
                 return Interpretation(NEW)
             if names_a_relation(command):  # "the cup left of the box": the models decide
                 return Interpretation(CHOICE, last.command_id, None)
@@ -104,6 +108,10 @@ class Conversation:
                 [c.centroid for c in cands],
                 [int(c.mask.sum()) for c in cands],
             )
+            if pick is None and mentions_noun(command, last.result.primary_word):
+                # "find the white ball" when no candidate is white: a full expression of its
+                # own, so the models answer it as a new command rather than a failed reply
+                return Interpretation(NEW)
             return Interpretation(CHOICE, last.command_id, pick)
         if is_correction(command):
             return Interpretation(CORRECTION, last.command_id)
@@ -199,12 +207,12 @@ class Conversation:
 
 
 def _sounds_like_reply(command: str, noun: str) -> bool:
-    """Whether a command answers the pending question: it says "one" or "it", names the
-    question's noun ("the red cup" after "Which cup?"), or is one or two words ("left").
-    Anything else ("grab the blue box") is a new command.
+    """Whether a command answers the pending question: every object word in it is the
+    question's noun ("the red cup", "the left one", "second" after "Which cup?"). A command
+    that names another object ("the bowl", "grab the blue box") is a new command, however
+    short (core.replies.names_other_object).
     """
-    said = words(command)
-    return len(said) <= 2 or "one" in said or "it" in said or (bool(noun) and noun in said)
+    return not names_other_object(command, noun)
 
 
 def _gap(a: np.ndarray, b: np.ndarray) -> float:

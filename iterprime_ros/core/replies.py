@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from .command import CommandError, normalise_command
 from .describe import COLOUR_NAMES
+from .english import no_object_words
 
 _WORD = re.compile(r"[a-z]+")
 ORDINALS = {"first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "last": -1}
@@ -202,3 +204,47 @@ def plural_request(expression: str) -> PluralRequest | None:
         return None
     rest[stop - 1] = _singular(rest[stop - 1])
     return PluralRequest(count, "the " + " ".join(rest))
+
+
+# Words of a reply that choose or fill but name no object ("no, the other one please").
+_REPLY_WORDS = frozenset(
+    {"one", "ones", "it", "other", "please", "yes", "no", "not", "that", "this", "thanks"}
+)
+
+
+def names_other_object(text: str, noun: str) -> bool:
+    """Whether `text` names an object other than `noun` (the pending question's noun).
+
+    Why: after "Which cup?" the person may answer ("the red one", "the left cup", "the second
+    one") or move on ("the bowl", "grab the blue box"); only a command whose every object word
+    is the question's noun can be an answer. Leading command words ("find", "could you grab")
+    are stripped by the command normaliser first, so they do not count as objects, and an
+    object after a relation word is only a landmark ("the cup above the green box").
+    """
+    try:
+        expression = normalise_command(text)
+    except CommandError:  # "the left one", "it": a reply names no object of its own
+        expression = text
+    none = no_object_words()
+    chooser = set(COLOUR_NAMES) | PLACES.keys() | SIZES.keys() | ORDINALS.keys()
+    for w in _head(words(expression)):
+        if w in none or w in chooser or w in _REPLY_WORDS:
+            continue
+        if not noun or _singular(w) != _singular(noun.lower()):
+            return True
+    return False
+
+
+def _head(said: list[str]) -> list[str]:
+    """The words before the first relation word: "the cup above the green box" is about a cup
+    (the box is only where it is), so only "the cup" says what the command asks for.
+    """
+    text = " ".join(said)
+    cuts = [m.start() for r in RELATION_WORDS for m in re.finditer(rf"\b{r}\b", text)]
+    return text[: min(cuts)].split() if cuts else said
+
+
+def mentions_noun(text: str, noun: str) -> bool:
+    """Whether `text` says `noun` (singular or plural): "find the white balls" says "ball"."""
+    target = _singular(noun.lower())
+    return bool(target) and any(_singular(w) == target for w in words(text))

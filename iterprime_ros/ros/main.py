@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, MutableMapping
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -49,6 +49,21 @@ def usage(doc: str) -> str:
     return "\n".join(lines)
 
 
+def keep_torch_caches_out_of_tmp(env: MutableMapping[str, str] | None = None) -> str:
+    """Point torch's compiler cache at the user's cache folder, unless the user chose one.
+
+    Why: importing torch._dynamo (transformers does while loading Mask2Former) creates
+    ``$TMPDIR/torchinductor_$USER`` even though the node never compiles anything, and the node
+    keeps its working folder and TMPDIR clean (docs/robustness.md). The user's cache folder is
+    where such a folder belongs; nothing is written into it unless something compiles.
+    """
+    env = os.environ if env is None else env
+    if not env.get("TORCHINDUCTOR_CACHE_DIR"):
+        cache = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache, "torch", "inductor")
+    return env["TORCHINDUCTOR_CACHE_DIR"]
+
+
 def run(make_node: Callable[[], Any], argv: list[str], doc: str) -> None:
     """Run the node made by make_node() until SIGINT/SIGTERM; SystemExit(2) on a bad parameter.
 
@@ -71,6 +86,7 @@ def run(make_node: Callable[[], Any], argv: list[str], doc: str) -> None:
         print(f"[FATAL] [{NODE_NAME}]: bad parameters: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     dds = dds_profile.apply()  # before rclpy starts: big camera frames arrive (dds_profile.py)
+    keep_torch_caches_out_of_tmp()
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     rclpy.logging.get_logger(NODE_NAME).debug(dds)
     try:

@@ -45,6 +45,10 @@ def tiny_params(tiny_model_dirs: Any, **overrides: Any) -> dict[str, Any]:
         # these tests pin down what a command does with the newest image; prefetching (which
         # answers on a prepared frame) is tested on its own in test_node_prefetch.py
         "prefetch": "off",
+        # these tests send independent commands; random weights make close heats, and a question
+        # left pending would turn the next command into a reply (the conversation is tested on
+        # the world model in test_node_conversation.py, with the node's own margin)
+        "ambiguity_margin": 0.0,
     }
     params.update(overrides)
     return params

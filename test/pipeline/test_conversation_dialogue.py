@@ -250,3 +250,34 @@ def test_an_already_normalised_expression_is_used_as_is():
 def test_dialogue_settings_are_checked(bad):
     with pytest.raises(ValueError):
         SegmenterSettings(**bad)
+
+
+def test_a_new_command_while_a_question_is_pending_is_a_new_command():
+    """After "Which cup?", a command that names another object is not an answer to it, however
+    short ("the bowl"); one whose words fit no candidate but say the noun ("find the white cup")
+    is a whole expression the models answer; a plural command is new too. Only commands whose
+    object words are all the question's noun choose among the candidates.
+    """
+    image, _ = _world()
+    seg = _segmenter({5: 1.0, 7: 1.0, 9: 0.2})
+    talk = Conversation(timeout_s=30)
+    assert talk.answer("a", "the cup", image, seg, now=0.0).ambiguous
+    for command in ("the bowl", "grab the green box", "the bowl next to the cup", "both cups"):
+        assert talk.interpret(command, now=1.0).kind == NEW, command
+    for command in ("the red cup", "the left one", "second", "the cup above the green box"):
+        assert talk.interpret(command, now=1.0).kind == CHOICE, command
+    runs = seg.stats["commands"]
+    white = talk.answer("b", "find the white cup", image, seg, now=2.0)
+    assert seg.stats["commands"] == runs + 1 and white.in_reply_to == ""
+    assert "did not pick" not in white.error
+
+
+def test_names_other_object_reads_the_head_of_the_command():
+    from iterprime_ros.core.replies import mentions_noun, names_other_object
+
+    assert names_other_object("the bowl", "cup")
+    assert names_other_object("could you grab the blue box please", "cup")
+    assert not names_other_object("could you pick up the red cups please", "cup")
+    assert not names_other_object("no, the other one", "cup")
+    assert not names_other_object("the cup left of the bowl", "cup")
+    assert mentions_noun("find the white balls", "ball") and not mentions_noun("it", "ball")

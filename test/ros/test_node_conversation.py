@@ -35,6 +35,7 @@ from std_msgs.msg import String  # noqa: E402
 from iterprime_ros.msg import Segmentation  # noqa: E402
 from iterprime_ros.ros.conversions import image_to_rgb, rgb_to_fields  # noqa: E402
 from iterprime_ros.ros.messages import image_message  # noqa: E402
+from iterprime_ros.settings import SegmenterSettings  # noqa: E402
 from iterprime_ros.tools.world.evaluate import (  # noqa: E402
     recommended_gradcam_layer,
     world_model_folder,
@@ -76,6 +77,7 @@ def talk(tmp_path_factory, tiny_model_dirs) -> Iterator[tuple[Harness, NodeProce
         track=False,
         hold_ambiguous=True,
         plural_commands=True,
+        ambiguity_margin=SegmenterSettings().ambiguity_margin,  # the node's default
         min_confidence=0.0,
     )
     proc = NodeProcess("talk", params, tmp_path_factory.mktemp("talk"), program=[str(WORLD_NODE)])

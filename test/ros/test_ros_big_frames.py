@@ -46,3 +46,15 @@ def test_a_1080p_sensor_data_stream_arrives(monkeypatch):
     # measured 89 % against 1 % on a loaded 2-core machine (docs/performance.md "Big frames")
     assert with_profile >= 0.3, (with_profile, defaults)
     assert with_profile > defaults, (with_profile, defaults)
+
+
+def test_torch_caches_go_to_the_users_cache_unless_one_is_chosen():
+    """The node keeps TMPDIR clean: torch's compiler cache folder (made when transformers imports
+    torch._dynamo) goes to the user's cache folder; a folder the user chose is kept.
+    """
+    from iterprime_ros.ros.main import keep_torch_caches_out_of_tmp
+
+    env = {"XDG_CACHE_HOME": "/home/robot/.cache"}
+    assert keep_torch_caches_out_of_tmp(env) == "/home/robot/.cache/torch/inductor"
+    own = {"TORCHINDUCTOR_CACHE_DIR": "/data/inductor", "XDG_CACHE_HOME": "/x"}
+    assert keep_torch_caches_out_of_tmp(own) == "/data/inductor"
