@@ -5,9 +5,8 @@ the robot sat idle before the person spoke. The prefetcher computes a frame's pr
 embedding (``Segmenter.prepare_frame``) ahead, so a command on a prepared frame costs only parse
 + text passes + selection (``result.prefetched``).
 
-It must never make a command slower than no prefetch, on any camera rate, and must not keep the
-CPU busy while the robot waits. The rule (``PrefetchRule``), in one place for the prefetcher and
-the commands:
+It must never slow a command down, at any camera rate, nor keep the CPU busy while the robot
+waits. The rule (``PrefetchRule``), one for the prefetcher and the commands:
 
 * when: only while the owner is idle (no command queued or running), at most one start per
   ``min_interval_s``, and after a preparation that took T seconds not again before
@@ -22,9 +21,8 @@ the commands:
   terms (the command waits for the stage in flight and reuses its proposals from the frame
   cache, never starting again); else the newest image.
 
-A command is never held up by more than the one stage in flight: ``prepare_frame`` runs one stage
-at a time and gives way to a waiting command between stages, and no stage starts while a command
-runs (``command()`` brackets it).
+A command waits for at most the one stage in flight: ``prepare_frame`` runs one stage at a time
+and gives way to a waiting command between stages; none starts while a command runs.
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -42,6 +41,7 @@ from ...core.selection import SELECTION_SCORES
 from ..cli import device_argument
 from ..eval.metrics import MetricAccumulator, format_percent
 from .grammar import Referring, scene_expressions
+from .model_folder import recommended_gradcam_layer, world_model_folder
 from .oracle import OracleProposals
 from .scenes import Scene, generate_scene, patch_coverage, scene_seeds
 
@@ -51,41 +51,6 @@ MODES: tuple[str, ...] = ("mean", "gvlp", "global", "local", "pwem")
 EVAL_SEED = 2025
 EVAL_KIND_WEIGHTS = (1 / 3, 1 / 3, 1 / 3)
 EVAL_COMMAND_PROB = 0.3
-
-
-def world_model_folder() -> Path:
-    """The committed world model: $ITERPRIME_WORLD_MODEL, else <repo>/models/world_blip (else the
-    installed package's share/iterprime_ros/models/world_blip).
-    """
-    env = os.environ.get("ITERPRIME_WORLD_MODEL")
-    if env:
-        return Path(env).expanduser()
-    source = Path(__file__).resolve().parents[3] / "models" / "world_blip"
-    if source.is_dir():
-        return source
-    # a colcon install: <prefix>/share/iterprime_ros/models/world_blip (when CMake installs
-    # models/)
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        shared = Path(get_package_share_directory("iterprime_ros")) / "models" / "world_blip"
-        if shared.is_dir():
-            return shared
-    except Exception:  # not a ROS environment, or the package is not installed
-        pass
-    return source
-
-
-def recommended_gradcam_layer(folder: Path, default: int = 8) -> int:
-    """The layer chosen on validation scenes at training time (world_config.json), else
-    `default`.
-    """
-    try:
-        cfg = json.loads((Path(folder) / "world_config.json").read_text())
-        layer = cfg.get("gradcam_layer")
-        return int(layer) if layer is not None else default
-    except (OSError, ValueError):
-        return default
 
 
 def _display_path(folder: Path) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import recommended_gradcam_layer, world_model_folder
+from .model_folder import recommended_gradcam_layer, world_model_folder
 from .oracle import OracleProposals
 from .scenes import Scene, generate_scene
 
