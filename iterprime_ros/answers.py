@@ -26,7 +26,7 @@ from .settings import SegmenterSettings
 
 # With a plural command, an object counts as matching when its mean heat is at least this share
 # of the best one's (chosen on the world's validation scenes).
-PLURAL_SHARE = 0.5
+PLURAL_SHARE = 0.1
 MAX_PLURAL_OBJECTS = 8
 
 

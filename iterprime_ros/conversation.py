@@ -10,8 +10,10 @@ any monotonic clock), so tests and the replay decide what time it is.
 What each kind of command does:
 - a reply to a pending question ("the left one", "the red one", "the second one") chooses among
   that question's candidates by their colour, place, size or order, without running the models;
-  a reply the words cannot settle runs the models on it once and takes the candidate its answer
-  overlaps most;
+  a reply that names the question's noun ("the red cup"), or whose words fit no single
+  candidate, runs the models once on the reply said as a whole expression, and their answer
+  joins the candidates, so an object the question did not offer can still be chosen
+  (``reply_models``; off: the models' answer only picks the candidate it overlaps most);
 - a correction after an answer ("no, the other one", "not that one") gives the next best
   candidate that has not been refused, never a refused one (nor a part or whole of it);
 - "the one next to it" after an answer gives the candidate nearest to the last answer;
@@ -68,8 +70,9 @@ class _Turn:
 class Conversation:
     """Dialogue state for one robot; not thread-safe (the node calls it from its worker)."""
 
-    def __init__(self, timeout_s: float = 60.0) -> None:
+    def __init__(self, timeout_s: float = 60.0, reply_models: bool = True) -> None:
         self.timeout_s = float(timeout_s)
+        self.reply_models = bool(reply_models)
         self._last: _Turn | None = None
         self.reset_reason = ""
 
@@ -152,6 +155,8 @@ class Conversation:
         if meaning.kind == NEW or last is None:
             self.reset("new command")
             result = segmenter.segment(image, command, frame_id=frame_id, expression=expression)
+        elif meaning.kind == CHOICE and self.reply_models and _runs_models(command, last, meaning):
+            result = self._choose_with_models(command, image, segmenter, frame_id)
         elif meaning.kind == CHOICE:
             pick = meaning.choice
             if pick is None:
@@ -186,6 +191,44 @@ class Conversation:
         best = int(np.argmax(overlaps))
         return best if overlaps[best] > 0 else None
 
+    def _choose_with_models(
+        self, command: str, image: np.ndarray, segmenter: Any, frame_id: Hashable | None
+    ) -> SegmentationResult:
+        """The reply's object when the models may see one that was not offered: the models run
+        once on the reply said as a whole expression (the question's noun in place of "one"),
+        their answer joins the candidates (unless it is one of them), and the reply's words
+        choose among them all; where the words do not settle it, the models' answer stands.
+
+        Why: the candidates are the objects the first words heated most, and a weak model may
+        heat an object of the wrong kind more than the meant one; the reply's own words ("the
+        red cup") let the models find the meant object even when it was not offered.
+        """
+        assert self._last is not None
+        base = self._last.result
+        said = combined_expression(command, base.primary_word)
+        reply = segmenter.segment(image, said, frame_id=frame_id)
+        if reply.mask is None or not reply.candidates:
+            pick = self._choose_by_models(command, image, segmenter, frame_id, None)
+            return _answer_with(base, command, pick, "the person chose it")
+        cands = list(base.candidates)
+        theirs = next((k for k, c in enumerate(cands) if same_object(c.mask, reply.mask)), None)
+        if theirs is None:
+            cands.append(reply.candidates[0])
+            theirs = len(cands) - 1
+        pick = None
+        if not names_a_relation(command):
+            pick = choose(
+                choice_words(command),
+                [c.colour for c in cands],
+                [c.centroid for c in cands],
+                [int(c.mask.sum()) for c in cands],
+            )
+        pooled = copy.copy(base)
+        pooled.candidates = cands
+        return _answer_with(
+            pooled, command, theirs if pick is None else pick, "the person chose it"
+        )
+
     def _next_best(self, last: _Turn, command: str) -> SegmentationResult:
         cands = last.result.candidates
         for k, c in enumerate(cands):
@@ -204,6 +247,26 @@ class Conversation:
         if not choices:
             return _failed(last.result, command, "no other object near the last answer")
         return _answer_with(last.result, command, min(choices, key=lambda kv: kv[1])[0], "")
+
+
+def combined_expression(reply: str, noun: str) -> str:
+    """The reply said as a whole expression: "the red one" after "Which cup?" becomes "the red
+    cup"; a reply that already names the noun ("the cup on the left") is kept as said.
+    """
+    said = words(reply)
+    if not noun or noun in said:
+        return " ".join(said)
+    swapped = [noun if w in ("one", "it") else w for w in said]
+    if noun not in swapped:
+        swapped.append(noun)
+    return " ".join(swapped)
+
+
+def _runs_models(command: str, last: _Turn, meaning: Interpretation) -> bool:
+    """Whether a reply runs the models: it names the question's noun (a whole expression the
+    models can judge on their own), or its words chose none of the candidates.
+    """
+    return meaning.choice is None or last.result.primary_word in words(command)
 
 
 def _sounds_like_reply(command: str, noun: str) -> bool:

@@ -128,16 +128,21 @@ def _hit(mask: np.ndarray | None, scene: Scene, target: int) -> bool:
     return iou(mask, scene.masks[target]) >= 0.5
 
 
-def run_items(segmenter, scenes: list[Scene], items: list[Item], timeout_s: float = 60.0):
-    """Each item's conversation; returns one record (plain numbers and features) per item."""
+def run_items(
+    segmenter, scenes: list[Scene], items: list[Item], timeout_s: float = 60.0, **talk_options
+):
+    """Each item's conversation; returns one record (plain numbers and features) per item.
+    `talk_options` go to every Conversation (the rules compared on validation).
+    """
     from ...conversation import Conversation
 
     records = []
     clock = 0.0
+    talk_options = {"timeout_s": timeout_s, **talk_options}
     for it in items:
         scene = scenes[it.scene_index]
         segmenter.proposals.register(scene)
-        talk = Conversation(timeout_s)
+        talk = Conversation(**talk_options)
         clock += 1000.0  # a fresh conversation each item
         first = talk.answer("1", it.command, scene.image, segmenter, clock)
         rec = {"kind": it.kind, "command": it.command, "ambiguous": bool(first.ambiguous)}
@@ -156,7 +161,7 @@ def run_items(segmenter, scenes: list[Scene], items: list[Item], timeout_s: floa
                 np.mean([any(_hit(m, scene, t) for m in cands) for t in it.targets])
             )
             if it.kind == "ambiguous":
-                rec["reply_hit"] = _reply_hit(first, it, scene, segmenter, clock, timeout_s)
+                rec["reply_hit"] = _reply_hit(first, it, scene, segmenter, clock, talk_options)
             if not rec["hit"] and first.mask is not None:
                 fixed = talk.answer("3", "no, not that one", scene.image, segmenter, clock + 2)
                 rec["corrected"] = _hit(fixed.mask, scene, meant)
@@ -164,7 +169,7 @@ def run_items(segmenter, scenes: list[Scene], items: list[Item], timeout_s: floa
     return records
 
 
-def _reply_hit(first, it: Item, scene: Scene, segmenter, clock: float, timeout_s: float) -> bool:
+def _reply_hit(first, it: Item, scene: Scene, segmenter, clock: float, options: dict) -> bool:
     """Whether the person's reply, given to the question about `first`, ends on the meant
     object. The reply is played whether or not `first` asked (as if it had), so the round trip
     can be scored for any ambiguity margin from the same run: an answer that asks ends with
@@ -176,7 +181,7 @@ def _reply_hit(first, it: Item, scene: Scene, segmenter, clock: float, timeout_s
 
     asked = copy.copy(first)
     asked.ambiguous = True
-    talk = Conversation(timeout_s)
+    talk = Conversation(**options)
     talk.record("1", asked, clock)
     final = talk.answer("2", it.reply, scene.image, segmenter, clock + 1)
     return _hit(final.mask, scene, it.meant)
@@ -404,6 +409,12 @@ def add_dialogue_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --dialogue on --world-split val: choose the ambiguity margin and the "
         "confidence weights and print them",
     )
+    parser.add_argument(
+        "--no-reply-models",
+        action="store_true",
+        help="with --dialogue: replies choose among the offered candidates only (the models "
+        "never see the reply as a whole expression), for comparison",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="risk-coverage PNG to write")
 
 
@@ -419,13 +430,15 @@ def run_dialogue_eval(args: argparse.Namespace) -> int:
     seg = world_segmenter(settings)
     t0 = time.perf_counter()
     scenes, items = dialogue_set(args.dialogue_scenes, args.world_split)
-    records = run_items(seg, scenes, items, settings.dialogue_timeout_s)
+    options = {"reply_models": not args.no_reply_models}
+    records = run_items(seg, scenes, items, settings.dialogue_timeout_s, **options)
     rescore(records, settings.ambiguity_margin, CONFIDENCE_WEIGHTS)
     summary = summarise(records)
     meta = {
         "split": args.world_split,
         "scenes": len(scenes),
         "ambiguity_margin": settings.ambiguity_margin,
+        **options,
         "seconds": time.perf_counter() - t0,
     }
     print(format_summary(summary, meta))
