@@ -39,6 +39,7 @@ from .core.replies import (
     names_a_relation,
     names_other_object,
     plural_request,
+    words,
 )
 from .result import Candidate, SegmentationResult
 
