@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..image_size import DEFAULT_MAX_IMAGE_PIXELS, read_limit_bytes
+from .bag_salvage import storage_files
 from .bag_types import BagError
 
 __all__ = ["ReadLimits", "check_storage", "fill_mcap_crcs", "read_limit_bytes"]
@@ -56,15 +57,6 @@ class ReadLimits:
                 f"{self.max_bytes} bytes; refused before reading it (the limit follows "
                 "--max-image-pixels / max_image_pixels: raise it only for a bag you trust)"
             )
-
-
-def storage_files(path: Path) -> list[Path]:
-    """The .mcap/.db3 files of a bag file or rosbag2 folder."""
-    if path.is_file():
-        return [path] if path.suffix in (".mcap", ".db3") else []
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in (".mcap", ".db3") and p.is_file())
-    return []
 
 
 def check_storage(path: Path, limits: ReadLimits) -> list[str]:

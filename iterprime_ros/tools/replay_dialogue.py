@@ -12,11 +12,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
-
 from ..ros.conversions import conversation_values, mask_to_fields
 from ..ros.dialogue import Dialogue
 from .bags import CANDIDATE_TYPE, header, image_message, typestore
+from .replay_output import empty_image
 
 
 class ReplayDialogue:
@@ -30,18 +29,6 @@ class ReplayDialogue:
     def answer(self, command_id: int, text: str, image: Any, segmenter: Any, t_ns: int) -> Any:
         """The result for command `command_id` spoken at bag time t_ns (nanoseconds)."""
         return self._dialogue.answer(command_id, text, image, segmenter, now=t_ns / 1e9)
-
-
-def _empty_image(stamp_ns: int, frame_id: str) -> Any:
-    return typestore().types["sensor_msgs/msg/Image"](
-        header=header(stamp_ns, frame_id),
-        height=0,
-        width=0,
-        encoding="",
-        is_bigendian=0,
-        step=0,
-        data=np.zeros(0, np.uint8),
-    )
 
 
 def _candidate(values: dict[str, Any], stamp_ns: int, frame_id: str) -> Any:
@@ -58,7 +45,7 @@ def _candidate(values: dict[str, Any], stamp_ns: int, frame_id: str) -> Any:
         ),
         mask=image_message(mask_to_fields(mask), header(stamp_ns, frame_id))
         if mask is not None
-        else _empty_image(stamp_ns, frame_id),
+        else empty_image(stamp_ns, frame_id),
         centroid_px=point(*values["centroid_px"], 0.0),
         grasp_point_px=point(*values["grasp_point_px"], 0.0),
         has_centroid_3d=values["has_centroid_3d"],

@@ -51,15 +51,7 @@ def segmentation_message(
     if v["success"]:
         mask = image_message(mask_to_fields(result.mask), header(stamp, frame_id))
     else:
-        mask = types["sensor_msgs/msg/Image"](
-            header=header(stamp, frame_id),
-            height=0,
-            width=0,
-            encoding="",
-            is_bigendian=0,
-            step=0,
-            data=np.zeros(0, np.uint8),
-        )
+        mask = empty_image(stamp, frame_id)
     x, y, w, h = v["bbox"]
     roi = types["sensor_msgs/msg/RegionOfInterest"](
         x_offset=x, y_offset=y, height=h, width=w, do_rectify=False
@@ -147,4 +139,17 @@ def _line(job: _Job, t_s: float, result: Any, latency: float, point: Any, note: 
     return (
         f"{head} -> {result.expression!r}: mask {int(result.mask.sum())} px, {where}, "
         f"score {result.score:.3f}, {latency:.2f} s"
+    )
+
+
+def empty_image(stamp_ns: int, frame_id: str) -> Any:
+    """An Image with no pixels: the mask field of a result that has none."""
+    return typestore().types["sensor_msgs/msg/Image"](
+        header=header(stamp_ns, frame_id),
+        height=0,
+        width=0,
+        encoding="",
+        is_bigendian=0,
+        step=0,
+        data=np.zeros(0, np.uint8),
     )
