@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .device_masks import DeviceMasks
-from .selection import count_components
+from .mask_sums import count_components
 
 # Two masks are the same object when the smaller one lies this much inside the other (a part
 # and its whole, two proposals of one object, a merged pair and its member).

@@ -20,16 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 import torch
 
 from .device_masks import DeviceMasks
+from .mask_sums import _areas, _covers, _heat_sums, count_components
 from .spatial import SpatialCue
 
 EMPTY_SELECTION = ("fail", "best_heat")
 SELECTION_SCORES = ("reference", "coverage", "whole")
-_BLOCK = 16  # masks per vectorised block: bounds the float copy to 16 x H x W
 
 
 @dataclass(frozen=True)
@@ -87,109 +86,6 @@ class Selection:
     flagged: bool
     reason: str
     valid: np.ndarray | None = None  # (N,) bools: covers a peak pixel and few enough components
-
-
-def count_components(mask: np.ndarray, connectivity: int = 4) -> int:
-    """Foreground connected components of a binary mask (4-connectivity: diagonal pixels are
-    apart).
-    """
-    n, _ = cv2.connectedComponents(mask.astype(np.uint8), connectivity=connectivity)
-    return int(n) - 1
-
-
-def _covers(
-    proposals: np.ndarray, peak_idx: np.ndarray, proposals_tensor: torch.Tensor | None
-) -> np.ndarray:
-    """(N,) bools: which proposals contain at least one peak pixel (reads only the peak pixels)."""
-    n = proposals.shape[0]
-    if proposals_tensor is not None:
-        flat_t = proposals_tensor.reshape(n, -1)
-        idx = torch.from_numpy(peak_idx).to(flat_t.device)
-        return flat_t.index_select(1, idx).any(dim=1).cpu().numpy()
-    return proposals.reshape(n, -1)[:, peak_idx].any(axis=1)
-
-
-def _areas(
-    proposals: np.ndarray,
-    which: np.ndarray,
-    proposals_tensor: torch.Tensor | None,
-    area_cache: dict[int, int] | None,
-) -> np.ndarray:
-    """Area Σm (int64) of the proposals in `which`; from `area_cache` where known (an area does
-    not depend on the heat map, so later commands on the same frame reuse it), else counted.
-    """
-    area = np.zeros(len(which), np.int64)
-    missing = []
-    for k, i in enumerate(which):
-        known = area_cache.get(int(i)) if area_cache is not None else None
-        if known is None:
-            missing.append(k)
-        else:
-            area[k] = known
-    if not missing:
-        return area
-    todo = np.asarray(which)[missing]
-    n = proposals.shape[0]
-    if proposals_tensor is not None:
-        flat_t = proposals_tensor.reshape(n, -1)
-        idx_t = torch.from_numpy(np.asarray(todo, np.int64)).to(flat_t.device)
-        counts = flat_t.index_select(0, idx_t).sum(dim=1, dtype=torch.int64).cpu().numpy()
-    else:
-        flat = proposals.reshape(n, -1)
-        counts = np.concatenate(
-            [
-                np.count_nonzero(flat[todo[b : b + _BLOCK]], axis=1)
-                for b in range(0, len(todo), _BLOCK)
-            ]
-        )
-    area[missing] = counts
-    if area_cache is not None:
-        area_cache.update({int(i): int(c) for i, c in zip(todo, counts)})
-    return area
-
-
-def _heat_sums(
-    proposals: np.ndarray,
-    heat: np.ndarray,
-    which: np.ndarray,
-    proposals_tensor: torch.Tensor | None,
-    dtype: type = np.float64,
-    heat_tensor: torch.Tensor | None = None,
-) -> np.ndarray:
-    """Heat Σm·O of the proposals listed in `which`, in `dtype`.
-
-    heat_tensor: the same heat map already on the device (IGRS made it there), used instead of
-    uploading `heat` again.
-    Vectorised over blocks of masks (memory stays at one block's float copy); on the tensor
-    copy's device when one is given (the GPU), with the same arithmetic. float64 for the few
-    valid proposals (the reference's exact scores), float32 where every proposal is summed
-    (half the memory traffic; only the choice is read from it).
-    """
-    n = proposals.shape[0]
-    heat_sum = np.zeros(len(which), dtype)
-    if len(which) == 0:
-        return heat_sum
-    if proposals_tensor is not None:
-        tdtype = torch.float64 if dtype == np.float64 else torch.float32
-        flat_t = proposals_tensor.reshape(n, -1)
-        if heat_tensor is not None:
-            heat_t = heat_tensor.reshape(-1).to(flat_t.device, tdtype)
-        else:
-            heat_t = torch.from_numpy(np.ascontiguousarray(heat.reshape(-1), dtype=dtype)).to(
-                flat_t.device
-            )
-        idx_t = torch.from_numpy(np.asarray(which, np.int64)).to(flat_t.device)
-        block = _BLOCK * 4
-        for b in range(0, len(which), block):
-            part = flat_t.index_select(0, idx_t[b : b + block])
-            heat_sum[b : b + block] = (part.to(tdtype) @ heat_t).cpu().numpy()
-        return heat_sum
-    flat = proposals.reshape(n, -1)
-    heat_flat = heat.reshape(-1).astype(dtype)
-    for b in range(0, len(which), _BLOCK):
-        part = flat[which[b : b + _BLOCK]]
-        heat_sum[b : b + _BLOCK] = part.astype(dtype) @ heat_flat
-    return heat_sum
 
 
 def _reference_scores(area: np.ndarray, heat_sum: np.ndarray) -> np.ndarray:
@@ -329,31 +225,13 @@ def select_proposal(
     proposals may be DeviceMasks (the GPU's masks, read to the host only where indexed).
     heat_tensor: the heat map as IGRS left it on the device, for the sums with proposals_tensor.
     """
-    if empty_selection not in EMPTY_SELECTION:
-        raise ValueError(
-            f"empty_selection must be one of {EMPTY_SELECTION}, not {empty_selection!r}"
-        )
     cfg = settings or REFERENCE
-    heat = np.asarray(heatmap)
-    # masks on the device stay there: only those read by index come to the host
-    props: Any = proposals if isinstance(proposals, DeviceMasks) else np.asarray(proposals)
-    if props.ndim != 3 or props.shape[1:] != heat.shape:
-        raise ValueError(f"proposals {props.shape} do not match the heat map {heat.shape}")
-    if not np.all(np.isfinite(heat)):
-        raise ValueError("the heat map contains NaN or inf")
-    if not isinstance(props, DeviceMasks):
-        props = props.astype(bool, copy=False)
+    heat, props = _checked_inputs(heatmap, proposals, proposals_tensor, empty_selection)
     n = props.shape[0]
     scores = np.zeros(n, np.float64)
     valid = np.zeros(n, bool)
     if n == 0:
         return Selection(None, 0.0, scores, False, "there are no proposals", valid)
-
-    if proposals_tensor is not None and tuple(proposals_tensor.shape) != props.shape:
-        raise ValueError(
-            f"proposals_tensor {tuple(proposals_tensor.shape)} differs from proposals "
-            f"{props.shape}"
-        )
 
     def components(i: int) -> int:
         key = (int(i), connectivity)
@@ -406,26 +284,66 @@ def select_proposal(
             f"connected components"
         )
     if empty_selection == "best_heat":
-        every = np.arange(n)
-        area = _areas(props, every, proposals_tensor, area_cache)
-        heat_sum32 = _heat_sums(props, heat, every, proposals_tensor, np.float32, heat_tensor)
-        nonempty = area > 0
-        if nonempty.any():
-            mean_heat = np.where(nonempty, heat_sum32 / np.maximum(area, 1), -np.inf)
-            best = int(np.argmax(mean_heat))
-            exact = _heat_sums(
-                props, heat, np.array([best]), proposals_tensor, np.float64, heat_tensor
-            )[0]
-            return Selection(
-                best,
-                float((area[best] + exact) / (area[best] + 1e-5)),
-                scores,
-                True,
-                f"{reason}; fell back to the proposal with the highest mean heat",
-                valid,
-            )
+        fallback = _best_heat(props, heat, proposals_tensor, area_cache, heat_tensor)
+        if fallback is not None:
+            best, score = fallback
+            why = f"{reason}; fell back to the proposal with the highest mean heat"
+            return Selection(best, score, scores, True, why, valid)
         reason += "; no non-empty proposal to fall back to"
     return Selection(None, 0.0, scores, False, reason, valid)
+
+
+def _checked_inputs(
+    heatmap: np.ndarray,
+    proposals: Any,
+    proposals_tensor: torch.Tensor | None,
+    empty_selection: str,
+) -> tuple[np.ndarray, Any]:
+    """(heat map, proposals) after the checks select_proposal makes before any work: a known
+    empty_selection, shapes that match, a finite heat map. Host proposals become bool; masks on
+    the device (DeviceMasks) stay there, only those read by index come to the host.
+    """
+    if empty_selection not in EMPTY_SELECTION:
+        raise ValueError(
+            f"empty_selection must be one of {EMPTY_SELECTION}, not {empty_selection!r}"
+        )
+    heat = np.asarray(heatmap)
+    props: Any = proposals if isinstance(proposals, DeviceMasks) else np.asarray(proposals)
+    if props.ndim != 3 or props.shape[1:] != heat.shape:
+        raise ValueError(f"proposals {props.shape} do not match the heat map {heat.shape}")
+    if not np.all(np.isfinite(heat)):
+        raise ValueError("the heat map contains NaN or inf")
+    if not isinstance(props, DeviceMasks):
+        props = props.astype(bool, copy=False)
+    if proposals_tensor is not None and tuple(proposals_tensor.shape) != props.shape:
+        raise ValueError(
+            f"proposals_tensor {tuple(proposals_tensor.shape)} differs from proposals "
+            f"{props.shape}"
+        )
+    return heat, props
+
+
+def _best_heat(
+    props: Any,
+    heat: np.ndarray,
+    proposals_tensor: torch.Tensor | None,
+    area_cache: dict[int, int] | None,
+    heat_tensor: torch.Tensor | None,
+) -> tuple[int, float] | None:
+    """The empty_selection="best_heat" fallback: (index, score) of the non-empty proposal with
+    the highest mean heat, chosen on float32 sums over every proposal and scored in float64;
+    None when every proposal is empty.
+    """
+    every = np.arange(props.shape[0])
+    area = _areas(props, every, proposals_tensor, area_cache)
+    heat_sum32 = _heat_sums(props, heat, every, proposals_tensor, np.float32, heat_tensor)
+    nonempty = area > 0
+    if not nonempty.any():
+        return None
+    mean_heat = np.where(nonempty, heat_sum32 / np.maximum(area, 1), -np.inf)
+    best = int(np.argmax(mean_heat))
+    exact = _heat_sums(props, heat, np.array([best]), proposals_tensor, np.float64, heat_tensor)[0]
+    return best, float((area[best] + exact) / (area[best] + 1e-5))
 
 
 def _whole(
