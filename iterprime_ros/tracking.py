@@ -17,6 +17,7 @@ OpenCV: the node, the replay and the world evaluation share it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -277,8 +278,6 @@ class MaskTracker:
         """
         if not self.active:
             return None
-        import time
-
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         s = self.settings
@@ -291,20 +290,8 @@ class MaskTracker:
             return self.end(f"the image size changed to {w} x {h}", stamp)
 
         # 1. propagate the mask and the predicted box with the flow
-        mask = self._mask
-        source = "none"
+        mask, source = self._propagate(image)
         if self.flow is not None:
-            grey = self.flow.grey(image)
-            flow = self.flow.backward(self._grey, grey, (h, w))
-            self._grey = grey
-            if mask.any():
-                mask = warp_mask(mask, flow)
-                source = "flow"
-            region = mask if mask.any() else None
-            moved = -flow[region] if region is not None else -flow.reshape(-1, 2)
-            dx, dy = (float(v) for v in np.median(moved, axis=0))
-            x0, y0, x1, y1 = self._box
-            self._box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
             timings["flow"] = time.perf_counter() - t0
 
         # 2. re-associate with fresh proposals
@@ -326,18 +313,7 @@ class MaskTracker:
             and not _touches_border(_box_of(mask), h, w)
         ):
             self._box = _box_of(mask)  # the whole object is seen: its box is the mask's
-        inside = _inside_fraction(self._box, h, w)
-        reason = ""
-        if inside < s.min_inside_fraction:
-            reason = "left the image"
-        elif not area or (source != "proposal" and area < s.min_area_fraction * self._ref_area):
-            # (a proposal that matched is the object, however much of it is hidden)
-            if inside < 0.99:  # the predicted box is cut by the frame: it is leaving
-                reason = "left the image"
-            else:
-                reason = "occluded or too small" if area else "hidden (no pixel of it is left)"
-        elif appearance < s.min_appearance:
-            reason = f"does not look like the object any more (appearance {appearance:.2f})"
+        reason = self._why_lost(area, appearance, source, h, w)
         if reason:
             # what is left of the mask is not trusted (it would drift with an occluder): only
             # proposals near the predicted box can bring the object back
@@ -361,6 +337,45 @@ class MaskTracker:
         self.last = self._result(stamp, "", source, appearance, timings)
         self.last.timings["total"] = time.perf_counter() - t0
         return self.last
+
+    def _propagate(self, image: np.ndarray) -> tuple[np.ndarray, str]:
+        """(mask, source): the last mask and the predicted box moved by the optical flow from
+        the last frame to this one ("flow"), or left as they are without a flow ("none").
+        """
+        assert self._mask is not None and self._box is not None
+        mask, source = self._mask, "none"
+        if self.flow is None:
+            return mask, source
+        h, w = image.shape[:2]
+        grey = self.flow.grey(image)
+        flow = self.flow.backward(self._grey, grey, (h, w))
+        self._grey = grey
+        if mask.any():
+            mask = warp_mask(mask, flow)
+            source = "flow"
+        region = mask if mask.any() else None
+        moved = -flow[region] if region is not None else -flow.reshape(-1, 2)
+        dx, dy = (float(v) for v in np.median(moved, axis=0))
+        x0, y0, x1, y1 = self._box
+        self._box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        return mask, source
+
+    def _why_lost(self, area: float, appearance: float, source: str, h: int, w: int) -> str:
+        """Why the object counts as lost on this frame ("" while it is seen): it left the
+        image, is hidden or too small, or no longer looks like itself.
+        """
+        s = self.settings
+        inside = _inside_fraction(self._box, h, w)
+        if inside < s.min_inside_fraction:
+            return "left the image"
+        if not area or (source != "proposal" and area < s.min_area_fraction * self._ref_area):
+            # (a proposal that matched is the object, however much of it is hidden)
+            if inside < 0.99:  # the predicted box is cut by the frame: it is leaving
+                return "left the image"
+            return "occluded or too small" if area else "hidden (no pixel of it is left)"
+        if appearance < s.min_appearance:
+            return f"does not look like the object any more (appearance {appearance:.2f})"
+        return ""
 
     def _associate(
         self, image: np.ndarray, mask: np.ndarray, proposals: np.ndarray
