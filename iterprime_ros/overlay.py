@@ -85,20 +85,7 @@ def render_overlay(
         )
     out = cv2.cvtColor(np.ascontiguousarray(image_rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR)
     h, w = out.shape[:2]
-    if heatmap is not None and heatmap.shape == (h, w):
-        heat = cv2.applyColorMap(
-            np.clip(heatmap * 255.0, 0, 255).astype(np.uint8), cv2.COLORMAP_JET
-        )
-        out = cv2.addWeighted(out, 1.0 - heat_alpha, heat, heat_alpha, 0.0)
-    if mask is not None and mask.shape == (h, w) and mask.any():
-        m = mask.astype(bool)
-        tint = np.empty_like(out)
-        tint[:] = MASK_COLOUR_BGR
-        out[m] = cv2.addWeighted(out, 1.0 - mask_alpha, tint, mask_alpha, 0.0)[m]
-        contours, _ = cv2.findContours(
-            m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-        )
-        cv2.drawContours(out, contours, -1, MASK_COLOUR_BGR, max(1, w // 320))
+    out = _tinted(out, heatmap, heat_alpha, mask, mask_alpha)
     size = max(1, min(h, w) // 60)
     if bbox is not None:
         x, y, bw, bh = (int(v) for v in bbox)
@@ -122,6 +109,34 @@ def render_overlay(
             scale,
             ERROR_BGR if failed else (255, 255, 255),
         )
+    return out
+
+
+def _tinted(
+    out: np.ndarray,
+    heatmap: np.ndarray | None,
+    heat_alpha: float,
+    mask: np.ndarray | None,
+    mask_alpha: float,
+) -> np.ndarray:
+    """The BGR picture with the heat map blended in (jet colours) and the mask tinted and
+    outlined; either is skipped when missing or of another size than the picture.
+    """
+    h, w = out.shape[:2]
+    if heatmap is not None and heatmap.shape == (h, w):
+        heat = cv2.applyColorMap(
+            np.clip(heatmap * 255.0, 0, 255).astype(np.uint8), cv2.COLORMAP_JET
+        )
+        out = cv2.addWeighted(out, 1.0 - heat_alpha, heat, heat_alpha, 0.0)
+    if mask is not None and mask.shape == (h, w) and mask.any():
+        m = mask.astype(bool)
+        tint = np.empty_like(out)
+        tint[:] = MASK_COLOUR_BGR
+        out[m] = cv2.addWeighted(out, 1.0 - mask_alpha, tint, mask_alpha, 0.0)[m]
+        contours, _ = cv2.findContours(
+            m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
+        cv2.drawContours(out, contours, -1, MASK_COLOUR_BGR, max(1, w // 320))
     return out
 
 

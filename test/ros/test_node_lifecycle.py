@@ -335,6 +335,10 @@ def test_action_feedback_result_and_cancel(busy):
     # a goal waiting behind a long request is cancelled: one answer, status CANCELED
     big = image_msg(71, 3000, 4000)
     long = h.client.call_async(Segment.Request(text="the red cup holding the worker", image=big))
+    # the goal must queue behind the request: wait until the node has taken the request (the
+    # service and the action are separate DDS channels; the goal could otherwise arrive first,
+    # be answered at once, and its cancel then be refused as too late, which is right)
+    assert h.until(lambda: "the red cup holding the worker" in proc.log, EVENT_TIMEOUT_S)
     waiting = _goal(h, client, "the red cup to cancel")
     cancel = waiting.cancel_goal_async()
     assert h.until(cancel.done, 30.0) and cancel.result().goals_canceling
