@@ -193,10 +193,15 @@ class BlipITMBackend:
             )
         self.gradcam_layer = gradcam_layer
         self.max_text_tokens = min(max_text_tokens, int(cfg.text_config.max_position_embeddings))
+        self._read_preprocessing(folder)
+        self._choose_first_token(first_token, folder)
+        self._token_cache: LruCache[str, _Tokens] = LruCache(token_cache_size)
 
-        # Preprocessing: the checkpoint's own (resize + rescale + CLIP normalise), read from its
-        # config.
-        vc = cfg.vision_config
+    def _read_preprocessing(self, folder: Path) -> None:
+        """The checkpoint's own preprocessing (resize + rescale + CLIP normalise), read from its
+        preprocessor_config.json, and the patch grid it gives.
+        """
+        vc = self.model.config.vision_config
         pp = read_json(folder, "preprocessor_config.json")
         size = pp.get("size") or {}
         if isinstance(size, int):
@@ -225,7 +230,8 @@ class BlipITMBackend:
             pp.get("image_std", CLIP_STD) if normalise else (1, 1, 1), np.float32
         )
 
-        # First token: [ENC] as in the original BLIP ITM when the tokenizer has it.
+    def _choose_first_token(self, first_token: str, folder: Path) -> None:
+        """[ENC] as in the original BLIP ITM when asked and the tokenizer has it, else [CLS]."""
         if first_token not in ("enc", "cls"):
             raise ValueError(f"first_token must be 'enc' or 'cls', not {first_token!r}")
         self.first_token_id: int | None = None
@@ -238,7 +244,6 @@ class BlipITMBackend:
             else:
                 self.first_token_id = int(enc_id)
         self.first_token = "enc" if self.first_token_id is not None else "cls"
-        self._token_cache: LruCache[str, _Tokens] = LruCache(token_cache_size)
 
     # ------------------------------------------------------------------ image
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
