@@ -17,6 +17,7 @@ bit-identical to it):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -204,44 +205,23 @@ def select_proposal(
 ) -> Selection:
     """Choose the proposal for the heat map O (H x W) among N x H x W bool proposals.
 
-    Peak set = pixels where O equals its exact maximum (ties included). Valid: covers ≥ 1 peak
-    pixel and has ≤ max_components components (counted only for peak-covering proposals).
-    Cost: the peak pixels of every proposal are read, whole masks only for the few that cover
-    the peak (components, then the float64 sums of the valid ones), all batched.
-    Score s_i = Σ m_i(1 + O) / (Σ m_i + 1e-5); invalid → 0; argmax, ties → lowest index.
-    Nothing valid: index None with the reason, or with empty_selection="best_heat" the non-empty
-    proposal with the highest mean heat (flagged=True; chosen on float32 sums over every
-    proposal, its score reported in float64).
-
-    settings: the variant (SelectionSettings; default the reference). cues: core.spatial's
-    cues of the expression, used only with settings.spatial_prior=True.
-    proposals_tensor: the same proposals as an N x H x W bool torch tensor on the device that
-    should compute the per-proposal sums (the pipeline keeps one on the GPU per frame); the
-    connected components still come from `proposals` (CPU), for the few proposals that
-    cover the peak.
-    component_cache: {(proposal index, connectivity): count}, filled as counts are computed; a
-    proposal's component count does not depend on the heat map, so later commands on the same
-    frame (same proposals) reuse it. area_cache: {proposal index: area}, likewise.
-    proposals may be DeviceMasks (the GPU's masks, read to the host only where indexed).
-    heat_tensor: the heat map as IGRS left it on the device, for the sums with proposals_tensor.
+    Peak set = pixels where O equals its maximum (ties included). Valid: covers a peak pixel and
+    has ≤ max_components components (counted only for the few peak-covering proposals). Score
+    s_i = Σ m_i(1 + O) / (Σ m_i + 1e-5); invalid → 0; argmax, ties → lowest index. Nothing
+    valid: index None with the reason, or with empty_selection="best_heat" the fallback of
+    _best_heat (flagged). settings: the variant (default the reference); cues: core.spatial's,
+    used only with settings.spatial_prior. proposals_tensor / heat_tensor: the same on the device
+    that computes the sums (the GPU path; proposals may be DeviceMasks). component_cache and
+    area_cache are filled as computed and reused by later commands on the same frame.
     """
     cfg = settings or REFERENCE
     heat, props = _checked_inputs(heatmap, proposals, proposals_tensor, empty_selection)
     n = props.shape[0]
-    scores = np.zeros(n, np.float64)
-    valid = np.zeros(n, bool)
+    scores, valid = np.zeros(n, np.float64), np.zeros(n, bool)
     if n == 0:
         return Selection(None, 0.0, scores, False, "there are no proposals", valid)
 
-    def components(i: int) -> int:
-        key = (int(i), connectivity)
-        count = component_cache.get(key) if component_cache is not None else None
-        if count is None:
-            count = count_components(props[i], connectivity)
-            if component_cache is not None:
-                component_cache[key] = count
-        return count
-
+    components = functools.partial(_components, props, connectivity, component_cache)
     peak_idx = np.flatnonzero(heat == heat.max())
     covers = _covers(props, peak_idx, proposals_tensor)
     for i in np.flatnonzero(covers):  # few: only proposals that cover the peak
@@ -276,13 +256,12 @@ def select_proposal(
             max_components,
         )
 
-    if not covers.any():
-        reason = "no proposal covers the heat-map peak"
-    else:
-        reason = (
-            f"every proposal covering the heat-map peak has more than {max_components} "
-            f"connected components"
-        )
+    reason = (
+        f"every proposal covering the heat-map peak has more than {max_components} connected "
+        "components"
+        if covers.any()
+        else "no proposal covers the heat-map peak"
+    )
     if empty_selection == "best_heat":
         fallback = _best_heat(props, heat, proposals_tensor, area_cache, heat_tensor)
         if fallback is not None:
@@ -291,6 +270,21 @@ def select_proposal(
             return Selection(best, score, scores, True, why, valid)
         reason += "; no non-empty proposal to fall back to"
     return Selection(None, 0.0, scores, False, reason, valid)
+
+
+def _components(
+    props: Any, connectivity: int, cache: dict[tuple[int, int], int] | None, i: int
+) -> int:
+    """Connected components of proposal i, from the frame's cache when it was counted before
+    (a count does not depend on the heat map).
+    """
+    key = (int(i), connectivity)
+    count = cache.get(key) if cache is not None else None
+    if count is None:
+        count = count_components(props[i], connectivity)
+        if cache is not None:
+            cache[key] = count
+    return count
 
 
 def _checked_inputs(
