@@ -194,7 +194,8 @@ class Commands:
             fail(job, refusal)
             return
         try:  # microseconds: empty, non-English or naming no object needs no image and no model
-            normalise_command(text, node.normaliser)
+            # kept on the job: the pipeline takes it as is and never normalises the command again
+            job.expression = normalise_command(text, node.normaliser)
         except CommandError as exc:
             if not may_be_reply(text):  # "no, the other one" names no object: a reply does not
                 fail(job, str(exc))

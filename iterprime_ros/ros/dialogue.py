@@ -74,11 +74,13 @@ class Dialogue:
         segmenter: Any,
         frame_id: Hashable | None = None,
         progress: Callable[[str, int], None] | None = None,
+        expression: str | None = None,
         now: float | None = None,
     ) -> Any:
         """The one result for a command: a reply, a correction, "the one next to it", or a new
         command the models answer (the conversation decides; the result's in_reply_to says
-        which command it resolves).
+        which command it resolves). `expression`: the command as the node's intake normalised
+        it, so the models take it as is (None: the pipeline normalises it).
         """
         settings = getattr(segmenter, "settings", None)
         with self._lock:
@@ -95,6 +97,7 @@ class Dialogue:
                 _Segment(segmenter, progress),
                 self._clock() if now is None else float(now),
                 frame_id=frame_id,
+                expression=expression,
             )
 
     def reset(self, reason: str) -> None:

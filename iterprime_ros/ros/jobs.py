@@ -83,4 +83,5 @@ class Job:
     frame: Any = None  # the camera frame (sensors.Frame) it runs on; None for a request image
     frame_source: str = ""  # prefetch: prepared | in_flight | newest
     frame_age_s: float = -1.0  # how old that frame was when chosen (node clock)
+    expression: str | None = None  # the command normalised at intake (None: maybe a reply)
     answered: bool = False

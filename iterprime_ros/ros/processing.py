@@ -200,9 +200,11 @@ class ModelWork:
         # the last question's candidates, anything else by the models (dialogue.py)
         answer = self.node.dialogue.answer
         if prefetcher is None:
-            return answer(job.command_id, job.text, rgb, segmenter, key, progress)
+            return answer(job.command_id, job.text, rgb, segmenter, key, progress, job.expression)
         with prefetcher.command():  # no prefetch stage starts while this runs
-            result = answer(job.command_id, job.text, rgb, segmenter, key, progress)
+            result = answer(
+                job.command_id, job.text, rgb, segmenter, key, progress, job.expression
+            )
             # before the prefetcher wakes: the same scene is not redone (a reply ran no model)
             if result.success and not getattr(result, "in_reply_to", ""):
                 self.node.frames.note_computed(job)

@@ -86,3 +86,33 @@ def test_reset_and_a_new_image_size_end_the_conversation(world):
 )
 def test_replies_are_recognised_by_their_words(text, reply):
     assert may_be_reply(text) is reply
+
+
+class _Spy:
+    """Records what segment() is given (a stand-in segmenter: only the call is checked)."""
+
+    settings = None
+
+    def __init__(self, answer) -> None:
+        self.calls: list[dict] = []
+        self.answer = answer
+
+    def segment(self, image, command, **options):
+        self.calls.append({"command": command, **options})
+        return self.answer
+
+
+def test_the_intake_expression_reaches_the_models_as_is(world):
+    """The node normalises a command once, at intake; the models take that expression and
+    never normalise it again (Segmenter.segment(expression=...)).
+    """
+    segmenter, scene, _ = world
+    real = segmenter.segment(scene.image, "the cup")
+    spy = _Spy(real)
+    talk = Dialogue(clock=lambda: 0.0)
+    talk.answer(7, "could you grab the cup please", scene.image, spy, expression="the cup")
+    assert spy.calls[-1]["command"] == "could you grab the cup please"
+    assert spy.calls[-1]["expression"] == "the cup"
+    talk.reset("test")
+    talk.answer(8, "the cup", scene.image, spy)  # no intake expression: none is passed on
+    assert "expression" not in spy.calls[-1]
