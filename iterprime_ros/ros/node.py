@@ -248,7 +248,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         """
         self._set_state("activating")
         self.frames.subscribe()
-        error = self.worker.call(self.models.load).result()
+        error = self.worker.run(self.models.load, SHUTTING_DOWN)
         if error is not None:
             self.unavailable = error
             self.frames.unsubscribe()
@@ -272,7 +272,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self.commands.fail_waiting("the node was deactivated before this command ran")
         self.tracking.cancel("the node was deactivated")
         self.frames.unsubscribe()
-        self.worker.call(self.models.unload).result()  # after the running command
+        self.worker.run(self.models.unload)  # after the running command
         self._set_state("inactive")
         self.get_logger().info("deactivated: models unloaded")
         return super().on_deactivate(state)
@@ -299,7 +299,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self.queue.hold()
         self.commands.fail_waiting(SHUTTING_DOWN)
         self.frames.unsubscribe()
-        self.worker.call(self.models.unload).result()
+        self.worker.run(self.models.unload)
         return super().on_shutdown(state)
 
     @_logged_transition
@@ -313,7 +313,7 @@ class SegmenterNode(LifecycleNodeMixin, Node):
         self.queue.hold()
         self.commands.fail_waiting("the node hit an error")
         self.frames.unsubscribe()
-        self.worker.call(self.models.unload).result()
+        self.worker.run(self.models.unload)
         self._set_state("unconfigured")
         return TransitionCallbackReturn.SUCCESS
 

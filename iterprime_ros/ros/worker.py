@@ -215,6 +215,18 @@ class Worker(Generic[J]):
         """Run fn() on this thread between two jobs (models load and unload here)."""
         return self.queue.call(fn)
 
+    def run(self, fn: Callable[[], Any], closed: Any = None) -> Any:
+        """call(fn) and wait for its result; `closed` when the worker has stopped.
+
+        Why: a signal may stop the worker while a lifecycle transition waits on it (activate
+        loading the models); the transition then ends with what `closed` says, not with a
+        traceback from a node that is only shutting down.
+        """
+        try:
+            return self.call(fn).result()
+        except QueueClosedError:
+            return closed
+
     def _run(self) -> None:
         try:
             if self._setup is not None:

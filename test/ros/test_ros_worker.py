@@ -98,3 +98,16 @@ def test_stop_returns_jobs_never_run():
     release.set()
     left = w.stop()
     assert left == [2, 3] or left == [3]  # 2 may have been taken just before the queue closed
+
+
+def test_run_after_stop_says_closed_instead_of_raising():
+    """A lifecycle transition that waits on the worker while a signal stops it (activate loading
+    the models) gets the `closed` answer, not QueueClosedError and a traceback in the log.
+    """
+    q: JobQueue[str] = JobQueue(4)
+    w = Worker(q, lambda job: None, lambda j, e: None)
+    w.start()
+    assert w.run(lambda: "loaded") == "loaded"
+    w.stop()
+    assert w.run(lambda: "loaded", "the node is shutting down") == "the node is shutting down"
+    assert w.run(lambda: "unloaded") is None
