@@ -236,6 +236,25 @@ def test_bench_cli_errors_are_one_line(capsys, tmp_path):
     assert main(["bench", "--json", str(tmp_path / "missing" / "x.json")]) == 2
 
 
+def test_real_size_blip_tokenizer_passes_the_loading_check(tmp_path):
+    """The benchmark's BLIP base folder must load: its tokenizer has exactly the model's
+    vocabulary size (the loading check refuses any other) and still knows the commands' words.
+    Built without weights: only the tokenizer is saved and loaded back.
+    """
+    from transformers import AutoTokenizer, BlipConfig
+
+    from iterprime_ros.models.loading import check_tokenizer
+    from iterprime_ros.tools.bench.architectures import save_bench_tokenizer
+
+    size = int(BlipConfig().text_config.vocab_size)
+    vocab = save_bench_tokenizer(tmp_path)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path))
+    check_tokenizer(tok, tmp_path, size)  # raises on a size mismatch
+    assert vocab[-2:] == ["[DEC]", "[ENC]"]
+    ids = tok("pick up the red cup on the left", add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and len(ids) == 8
+
+
 def test_architectures_are_the_real_shapes():
     """Config shapes only (no weights built): BLIP base defaults, Swin-L with 200 queries."""
     from transformers import BlipConfig, SwinConfig

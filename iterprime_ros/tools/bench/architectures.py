@@ -59,6 +59,35 @@ PROPOSAL_ARCHS: dict[str, tuple[str, dict[str, Any], int]] = {
 }
 
 
+def bench_vocab(size: int) -> list[str]:
+    """The tiny word-level vocabulary padded with BERT's "[unusedN]" fillers to `size` tokens,
+    with BLIP's [DEC]/[ENC] last as in a checkpoint.
+
+    Why padded: the model keeps the real embedding table (BERT-base's 30,524 rows), and the
+    loading code refuses a tokenizer whose size differs from that table, as it would for a
+    checkpoint folder missing its vocabulary. The commands still tokenize into the same
+    number of tokens as with BERT's vocabulary, because the tiny one knows every word of them.
+    """
+    from .. import tiny_models as tiny
+
+    words = [t for t in tiny.tiny_vocab() if t not in tiny.BLIP_EXTRA_TOKENS]
+    fillers = [f"[unused{i}]" for i in range(size - len(words) - len(tiny.BLIP_EXTRA_TOKENS))]
+    return [*words, *fillers, *tiny.BLIP_EXTRA_TOKENS]
+
+
+def save_bench_tokenizer(folder: Path) -> list[str]:
+    """Save the real-size BLIP folder's tokenizer (`bench_vocab` at BERT-base's size); return
+    its vocabulary for the token ids of the config.
+    """
+    from transformers import BlipConfig
+
+    from .. import tiny_models as tiny
+
+    vocab = bench_vocab(int(BlipConfig().text_config.vocab_size))
+    tiny.blip_tokenizer(vocab, max_length=512).save_pretrained(str(folder))
+    return vocab
+
+
 def build_vlp(folder: Path, arch: str, seed: int = 0) -> Path:
     """Save a random-weight BLIP ITM of `arch` (config, weights, tokenizer, preprocessor) into
     folder.
@@ -75,9 +104,8 @@ def build_vlp(folder: Path, arch: str, seed: int = 0) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    tiny._save_tiny_tokenizer(folder)
-    vocab = tiny.tiny_vocab()
     over = VLP_ARCHS[arch][1]
+    vocab = save_bench_tokenizer(folder)
     text = {**tiny.blip_token_ids(vocab), **over.get("text_config", {})}
     # BlipVisionConfig's default initializer range (1e-10) makes every image embedding equal and
     # the heat map flat (IGRS would stop as degenerate after one pass); 0.02 as the text side.
