@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .deformable_sampling import cpu_deformable_sampling
 from .loading import (
     DEFAULT_PROPOSAL_MODEL,
     LoadedModel,
@@ -214,6 +215,7 @@ class Mask2FormerProposals:
             self._loaded.lock,
             torch.inference_mode(),
             autocast(self.device, self.autocast_dtype),
+            cpu_deformable_sampling(self.device),
         ):
             out = self.model(pixel_values=pixels.to(self.device, self.dtype, non_blocking=True))
         return out.masks_queries_logits[0].float(), tuple(pixels.shape[-2:]), valid
