@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ...image_size import DEFAULT_MAX_IMAGE_PIXELS
 from ..cli import add_model_arguments
 from .ablations import TABLE_DATASETS, AblationConfig, AblationRow, describe_rows, select_rows
 from .datasets import DATASET_NAMES, DataPaths, DatasetError, DatasetLoader, parse_dataset_arg
@@ -159,6 +160,16 @@ def _add_data_arguments(data: Any) -> None:
         metavar="DIR",
         help="PhraseCut images (default ROOT/images)",
     )
+    data.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        metavar="N",
+        help="the image-size rule's limit: bigger images are downscaled for the models, more "
+        "than 16x bigger skipped, and an annotation file bigger than the biggest image it "
+        f"accepts is refused before it is read (default {DEFAULT_MAX_IMAGE_PIXELS}; "
+        "iterprime_ros/image_size.py)",
+    )
 
 
 def _add_output_arguments(out: Any) -> None:
@@ -270,7 +281,14 @@ def _base_settings(args: argparse.Namespace) -> Any:
     return settings.replace(**changes) if changes else settings
 
 
-def _identity(settings: Any, config: AblationConfig) -> dict[str, Any]:
+def _identity(
+    settings: Any, config: AblationConfig, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> dict[str, Any]:
+    """What a results file must match to be resumed: every setting that changes the numbers.
+
+    max_image_pixels is named only when it is not the default (it decides which images are
+    downscaled), so results files written before it could be set still resume.
+    """
     values = dataclasses.asdict(settings.replace(**config.settings_changes()))
     ident = {
         k: (list(v) if isinstance(v, tuple) else v)
@@ -279,6 +297,8 @@ def _identity(settings: Any, config: AblationConfig) -> dict[str, Any]:
     }
     ident["masking"] = config.normalised().masking
     ident["predictor"] = "segmenter"
+    if max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:
+        ident["max_image_pixels"] = max_image_pixels
     return ident
 
 
@@ -295,7 +315,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         configs.setdefault(r.config.key(), r.config.normalised())
     _note_ignored_overrides(args, rows)
     tasks, only = _load_tasks(args, assignment)  # data first: fail before loading any model
-    identity = {key: _identity(settings, cfg) for key, cfg in configs.items()}
+    identity = {
+        key: _identity(settings, cfg, args.max_image_pixels) for key, cfg in configs.items()
+    }
     plan = RunPlan(
         tasks=tasks,
         predictors=dict.fromkeys(configs),
@@ -303,6 +325,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         identity=identity,
         overwrite=args.overwrite,
         only=only,
+        max_image_pixels=args.max_image_pixels,
     )
     row_refs = [RowRef.of(r) for r in rows]
     status = 0
@@ -329,6 +352,8 @@ def _special_mode(args: argparse.Namespace) -> int | None:
         return int(world.run_world_eval(args) or 0)
     if args.limit is not None and args.limit < 1:
         raise _user_error("--limit must be at least 1")
+    if args.max_image_pixels < 1:
+        raise _user_error("--max-image-pixels must be at least 1")
     if getattr(args, "sweep", None):
         return _sweep(args)
     return None
@@ -358,7 +383,8 @@ def _load_tasks(
     loading the models first would make the user wait for it; a data problem is one line.
     """
     loader = DatasetLoader(
-        DataPaths(args.data_root, args.coco_images, args.phrasecut_root, args.phrasecut_images)
+        DataPaths(args.data_root, args.coco_images, args.phrasecut_root, args.phrasecut_images),
+        args.max_image_pixels,
     )
     tasks: list[EvalTask] = []
     only: dict[str, list[str]] = {}
