@@ -238,3 +238,23 @@ def test_the_read_limit_follows_max_image_pixels(tmp_path, capsys, dataset, name
     assert f"| {shown} | `pwem-T3-a0.2-feature` | default | 0/{count} (partial) |" in (
         capsys.readouterr().out
     )
+
+
+def test_resuming_with_another_max_image_pixels_is_refused(
+    data, tiny_model_dirs, tmp_path, capsys
+):
+    """--max-image-pixels decides which images are downscaled, so it changes the numbers: a
+    results folder made with one value does not resume under another. The default is left out
+    of the identity, so results files written before the flag existed still resume. Random
+    weights: plumbing only.
+    """
+    out = tmp_path / "out"
+    base = _args(data, tiny_model_dirs, out, "--dataset", "refcoco:val", "--ablation", "no-igrs")
+    assert main([*base, "--limit", "1"]) == 0
+    header = read_records(out / "refcoco_val" / "pwem-T1.jsonl")[0]
+    assert "max_image_pixels" not in header["identity"]
+    capsys.readouterr()
+    assert main([*base, "--limit", "1", "--max-image-pixels", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "holds results made with other settings (max_image_pixels: None -> 1000)" in err, err
+    assert main([*base, "--limit", "1"]) == 0  # the same settings resume
