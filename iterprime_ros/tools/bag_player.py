@@ -60,9 +60,8 @@ class PlayOptions:
     clock_hz: float = 0.0  # > 0: publish /clock (bag time) at this rate
     quiet: bool = False
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # the read limit follows it (bag_check)
-    command_topic: str = (
-        COMMAND_TOPIC  # String rows here (in the bag or after --remap) are commands
-    )
+    # String rows on this topic (in the bag, or after --remap) are commands
+    command_topic: str = COMMAND_TOPIC
 
     @property
     def limits(self) -> ReadLimits:
