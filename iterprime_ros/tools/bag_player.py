@@ -7,6 +7,11 @@ Each message is first checked with ``rclpy.serialization.deserialize_message`` s
 is skipped with a warning instead of reaching (and failing) subscribers. ROS 1 bags are
 converted to CDR with rosbags. What the bag declares is checked before anything is published
 (bag_check: CRCs, sizes over the read limit).
+
+A command row longer than the node accepts (core.command.too_long, the rule the node and the
+replay apply) is not published either: the node would only refuse it, and a row of hundreds of
+megabytes would first cost every subscriber its copy. It is skipped with a warning naming the
+bag, the row's log time, its size and the limit, and counted like a corrupt row.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..core.command import too_long
 from ..image_size import DEFAULT_MAX_IMAGE_PIXELS
+from ..ros.names import DEFAULT_INPUT_TOPICS
 from .bags import BagError, BagMessage, BagReader, ReadLimits
 
 # Message types published with sensor-data QoS (best effort) when the bag recorded no QoS.
@@ -33,6 +40,8 @@ SENSOR_TYPES = frozenset(
         "sensor_msgs/msg/Imu",
     }
 )
+COMMAND_TOPIC = DEFAULT_INPUT_TOPICS["command"]  # the node's, as the replay's default
+STRING_TYPE = "std_msgs/msg/String"
 
 
 class PlayerError(Exception):
@@ -51,6 +60,8 @@ class PlayOptions:
     clock_hz: float = 0.0  # > 0: publish /clock (bag time) at this rate
     quiet: bool = False
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # the read limit follows it (bag_check)
+    # String rows on this topic (in the bag, or after --remap) are commands
+    command_topic: str = COMMAND_TOPIC
 
     @property
     def limits(self) -> ReadLimits:
@@ -60,7 +71,8 @@ class PlayOptions:
 @dataclass
 class PlayStats:
     published: int = 0
-    skipped: int = 0
+    skipped: int = 0  # corrupt rows, not published
+    refused: int = 0  # command rows over the node's length limit, not published
     loops: int = 0
     wall_s: float = 0.0
     max_late_s: float = 0.0
@@ -223,9 +235,8 @@ class BagPlayer:
                 self.stats.max_late_s = max(self.stats.max_late_s, time.monotonic() - due)
                 try:
                     raw = bag.cdr(m)
-                    deserialize_message(
-                        raw, self.classes[m.topic]
-                    )  # reject corrupt bytes before subscribers see them
+                    # reject corrupt bytes before subscribers see them
+                    msg = deserialize_message(raw, self.classes[m.topic])
                 except Exception as exc:  # noqa: BLE001 - BagError or rclpy's RMWError
                     self.stats.skipped += 1
                     self.warn(
@@ -233,11 +244,31 @@ class BagPlayer:
                         f"+{(m.timestamp_ns - bag.start_ns) / 1e9:.3f} s: {_why_corrupt(exc, m)}"
                     )
                     continue
+                if self._refused_command(bag, m, msg, len(raw)):
+                    continue
                 if self._clock_pub is not None:
                     self._publish_clock(m.timestamp_ns)
                 self.publishers[m.topic].publish(raw)
                 self.stats.published += 1
                 self.stats.per_topic[m.topic] = self.stats.per_topic.get(m.topic, 0) + 1
+
+    def _refused_command(self, bag: BagReader, m: BagMessage, msg: Any, size: int) -> bool:
+        """Whether `msg` is a command the node would refuse for its length; if so it is
+        counted and named in one warning line, and the caller does not publish it.
+        """
+        topic = self.opt.command_topic
+        if m.msgtype != STRING_TYPE or topic not in (m.topic, self.opt.remaps.get(m.topic)):
+            return False
+        refusal = too_long(msg.data)
+        if refusal is None:
+            return False
+        self.stats.refused += 1
+        self.warn(
+            f"skipped the command on {m.topic} at +{(m.timestamp_ns - bag.start_ns) / 1e9:.3f} s "
+            f"(log time {m.timestamp_ns} ns) in {self.path}, {size} bytes: {refusal}; not "
+            "published (the node refuses it)"
+        )
+        return True
 
     def _sleep_until(self, due: float, t0_bag: int | None, t0_wall: float) -> bool:
         """Sleep until `due` (monotonic), publishing /clock meanwhile if asked; False when

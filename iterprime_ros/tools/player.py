@@ -31,8 +31,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..core.command import MAX_COMMAND_CHARS
 from ..image_size import DEFAULT_MAX_IMAGE_PIXELS
 from .bag_player import (  # noqa: F401 - the player's names, re-exported for its users
+    COMMAND_TOPIC,
     SENSOR_TYPES,
     BagPlayer,
     PlayerError,
@@ -103,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="HZ",
         help="publish /clock with the bag's time (default 40 Hz) for nodes with use_sim_time",
+    )
+    p.add_argument(
+        "--command-topic",
+        default=COMMAND_TOPIC,
+        metavar="TOPIC",
+        help="std_msgs/String rows on this topic (in the bag, or after --remap) are commands: one "
+        f"longer than the node accepts ({MAX_COMMAND_CHARS} characters) is skipped with a "
+        "warning, not published "
+        f"(default {COMMAND_TOPIC})",
     )
     _add_record_arguments(p)
     return p
@@ -202,6 +213,7 @@ def _preflight(args: argparse.Namespace) -> PlayOptions:
         clock_hz=args.clock,
         quiet=args.quiet,
         max_image_pixels=args.max_image_pixels,
+        command_topic=args.command_topic,
     )
     if args.record_to and Path(args.record_to).exists() and not args.force:
         raise PlayerError(f"{args.record_to} exists already (use --force to replace it)")
@@ -226,7 +238,9 @@ class _Live:
         self.stop_spinning = threading.Event()
 
     def run(self, args: argparse.Namespace) -> int:
-        """Play (and record); the exit code: 0, or 1 when corrupt messages were skipped."""
+        """Play (and record); the exit code: 0, or 1 when rows were skipped (corrupt, or a
+        command the node would refuse for its length): the graph did not get the whole bag.
+        """
         player, options = self.player, self.player.opt
         player.log(
             f"playing {args.bag} at rate {options.rate:g}{' (loop)' if options.loop else ''}:"
@@ -247,10 +261,11 @@ class _Live:
             f"published {stats.published} message(s) in {stats.wall_s:.2f} s"
             f" (latest {stats.max_late_s * 1000:.0f} ms behind schedule)"
             + (f"; skipped {stats.skipped} corrupt" if stats.skipped else "")
+            + (f"; skipped {stats.refused} over-long command(s)" if stats.refused else "")
         )
         if self.recorder is not None:
             _finish_recording(self.recorder, args.record_idle, args.record_count, player)
-        return 1 if stats.skipped else 0
+        return 1 if stats.skipped or stats.refused else 0
 
     def _start_recording(self, args: argparse.Namespace) -> None:
         from rclpy.executors import SingleThreadedExecutor
@@ -290,7 +305,7 @@ class _Live:
             if kept is not None and code >= 128:
                 print(f"the recording so far is kept in {kept}", file=sys.stderr)
             elif kept is not None:
-                self.player.log(bag_summary(kept))
+                self.player.log(bag_summary(kept, self.player.opt.limits))
 
 
 class _Terminated(KeyboardInterrupt):

@@ -35,7 +35,6 @@ from .bags import (
     BagError,
     BagReader,
     OutputLock,
-    ReadLimits,
     check_replaceable,
     partial_name,
 )
@@ -251,7 +250,7 @@ def _check_before_loading(args: argparse.Namespace, cfg: ReplayConfig, out: Path
                 _resume_source(Path(args.in_bag), out, cfg, echo=print)  # refuses a mismatch
         resuming = partial_name(out).exists() and not args.restart
         check_overlay_folder(args.overlays, args.force, resuming)
-        with BagReader(args.in_bag, ReadLimits.for_pixels(cfg.max_image_pixels)) as bag:
+        with BagReader(args.in_bag, cfg.limits) as bag:
             check_topics(bag, cfg, echo=lambda _line: None)
             return bag.counts[cfg.command_topic]
     except (BagError, ReplayError) as exc:

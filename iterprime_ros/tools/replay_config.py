@@ -17,6 +17,7 @@ from ..ros.names import DEFAULT_INPUT_TOPICS, output_topic
 from .bags import (
     BagMessage,
     BagReader,
+    ReadLimits,
 )
 
 IMAGE_TOPIC = DEFAULT_INPUT_TOPICS["image"]
@@ -62,6 +63,13 @@ class ReplayConfig:
     track: bool = False  # follow each answered object on later images (replay_track.py)
     track_settings: Any = None  # tracking.TrackerSettings (None: defaults)
     track_proposals_every: int = 0  # re-associate with proposals every N tracked frames (0: never)
+
+    @property
+    def limits(self) -> ReadLimits:
+        """The read limit of every bag this run reads (its input and a partial it takes over):
+        the image-size rule's, from max_image_pixels (image_size.read_limit_bytes).
+        """
+        return ReadLimits.for_pixels(self.max_image_pixels)
 
 
 @dataclass

@@ -120,7 +120,7 @@ def _take_over(partial: Path, out: BagWriter, run: Any) -> int:
     follows it over the later images), so the resumed bag holds the same track messages as an
     uninterrupted run, none twice.
     """
-    with BagReader(partial) as old:
+    with BagReader(partial, run.cfg.limits) as old:
         run.done.update(_answered(old))
         last = max(run.done, default=0)
         for m in old.messages([RESULT_TOPIC, MASK_TOPIC, CENTROID_TOPIC, TRACK_TOPIC]):
@@ -174,7 +174,7 @@ def _keep_partial(
             f"in {writer.kept} are kept, but only --restart can use that name again"
         )
     try:  # what the kept bag holds (a full disk may have cut the last results off)
-        with BagReader(writer.kept) as kept:
+        with BagReader(writer.kept, cfg.limits) as kept:
             done = len(_answered(kept))
     except BagError:
         done = 0

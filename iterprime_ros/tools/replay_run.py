@@ -39,7 +39,6 @@ from .bags import (
     BagWriteError,
     BagWriter,
     OutputLock,
-    ReadLimits,
     partial_name,
     stamp_ns,
     typestore,
@@ -399,7 +398,7 @@ def _replay_locked(
     echo: Callable[[str], None],
 ) -> None:
     """replay_bag's work while it holds the output's lock."""
-    with BagReader(in_path, ReadLimits.for_pixels(cfg.max_image_pixels)) as bag:
+    with BagReader(in_path, cfg.limits) as bag:
         image_problem = check_topics(bag, cfg, echo)
         resuming = partial_name(out_path).exists() and not cfg.restart
         check_overlay_folder(cfg.overlays, cfg.overwrite, resuming)

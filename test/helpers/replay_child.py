@@ -1,6 +1,7 @@
 """A replay in its own process for the interruption tests (real signals, real files).
 
     python test/helpers/replay_child.py IN OUT [--restart] [--hold-after K] [--overlays DIR]
+        [--max-image-pixels N]
 
 Answers with test_replay.StubSegmenter; with --hold-after K the (K+1)-th command blocks until a
 signal arrives (at most HOLD_S), so a signal the test sends after reading K answers always
@@ -52,10 +53,16 @@ def main() -> int:
     overlays = (
         Path(sys.argv[sys.argv.index("--overlays") + 1]) if "--overlays" in sys.argv else None
     )
+    pixels = (
+        {"max_image_pixels": int(sys.argv[sys.argv.index("--max-image-pixels") + 1])}
+        if "--max-image-pixels" in sys.argv
+        else {}
+    )
     cfg = ReplayConfig(
         restart="--restart" in sys.argv,
         fingerprint={"segmenter": "slow stub"},
         overlays=overlays,
+        **pixels,
     )
     stub = HoldingStub(hold)
     try:

@@ -190,3 +190,71 @@ def test_fp16_sweep_on_cpu_says_both_rows_are_fp32(data, tiny_model_dirs, tmp_pa
     assert "fp16 runs only on CUDA; on cpu every value runs in fp32" in captured.err
     assert "| half_precision |" in captured.out
     assert (out / "half_precision=true" / "results.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "dataset, name",
+    [
+        ("refcoco:val", "refcoco/instances.json"),
+        ("refcoco:val", "refcoco/refs(unc).p"),
+        ("phrasecut", "refer_test.json"),
+    ],
+)
+def test_the_read_limit_follows_max_image_pixels(tmp_path, capsys, dataset, name):
+    """Every annotation file eval reads is held to the read limit of this run's
+    --max-image-pixels (image_size.read_limit_bytes, the rule replay and the player use): a
+    file one byte over it is refused before it is read, with one line naming the file, its size
+    and the limit; raising --max-image-pixels by one pixel moves the limit past it; a file of
+    exactly the limit is read. --report-only: the data is read, no model is loaded.
+    """
+    from iterprime_ros.image_size import read_limit_bytes
+
+    root = write_phrasecut(tmp_path / "pc") if dataset == "phrasecut" else None
+    root = root or write_refer(tmp_path / "refer")
+    path = root / name
+    limit = read_limit_bytes(1)
+    assert read_limit_bytes(2) > limit + 1  # one pixel more moves the limit past the file
+    body = path.read_bytes()
+    # JSON ends at its closing bracket and a pickle at its STOP opcode: padding after them
+    # changes the file's size, not what it holds
+    path.write_bytes(body + b" " * (limit + 1 - len(body)))
+    root_flag = "--phrasecut-root" if dataset == "phrasecut" else "--data-root"
+    base = ["eval", "--dataset", dataset, root_flag, str(root), "--report-only", "--no-progress"]
+    base += ["--out", str(tmp_path / "out")]
+
+    assert main([*base, "--max-image-pixels", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {path}: {limit + 1} bytes, over the read limit of {limit} bytes; refused "
+        "before reading it (the limit follows --max-image-pixels, here 1: check that this is "
+        "the dataset's annotation file, and raise it only for a file you trust)\n"
+    )
+    assert main([*base, "--max-image-pixels", "2"]) == 0
+    assert "over the read limit" not in capsys.readouterr().err
+    path.write_bytes(path.read_bytes()[:-1])  # exactly the limit: read
+    assert main([*base, "--max-image-pixels", "1"]) == 0
+    shown = "phrasecut | test" if dataset == "phrasecut" else "refcoco | val"
+    count = 3 if dataset == "phrasecut" else 4  # every sample of the file was read
+    assert f"| {shown} | `pwem-T3-a0.2-feature` | default | 0/{count} (partial) |" in (
+        capsys.readouterr().out
+    )
+
+
+def test_resuming_with_another_max_image_pixels_is_refused(
+    data, tiny_model_dirs, tmp_path, capsys
+):
+    """--max-image-pixels decides which images are downscaled, so it changes the numbers: a
+    results folder made with one value does not resume under another. The default is left out
+    of the identity, so results files written before the flag existed still resume. Random
+    weights: plumbing only.
+    """
+    out = tmp_path / "out"
+    base = _args(data, tiny_model_dirs, out, "--dataset", "refcoco:val", "--ablation", "no-igrs")
+    assert main([*base, "--limit", "1"]) == 0
+    header = read_records(out / "refcoco_val" / "pwem-T1.jsonl")[0]
+    assert "max_image_pixels" not in header["identity"]
+    capsys.readouterr()
+    assert main([*base, "--limit", "1", "--max-image-pixels", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "holds results made with other settings (max_image_pixels: None -> 1000)" in err, err
+    assert main([*base, "--limit", "1"]) == 0  # the same settings resume

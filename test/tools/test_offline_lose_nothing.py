@@ -238,6 +238,40 @@ def test_resume_takes_over_results_written_with_an_older_message_definition(
     assert all(r.track_id == 0 and r.error_3d == "" and not r.prefetched for r in taken)
 
 
+def test_resume_reads_the_partial_under_the_runs_read_limit(tmp_path: Path) -> None:
+    """The partial bag a resume takes over is read under the run's own read limit (that of
+    its max_image_pixels, the rule the input is read under), not the default one: a partial
+    that now holds a record over it is refused with one line naming it and the limit, and is
+    kept as it is.
+    """
+    from iterprime_ros.image_size import read_limit_bytes
+
+    pixels = 1000  # the 64 x 48 frames are downscaled, not refused; the limit is about 1 MiB
+    limit = read_limit_bytes(pixels)
+    src = scene_bag(tmp_path / "in.mcap")
+    out = tmp_path / "out.mcap"
+    proc = _start_child(src, out, 2, "--max-image-pixels", str(pixels))
+    _interrupt_after(proc, 2, signal.SIGINT)
+    partial = partial_name(out)
+    grown = tmp_path / "grown.mcap"
+    with BagReader(partial) as kept, BagWriter(grown) as rewritten:
+        for topic, msgtype in kept.topics.items():
+            rewritten.add_topic(topic, msgtype)
+        for m in kept.messages():
+            rewritten.write_raw(m.topic, m.raw, m.timestamp_ns)
+        rewritten.add_topic("/notes", "std_msgs/msg/String")
+        rewritten.write("/notes", string_message("x" * (2 * limit)), T0)
+    os.replace(grown, partial)
+    before = partial.read_bytes()
+    cfg = ReplayConfig(fingerprint={"segmenter": "slow stub"}, max_image_pixels=pixels)
+    with pytest.raises(ReplayError) as caught:  # the replay cannot start: nothing written
+        replay_bag(src, out, StubSegmenter(), cfg, echo=lambda _: None)
+    text = str(caught.value)
+    assert text.startswith(f"{partial}: ") and "\n" not in text, text
+    assert f"over the read limit of {limit} bytes" in text, text
+    assert partial.read_bytes() == before and not out.exists()
+
+
 def test_killed_replay_leaves_only_a_temp_folder_the_next_run_removes(tmp_path: Path) -> None:
     src = scene_bag(tmp_path / "in.mcap")
     out = tmp_path / "out.mcap"

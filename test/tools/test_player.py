@@ -150,6 +150,50 @@ def test_player_publishes_with_scaled_timing_and_skips_corrupt_messages(tmp_path
     assert "published 4 message(s)" in out
 
 
+def test_player_skips_a_command_the_node_would_refuse_for_its_length(tmp_path: Path) -> None:
+    """A command row over the node's limit (core.command.MAX_COMMAND_CHARS, the rule the node
+    and the replay apply) is not published: one warning names the bag, the row's time, its size
+    and the limit; every other row reaches the graph; the summary counts it; exit 1, as for a
+    corrupt row. The row here is 100,000 characters, not 200 MB: the rule is the same, and the
+    test stays fast (the 200 MB figure is measured in docs/replay.md).
+    """
+    from std_msgs.msg import String
+
+    from iterprime_ros.core.command import MAX_COMMAND_CHARS
+
+    at_limit = "pick up the red cup " * (MAX_COMMAND_CHARS // 20)  # exactly the limit: played
+    assert len(at_limit) == MAX_COMMAND_CHARS
+    over = "x" * 100_000
+    bag = write_bag(
+        tmp_path / "long_command.mcap",
+        [
+            (T0, COMMAND, string_message("first")),
+            (T0 + S, COMMAND, string_message(over)),
+            (T0 + 2 * S, COMMAND, string_message(at_limit)),
+            (T0 + 3 * S, COMMAND, string_message("last")),
+        ],
+    )
+    size = len(cdr(string_message(over)))
+    got: list[str] = []
+    with _test_node("player_long_command_test") as node:
+        node.create_subscription(String, COMMAND, lambda m: got.append(m.data), 10)
+        with _player(str(bag), "--rate", "10", "--wait-for-subscribers", "20") as proc:
+            assert spin_until(node, lambda: len(got) >= 3 and proc.poll() is not None, 30.0)
+            proc.wait(timeout=20)
+            out = proc.stdout.read()
+            assert spin_until(node, lambda: False, 0.5) is False  # nothing else arrives
+    assert got == ["first", at_limit, "last"], out
+    assert proc.returncode == 1, out
+    warning = (
+        f"warning: skipped the command on {COMMAND} at +1.000 s (log time {T0 + S} ns) in "
+        f"{bag}, {size} bytes: the command is too long (100000 characters; at most "
+        f"{MAX_COMMAND_CHARS}): send one spoken sentence; not published (the node refuses it)\n"
+    )
+    assert warning in out, out
+    assert out.count("warning:") == 1, out
+    assert "published 3 message(s)" in out and "skipped 1 over-long command(s)" in out, out
+
+
 def test_player_plays_what_is_left_when_the_first_chunk_is_damaged(tmp_path: Path) -> None:
     # the first chunk holds every channel definition; the file's summary lists them again
     from test_offline_lose_nothing import N, bag_with_a_damaged_chunk

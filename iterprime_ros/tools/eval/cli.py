@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ...image_size import DEFAULT_MAX_IMAGE_PIXELS
 from ..cli import add_model_arguments
 from .ablations import TABLE_DATASETS, AblationConfig, AblationRow, describe_rows, select_rows
 from .datasets import DATASET_NAMES, DataPaths, DatasetError, DatasetLoader, parse_dataset_arg
@@ -77,7 +78,21 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "design, "
         "5 = Position vs Others. See --list-ablations and docs/evaluation.md.",
     )
-    what = p.add_argument_group("what to evaluate")
+    _add_what_arguments(p.add_argument_group("what to evaluate"))
+    _add_data_arguments(p.add_argument_group("data"))
+    _add_output_arguments(p.add_argument_group("output"))
+    _add_model_arguments(
+        p.add_argument_group(
+            "model",
+            "a row's own switches (aggregation, igrs_iterations, igrs_alpha) win over --set",
+        )
+    )
+    _add_world_arguments(p)
+    p.set_defaults(func=cmd_eval)
+
+
+def _add_what_arguments(what: Any) -> None:
+    """Which datasets, splits, paper tables and named rows to run, and how many samples."""
     what.add_argument(
         "--dataset",
         action="append",
@@ -119,7 +134,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "--limit", type=int, metavar="N", help="only the first N samples of each dataset split"
     )
     what.add_argument("--list-ablations", action="store_true", help="list the named rows and exit")
-    data = p.add_argument_group("data")
+
+
+def _add_data_arguments(data: Any) -> None:
+    """Where the annotation files and the images are."""
     data.add_argument(
         "--data-root",
         type=Path,
@@ -142,7 +160,20 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="PhraseCut images (default ROOT/images)",
     )
-    out = p.add_argument_group("output")
+    data.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        metavar="N",
+        help="the image-size rule's limit: bigger images are downscaled for the models, more "
+        "than 16x bigger skipped, and an annotation file bigger than the biggest image it "
+        f"accepts is refused before it is read (default {DEFAULT_MAX_IMAGE_PIXELS}; "
+        "iterprime_ros/image_size.py)",
+    )
+
+
+def _add_output_arguments(out: Any) -> None:
+    """Where the results go, and whether to start again or only report."""
     out.add_argument(
         "--out",
         type=Path,
@@ -157,10 +188,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         "--report-only", action="store_true", help="summarise the results files, run nothing"
     )
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
-    model = p.add_argument_group(
-        "model",
-        "a row's own switches (aggregation, igrs_iterations, igrs_alpha) win over --set",
-    )
+
+
+def _add_model_arguments(model: Any) -> None:
+    """The model choice every model-running command offers, and eval's --sweep."""
     add_model_arguments(model)
     model.add_argument(
         "--sweep",
@@ -168,6 +199,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         help="run once per value of one SegmenterSettings field (e.g. gradcam_layer=4,5,6,7,8 "
         "or half_precision=false,true), each in OUT/KEY=V, and compare them in one table",
     )
+
+
+def _add_world_arguments(p: argparse.ArgumentParser) -> None:
+    """--world and the world evaluation's own flags, when that module is in this build."""
     world = _world_module()
     p.add_argument(
         "--world",
@@ -180,7 +215,6 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
             world.add_world_eval_arguments(p.add_argument_group("world (with --world)"))
         except argparse.ArgumentError as exc:  # a flag clash must not break the whole CLI
             log.warning("world evaluation flags not added: %s", exc)
-    p.set_defaults(func=cmd_eval)
 
 
 # ---------------------------------------------------------------------------- planning
@@ -247,7 +281,14 @@ def _base_settings(args: argparse.Namespace) -> Any:
     return settings.replace(**changes) if changes else settings
 
 
-def _identity(settings: Any, config: AblationConfig) -> dict[str, Any]:
+def _identity(
+    settings: Any, config: AblationConfig, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> dict[str, Any]:
+    """What a results file must match to be resumed: every setting that changes the numbers.
+
+    max_image_pixels is named only when it is not the default (it decides which images are
+    downscaled), so results files written before it could be set still resume.
+    """
     values = dataclasses.asdict(settings.replace(**config.settings_changes()))
     ident = {
         k: (list(v) if isinstance(v, tuple) else v)
@@ -256,11 +297,48 @@ def _identity(settings: Any, config: AblationConfig) -> dict[str, Any]:
     }
     ident["masking"] = config.normalised().masking
     ident["predictor"] = "segmenter"
+    if max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:
+        ident["max_image_pixels"] = max_image_pixels
     return ident
 
 
 # ---------------------------------------------------------------------------- the command
 def cmd_eval(args: argparse.Namespace) -> int:
+    special = _special_mode(args)
+    if special is not None:
+        return special
+    settings = _base_settings(args)
+    rows = _rows(args, settings)
+    assignment = _tasks_for_rows(args, rows)
+    configs: dict[str, AblationConfig] = {}
+    for r in rows:
+        configs.setdefault(r.config.key(), r.config.normalised())
+    _note_ignored_overrides(args, rows)
+    tasks, only = _load_tasks(args, assignment)  # data first: fail before loading any model
+    identity = {
+        key: _identity(settings, cfg, args.max_image_pixels) for key, cfg in configs.items()
+    }
+    plan = RunPlan(
+        tasks=tasks,
+        predictors=dict.fromkeys(configs),
+        out_dir=args.out,
+        identity=identity,
+        overwrite=args.overwrite,
+        only=only,
+        max_image_pixels=args.max_image_pixels,
+    )
+    row_refs = [RowRef.of(r) for r in rows]
+    status = 0
+    if not args.report_only:
+        status = _run(plan, settings, configs, progress=not args.no_progress)
+    return _report(plan, row_refs, _run_meta(args, settings, identity)) or status
+
+
+def _special_mode(args: argparse.Namespace) -> int | None:
+    """The exit status of a run that is not a plain dataset evaluation (--list-ablations,
+    --world, --sweep), or None for a plain one; a bad --limit is refused here, before any of
+    them starts.
+    """
     if args.list_ablations:
         print(describe_rows())
         return 0
@@ -274,15 +352,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return int(world.run_world_eval(args) or 0)
     if args.limit is not None and args.limit < 1:
         raise _user_error("--limit must be at least 1")
+    if args.max_image_pixels < 1:
+        raise _user_error("--max-image-pixels must be at least 1")
     if getattr(args, "sweep", None):
         return _sweep(args)
+    return None
 
-    settings = _base_settings(args)
-    rows = _rows(args, settings)
-    assignment = _tasks_for_rows(args, rows)
-    configs: dict[str, AblationConfig] = {}
-    for r in rows:
-        configs.setdefault(r.config.key(), r.config.normalised())
+
+def _note_ignored_overrides(args: argparse.Namespace, rows: list[AblationRow]) -> None:
+    """Say so when --set gives a switch that the named rows set themselves (theirs win)."""
     overridden = {
         k
         for k in ("aggregation", "igrs_iterations", "igrs_alpha")
@@ -295,9 +373,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    # Data first (fast, and the usual mistake): fail before loading any model.
+
+def _load_tasks(
+    args: argparse.Namespace, assignment: dict[tuple[str, str], list[AblationRow]]
+) -> tuple[list[EvalTask], dict[str, list[str]]]:
+    """The samples of every (dataset, split) and the configurations each runs.
+
+    Data is read before any model is loaded because a wrong path is the usual mistake and
+    loading the models first would make the user wait for it; a data problem is one line.
+    """
     loader = DatasetLoader(
-        DataPaths(args.data_root, args.coco_images, args.phrasecut_root, args.phrasecut_images)
+        DataPaths(args.data_root, args.coco_images, args.phrasecut_root, args.phrasecut_images),
+        args.max_image_pixels,
     )
     tasks: list[EvalTask] = []
     only: dict[str, list[str]] = {}
@@ -316,17 +403,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             only[task.name] = sorted({r.config.key() for r in task_rows})
     except DatasetError as exc:
         raise _user_error(str(exc)) from None
+    return tasks, only
 
-    identity = {key: _identity(settings, cfg) for key, cfg in configs.items()}
-    plan = RunPlan(
-        tasks=tasks,
-        predictors=dict.fromkeys(configs),
-        out_dir=args.out,
-        identity=identity,
-        overwrite=args.overwrite,
-        only=only,
-    )
-    meta = {
+
+def _run_meta(
+    args: argparse.Namespace, settings: Any, identity: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """What the report records about the run: models, device, limit, output and the settings
+    every row shares (the rows' own switches are left out: each row names them).
+    """
+    return {
         "vlp_model": settings.vlp_model,
         "proposal_model": settings.proposal_model,
         "device": settings.device,
@@ -339,11 +425,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if k not in ("aggregation", "igrs_iterations", "igrs_alpha", "masking")
         },
     }
-    row_refs = [RowRef.of(r) for r in rows]
-    status = 0
-    if not args.report_only:
-        status = _run(plan, settings, configs, progress=not args.no_progress)
-    return _report(plan, row_refs, meta) or status
 
 
 def parse_sweep(text: str) -> tuple[str, list[str]]:

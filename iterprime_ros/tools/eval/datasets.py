@@ -38,7 +38,7 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image
 
-from ...image_size import read_limit_bytes
+from ...image_size import DEFAULT_MAX_IMAGE_PIXELS, read_limit_bytes
 from .masks import coco_segmentation_to_mask, phrasecut_polygons_to_mask
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,10 @@ class _PlainDataUnpickler(pickle.Unpickler):
         )
 
 
-def _load_refs(path: Path) -> list[dict[str, Any]]:
+def _load_refs(
+    path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> list[dict[str, Any]]:
+    _check_read_limit(path, max_image_pixels)
     with path.open("rb") as f:
         try:
             try:
@@ -272,19 +275,30 @@ def _load_refs(path: Path) -> list[dict[str, Any]]:
     return refs
 
 
-def _read_json(path: Path) -> Any:
-    """A dataset's JSON file, refused up front when it is bigger than the read limit (the
-    image-size rule's, image_size.read_limit_bytes) so a damaged or hostile file cannot take
-    the machine's memory.
+def _check_read_limit(path: Path, max_image_pixels: int) -> None:
+    """Refuse a dataset file bigger than the read limit before reading a byte of it.
+
+    The limit is the one every reader of the tools applies (image_size.read_limit_bytes of
+    this run's --max-image-pixels): an annotation file bigger than the biggest image eval would
+    accept is not one this run can use, and reading it whole could take the machine's memory.
     """
-    limit = read_limit_bytes()
+    limit = read_limit_bytes(max_image_pixels)
     try:
         size = path.stat().st_size
-        if limit and size > limit:
-            raise DatasetError(
-                f"{path}: {size} bytes, over the read limit of {limit} bytes; refused before "
-                "reading it (check that this is the dataset's annotation file)"
-            )
+    except OSError as exc:
+        raise DatasetError(f"{path}: {exc}") from exc
+    if limit and size > limit:
+        raise DatasetError(
+            f"{path}: {size} bytes, over the read limit of {limit} bytes; refused before "
+            f"reading it (the limit follows --max-image-pixels, here {max_image_pixels}: check "
+            "that this is the dataset's annotation file, and raise it only for a file you trust)"
+        )
+
+
+def _read_json(path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Any:
+    """A dataset's JSON file, refused up front when it is over the read limit."""
+    _check_read_limit(path, max_image_pixels)
+    try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: {exc}") from exc
@@ -311,7 +325,11 @@ class ReferDataset:
     """RefCOCO / RefCOCO+ / RefCOCOg from the refer layout; files are read once per dataset."""
 
     def __init__(
-        self, data_root: str | Path, dataset: str, image_root: str | Path | None = None
+        self,
+        data_root: str | Path,
+        dataset: str,
+        image_root: str | Path | None = None,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.name = dataset
         self.spec = _refer_spec(dataset)
@@ -336,9 +354,9 @@ class ReferDataset:
             raise DatasetError(
                 f"{dataset}: {instances_path} not found (the COCO annotations of the refer layout)"
             )
-        self.refs = _load_refs(refs_path)
+        self.refs = _load_refs(refs_path, max_image_pixels)
         self.instances_path = instances_path
-        instances = _read_json(instances_path)
+        instances = _read_json(instances_path, max_image_pixels)
         self.images = {int(im["id"]): im for im in instances.get("images", [])}
         self.annotations = {int(a["id"]): a for a in instances.get("annotations", [])}
         self.categories = {
@@ -407,10 +425,16 @@ def is_unseen_category(name: str) -> bool:
 class PhraseCutDataset:
     """VGPhraseCut ``refer_{split}.json`` + ``images/`` (see the module docstring)."""
 
-    def __init__(self, root: str | Path, image_root: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        image_root: str | Path | None = None,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    ) -> None:
         self.name = PHRASECUT
         self.root = Path(root)
         self.image_root = Path(image_root) if image_root else self.root / "images"
+        self.max_image_pixels = max_image_pixels
 
     def splits(self) -> list[str]:
         return sorted(p.stem[len("refer_") :] for p in self.root.glob("refer_*.json"))
@@ -423,7 +447,7 @@ class PhraseCutDataset:
             raise DatasetError(
                 f"phrasecut: {path} not found (splits found in {self.root}: {found})"
             )
-        tasks = _read_json(path)
+        tasks = _read_json(path, self.max_image_pixels)
         out: list[Sample] = []
         skipped = 0
         for task in tasks:
@@ -464,10 +488,13 @@ class DataPaths:
 
 
 class DatasetLoader:
-    """Opens each dataset once and hands out the samples of (dataset, split)."""
+    """Opens each dataset once and hands out the samples of (dataset, split); every file it
+    reads is held to the read limit of `max_image_pixels` (the run's --max-image-pixels).
+    """
 
-    def __init__(self, paths: DataPaths) -> None:
+    def __init__(self, paths: DataPaths, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
         self.paths = paths
+        self.max_image_pixels = max_image_pixels
         self._open: dict[str, ReferDataset | PhraseCutDataset] = {}
 
     def dataset(self, name: str) -> ReferDataset | PhraseCutDataset:
@@ -479,7 +506,7 @@ class DatasetLoader:
                         "images/)"
                     )
                 self._open[name] = PhraseCutDataset(
-                    self.paths.phrasecut_root, self.paths.phrasecut_images
+                    self.paths.phrasecut_root, self.paths.phrasecut_images, self.max_image_pixels
                 )
             else:
                 _refer_spec(name)
@@ -488,7 +515,7 @@ class DatasetLoader:
                         f"{name} needs --data-root (the refer data folder holding {name}/)"
                     )
                 self._open[name] = ReferDataset(
-                    self.paths.refer_root, name, self.paths.coco_images
+                    self.paths.refer_root, name, self.paths.coco_images, self.max_image_pixels
                 )
         return self._open[name]
 
