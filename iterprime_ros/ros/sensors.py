@@ -4,10 +4,16 @@ Why: image callbacks run on the executor thread at camera rate; converting or co
 would compete with the model work for nothing (most frames are never segmented). The worker
 converts only the frame a command uses. Depth and camera_info keep a few frames so the ones
 whose stamps match the chosen colour image can be found (depth often arrives a little after
-colour): match() follows message_filters' ApproximateTime policy (all stamps of the set within
-the slop of each other, the candidates nearest the image first). message_filters' synchroniser
-itself is not used even where it is installed: it only fires for complete sets, and a command
-must be answered in 2-D from an image that has no depth.
+colour).
+
+SensorCache.match is the one rule for which depth frame and camera_info go with a colour
+image, used by the node's commands, its tracker, the offline replay and the replay's tracker
+alike, so a bag replayed offline locates an answer from the same depth frame the live node
+would. It follows message_filters' ApproximateTime policy (all stamps of the set within the
+tolerance of each other, the candidates nearest the image first); the node parameter
+depth_sync_tolerance_s (and the replay setting of the same name) is that tolerance.
+message_filters' synchroniser itself is not used even where it is installed: it only fires
+for complete sets, and a command must be answered in 2-D from an image that has no depth.
 No rclpy here: messages are duck-typed.
 """
 
@@ -69,27 +75,16 @@ class SensorCache:
         with self._lock:
             return self._infos[-1] if self._infos else None
 
-    def depth_for(self, image_header: Any, tolerance_s: float) -> Any | None:
-        """The depth frame whose stamp is closest to the image's, if within tolerance_s (newest on
-        a tie).
-        """
-        target = stamp_ns(image_header)
-        with self._lock:
-            frames = list(self._depth)
-        if not frames:
-            return None
-        best = min(reversed(frames), key=lambda m: abs(stamp_ns(m.header) - target))
-        return best if abs(stamp_ns(best.header) - target) <= tolerance_s * 1e9 else None
-
-    def match(self, image_header: Any, slop_s: float) -> Match:
+    def match(self, image_header: Any, tolerance_s: float) -> Match:
         """Depth and camera_info for the image, by message_filters' ApproximateTime rule.
 
-        Candidates are the frames within slop_s of the image, nearest first (newest on a tie);
-        the first (depth, info) pair whose stamps and the image's all lie within slop_s of each
-        other is the match. No match says which stream had nothing close enough.
+        Candidates are the frames within tolerance_s of the image, nearest first (newest on a
+        tie); the first (depth, info) pair whose stamps and the image's all lie within
+        tolerance_s of each other is the match. No match says which stream had nothing close
+        enough.
         """
         target = stamp_ns(image_header)
-        slop = int(round(slop_s * 1e9))
+        limit_ns = int(round(tolerance_s * 1e9))
         with self._lock:
             streams = {"depth": list(self._depth), "camera_info": list(self._infos)}
         near: dict[str, list[Any]] = {}
@@ -97,25 +92,25 @@ class SensorCache:
             if not frames:
                 return Match(None, None, f"no {name} received")
             ranked = sorted(reversed(frames), key=lambda m: abs(stamp_ns(m.header) - target))
-            close = [m for m in ranked if abs(stamp_ns(m.header) - target) <= slop]
+            close = [m for m in ranked if abs(stamp_ns(m.header) - target) <= limit_ns]
             if not close:
                 gap = abs(stamp_ns(ranked[0].header) - target) / 1e9
                 return Match(
                     None,
                     None,
-                    f"no {name} within {slop_s:g} s of the image stamp (nearest is {gap:.3f} s "
-                    "away; depth_sync_tolerance_s sets the limit)",
+                    f"no {name} within {tolerance_s:g} s of the image stamp (nearest is "
+                    f"{gap:.3f} s away; depth_sync_tolerance_s sets the limit)",
                 )
             near[name] = close
         for depth, info in itertools.product(near["depth"], near["camera_info"]):
             stamps = (target, stamp_ns(depth.header), stamp_ns(info.header))
-            if max(stamps) - min(stamps) <= slop:
+            if max(stamps) - min(stamps) <= limit_ns:
                 return Match(depth, info)
         return Match(
             None,
             None,
-            f"depth and camera_info near the image are more than {slop_s:g} s apart from each "
-            "other",
+            f"depth and camera_info near the image are more than {tolerance_s:g} s apart from "
+            "each other",
         )
 
     @property

@@ -146,9 +146,9 @@ class NodeTracking:
         self._frame_id = header.frame_id
         point = None
         if r.status == TrackStatus.TRACKING and frame is not None and r.mask is not None:
-            depth = self.sensors.depth_for(frame.msg.header, self.settings.depth_sync_tolerance_s)
+            match = self.sensors.match(frame.msg.header, self.settings.depth_sync_tolerance_s)
             c3 = compute_centroid_3d(
-                r.mask, depth, self.sensors.camera_info(), self.settings.depth_erosion_px
+                r.mask, match.depth, match.info, self.settings.depth_erosion_px
             )
             point = c3.point
         view = track_result_view(r, cmd_result)

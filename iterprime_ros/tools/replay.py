@@ -4,7 +4,8 @@ Why offline: a perception change is judged by replaying recorded data, and that 
 work on a laptop or in CI without a ROS install or a running graph. The replay answers
 each command on the command topic with what the live node would have had at that moment
 -- the latest image received before it (bag record time, like the node's receive clock),
-the depth frame closest to that image's stamp, the latest camera_info -- and writes one
+the depth frame and camera_info matched to that image's stamp by the node's rule
+(ros/sensors.py, within depth_sync_tolerance_s) -- and writes one
 ``iterprime_ros/msg/Segmentation`` per command (success or failure) plus the mono8 mask
 and the 3-D centroid to an output bag with the message definition embedded, so ``ros2
 bag info``/``play`` and rosbags read it. Bad input never stops the run: a missing image

@@ -294,22 +294,18 @@ class _Replayer:
             and self.cfg.depth_topic in self.bag.topics
         ):
             return None, ""
-        c3 = compute_centroid_3d(
-            result.mask,
-            self.sensors.depth_for(image_msg.header, self.cfg.depth_sync_tolerance_s),
-            self.sensors.camera_info(),
-            self.cfg.depth_erosion_px,
-        )
-        return c3.point, c3.reason
+        match = self.sensors.match(image_msg.header, self.cfg.depth_sync_tolerance_s)
+        c3 = compute_centroid_3d(result.mask, match.depth, match.info, self.cfg.depth_erosion_px)
+        return c3.point, match.reason or c3.reason
 
     def _objects_3d(self, result: Any, image_msg: Any) -> tuple[Any, ...]:
         """Each answered object's 3-D centroid where depth allows (None elsewhere)."""
         if image_msg is None or self.cfg.depth_topic not in self.bag.topics or not result.success:
             return ()
-        depth = self.sensors.depth_for(image_msg.header, self.cfg.depth_sync_tolerance_s)
-        info, erosion = self.sensors.camera_info(), self.cfg.depth_erosion_px
+        match = self.sensors.match(image_msg.header, self.cfg.depth_sync_tolerance_s)
+        erosion = self.cfg.depth_erosion_px
         return tuple(
-            compute_centroid_3d(o.mask, depth, info, erosion).point
+            compute_centroid_3d(o.mask, match.depth, match.info, erosion).point
             for o in getattr(result, "objects", None) or []
         )
 

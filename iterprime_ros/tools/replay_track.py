@@ -118,13 +118,13 @@ class TrackReplay:
 
 
 def depth_centroid(sensors: Any, tolerance_s: float, erosion_px: int):
-    """A centroid_3d callable over the replay's SensorCache (None without depth)."""
+    """A centroid_3d callable over the replay's SensorCache (None without depth): the depth
+    and camera_info are chosen by SensorCache.match, the node's rule.
+    """
 
     def centroid(mask: np.ndarray, image_header: Any) -> tuple | None:
-        c3 = compute_centroid_3d(
-            mask, sensors.depth_for(image_header, tolerance_s), sensors.camera_info(), erosion_px
-        )
-        return c3.point
+        match = sensors.match(image_header, tolerance_s)
+        return compute_centroid_3d(mask, match.depth, match.info, erosion_px).point
 
     return centroid
 

@@ -228,35 +228,19 @@ def build_tiny_mask2former(folder: str | Path, seed: int = 0, *, num_queries: in
     return folder
 
 
-def albef_official_shapes(
-    *,
-    vision_width: int = 768,
-    vision_layers: int = 12,
-    patch_size: int = 16,
-    image_size: int = 256,
-    text_width: int = 768,
-    text_layers: int = 12,
-    fusion_layer: int = 6,
-    intermediate_size: int = 3072,
-    vocab_size: int = 30522,
-    max_positions: int = 512,
-    embed_dim: int = 256,
-    queue_size: int = 65536,
-) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of an official ALBEF pre-training checkpoint's ``model`` state dict
-    (ALBEF.pth, 14M; defaults = the official sizes), written from ALBEF's code
-    (models/model_pretrain.py, models/vit.py, models/xbert.py, configs/config_bert.json):
-    timm ViT, BertForMaskedLM text encoder (``text_encoder.bert.*`` + ``text_encoder.cls.*``),
-    projections, ITM head, momentum copies and queues.
-    """
-    d, t, i_size, g = vision_width, text_width, intermediate_size, image_size // patch_size
-    vis: dict[str, tuple[int, ...]] = {
+Shapes = dict[str, tuple[int, ...]]
+
+
+def _albef_vit_shapes(d: int, layers: int, patch_size: int, image_size: int) -> Shapes:
+    """The timm ViT of ALBEF's visual encoder (models/vit.py), its keys without a prefix."""
+    g = image_size // patch_size
+    vis: Shapes = {
         "cls_token": (1, 1, d),
         "pos_embed": (1, 1 + g * g, d),
         "patch_embed.proj.weight": (d, 3, patch_size, patch_size),
         "patch_embed.proj.bias": (d,),
     }
-    for b in range(vision_layers):
+    for b in range(layers):
         p = f"blocks.{b}."
         vis.update(
             {
@@ -275,22 +259,38 @@ def albef_official_shapes(
             }
         )
     vis.update({"norm.weight": (d,), "norm.bias": (d,)})
+    return vis
 
-    def attention(p: str, key_width: int) -> dict[str, tuple[int, ...]]:
-        return {
-            p + "self.query.weight": (t, t),
-            p + "self.query.bias": (t,),
-            p + "self.key.weight": (t, key_width),
-            p + "self.key.bias": (t,),
-            p + "self.value.weight": (t, key_width),
-            p + "self.value.bias": (t,),
-            p + "output.dense.weight": (t, t),
-            p + "output.dense.bias": (t,),
-            p + "output.LayerNorm.weight": (t,),
-            p + "output.LayerNorm.bias": (t,),
-        }
 
-    bert: dict[str, tuple[int, ...]] = {
+def _bert_attention_shapes(p: str, t: int, key_width: int) -> Shapes:
+    """One BERT attention block (self- or cross-attention: keys and values of key_width)."""
+    return {
+        p + "self.query.weight": (t, t),
+        p + "self.query.bias": (t,),
+        p + "self.key.weight": (t, key_width),
+        p + "self.key.bias": (t,),
+        p + "self.value.weight": (t, key_width),
+        p + "self.value.bias": (t,),
+        p + "output.dense.weight": (t, t),
+        p + "output.dense.bias": (t,),
+        p + "output.LayerNorm.weight": (t,),
+        p + "output.LayerNorm.bias": (t,),
+    }
+
+
+def _albef_bert_shapes(
+    t: int,
+    d: int,
+    layers: int,
+    fusion_layer: int,
+    i_size: int,
+    vocab_size: int,
+    max_positions: int,
+) -> Shapes:
+    """ALBEF's BERT (models/xbert.py) without a prefix: the layers from fusion_layer on also
+    cross-attend to the image (keys of the vision width d).
+    """
+    bert: Shapes = {
         "embeddings.position_ids": (1, max_positions),
         "embeddings.word_embeddings.weight": (vocab_size, t),
         "embeddings.position_embeddings.weight": (max_positions, t),
@@ -298,11 +298,11 @@ def albef_official_shapes(
         "embeddings.LayerNorm.weight": (t,),
         "embeddings.LayerNorm.bias": (t,),
     }
-    for n in range(text_layers):
+    for n in range(layers):
         p = f"encoder.layer.{n}."
-        bert.update(attention(p + "attention.", t))
+        bert.update(_bert_attention_shapes(p + "attention.", t, t))
         if n >= fusion_layer:
-            bert.update(attention(p + "crossattention.", d))
+            bert.update(_bert_attention_shapes(p + "crossattention.", t, d))
         bert.update(
             {
                 p + "intermediate.dense.weight": (i_size, t),
@@ -313,7 +313,12 @@ def albef_official_shapes(
                 p + "output.LayerNorm.bias": (t,),
             }
         )
-    mlm = {
+    return bert
+
+
+def _mlm_head_shapes(t: int, vocab_size: int) -> Shapes:
+    """BertForMaskedLM's prediction head (``cls.*``), which the pre-training checkpoint keeps."""
+    return {
         "cls.predictions.bias": (vocab_size,),
         "cls.predictions.transform.dense.weight": (t, t),
         "cls.predictions.transform.dense.bias": (t,),
@@ -322,8 +327,37 @@ def albef_official_shapes(
         "cls.predictions.decoder.weight": (vocab_size, t),
         "cls.predictions.decoder.bias": (vocab_size,),
     }
-    out: dict[str, tuple[int, ...]] = {}
-    for suffix in ("", "_m"):
+
+
+def albef_official_shapes(
+    *,
+    vision_width: int = 768,
+    vision_layers: int = 12,
+    patch_size: int = 16,
+    image_size: int = 256,
+    text_width: int = 768,
+    text_layers: int = 12,
+    fusion_layer: int = 6,
+    intermediate_size: int = 3072,
+    vocab_size: int = 30522,
+    max_positions: int = 512,
+    embed_dim: int = 256,
+    queue_size: int = 65536,
+) -> Shapes:
+    """Key -> shape of an official ALBEF pre-training checkpoint's ``model`` state dict
+    (ALBEF.pth, 14M; defaults = the official sizes), written from ALBEF's code
+    (models/model_pretrain.py, models/vit.py, models/xbert.py, configs/config_bert.json):
+    timm ViT, BertForMaskedLM text encoder (``text_encoder.bert.*`` + ``text_encoder.cls.*``),
+    projections, ITM head, momentum copies and queues.
+    """
+    d, t = vision_width, text_width
+    vis = _albef_vit_shapes(d, vision_layers, patch_size, image_size)
+    bert = _albef_bert_shapes(
+        t, d, text_layers, fusion_layer, intermediate_size, vocab_size, max_positions
+    )
+    mlm = _mlm_head_shapes(t, vocab_size)
+    out: Shapes = {}
+    for suffix in ("", "_m"):  # the model and its momentum copy
         out.update({f"visual_encoder{suffix}.{k}": v for k, v in vis.items()})
         out.update({f"text_encoder{suffix}.bert.{k}": v for k, v in bert.items()})
         out.update({f"text_encoder{suffix}.{k}": v for k, v in mlm.items()})

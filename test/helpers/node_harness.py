@@ -333,6 +333,25 @@ class Harness(Spinning):
     def results_for(self, text: str) -> list[Any]:
         return [r for r in self.results if r.command == text]
 
+    def set_parameter(self, name: str, value: Any) -> Any:
+        """Set one parameter of the running node through its set_parameters service, as `ros2
+        param set` would; returns the SetParametersResult (successful, reason). `value` is a
+        Python value, or a ParameterValue message to send a value of a chosen (wrong) type.
+        """
+        from rcl_interfaces.msg import Parameter, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter as P
+
+        client = self.node.create_client(SetParameters, f"{self.target.out}/set_parameters")
+        assert client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
+        if not isinstance(value, ParameterValue):
+            value = P(name, value=value).to_parameter_msg().value
+        future = client.call_async(
+            SetParameters.Request(parameters=[Parameter(name=name, value=value)])
+        )
+        assert self.until(future.done, EVENT_TIMEOUT_S)
+        return future.result().results[0]
+
     def close(self) -> None:
         self.node.destroy_node()
 

@@ -5,30 +5,19 @@ answered object, not only the chosen mask, so a client never mixes two sizes in 
 from __future__ import annotations
 
 import numpy as np
+from result_fixtures import answer, box_candidate
 
 from iterprime_ros.image_size import SizePlan, result_to_source
-from iterprime_ros.result import Candidate, SegmentationResult
+from iterprime_ros.result import Candidate
 
 
 def _candidate(index: int, x0: int) -> Candidate:
-    mask = np.zeros((10, 20), bool)
-    mask[2:6, x0 : x0 + 4] = True
-    return Candidate(index, mask, (x0, 2, 4, 4), (x0 + 1.5, 3.5), (x0 + 2, 4), 0.5)
+    return box_candidate(index, (x0, x0 + 4), (2, 6), (10, 20))
 
 
 def test_candidates_and_objects_are_brought_to_the_source_size():
     left, right = _candidate(1, 2), _candidate(2, 12)
-    result = SegmentationResult(
-        success=True,
-        error="",
-        command="both cups",
-        mask=left.mask,
-        bbox=left.bbox,
-        centroid=left.centroid,
-        grasp_point=left.grasp_point,
-        candidates=[left, right],
-        objects=[left, right],
-    )
+    result = answer(left, command="both cups", candidates=[left, right], objects=[left, right])
     size = SizePlan(40, 80, 0.25)  # the models saw 10 x 20
     out = result_to_source(result, size)
     for group in (out.candidates, out.objects):

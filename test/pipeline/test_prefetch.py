@@ -9,79 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import numpy as np
 import pytest
+from prefetch_instruments import COMMAND, variant, wait_until
 
-from iterprime_ros.pipeline import Segmenter, SegmenterSettings
 from iterprime_ros.prefetch import REPEAT_LOG_S, FailureLog, Prefetcher, PrefetchPolicy
-
-COMMAND = "the red cup on the left"
-
-
-def _variant(image: np.ndarray, k: int) -> np.ndarray:
-    out = image.copy()
-    out[0, 0] = (k * 37) % 256, k % 256, 7
-    return out
-
-
-def _wait_until(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
-class GatedProposals:
-    """Test instrument around the real tiny Mask2Former: logs every call and, while armed, holds
-    a call open until the test releases it (to have a prefetch stage in flight on demand).
-    """
-
-    def __init__(self, real, log):
-        self.real = real
-        self.log = log
-        self.armed = False
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def propose(self, image):
-        self.log.append(("proposals", int(image[0, 0, 0])))
-        if self.armed:
-            self.armed = False
-            self.entered.set()
-            assert self.release.wait(60)
-        return self.real.propose(image)
-
-
-class LoggedVLP:
-    """Test instrument around the real tiny BLIP: logs image encodings, delegates everything."""
-
-    def __init__(self, real, log):
-        self.real = real
-        self.log = log
-        self.grid = real.grid
-
-    def encode_image(self, image):
-        self.log.append(("image_encoding", int(image[0, 0, 0])))
-        return self.real.encode_image(image)
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-
-@pytest.fixture
-def instrumented(tiny_blip, tiny_proposals):
-    log: list[tuple[str, int]] = []
-    props = GatedProposals(tiny_proposals, log)
-    seg = Segmenter.from_backends(
-        LoggedVLP(tiny_blip, log),
-        props,
-        SegmenterSettings(device="cpu", parser="spacy", empty_selection="best_heat"),
-    )
-    return seg, props, log
 
 
 def test_policy_parse_and_choice():
@@ -113,7 +46,7 @@ def test_prepared_frame_answers_with_prefetched_and_without_per_frame_stages(
     assert "proposals" not in result.timings and "image_encoding" not in result.timings
     assert "wait" in result.timings
     # a frame a command computed itself is not "prefetched", also for its second command
-    fresh = _variant(sample_image, 1)
+    fresh = variant(sample_image, 1)
     first = seg.segment(fresh, COMMAND)
     second = seg.segment(fresh, "the white plate")
     assert first.success and not first.prefetched and not first.frame_cached
@@ -128,13 +61,13 @@ def test_prefetcher_prepares_the_latest_offered_frame(instrumented, sample_image
     with pf.command():  # hold the thread back while three frames arrive: only the last counts
         pf.start()
         for k in range(3):
-            assert pf.offer(_variant(sample_image, k), frame_id=k)
+            assert pf.offer(variant(sample_image, k), frame_id=k)
     assert pf.wait_idle(60)
     assert prepared == [(2, {"proposals", "image_encoding"})]
     assert pf.stats.offered == 3 and pf.stats.replaced == 2 and pf.stats.prepared == 1
     assert log == [("proposals", 2 * 37 % 256), ("image_encoding", 2 * 37 % 256)]
     with pf.command():
-        result = seg.segment(_variant(sample_image, 2), COMMAND, frame_id=2)
+        result = seg.segment(variant(sample_image, 2), COMMAND, frame_id=2)
     assert result.success and result.prefetched
     pf.stop(10)
     assert not pf.running
@@ -143,7 +76,7 @@ def test_prefetcher_prepares_the_latest_offered_frame(instrumented, sample_image
 def test_every_nth_frame_and_off(instrumented, sample_image):
     seg, _, _ = instrumented
     pf = Prefetcher(seg, PrefetchPolicy("every", 2))
-    taken = [pf.offer(_variant(sample_image, k), frame_id=k) for k in range(5)]
+    taken = [pf.offer(variant(sample_image, k), frame_id=k) for k in range(5)]
     assert taken == [True, False, True, False, True]
     off = Prefetcher(seg, "off").start()
     assert not off.running and not off.offer(sample_image)
@@ -157,7 +90,7 @@ def test_a_command_waits_for_at_most_the_stage_in_flight(instrumented, sample_im
     seg, props, log = instrumented
     pf = Prefetcher(seg, "latest").start()
     props.armed = True
-    prefetch_frame, command_frame = _variant(sample_image, 3), _variant(sample_image, 4)
+    prefetch_frame, command_frame = variant(sample_image, 3), variant(sample_image, 4)
     pf.offer(prefetch_frame, frame_id="a")
     assert props.entered.wait(60)  # the prefetch's proposal stage is in flight
     results = []
@@ -165,7 +98,7 @@ def test_a_command_waits_for_at_most_the_stage_in_flight(instrumented, sample_im
         target=lambda: results.append(seg.segment(command_frame, COMMAND, frame_id="b"))
     )
     worker.start()
-    assert _wait_until(lambda: seg._waiting == 1)  # the command waits for the lock
+    assert wait_until(lambda: seg._waiting == 1)  # the command waits for the lock
     props.release.set()
     worker.join(60)
     assert results and results[0].success, results and results[0].error
@@ -215,13 +148,13 @@ def test_convert_in_the_thread_and_idle_holds_frames_back(instrumented, sample_i
         convert=lambda msg, fid: (msg["rgb"], ("cam", fid)),
         idle=lambda: not busy.is_set(),
     ).start()
-    pf.offer({"rgb": _variant(sample_image, 9)}, frame_id=42)
+    pf.offer({"rgb": variant(sample_image, 9)}, frame_id=42)
     assert not pf.wait_idle(0.5)  # held back: the owner is busy
     assert log == []
     busy.clear()
     assert pf.wait_idle(60)
     assert prepared == [42] and any(k[1] == ("cam", 42) for k in seg._frames)
-    result = seg.segment(_variant(sample_image, 9), COMMAND, frame_id=("cam", 42))
+    result = seg.segment(variant(sample_image, 9), COMMAND, frame_id=("cam", 42))
     assert result.prefetched
     pf.stop(10)
 

@@ -12,9 +12,8 @@ import threading
 
 import numpy as np
 import pytest
-from test_prefetch import COMMAND, GatedProposals, LoggedVLP, _variant, _wait_until
+from prefetch_instruments import COMMAND, variant, wait_until
 
-from iterprime_ros.pipeline import Segmenter, SegmenterSettings
 from iterprime_ros.prefetch import (
     FrameInfo,
     Prefetcher,
@@ -86,24 +85,12 @@ def test_the_cpu_share_and_interval_bound_the_next_start():
         PrefetchRule(cpu_share=0.0)
 
 
-@pytest.fixture
-def gated(tiny_blip, tiny_proposals):
-    log: list[tuple[str, int]] = []
-    props = GatedProposals(tiny_proposals, log)
-    seg = Segmenter.from_backends(
-        LoggedVLP(tiny_blip, log),
-        props,
-        SegmenterSettings(device="cpu", parser="spacy", empty_selection="best_heat"),
-    )
-    return seg, props, log
-
-
-def test_a_still_scene_is_prepared_once(gated, sample_image):
-    seg, _, log = gated
+def test_a_still_scene_is_prepared_once(instrumented, sample_image):
+    seg, _, log = instrumented
     rule = PrefetchRule(PrefetchPolicy("latest"), min_interval_s=0.0, scene_change=0.02)
     pf = Prefetcher(seg, rule).start()
     for k in range(1, 6):  # one scene, five frames: new stamps, one pixel of noise each
-        pf.offer(_variant(sample_image, k), frame_id=k)
+        pf.offer(variant(sample_image, k), frame_id=k)
         assert pf.wait_idle(60)
     assert pf.stats.prepared == 1 and pf.stats.skipped == 4, pf.stats
     assert [e for e in log if e[0] == "proposals"] == [("proposals", 37)]
@@ -114,15 +101,15 @@ def test_a_still_scene_is_prepared_once(gated, sample_image):
     pf.stop(10)
 
 
-def test_a_command_during_a_preparation_finishes_that_work(gated, sample_image):
+def test_a_command_during_a_preparation_finishes_that_work(instrumented, sample_image):
     """The frame in flight is the command's frame: its proposals are computed once."""
-    seg, props, log = gated
+    seg, props, log = instrumented
     pf = Prefetcher(seg, PrefetchRule(PrefetchPolicy("latest"), scene_change=0.02)).start()
-    frame = _variant(sample_image, 3)
+    frame = variant(sample_image, 3)
     props.armed = True
     pf.offer(frame, frame_id="a")
     assert props.entered.wait(60)  # the prefetch proposal stage is in flight
-    newest = _variant(sample_image, 4)  # a newer frame of the same scene
+    newest = variant(sample_image, 4)  # a newer frame of the same scene
     choice = pf.choose("b", received_s=pf.clock(), thumb=thumbnail(newest))
     assert choice.source == "in_flight" and choice.frame == "a"
     results = []
@@ -133,7 +120,7 @@ def test_a_command_during_a_preparation_finishes_that_work(gated, sample_image):
 
     worker = threading.Thread(target=command)
     worker.start()
-    assert _wait_until(lambda: seg._waiting > 0 or not worker.is_alive())
+    assert wait_until(lambda: seg._waiting > 0 or not worker.is_alive())
     props.release.set()
     worker.join(60)
     assert results and results[0].success

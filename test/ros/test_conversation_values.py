@@ -7,11 +7,11 @@ candidates and plural objects keep their order and geometry.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
+from result_fixtures import answer, box_candidate
 
+from iterprime_ros.result import Candidate, SegmentationResult
 from iterprime_ros.ros.conversions import (
     STATUS_AMBIGUOUS,
     STATUS_ANSWERED,
@@ -24,49 +24,28 @@ from iterprime_ros.ros.conversions import (
     segmentation_values,
 )
 
+ROWS, SHAPE = (5, 10), (20, 30)
+
 
 def _mask(x0: int, x1: int) -> np.ndarray:
-    m = np.zeros((20, 30), bool)
-    m[5:10, x0:x1] = True
-    return m
+    return box_candidate(0, (x0, x1), ROWS, SHAPE).mask
 
 
-def _object(index: int, x0: int, x1: int, description: str, score: float) -> SimpleNamespace:
-    return SimpleNamespace(
-        proposal_index=index,
-        description=description,
-        score=score,
-        mask=_mask(x0, x1),
-        bbox=(x0, 5, x1 - x0, 5),
-        centroid=((x0 + x1 - 1) / 2, 7.0),
-        grasp_point=((x0 + x1) // 2, 7),
-    )
+def _object(index: int, x0: int, x1: int, description: str, score: float) -> Candidate:
+    return box_candidate(index, (x0, x1), ROWS, SHAPE, score, description)
 
 
-def _result(**fields) -> SimpleNamespace:
-    base = dict(
-        success=True,
-        error="",
+def _result(**fields) -> SegmentationResult:
+    defaults = dict(
         expression="the cup",
         primary_word="cup",
-        mask=_mask(2, 8),
-        bbox=(2, 5, 6, 5),
-        centroid=(4.5, 7.0),
-        grasp_point=(5, 7),
         score=1.4,
         itm_score=0.9,
         iterations=1,
         confidence=0.9,
-        sure=True,
-        plural=False,
-        in_reply_to="",
-        ambiguous=False,
-        question="",
-        candidates=[_object(3, 2, 8, "the red cup on the left", 1.4)],
-        objects=[],
     )
-    base.update(fields)
-    return SimpleNamespace(**base)
+    # the rest as SegmentationResult defaults: sure, not ambiguous, no question, not a reply
+    return answer(_object(3, 2, 8, "the red cup on the left", 1.4), **{**defaults, **fields})
 
 
 def test_a_sure_single_answer_is_a_target():

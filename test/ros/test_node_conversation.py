@@ -102,21 +102,6 @@ def talk(tmp_path_factory, tiny_model_dirs) -> Iterator[tuple[Harness, NodeProce
         proc.stop()
 
 
-def _set_live(h: Harness, name: str, value: Any) -> bool:
-    from rcl_interfaces.msg import Parameter
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter as P
-
-    client = h.node.create_client(SetParameters, f"{h.target.out}/set_parameters")
-    assert client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
-    msg = P(name, value=value).to_parameter_msg()
-    future = client.call_async(
-        SetParameters.Request(parameters=[Parameter(name=msg.name, value=msg.value)])
-    )
-    assert h.until(future.done, EVENT_TIMEOUT_S)
-    return future.result().results[0].successful
-
-
 def _transition(h: Harness, transition: int) -> None:
     client = h.node.create_client(ChangeState, f"{h.target.out}/change_state")
     assert client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
@@ -183,11 +168,11 @@ def test_plural_command_gives_whole_objects_left_to_right(talk):
 
 def test_a_weak_answer_is_not_sure_and_no_target(talk):
     h, proc, scene, questions = talk
-    assert _set_live(h, "min_confidence", 1.0)
+    assert h.set_parameter("min_confidence", 1.0).successful
     try:
         r = h.command("the big blue block")
     finally:
-        assert _set_live(h, "min_confidence", 0.0)
+        assert h.set_parameter("min_confidence", 0.0).successful
     assert r.status == Segmentation.STATUS_NOT_SURE and not r.sure and not r.success, r.error
     assert r.error.startswith("not sure") and r.confidence < 1.0
     assert r.mask.width == 0 and r.bbox.width == 0 and len(r.objects) == 0

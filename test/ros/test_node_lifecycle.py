@@ -130,18 +130,6 @@ def managed(ros, start_node, tiny_model_dirs):
         yield h, proc
 
 
-def _set_parameter(h: Harness, name: str, value: str) -> bool:
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-
-    client = h.node.create_client(SetParameters, f"{h.target.out}/set_parameters")
-    assert client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
-    pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
-    assert h.until(future.done, EVENT_TIMEOUT_S)
-    return future.result().results[0].successful
-
-
 def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     from rcl_interfaces.msg import Log
 
@@ -172,13 +160,13 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
     res = h.command("the red cup after a refused configure")
     assert not res.success and "'proposal_model'" in res.error and "'blip'" in res.error
 
-    assert _set_parameter(h, "proposal_model", str(tiny_model_dirs.mask2former)), (
+    assert h.set_parameter("proposal_model", str(tiny_model_dirs.mask2former)).successful, (
         "model parameters can change while unconfigured"
     )
     import torch
 
     if not torch.cuda.is_available():  # a device this machine lacks is refused at configure
-        assert _set_parameter(h, "device", "cuda")
+        assert h.set_parameter("device", "cuda").successful
         assert not lc.set(Transition.TRANSITION_CONFIGURE) and lc.state() == "unconfigured"
         assert h.until(
             lambda: sum("configure failed" in x for x in proc.lines) == 2, EVENT_TIMEOUT_S
@@ -186,8 +174,9 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
         line = [x for x in proc.lines if "configure failed" in x][-1]
         assert "'device'" in line and "CUDA is not available" in line, line
         assert "iterprime download" not in line, "a missing GPU is not a download problem"
-        assert _set_parameter(h, "device", "cpu")
-    assert _set_parameter(h, "image_qos", "reliable")  # a depth camera that publishes reliable
+        assert h.set_parameter("device", "cpu").successful
+    # a depth camera that publishes reliable
+    assert h.set_parameter("image_qos", "reliable").successful
     assert lc.set(Transition.TRANSITION_CONFIGURE) and lc.state() == "inactive"
     res = h.command("the red cup while inactive")
     assert not res.success and "the node is inactive" in res.error, res.error
@@ -209,7 +198,7 @@ def test_lifecycle_states_and_answers(managed, tiny_model_dirs):
         ),
         10.0,
     ), sorted({m.name for m in rosout})
-    assert not _set_parameter(h, "vlp_model", "/etc"), "no model change while active"
+    assert not h.set_parameter("vlp_model", "/etc").successful, "no model change while active"
 
     assert lc.set(Transition.TRANSITION_DEACTIVATE) and lc.state() == "inactive"
     assert h.until(lambda: "models unloaded" in proc.log, EVENT_TIMEOUT_S)
@@ -374,21 +363,6 @@ def test_malformed_explicit_image_is_a_failure_about_it(busy):
     assert not out.success and "the request's image cannot be used" in out.error
 
 
-def _set_live(h: Harness, name: str, value) -> object:
-    from rcl_interfaces.msg import Parameter
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter as P
-
-    client = h.node.create_client(SetParameters, f"{h.target.out}/set_parameters")
-    assert client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
-    msg = P(name, value=value).to_parameter_msg()
-    future = client.call_async(
-        SetParameters.Request(parameters=[Parameter(name=msg.name, value=msg.value)])
-    )
-    assert h.until(future.done, EVENT_TIMEOUT_S)
-    return future.result().results[0]
-
-
 def test_diagnostics_enable_and_live_parameters(busy):
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from std_srvs.srv import SetBool
@@ -427,25 +401,25 @@ def test_diagnostics_enable_and_live_parameters(busy):
     assert h.command("the red cup enabled again").success
 
     # a live parameter: checked by the table, applied at once (here: the image age limit)
-    bad = _set_live(h, "max_image_age_s", -1.0)
+    bad = h.set_parameter("max_image_age_s", -1.0)
     assert not bad.successful and "'max_image_age_s' = -1.0: too small" in bad.reason
-    assert _set_live(h, "max_image_age_s", 1.0).successful
+    assert h.set_parameter("max_image_age_s", 1.0).successful
     h.image = None  # the camera stops
     assert "no camera image for" in next_status(DiagnosticStatus.STALE).message
     res = h.command("the red cup with the camera stopped", timeout=EVENT_TIMEOUT_S)
     assert not res.success and "no image newer than 1 s" in res.error
-    assert _set_live(h, "max_image_age_s", 30.0).successful
-    assert _set_live(h, "igrs_iterations", 1).successful
+    assert h.set_parameter("max_image_age_s", 30.0).successful
+    assert h.set_parameter("igrs_iterations", 1).successful
     h.show(image_msg(91), settle=0.5)
     res = h.command("the red cup with one pass")
     assert res.success and res.iterations == 1, "the models took the live setting"
-    assert _set_live(h, "igrs_iterations", 3).successful
+    assert h.set_parameter("igrs_iterations", 3).successful
     # the Grad-CAM layer is checked against the loaded model (tiny BLIP: 12 text layers)
-    bad = _set_live(h, "gradcam_layer", 12)
+    bad = h.set_parameter("gradcam_layer", 12)
     assert not bad.successful and "gradcam_layer 12 has no cross-attention" in bad.reason
     assert (
-        _set_live(h, "gradcam_layer", 3).successful
-        and _set_live(h, "gradcam_layer", -1).successful
+        h.set_parameter("gradcam_layer", 3).successful
+        and h.set_parameter("gradcam_layer", -1).successful
     )
 
 
@@ -454,7 +428,7 @@ def test_max_image_pixels_shrinks_or_refuses(busy):
     its own size; one over 16 times the limit is refused with the sizes.
     """
     h, proc = busy
-    assert _set_live(h, "max_image_pixels", 1200).successful
+    assert h.set_parameter("max_image_pixels", 1200).successful
     try:
         res = h.call("the red cup shrunk", image_msg(95, 48, 64))  # 3072 px: shrunk
         assert res.success and (res.mask.width, res.mask.height) == (64, 48), res.error
@@ -463,7 +437,7 @@ def test_max_image_pixels_shrinks_or_refuses(busy):
         assert not res.success and "the request's image cannot be used" in res.error
         assert "200 x 100" in res.error and "refused" in res.error, res.error
     finally:
-        assert _set_live(h, "max_image_pixels", 16777216).successful
+        assert h.set_parameter("max_image_pixels", 16777216).successful
 
 
 @pytest.mark.parametrize("count", [150, 1000])

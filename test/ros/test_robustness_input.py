@@ -21,8 +21,8 @@ from node_harness import Harness, connected
 from ros_helpers import EVENT_TIMEOUT_S
 
 rclpy = pytest.importorskip("rclpy")
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
+from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import GetParameters  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from iterprime_ros.core.command import MAX_COMMAND_CHARS  # noqa: E402
@@ -443,30 +443,20 @@ def test_command_text_is_never_code_nor_configuration(harness, node, sandbox, ti
     )
 
 
-def _set(h: Harness, name: str, value: ParameterValue) -> Any:
-    client = h.node.create_client(SetParameters, f"{h.target.out}/set_parameters")
-    assert client.wait_for_service(timeout_sec=EVENT_TIMEOUT_S)
-    future = client.call_async(
-        SetParameters.Request(parameters=[Parameter(name=name, value=value)])
-    )
-    assert h.until(future.done, EVENT_TIMEOUT_S)
-    return future.result().results[0]
-
-
 def test_parameters_models_fixed_while_running_live_ones_checked(harness):
     """Nor can anyone on the network repoint the models at run time: model and device parameters
     are refused while the node is configured, with the reason; live settings are checked by the
     same table as at start, and a bad value changes nothing.
     """
     value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="/etc")
-    out = _set(harness, "vlp_model", value)
+    out = harness.set_parameter("vlp_model", value)
     assert not out.successful and "read at configure" in out.reason, out.reason
     assert _parameters(harness, ["vlp_model"]) != ["/etc"]
     text = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="fast")
-    out = _set(harness, "igrs_iterations", text)
+    out = harness.set_parameter("igrs_iterations", text)
     assert not out.successful and "'igrs_iterations' = 'fast': wrong type" in out.reason
     big = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=99)
-    out = _set(harness, "igrs_iterations", big)
+    out = harness.set_parameter("igrs_iterations", big)
     assert not out.successful and "too large" in out.reason, out.reason
     client = harness.node.create_client(GetParameters, f"{harness.target.out}/get_parameters")
     future = client.call_async(GetParameters.Request(names=["igrs_iterations"]))

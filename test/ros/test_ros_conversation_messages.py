@@ -7,58 +7,38 @@ planner could take, and candidates and plural objects must arrive with their mas
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
+from result_fixtures import answer, box_candidate
 from std_msgs.msg import Header
 
 from iterprime_ros.msg import Segmentation
+from iterprime_ros.result import Candidate, SegmentationResult
 from iterprime_ros.ros import conversions
 from iterprime_ros.ros.conversions import image_to_rgb
 from iterprime_ros.ros.messages import Answer, segmentation
 from iterprime_ros.tools.bags import SEGMENTATION_TYPE, typestore
 
 
-def _object(index: int, x0: int, x1: int, description: str) -> SimpleNamespace:
-    mask = np.zeros((12, 40), bool)
-    mask[3:9, x0:x1] = True
-    return SimpleNamespace(
-        proposal_index=index,
-        description=description,
-        score=0.5 + index / 10,
-        mask=mask,
-        bbox=(x0, 3, x1 - x0, 6),
-        centroid=((x0 + x1 - 1) / 2, 5.5),
-        grasp_point=((x0 + x1) // 2, 6),
-    )
+def _object(index: int, x0: int, x1: int, description: str) -> Candidate:
+    return box_candidate(index, (x0, x1), (3, 9), (12, 40), 0.5 + index / 10, description)
 
 
-def _result(**fields) -> SimpleNamespace:
+def _result(**fields) -> SegmentationResult:
     left, right = _object(2, 1, 9, "the red cup on the left"), _object(6, 25, 35, "the blue cup")
-    base = dict(
-        success=True,
-        error="",
+    defaults = dict(
         command="both cups",
         expression="both cups",
         primary_word="cup",
-        mask=left.mask,
-        bbox=left.bbox,
-        centroid=left.centroid,
-        grasp_point=left.grasp_point,
         score=1.3,
         itm_score=0.8,
         iterations=1,
         confidence=0.8,
-        sure=True,
-        ambiguous=False,
-        question="",
         plural=True,
-        in_reply_to="",
         candidates=[left, right],
         objects=[left, right],
     )
-    base.update(fields)
-    return SimpleNamespace(**base)
+    # the rest as SegmentationResult defaults: sure, not ambiguous, no question, not a reply
+    return answer(left, **{**defaults, **fields})
 
 
 def test_status_numbers_are_the_messages_constants():

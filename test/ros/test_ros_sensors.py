@@ -116,17 +116,25 @@ def test_intrinsics_scale_with_a_resized_stream():
 
 
 def test_depth_frame_closest_to_the_image_stamp():
+    """The depth half of match(): nearest stamp within the tolerance, newest on a tie (each
+    depth frame comes with a camera_info stamped alike, so the info never decides here).
+    """
     cache = SensorCache(depth_frames=3)
-    assert cache.depth_for(_header(5), 0.1) is None
+    assert cache.match(_header(5), 0.1).depth is None
+
+    def add(ns: int, tag: object) -> None:
+        cache.add_depth(SimpleNamespace(header=_header(5, ns), tag=tag))
+        cache.set_camera_info(SimpleNamespace(header=_header(5, ns), tag=f"i{ns}"))
+
     for ns in (0, 40_000_000, 80_000_000, 120_000_000):
-        cache.add_depth(SimpleNamespace(header=_header(5, ns), tag=ns))
-    assert cache.depth_for(_header(5, 70_000_000), 0.1).tag == 80_000_000
-    assert cache.depth_for(_header(5, 0), 0.05).tag == 40_000_000, (
+        add(ns, ns)
+    assert cache.match(_header(5, 70_000_000), 0.1).depth.tag == 80_000_000
+    assert cache.match(_header(5, 0), 0.05).depth.tag == 40_000_000, (
         "frame 0 fell out of the 3-frame buffer"
     )
-    assert cache.depth_for(_header(6), 0.1) is None
-    cache.add_depth(SimpleNamespace(header=_header(5, 80_000_000), tag="newer"))
-    assert cache.depth_for(_header(5, 80_000_000), 0.0).tag == "newer", "newest wins a tie"
+    assert cache.match(_header(6), 0.1).depth is None
+    add(80_000_000, "newer")
+    assert cache.match(_header(5, 80_000_000), 0.0).depth.tag == "newer", "newest wins a tie"
 
 
 def test_latest_image_and_info():

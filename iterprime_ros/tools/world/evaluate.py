@@ -32,7 +32,7 @@ import logging
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +154,118 @@ def _segmenter(backend, oracle, parser, mode: str, igrs: bool, base_settings):
     return Segmenter.from_backends(backend, oracle, settings, parser=parser)
 
 
+def _chosen_label(r, it: EvalItem, oset) -> str:
+    """What the answer chose among the oracle's proposals: the target, another object, or a
+    merged / partial / table distractor (with or without the target in it); or a failure.
+    """
+    if not r.success:
+        return "failure"
+    kind, members = oset.kinds[r.proposal_index], oset.objects[r.proposal_index]
+    if kind == "object":
+        return "target" if members == (it.ref.target,) else "other object"
+    return f"{kind} ({'with' if it.ref.target in members else 'without'} target)"
+
+
+def _peak_on_target(heatmap: np.ndarray | None, gt: np.ndarray) -> bool:
+    """Pointing: the heat map's peak lies on the target (no heat map: a miss)."""
+    if heatmap is None:
+        return False
+    y, x = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    return bool(gt[y, x])
+
+
+@dataclass
+class _RowTally:
+    """What one row (an aggregation mode with IGRS off or on) counts over the held-out items."""
+
+    acc: MetricAccumulator = field(default_factory=MetricAccumulator)
+    pointing: list[bool] = field(default_factory=list)
+    chosen: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)
+    iterations: list[int] = field(default_factory=list)
+
+    def add(self, r, it: EvalItem, gt: np.ndarray, oset) -> None:
+        ref = it.ref
+        self.acc.add(
+            r.mask if r.success else None, gt, ref.text, kind=ref.kind, command=ref.is_command
+        )
+        self.pointing.append(_peak_on_target(r.heatmap, gt))
+        self.iterations.append(r.iterations)
+        if not r.success:
+            self.failures[r.error.split(":")[0]] += 1
+        self.chosen[_chosen_label(r, it, oset)] += 1
+
+    def row(self, mode: str, igrs: bool, t0: float) -> dict:
+        summ = self.acc.summary(key="kind")
+        return {
+            "mode": mode,
+            "igrs": igrs,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "splits": {k: v.as_dict() for k, v in summ.items()},
+            "pointing": float(np.mean(self.pointing)),
+            "chosen": dict(self.chosen),
+            "failures": dict(self.failures),
+            "mean_iterations": float(np.mean(self.iterations)),
+        }
+
+
+def _run_row(seg, oracle, scenes, items, primary_hits: list[int] | None) -> _RowTally:
+    """One row over the items, scene by scene (the oracle holds a few scenes' proposals);
+    primary_hits, when given, collects whether each primary word was the target's noun.
+    """
+    by_scene: dict[int, list[EvalItem]] = defaultdict(list)
+    for it in items:
+        by_scene[it.scene_index].append(it)
+    tally = _RowTally()
+    for si, its in by_scene.items():
+        scene = scenes[si]
+        oset = oracle.register(scene)
+        for it in its:
+            r = seg.segment(scene.image, it.ref.command)
+            tally.add(r, it, scene.masks[it.ref.target], oset)
+            if primary_hits is not None:
+                primary_hits.append(int(r.primary_word == it.ref.expr.target.noun))
+    return tally
+
+
+def _world_meta(
+    folder, layer, parser, backend, settings, scenes, items, records, split, seed, primary_hits
+) -> dict:
+    """The run's description: the model, the set, the references and the ceiling (records:
+    per-expression records of a row, for the count of position expressions; primary_hits:
+    whether each primary word was the target's noun).
+    """
+    n_objects = [len(scenes[it.scene_index].objects) for it in items]
+    ceiling = perfect_patch_heat_miou(
+        scenes,
+        items,
+        backend.grid,
+        settings.selection_score,
+        settings.spatial_prior,
+        split_position=True,
+    )
+    return {
+        "model": _display_path(folder),
+        "gradcam_layer": layer,
+        "expressions": len(items),
+        "scenes": len(scenes),
+        "split": "test (scene seeds 30000000 + i)" if split == "test" else split,
+        "seed": seed,
+        "proposals": "ORACLE (world.oracle)",
+        "parser": parser.kind,
+        "kinds": dict(Counter(it.ref.kind for it in items)),
+        "position_expressions": int(sum(r["position"] for r in records)),
+        "commands": int(sum(it.ref.is_command for it in items)),
+        "random_object_miou": float(np.mean([1.0 / n for n in n_objects])),
+        "perfect_patch_heat_miou": ceiling["overall"],
+        "perfect_patch_heat_split": ceiling,
+        "selection_score": settings.selection_score,
+        "spatial_prior": settings.spatial_prior,
+        "grid": backend.grid,
+        "primary_word_is_target_noun": float(np.mean(primary_hits)) if primary_hits else None,
+    }
+
+
 def evaluate_world(
     model_folder: Path | None = None,
     n_expressions: int = 500,
@@ -192,101 +304,27 @@ def evaluate_world(
     )
     parser = ExpressionParser(primary_tags=base.primary_tags, parser=base.parser)
     scenes, items = eval_set(n_expressions, split=split, seed=seed)
-    by_scene: dict[int, list[EvalItem]] = defaultdict(list)
-    for it in items:
-        by_scene[it.scene_index].append(it)
-
-    rows = []
+    rows: list[dict] = []
     primary_hits: list[int] = []
     for mode in modes:
         for igrs in igrs_options:
             seg = _segmenter(backend, oracle, parser, mode, igrs, base)
-            acc = MetricAccumulator()
-            pointing, chosen, failures, iters = [], Counter(), Counter(), []
+            first = mode == modes[0] and igrs == igrs_options[0]
             t0 = time.perf_counter()
-            for si, its in by_scene.items():
-                scene = scenes[si]
-                oset = oracle.register(scene)
-                for it in its:
-                    r = seg.segment(scene.image, it.ref.command)
-                    gt = scene.masks[it.ref.target]
-                    acc.add(
-                        r.mask if r.success else None,
-                        gt,
-                        it.ref.text,
-                        kind=it.ref.kind,
-                        command=it.ref.is_command,
-                    )
-                    if r.heatmap is not None:
-                        y, x = np.unravel_index(int(np.argmax(r.heatmap)), r.heatmap.shape)
-                        pointing.append(bool(gt[y, x]))
-                    else:
-                        pointing.append(False)
-                    iters.append(r.iterations)
-                    if not r.success:
-                        failures[r.error.split(":")[0]] += 1
-                        chosen["failure"] += 1
-                    else:
-                        k = r.proposal_index
-                        kind, members = oset.kinds[k], oset.objects[k]
-                        if kind == "object":
-                            chosen[
-                                "target" if members == (it.ref.target,) else "other object"
-                            ] += 1
-                        else:
-                            chosen[
-                                f"{kind} ({'with' if it.ref.target in members else 'without'} "
-                                "target)"
-                            ] += 1
-                    if mode == modes[0] and igrs == igrs_options[0]:
-                        noun = it.ref.expr.target.noun
-                        primary_hits.append(int(r.primary_word == noun))
-            summ = acc.summary(key="kind")
-            rows.append(
-                {
-                    "mode": mode,
-                    "igrs": igrs,
-                    "seconds": round(time.perf_counter() - t0, 1),
-                    "splits": {k: v.as_dict() for k, v in summ.items()},
-                    "pointing": float(np.mean(pointing)),
-                    "chosen": dict(chosen),
-                    "failures": dict(failures),
-                    "mean_iterations": float(np.mean(iters)),
-                }
-            )
+            tally = _run_row(seg, oracle, scenes, items, primary_hits if first else None)
+            rows.append(tally.row(mode, igrs, t0))
             if progress:
-                o = summ["overall"]
+                row = rows[-1]
                 print(
-                    f"  {mode:6s} IGRS {'on ' if igrs else 'off'}  mIoU {100 * o.miou:5.1f}  "
-                    f"({rows[-1]['seconds']:.0f} s)",
+                    f"  {mode:6s} IGRS {'on ' if igrs else 'off'}  mIoU "
+                    f"{100 * row['splits']['overall']['mIoU']:5.1f}  ({row['seconds']:.0f} s)",
                     file=sys.stderr,
                     flush=True,
                 )
-    n_objects = [len(scenes[it.scene_index].objects) for it in items]
-    ceiling = perfect_patch_heat_miou(
-        scenes, items, backend.grid, selection_score, spatial_prior, split_position=True
+    records = tally.acc.records  # the last row's: which expressions are about position
+    meta = _world_meta(
+        folder, layer, parser, backend, base, scenes, items, records, split, seed, primary_hits
     )
-    kinds = Counter(it.ref.kind for it in items)
-    meta = {
-        "model": _display_path(folder),
-        "gradcam_layer": layer,
-        "expressions": len(items),
-        "scenes": len(scenes),
-        "split": "test (scene seeds 30000000 + i)" if split == "test" else split,
-        "seed": seed,
-        "proposals": "ORACLE (world.oracle)",
-        "parser": parser.kind,
-        "kinds": dict(kinds),
-        "position_expressions": int(sum(r["position"] for r in acc.records)),
-        "commands": int(sum(it.ref.is_command for it in items)),
-        "random_object_miou": float(np.mean([1.0 / n for n in n_objects])),
-        "perfect_patch_heat_miou": ceiling["overall"],
-        "perfect_patch_heat_split": ceiling,
-        "selection_score": selection_score,
-        "spatial_prior": spatial_prior,
-        "grid": backend.grid,
-        "primary_word_is_target_noun": float(np.mean(primary_hits)) if primary_hits else None,
-    }
     return {"rows": rows, "meta": meta}
 
 

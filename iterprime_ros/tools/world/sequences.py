@@ -98,19 +98,19 @@ def _table(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     return cv2.copyMakeBorder(bg, PAD, PAD, PAD, PAD, cv2.BORDER_REFLECT101)
 
 
-def generate_sequence(kind: str, seed: int, length: int = 30) -> Sequence:
-    """One sequence of `kind` (KINDS); deterministic in (kind, seed)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    rng = np.random.default_rng([int(seed), KINDS.index(kind), 19])
-    scene = generate_scene(int(seed), WORLD_H, WORLD_W, n_objects=(6, 10))
-    n = len(scene.objects)
-    table = _table(scene, rng)
-    # the target: a random object, not one of the two smallest (a few pixels say little)
-    order = np.argsort([o.area for o in scene.objects])
-    target = int(rng.choice(order[min(2, n - 1) :]))
-    tx, ty = (c + PAD for c in scene.objects[target].centroid)
+@dataclass
+class _Script:
+    """What happens over a sequence: the camera per frame (centre x, centre y, zoom), the
+    target's own shift per frame, and the occluder bar's centre x per frame (None: no bar).
+    """
 
+    cam: np.ndarray
+    shift: np.ndarray
+    occluder_x: np.ndarray | None
+
+
+def _script(kind: str, tx: float, ty: float, length: int, rng: np.random.Generator) -> _Script:
+    """The scripted motion of `kind` around a target at (tx, ty), with a hand-held wobble."""
     zoom0 = 0.6
     # the camera starts looking near the target (it is in the image at frame 0)
     cx0 = tx + rng.uniform(-0.25, 0.25) * FRAME_W / zoom0
@@ -141,59 +141,106 @@ def generate_sequence(kind: str, seed: int, length: int = 30) -> Sequence:
         ramp = np.clip(np.minimum(s / 0.35, (1.0 - s) / 0.35), 0.0, 1.0)
         cam[:, 0] = cx0 + (away - cx0) * ramp
     cam[:, :2] += rng.normal(0.0, 0.7, size=(length, 2))  # a hand-held wobble
+    return _Script(cam, shift, occluder_x)
 
-    ph, pw = table.shape[:2]
+
+def _sprites(scene: Scene, shape: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each object as (mask, colours) on the padded world of `shape`."""
+    ph, pw = shape[:2]
     sprites = []
-    for i in range(n):
+    for i in range(len(scene.objects)):
         m = np.zeros((ph, pw), bool)
         m[PAD : PAD + WORLD_H, PAD : PAD + WORLD_W] = scene.masks[i]
         colours = np.zeros((ph, pw, 3), np.uint8)
         colours[m] = scene.image[scene.masks[i]]
         sprites.append((m, colours))
+    return sprites
 
+
+def _compose(
+    table: np.ndarray, sprites: list, target: int, shift: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The padded world of one frame and each object's visible layer: the target, when it has
+    moved, is drawn over the others and hides what it covers.
+    """
+    ph, pw = table.shape[:2]
+    world = table.copy()
+    layers: list[np.ndarray] = []
+    top = None  # the moving target, drawn over the others
+    for i, (m, colours) in enumerate(sprites):
+        if i == target and shift.any():
+            move = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+            m = cv2.warpAffine(m.astype(np.uint8), move, (pw, ph), flags=cv2.INTER_NEAREST)
+            m = m > 0
+            colours = cv2.warpAffine(colours, move, (pw, ph), flags=cv2.INTER_NEAREST)
+            top = (m, colours)
+        else:
+            world[m] = colours[m]
+        layers.append(m)
+    if top is not None:
+        m, colours = top
+        world[m] = colours[m]
+        layers = [x if i == target else x & ~m for i, x in enumerate(layers)]
+    return world, layers
+
+
+def _occlude(
+    world: np.ndarray, layers: list[np.ndarray], x: float, ty: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Paint the occluder bar centred at x (in place, with its own noise); the layers it
+    hides.
+    """
+    ph, pw = world.shape[:2]
+    occ_h = 0.9 * WORLD_H
+    bar = np.zeros((ph, pw), bool)
+    x0 = int(round(x - OCCLUDER_W / 2))
+    y0 = int(round(ty - occ_h / 2))
+    bar[max(y0, 0) : max(y0 + int(occ_h), 0), max(x0, 0) : max(x0 + OCCLUDER_W, 0)] = True
+    world[bar] = OCCLUDER_RGB
+    world[bar] = np.clip(
+        world[bar].astype(np.float32) + rng.normal(0, 6, (int(bar.sum()), 3)), 0, 255
+    ).astype(np.uint8)
+    return [m & ~bar for m in layers]
+
+
+def _through_camera(
+    world: np.ndarray, layers: list[np.ndarray], cam: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frame the camera sees (with fresh sensor noise) and each layer's visible mask."""
+    a = _camera(*cam)
+    img = cv2.warpAffine(world, a, (FRAME_W, FRAME_H), flags=cv2.INTER_LINEAR)
+    noise = rng.normal(0.0, 2.0, size=img.shape)
+    frame = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    masks = np.stack(
+        [
+            cv2.warpAffine(m.astype(np.uint8), a, (FRAME_W, FRAME_H), flags=cv2.INTER_NEAREST) > 0
+            for m in layers
+        ]
+    )
+    return frame, masks
+
+
+def generate_sequence(kind: str, seed: int, length: int = 30) -> Sequence:
+    """One sequence of `kind` (KINDS); deterministic in (kind, seed)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    rng = np.random.default_rng([int(seed), KINDS.index(kind), 19])
+    scene = generate_scene(int(seed), WORLD_H, WORLD_W, n_objects=(6, 10))
+    n = len(scene.objects)
+    table = _table(scene, rng)
+    # the target: a random object, not one of the two smallest (a few pixels say little)
+    order = np.argsort([o.area for o in scene.objects])
+    target = int(rng.choice(order[min(2, n - 1) :]))
+    tx, ty = (c + PAD for c in scene.objects[target].centroid)
+    script = _script(kind, tx, ty, length, rng)
+    sprites = _sprites(scene, table.shape)
     frames = np.zeros((length, FRAME_H, FRAME_W, 3), np.uint8)
     masks = np.zeros((length, n, FRAME_H, FRAME_W), bool)
-    occ_h = 0.9 * WORLD_H
     for t in range(length):
-        world = table.copy()
-        layers: list[np.ndarray] = []
-        top = None  # the moving target, drawn over the others
-        for i in range(n):
-            m, colours = sprites[i]
-            if i == target and shift[t].any():
-                move = np.float32([[1, 0, shift[t, 0]], [0, 1, shift[t, 1]]])
-                m = cv2.warpAffine(m.astype(np.uint8), move, (pw, ph), flags=cv2.INTER_NEAREST)
-                m = m > 0
-                colours = cv2.warpAffine(colours, move, (pw, ph), flags=cv2.INTER_NEAREST)
-                top = (m, colours)
-            else:
-                world[m] = colours[m]
-            layers.append(m)
-        if top is not None:
-            m, colours = top
-            world[m] = colours[m]
-            layers = [x if i == target else x & ~m for i, x in enumerate(layers)]
-        if occluder_x is not None:
-            bar = np.zeros((ph, pw), bool)
-            x0 = int(round(occluder_x[t] - OCCLUDER_W / 2))
-            y0 = int(round(ty - occ_h / 2))
-            bar[max(y0, 0) : max(y0 + int(occ_h), 0), max(x0, 0) : max(x0 + OCCLUDER_W, 0)] = True
-            world[bar] = OCCLUDER_RGB
-            world[bar] = np.clip(
-                world[bar].astype(np.float32) + rng.normal(0, 6, (int(bar.sum()), 3)), 0, 255
-            ).astype(np.uint8)
-            layers = [m & ~bar for m in layers]
-        a = _camera(*cam[t])
-        img = cv2.warpAffine(world, a, (FRAME_W, FRAME_H), flags=cv2.INTER_LINEAR)
-        noise = rng.normal(0.0, 2.0, size=img.shape)
-        frames[t] = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-        for i in range(n):
-            masks[t, i] = (
-                cv2.warpAffine(
-                    layers[i].astype(np.uint8), a, (FRAME_W, FRAME_H), flags=cv2.INTER_NEAREST
-                )
-                > 0
-            )
+        world, layers = _compose(table, sprites, target, script.shift[t])
+        if script.occluder_x is not None:
+            layers = _occlude(world, layers, script.occluder_x[t], ty, rng)
+        frames[t], masks[t] = _through_camera(world, layers, script.cam[t], rng)
     return Sequence(kind, int(seed), frames, masks, scene.objects, target)
 
 
