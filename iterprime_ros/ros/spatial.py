@@ -106,9 +106,14 @@ class Centroid3D:
 
 
 def compute_centroid_3d(
-    mask: np.ndarray, depth_msg: Any, info: Any, erode_px: int, rectified: bool = False
+    mask: np.ndarray, depth_msg: Any, info: Any, erode_px: int, *, rectified: bool
 ) -> Centroid3D:
-    """The 3-D centroid alone (tracking and replay), by the same rule as object_in_camera's."""
+    """The 3-D centroid alone (tracking and replay), by the same rule as object_in_camera's.
+
+    `rectified` has no default: the node's `image_rectified` decides whether the pixel is
+    back-projected through camera_info's P or K, and a caller that forgot it would place a
+    rectified camera's object elsewhere than the command path does.
+    """
     m = np.asarray(mask).astype(bool)
     found = _depth_and_camera(depth_msg, info, m.shape, rectified)
     if isinstance(found, str):

@@ -148,7 +148,11 @@ class NodeTracking:
         if r.status == TrackStatus.TRACKING and frame is not None and r.mask is not None:
             match = self.sensors.match(frame.msg.header, self.settings.depth_sync_tolerance_s)
             c3 = compute_centroid_3d(
-                r.mask, match.depth, match.info, self.settings.depth_erosion_px
+                r.mask,
+                match.depth,
+                match.info,
+                self.settings.depth_erosion_px,
+                rectified=self.settings.image_rectified,
             )
             point = c3.point
         view = track_result_view(r, cmd_result)

@@ -225,6 +225,7 @@ def _config(args: argparse.Namespace, node: Any, settings: Any) -> ReplayConfig:
         max_image_age_s=max_age,
         depth_sync_tolerance_s=node.depth_sync_tolerance_s,
         depth_erosion_px=node.depth_erosion_px,
+        image_rectified=node.image_rectified,
         overlays=args.overlays,
         include_input=args.include_input,
         storage=args.storage,

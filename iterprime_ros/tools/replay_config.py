@@ -51,6 +51,7 @@ class ReplayConfig:
     max_image_age_s: float = 2.0  # node parameter: older images do not answer a command
     depth_sync_tolerance_s: float = 0.1
     depth_erosion_px: int = 3
+    image_rectified: bool = False  # node parameter: back-project through camera_info P, not K
     overlays: Path | None = None  # write one PNG per result here
     include_input: bool = False  # copy the input topics into the output bag too
     storage: str | None = None  # output storage when OUT is a folder: mcap (default) | sqlite3

@@ -53,7 +53,7 @@ def _fingerprint(in_bag: Path, cfg: ReplayConfig) -> dict[str, Any]:
         "input_bytes": size,
         "topics": [cfg.image_topic, cfg.command_topic, cfg.depth_topic, cfg.camera_info_topic],
         "max_image_age_s": cfg.max_image_age_s,
-        "depth": [cfg.depth_sync_tolerance_s, cfg.depth_erosion_px],
+        "depth": [cfg.depth_sync_tolerance_s, cfg.depth_erosion_px, cfg.image_rectified],
         "max_image_pixels": cfg.max_image_pixels,
         "include_input": cfg.include_input,
         "storage": cfg.storage or "",

@@ -295,7 +295,13 @@ class _Replayer:
         ):
             return None, ""
         match = self.sensors.match(image_msg.header, self.cfg.depth_sync_tolerance_s)
-        c3 = compute_centroid_3d(result.mask, match.depth, match.info, self.cfg.depth_erosion_px)
+        c3 = compute_centroid_3d(
+            result.mask,
+            match.depth,
+            match.info,
+            self.cfg.depth_erosion_px,
+            rectified=self.cfg.image_rectified,
+        )
         return c3.point, match.reason or c3.reason
 
     def _objects_3d(self, result: Any, image_msg: Any) -> tuple[Any, ...]:
@@ -305,7 +311,9 @@ class _Replayer:
         match = self.sensors.match(image_msg.header, self.cfg.depth_sync_tolerance_s)
         erosion = self.cfg.depth_erosion_px
         return tuple(
-            compute_centroid_3d(o.mask, match.depth, match.info, erosion).point
+            compute_centroid_3d(
+                o.mask, match.depth, match.info, erosion, rectified=self.cfg.image_rectified
+            ).point
             for o in getattr(result, "objects", None) or []
         )
 

@@ -117,14 +117,17 @@ class TrackReplay:
         self.written += 1
 
 
-def depth_centroid(sensors: Any, tolerance_s: float, erosion_px: int):
+def depth_centroid(sensors: Any, tolerance_s: float, erosion_px: int, rectified: bool):
     """A centroid_3d callable over the replay's SensorCache (None without depth): the depth
-    and camera_info are chosen by SensorCache.match, the node's rule.
+    and camera_info are chosen by SensorCache.match, and the pixel back-projected through P or
+    K by `rectified`, as the node does.
     """
 
     def centroid(mask: np.ndarray, image_header: Any) -> tuple | None:
         match = sensors.match(image_header, tolerance_s)
-        return compute_centroid_3d(mask, match.depth, match.info, erosion_px).point
+        return compute_centroid_3d(
+            mask, match.depth, match.info, erosion_px, rectified=rectified
+        ).point
 
     return centroid
 
@@ -148,7 +151,9 @@ def start_track_replay(run: Any, out: Any, segmenter: Any) -> TrackReplay:
         proposals = lambda rgb: frame_proposals(rgb)[0]  # noqa: E731
     centroid = None
     if cfg.depth_topic in run.bag.topics:
-        centroid = depth_centroid(run.sensors, cfg.depth_sync_tolerance_s, cfg.depth_erosion_px)
+        centroid = depth_centroid(
+            run.sensors, cfg.depth_sync_tolerance_s, cfg.depth_erosion_px, cfg.image_rectified
+        )
     return TrackReplay(
         out.write,
         decode,

@@ -48,7 +48,7 @@ def test_plane_at_1_5_m_in_both_encodings():
         _depth(np.full((H, W), 1500, np.uint16), "16UC1"),
         _depth(np.full((H, W), 1.5, np.float32), "32FC1"),
     ):
-        c = compute_centroid_3d(mask, depth, _info(), erode_px=3)
+        c = compute_centroid_3d(mask, depth, _info(), erode_px=3, rectified=False)
         v, u = np.nonzero(mask)
         assert c.point == pytest.approx(
             ((u.mean() - CX) * 1.5 / FX, (v.mean() - CY) * 1.5 / FY, 1.5), abs=1e-6
@@ -62,11 +62,11 @@ def test_ramp_with_holes_uses_the_median_of_valid_depth_over_the_eroded_mask():
     holes = metres.copy()
     holes[::2, ::3] = np.nan
     holes[15, :] = 0.0
-    c32 = compute_centroid_3d(mask, _depth(holes, "32FC1"), _info(), erode_px=3)
+    c32 = compute_centroid_3d(mask, _depth(holes, "32FC1"), _info(), erode_px=3, rectified=False)
     assert c32.point == pytest.approx(expected_point(mask, holes, 3), abs=1e-5)
     mm = np.rint(metres * 1000).astype(np.uint16)
     mm[::2, ::3] = 0
-    c16 = compute_centroid_3d(mask, _depth(mm, "16UC1"), _info(), erode_px=3)
+    c16 = compute_centroid_3d(mask, _depth(mm, "16UC1"), _info(), erode_px=3, rectified=False)
     assert c16.point == pytest.approx(expected_point(mask, mm / 1000.0, 3), abs=1e-5)
 
 
@@ -74,7 +74,9 @@ def test_big_endian_depth():
     msg = _depth(np.full((H, W), 1.25, np.float32), "32FC1")
     msg.data = np.frombuffer(msg.data, "<f4").astype(">f4").tobytes()
     msg.is_bigendian = 1
-    assert compute_centroid_3d(_mask(), msg, _info(), 2).point[2] == pytest.approx(1.25)
+    assert compute_centroid_3d(_mask(), msg, _info(), 2, rectified=False).point[
+        2
+    ] == pytest.approx(1.25)
 
 
 @pytest.mark.parametrize(
@@ -94,10 +96,10 @@ def test_no_3d_centroid_says_why(depth, info, reason):
         None: None,
         "uncalibrated": SimpleNamespace(k=[0.0] * 9, width=W, height=H),
     }[info]
-    c = compute_centroid_3d(_mask(), _depth(depth, enc), cam, 3)
+    c = compute_centroid_3d(_mask(), _depth(depth, enc), cam, 3, rectified=False)
     assert c.point is None and reason in c.reason
     assert (
-        compute_centroid_3d(_mask(), None, _info(), 3).reason
+        compute_centroid_3d(_mask(), None, _info(), 3, rectified=False).reason
         == "no depth frame matching the image"
     )
 

@@ -141,11 +141,13 @@ def test_reasons_without_3d():
     assert plain.error == "" and plain.output is plain.camera, "no target_frame: camera frame"
 
 
+@pytest.mark.parametrize("rectified", [False, True])
 @pytest.mark.parametrize("erode_px", [0, 3])
-def test_commands_tracking_and_the_pure_rule_give_one_centroid(erode_px):
+def test_commands_tracking_and_the_pure_rule_give_one_centroid(erode_px, rectified):
     """One rule for the 3-D centroid: the command's object (object_in_camera), the tracking and
     replay centroid (compute_centroid_3d) and core.geometry.centroid_3d through the same pinhole
-    agree on a ragged mask over a noisy depth ramp with holes.
+    agree on a ragged mask over a noisy depth ramp with holes. camera_info's K and P differ, so
+    a path that ignored `image_rectified` would land elsewhere.
     """
     from iterprime_ros.core.geometry import centroid_3d
     from iterprime_ros.ros.spatial import compute_centroid_3d
@@ -157,11 +159,19 @@ def test_commands_tracking_and_the_pure_rule_give_one_centroid(erode_px):
     depth = (0.7 + 0.01 * np.arange(w, dtype=np.float32))[None, :] + rng.normal(0, 0.01, (h, w))
     depth = depth.astype(np.float32)
     depth[rng.random((h, w)) < 0.2] = np.nan
-    fx, fy, cx, cy = 60.0, 55.0, 31.5, 23.5
-    cam = SimpleNamespace(k=[fx, 0, cx, 0, fy, cy, 0, 0, 1], width=w, height=h)
+    k = (60.0, 55.0, 31.5, 23.5)
+    p = (58.0, 58.0, 30.0, 24.5)  # the rectified camera's own intrinsics
+    cam = SimpleNamespace(
+        k=[k[0], 0, k[2], 0, k[1], k[3], 0, 0, 1],
+        p=[p[0], 0, p[2], 0, 0, p[1], p[3], 0, 0, 0, 1, 0],
+        d=[],
+        width=w,
+        height=h,
+    )
     msg = _depth(depth)
-    obj, why = object_in_camera(mask, None, msg, cam, erode_px)
-    alone = compute_centroid_3d(mask, msg, cam, erode_px)
+    obj, why = object_in_camera(mask, None, msg, cam, erode_px, rectified)
+    alone = compute_centroid_3d(mask, msg, cam, erode_px, rectified=rectified)
+    fx, fy, cx, cy = p if rectified else k
     pure = centroid_3d(mask, depth, fx, fy, cx, cy, erode_px)
     assert why == "" and alone.reason == "" and pure is not None
     assert obj.centroid == alone.point

@@ -83,7 +83,7 @@ def test_replay_tracker_takes_the_same_depth_frame() -> None:
             sensors.set_camera_info(msg)
     mask = np.zeros((H, W), bool)
     mask[10:30, 20:40] = True
-    point = depth_centroid(sensors, TOLERANCE_S, 3)(mask, header(T0, FRAME))
+    point = depth_centroid(sensors, TOLERANCE_S, 3, False)(mask, header(T0, FRAME))
     assert point is not None and point[2] == pytest.approx(MATCHED_Z)
     chosen = sensors.match(header(T0, FRAME), TOLERANCE_S).depth
     assert (chosen.header.stamp.sec, chosen.header.stamp.nanosec) == divmod(T0 + 50 * MS, S)
@@ -119,3 +119,30 @@ def test_node_and_replay_choose_the_same_depth_frame(start_node: Any, tmp_path: 
     stamp = (live.depth_stamp.sec, live.depth_stamp.nanosec)
     assert stamp == divmod(T0 + 50 * MS, S)
     assert _replayed_z(tmp_path, bag) == pytest.approx(live.centroid_3d.z)
+
+
+@pytest.mark.parametrize("value", [False, True])
+def test_replay_takes_image_rectified_from_the_node_parameters(tmp_path, value):
+    """The replay back-projects through P or K as the node does: `image_rectified` from the
+    parameter file reaches the replay's configuration and its resume fingerprint.
+    """
+    from iterprime_ros.tools.cli import build_parser
+    from iterprime_ros.tools.model_args import load_parameters, model_settings
+    from iterprime_ros.tools.replay import _config
+    from iterprime_ros.tools.replay_resume import _fingerprint
+
+    yaml = tmp_path / "params.yaml"
+    yaml.write_text(
+        "/**/iterprime_segmenter:\n  ros__parameters:\n    image_rectified: "
+        + str(value).lower()
+        + "\n"
+    )
+    args = build_parser().parse_args(
+        ["replay", "in.mcap", str(tmp_path / "out.mcap"), "--config", str(yaml)]
+    )
+    params = load_parameters(args.config)
+    cfg = _config(args, params.node, model_settings(args, params.segmenter))
+    assert cfg.image_rectified is value
+    bag = tmp_path / "in.mcap"
+    bag.write_bytes(b"")
+    assert _fingerprint(bag, cfg)["depth"][-1] is value
