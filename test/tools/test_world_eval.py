@@ -279,3 +279,32 @@ def test_whole_object_variants_raise_the_perfect_heat_ceiling():
         assert world_eval.perfect_patch_heat_miou(scenes, items, 8, score) > ref + 0.05
     prior = world_eval.perfect_patch_heat_miou(scenes, items, 8, "whole", True, True)
     assert prior["overall"] >= world_eval.perfect_patch_heat_miou(scenes, items, 8, "whole")
+
+
+def test_world_autocast_reaches_the_model_and_the_report(
+    random_world_model, tmp_path, capsys, monkeypatch
+):
+    """`--world-autocast bf16` runs the world model's vision encoder under bf16 autocast (the
+    node's CPU default where bf16 is native), so its cost can be measured; the JSON and the
+    table say which precision ran. Random weights: plumbing only.
+    """
+    import json
+
+    import torch
+
+    from iterprime_ros.models.blip import BlipITMBackend
+
+    seen = []
+    original = BlipITMBackend.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self.autocast_dtype)
+
+    monkeypatch.setattr(BlipITMBackend, "__init__", recording)
+    out = tmp_path / "bf16.json"
+    code = _eval_world(random_world_model, out, 2, "pwem", "on", "--world-autocast", "bf16")
+    assert code == 0
+    assert seen == [torch.bfloat16]
+    assert json.loads(out.read_text())["meta"]["autocast"] == "bf16"
+    assert "autocast bf16" in capsys.readouterr().out

@@ -39,7 +39,8 @@ import numpy as np
 
 from ...core.selection import SELECTION_SCORES
 from ..cli import device_argument
-from ..eval.metrics import MetricAccumulator, format_percent
+from ..eval.metrics import MetricAccumulator
+from .eval_table import format_table
 from .grammar import Referring, scene_expressions
 from .model_folder import recommended_gradcam_layer, world_model_folder
 from .oracle import OracleProposals
@@ -278,13 +279,15 @@ def evaluate_world(
     split: str = "test",
     selection_score: str = "reference",
     spatial_prior: bool = False,
+    autocast: str = "off",
 ) -> dict:
     """Run the rows; returns {"rows": [...], "meta": {...}} (see format_table).
 
     split: "test" (the held-out set) or "val" (for choices such as the Grad-CAM layer, so the
     test set is never used to tune anything). selection_score / spatial_prior: the selection
     variant (core.selection; the reference and off are the paper's rule), for every row and the
-    ceiling.
+    ceiling. autocast: the backend's mixed precision (models/precision.py), so the cost of
+    the node's default ("auto": bf16 on a CPU with native bf16) can be measured here.
     """
     from ...core.text import ExpressionParser
     from ...models.blip import BlipITMBackend
@@ -292,11 +295,12 @@ def evaluate_world(
 
     folder = Path(model_folder or world_model_folder())
     layer = recommended_gradcam_layer(folder) if gradcam_layer is None else int(gradcam_layer)
-    backend = BlipITMBackend(folder, device=device, gradcam_layer=layer)
+    backend = BlipITMBackend(folder, device=device, gradcam_layer=layer, autocast=autocast)
     oracle = OracleProposals(max_scenes=4)
     base = SegmenterSettings(
         vlp_model=str(folder),
         device=device,
+        autocast=autocast,
         gradcam_layer=layer,
         half_precision=False,
         selection_score=selection_score,
@@ -325,6 +329,7 @@ def evaluate_world(
     meta = _world_meta(
         folder, layer, parser, backend, base, scenes, items, records, split, seed, primary_hits
     )
+    meta["autocast"] = autocast
     return {"rows": rows, "meta": meta}
 
 
@@ -379,82 +384,6 @@ def write_gradcam_layer(folder: Path, selection: dict) -> None:
     path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
-def format_table(result: dict) -> str:
-    meta, rows = result["meta"], result["rows"]
-    lines = [
-        "IteRPrimE on the synthetic tabletop WORLD (not RefCOCO: a from-scratch model that knows "
-        "this world only)",
-        f"model {meta['model']} (Grad-CAM layer {meta['gradcam_layer']}), parser "
-        f"{meta['parser']}, "
-        f"proposals: {meta['proposals']} -- true instance masks + distractors",
-        f"{meta['expressions']} held-out expressions on {meta['scenes']} {meta['split']}: "
-        f"{meta['position_expressions']} position / "
-        f"{meta['expressions'] - meta['position_expressions']} others; "
-        f"kinds {meta['kinds']}; {meta['commands']} said as commands",
-        f"selection: {meta.get('selection_score', 'reference')}, spatial prior "
-        f"{'on' if meta.get('spatial_prior') else 'off'}",
-        "",
-        "mode    IGRS |  mIoU  Position  Others |  oIoU  P@0.5  P@0.9 | pointing  attribute "
-        "absolute relation",
-        "-------------+--------------------------+----------------------+--------------------------------------",
-    ]
-    for r in rows:
-        s = r["splits"]
-        o, p, q = s["overall"], s["position"], s["others"]
-        k = {
-            n: s.get(f"kind={n}", {}).get("mIoU", float("nan"))
-            for n in ("attribute", "absolute", "relation")
-        }
-        lines.append(
-            f"{r['mode']:7s} {'on ' if r['igrs'] else 'off'}  | {format_percent(o['mIoU'])}    "
-            f"{format_percent(p['mIoU'])}   {format_percent(q['mIoU'])} | "
-            f"{format_percent(o['oIoU'])}  "
-            f"{format_percent(o['Prec@0.5'])}  {format_percent(o['Prec@0.9'])} |   "
-            f"{format_percent(r['pointing'])}"
-            f"     {format_percent(k['attribute'])}    {format_percent(k['absolute'])}   "
-            f"{format_percent(k['relation'])}"
-        )
-    lines += [
-        "",
-        "reference: a random object of the scene scores mIoU "
-        f"{100 * meta['random_object_miou']:.1f}; "
-        "the oracle's best proposal scores 100 by construction.",
-        *(
-            [
-                f"ceiling: a perfect heat map at this model's {meta['grid']} x {meta['grid']} "
-                "patch grid (each "
-                "patch's exact coverage by the target) scores mIoU "
-                f"{100 * meta['perfect_patch_heat_miou']:.1f} "
-                "through the same upsampling and selection"
-                + (
-                    " (position {:.1f}, others {:.1f}).".format(
-                        100 * meta["perfect_patch_heat_split"]["position"],
-                        100 * meta["perfect_patch_heat_split"]["others"],
-                    )
-                    if "perfect_patch_heat_split" in meta
-                    else "."
-                )
-            ]
-            if "perfect_patch_heat_miou" in meta
-            else []
-        ),
-        "Table 3 = the five modes with IGRS on; Table 5 = Position/Others with IGRS off vs on.",
-    ]
-    if meta.get("primary_word_is_target_noun") is not None:
-        lines.append(
-            "primary word (core.text) = the target's noun in "
-            f"{100 * meta['primary_word_is_target_noun']:.0f} % "
-            "of the expressions."
-        )
-    full = [r for r in rows if r["mode"] == "pwem" and r["igrs"]]
-    if full:
-        lines.append(
-            "full method, chosen proposal: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(full[0]["chosen"].items()))
-        )
-    return "\n".join(lines)
-
-
 def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--world-model",
@@ -505,6 +434,12 @@ def add_world_eval_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     )
     parser.add_argument(
         "--world-device", default="cpu", type=device_argument, help="auto | cpu | cuda | cuda:N"
+    )
+    parser.add_argument(
+        "--world-autocast",
+        choices=("off", "auto", "bf16"),
+        default="off",
+        help="mixed precision of the world model (off: float32, as the committed figures)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
@@ -571,6 +506,7 @@ def run_world_eval(args: argparse.Namespace) -> int:
             split=args.world_split,
             selection_score=args.selection_score,
             spatial_prior=args.spatial_prior == "on",
+            autocast=args.world_autocast,
         )
     except ModelNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
