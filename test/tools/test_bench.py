@@ -269,3 +269,17 @@ def test_architectures_are_the_real_shapes():
     sc = SwinConfig(**swin)
     assert queries == 200 and sc.embed_dim == 192 and list(sc.depths) == [2, 2, 18, 2]
     assert bench.PROPOSAL_ARCHS["swin-t"][1]["depths"] == [2, 2, 6, 2]
+
+
+def test_cpu_description_names_the_model_and_the_speed_flags():
+    """The header's CPU line: model name and the flags that decide the kernels, in a fixed
+    order; flags the CPU lacks are not listed.
+    """
+    from iterprime_ros.tools.bench.machine import cpu_description, cpu_flags_and_model
+
+    text = (
+        "processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: fpu sse avx2 fma avx512_bf16\n"
+        "processor\t: 1\nmodel name\t: Some CPU 9000\nflags\t\t: fpu sse avx2 fma avx512_bf16\n"
+    )
+    assert cpu_flags_and_model(text) == ("Some CPU 9000", ["avx2", "fma", "avx512_bf16"])
+    assert cpu_description().endswith("CPUs")

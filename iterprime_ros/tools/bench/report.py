@@ -49,6 +49,7 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         f"device {c['device']} ({c['dtype']} weights, autocast {autocast}, jemalloc {jemalloc})"
         f"{gpu}, torch {m['torch']}, {m['torch_threads']} threads on {m['cpu_count']} CPUs, "
         f"load average {m['load_average_start'][0]:.2f} -> {m['load_average_end'][0]:.2f}",
+        f"CPU {m.get('cpu', '?')}",
         f"image {c['image_size'][0]}x{c['image_size'][1]} (skimage coffee), "
         f"{c['igrs_passes']} IGRS passes, Grad-CAM layer {c['gradcam_layer']}, "
         f"parser {c['parser']}, {c['num_queries']} proposals; {c['frames']} new frame(s), "

@@ -37,6 +37,7 @@ from .config import (
     stage_stats,
 )
 from .extras import compare_previous, format_preemption, knob_table, preemption_probe
+from .machine import cpu_description
 from .measure import (
     Calls,
     Clock,
@@ -442,6 +443,7 @@ class BenchRun:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "cpu_count": os.cpu_count(),
+            "cpu": cpu_description(),
             "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(self.device) if self.cuda else None,
             "load_average_start": [round(x, 2) for x in load_start],
