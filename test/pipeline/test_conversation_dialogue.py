@@ -281,3 +281,30 @@ def test_names_other_object_reads_the_head_of_the_command():
     assert not names_other_object("no, the other one", "cup")
     assert not names_other_object("the cup left of the bowl", "cup")
     assert mentions_noun("find the white balls", "ball") and not mentions_noun("it", "ball")
+
+
+def _offered(result) -> list[str]:
+    """The candidates' descriptions that the question names."""
+    return [c.description for c in result.candidates if c.description in result.question]
+
+
+@pytest.mark.parametrize("command", ["the yellow cup", "the cup"])
+def test_a_question_names_two_options_or_asks_for_other_words(command):
+    """A question a person can answer: it names at least two of the candidates, or, when the
+    words leave fewer than two to offer ("the yellow cup" when no close candidate is yellow),
+    it asks for other words instead of a bare "Which cup?". It holds for not-sure answers too.
+    """
+    image, _ = _world()
+    for settings in ({}, {"min_confidence": 0.99}, {"hold_ambiguous": True}):
+        seg = _segmenter({5: 1.0, 7: 1.0, 9: 0.2}, **settings)
+        r = seg.segment(image, command)
+        assert r.ambiguous and r.question, (command, settings)
+        if len(_offered(r)) < 2:
+            assert not r.question.startswith("Which"), r.question
+            assert "describe" in r.question and command.split()[-1] in r.question
+        if "yellow" in command:  # no close candidate is yellow: nothing to offer
+            assert _offered(r) == [] and "yellow cup" in r.question, r.question
+        else:
+            assert len(_offered(r)) == 2 and r.question.startswith("Which cup: ")
+        if settings.get("hold_ambiguous"):
+            assert r.error == f"ambiguous: {r.question}"
