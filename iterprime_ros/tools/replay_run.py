@@ -318,7 +318,8 @@ class _Replayer:
     def redoes(self, index: int, last_done: int) -> bool:
         """Whether finished command `index` is answered again on resuming (see redo)."""
         in_exchange = 0 < self.redo_from <= index
-        return in_exchange or (index == last_done and self.track is not None)
+        tracked = self.track is not None and bool(self.done.get(index))
+        return in_exchange or (index == last_done and tracked)
 
     def redo(self, job: _Job, last: bool) -> None:
         """Resuming: a command the interrupted run answered is answered again, nothing written
