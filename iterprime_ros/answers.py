@@ -91,7 +91,7 @@ def fill_answer(
             if c.score >= (1.0 - settings.ambiguity_margin) * top
             and (not said or c.colour == said)
         ]
-        result.question = question(result.primary_word or "one", close)
+        result.question = question(result.primary_word, close, said)
     if plural is not None:
         result.plural = True
         result.objects = plural_objects(image, proposals, scores, chosen, plural)

@@ -19,6 +19,16 @@ What each kind of command does:
 - "the one next to it" after an answer gives the candidate nearest to the last answer;
 - anything else (including a reply with nothing pending) is a new command: the state is reset
   and the segmenter answers it.
+
+The candidates belong to the frame they were found on. An image of another size comes from
+another camera: any command on it starts a new conversation. A reply, correction or "the one
+next to it" on another scene of the same camera (core.scene: a thumbnail that differs as much
+as a moved camera makes it) cannot be resolved against the candidates either: a reply to a
+question is answered by the models on the new frame, the reply said as a whole expression
+("the red one" after "Which cup?" runs "the red cup"), since the person named the object by
+what it looks like; a correction or "the one next to it" refers to an answer the person can no
+longer see where it was, so it fails with a reason saying the scene changed. Either way the
+old state is void.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from .core.replies import (
     plural_request,
     words,
 )
+from .core.scene import same_scene, thumbnail
 from .result import Candidate, SegmentationResult
 
 NEW, CHOICE, CORRECTION, RELATIVE = "new", "choice", "correction", "relative"
@@ -66,6 +77,27 @@ class _Turn:
     result: SegmentationResult
     time: float
     refused: list[np.ndarray] = field(default_factory=list)  # masks the person said no to
+    scene: _Scene | None = None  # the frame it was found on (None: not known, trusted)
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """What tells a frame's scene: the image size and its scene-change thumbnail."""
+
+    size: tuple[int, ...]
+    thumb: np.ndarray
+
+    @classmethod
+    def of(cls, image: np.ndarray) -> "_Scene":
+        return cls(tuple(np.shape(image)[:2]), thumbnail(np.asarray(image)))
+
+    def same_camera(self, other: "_Scene | None") -> bool:
+        """The same image size (unknown counts as same)."""
+        return other is None or self.size == other.size
+
+    def same_as(self, other: "_Scene | None") -> bool:
+        """The same scene (core.scene.same_scene) at the same size; unknown counts as same."""
+        return other is None or (self.same_camera(other) and same_scene(self.thumb, other.thumb))
 
 
 class Conversation:
@@ -123,12 +155,25 @@ class Conversation:
             return Interpretation(RELATIVE, last.command_id)
         return Interpretation(NEW)
 
-    def record(self, command_id: str, result: SegmentationResult, now: float) -> None:
-        """Remember an answer (after each command) so the next command can refer to it."""
+    def record(
+        self,
+        command_id: str,
+        result: SegmentationResult,
+        now: float,
+        image: np.ndarray | None = None,
+    ) -> None:
+        """Remember an answer (after each command) so the next command can refer to it; `image`
+        is the frame it was found on (None: any frame is taken as the same scene).
+        """
+        self._remember(command_id, result, now, _Scene.of(image) if image is not None else None)
+
+    def _remember(
+        self, command_id: str, result: SegmentationResult, now: float, scene: _Scene | None
+    ) -> None:
         refused: list[np.ndarray] = []
         if self._last is not None and result.in_reply_to == self._last.command_id:
             refused = list(self._last.refused)
-        self._last = _Turn(command_id, result, float(now), refused)
+        self._last = _Turn(command_id, result, float(now), refused, scene)
 
     def answer(
         self,
@@ -151,9 +196,14 @@ class Conversation:
         that normalises at intake should do so only when ``interpret(command, now).kind`` is
         NEW, and pass the result as `expression`.
         """
+        seen = _Scene.of(image)
+        if self._last is not None and not seen.same_camera(self._last.scene):
+            self.reset("the image changed size")
         meaning = self.interpret(command, now)
         last = self._last
-        if meaning.kind == NEW or last is None:
+        if meaning.kind != NEW and last is not None and not seen.same_as(last.scene):
+            result = self._on_new_scene(command, meaning, last, image, segmenter, frame_id)
+        elif meaning.kind == NEW or last is None:
             self.reset("new command")
             result = segmenter.segment(image, command, frame_id=frame_id, expression=expression)
         elif meaning.kind == CHOICE and self.reply_models and _runs_models(command, last, meaning):
@@ -170,8 +220,39 @@ class Conversation:
         else:
             result = self._nearest(last, command)
         result.in_reply_to = meaning.in_reply_to
-        self.record(command_id, result, now)
+        self._remember(command_id, result, now, seen)
         return result
+
+    def _on_new_scene(
+        self,
+        command: str,
+        meaning: Interpretation,
+        last: _Turn,
+        image: np.ndarray,
+        segmenter: Any,
+        frame_id: Hashable | None,
+    ) -> SegmentationResult:
+        """A reply, correction or reference on another scene than its candidates' (see the
+        module doc): the old state is void; a reply to a question is answered by the models on
+        the new frame, anything else fails with the reason.
+        """
+        self.reset("the scene changed")
+        if meaning.kind == CHOICE:
+            said = combined_expression(command, last.result.primary_word)
+            result = segmenter.segment(image, said, frame_id=frame_id)
+            result.command = command
+            return result
+        return SegmentationResult(
+            success=False,
+            error=(
+                "the scene changed since the last answer (the camera or the objects moved), so "
+                f"{command!r} has nothing to refer to; please say the command again"
+            ),
+            command=command,
+            expression=command,
+            image_size=(int(np.shape(image)[0]), int(np.shape(image)[1])),
+            sure=False,
+        )
 
     def _choose_by_models(
         self,

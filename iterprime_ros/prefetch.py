@@ -36,10 +36,15 @@ from typing import Any, Callable, Hashable, Iterator, Protocol
 
 import numpy as np
 
+from .core.scene import (
+    same_scene,
+    scene_difference,  # noqa: F401 - the prefetch tests read it from here
+    thumbnail,
+)
+
 log = logging.getLogger(__name__)
 
 PREFETCH_MODES = ("off", "latest", "every")
-THUMB_SIZE = (32, 24)  # width, height of the scene-change thumbnail
 
 
 @dataclass(frozen=True)
@@ -85,23 +90,6 @@ class PrefetchPolicy:
         return f"every:{self.every_n}" if self.mode == "every" else self.mode
 
 
-def thumbnail(rgb: np.ndarray) -> np.ndarray:
-    """A 32x24 grey thumbnail in 0..1 (block means: sensor noise averages out, a moved object
-    does not). A few tenths of a millisecond for a VGA frame.
-    """
-    import cv2
-
-    grey = rgb.mean(axis=2, dtype=np.float32) if rgb.ndim == 3 else rgb.astype(np.float32)
-    return cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA) / 255.0
-
-
-def scene_difference(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
-    """Mean absolute difference of two thumbnails (0 same .. 1); None when either is unknown."""
-    if a is None or b is None or a.shape != b.shape:
-        return None
-    return float(np.abs(a - b).mean())
-
-
 @dataclass(frozen=True)
 class FrameInfo:
     """A frame the prefetcher knows: what the owner offered, its arrival time (owner's clock, s)
@@ -145,8 +133,7 @@ class PrefetchRule:
 
     def same_scene(self, a: FrameInfo, b: FrameInfo) -> bool:
         """No scene test (scene_change 0) or an unknown thumbnail trusts the age rule alone."""
-        change = scene_difference(a.thumb, b.thumb)
-        return self.scene_change <= 0 or change is None or change < self.scene_change
+        return same_scene(a.thumb, b.thumb, self.scene_change)
 
     def usable(self, candidate: FrameInfo | None, newest: FrameInfo, now: float) -> bool:
         """A command may run on `candidate` instead of the newest image."""

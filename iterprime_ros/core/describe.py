@@ -130,15 +130,18 @@ def describe(look: Look) -> str:
     return " ".join(words)
 
 
-def question(noun: str, descriptions: Sequence[str]) -> str:
+def question(noun: str, descriptions: Sequence[str], said: str = "") -> str:
     """The question to speak: "Which cup: the red one on the left or the blue one on the right?".
 
     Why one sentence: a voice front end says it as it is, and the listener hears every choice.
+    A "which" question needs at least two options to choose from: with fewer (the colour the
+    person said, `said`, fits none or one of the close candidates) "Which cup?" would leave
+    the person nothing to answer, so the robot says what it cannot find and asks for other
+    words instead ("I'm not sure I see the yellow cup you mean; can you describe it another
+    way?").
     """
     items = [d for d in descriptions if d]
-    head = f"Which {noun}" if noun else "Which one"
-    if not items:
-        return head + "?"
-    if len(items) == 1:
-        return f"{head}: {items[0]}?"
-    return f"{head}: {', '.join(items[:-1])} or {items[-1]}?"
+    if len(items) < 2:
+        thing = " ".join(w for w in (said, noun or "one") if w)
+        return f"I'm not sure I see the {thing} you mean; can you describe it another way?"
+    return f"Which {noun or 'one'}: {', '.join(items[:-1])} or {items[-1]}?"

@@ -56,15 +56,14 @@ class Dialogue:
     clock: seconds on a monotonic clock (wall time jumps must not expire a question); replay
     passes each command's bag time instead. The timeout is the segmenter's dialogue_timeout_s at
     each command, so a live change applies to the next one. A command on an image of another
-    size than the last answer's starts a new conversation: the candidates' masks belong to
-    another camera and cannot be chosen from or compared with.
+    size, or a reply after the camera moved, is the conversation's to handle
+    (conversation.Conversation): the candidates belong to the frame they were found on.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._conversation = Conversation()
         self._clock = clock
         self._lock = threading.Lock()
-        self._size: tuple[int, ...] | None = None
 
     def answer(
         self,
@@ -86,10 +85,6 @@ class Dialogue:
         with self._lock:
             timeout = getattr(settings, "dialogue_timeout_s", self._conversation.timeout_s)
             self._conversation.timeout_s = float(timeout)
-            size = tuple(np.shape(image)[:2])
-            if self._size is not None and size != self._size:
-                self._conversation.reset("the image changed size")
-            self._size = size
             return self._conversation.answer(
                 str(command_id),
                 text,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..core.igrs import STOP_RULES
+from ..core.scene import SCENE_CHANGE
 from ..image_size import DEFAULT_MAX_IMAGE_PIXELS
 from .param_spec import (
     PTB_NOUN_TAGS,
@@ -289,7 +290,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "a new frame is worth preparing when it differs from the prepared one by at least this "
         "much (mean absolute difference of 32x24 grey thumbnails, 0..1); 0 prepares every "
         "frame the interval allows",
-        default=0.02,
+        default=SCENE_CHANGE,
         low=0.0,
         high=1.0,
         setting=False,

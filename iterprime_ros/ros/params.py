@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from ..core.scene import SCENE_CHANGE
 from ..image_size import DEFAULT_MAX_IMAGE_PIXELS
 from ..pipeline import SegmenterSettings
 from ..prefetch import PrefetchPolicy
@@ -59,7 +60,7 @@ class NodeSettings:
     prefetch: PrefetchPolicy = PrefetchPolicy()
     prefetch_max_age_s: float = 30.0
     prefetch_min_interval_s: float = 1.0
-    prefetch_scene_change: float = 0.02
+    prefetch_scene_change: float = SCENE_CHANGE
     prefetch_cpu_share: float = 0.5
     publish_debug_image: bool = True
     depth_erosion_px: int = 3

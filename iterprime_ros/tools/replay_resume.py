@@ -123,6 +123,7 @@ def _take_over(partial: Path, out: BagWriter, run: Any) -> int:
     with BagReader(partial, run.cfg.limits) as old:
         run.done.update(_answered(old))
         last = max(run.done, default=0)
+        run.redo_from = _exchange_start(old, last)
         for m in old.messages([RESULT_TOPIC, MASK_TOPIC, CENTROID_TOPIC, TRACK_TOPIC]):
             if m.topic in (RESULT_TOPIC, TRACK_TOPIC):
                 try:
@@ -137,6 +138,30 @@ def _take_over(partial: Path, out: BagWriter, run: Any) -> int:
                 out.write_raw(m.topic, m.raw, m.timestamp_ns)
             run._last_out_ns = max(run._last_out_ns, m.timestamp_ns)
     return len(run.done)
+
+
+def _exchange_start(old: BagReader, last: int) -> int:
+    """The first finished command that the resumed run answers again, writing nothing, so that
+    its dialogue state stands where the interrupted run left it after command `last`.
+
+    Why again rather than rebuilt from the results: the state holds what no result message
+    carries (the candidates' colours, the question's noun, the refused objects, the frame they
+    were found on), and answering the same commands on the same images at the same bag times
+    makes exactly the same state. It is enough to start at the last new command the models
+    answered with candidates (``in_reply_to`` 0): the state after it depends on it alone, and
+    the later replies and corrections of its exchange follow from it. 0 when there is none:
+    the state then holds nothing a later command could refer to.
+    """
+    roots = [0]
+    for m in old.messages([RESULT_TOPIC]):
+        try:
+            result = old.deserialize(m)
+        except BagError:
+            continue
+        # a result written before the conversation fields has none: it starts no exchange
+        if int(getattr(result, "in_reply_to", 0)) == 0 and getattr(result, "candidates", None):
+            roots.append(int(result.command_id))
+    return max(r for r in roots if r <= last)
 
 
 def _answered(old: BagReader) -> dict[int, bool]:

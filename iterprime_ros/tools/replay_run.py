@@ -94,6 +94,7 @@ class _Replayer:
         self.image_problem = ""  # set when the image topic cannot serve at all
         self.track: Any = None  # replay_track.TrackReplay when cfg.track
         self.done: dict[int, bool] = {}  # command_id -> success, taken over from a partial run
+        self.redo_from = 0  # resuming: the first finished command answered again (0: none)
         self._unreadable_row: BagMessage | None = None  # a damaged row of unknown topic
         self.dialogue = ReplayDialogue()  # the node's conversation rule, on bag time
 
@@ -317,15 +318,21 @@ class _Replayer:
             for o in getattr(result, "objects", None) or []
         )
 
-    def continue_track(self, job: _Job) -> None:
-        """Resuming with --track: the last command the interrupted run answered is segmented
-        again (nothing written for it) so its track goes on over the later images exactly as
-        in a run that was never interrupted.
+    def redoes(self, index: int, last_done: int) -> bool:
+        """Whether finished command `index` is answered again on resuming (see redo)."""
+        in_exchange = 0 < self.redo_from <= index
+        tracked = self.track is not None and bool(self.done.get(index))
+        return in_exchange or (index == last_done and tracked)
+
+    def redo(self, job: _Job, last: bool) -> None:
+        """Resuming: a command the interrupted run answered is answered again, nothing written
+        for it, so that the dialogue state (the exchange it belongs to, replay_resume's
+        _exchange_start) and, for the `last` one with --track, its track go on over the later
+        commands and images exactly as in a run that was never interrupted.
         """
-        if self.track is None or not self.done.get(job.index):
-            return
         rgb, image_msg, size, result, _ = self._segment(job)
-        self.track.command(job.index, job.text, result, rgb, image_msg, job.t_ns, size)
+        if last and self.track is not None and self.done.get(job.index):
+            self.track.command(job.index, job.text, result, rgb, image_msg, job.t_ns, size)
 
     def _overlay(self, job: _Job, rgb: np.ndarray, result: Any) -> None:
         """One PNG per result; an existing file is replaced only with --force (overwrite), by
@@ -467,8 +474,8 @@ def _replay_into(run: _Replayer, image_problem: str, resume: Path | None) -> Non
             summary.commands += 1
             if job.index in run.done:
                 summary.succeeded += run.done[job.index]
-                if job.index == last_done:
-                    run.continue_track(job)
+                if run.redoes(job.index, last_done):
+                    run.redo(job, job.index == last_done)
                 continue
             summary.succeeded += run.answer(job)
             out.commit()  # a finished answer survives a later full disk

@@ -130,6 +130,12 @@ def test_descriptions_and_question_from_the_image_and_masks():
         question("cup", texts)
         == "Which cup: the red one on the left or the blue one on the right?"
     )
+    # fewer than two options: no bare "Which cup?", but words a person can act on
+    for few in ([], ["the red one on the left"]):
+        assert question("cup", few, "yellow") == (
+            "I'm not sure I see the yellow cup you mean; can you describe it another way?"
+        )
+    assert question("", []).startswith("I'm not sure I see the one you mean")
     three = [describe(x) for x in look_at(image, [props[0], props[1], props[2]])]
     assert three[1] == "the grey one in the middle"
     small = _box(40, 60, 12, 18, 24, 30)

@@ -22,9 +22,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-# The world scene the conversation test shows: six objects, three of them small cups
-# (tools/world/fallback.py DEFAULT_SAMPLE_SEED).
-SEEDS = (30_003_765,)
+# The world scenes the conversation test shows: six objects, three of them small cups
+# (tools/world/fallback.py DEFAULT_SAMPLE_SEED), and the view after the camera moved (another
+# scene of the same size, two cups among three objects).
+SEEDS = (30_003_765, 30_003_774)
 
 
 def world_segmenter(settings):

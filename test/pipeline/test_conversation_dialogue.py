@@ -281,3 +281,86 @@ def test_names_other_object_reads_the_head_of_the_command():
     assert not names_other_object("no, the other one", "cup")
     assert not names_other_object("the cup left of the bowl", "cup")
     assert mentions_noun("find the white balls", "ball") and not mentions_noun("it", "ball")
+
+
+def _offered(result) -> list[str]:
+    """The candidates' descriptions that the question names."""
+    return [c.description for c in result.candidates if c.description in result.question]
+
+
+@pytest.mark.parametrize("command", ["the yellow cup", "the cup"])
+def test_a_question_names_two_options_or_asks_for_other_words(command):
+    """A question a person can answer: it names at least two of the candidates, or, when the
+    words leave fewer than two to offer ("the yellow cup" when no close candidate is yellow),
+    it asks for other words instead of a bare "Which cup?". It holds for not-sure answers too.
+    """
+    image, _ = _world()
+    for settings in ({}, {"min_confidence": 0.99}, {"hold_ambiguous": True}):
+        seg = _segmenter({5: 1.0, 7: 1.0, 9: 0.2}, **settings)
+        r = seg.segment(image, command)
+        assert r.ambiguous and r.question, (command, settings)
+        if len(_offered(r)) < 2:
+            assert not r.question.startswith("Which"), r.question
+            assert "describe" in r.question and command.split()[-1] in r.question
+        if "yellow" in command:  # no close candidate is yellow: nothing to offer
+            assert _offered(r) == [] and "yellow cup" in r.question, r.question
+        else:
+            assert len(_offered(r)) == 2 and r.question.startswith("Which cup: ")
+        if settings.get("hold_ambiguous"):
+            assert r.error == f"ambiguous: {r.question}"
+
+
+def _moved_camera():
+    """The same objects after the camera moved (same image size): another wall behind them,
+    the blue cup now on the left (where the red one was) and the red cup on the right.
+    """
+    image, masks = _world()
+    moved = np.full_like(image, 70)
+    moved[masks[0]] = (40, 80, 215)
+    moved[masks[1]] = (210, 35, 35)
+    moved[masks[2]] = (40, 160, 60)
+    return moved
+
+
+def test_a_reply_after_the_camera_moved_is_answered_on_the_new_frame():
+    """The candidates belong to the frame they were found on. A reply on another scene (same
+    image size) is answered by the models on the new frame, the reply said as a whole
+    expression, never by the old frame's candidates; a small change of the same scene (sensor
+    noise) still chooses among them without the models.
+    """
+    image, masks = _world()
+    rng = np.random.default_rng(0)
+    noisy = np.clip(image.astype(int) + rng.integers(-4, 5, image.shape), 0, 255).astype(np.uint8)
+    vlp = WordsVLP({5: 1.0, 7: 1.0}, "blue", {5: 1.0})  # "blue": heat on the left place
+    s = SegmenterSettings(igrs_iterations=1, parser="spacy")
+    seg = Segmenter.from_backends(vlp, Proposals(masks), s, raise_unexpected=True)
+    talk = Conversation(timeout_s=30)
+    assert talk.answer("a", "the cup", image, seg, now=0.0).ambiguous
+    runs = seg.stats["commands"]
+    same = talk.answer("b", "the right one", noisy, seg, now=1.0)
+    assert seg.stats["commands"] == runs and same.proposal_index == 1  # no model pass
+    assert talk.answer("c", "the cup", image, seg, now=2.0).ambiguous
+    runs = seg.stats["commands"]
+    moved = _moved_camera()
+    reply = talk.answer("d", "the blue one", moved, seg, now=3.0)
+    assert seg.stats["commands"] == runs + 1, "the reply must run the models on the new frame"
+    assert reply.in_reply_to == "c" and reply.success, reply.error
+    assert reply.expression == "the blue cup"
+    assert np.array_equal(reply.mask, masks[0])  # the blue cup where it is now, on the left
+    assert [c.colour for c in reply.candidates][:1] == ["blue"]
+
+
+def test_a_correction_after_the_camera_moved_says_the_scene_changed():
+    image, masks = _world()
+    seg = _segmenter({5: 1.0, 9: 0.3})
+    talk = Conversation(timeout_s=30)
+    first = talk.answer("a", "the red cup", image, seg, now=0.0)
+    assert first.success and first.proposal_index == 0
+    runs = seg.stats["commands"]
+    for k, said in enumerate(("no, the other one", "the one next to it")):
+        talk.answer(f"r{k}", "the red cup", image, seg, now=1.0 + k)
+        wrong = talk.answer(f"w{k}", said, _moved_camera(), seg, now=1.5 + k)
+        assert not wrong.success and wrong.in_reply_to == f"r{k}"
+        assert "scene changed" in wrong.error and wrong.mask is None, wrong.error
+        assert talk.interpret("no, the other one", now=1.6 + k).kind == NEW  # the state is void
+    assert seg.stats["commands"] == runs + 2  # only the two "the red cup" commands ran

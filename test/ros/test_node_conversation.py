@@ -14,7 +14,10 @@ candidates the node itself offered and the scene's true masks. The exchange play
 - a plural command: several whole objects, left to right, each with its mask;
 - a weak answer: with min_confidence raised on the running node (a live parameter), an answer
   the method finds is reported not sure, with no target and its candidates;
-- a lifecycle transition ends the conversation: a reply afterwards is an ordinary command.
+- a lifecycle transition ends the conversation: a reply afterwards is an ordinary command;
+- the camera moves between a question and its reply: the reply is answered by the models on
+  the new view, never by the old view's candidates, and a correction of an answer from another
+  view fails saying the scene changed.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ pytestmark = pytest.mark.slow
 HERE = __import__("pathlib").Path(__file__).resolve().parent
 WORLD_NODE = HERE.parent / "helpers" / "world_node.py"
 SEED = 30_003_765  # test/helpers/world_node.py registers this scene
+MOVED = 30_003_774  # ... and this one: the view after the camera moved
 
 
 def _mask(image: Any) -> np.ndarray:
@@ -188,3 +192,26 @@ def test_a_lifecycle_transition_ends_the_conversation(talk):
     h.show(h.image)
     r = h.command("the left one")
     assert r.in_reply_to == 0, "a reply after a transition must be a new command"
+
+
+def test_a_reply_after_the_camera_moved_is_answered_on_the_new_view(talk):
+    h, proc, scene, questions = talk
+    first_view = h.image
+    asked, _ = _ask(h, questions)
+    moved = generate_scene(MOVED)
+    image = image_message(rgb_to_fields(moved.image))
+    image.header.frame_id = "world_camera"
+    try:
+        h.show(image)
+        r = h.command("the left one")
+        assert r.in_reply_to == asked.command_id, r.error
+        assert r.expression == "the left cup", "answered from the old view's candidates"
+        assert r.candidates and all(_which(_mask(c.mask), moved) >= 0 for c in r.candidates)
+        if r.success:
+            _object(r.mask, moved)
+        h.show(first_view)
+        wrong = h.command("no, the other one")
+        assert not wrong.success and wrong.in_reply_to == r.command_id
+        assert "scene changed" in wrong.error and wrong.mask.width == 0, wrong.error
+    finally:
+        h.show(first_view)

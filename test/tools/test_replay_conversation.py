@@ -22,7 +22,14 @@ from iterprime_ros.ros.conversions import (
     image_to_rgb,
     rgb_to_fields,
 )
-from iterprime_ros.tools.bags import BagReader, BagWriter, header, image_message, string_message
+from iterprime_ros.tools.bags import (
+    BagReader,
+    BagWriter,
+    header,
+    image_message,
+    partial_name,
+    string_message,
+)
 from iterprime_ros.tools.replay import (
     COMMAND_TOPIC,
     IMAGE_TOPIC,
@@ -118,6 +125,42 @@ def test_replaying_twice_gives_the_same_answers(replayed, tmp_path):
     with BagReader(again.output) as bag:
         second = [bag.deserialize(m) for m in bag.messages([RESULT_TOPIC])]
     keys = ("status", "success", "in_reply_to", "question", "confidence")
+    assert [[getattr(r, k) for k in keys] for r in second] == [
+        [getattr(r, k) for k in keys] for r in results
+    ]
+    for a, b in zip(results, second):
+        assert np.array_equal(a.mask.data, b.mask.data)
+
+
+@pytest.mark.parametrize("stop_after", [1, 2, 5])
+def test_an_interrupted_replay_resumes_the_conversation_where_it_stood(
+    replayed, tmp_path, stop_after
+):
+    """Interrupted after the question (1), after the answer to its reply (2: the correction
+    must still refuse it) or after the second question (5: its late reply has still expired),
+    the resumed replay answers the rest as the uninterrupted one did.
+    """
+    summary, results, scene = replayed
+    source = Path(summary.output).parent / "talk.mcap"
+    out = tmp_path / "resumed.mcap"
+    answered: list[bool] = []
+
+    def interrupt(line: str) -> None:
+        if line.startswith("["):
+            answered.append(True)
+        if len(answered) == stop_after:  # Ctrl-C right after that answer
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        replay_bag(source, out, _segmenter(scene), ReplayConfig(), echo=interrupt)
+    with BagReader(partial_name(out)) as bag:
+        kept = [bag.deserialize(m).command_id for m in bag.messages([RESULT_TOPIC])]
+    assert kept == list(range(1, stop_after + 1))
+    resumed = replay_bag(source, out, _segmenter(scene), ReplayConfig(), echo=lambda _: None)
+    assert resumed.resumed == stop_after
+    with BagReader(out) as bag:
+        second = [bag.deserialize(m) for m in bag.messages([RESULT_TOPIC])]
+    keys = ("command_id", "status", "success", "in_reply_to", "question", "expression")
     assert [[getattr(r, k) for k in keys] for r in second] == [
         [getattr(r, k) for k in keys] for r in results
     ]
