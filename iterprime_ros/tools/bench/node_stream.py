@@ -44,6 +44,7 @@ from .architectures import (
     build_proposals,
     build_vlp,
 )
+from .machine import cpu_description
 
 NAMESPACE = "stream_bench"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -413,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
         f"{args.vlp} BLIP + {args.proposals} Mask2Former (random weights), "
         f"{args.size[0]}x{args.size[1]}, proposals at {args.shortest_edge} px, "
         f"{args.threads} threads, image QoS {args.image_qos}, {args.commands} commands "
-        f"{args.gap:g} s apart, {os.cpu_count()} CPUs, load {load:.1f}"
+        f"{args.gap:g} s apart, CPU {cpu_description()}, load {load:.1f}"
     )
     print(format_table(rows, conditions))
     return 0

@@ -24,6 +24,8 @@ import sys
 import time
 from typing import Any
 
+from .machine import cpu_description
+
 TOPIC = "/qos_delivery/image"
 
 
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"node DDS profile {args.node_profile}, publisher {args.publisher}, {args.rate:g} Hz, "
-        f"{args.seconds:g} s, load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"{args.seconds:g} s, load {os.getloadavg()[0]:.1f}, CPU {cpu_description()}"
     )
     print(
         f"{'size':>10} {'image_qos':>12} {'sent':>5} {'received':>8} {'delivered':>9} "
