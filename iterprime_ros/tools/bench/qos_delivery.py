@@ -80,6 +80,7 @@ def subscribe(image_qos: str, seconds: float, profile: bool) -> None:
     else:
         os.environ[dds_profile.SWITCH] = "off"
     import rclpy
+    from rclpy.executors import ExternalShutdownException
     from sensor_msgs.msg import Image
 
     from ...ros.image_qos import image_qos_profile
@@ -100,8 +101,8 @@ def subscribe(image_qos: str, seconds: float, profile: bool) -> None:
     try:  # until the run stops it (SIGINT) once the publisher is done
         while time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.1)
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # rclpy's own SIGINT handler may end the context first: either way, report
     gaps = [b - a for a, b in zip(times, times[1:])]
     print(
         json.dumps(
@@ -114,7 +115,7 @@ def subscribe(image_qos: str, seconds: float, profile: bool) -> None:
         flush=True,
     )
     node.destroy_node()
-    rclpy.shutdown()
+    rclpy.try_shutdown()
 
 
 def run_case(size: tuple[int, int], image_qos: str, args: argparse.Namespace) -> dict[str, Any]:
