@@ -30,7 +30,7 @@ setup(
     entry_points={
         "console_scripts": [
             "iterprime = iterprime_ros.tools.cli:main",
-            "iterprime-node = iterprime_ros.ros.node:main",
+            "iterprime-node = iterprime_ros.ros.entry:main",
             "iterprime-play-bag = iterprime_ros.tools.player:main",
         ],
     },

@@ -10,9 +10,7 @@ DDS go out, logs the stats line and shuts everything down in order.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Any, Callable, MutableMapping
 
@@ -21,6 +19,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 from . import dds_profile
+from .entry import stop_event
 from .names import NODE_NAME
 from .params import (
     PARAMETERS,
@@ -75,9 +74,9 @@ def run(make_node: Callable[[], Any], argv: list[str], doc: str) -> None:
     if "-h" in own or "--help" in own:
         print(usage(doc))
         return
-    stop = threading.Event()  # set by the first signal; later ones change nothing
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_event()  # set by the first signal, also one during the imports (entry.py)
+    if stop.is_set():
+        return
     files = params_files(argv)
     try:
         for path in files:  # rcl would answer a malformed file with a traceback

@@ -432,10 +432,10 @@ class SegmenterNode(LifecycleNodeMixin, Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry (`iterprime-node`, `ros2 run iterprime_ros segmenter`). Exits 2 on a bad
-    parameter.
+    """Run the node (exit 2 on a bad parameter). The programs start it through entry.py, which
+    installs the signal handlers before this module's imports and re-executes with jemalloc.
     """
-    if args is None:  # the program itself (not a call from Python): jemalloc first
+    if args is None:  # `python -m iterprime_ros.ros.node`: as entry.py would
         from ..jemalloc import maybe_reexec
 
         maybe_reexec()

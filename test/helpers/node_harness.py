@@ -55,8 +55,8 @@ def tiny_params(tiny_model_dirs: Any, **overrides: Any) -> dict[str, Any]:
 
 
 class NodeProcess:
-    """A segmenter node in a child process: `python -m iterprime_ros.ros.node` or, with fault_node,
-    the test-only launcher that wraps the backends with the fault injector
+    """A segmenter node in a child process: `python -m iterprime_ros.ros.entry` or, with
+    fault_node, the test-only launcher that wraps the backends with the fault injector
     (test/helpers/fault_node.py). Tests start one through the `start_node` fixture (conftest.py).
 
     namespace "" runs the node in the root namespace, as `ros2 run` does; topics is either the
@@ -88,7 +88,7 @@ class NodeProcess:
         override.write_text(yaml.safe_dump({self.out: {"ros__parameters": params}}))
         remaps = [a for name, topic in self.topics.items() for a in ("-r", f"{name}:={topic}")]
         if program is None:  # another test-only launcher may be given (e.g. frame_node.py)
-            program = [str(FAULT_NODE)] if fault_node else ["-m", "iterprime_ros.ros.node"]
+            program = [str(FAULT_NODE)] if fault_node else ["-m", "iterprime_ros.ros.entry"]
         args = [
             *program,
             "--ros-args",

@@ -2,7 +2,7 @@
 
 Why: what prefetch is worth (or costs) depends on the camera rate, the proposal time and how
 often the person speaks; the in-process bench cannot show a prefetcher that never goes idle or
-a command that waits for a stage in flight. This drives ``python -m iterprime_ros.ros.node`` with
+a command that waits for a stage in flight. This drives ``python -m iterprime_ros.ros.entry`` with
 a camera publisher (sensor-data QoS, the node's default best-effort subscription) at each rate,
 once with ``prefetch: off`` and once with ``latest``, and prints side by side: command latency
 p50 / p95 (published command to received result), the share answered on a prepared frame, the
@@ -233,7 +233,7 @@ class Driver:
 
 
 def _node_command(params: dict[str, Any]) -> list[str]:
-    cmd = [sys.executable, "-m", "iterprime_ros.ros.node", "--ros-args"]
+    cmd = [sys.executable, "-m", "iterprime_ros.ros.entry", "--ros-args"]
     cmd += ["-r", f"__ns:=/{NAMESPACE}"]
     for key, value in params.items():
         cmd += ["-p", f"{key}:={value}"]
