@@ -49,6 +49,13 @@ class SizePlan:
         return self.scale < 1.0
 
 
+def _amount(pixels: int) -> str:
+    """Megapixels for camera-sized figures, the pixel count below 0.1 MP (where "0.0 MP"
+    would say nothing, e.g. a limit set low in a test or an evaluation).
+    """
+    return f"{pixels / 1e6:.1f} MP" if pixels >= 100_000 else f"{pixels:,} pixels"
+
+
 def plan(height: int, width: int, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> SizePlan:
     """The size plan for an image, or ImageTooLargeError (max_image_pixels <= 0: no limit)."""
     if height <= 0 or width <= 0:
@@ -58,8 +65,8 @@ def plan(height: int, width: int, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXE
         return SizePlan(height, width, 1.0)
     if pixels > max_image_pixels * REFUSE_FACTOR:
         raise ImageTooLargeError(
-            f"image of {width} x {height} ({pixels / 1e6:.1f} MP) is over "
-            f"{REFUSE_FACTOR} x max_image_pixels ({max_image_pixels / 1e6:.1f} MP); refused"
+            f"image of {width} x {height} ({_amount(pixels)}) is over "
+            f"{REFUSE_FACTOR} x max_image_pixels ({_amount(max_image_pixels)}); refused"
         )
     return SizePlan(height, width, math.sqrt(max_image_pixels / pixels))
 

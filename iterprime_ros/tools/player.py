@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
 
     signal.signal(signal.SIGTERM, _on_sigterm)  # like Ctrl-C: the recording is kept (partial)
-    rclpy.init()
+    # Not the player's own command line: rcl would read `--remap A:=B` there as a ROS remap
+    # rule of the old syntax (a deprecation warning, and the rule applied to this node).
+    rclpy.init(args=[sys.argv[0]])
     node = rclpy.create_node("iterprime_bag_player")
     live = _Live(node, BagPlayer(node, args.bag, options))
     code = 0

@@ -57,3 +57,13 @@ def test_file_check_reads_only_the_header(tmp_path):
     ok = tmp_path / "ok.png"
     Image.new("RGB", (64, 48)).save(ok)
     assert check_file(ok).model_size == (48, 64)
+
+
+def test_a_small_limit_is_said_in_pixels_not_as_zero_megapixels():
+    """A limit set low (an evaluation, a test) reads as pixel counts; camera sizes as MP."""
+    with pytest.raises(ImageTooLargeError) as small:
+        plan(48, 64, max_image_pixels=100)
+    assert "(3,072 pixels)" in str(small.value) and "(100 pixels)" in str(small.value)
+    assert "0.0 MP" not in str(small.value)
+    with pytest.raises(ImageTooLargeError, match=r"\(900\.0 MP\).*\(1\.0 MP\)"):
+        plan(30000, 30000, max_image_pixels=1_000_000)

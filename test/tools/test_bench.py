@@ -283,3 +283,22 @@ def test_cpu_description_names_the_model_and_the_speed_flags():
     )
     assert cpu_flags_and_model(text) == ("Some CPU 9000", ["avx2", "fma", "avx512_bf16"])
     assert cpu_description().endswith("CPUs")
+
+
+def test_the_preemption_line_says_when_the_stage_had_already_ended():
+    """Small models finish a proposal stage before the command comes: the line must not say
+    "665 ms into its 239 ms stage".
+    """
+    from iterprime_ros.tools.bench.extras import format_preemption
+
+    base = {
+        "command_wait_ms": 0.0,
+        "command_total_ms": 12.0,
+        "in_flight_stage": "proposals",
+        "prefetched": True,
+        "waited_at_most_one_stage": True,
+    }
+    late = format_preemption({**base, "arrived_after_stage_start_ms": 665, "stage_ms": 239})
+    assert "after the start of a 239 ms (already finished) proposals stage" in late
+    inside = format_preemption({**base, "arrived_after_stage_start_ms": 100, "stage_ms": 239})
+    assert "100 ms into its 239 ms proposals stage" in inside

@@ -314,3 +314,28 @@ def test_live_replay_of_the_sample_bag_into_the_node_is_recorded(
     assert all(stamp in mask_stamps for stamp in answered), (answered, mask_stamps)
     assert len(mask_stamps) >= len(answered)
     assert all(r.header.frame_id == "camera_color_optical_frame" for r in results if r.success)
+
+
+def test_a_remapped_topic_plays_without_an_rcl_rule_of_the_old_syntax(tmp_path: Path) -> None:
+    """`--remap A:=B` is the player's own option: the bag's /speech/text rows reach the node's
+    command topic, and rcl is not handed the player's command line (where it would read
+    `A:=B` as a deprecated remap rule, warn, and apply it to the player's node).
+    """
+    from std_msgs.msg import String
+
+    bag = write_bag(
+        tmp_path / "speech.mcap",
+        [(T0, "/speech/text", string_message("hello"))],
+        {"/speech/text": "std_msgs/msg/String"},
+    )
+    heard: list[str] = []
+    with _test_node("player_remap_test") as node:
+        node.create_subscription(String, COMMAND, lambda m: heard.append(m.data), 10)
+        with _player(
+            str(bag), "--remap", f"/speech/text:={COMMAND}", "--wait-for-subscribers", "20"
+        ) as proc:
+            assert spin_until(node, lambda: heard == ["hello"], 30.0)
+            proc.wait(timeout=20)
+            out = proc.stdout.read()
+    assert proc.returncode == 0, out
+    assert "deprecated" not in out, out

@@ -441,7 +441,11 @@ def preemption_probe(
 
 
 def format_preemption(p: dict[str, Any]) -> str:
-    into = f"{p['arrived_after_stage_start_ms']:.0f} ms into its {p['stage_ms']:.0f} ms"
+    arrived, stage = p["arrived_after_stage_start_ms"], p["stage_ms"]
+    if arrived <= stage:
+        into = f"{arrived:.0f} ms into its {stage:.0f} ms"
+    else:  # small models: the stage was over before the command came
+        into = f"{arrived:.0f} ms after the start of a {stage:.0f} ms (already finished)"
     waited = f"waited {p['command_wait_ms']:.0f} ms, answered in {p['command_total_ms']:.0f} ms"
     prefetched = "yes" if p["prefetched"] else "no"
     one = "yes" if p["waited_at_most_one_stage"] else "NO"
