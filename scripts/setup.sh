@@ -98,11 +98,16 @@ fi
 # 6. the package itself, editable. The source folder also goes on sys.path through a
 # .pth file, so the regular package in the checkout is found before the msg/srv-only
 # folder in site-packages, and its __init__ extends __path__ to that folder.
+# Installed again when setup.py changes: its console scripts (entry points) live in the venv.
 echo "$ROOT" >"$SITE/iterprime_ros_source.pth"
-if [ ! -x "$VENV/bin/iterprime" ] || ! "$PY" -m pip show -q iterprime_ros >/dev/null 2>&1; then
+PKG_STAMP="$VENV/.iterprime_package.sha"
+pkg_want=$(sha256sum "$ROOT/setup.py" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/iterprime" ] || ! "$PY" -m pip show -q iterprime_ros >/dev/null 2>&1 \
+   || [ "$(cat "$PKG_STAMP" 2>/dev/null)" != "$pkg_want" ]; then
   say "installing iterprime_ros (editable)"
   "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT" >"$VENV/.editable_install.log" 2>&1 \
     || { cat "$VENV/.editable_install.log" >&2; exit 1; }
+  echo "$pkg_want" >"$PKG_STAMP"
 fi
 
 # 7. jemalloc for the node and the CLI (optional; ITERPRIME_INSTALL_JEMALLOC=0 skips installing)

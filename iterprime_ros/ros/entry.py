@@ -36,14 +36,32 @@ def stop_event() -> threading.Event:
     return _STOP
 
 
+def _reexec_keeping_signals(stop: threading.Event) -> None:
+    """Re-execute with jemalloc (jemalloc.maybe_reexec) without losing a signal.
+
+    A new program image starts with Python's default handlers and an empty stop flag, so a
+    signal handled just before the exec would be forgotten and the node would start anyway.
+    The signals are blocked across the exec instead: the blocked set and a pending signal
+    survive it, and the new image delivers it once its own handlers are installed, in the
+    same unblock as here when nothing was re-executed.
+    """
+    from ..jemalloc import maybe_reexec
+
+    watched = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    try:
+        if not stop.is_set():
+            maybe_reexec()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
+
+
 def main(args: list[str] | None = None) -> None:
     """Console entry: the handlers, jemalloc, then the node (exit 2 on a bad parameter)."""
     stop = stop_event()
     argv = sys.argv if args is None else args
     if args is None:  # the program itself (not a call from Python): jemalloc first
-        from ..jemalloc import maybe_reexec
-
-        maybe_reexec()
+        _reexec_keeping_signals(stop)
     if stop.is_set():
         return
     from .node import main as node_main
