@@ -26,17 +26,31 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def _cpu_flags_have_bf16() -> bool:
-    """Native bf16 flags: oneDNN also "supports" bf16 by slow emulation on plain AVX512."""
+def parse_cpuinfo(text: str) -> tuple[str, set[str]]:
+    """(model name, flags) of the first processor in the text of /proc/cpuinfo."""
+    model, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
+def read_cpuinfo() -> tuple[str, set[str]]:
+    """parse_cpuinfo of this machine; ("", set()) where there is no /proc/cpuinfo."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+            return parse_cpuinfo(f.read())
     except OSError:  # pragma: no cover - not Linux
-        pass
-    return False
+        return "", set()
+
+
+def _cpu_flags_have_bf16() -> bool:
+    """Native bf16 flags: oneDNN also "supports" bf16 by slow emulation on plain AVX512."""
+    return bool(read_cpuinfo()[1] & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_autocast(device: torch.device, mode: str) -> torch.dtype | None:
